@@ -1,0 +1,35 @@
+# lucid-gateway: every target bootstraps what it needs from the project's own files.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+TOOLS_BIN := $(HOME)/.cache/lucid-gateway/tools/bin
+export PATH := $(CURDIR)/$(VENV)/bin:$(TOOLS_BIN):$(PATH)
+
+.PHONY: bootstrap run test
+.DEFAULT_GOAL := help
+
+help:
+	@echo "make run        start the gateway locally on embedded defaults"
+	@echo "make test       bootstrap and run the whole test suite"
+	@echo "make bench-pdp  PDP decisions/s, both engines, beside an OPA server"
+
+# Python deps into .venv (re-run when pyproject.toml changes); system tools and
+# OPA/Helm (cached per machine, keyed by version) through scripts/bootstrap.sh.
+$(STAMP): pyproject.toml
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install -q --disable-pip-version-check --upgrade pip
+	$(VENV)/bin/pip install -q --disable-pip-version-check -e '.[test]'
+	touch $@
+
+bootstrap: $(STAMP)
+	@bash scripts/bootstrap.sh
+
+run: bootstrap
+	$(PY) -m pdp serve
+
+test: bootstrap
+	$(PY) -m pytest
+
+# Each area adds its own targets (benchmarks, chart checks) in mk/<area>.mk.
+-include mk/*.mk

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Brings the system tools the tests and `make run` use, on a fresh machine:
+# Debian packages when missing (as root, or with sudo), then OPA and Helm at
+# pinned versions built into a per-machine cache (scripts/tools.sh).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# command -> Debian package
+declare -A NEEDED=(
+  [redis-server]=redis-server
+  [nginx]=nginx
+  [openssl]=openssl
+)
+missing=()
+for cmd in "${!NEEDED[@]}"; do
+  command -v "$cmd" >/dev/null 2>&1 || [ -x "/usr/sbin/$cmd" ] || missing+=("${NEEDED[$cmd]}")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  if command -v apt-get >/dev/null 2>&1; then
+    echo "bootstrap: installing ${missing[*]}" >&2
+    $sudo apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    # Debian starts the packaged services; the tests run their own on free ports.
+    for svc in redis-server nginx; do $sudo service "$svc" stop >/dev/null 2>&1 || true; done
+  else
+    echo "bootstrap: please install ${missing[*]} (no apt-get here)" >&2
+  fi
+fi
+
+bash scripts/tools.sh >/dev/null

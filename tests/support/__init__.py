@@ -1,0 +1,1 @@
+"""Helpers that start real processes for the tests (redis-server, OPA, gunicorn)."""

@@ -1,0 +1,20 @@
+"""A real redis-server on a free loopback port, in a temporary directory."""
+import shutil
+import tempfile
+
+from .ports import free_port
+from .processes import Server
+from .tools import require_tool
+
+
+def start_redis(extra_args=()) -> Server:
+    binary = shutil.which("redis-server") or "/usr/bin/redis-server"
+    if not shutil.os.path.exists(binary):
+        binary = require_tool("redis-server")
+    port = free_port()
+    workdir = tempfile.mkdtemp(prefix="lucid-redis-")
+    argv = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+            "--appendonly", "no", "--dir", workdir, *extra_args]
+    server = Server(argv, port)
+    server.redis_url = f"redis://127.0.0.1:{port}/0"
+    return server

@@ -51,13 +51,10 @@ decision_method(method) := "GET" if {
 } else := upper(method)
 
 # The methods an endpoint takes, HEAD included wherever GET is.
-allowed_methods(methods) := sort([name | some name in (names | head_if_get(names))]) if {
+allowed_methods(methods) := sort([name | some name in (names | head)]) if {
 	names := {name | methods[name]}
+	head := {"HEAD" | names.GET}
 }
-
-head_if_get(names) := {"HEAD"} if {
-	"GET" in names
-} else := set()
 
 path_matches(pattern, segments) if {
 	count(pattern) == count(segments)

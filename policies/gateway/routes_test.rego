@@ -80,5 +80,5 @@ test_endpoint_groups_are_keyed_by_their_first_segment if {
 		some endpoint in group
 		endpoint.path[0] != name
 	}
-	misplaced == set()
+	count(misplaced) == 0
 }

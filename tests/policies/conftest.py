@@ -12,7 +12,6 @@ import requests
 
 from tests.support.ports import free_port
 from tests.support.processes import Server
-from tests.support.tools import require_tool
 
 ROOT = Path(__file__).resolve().parents[2]
 POLICIES = ROOT / "policies"
@@ -85,14 +84,10 @@ def run_rego_tests_on_regopy(root: Path) -> dict:
 
 
 @pytest.fixture(scope="session")
-def opa_bin() -> str:
-    return require_tool("opa")
-
-
-@pytest.fixture(scope="session")
-def opa_server(opa_bin):
+def shipped_opa_server(opa_binary):
+    """A real OPA server on the shipped policies/ (tests included, as `opa run` loads them)."""
     port = free_port()
-    server = Server([opa_bin, "run", "--server", "--addr", f"127.0.0.1:{port}", "--log-level", "error",
+    server = Server([opa_binary, "run", "--server", "--addr", f"127.0.0.1:{port}", "--log-level", "error",
                      "--skip-version-check", str(POLICIES)], port)
     yield server
     server.stop()

@@ -27,8 +27,8 @@ DESCRIPTOR_KEYS = {"name", "key", "limit", "window_s", "burst", "cost", "algorit
 
 
 @pytest.fixture(scope="module")
-def on_opa(opa_server):
-    return opa_decisions(opa_server, CASES)
+def on_opa(shipped_opa_server):
+    return opa_decisions(shipped_opa_server, CASES)
 
 
 @pytest.fixture(scope="module")
@@ -38,19 +38,19 @@ def on_regopy():
 
 # --- OPA's own tooling -------------------------------------------------------
 
-def test_opa_fmt_lists_no_file(opa_bin):
-    result = run([opa_bin, "fmt", "--list", "policies/"])
+def test_opa_fmt_lists_no_file(opa_binary):
+    result = run([opa_binary, "fmt", "--list", "policies/"])
     assert result.returncode == 0, result.stderr
     assert result.stdout == ""
 
 
-def test_opa_check_strict_passes(opa_bin):
-    result = run([opa_bin, "check", "--strict", "policies/"])
+def test_opa_check_strict_passes(opa_binary):
+    result = run([opa_binary, "check", "--strict", "policies/"])
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_opa_test_passes_every_rego_test(opa_bin):
-    result = run([opa_bin, "test", "policies/"])
+def test_opa_test_passes_every_rego_test(opa_binary):
+    result = run([opa_binary, "test", "policies/"])
     assert result.returncode == 0, result.stdout + result.stderr
     total = len(rego_test_names())
     assert f"PASS: {total}/{total}" in result.stdout
@@ -76,7 +76,7 @@ def test_pdp_test_command_passes_every_rego_test():
     assert re.search(rf"PASS: {total}/{total}\b", result.stdout), result.stdout[-2000:]
 
 
-def test_a_broken_rule_fails_the_rego_tests_on_both_engines(opa_bin, tmp_path):
+def test_a_broken_rule_fails_the_rego_tests_on_both_engines(opa_binary, tmp_path):
     """The tests have teeth: an RBAC slip (money moves without MFA) is caught."""
     broken = tmp_path / "policies"
     shutil.copytree(POLICIES, broken)
@@ -85,7 +85,7 @@ def test_a_broken_rule_fails_the_rego_tests_on_both_engines(opa_bin, tmp_path):
     data["access"]["wallets.transactions.create"] = "authenticated"
     data_file.write_text(json.dumps(data))
 
-    result = run([opa_bin, "test", str(broken)])
+    result = run([opa_binary, "test", str(broken)])
     assert result.returncode != 0
     assert "test_money_moves_need_mfa_whatever_the_roles" in result.stdout
 

@@ -3,10 +3,11 @@
 # It is always defined. Unknown paths, unknown methods and anything the RBAC
 # tables do not permit are denied (fail closed).
 #
-# Written as functions of the request and the caller, each called once: on
-# regopy 1.5.2 the cost of compiling a `with` (used by the tests) grows with
-# the number of call paths from the rule to `input`, exponentially with
-# rules that many others reference.
+# The logic is functions of the request, the caller and the settings, each
+# called once per decision: tests call decide() directly, and on regopy 1.5.2
+# the cost of compiling a `with` grows with the number of call paths from the
+# rule to `input` (exponentially when rules that read input are referenced
+# from many places).
 package gateway
 
 default decision := {

@@ -113,6 +113,9 @@ def test_exposed_ports_match_the_settings_defaults_and_the_chart(name):
     chart_ports = {"Dockerfile.pdp": {values["pdp"]["port"]},
                    "Dockerfile.proxy": {values["proxy"]["httpPort"], values["proxy"]["httpsPort"]}}
     assert exposed == chart_ports[name]
+    if name == "Dockerfile.pdp" and not _missing_packages("pdp"):
+        from pdp.config import SETTINGS
+        assert exposed == {s.default for s in SETTINGS if s.env == "AUTH_PORT"}
     env = {k: v for i in _runtime(name).all("ENV") for k, v in env_pairs(i).items()}
     for var in ("AUTH_PORT", "HTTP_PORT", "HTTPS_PORT"):
         if var in env:

@@ -376,3 +376,11 @@ def test_schema_file_is_valid_json_with_strict_top_level():
     values = yaml.safe_load((CHART / "values.yaml").read_text())
     # Every documented top-level value is declared in the schema.
     assert set(values) <= set(schema["properties"])
+
+
+def test_asymmetric_algorithm_without_a_key_fails_clearly(helm):
+    proc = helm.run("template", "t", str(CHART), "--set", "jwt.algorithm=RS256", check=False)
+    assert proc.returncode != 0 and "jwt.publicKey" in proc.stderr
+    rendered = helm.render(sets=["jwt.algorithm=RS256", "jwt.jwksUrl=https://issuer.test/jwks.json"])
+    env = env_of(container(rendered.get("Deployment", PDP)["spec"]["template"]["spec"], "pdp"))
+    assert env["JWKS_URL"]["value"] == "https://issuer.test/jwks.json"

@@ -323,6 +323,12 @@ Checks that no schema can express; each fails the render with one clear line.
 {{- if and .Values.policies.files .Values.policies.existingConfigMap }}
 {{- fail "set either policies.files or policies.existingConfigMap, not both" }}
 {{- end }}
+{{- if and (not (hasPrefix "HS" .Values.jwt.algorithm)) (not .Values.jwt.publicKey) (not .Values.jwt.jwksUrl) }}
+{{- fail (printf "jwt.algorithm %s needs jwt.publicKey (PEM) or jwt.jwksUrl" .Values.jwt.algorithm) }}
+{{- end }}
+{{- if and (contains "HS" .Values.jwt.algorithm) (regexMatch "RS|ES|PS" .Values.jwt.algorithm) }}
+{{- fail "jwt.algorithm: do not mix HS* with RS*/ES*/PS* (key confusion)" }}
+{{- end }}
 {{- if and (eq .Values.pdp.engine "opa") (eq (int .Values.pdp.port) (int .Values.pdp.opa.port)) }}
 {{- fail "pdp.port and pdp.opa.port collide in the PDP pod" }}
 {{- end }}

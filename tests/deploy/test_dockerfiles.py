@@ -204,3 +204,20 @@ def test_hadolint_finds_nothing(name):
     proc = subprocess.run([hadolint, "--no-color", str(ROOT / name)],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_package_data_reaches_the_wheel_the_images_install():
+    """`pip install .` in the builder makes a wheel, which carries only the data
+    files pyproject.toml lists: every non-Python file in pdp/ and proxy/ must match."""
+    import fnmatch
+    import tomllib
+    listed = tomllib.loads((ROOT / "pyproject.toml").read_text()) \
+        .get("tool", {}).get("setuptools", {}).get("package-data", {})
+    tracked = subprocess.run(["git", "ls-files", "pdp", "proxy"], cwd=ROOT, capture_output=True,
+                             text=True, timeout=30).stdout.split()
+    data_files = [p for p in tracked if not p.endswith(".py")]
+    for path in data_files:
+        package, _, rel = path.partition("/")
+        patterns = listed.get(package, []) + listed.get("*", [])
+        assert any(fnmatch.fnmatch(rel, pattern) for pattern in patterns), \
+            f"{path} is not in [tool.setuptools.package-data]: the image would lack it"

@@ -91,8 +91,10 @@ def test_pdp_probes_hit_health_and_ready_on_auth_port(default_render):
 def test_proxy_probes_hit_meta_endpoints_on_http_port(default_render):
     spec = default_render.get("Deployment", PROXY)["spec"]["template"]["spec"]
     proxy = container(spec, "proxy")
-    assert proxy["readinessProbe"]["httpGet"]["path"] == "/api/v1/meta/health"
-    assert proxy["livenessProbe"]["httpGet"]["path"].startswith("/api/v1/meta/")
+    # The proxy's own endpoint: the aggregated /api/v1/meta/health answers 503
+    # when any one backend cluster is down, which must not unready every proxy.
+    assert proxy["readinessProbe"]["httpGet"]["path"] == "/api/v1/meta/info"
+    assert proxy["livenessProbe"]["httpGet"]["path"] == "/api/v1/meta/info"
     assert port_number(spec, proxy["readinessProbe"]["httpGet"]["port"]) == 8080
     assert env_of(proxy)["HTTP_PORT"]["value"] == "8080"
     assert env_of(proxy)["PDP_URL"]["value"] == f"http://{PDP}:8082"
@@ -384,3 +386,12 @@ def test_asymmetric_algorithm_without_a_key_fails_clearly(helm):
     rendered = helm.render(sets=["jwt.algorithm=RS256", "jwt.jwksUrl=https://issuer.test/jwks.json"])
     env = env_of(container(rendered.get("Deployment", PDP)["spec"]["template"]["spec"], "pdp"))
     assert env["JWKS_URL"]["value"] == "https://issuer.test/jwks.json"
+
+
+def test_proxy_drain_fits_in_the_pod_grace_period(helm, default_render):
+    spec = default_render.get("Deployment", PROXY)["spec"]["template"]["spec"]
+    grace = int(env_of(container(spec, "proxy"))["GRACE_PERIOD_S"]["value"])
+    assert grace + 5 <= spec["terminationGracePeriodSeconds"]
+    longer = helm.render(sets=["proxy.terminationGracePeriodSeconds=120"])
+    spec = longer.get("Deployment", PROXY)["spec"]["template"]["spec"]
+    assert int(env_of(container(spec, "proxy"))["GRACE_PERIOD_S"]["value"]) == 110

@@ -203,6 +203,10 @@ The proxy container, shared by the gateway Deployment and the sidecar pod.
       value: /certs/tls.crt
     - name: SSL_KEY_PATH
       value: /certs/tls.key
+    - name: SSL_MIN_VERSION
+      value: {{ $p.tls.minVersion | toString | quote }}
+    - name: HTTP_REDIRECT_TO_HTTPS
+      value: {{ $p.tls.redirectHttp | quote }}
     {{- end }}
     - name: PDP_URL
       value: {{ include "lucid-gateway.pdpUrl" . | quote }}
@@ -224,8 +228,10 @@ The proxy container, shared by the gateway Deployment and the sidecar pod.
       value: {{ $p.trustedProxies | quote }}
     - name: PROXY_WORKERS
       value: {{ $p.workers | quote }}
-    - name: LOG_LEVEL
-      value: {{ .Values.logLevel | quote }}
+    # In-flight requests get what is left of the pod's grace period after the
+    # preStop sleep, minus a margin for the exit itself.
+    - name: GRACE_PERIOD_S
+      value: {{ max 1 (sub (sub (int (include "lucid-gateway.proxyTerminationGrace" .)) (int $p.preStopSleepSeconds)) 5) | quote }}
     {{- with $p.extraEnv }}
     {{- toYaml . | nindent 4 }}
     {{- end }}
@@ -264,6 +270,13 @@ The proxy container, shared by the gateway Deployment and the sidecar pod.
       mountPath: /etc/lucid-gateway
       readOnly: true
     {{- end }}
+{{- end }}
+
+{{/*
+terminationGracePeriodSeconds of the pod the proxy runs in.
+*/}}
+{{- define "lucid-gateway.proxyTerminationGrace" -}}
+{{- if eq .Values.mode "sidecar" }}{{ .Values.app.terminationGracePeriodSeconds }}{{ else }}{{ .Values.proxy.terminationGracePeriodSeconds }}{{ end }}
 {{- end }}
 
 {{/*

@@ -9,10 +9,12 @@ import subprocess
 import sys
 
 import pytest
+import yaml
 
 from tests.support.processes import ROOT
 
 from . import configmap_volume
+from .conftest import CI_VALUES
 
 pytest.importorskip("pdp.policy.bundle", reason="the PDP is not merged into this tree yet")
 from pdp.policy.bundle import fingerprint, load_bundle  # noqa: E402
@@ -65,3 +67,16 @@ def test_pdp_check_accepts_the_mounted_policies(volume):
                           capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("ok:")
+
+
+@pytest.mark.parametrize("values_file", [f for f in CI_VALUES
+                                         if yaml.safe_load(f.read_text()).get("policies", {}).get("files")],
+                         ids=lambda f: f.name)
+def test_example_policies_in_ci_values_compile(values_file, tmp_path):
+    files = yaml.safe_load(values_file.read_text())["policies"]["files"]
+    for rel, text in files.items():
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text(text)
+    proc = subprocess.run([sys.executable, "-m", "pdp", "check", str(tmp_path)],
+                          capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr

@@ -395,3 +395,12 @@ def test_proxy_drain_fits_in_the_pod_grace_period(helm, default_render):
     longer = helm.render(sets=["proxy.terminationGracePeriodSeconds=120"])
     spec = longer.get("Deployment", PROXY)["spec"]["template"]["spec"]
     assert int(env_of(container(spec, "proxy"))["GRACE_PERIOD_S"]["value"]) == 110
+
+
+def test_sidecar_mode_scales_and_protects_the_app_deployment(helm):
+    rendered = helm.render([SIDECAR_VALUES], sets=["app.autoscaling.enabled=true",
+                                                   "app.podDisruptionBudget.enabled=true"])
+    assert [h["metadata"]["name"] for h in rendered.of_kind("HorizontalPodAutoscaler")] == [APP]
+    assert [p["metadata"]["name"] for p in rendered.of_kind("PodDisruptionBudget")] == [APP]
+    assert "replicas" not in rendered.get("Deployment", APP)["spec"]
+    assert not [d for d in rendered.docs if d["metadata"]["name"] == PROXY]

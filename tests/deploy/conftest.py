@@ -99,3 +99,22 @@ def default_render(helm) -> Rendered:
 def ci_renders(helm) -> dict:
     """Each ci/*-values.yaml file's name -> its render."""
     return {f.name: helm.render([f]) for f in CI_VALUES}
+
+
+@pytest.fixture(scope="session")
+def notes(helm, tmp_path_factory):
+    """notes(*helm args) -> NOTES.txt as rendered. helm template does not print the
+    notes, so a copy of the chart carries them in a ConfigMap template instead."""
+    import shutil
+    chart = tmp_path_factory.mktemp("notes") / "lucid-gateway"
+    shutil.copytree(CHART, chart)
+    text = (chart / "templates" / "NOTES.txt").read_text()
+    (chart / "templates" / "NOTES.txt").unlink()
+    body = "\n".join("    " + line for line in text.splitlines())
+    (chart / "templates" / "zz-notes.yaml").write_text(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: notes}\ndata:\n  notes: |\n" + body + "\n")
+
+    def _render(*args):
+        out = helm.run("template", "t", str(chart), "-s", "templates/zz-notes.yaml", *args).stdout
+        return yaml.safe_load(out)["data"]["notes"]
+    return _render

@@ -404,3 +404,13 @@ def test_sidecar_mode_scales_and_protects_the_app_deployment(helm):
     assert [p["metadata"]["name"] for p in rendered.of_kind("PodDisruptionBudget")] == [APP]
     assert "replicas" not in rendered.get("Deployment", APP)["spec"]
     assert not [d for d in rendered.docs if d["metadata"]["name"] == PROXY]
+
+
+def test_notes_warn_about_a_generated_key_and_an_unenforced_app(notes):
+    default = notes()
+    assert "a random JWT_SECRET_KEY" in default and "svc/t-lucid-gateway-proxy" in default
+    assert "a random JWT_SECRET_KEY" not in notes("--set", "jwt.existingSecret=my-jwt")
+    unguarded = notes("-f", str(SIDECAR_VALUES), "--set", "app.proxySidecar=false")
+    assert "requests are not enforced" in unguarded
+    # A Redis URL may carry a password: the notes never print it.
+    assert "hunter2" not in notes("--set", "redis.url=redis://:hunter2@redis:6379/0")

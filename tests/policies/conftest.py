@@ -16,13 +16,16 @@ from tests.support.processes import Server
 ROOT = Path(__file__).resolve().parents[2]
 POLICIES = ROOT / "policies"
 CASES_FILE = ROOT / "tests" / "data" / "decision_cases.json"
+# Inputs the PDP never builds (a numeric method, no request at all, ...), kept
+# apart from the shared table, which the PDP's own tests replay end to end.
+MALFORMED_CASES_FILE = ROOT / "tests" / "data" / "malformed_input_cases.json"
 DECISION = "gateway/decision"
 
 _TEST_RULE = re.compile(r"^(test_\w+)\b", re.M)
 
 
-def load_cases() -> list[dict]:
-    return json.loads(CASES_FILE.read_text())
+def load_cases(path: Path = CASES_FILE) -> list[dict]:
+    return json.loads(path.read_text())
 
 
 def shipped_data() -> dict:

@@ -17,23 +17,24 @@ import pytest
 from pdp.policy.analysis import input_needs
 from pdp.policy.bundle import load_bundle
 
-from .conftest import (POLICIES, ROOT, Regopy, load_cases, opa_decisions, regopy_decisions,
-                       rego_test_names, run, run_rego_tests_on_regopy, shipped_data)
+from .conftest import (MALFORMED_CASES_FILE, POLICIES, Regopy, load_cases, opa_decisions,
+                       regopy_decisions, rego_test_names, run, run_rego_tests_on_regopy, shipped_data)
 
 CASES = load_cases()
-CASE_IDS = [c["name"] for c in CASES]
+ALL_CASES = CASES + load_cases(MALFORMED_CASES_FILE)
+CASE_IDS = [c["name"] for c in ALL_CASES]
 DECISION_KEYS = {"allow", "status", "reason", "headers", "response_headers", "quotas", "cache_ttl_s"}
 DESCRIPTOR_KEYS = {"name", "key", "limit", "window_s", "burst", "cost", "algorithm", "shadow", "fail_mode"}
 
 
 @pytest.fixture(scope="module")
 def on_opa(shipped_opa_server):
-    return opa_decisions(shipped_opa_server, CASES)
+    return opa_decisions(shipped_opa_server, ALL_CASES)
 
 
 @pytest.fixture(scope="module")
 def on_regopy():
-    return regopy_decisions(CASES)
+    return regopy_decisions(ALL_CASES)
 
 
 # --- OPA's own tooling -------------------------------------------------------
@@ -98,14 +99,11 @@ def test_a_broken_rule_fails_the_rego_tests_on_both_engines(opa_binary, tmp_path
 
 def test_case_table_covers_every_endpoint_and_outcome():
     assert len(CASES) >= 45
-    assert len(set(CASE_IDS)) == len(CASE_IDS)
+    assert len(set(CASE_IDS)) == len(CASE_IDS)  # names are unique across both files
     covered = set()
     for case in CASES:
-        request = case["input"].get("request", {})
-        if not isinstance(request.get("parsed_path"), list) or not isinstance(request.get("method"), str):
-            continue  # the malformed-input cases
-        segments = request["parsed_path"][2:]
-        method = request["method"].upper()
+        segments = case["input"]["request"]["parsed_path"][2:]
+        method = case["input"]["request"]["method"].upper()
         for template, methods in shipped_data()["gateway"]["endpoints"].items():
             parts = template.split("/")
             if len(parts) == len(segments) and all(p in ("{id}", s) for p, s in zip(parts, segments)) \
@@ -115,29 +113,29 @@ def test_case_table_covers_every_endpoint_and_outcome():
     assert every - covered == set(), "endpoints without a case"
     reasons = {c["expect"]["reason"] for c in CASES}
     assert reasons >= {"ok", "authentication_required", "forbidden", "mfa_required", "no_route", "method_not_allowed"}
-    subjects = [c["input"].get("subject", {}) for c in CASES]
+    subjects = [c["input"]["subject"] for c in CASES]
     assert any(not s.get("authenticated") for s in subjects)
     assert any("admin" in s.get("roles", []) for s in subjects)
     assert any(s.get("mfa") is True for s in subjects)
     assert any(c.get("settings", {}).get("rate_limit_enabled") is False for c in CASES)
 
 
-@pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
+@pytest.mark.parametrize("case", ALL_CASES, ids=CASE_IDS)
 def test_case_on_opa(on_opa, case):
     assert_expected(on_opa[case["name"]], case["expect"])
 
 
-@pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
+@pytest.mark.parametrize("case", ALL_CASES, ids=CASE_IDS)
 def test_case_on_regopy(on_regopy, case):
     assert_expected(on_regopy[case["name"]], case["expect"])
 
 
-@pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
+@pytest.mark.parametrize("case", ALL_CASES, ids=CASE_IDS)
 def test_engines_give_identical_decisions(on_opa, on_regopy, case):
     assert on_regopy[case["name"]] == on_opa[case["name"]]
 
 
-@pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
+@pytest.mark.parametrize("case", ALL_CASES, ids=CASE_IDS)
 def test_decision_document_has_the_contract_shape(on_regopy, case):
     d = on_regopy[case["name"]]
     assert set(d) == DECISION_KEYS
@@ -182,7 +180,7 @@ def test_trimmed_input_gives_the_same_decisions(on_regopy):
     """What the PDP passes (input trimmed to the fields read) decides like the full input."""
     needs = input_needs(load_bundle(POLICIES).modules)
     engine = Regopy()
-    for case in CASES:
+    for case in ALL_CASES:
         if "settings" in case:
             continue
         assert engine.decide(needs.trim(case["input"])) == on_regopy[case["name"]], case["name"]

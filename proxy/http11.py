@@ -70,6 +70,8 @@ class SocketReader:
                 return buf[:end]
             if len(buf) > limit:
                 raise HeadTooLarge(limit)
+            if b"\n\n" in buf or b"\n\r\n" in buf:
+                raise ProtocolError(400, "bare LF in message head")
             start = max(0, len(buf) - 3)
             data = self._sock.recv(RECV_BYTES)
             if not data:
@@ -284,6 +286,9 @@ def parse_response_head(head: bytes, request_method: str) -> Response:
     resp.body_length = None
     if request_method == "HEAD" or resp.status in (204, 304) or 100 <= resp.status < 200:
         resp.body_length = 0
+        if request_method == "HEAD":
+            # Some servers send a body to HEAD anyway; never reuse such a connection.
+            resp.keep_alive = False
         return resp
     codings = [v for k, v in resp.headers if k == "transfer-encoding"]
     lengths = [v for k, v in resp.headers if k == "content-length"]

@@ -255,10 +255,11 @@ class Gateway:
             while True:
                 endpoint = cluster.pick(headers, exclude=tried)
                 if endpoint is None:
-                    detail = f"cluster {cluster.name}: no healthy upstream"
                     if tried:
-                        detail = f"cluster {cluster.name}: could not connect to an upstream"
-                    return self._answer_problem(ex, sock, 503 if not tried else 502, detail, "no-upstream")
+                        return self._answer_problem(ex, sock, 502, f"cluster {cluster.name}: could not connect "
+                                                    "to any upstream", "upstream-connect")
+                    return self._answer_problem(ex, sock, 503, f"cluster {cluster.name}: no healthy upstream",
+                                                "no-upstream")
                 ex.upstream_url = endpoint.url
                 endpoint.outstanding += 1
                 try:

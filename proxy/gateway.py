@@ -13,7 +13,7 @@ import gevent
 from . import forwarding, http11, problems, upstream
 from .breaker import BreakerRejected
 from .normalize import AmbiguousPath, normalize_target
-from .pdp import FAIL_OPEN, PdpUnavailable, credential_hash
+from .pdp import FAIL_OPEN, PdpRejected, PdpUnavailable, credential_hash
 
 log = logging.getLogger("proxy.gateway")
 IDEMPOTENT = frozenset(("GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"))
@@ -159,7 +159,10 @@ class Gateway:
         if route.cors and req.method == "OPTIONS" and req.header("origin") and \
                 req.header("access-control-request-method"):
             return self._answer_preflight(ex, sock)
-        decision = self.decide(ex)
+        try:
+            decision = self.decide(ex)
+        except PdpRejected as exc:
+            return self._answer_problem(ex, sock, 400, str(exc), "unjudgeable-request")
         if decision is None:
             return self._answer_problem(ex, sock, 503, "the policy decision point is unavailable", "pdp-unavailable")
         ex.decision = decision

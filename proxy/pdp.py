@@ -11,6 +11,10 @@ class PdpUnavailable(Exception):
     """No usable decision (down, slow, malformed answer): fail closed unless the route opts out."""
 
 
+class PdpRejected(Exception):
+    """The PDP refused the question itself as malformed (400/413): the client's request is at fault."""
+
+
 @dataclass(frozen=True)
 class Decision:
     allow: bool
@@ -95,6 +99,8 @@ class PdpClient:
             status, _, data = upstream.simple_request(self._pool, head, body, self._timeout_s)
         except (upstream.UpstreamTimeout, upstream.UpstreamBroken) as exc:
             raise PdpUnavailable(f"PDP unreachable: {exc}") from None
+        if status in (400, 413, 431):
+            raise PdpRejected(f"the request cannot be judged ({status} from the PDP)")
         if status != 200:
             raise PdpUnavailable(f"PDP answered {status}")
         return parse_decision(data)

@@ -11,9 +11,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from proxy_helpers import closed_port_url, get, start_echo, start_proxy, wait_until
+from tests.proxy.proxy_helpers import closed_port_url, get, start_echo, start_proxy, wait_until
 from tests.support.processes import Server, python_argv
-from proxy_helpers import ECHO
+from tests.proxy.proxy_helpers import ECHO
 
 ROUTES = """
 clusters:

@@ -5,8 +5,8 @@ upstreams: what is under test here is the proxy's own work, not the policy.
 """
 import pytest
 
-from proxy_helpers import get, raw_request, start_echo, start_proxy
-from test_proxy_normalize import load_corpus
+from tests.proxy.proxy_helpers import get, raw_request, start_echo, start_proxy
+from tests.proxy.test_proxy_normalize import load_corpus
 
 ROUTES = """
 clusters:
@@ -174,7 +174,7 @@ def test_keep_alive_serves_several_requests_on_one_connection(stack):
     import socket
     with socket.create_connection(("127.0.0.1", stack.port), timeout=5) as sock:
         sock_file = sock.makefile("rb")
-        from proxy_helpers import read_response
+        from tests.proxy.proxy_helpers import read_response
         for i in range(3):
             sock.sendall(f"GET /exact/only?i={i} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
             assert read_response(sock_file).json()["path"] == f"/exact/only?i={i}"

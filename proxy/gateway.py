@@ -140,8 +140,6 @@ class Gateway:
 
     def handle(self, ex, sock, reader):
         req = ex.request
-        if self._config.http_redirect_to_https and ex.scheme == "http":
-            return self._redirect_to_https(ex, sock)
         try:
             ex.path, ex.query = normalize_target(req.target)
         except AmbiguousPath as exc:
@@ -153,6 +151,9 @@ class Gateway:
         if route is None:
             return self._answer_problem(ex, sock, miss, "no route for this method and path", "no-route")
         ex.route = route
+        if self._config.http_redirect_to_https and ex.scheme == "http" and not route.meta:
+            # Meta endpoints stay on plain HTTP for probes; everything else moves to TLS.
+            return self._redirect_to_https(ex, sock)
         host = req.header("host", "")
         ex.client_ip, xff, proto, fwd_host = self._client_address.resolve(ex.peer_ip, req.headers, ex.scheme, host)
         ex.forwarded = (xff, proto, fwd_host)

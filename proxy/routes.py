@@ -156,10 +156,13 @@ def glob_regex(pattern: str):
 
 
 def sidecar_table(upstream_url: str) -> RouteTable:
-    """One app behind the proxy: the meta endpoints under /_lucid/meta, everything else to it."""
+    """One app behind the proxy: the proxy's own /api/v1/meta/*, everything else to the app."""
     cluster = ClusterSpec(name="app", endpoints=(upstream_url.rstrip("/"),), health_check=None)
     routes = [
-        Route(name="meta", kind="prefix", pattern="/_lucid/meta", meta=True, fail_open=True),
+        Route(name="meta-public", kind="glob", pattern="/api/v1/meta/{health,info,version}",
+              methods=frozenset(("GET", "HEAD")), meta=True, fail_open=True,
+              regex=glob_regex("/api/v1/meta/{health,info,version}")),
+        Route(name="meta", kind="prefix", pattern="/api/v1/meta", methods=frozenset(("GET", "HEAD")), meta=True),
         Route(name="app", kind="prefix", pattern="/", cluster="app"),
     ]
     return RouteTable(routes, {"app": cluster})

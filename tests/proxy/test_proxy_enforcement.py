@@ -201,3 +201,15 @@ def test_trusted_proxy_forwarded_for_is_believed_only_from_trusted_peers(stack, 
     seen = get(stack.proxy.port, "/app/x", headers={"X-Forwarded-For": "203.0.113.9", **bearer(mint)}).json()
     assert seen["headers"]["x-forwarded-for"] == "127.0.0.1"
     assert seen["headers"]["x-real-ip"] == "127.0.0.1"
+
+
+def test_sidecar_mode_guards_one_app_without_a_routes_file(stack, mint):
+    sidecar = start_proxy(upstream=stack.upstreams[0].url, env={"PDP_URL": stack.pdp.url, "PDP_TIMEOUT_MS": "3000"})
+    try:
+        assert get(sidecar.port, "/app/x").status == 401
+        seen = get(sidecar.port, "/app/x", headers=bearer(mint, "frank")).json()
+        assert seen["service"] == "app1" and seen["headers"]["x-user-id"] == "frank"
+        health = get(sidecar.port, "/api/v1/meta/health")
+        assert health.status == 200 and health.json()["checks"]["clusters"]["app"]["status"] == "ok"
+    finally:
+        sidecar.stop()

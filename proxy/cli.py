@@ -71,10 +71,13 @@ def main(argv=None) -> int:
     from .server import Master, Worker, check_ports_free
     check_ports_free(config)
 
-    def run_worker():
-        return Worker(config, lambda: build_gateway(config, table, mode), tls).run()
+    master = None
 
-    return Master(config, run_worker).run()
+    def run_worker():
+        return Worker(config, lambda: build_gateway(config, table, mode), tls, master.inherited).run()
+
+    master = Master(config, run_worker)
+    return master.run()
 
 
 def build_gateway(config, table, mode):

@@ -136,6 +136,8 @@ SETTINGS = (
             "Idle time allowed between requests on a client connection."),
     Setting("max_connections", "MAX_CONNECTIONS", _int_in(1, 1000000), "10000",
             "Concurrent client connections per worker; more are refused with 503."),
+    Setting("reuse_port", "PROXY_REUSE_PORT", _bool, "true",
+            "Each worker binds its own SO_REUSEPORT socket (false: workers share one inherited socket)."),
     Setting("grace_period_s", "GRACE_PERIOD_S", _positive_float, "20",
             "On SIGTERM, time allowed for in-flight requests to finish."),
     Setting("verdict_cache_size", "VERDICT_CACHE_SIZE", _int_in(0, 10000000), "10000",

@@ -357,12 +357,33 @@ class Gateway:
             ex.keep_alive = False
             headers.append(("connection", "close"))
         # Original reason phrase is dropped: it is cosmetic and a header-injection surface.
-        ex.status = resp.status
-        self._send(sock, http11.render_head(resp.status, headers))
+        head = http11.render_head(resp.status, headers)
         if no_body:
+            ex.status = resp.status
+            self._send(sock, head)
+            return
+        pieces = exchange.body()
+        try:
+            # The head leaves with the first piece of the body: one send for a small response.
+            first = next(pieces, b"")
+        except upstream.UpstreamTimeout as exc:
+            ex.keep_alive = False
+            return self._answer_problem(ex, sock, 504, str(exc), "upstream-timeout")
+        except upstream.UpstreamBroken as exc:
+            ex.keep_alive = False
+            return self._answer_problem(ex, sock, 502, str(exc), "upstream-broken")
+        ex.status = resp.status
+        ex.bytes_out = len(first)
+        if framing == "chunked":
+            self._send(sock, head + (b"%x\r\n%s\r\n" % (len(first), first) if first else b""))
+        else:
+            self._send(sock, head + first)
+        if not first:
+            if framing == "chunked":
+                self._send(sock, b"0\r\n\r\n")
             return
         try:
-            for piece in exchange.body():
+            for piece in pieces:
                 if framing == "chunked":
                     self._send(sock, b"%x\r\n%s\r\n" % (len(piece), piece))
                 else:

@@ -46,8 +46,9 @@ def check_ports_free(config) -> None:
 class Worker:
     """One gevent process serving the listeners with a Gateway."""
 
-    def __init__(self, config, build_gateway, tls=None):
+    def __init__(self, config, build_gateway, tls=None, inherited=None):
         self._config = config
+        self._inherited = inherited or {}
         self._build_gateway = build_gateway
         self._tls = tls
         self._servers = []
@@ -64,7 +65,7 @@ class Worker:
         if config.ssl_enabled:
             listeners.append((config.https_port, "https"))
         for port, scheme in listeners:
-            sock = bind_listener(config.listen_host, port)
+            sock = self._inherited.get(port) or bind_listener(config.listen_host, port)
             server = StreamServer(sock, self._handler(scheme))
             server.start()
             self._servers.append(server)
@@ -146,6 +147,7 @@ class Master:
         self._config = config
         self._run_worker = run_worker
         self._children = {}
+        self.inherited = {}  # port -> listening socket shared by all workers (PROXY_REUSE_PORT=false)
         self._stopping = False
         self._hup = False
 
@@ -156,6 +158,12 @@ class Master:
         signal.signal(signal.SIGINT, self._on_stop)
         signal.signal(signal.SIGHUP, self._on_hup)
         try:
+            if not self._config.reuse_port:
+                self.inherited[self._config.http_port] = bind_listener(
+                    self._config.listen_host, self._config.http_port, reuse_port=False)
+                if self._config.ssl_enabled:
+                    self.inherited[self._config.https_port] = bind_listener(
+                        self._config.listen_host, self._config.https_port, reuse_port=False)
             for _ in range(self._config.workers):
                 self._spawn()
             log.warning("proxy listening on %s:%s%s with %d worker(s)", self._config.listen_host,
@@ -168,6 +176,8 @@ class Master:
                     self._hup = False
                     self._signal_all(signal.SIGHUP)
                 time.sleep(0.1)
+            for sock in self.inherited.values():
+                sock.close()  # the master's copy: new connections stop queueing here
             self._signal_all(signal.SIGTERM)
             deadline = time.monotonic() + self._config.grace_period_s + 5
             while self._children and time.monotonic() < deadline:

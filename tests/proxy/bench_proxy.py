@@ -9,6 +9,7 @@ cacheable verdicts (the fast path). A benchmark, not a test: it prints numbers.
 Env: BENCH_SECONDS (5), BENCH_CONNECTIONS (64), BENCH_WORKERS (proxy and PDP workers, 2).
 """
 import os
+from collections import Counter
 import re
 import secrets
 import shutil
@@ -82,6 +83,7 @@ def main():
 clusters:
   app: {{endpoints: ["{nginx.url}"], max_connections: 512}}
 routes:
+  - {{name: meta, match: {{prefix: /api/v1/meta}}, meta: true}}
   - {{name: app, match: {{prefix: /}}, cluster: app}}
 """
     proxy = start_proxy(routes=routes, workers=workers,
@@ -101,6 +103,15 @@ routes:
         print(f"{'chain':36} {'req/s':>9} {'p50':>9} {'p99':>9} {'non-2xx':>8}  socket errors")
         for name, (rps, p50, p99, errors, sock_errors) in rows:
             print(f"{name:36} {rps:9.0f} {p50:>9} {p99:>9} {errors:8d}  {sock_errors}")
+        admin = jwt.encode({"sub": "bench-admin", "roles": ["admin"], "iat": int(time.time()),
+                            "exp": int(time.time()) + 3600}, secret, algorithm="HS256")
+        text = get(proxy.port, "/api/v1/meta/metrics", headers={"Authorization": f"Bearer {admin}"}).body.decode()
+        statuses = re.findall(r'^lucid_proxy_requests_total\{route="app",status="(\d+)"\} ([\d.e+]+)$', text, re.M)
+        print("proxy answers by status:", ", ".join(f"{code}: {float(n):.0f}" for code, n in sorted(statuses)))
+        pdp_failures = Counter(re.sub(r"PDP unavailable for \w+: ", "", line.split("]: ", 1)[-1])
+                               for line in proxy.output().splitlines() if "PDP unavailable" in line)
+        for reason, count in pdp_failures.most_common(3):
+            print(f"  PDP failures: {count} x {reason}")
     finally:
         for server in (proxy, pdp, nginx, redis):
             server.stop()

@@ -40,10 +40,17 @@ clusters:
     ejection: {{consecutive_errors: 2, base_ejection_s: 1}}
     retry: {{attempts: 1}}
   slow: {{endpoints: ["{e1}"], timeouts: {{read_ms: 300}}}}
+  bp:
+    endpoints: ["{e1}"]
+    breaker: {{max_concurrent: 1, max_pending: 0}}
+  eject5xx:
+    endpoints: ["{e2}", "{e3}"]
+    ejection: {{consecutive_errors: 2, base_ejection_s: 1}}
+    breaker: {{failure_threshold: 100}}
   down: {{endpoints: ["{dead}"]}}
 routes:
 """
-CLUSTERS = ["rr", "lo", "ch", "hc", "br", "retry_ok", "retry_none", "eject", "slow", "down"]
+CLUSTERS = ["rr", "lo", "ch", "hc", "br", "retry_ok", "retry_none", "eject", "slow", "down", "bp", "eject5xx"]
 
 
 @pytest.fixture(scope="module")
@@ -170,3 +177,26 @@ def test_unreachable_upstream_answers_502(stack):
     response = get(proxy.port, "/down/x")
     assert response.status == 502
     assert response.json()["type"].endswith("/upstream-connect")
+
+
+def test_breaker_limits_concurrent_and_pending_requests(stack):
+    proxy, _ = stack
+    with ThreadPoolExecutor(1) as pool:
+        slow = pool.submit(get, proxy.port, "/bp/slow?delay_s=1")
+        time.sleep(0.3)
+        overflow = get(proxy.port, "/bp/x")
+        assert slow.result().status == 200
+    assert overflow.status == 503
+    assert "too many pending requests" in overflow.json()["detail"]
+    assert get(proxy.port, "/bp/x").status == 200
+
+
+def test_consecutive_5xx_eject_endpoints_until_they_recover(stack):
+    proxy, _ = stack
+    statuses = [get(proxy.port, "/eject5xx/x?status=500").status for _ in range(4)]
+    assert statuses == [500, 500, 500, 500]
+    ejected = get(proxy.port, "/eject5xx/x")
+    assert ejected.status == 503
+    assert ejected.json()["type"].endswith("/no-upstream")
+    time.sleep(1.1)
+    assert get(proxy.port, "/eject5xx/x").status == 200

@@ -190,13 +190,20 @@ class Gateway:
                 self._metrics.cache_hits.inc()
                 ex.pdp_s = 0.0
                 return cached
+        # The PDP sees what the upstream will see: no client-made identity or
+        # forwarding headers, the proxy's own X-Forwarded-* instead.
         headers = {}
         for name, value in req.headers:
+            if name in forwarding.PROXY_SET or name in forwarding.IDENTITY_HEADERS or name.startswith("x-user-"):
+                if name != "host":
+                    continue
             if name in headers:
                 headers[name] += ("; " if name == "cookie" else ", ") + value
             else:
                 headers[name] = value
-        headers["x-request-id"] = ex.request_id
+        xff, proto, fwd_host = ex.forwarded
+        headers.update({"x-request-id": ex.request_id, "x-forwarded-for": xff, "x-forwarded-proto": proto,
+                        "x-forwarded-host": fwd_host})
         doc = {
             "method": req.method,
             "path": ex.path + ("?" + ex.query if ex.query else ""),

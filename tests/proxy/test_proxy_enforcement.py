@@ -58,6 +58,10 @@ def test_spoofed_identity_headers_are_replaced_by_the_pdps(stack, mint):
     assert "x-user-mfa" not in seen
 
 
+def test_spoofed_identity_never_reaches_the_pdp_either(stack):
+    assert get(stack.proxy.port, "/naive/x", headers={"X-User-Roles": "admin"}).status == 401
+
+
 def test_anonymous_spoofed_identity_never_reaches_upstream(stack):
     seen = get(stack.proxy.port, "/open/x", headers={"X-User-Id": "admin", "X-User-Roles": "admin"}).json()
     assert not [h for h in seen["headers"] if h.startswith("x-user-")]

@@ -153,3 +153,19 @@ def test_a_tls_handshake_that_never_comes_is_dropped(tls_proxy):
         started = time.monotonic()
         assert sock.recv(1024) == b""
         assert time.monotonic() - started < 3
+
+
+def test_a_crashed_worker_is_replaced(upstream):
+    import os
+    proxy = start_proxy(routes=ROUTES.format(app=upstream.url), workers=2)
+    try:
+        def workers():
+            with open(f"/proc/{proxy.proc.pid}/task/{proxy.proc.pid}/children") as handle:
+                return [int(pid) for pid in handle.read().split()]
+        first = wait_until(lambda: len(workers()) == 2 and workers())
+        os.kill(first[0], signal.SIGKILL)
+        replaced = wait_until(lambda: len(workers()) == 2 and first[0] not in workers() and workers(), timeout=10)
+        assert first[1] in replaced
+        wait_until(lambda: all(get(proxy.port, "/x").status == 200 for _ in range(6)), timeout=10)
+    finally:
+        assert proxy.stop() == 0

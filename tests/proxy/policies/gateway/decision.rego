@@ -54,6 +54,13 @@ allowed if {
 	input.request.parsed_path[0] in {"app", "cached", "ws", "big"}
 }
 
+# A naive rule trusting a request header: the proxy never lets a client's
+# x-user-* reach the PDP, so it cannot be exploited through the proxy.
+allowed if {
+	input.request.parsed_path[0] == "naive"
+	input.request.headers["x-user-roles"] == "admin"
+}
+
 limited if input.request.parsed_path[0] == "limited"
 
 cache_ttl := 30 if input.request.parsed_path[0] == "cached"

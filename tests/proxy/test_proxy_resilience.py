@@ -20,6 +20,7 @@ clusters:
   rr: {{endpoints: ["{e1}", "{e2}", "{e3}"]}}
   lo: {{endpoints: ["{e1}", "{e2}"], lb: least_outstanding}}
   ch: {{endpoints: ["{e1}", "{e2}", "{e3}"], lb: consistent_hash, hash_on: {{header: x-session-id}}}}
+  chc: {{endpoints: ["{e1}", "{e2}", "{e3}"], lb: consistent_hash, hash_on: {{cookie: sid}}}}
   hc:
     endpoints: ["{e4}", "{e5}"]
     health_check: {{path: /health, interval_s: 0.2, timeout_ms: 500, unhealthy_threshold: 1, healthy_threshold: 1}}
@@ -50,7 +51,7 @@ clusters:
   down: {{endpoints: ["{dead}"]}}
 routes:
 """
-CLUSTERS = ["rr", "lo", "ch", "hc", "br", "retry_ok", "retry_none", "eject", "slow", "down", "bp", "eject5xx"]
+CLUSTERS = ["rr", "lo", "chc", "ch", "hc", "br", "retry_ok", "retry_none", "eject", "slow", "down", "bp", "eject5xx"]
 
 
 @pytest.fixture(scope="module")
@@ -98,6 +99,16 @@ def test_consistent_hash_keeps_a_key_on_one_endpoint(stack):
     homes = {}
     for key in ("alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi"):
         seen = served_by(proxy.port, "/ch/x", 4, headers={"X-Session-Id": key})
+        assert len(seen) == 1, f"{key} moved between endpoints: {seen}"
+        homes[key] = next(iter(seen))
+    assert len(set(homes.values())) >= 2, homes
+
+
+def test_consistent_hash_on_a_cookie(stack):
+    proxy, _ = stack
+    homes = {}
+    for key in ("s1", "s2", "s3", "s4", "s5", "s6", "s7", "s8"):
+        seen = served_by(proxy.port, "/chc/x", 3, headers={"Cookie": f"theme=dark; sid={key}; lang=en"})
         assert len(seen) == 1, f"{key} moved between endpoints: {seen}"
         homes[key] = next(iter(seen))
     assert len(set(homes.values())) >= 2, homes

@@ -5,7 +5,11 @@ open: every request is refused at once until `open_s` has passed.
 half-open: up to `half_open_max` probes go through; a success closes the
 breaker, a failure opens it again.
 """
+import logging
+
 import gevent.lock
+
+log = logging.getLogger("proxy.breaker")
 
 CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
 STATE_VALUES = {CLOSED: 0, HALF_OPEN: 1, OPEN: 2}
@@ -20,7 +24,8 @@ class BreakerRejected(Exception):
 
 
 class Breaker:
-    def __init__(self, spec, clock):
+    def __init__(self, spec, clock, name="cluster"):
+        self._name = name
         self._spec = spec
         self._clock = clock
         self._slots = gevent.lock.Semaphore(spec.max_concurrent)
@@ -75,6 +80,8 @@ class Breaker:
             return
         self._failures += 1
         if self.state == HALF_OPEN or (self.state == CLOSED and self._failures >= self._spec.failure_threshold):
+            log.warning("circuit for %s opens for %.1fs after %d failure(s)", self._name, self._spec.open_s,
+                        self._failures)
             self.state = OPEN
             self._opened_at = self._clock()
             self._failures = 0

@@ -79,7 +79,7 @@ class Cluster:
         self.name = spec.name
         self._clock = clock
         self.endpoints = [Endpoint(url, spec, clock) for url in spec.endpoints]
-        self.breaker = Breaker(spec.breaker, clock)
+        self.breaker = Breaker(spec.breaker, clock, spec.name)
         self.active_requests = 0
         self.active_retries = 0
         self._next = 0

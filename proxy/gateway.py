@@ -118,6 +118,15 @@ class Gateway:
                     self.handle(exchange, sock, reader)
                 except _Abort:
                     return
+                except Exception:  # noqa: BLE001 - a bug must cost one request, not the worker
+                    log.exception("request %s failed", exchange.request_id)
+                    if not exchange.status:
+                        exchange.keep_alive = False
+                        try:
+                            self._answer_problem(exchange, sock, 500, "internal error", "internal")
+                        except _Abort:
+                            pass
+                    return
                 finally:
                     self.on_access_log(exchange)
                 if not exchange.keep_alive or not exchange.body_consumed:
@@ -268,7 +277,7 @@ class Gateway:
                 if endpoint is None:
                     if tried:
                         return self._answer_problem(ex, sock, 502, f"cluster {cluster.name}: could not connect "
-                                                    "to any upstream", "upstream-connect")
+                                                    f"to any upstream ({last_error})", "upstream-connect")
                     return self._answer_problem(ex, sock, 503, f"cluster {cluster.name}: no healthy upstream",
                                                 "no-upstream")
                 ex.upstream_url = endpoint.url
@@ -279,6 +288,7 @@ class Gateway:
                         endpoint.pool, head, body, req.chunked, timeouts.connect_s, timeouts.read_s,
                         retry_stale=idempotent and body is None, clock=self._clock)
                 except upstream.ConnectFailed as exc:
+                    last_error = exc
                     endpoint.outstanding -= 1
                     endpoint.record(False)
                     tried.append(endpoint)
@@ -482,6 +492,8 @@ class Gateway:
         return self._answer(ex, sock, 308, [("location", location)], b"")
 
     def _answer_problem(self, ex, sock, status, detail, slug, extra=()):
+        if status >= 500:
+            ex.error = detail
         status, headers, body = problems.problem(status, detail, ex.request_id, slug)
         return self._answer(ex, sock, status, headers + list(extra), body)
 

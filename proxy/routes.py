@@ -23,7 +23,7 @@ class RoutesError(ValueError):
 
 @dataclass(frozen=True)
 class Timeouts:
-    connect_s: float = 1.0
+    connect_s: float = 5.0  # Envoy's default: under a burst the event loop itself can lag past 1 s
     read_s: float = 30.0
 
 

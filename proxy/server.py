@@ -26,7 +26,7 @@ def bind_listener(host: str, port: int, reuse_port: bool = True, listen: bool = 
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.bind((host, port))
     if listen:
-        sock.listen(1024)
+        sock.listen(4096)  # capped by net.core.somaxconn; bursts of new connections queue here
     return sock
 
 

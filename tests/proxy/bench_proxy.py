@@ -37,7 +37,7 @@ http {{
   client_body_temp_path {dir}; proxy_temp_path {dir}; fastcgi_temp_path {dir};
   uwsgi_temp_path {dir}; scgi_temp_path {dir};
   server {{
-    listen 127.0.0.1:{port};
+    listen 127.0.0.1:{port} backlog=4096;
     keepalive_requests 1000000;
     location / {{ default_type application/json; return 200 '{{"service":"static","ok":true}}'; }}
   }}
@@ -112,6 +112,9 @@ routes:
                                for line in proxy.output().splitlines() if "PDP unavailable" in line)
         for reason, count in pdp_failures.most_common(3):
             print(f"  PDP failures: {count} x {reason}")
+        openings = sum(1 for line in proxy.output().splitlines() if "circuit for" in line)
+        if openings:
+            print(f"  upstream circuit opened {openings} time(s)")
     finally:
         for server in (proxy, pdp, nginx, redis):
             server.stop()

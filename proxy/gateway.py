@@ -241,7 +241,10 @@ class Gateway:
         cluster = self._clusters[route.cluster]
         timeouts = route.timeouts or cluster.spec.timeouts
         xff, proto, fwd_host = ex.forwarded
-        extra = [("host", req.header("host", "")), ("x-request-id", ex.request_id),
+        # An HTTP/1.0 client may send no Host; the upstream speaks 1.1 and needs one.
+        first = cluster.endpoints[0]
+        host = req.header("host") or f"{first.host}:{first.port}"
+        extra = [("host", host), ("x-request-id", ex.request_id),
                  ("x-forwarded-for", xff), ("x-forwarded-proto", proto), ("x-forwarded-host", fwd_host),
                  ("x-real-ip", ex.client_ip)]
         headers = forwarding.upstream_headers(req.headers, ex.decision.headers, route, extra)

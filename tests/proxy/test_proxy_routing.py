@@ -178,3 +178,10 @@ def test_keep_alive_serves_several_requests_on_one_connection(stack):
         for i in range(3):
             sock.sendall(f"GET /exact/only?i={i} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
             assert read_response(sock_file).json()["path"] == f"/exact/only?i={i}"
+
+
+def test_http_10_client_without_host_is_served_and_closed(stack):
+    response = raw_request(stack.port, b"GET /exact/only HTTP/1.0\r\n\r\n")
+    assert response.status == 200
+    assert response.json()["headers"]["host"].startswith("127.0.0.1:")
+    assert response.header("connection") == "close"

@@ -5,10 +5,12 @@ The stages are named by when they run (proxy.py style): `read_request`,
 `on_access_log`. Any stage may answer the client itself and stop the chain.
 """
 import logging
+from dataclasses import replace
 import socket
 import time
 
 import gevent
+from gevent.event import AsyncResult
 
 from . import forwarding, http11, problems, upstream
 from .breaker import BreakerRejected
@@ -80,6 +82,7 @@ class Gateway:
         self._access_log = access_log
         self._clock = clock
         self.draining = False
+        self._inflight = {}  # cache key -> AsyncResult of the PDP call in flight for it
         self.idle = set()  # sockets waiting for their next request (closed first on drain)
 
     # -- connection loop ------------------------------------------------------------------
@@ -195,6 +198,8 @@ class Gateway:
         if self._verdicts is not None:
             cache_key = (credential_hash(req.headers), req.method, req.header("host", ""), ex.path, ex.query)
             cached = self._verdicts.get(cache_key)
+            if cached is None:
+                cached = self._join_inflight(cache_key)
             if cached is not None:
                 self._metrics.cache_hits.inc()
                 ex.pdp_s = 0.0
@@ -222,6 +227,10 @@ class Gateway:
             "client_ip": ex.client_ip,
         }
         started = self._clock()
+        leading = None
+        if cache_key is not None and cache_key not in self._inflight:
+            leading = self._inflight[cache_key] = AsyncResult()
+        decision = None
         try:
             decision = self._pdp.check(doc, ex.request_id)
         except PdpUnavailable as exc:
@@ -229,11 +238,30 @@ class Gateway:
             self._metrics.pdp_errors.inc()
             log.warning("PDP unavailable for %s: %s", ex.request_id, exc)
             return FAIL_OPEN if ex.route.fail_open else None
+        finally:
+            if leading is not None:
+                del self._inflight[cache_key]
+                leading.set(decision)
         ex.pdp_s = self._clock() - started
         self._metrics.pdp_duration.observe(ex.pdp_s)
         if self._verdicts is not None:
             self._verdicts.observe(cache_key, decision)
         return decision
+
+    def _join_inflight(self, cache_key):
+        """Waits for an identical decision already asked of the PDP, and reuses it if it is cacheable.
+
+        A burst of identical requests (one caller, one path) then costs one PDP
+        call instead of one each. Keys whose last verdict was not cacheable
+        (quota spent) never wait: each of those requests needs its own decision.
+        """
+        leader = self._inflight.get(cache_key)
+        if leader is None or self._verdicts.known_uncacheable(cache_key):
+            return None
+        shared = leader.wait(self._config.pdp_timeout_ms / 1000.0)
+        if shared is None or not shared.allow or shared.cache_ttl_s <= 0:
+            return None
+        return replace(shared, cached=True)
 
     def forward(self, ex, sock, reader):
         req = ex.request

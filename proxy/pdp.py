@@ -135,6 +135,7 @@ class VerdictCache:
         self._entries = OrderedDict()
         self.revision = None
         self.hits = 0
+        self._uncacheable = OrderedDict()  # keys whose last verdict could not be cached (bounded)
 
     def get(self, key):
         if not self._max:
@@ -154,14 +155,25 @@ class VerdictCache:
         """Records the PDP's revision (dropping all on a change) and stores the verdict if cacheable."""
         if decision.policy_revision and decision.policy_revision != self.revision:
             self._entries.clear()
+            self._uncacheable.clear()
             self.revision = decision.policy_revision
-        if not self._max or not decision.allow or decision.cache_ttl_s <= 0:
+        if not self._max:
             return
+        if not decision.allow or decision.cache_ttl_s <= 0:
+            self._uncacheable[key] = True
+            self._uncacheable.move_to_end(key)
+            while len(self._uncacheable) > self._max:
+                self._uncacheable.popitem(last=False)
+            return
+        self._uncacheable.pop(key, None)
         cached = Decision(**{**decision.__dict__, "cached": True})
         self._entries[key] = (self._clock() + decision.cache_ttl_s, cached)
         self._entries.move_to_end(key)
         while len(self._entries) > self._max:
             self._entries.popitem(last=False)
+
+    def known_uncacheable(self, key) -> bool:
+        return key in self._uncacheable
 
     def __len__(self):
         return len(self._entries)

@@ -68,6 +68,16 @@ def wrk(url, seconds, connections, headers=()):
     return rps, p50, p99, int(errors.group(1)) if errors else 0, socket_errors.group(1) if socket_errors else "none"
 
 
+def worker_peak_rss_kb(master_pid):
+    with open(f"/proc/{master_pid}/task/{master_pid}/children") as handle:
+        workers = [int(pid) for pid in handle.read().split()]
+    peaks = []
+    for pid in workers:
+        with open(f"/proc/{pid}/status") as handle:
+            peaks += [int(line.split()[1]) for line in handle if line.startswith("VmHWM:")]
+    return peaks
+
+
 def main():
     seconds = int(os.environ.get("BENCH_SECONDS", "5"))
     connections = int(os.environ.get("BENCH_CONNECTIONS", "64"))
@@ -112,6 +122,7 @@ routes:
                                for line in proxy.output().splitlines() if "PDP unavailable" in line)
         for reason, count in pdp_failures.most_common(3):
             print(f"  PDP failures: {count} x {reason}")
+        print("proxy worker peak RSS:", ", ".join(f"{kb / 1024:.0f} MB" for kb in worker_peak_rss_kb(proxy.proc.pid)))
         openings = sum(1 for line in proxy.output().splitlines() if "circuit for" in line)
         if openings:
             print(f"  upstream circuit opened {openings} time(s)")

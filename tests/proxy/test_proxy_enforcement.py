@@ -217,3 +217,24 @@ def test_sidecar_mode_guards_one_app_without_a_routes_file(stack, mint):
         assert health.status == 200 and health.json()["checks"]["clusters"]["app"]["status"] == "ok"
     finally:
         sidecar.stop()
+
+
+def test_a_burst_of_identical_cacheable_requests_costs_one_pdp_decision(stack, mint):
+    from concurrent.futures import ThreadPoolExecutor
+
+    def decisions():
+        text = requests.get(stack.pdp.url + "/metrics", timeout=5).text
+        return sum(float(v) for v in re.findall(r'^pdp_decisions_total\{[^}]*\} ([0-9.e+]+)$', text, re.M))
+
+    headers = bearer(mint, "burst-user")
+    before = decisions()
+    with ThreadPoolExecutor(20) as pool:
+        statuses = list(pool.map(lambda i: get(stack.proxy.port, "/cached/burst", headers=headers).status, range(20)))
+    assert statuses == [200] * 20
+    assert decisions() - before <= 3  # one per worker at most, plus a straggler
+
+    # Quota-spending (non-cacheable) decisions are never shared: each request asks.
+    before = decisions()
+    with ThreadPoolExecutor(10) as pool:
+        list(pool.map(lambda i: get(stack.proxy.port, "/app/burst", headers=headers).status, range(10)))
+    assert decisions() - before == 10

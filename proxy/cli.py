@@ -95,7 +95,8 @@ def build_gateway(config, table, mode):
     clock = time.monotonic
     metrics = Metrics()
     clusters = {name: Cluster(spec, clock) for name, spec in table.clusters.items()}
-    pdp = PdpClient(config.pdp_url, config.pdp_timeout_ms / 1000.0, config.pdp_pool_size)
+    pdp = PdpClient(config.pdp_url, config.pdp_timeout_ms / 1000.0, config.pdp_pool_size,
+                    config.pdp_queue_timeout_ms / 1000.0)
     verdicts = VerdictCache(config.verdict_cache_size, clock) if config.verdict_cache_size else None
     meta = MetaEndpoints(config.service_name, pdp, clusters, metrics, mode)
     gateway = Gateway(config, table, clusters, pdp, verdicts, ClientAddress(config.trusted_proxies), meta,

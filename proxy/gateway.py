@@ -258,7 +258,7 @@ class Gateway:
         leader = self._inflight.get(cache_key)
         if leader is None or self._verdicts.known_uncacheable(cache_key):
             return None
-        shared = leader.wait(self._config.pdp_timeout_ms / 1000.0)
+        shared = leader.wait(self._pdp.max_wait_s)
         if shared is None or not shared.allow or shared.cache_ttl_s <= 0:
             return None
         return replace(shared, cached=True)

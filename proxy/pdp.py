@@ -77,11 +77,14 @@ def _string_map(value, name):
 class PdpClient:
     """Pooled keep-alive connections to the PDP, one deadline per decision."""
 
-    def __init__(self, base_url: str, timeout_s: float, pool_size: int):
+    def __init__(self, base_url: str, timeout_s: float, pool_size: int, queue_s: float = 1.0):
         host, port = upstream.split_host_port(base_url)
         self._pool = upstream.make_pool(base_url, pool_size, timeout_s, timeout_s)
         self._host = f"{host}:{port}"
         self._timeout_s = timeout_s
+        # A burst queues for a pooled connection (bounded) instead of piling onto the PDP.
+        self._queue_s = queue_s
+        self.max_wait_s = self._queue_s + timeout_s  # the longest one check() can take
         self.base_url = base_url
 
     def _head(self, method, path, length=None):
@@ -96,7 +99,7 @@ class PdpClient:
         if request_id:
             head = head[:-2] + f"X-Request-ID: {request_id}\r\n\r\n".encode("latin-1")
         try:
-            status, _, data = upstream.simple_request(self._pool, head, body, self._timeout_s)
+            status, _, data = upstream.simple_request(self._pool, head, body, self._timeout_s, self._queue_s)
         except (upstream.UpstreamTimeout, upstream.UpstreamBroken) as exc:
             raise PdpUnavailable(f"PDP unreachable: {exc}") from None
         if status in (400, 413, 431):

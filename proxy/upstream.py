@@ -177,16 +177,26 @@ def _read_final_head(reader, request_head: bytes):
         return response
 
 
-def simple_request(pool, head: bytes, body: bytes, deadline_s: float):
+def simple_request(pool, head: bytes, body: bytes, deadline_s: float, queue_s: float = None):
     """A small buffered exchange (the PDP, health checks) within one deadline.
+
+    Args:
+        deadline_s: from sending the request to the whole answer.
+        queue_s: how long to wait for a free pooled connection first (None: within
+            the deadline). Waiting for the pool is the proxy's own backpressure,
+            not the peer being slow, so it can have its own bound.
 
     Returns:
         (status, headers, body bytes).
     """
     sock = None
     try:
+        if queue_s is not None:
+            with gevent.Timeout(queue_s, UpstreamTimeout("no free connection in time")):
+                sock = pool.get_socket()
         with gevent.Timeout(deadline_s, UpstreamTimeout("deadline exceeded")):
-            sock = pool.get_socket()
+            if sock is None:
+                sock = pool.get_socket()
             sock.sendall(head + body if body else head)
             reader = http11.SocketReader(sock)
             response = _read_final_head(reader, head)

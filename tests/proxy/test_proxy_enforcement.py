@@ -238,3 +238,24 @@ def test_a_burst_of_identical_cacheable_requests_costs_one_pdp_decision(stack, m
     with ThreadPoolExecutor(10) as pool:
         list(pool.map(lambda i: get(stack.proxy.port, "/app/burst", headers=headers).status, range(10)))
     assert decisions() - before == 10
+
+
+def test_waiting_for_a_pdp_connection_is_bounded_apart_from_the_deadline(stack):
+    from concurrent.futures import ThreadPoolExecutor
+
+    blackhole = socket.socket()
+    blackhole.bind(("127.0.0.1", 0))
+    blackhole.listen(64)
+    proxy = start_proxy(routes=open(stack.proxy.proc.args[-1]).read(), env={
+        "PDP_URL": f"http://127.0.0.1:{blackhole.getsockname()[1]}", "PDP_POOL_SIZE": "1",
+        "PDP_TIMEOUT_MS": "1500", "PDP_QUEUE_TIMEOUT_MS": "200"})
+    try:
+        with ThreadPoolExecutor(3) as pool:
+            statuses = list(pool.map(lambda i: get(proxy.port, f"/app/{i}").status, range(3)))
+        assert statuses == [503, 503, 503]
+        log = wait_until(lambda: proxy.output().count("PDP unavailable") >= 3 and proxy.output(), timeout=5)
+        assert log.count("deadline exceeded") == 1
+        assert log.count("no free connection in time") == 2
+    finally:
+        proxy.stop()
+        blackhole.close()

@@ -83,6 +83,8 @@ class Gateway:
         self._clock = clock
         self.draining = False
         self._inflight = {}  # cache key -> AsyncResult of the PDP call in flight for it
+        self._pdp_warned_at = float("-inf")
+        self._pdp_warnings_suppressed = 0
         self.idle = set()  # sockets waiting for their next request (closed first on drain)
 
     # -- connection loop ------------------------------------------------------------------
@@ -109,10 +111,10 @@ class Gateway:
                         head = reader.read_head(config.max_header_bytes)
                     request = http11.parse_request_head(head)
                 except _HeadTimeout:
-                    self._reject(sock, 408, "the request head was not received in time", "header-timeout")
+                    self._reject(sock, peer_ip, 408, "the request head was not received in time", "header-timeout")
                     return
                 except http11.ProtocolError as exc:
-                    self._reject(sock, exc.status, exc.detail, "bad-request")
+                    self._reject(sock, peer_ip, exc.status, exc.detail, "bad-request")
                     return
                 except (http11.ConnectionClosed, OSError):
                     return
@@ -140,13 +142,18 @@ class Gateway:
             except OSError:
                 pass
 
-    def _reject(self, sock, status, detail, slug):
-        status, headers, body = problems.problem(status, detail, forwarding.request_id(None), slug)
+    def _reject(self, sock, peer_ip, status, detail, slug):
+        """Answers a request that could not even be parsed, and logs it (smuggling attempts show here)."""
+        rid = forwarding.request_id(None)
+        status, headers, body = problems.problem(status, detail, rid, slug)
         try:
             sock.sendall(http11.render_head(status, headers + [("content-length", str(len(body))),
                                                                ("connection", "close")]) + body)
         except OSError:
             pass
+        self._metrics.requests.labels("-", str(status)).inc()
+        self._access_log.write({"request_id": rid, "client_ip": peer_ip, "method": None, "path": None,
+                                "route": "-", "status": status, "error": detail})
 
     # -- the pipeline ---------------------------------------------------------------------
 
@@ -235,8 +242,9 @@ class Gateway:
             decision = self._pdp.check(doc, ex.request_id)
         except PdpUnavailable as exc:
             ex.pdp_s = self._clock() - started
-            self._metrics.pdp_errors.inc()
-            log.warning("PDP unavailable for %s: %s", ex.request_id, exc)
+            self._metrics.pdp_errors.labels(exc.kind).inc()
+            ex.error = str(exc)
+            self._warn_pdp_unavailable(ex.request_id, exc)
             return FAIL_OPEN if ex.route.fail_open else None
         finally:
             if leading is not None:
@@ -247,6 +255,18 @@ class Gateway:
         if self._verdicts is not None:
             self._verdicts.observe(cache_key, decision)
         return decision
+
+    def _warn_pdp_unavailable(self, request_id, exc):
+        """At most one warning per second: an outage must not flood the log (the metric counts all)."""
+        now = self._clock()
+        if now - self._pdp_warned_at >= 1.0:
+            suffix = f" ({self._pdp_warnings_suppressed} more in the last second)" \
+                if self._pdp_warnings_suppressed else ""
+            log.warning("PDP unavailable for %s: %s%s", request_id, exc, suffix)
+            self._pdp_warned_at = now
+            self._pdp_warnings_suppressed = 0
+        else:
+            self._pdp_warnings_suppressed += 1
 
     def _join_inflight(self, cache_key):
         """Waits for an identical decision already asked of the PDP, and reuses it if it is cacheable.
@@ -523,7 +543,7 @@ class Gateway:
         return self._answer(ex, sock, 308, [("location", location)], b"")
 
     def _answer_problem(self, ex, sock, status, detail, slug, extra=()):
-        if status >= 500:
+        if status >= 500 and not ex.error:
             ex.error = detail
         status, headers, body = problems.problem(status, detail, ex.request_id, slug)
         return self._answer(ex, sock, status, headers + list(extra), body)

@@ -22,7 +22,8 @@ class Metrics:
                                            buckets=_BUCKETS)
         self.pdp_duration = Histogram("lucid_proxy_pdp_duration_seconds", "Time per PDP decision",
                                       buckets=_BUCKETS)
-        self.pdp_errors = Counter("lucid_proxy_pdp_errors_total", "PDP calls without a usable decision")
+        self.pdp_errors = Counter("lucid_proxy_pdp_errors_total", "PDP calls without a usable decision, by kind",
+                                  ["kind"])
         self.cache_hits = Counter("lucid_proxy_verdict_cache_hits_total", "Decisions served from the verdict cache")
         self.retries = Counter("lucid_proxy_upstream_retries_total", "Retries after a connect failure",
                                ["cluster"])

@@ -8,7 +8,14 @@ from . import upstream
 
 
 class PdpUnavailable(Exception):
-    """No usable decision (down, slow, malformed answer): fail closed unless the route opts out."""
+    """No usable decision (down, slow, malformed answer): fail closed unless the route opts out.
+
+    `kind` is one of: deadline, queue, unreachable, bad_answer, status (a metric label).
+    """
+
+    def __init__(self, message: str, kind: str = "bad_answer"):
+        super().__init__(message)
+        self.kind = kind
 
 
 class PdpRejected(Exception):
@@ -100,12 +107,15 @@ class PdpClient:
             head = head[:-2] + f"X-Request-ID: {request_id}\r\n\r\n".encode("latin-1")
         try:
             status, _, data = upstream.simple_request(self._pool, head, body, self._timeout_s, self._queue_s)
-        except (upstream.UpstreamTimeout, upstream.UpstreamBroken) as exc:
-            raise PdpUnavailable(f"PDP unreachable: {exc}") from None
+        except upstream.UpstreamTimeout as exc:
+            kind = "queue" if "no free connection" in str(exc) else "deadline"
+            raise PdpUnavailable(f"PDP unreachable: {exc}", kind) from None
+        except upstream.UpstreamBroken as exc:
+            raise PdpUnavailable(f"PDP unreachable: {exc}", "unreachable") from None
         if status in (400, 413, 431):
             raise PdpRejected(f"the request cannot be judged ({status} from the PDP)")
         if status != 200:
-            raise PdpUnavailable(f"PDP answered {status}")
+            raise PdpUnavailable(f"PDP answered {status}", "status")
         return parse_decision(data)
 
     def probe(self, path: str = "/v1/health", timeout_s: float = 1.0) -> int:
@@ -113,7 +123,7 @@ class PdpClient:
         try:
             status, _, _ = upstream.simple_request(self._pool, self._head("GET", path), b"", timeout_s)
         except (upstream.UpstreamTimeout, upstream.UpstreamBroken) as exc:
-            raise PdpUnavailable(str(exc)) from None
+            raise PdpUnavailable(str(exc), "unreachable") from None
         return status
 
 

@@ -9,7 +9,6 @@ cacheable verdicts (the fast path). A benchmark, not a test: it prints numbers.
 Env: BENCH_SECONDS (5), BENCH_CONNECTIONS (64), BENCH_WORKERS (proxy and PDP workers, 2).
 """
 import os
-from collections import Counter
 import re
 import secrets
 import shutil
@@ -121,10 +120,8 @@ routes:
         text = get(proxy.port, "/api/v1/meta/metrics", headers={"Authorization": f"Bearer {admin}"}).body.decode()
         statuses = re.findall(r'^lucid_proxy_requests_total\{route="app",status="(\d+)"\} ([\d.e+]+)$', text, re.M)
         print("proxy answers by status:", ", ".join(f"{code}: {float(n):.0f}" for code, n in sorted(statuses)))
-        pdp_failures = Counter(re.sub(r"PDP unavailable for \w+: ", "", line.split("]: ", 1)[-1])
-                               for line in proxy.output().splitlines() if "PDP unavailable" in line)
-        for reason, count in pdp_failures.most_common(3):
-            print(f"  PDP failures: {count} x {reason}")
+        for kind, count in re.findall(r'^lucid_proxy_pdp_errors_total\{kind="(\w+)"\} ([\d.e+]+)$', text, re.M):
+            print(f"  PDP failures ({kind}): {float(count):.0f}")
         print("proxy worker peak RSS:", ", ".join(f"{kb / 1024:.0f} MB" for kb in worker_peak_rss_kb(proxy.proc.pid)))
         openings = sum(1 for line in proxy.output().splitlines() if "circuit for" in line)
         if openings:

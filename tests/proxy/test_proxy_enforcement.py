@@ -253,9 +253,12 @@ def test_waiting_for_a_pdp_connection_is_bounded_apart_from_the_deadline(stack):
         with ThreadPoolExecutor(3) as pool:
             statuses = list(pool.map(lambda i: get(proxy.port, f"/app/{i}").status, range(3)))
         assert statuses == [503, 503, 503]
-        log = wait_until(lambda: proxy.output().count("PDP unavailable") >= 3 and proxy.output(), timeout=5)
-        assert log.count("deadline exceeded") == 1
-        assert log.count("no free connection in time") == 2
+        records = wait_until(lambda: [json.loads(line) for line in proxy.output().splitlines()
+                                      if line.startswith("{") and '"status":503' in line][2:] and
+                             [json.loads(line) for line in proxy.output().splitlines()
+                              if line.startswith("{") and '"status":503' in line], timeout=5)
+        errors = sorted(record["error"] for record in records)
+        assert errors == ["PDP unreachable: deadline exceeded"] + ["PDP unreachable: no free connection in time"] * 2
     finally:
         proxy.stop()
         blackhole.close()

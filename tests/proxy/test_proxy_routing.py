@@ -185,3 +185,11 @@ def test_http_10_client_without_host_is_served_and_closed(stack):
     assert response.status == 200
     assert response.json()["headers"]["host"].startswith("127.0.0.1:")
     assert response.header("connection") == "close"
+
+
+def test_unparseable_requests_are_logged_too(stack):
+    import json
+    raw_request(stack.port, b"GET /exact/only HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n")
+    from tests.proxy.proxy_helpers import wait_until
+    wait_until(lambda: any(json.loads(line).get("error") == "more than one Host header"
+                           for line in stack.output().splitlines() if line.startswith("{")), timeout=5)

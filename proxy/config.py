@@ -87,9 +87,25 @@ def _cidr_list(raw):
     return tuple(networks)
 
 
+def usable_cores() -> int:
+    """Cores this process may really use: CPU affinity, then a cgroup v2 quota (containers)."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 1
+    try:
+        with open("/sys/fs/cgroup/cpu.max") as handle:
+            quota, period = handle.read().split()[:2]
+        if quota != "max":
+            cores = min(cores, max(1, -(-int(quota) // int(period))))
+    except (OSError, ValueError):
+        pass
+    return max(1, cores)
+
+
 def _workers(raw):
     if raw.strip() == "":
-        return os.cpu_count() or 1
+        return usable_cores()
     return _int_in(1, 256)(raw)
 
 
@@ -118,7 +134,7 @@ SETTINGS = (
             "Keep-alive connections to the PDP per worker; more requests wait for one."),
     Setting("pdp_queue_timeout_ms", "PDP_QUEUE_TIMEOUT_MS", _int_in(1, 60000), "1000",
             "How long a request may wait for a free PDP connection (then 503, fail closed)."),
-    Setting("workers", "PROXY_WORKERS", _workers, "", "Worker processes (default: number of cores)."),
+    Setting("workers", "PROXY_WORKERS", _workers, "", "Worker processes (default: usable cores, cgroup CPU quota included)."),
     Setting("routes_file", "ROUTES_FILE", _optional_path, "", "Routes YAML (default: the shipped seed routes)."),
     Setting("trusted_proxies", "TRUSTED_PROXIES", _cidr_list, "",
             "CIDRs whose X-Forwarded-For is trusted (comma-separated)."),

@@ -37,6 +37,11 @@ def test_sigterm_drains_in_flight_requests_and_exits_0(upstream):
                      for i in range(24)]
         time.sleep(0.5)
         proxy.signal(signal.SIGTERM)
+        time.sleep(0.3)
+        # Draining: no longer accepting, while the 24 requests are still in flight.
+        with pytest.raises(OSError):
+            socket.create_connection(("127.0.0.1", proxy.port), timeout=1).close()
+        assert not any(future.done() for future in in_flight)
         statuses = [future.result().status for future in in_flight]
     assert statuses == [200] * 24
     assert proxy.proc.wait(15) == 0

@@ -133,3 +133,24 @@ def test_one_gib_streams_both_ways_with_flat_memory(upstream):
         assert rss_peak - rss_before < 32 * 1024, (rss_before, rss_peak)
     finally:
         proxy.stop()
+
+
+def test_a_large_refused_upload_still_gets_its_413(limited):
+    """The proxy stops reading an oversized body; closing with unread data would
+    reset the connection and lose the 413, so it drains for a moment first."""
+    import threading
+    with socket.create_connection(("127.0.0.1", limited.port), timeout=10) as sock:
+        size = 8 << 20
+        sock.sendall(f"POST /x HTTP/1.1\r\nHost: x\r\nContent-Length: {size}\r\n\r\n".encode())
+
+        def upload():
+            try:
+                sock.sendall(b"u" * size)
+            except OSError:
+                pass
+
+        sender = threading.Thread(target=upload, daemon=True)
+        sender.start()
+        response = read_response(sock.makefile("rb"))
+        sender.join(10)
+    assert response.status == 413

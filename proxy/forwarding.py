@@ -8,7 +8,7 @@ HOP_BY_HOP = frozenset((
     "connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding",
     "upgrade", "proxy-authorization", "proxy-authenticate",
 ))
-# Identity headers only the PDP may set (pdp/identity.py IDENTITY_HEADERS); any
+# Identity headers only the PDP may set (docs/decision-api.md); any
 # client-sent x-user-* is dropped as well.
 IDENTITY_HEADERS = frozenset(("x-user-id", "x-user-roles", "x-user-plan", "x-user-mfa",
                               "x-user-sub", "x-user-email", "x-auth-subject"))

@@ -14,7 +14,7 @@ from gevent.event import AsyncResult
 
 from . import forwarding, http11, problems, upstream
 from .breaker import BreakerRejected
-from .normalize import AmbiguousPath, normalize_target
+from pdp.request_path import AmbiguousPath, normalize_target
 from .pdp import FAIL_OPEN, PdpRejected, PdpUnavailable, credential_hash
 
 log = logging.getLogger("proxy.gateway")

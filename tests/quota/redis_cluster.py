@@ -1,0 +1,48 @@
+"""A real 3-master Redis Cluster on loopback, created with redis-cli --cluster create."""
+import shutil
+import subprocess
+import tempfile
+import time
+
+from tests.support.ports import free_port
+from tests.support.processes import Server
+
+
+class RedisCluster3:
+    def __init__(self, masters: int = 3):
+        binary = shutil.which("redis-server") or "/usr/bin/redis-server"
+        self.servers = []
+        try:
+            for _ in range(masters):
+                port = free_port()
+                workdir = tempfile.mkdtemp(prefix="lucid-redis-cluster-")
+                self.servers.append(Server(
+                    [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                     "--appendonly", "no", "--dir", workdir, "--cluster-enabled", "yes",
+                     "--cluster-config-file", f"nodes-{port}.conf",
+                     "--cluster-node-timeout", "2000",
+                     # An explicit bus port: port + 10000 may be taken or past 65535.
+                     "--cluster-port", str(free_port())], port))
+            nodes = [f"127.0.0.1:{s.port}" for s in self.servers]
+            subprocess.run(["redis-cli", "--cluster", "create", *nodes, "--cluster-replicas",
+                            "0", "--cluster-yes"], check=True, capture_output=True, timeout=30)
+            self._wait_ok(timeout=20)
+        except Exception:
+            self.stop()
+            raise
+        self.url = "redis+cluster://" + ",".join(nodes)
+
+    def _wait_ok(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            states = [subprocess.run(["redis-cli", "-p", str(s.port), "cluster", "info"],
+                                     capture_output=True, text=True, timeout=5).stdout
+                      for s in self.servers]
+            if all("cluster_state:ok" in st for st in states):
+                return
+            time.sleep(0.1)
+        raise TimeoutError("Redis Cluster did not reach cluster_state:ok")
+
+    def stop(self) -> None:
+        for server in self.servers:
+            server.stop()

@@ -9,7 +9,7 @@ from .descriptors import Descriptor
 class Prepared(NamedTuple):
     """A descriptor with its Redis keys resolved for one point in time."""
     d: Descriptor
-    alg: str          # "tb" | "cal"
+    alg: str          # "tb" | "day" | "month" (the Lua script's codes)
     counter_key: str
     overrides_key: str
     index_key: str

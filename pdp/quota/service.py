@@ -30,6 +30,7 @@ log = logging.getLogger("pdp.quota")
 
 SPEND_LUA = resources.files(__package__).joinpath("spend.lua").read_text()
 _RESYNC_BATCH = 100
+_ALG_CODES = {"token_bucket": "tb", "calendar_day": "day", "calendar_month": "month"}
 
 
 @dataclass
@@ -149,7 +150,7 @@ class QuotaService:
         end_ms = 0
         if d.algorithm != "token_bucket":
             end_ms = calendar_window(d.algorithm, now_s)[2]
-        return Prepared(d, "tb" if d.algorithm == "token_bucket" else "cal", counter,
+        return Prepared(d, _ALG_CODES[d.algorithm], counter,
                         self._keys.overrides(d.key), self._keys.index(d.key), end_ms,
                         self._keys.base(d.key))
 
@@ -307,3 +308,28 @@ class QuotaService:
                     self._analytics.flush()
                 except (RedisError, OSError) as exc:
                     log.warning("quota analytics flush failed: %s", exc)
+
+    # -- reads for the admin API ----------------------------------------------------
+
+    def peek(self, descriptors: list[Descriptor]) -> list[Outcome]:
+        """Remaining quota of each descriptor, spending nothing (raises RedisError)."""
+        now_s = self._clock()
+        items = [self._prepare(d, now_s) for d in descriptors]
+        outcomes: list[Outcome] = [None] * len(items)
+        for group in self._groups(items):
+            reply = self._eval([items[i] for i in group], int(now_s * 1000), "*", "peek")
+            for n, i in enumerate(group):
+                outcomes[i] = Outcome(bool(reply[2 + 6 * n]), *reply[3 + 6 * n: 8 + 6 * n])
+        return outcomes
+
+    @property
+    def analytics(self) -> UsageAnalytics | None:
+        return self._analytics
+
+    @property
+    def redis(self):
+        return self._redis
+
+    @property
+    def clock(self):
+        return self._clock

@@ -8,7 +8,7 @@
 --         so that calendar rollovers are testable and all workers agree on windows)
 -- ARGV[3] the caller's plan, or "*" to skip the plan-override check
 -- ARGV[4] n, the number of descriptors; then 8 values per descriptor:
---   name, algorithm ("tb" token bucket as GCRA | "cal" calendar counter),
+--   name, algorithm ("tb" token bucket as GCRA | "day" / "month" calendar counter),
 --   limit, window_ms, burst, cost, shadow (0|1), calendar reset in ms
 -- Reply: {verdict, plan, then 6 integers per descriptor:
 --         allowed, remaining, reset_ms, retry_after_ms, effective limit, effective burst}

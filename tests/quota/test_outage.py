@@ -40,10 +40,10 @@ def test_stalled_redis_costs_about_the_timeout_then_the_breaker_opens(own_redis,
     assert all(v.allowed and v.source == "fallback" for v, _ in results)
     assert max(seconds for _, seconds in results) < 0.5  # a behaviour bound, not a benchmark
     # Only the calls before the breaker opened waited for Redis (threshold 3).
-    errors = metrics.registry.get_sample_value("lucid_quota_redis_errors_total",
+    errors = metrics.registry.get_sample_value("pdp_quota_redis_errors_total",
                                                {"error": "TimeoutError"})
     assert 1 <= errors <= 3
-    assert metrics.registry.get_sample_value("lucid_quota_breaker_opens_total") == 1
+    assert metrics.registry.get_sample_value("pdp_quota_breaker_opens_total") == 1
 
 
 def test_stalled_cluster_node_costs_at_most_about_the_timeout(redis_cluster, make_service):

@@ -15,6 +15,8 @@ with back-off would turn a 20 ms timeout into seconds.
 """
 from __future__ import annotations
 
+import inspect
+
 import redis
 from redis.backoff import NoBackoff
 from redis.cluster import ClusterNode, RedisCluster
@@ -28,6 +30,17 @@ __all__ = ["connect", "parse_url", "RedisURLError", "RedisTarget"]
 
 def _no_retry() -> Retry:
     return Retry(NoBackoff(), 0)
+
+
+def _no_handshake() -> dict:
+    """No HELLO (RESP2) and no CLIENT SETINFO on connect: fewer round trips per new
+    connection, and a read timeout then means the command itself was sent, so
+    Redis ran it (see QuotaUnavailable.maybe_applied). AUTH and SELECT remain
+    when the URL asks for them."""
+    params = inspect.signature(redis.connection.AbstractConnection.__init__).parameters
+    if "driver_info" in params:
+        return {"protocol": 2, "driver_info": None}
+    return {"protocol": 2, "lib_name": None, "lib_version": None}
 
 
 def connect(url: str, timeout_s: float, *, max_connections: int | None = None):
@@ -47,7 +60,7 @@ def connect(url: str, timeout_s: float, *, max_connections: int | None = None):
         raise ValueError("timeout_s must be > 0")
     target = parse_url(url)
     common = dict(socket_timeout=timeout_s, socket_connect_timeout=timeout_s,
-                  retry=_no_retry(), health_check_interval=0)
+                  retry=_no_retry(), health_check_interval=0, **_no_handshake())
     if max_connections:
         common["max_connections"] = max_connections
     if target.kind == "single":

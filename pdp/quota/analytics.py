@@ -1,6 +1,6 @@
 """Usage analytics: top keys and per-descriptor rejections over the last hour.
 
-Each worker counts in memory and flushes at most once per ``flush_interval_s``
+Each worker counts in memory and flushes every ``flush_interval_s``
 into per-minute Redis structures that expire after an hour (and a margin):
 a sorted set of the busiest keys, trimmed to ``keep_per_minute`` members, and
 a hash of allowed/rejected counts per descriptor name. So analytics cost no
@@ -8,11 +8,14 @@ extra round trip per request, and lag by at most the flush interval.
 """
 from __future__ import annotations
 
+import logging
 import threading
+import time
 from collections import Counter
 
 from .keys import KeySpace
 
+log = logging.getLogger("pdp.quota")
 _HOUR_S = 3600
 _TTL_S = _HOUR_S + 120
 
@@ -29,7 +32,6 @@ class UsageAnalytics:
         self._lock = threading.Lock()
         self._top: Counter = Counter()
         self._per_name: Counter = Counter()  # (name, result) -> count
-        self._last_flush = clock()
 
     def record(self, key_costs: dict, results: list[tuple[str, str]]) -> None:
         """Counts one decision: the keys spent (key -> cost) and (name, result) pairs."""
@@ -40,15 +42,25 @@ class UsageAnalytics:
             for pair in results:
                 self._per_name[pair] += 1
 
-    def due(self) -> bool:
-        return self._clock() - self._last_flush >= self._flush_interval_s
+    def start_background_flush(self) -> threading.Thread:
+        """Flushes every interval from a daemon thread (a greenlet under gevent), so an
+        idle worker's counts reach Redis too."""
+        def loop():
+            while True:
+                time.sleep(self._flush_interval_s)
+                try:
+                    self.flush()
+                except Exception as exc:  # noqa: BLE001 - analytics must never stop serving
+                    log.warning("quota analytics flush failed: %s", exc.__class__.__name__)
+        thread = threading.Thread(target=loop, name="quota-analytics", daemon=True)
+        thread.start()
+        return thread
 
     def flush(self) -> None:
         """Writes the pending counts to Redis; on error they are dropped (bounded memory)."""
         with self._lock:
             top, per_name = self._top, self._per_name
             self._top, self._per_name = Counter(), Counter()
-            self._last_flush = self._clock()
         if not top and not per_name:
             return
         minute = int(self._clock() // 60)

@@ -17,6 +17,7 @@ def build_quota_service(settings, redis_client, registry=None, clock=time.time) 
     analytics = None
     if settings.quota_analytics:
         analytics = UsageAnalytics(redis_client, keys, clock=clock)
+        analytics.start_background_flush()
     return QuotaService(
         redis_client, keys=keys, legacy_headers=settings.ratelimit_legacy_headers,
         breaker=CircuitBreaker(settings.quota_breaker_failures,

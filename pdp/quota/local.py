@@ -1,8 +1,9 @@
 """In-process buckets used while Redis is unreachable (fail mode ``local``).
 
-Each worker enforces the same limits on its own, so during an outage a key
-admits at most (workers x limit) per window - see docs/quotas.md. What a worker
-spends locally is remembered and pushed to Redis when it returns (re-sync).
+Each worker enforces the same limits on its own, starting from the level Redis
+last reported for the key (or a full bucket), so during an outage a key admits
+at most (workers x limit) per window - see docs/quotas.md. What a worker spends
+locally is remembered and pushed to Redis when it returns (re-sync).
 """
 from __future__ import annotations
 
@@ -16,24 +17,33 @@ from .plan import Outcome, Prepared
 class LocalLimiter:
     def __init__(self, max_keys: int = 50_000):
         self._max_keys = max_keys
-        self._state: OrderedDict[str, tuple[float, float]] = OrderedDict()  # key -> (value, expires ms)
+        # counter key -> (level, expires ms, limit, burst): the level is a GCRA tat or a count.
+        self._state: OrderedDict[str, tuple] = OrderedDict()
         self._debits: OrderedDict[str, tuple[Prepared, int]] = OrderedDict()
-        self._effective: dict[str, tuple[int, int]] = {}
         self._lock = threading.Lock()
 
-    def remember_effective(self, counter_key: str, limit: int, burst: int) -> None:
-        """Keeps the limits Redis applied last (overrides included) for the outage."""
-        if len(self._effective) >= self._max_keys:
-            self._effective.clear()
-        self._effective[counter_key] = (limit, burst)
+    def observe(self, p: Prepared, o: Outcome, now_ms: int) -> None:
+        """Mirrors what Redis just answered, so a fallback continues from Redis's level
+        (and its overrides) instead of a full bucket."""
+        if p.alg == "tb":
+            level = expires = now_ms + o.reset_ms
+        else:
+            level, expires = o.limit - o.remaining, p.end_ms
+        with self._lock:
+            self._put(p.counter_key, (level, expires, o.limit, o.burst))
 
-    def spend(self, items: list[Prepared], now_ms: int) -> tuple[bool, list[Outcome]]:
-        """Checks and spends all items, or none when an enforced one is over its limit."""
+    def spend(self, items: list[Prepared], now_ms: int,
+              record_debits: bool = True) -> tuple[bool, list[Outcome]]:
+        """Checks and spends all items, or none when an enforced one is over its limit.
+
+        ``record_debits`` False: Redis probably counted this request already
+        (its call timed out after being sent), so it is not re-synced later.
+        """
         with self._lock:
             outcomes, new_values, rejected = [], [], False
             for p in items:
-                limit, burst = self._effective.get(p.counter_key, (p.d.limit, p.d.burst))
-                value, expires = self._state.get(p.counter_key, (None, 0.0))
+                value, expires, limit, burst = self._state.get(
+                    p.counter_key, (None, 0.0, p.d.limit, p.d.burst))
                 if expires <= now_ms:
                     value = None
                 if p.alg == "tb":
@@ -57,12 +67,13 @@ class LocalLimiter:
                 if not allowed and not p.d.shadow:
                     rejected = True
                 outcomes.append(Outcome(allowed, remaining, reset, retry, limit, burst))
-                new_values.append((p, new, expires, allowed))
+                new_values.append((p, new, expires, allowed, limit, burst))
             if not rejected:
-                for p, new, expires, allowed in new_values:
+                for p, new, expires, allowed, limit, burst in new_values:
                     if allowed and p.d.cost:
-                        self._put(p.counter_key, (new, expires))
-                        self._debit(p)
+                        self._put(p.counter_key, (new, expires, limit, burst))
+                        if record_debits:
+                            self._debit(p)
             return not rejected, outcomes
 
     def _put(self, key: str, state) -> None:
@@ -87,8 +98,3 @@ class LocalLimiter:
 
     def pending_debits(self) -> int:
         return len(self._debits)
-
-    def forget(self) -> None:
-        """Drops local buckets once Redis is authoritative again."""
-        with self._lock:
-            self._state.clear()

@@ -17,6 +17,7 @@ from importlib import resources
 
 from redis.cluster import RedisCluster
 from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from .analytics import UsageAnalytics
 from .breaker import CircuitBreaker
@@ -51,7 +52,16 @@ class QuotaVerdict:
 
 
 class QuotaUnavailable(Exception):
-    """Redis could not be used for this decision (error, timeout or open breaker)."""
+    """Redis could not be used for this decision (error, timeout or open breaker).
+
+    ``maybe_applied`` is set after a timeout: the script was sent and Redis most
+    likely ran it (a busy worker or a frozen Redis answers late), so what the
+    fallback spends then is not re-synced, or it would count twice.
+    """
+
+    def __init__(self, message: str, maybe_applied: bool = False):
+        super().__init__(message)
+        self.maybe_applied = maybe_applied
 
 
 class QuotaService:
@@ -137,12 +147,13 @@ class QuotaService:
         now_ms = int(now_s * 1000)
         try:
             replies = self._call_redis(items, now_ms, plan)
-        except QuotaUnavailable:
-            return self._fallback(items, now_ms)
+        except QuotaUnavailable as exc:
+            return self._fallback(items, now_ms, resync=not exc.maybe_applied)
         if isinstance(replies, str):
             return replies
         for p, o in zip(items, replies):
-            self._local.remember_effective(p.counter_key, o.limit, o.burst)
+            if o is not None:
+                self._local.observe(p, o, now_ms)
         return self._verdict(items, replies, "redis")
 
     def _prepare(self, d: Descriptor, now_s: float) -> Prepared:
@@ -184,7 +195,8 @@ class QuotaService:
                 spent_groups.append(group)
         except (RedisError, OSError) as exc:
             self._on_failure(exc)
-            raise QuotaUnavailable(str(exc)) from exc
+            raise QuotaUnavailable(str(exc), maybe_applied=isinstance(
+                exc, (RedisTimeoutError, TimeoutError))) from exc
         self._on_success()
         return outcomes
 
@@ -221,7 +233,7 @@ class QuotaService:
 
     # -- Redis unavailable ----------------------------------------------------------
 
-    def _fallback(self, items: list[Prepared], now_ms: int) -> QuotaVerdict:
+    def _fallback(self, items: list[Prepared], now_ms: int, resync: bool = True) -> QuotaVerdict:
         enforced = [p for p in items if not p.d.shadow]
         if any(p.d.fail_mode == "closed" for p in enforced):
             if self._metrics:
@@ -232,7 +244,7 @@ class QuotaService:
         local = [p for p in items if p.d.fail_mode == "local"]
         outcomes: list[Outcome | None] = [None] * len(items)
         if local:
-            _, local_outcomes = self._local.spend(local, now_ms)
+            _, local_outcomes = self._local.spend(local, now_ms, record_debits=resync)
             for p, o in zip(local, local_outcomes):
                 outcomes[items.index(p)] = o
         if self._metrics:
@@ -255,8 +267,6 @@ class QuotaService:
             except (RedisError, OSError) as exc:
                 log.warning("quota: re-sync stopped: %s", exc)
                 break
-        if self._local.pending_debits() == 0:
-            self._local.forget()
         if self._metrics and pushed:
             self._metrics.resyncs.inc(pushed)
         return pushed
@@ -303,11 +313,6 @@ class QuotaService:
                 self._metrics.decision(d.name, result)
         if self._analytics is not None:
             self._analytics.record(key_costs, results)
-            if self._analytics.due() and self._breaker.state == "closed":
-                try:
-                    self._analytics.flush()
-                except (RedisError, OSError) as exc:
-                    log.warning("quota analytics flush failed: %s", exc)
 
     # -- reads for the admin API ----------------------------------------------------
 

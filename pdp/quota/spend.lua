@@ -47,10 +47,21 @@ for i = 1, n do
 
   local st = {allowed = 1, limit = limit, burst = burst, retry = 0}
   if alg == "tb" then
-    -- GCRA: the theoretical arrival time (tat) encodes the bucket's level.
+    -- GCRA: the theoretical arrival time (tat) encodes the bucket's level. It is
+    -- stored as "tat|t" with the emission interval t it was measured in, so that
+    -- when an override changes the rate the tokens already used carry over.
     local t = window / limit
     local cap = burst * t
-    local tat = tonumber(redis.call("GET", ckey) or now)
+    local tat = now
+    local raw = redis.call("GET", ckey)
+    if raw then
+      local sep = string.find(raw, "|", 1, true)
+      if sep then
+        tat = tonumber(string.sub(raw, 1, sep - 1))
+        local t_then = tonumber(string.sub(raw, sep + 1))
+        if t_then ~= t and tat > now then tat = now + (tat - now) / t_then * t end
+      end
+    end
     if tat < now then tat = now end
     local new_tat = tat + cost * t
     if mode == "refund" then
@@ -60,7 +71,7 @@ for i = 1, n do
       st.retry = math.ceil(new_tat - now - cap)
       new_tat = tat
     end
-    st.value = new_tat
+    st.value = tostring(new_tat) .. "|" .. tostring(t)
     st.ttl = math.ceil(new_tat - now)
     st.remaining = math.max(0, math.floor((cap - (new_tat - now)) / t + 1e-9))
     st.reset = math.ceil(new_tat - now)
@@ -92,7 +103,7 @@ if mode ~= "peek" and not rejected then
     local st = states[i]
     if st.changed then
       if st.ttl > 0 then
-        redis.call("SET", st.ckey, tostring(st.value), "PX", st.ttl)
+        redis.call("SET", st.ckey, st.value, "PX", st.ttl)
       else
         redis.call("DEL", st.ckey)
       end

@@ -9,7 +9,7 @@ decision := {
 	"allow": true,
 	"status": 200,
 	"reason": "ok",
-	"headers": {},
+	"headers": identity_headers,
 	"response_headers": {},
 	"quotas": quotas,
 	"cache_ttl_s": 5,
@@ -18,6 +18,10 @@ decision := {
 subject_key := concat(":", ["user", input.subject.sub]) if {
 	input.subject.authenticated
 } else := concat(":", ["ip", input.request.client_ip])
+
+identity_headers := {"x-user-id": input.subject.sub, "x-user-roles": concat(",", input.subject.roles)} if {
+	input.subject.authenticated
+} else := {}
 
 plan_daily_limits := {"free": 2, "pro": 5}
 

@@ -89,9 +89,10 @@ def test_local_fallback_keeps_rejections_all_or_nothing(own_redis, make_service)
     assert dict((x.name, o.remaining) for x, o in verdict.details)["wide"] == 48
 
 
-def test_fail_mode_closed_answers_503_and_open_allows_uncounted(own_redis, make_service):
+def test_fail_mode_closed_answers_503_and_open_allows_uncounted(own_redis, make_service,
+                                                               metrics):
     own_redis.stop()
-    service = make_service(own_redis.redis_url)
+    service = make_service(own_redis.redis_url, metrics=metrics)
     closed = service.spend([descriptor(fail_mode="closed")], {})
     assert (closed.allowed, closed.status, closed.reason) == (False, 503, "quota_unavailable")
     assert closed.response_headers["retry-after"] == "1"
@@ -100,6 +101,10 @@ def test_fail_mode_closed_answers_503_and_open_allows_uncounted(own_redis, make_
     assert all(v.allowed and v.details[0][1] is None for v in opened)
     # A closed descriptor in shadow mode does not take the request down.
     assert service.spend([descriptor(name="s", fail_mode="closed", shadow=True)], {}).allowed
+    fallbacks = {mode: metrics.registry.get_sample_value("pdp_quota_fallback_total",
+                                                         {"mode": mode})
+                 for mode in ("closed", "open")}
+    assert fallbacks == {"closed": 2, "open": 3}
 
 
 def test_redis_return_resyncs_what_was_spent_locally(own_redis, make_service):

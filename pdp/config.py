@@ -130,6 +130,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("worker_connections", "PDP_WORKER_CONNECTIONS", _int_range(1, 100000), 1000, "Concurrent connections per worker."),
     Setting("engine", "PDP_ENGINE", _choice("embedded", "opa"), "embedded", "Policy engine: embedded (regopy) or opa (a real OPA server)."),
     Setting("opa_url", "OPA_URL", _url("http", "https"), "http://127.0.0.1:8181", "OPA server for PDP_ENGINE=opa."),
+    Setting("opa_push_policies", "OPA_PUSH_POLICIES", _bool, True, "Push POLICY_DIR to OPA on every load; false when OPA loads a bundle itself."),
     Setting("opa_timeout_ms", "OPA_TIMEOUT_MS", _int_range(1, 60000), 200, "Timeout of one OPA query."),
     Setting("policy_dir", "POLICY_DIR", _text, "policies", "Folder of .rego modules and data.json files."),
     Setting("policy_reload_s", "POLICY_RELOAD_INTERVAL_S", _float_range(0.0, 60.0), 0.5, "How often to look for policy edits; 0 turns hot reload off."),

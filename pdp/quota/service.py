@@ -16,8 +16,6 @@ from dataclasses import dataclass, field
 from importlib import resources
 
 from redis.cluster import RedisCluster
-from redis.exceptions import RedisError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from .analytics import UsageAnalytics
 from .breaker import CircuitBreaker
@@ -26,11 +24,13 @@ from .headers import ratelimit_headers
 from .keys import KeySpace, calendar_window
 from .local import LocalLimiter
 from .plan import Outcome, Prepared
+from .script_runner import ScriptCallError, ScriptRunner
 
 log = logging.getLogger("pdp.quota")
 
 SPEND_LUA = resources.files(__package__).joinpath("spend.lua").read_text()
 _RESYNC_BATCH = 100
+_PARSED_CACHE_SIZE = 4096
 _ALG_CODES = {"token_bucket": "tb", "calendar_day": "day", "calendar_month": "month"}
 
 
@@ -91,7 +91,9 @@ class QuotaService:
         self._clock = clock
         self._metrics = metrics
         self._cluster = isinstance(redis_client, RedisCluster)
-        self._script = redis_client.register_script(SPEND_LUA)
+        self._script = ScriptRunner(redis_client, SPEND_LUA)
+        self._parsed: dict = {}
+        self._prepared: dict = {}
 
     @property
     def keys(self) -> KeySpace:
@@ -117,7 +119,7 @@ class QuotaService:
             QuotaVerdict; never raises for Redis trouble or a bad descriptor.
         """
         try:
-            parsed = parse_descriptors(descriptors)
+            parsed = self._parse(descriptors)
         except DescriptorError as exc:
             # A malformed decision is a deny (fail closed), never a 500.
             log.error("invalid quota descriptor from policy: %s", exc)
@@ -131,7 +133,7 @@ class QuotaService:
         if isinstance(verdict, str):  # a plan override: decide again under that plan
             override = verdict
             try:
-                parsed = parse_descriptors(replan(override))
+                parsed = self._parse(replan(override))
             except DescriptorError as exc:
                 log.error("invalid quota descriptor under plan %r: %s", override, exc)
                 return QuotaVerdict(allowed=False, status=403,
@@ -141,6 +143,23 @@ class QuotaService:
             verdict.plan = override
         self._after(verdict)
         return verdict
+
+    def _parse(self, raw) -> list[Descriptor]:
+        """parse_descriptors, remembered: a policy hands out the same few descriptor
+        lists over and over (memoized decisions even hand out the same objects)."""
+        try:
+            # Types are part of the key: True == 1, but a boolean limit is refused.
+            key = tuple(tuple(d.items()) + tuple(map(type, d.values())) for d in raw) \
+                if isinstance(raw, list) else None
+            parsed = self._parsed.get(key) if key is not None else None
+        except (AttributeError, TypeError):  # not dicts, or unhashable values
+            return parse_descriptors(raw)
+        if parsed is None:
+            parsed = parse_descriptors(raw)
+            if len(self._parsed) >= _PARSED_CACHE_SIZE:
+                self._parsed.clear()
+            self._parsed[key] = parsed
+        return parsed
 
     def _decide(self, parsed: list[Descriptor], now_s: float, plan: str):
         items = [self._prepare(d, now_s) for d in parsed]
@@ -157,6 +176,17 @@ class QuotaService:
         return self._verdict(items, replies, "redis")
 
     def _prepare(self, d: Descriptor, now_s: float) -> Prepared:
+        if d.algorithm == "token_bucket":
+            # A token bucket's keys do not depend on the time: build them once.
+            prepared = self._prepared.get(d)
+            if prepared is None:
+                if len(self._prepared) >= _PARSED_CACHE_SIZE:
+                    self._prepared.clear()
+                prepared = self._prepared[d] = self._prepare_now(d, now_s)
+            return prepared
+        return self._prepare_now(d, now_s)
+
+    def _prepare_now(self, d: Descriptor, now_s: float) -> Prepared:
         counter, _ = self._keys.counter(d.key, d.name, d.algorithm, now_s)
         end_ms = 0
         if d.algorithm != "token_bucket":
@@ -193,10 +223,9 @@ class QuotaService:
                     self._refund(spent_groups, items, now_ms)
                     break  # later groups stay None: not counted
                 spent_groups.append(group)
-        except (RedisError, OSError) as exc:
-            self._on_failure(exc)
-            raise QuotaUnavailable(str(exc), maybe_applied=isinstance(
-                exc, (RedisTimeoutError, TimeoutError))) from exc
+        except ScriptCallError as exc:
+            self._on_failure(exc.cause)
+            raise QuotaUnavailable(str(exc), maybe_applied=exc.maybe_applied) from exc
         self._on_success()
         return outcomes
 
@@ -209,7 +238,7 @@ class QuotaService:
                      1 if d.shadow else 0, max(1, p.end_ms - now_ms) if p.end_ms else 0)
         started = time.perf_counter()
         try:
-            return self._script(keys=keys, args=args)
+            return self._script.run(keys, args)
         finally:
             if self._metrics:
                 self._metrics.redis_seconds.observe(time.perf_counter() - started)
@@ -264,7 +293,7 @@ class QuotaService:
                 self._eval([p._replace(d=dataclasses.replace(p.d, cost=cost))],
                            now_ms, "*", "force")
                 pushed += 1
-            except (RedisError, OSError) as exc:
+            except ScriptCallError as exc:
                 log.warning("quota: re-sync stopped: %s", exc)
                 break
         if self._metrics and pushed:
@@ -317,7 +346,7 @@ class QuotaService:
     # -- reads for the admin API ----------------------------------------------------
 
     def peek(self, descriptors: list[Descriptor]) -> list[Outcome]:
-        """Remaining quota of each descriptor, spending nothing (raises RedisError)."""
+        """Remaining quota of each descriptor, spending nothing (raises ScriptCallError)."""
         now_s = self._clock()
         items = [self._prepare(d, now_s) for d in descriptors]
         outcomes: list[Outcome] = [None] * len(items)

@@ -19,13 +19,7 @@ local now = tonumber(ARGV[2])
 local caller_plan = ARGV[3]
 local n = tonumber(ARGV[4])
 
-if mode == "spend" and caller_plan ~= "*" then
-  local plan = redis.call("HGET", KEYS[2], "@plan")
-  if plan and plan ~= caller_plan then
-    return {2, plan}
-  end
-end
-
+local check_plan = mode == "spend" and caller_plan ~= "*"
 local states = {}
 local rejected = false
 for i = 1, n do
@@ -37,7 +31,14 @@ for i = 1, n do
   local ckey, okey = KEYS[3 * i - 2], KEYS[3 * i - 1]
   if mode == "peek" then cost = 0 end
 
-  local o = redis.call("HMGET", okey, name .. ":limit", name .. ":burst")
+  local o
+  if i == 1 and check_plan then
+    -- The plan override rides along with the first descriptor's overrides.
+    o = redis.call("HMGET", okey, name .. ":limit", name .. ":burst", "@plan")
+    if o[3] and o[3] ~= caller_plan then return {2, o[3]} end
+  else
+    o = redis.call("HMGET", okey, name .. ":limit", name .. ":burst")
+  end
   if o[1] then
     limit = tonumber(o[1])
     -- An overridden limit without its own burst keeps the bucket at least that big.
@@ -54,6 +55,7 @@ for i = 1, n do
     local cap = burst * t
     local tat = now
     local raw = redis.call("GET", ckey)
+    st.fresh = not raw
     if raw then
       local sep = string.find(raw, "|", 1, true)
       if sep then
@@ -76,7 +78,9 @@ for i = 1, n do
     st.remaining = math.max(0, math.floor((cap - (new_tat - now)) / t + 1e-9))
     st.reset = math.ceil(new_tat - now)
   else
-    local count = tonumber(redis.call("GET", ckey) or "0")
+    local raw = redis.call("GET", ckey)
+    st.fresh = not raw
+    local count = tonumber(raw or "0")
     local new_count = count + cost
     if mode == "refund" then
       new_count = math.max(0, count - cost)
@@ -108,9 +112,13 @@ if mode ~= "peek" and not rejected then
         redis.call("DEL", st.ckey)
       end
       -- The index lets the admin API read a subject's quotas without the policy.
-      redis.call("HSET", st.ikey, st.name, st.index)
-      local keep = math.max(st.ttl, 3600000)
-      if redis.call("PTTL", st.ikey) < keep then redis.call("PEXPIRE", st.ikey, keep) end
+      -- Written when a counter starts (a new window, or a bucket that had refilled),
+      -- not on every request: it keeps the hot path at three commands.
+      if st.fresh then
+        redis.call("HSET", st.ikey, st.name, st.index)
+        local keep = math.max(st.ttl, 86400000)
+        if redis.call("PTTL", st.ikey) < keep then redis.call("PEXPIRE", st.ikey, keep) end
+      end
     end
   end
 end

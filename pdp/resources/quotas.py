@@ -21,6 +21,7 @@ from redis.exceptions import RedisError
 from ..authn.errors import AuthUnavailable, InvalidCredential
 from ..problem import Problem
 from ..quota.admin import AdminInputError, QuotaAdmin
+from ..quota.script_runner import ScriptCallError
 from .check import read_json_body
 
 log = logging.getLogger("lucid.pdp.quotas")
@@ -61,7 +62,7 @@ def _guarded(handler):
             handler(self, req, resp, **params)
         except AdminInputError as err:
             raise Problem(400, "Bad Request", str(err), type_="invalid-quota-request") from None
-        except (RedisError, OSError) as err:
+        except (RedisError, OSError, ScriptCallError) as err:
             log.warning("quota admin: Redis unavailable: %s", err.__class__.__name__)
             raise Problem(503, "Service Unavailable", "quota store (Redis) unavailable") from None
     return run

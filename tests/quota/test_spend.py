@@ -182,3 +182,11 @@ def test_two_subjects_in_one_request_are_all_or_nothing(make_service):
     assert service.spend([alice, ip], {}).status == 429
     verdict = service.spend([alice], {})
     assert dict((d.name, o.remaining) for d, o in verdict.details)["pair"] == 98
+
+
+def test_remembered_descriptors_are_still_validated_by_type(make_service):
+    service = make_service()
+    assert service.spend([descriptor(limit=1, burst=1)], {}).allowed
+    # Equal to the valid list above (True == 1) but of the wrong type: still refused.
+    verdict = service.spend([descriptor(limit=True, burst=1)], {})
+    assert (verdict.status, verdict.reason) == (403, "invalid_quota_descriptor")

@@ -43,3 +43,10 @@ quotas := [{
 	"window_s": 86400, "burst": 1, "cost": 1, "algorithm": "calendar_day", "shadow": false,
 	"fail_mode": "closed",
 }] if input.request.parsed_path[1] == "plan"
+
+# For `make bench-quota`: one per-user bucket that never runs dry.
+quotas := [{
+	"name": "bench", "key": subject_key, "limit": 1000000000, "window_s": 60,
+	"burst": 1000000000, "cost": 1, "algorithm": "token_bucket", "shadow": false,
+	"fail_mode": "local",
+}] if input.request.parsed_path[1] == "bench"

@@ -1,0 +1,121 @@
+"""`make bench-quota`: what spending quota costs the PDP.
+
+Starts a redis-server and the gunicorn-served PDP (2 workers) on the quota
+tests' policy, and runs wrk against POST /v1/check on a route whose decision
+carries one token-bucket descriptor, with RATE_LIMIT_ENABLED=false (quota off)
+and true (quota on: one EVALSHA per decision). Then times QuotaService.spend()
+alone, in-process. A benchmark: it prints numbers and asserts nothing.
+"""
+from __future__ import annotations
+
+import os
+import secrets
+import sys
+import time
+from pathlib import Path
+
+import jwt
+import requests
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench import wrk  # noqa: E402
+from tests.support.ports import free_port  # noqa: E402
+from tests.support.processes import Server  # noqa: E402
+from tests.support.redis_server import start_redis  # noqa: E402
+
+SECONDS = int(os.environ.get("BENCH_SECONDS", "4"))
+CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "64"))
+WORKERS = int(os.environ.get("PDP_WORKERS", "2"))
+POLICIES = ROOT / "tests" / "quota" / "policies"
+ROUTE = "/q/bench"
+TARGET_COST = 0.25
+
+
+def start_pdp(env: dict) -> Server:
+    port = free_port()
+    full = {"AUTH_PORT": str(port), "PDP_BIND_HOST": "127.0.0.1", "PDP_WORKERS": str(WORKERS),
+            "DECISION_LOG": "off", "LOG_LEVEL": "warning", "POLICY_RELOAD_INTERVAL_S": "0",
+            "POLICY_DIR": str(POLICIES), **env}
+    server = Server([sys.executable, "-m", "pdp", "serve"], port, env=full)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(server.url + "/v1/ready", timeout=5).status_code == 200:
+                return server
+        except requests.RequestException:
+            pass
+        time.sleep(0.2)
+    server.stop()
+    raise SystemExit(f"bench-quota: PDP not ready:\n{server.output()[-2000:]}")
+
+
+def body_for(token: str) -> dict:
+    return {"request": {"method": "GET", "path": ROUTE, "headers": {
+        "authorization": f"Bearer {token}", "user-agent": "wrk", "accept": "*/*"},
+        "host": "gateway.local", "scheme": "https", "client_ip": "127.0.0.1"}}
+
+
+def pdp_point(name: str, env: dict, body: dict) -> wrk.Result:
+    pdp = start_pdp(env)
+    try:
+        answer = requests.post(pdp.url + "/v1/check", json=body, timeout=5).json()
+        assert answer["allow"], answer
+        spent = "ratelimit" in answer["response_headers"]
+        result = wrk.run(f"{name} ({'spends' if spent else 'no spend'})", pdp.url + "/v1/check",
+                         SECONDS, CONNECTIONS, method="POST", body=body)
+        print(result.row(), flush=True)
+        return result
+    finally:
+        pdp.stop()
+
+
+def spend_alone(redis_url: str, calls: int = 3000) -> None:
+    from pdp.quota.service import QuotaService
+    from pdp.redis_client import connect
+    service = QuotaService(connect(redis_url, 0.02))
+    descriptors = [{"name": "bench", "key": "user:bench", "limit": 10**9, "window_s": 60,
+                    "burst": 10**9, "cost": 1, "algorithm": "token_bucket", "shadow": False,
+                    "fail_mode": "local"}]
+    for extra in (0, 2):  # one descriptor, then three (adds a daily and a monthly counter)
+        ds = descriptors + [dict(descriptors[0], name=f"cal{i}", algorithm=alg)
+                            for i, alg in enumerate(("calendar_day", "calendar_month")[:extra])]
+        timings = []
+        started = time.perf_counter()
+        for _ in range(calls):
+            t = time.perf_counter()
+            service.spend(ds, {})
+            timings.append(time.perf_counter() - t)
+        total = time.perf_counter() - started
+        timings.sort()
+        print(f"spend() in-process, {len(ds)} descriptor(s): {calls / total:>8.0f} calls/s, "
+              f"p50 {timings[len(timings) // 2] * 1000:.3f} ms, "
+              f"p99 {timings[int(len(timings) * 0.99)] * 1000:.3f} ms", flush=True)
+
+
+def main() -> None:
+    secret = secrets.token_hex(32)
+    now = int(time.time())
+    token = jwt.encode({"sub": "bench-user", "roles": ["user"], "plan": "pro",
+                        "iat": now, "exp": now + 3600}, secret, algorithm="HS256")
+    body = body_for(token)
+    redis = start_redis()
+    try:
+        print(f"# bench-quota: {WORKERS} PDP workers, wrk {CONNECTIONS} connections, "
+              f"{SECONDS}s per point, {os.cpu_count()} cores, POST /v1/check {ROUTE}")
+        print(wrk.HEADER)
+        env = {"JWT_SECRET_KEY": secret, "REDIS_URL": redis.redis_url}
+        off = pdp_point("quota off (RATE_LIMIT_ENABLED=false)", {**env, "RATE_LIMIT_ENABLED": "false"},
+                        body)
+        on = pdp_point("quota on", env, body)
+        cost = 1 - on.rps / off.rps
+        print(f"\nquota costs {cost * 100:.1f}% of PDP throughput (target <= {TARGET_COST * 100:.0f}%), "
+              f"adds {on.p99_ms - off.p99_ms:+.2f} ms at p99 and {on.p50_ms - off.p50_ms:+.2f} ms at p50")
+        spend_alone(redis.redis_url)
+    finally:
+        redis.stop()
+
+
+if __name__ == "__main__":
+    main()

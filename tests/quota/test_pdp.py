@@ -233,7 +233,7 @@ def test_rate_limit_enabled_false_spends_nothing(quota_redis):
 
 
 def test_pdp_on_a_redis_cluster(redis_cluster):
-    pdp = start_pdp(redis_cluster.url, PDP_WORKERS="1")
+    pdp = start_pdp(redis_cluster.url, PDP_WORKERS="1", REDIS_TIMEOUT_MS="500")
     try:
         assert [check(pdp, "/q/login", "ivan")["status"] for _ in range(3)] == [200, 200, 429]
         admin_headers = {"Authorization": "Bearer " + token("root", roles=["admin"])}

@@ -82,13 +82,15 @@ def pdp_point(name: str, env: dict, body: dict, redis) -> tuple:
         spent = "ratelimit" in answer["response_headers"]
         # CPU time is this point's own cost, whatever else runs on the machine;
         # req/s on a shared 2-core box is not.
-        pids = process_tree(pdp.proc.pid) + [redis.proc.pid]
-        cpu_before = cpu_seconds(pids)
+        pids = process_tree(pdp.proc.pid)
+        pdp_before, redis_before = cpu_seconds(pids), cpu_seconds([redis.proc.pid])
         result = wrk.run(f"{name} ({'spends' if spent else 'no spend'})", pdp.url + "/v1/check",
                          SECONDS, CONNECTIONS, method="POST", body=body)
-        cpu_us = (cpu_seconds(pids) - cpu_before) / max(1, result.requests) * 1e6
-        print(f"{result.row()} {cpu_us:>11.0f}", flush=True)
-        return result, cpu_us
+        per = 1e6 / max(1, result.requests)
+        pdp_us = (cpu_seconds(pids) - pdp_before) * per
+        redis_us = (cpu_seconds([redis.proc.pid]) - redis_before) * per
+        print(f"{result.row()} {pdp_us:>9.0f} {redis_us:>9.0f}", flush=True)
+        return result, pdp_us + redis_us
     finally:
         pdp.stop()
 
@@ -126,7 +128,7 @@ def main() -> None:
     try:
         print(f"# bench-quota: {WORKERS} PDP workers, wrk {CONNECTIONS} connections, "
               f"{SECONDS}s per point, {os.cpu_count()} cores, POST /v1/check {ROUTE}")
-        print(f"{wrk.HEADER} {'CPU us/dec':>11}")
+        print(f"{wrk.HEADER} {'PDP us/d':>9} {'Redis us/d':>9}")
         env = {"JWT_SECRET_KEY": secret, "REDIS_URL": redis.redis_url}
         off, off_cpu = pdp_point("quota off (RATE_LIMIT_ENABLED=false)",
                                  {**env, "RATE_LIMIT_ENABLED": "false"}, body, redis)

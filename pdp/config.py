@@ -83,6 +83,13 @@ def _url(*schemes: str) -> Callable[[str], str]:
     return parse
 
 
+def _key_prefix(raw: str) -> str:
+    value = raw.strip()
+    if "{" in value or "}" in value or not value.isprintable() or " " in value or len(value) > 64:
+        raise ValueError("expected up to 64 printable characters without spaces or braces")
+    return value
+
+
 def _redis_url(raw: str) -> str:
     from .redis_url import RedisURLError, parse_url
     value = raw.strip()
@@ -161,7 +168,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("quota_breaker_reset_ms", "QUOTA_BREAKER_RESET_MS", _int_range(10, 600_000), 1000, "How long the open breaker skips Redis before one trial call."),
     Setting("quota_local_max_keys", "QUOTA_LOCAL_MAX_KEYS", _int_range(100, 10_000_000), 50_000, "Keys the in-process fallback buckets keep per worker (LRU)."),
     Setting("quota_analytics", "QUOTA_ANALYTICS", _bool, True, "Keep top keys and per-descriptor verdicts of the last hour in Redis."),
-    Setting("quota_key_prefix", "QUOTA_KEY_PREFIX", _text, "lucid:q:", "Prefix of every quota key in Redis."),
+    Setting("quota_key_prefix", "QUOTA_KEY_PREFIX", _key_prefix, "lucid:q:", "Prefix of every quota key in Redis (no braces: keys carry a hash tag)."),
 )
 
 

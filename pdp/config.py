@@ -155,6 +155,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("jwt_leeway_s", "JWT_LEEWAY_S", _int_range(0, 300), 30, "Clock skew allowed on exp/nbf/iat."),
     Setting("jwt_access_minutes", "JWT_ACCESS_TOKEN_EXPIRE_MINUTES", _int_range(1, 1440), 15, "Lifetime of access tokens minted by `pdp token`."),
     Setting("jwt_refresh_days", "JWT_REFRESH_TOKEN_EXPIRE_DAYS", _int_range(1, 365), 7, "Lifetime of refresh tokens."),
+    Setting("revocation_cache_s", "JWT_REVOCATION_CACHE_S", _float_range(0.0, 60.0), 1.0, "Reuse a 'not revoked' answer this long; a revocation takes effect within it."),
+    Setting("token_cache_size", "JWT_CACHE_SIZE", _int_range(0, 1_000_000), 10000, "Verified tokens remembered per worker (their time claims are still checked)."),
     Setting("revocation_fail_open", "JWT_REVOCATION_FAIL_OPEN", _bool, False, "Accept tokens with a jti when the denylist (Redis) is unreachable."),
     Setting("rate_limit_per_minute", "RATE_LIMIT_REQUESTS_PER_MINUTE", _int_range(1, 10_000_000), 100, "Default per-user limit per minute."),
     Setting("rate_limit_burst", "RATE_LIMIT_BURST_SIZE", _int_range(1, 10_000_000), 200, "Default bucket capacity (burst)."),

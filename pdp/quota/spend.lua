@@ -47,23 +47,33 @@ for i = 1, n do
   if o[2] then burst = tonumber(o[2]) end
 
   local st = {allowed = 1, limit = limit, burst = burst, retry = 0}
+  -- The policy's own numbers: kept in the counter and the index, so the admin
+  -- API can read a subject's quotas, and so a change (a new plan) re-indexes.
+  local spec = alg .. "|" .. ARGV[a + 3] .. "|" .. ARGV[a + 4] .. "|" .. ARGV[a + 5]
+  local raw = redis.call("GET", ckey)
+  local level, rest = nil, nil
+  if raw then
+    local sep = string.find(raw, "|", 1, true)
+    if sep then level, rest = string.sub(raw, 1, sep - 1), string.sub(raw, sep + 1) end
+  end
   if alg == "tb" then
     -- GCRA: the theoretical arrival time (tat) encodes the bucket's level. It is
-    -- stored as "tat|t" with the emission interval t it was measured in, so that
-    -- when an override changes the rate the tokens already used carry over.
+    -- stored as "tat|t|spec" with the emission interval t it was measured in, so
+    -- that when an override changes the rate the tokens already used carry over.
     local t = window / limit
     local cap = burst * t
     local tat = now
-    local raw = redis.call("GET", ckey)
-    st.fresh = not raw
-    if raw then
-      local sep = string.find(raw, "|", 1, true)
+    local spec_then = nil
+    if level and rest then
+      local sep = string.find(rest, "|", 1, true)
       if sep then
-        tat = tonumber(string.sub(raw, 1, sep - 1))
-        local t_then = tonumber(string.sub(raw, sep + 1))
+        tat = tonumber(level)
+        local t_then = tonumber(string.sub(rest, 1, sep - 1))
+        spec_then = string.sub(rest, sep + 1)
         if t_then ~= t and tat > now then tat = now + (tat - now) / t_then * t end
       end
     end
+    st.fresh = spec_then ~= spec
     if tat < now then tat = now end
     local new_tat = tat + cost * t
     if mode == "refund" then
@@ -73,14 +83,14 @@ for i = 1, n do
       st.retry = math.ceil(new_tat - now - cap)
       new_tat = tat
     end
-    st.value = tostring(new_tat) .. "|" .. tostring(t)
+    st.value = tostring(new_tat) .. "|" .. tostring(t) .. "|" .. spec
     st.ttl = math.ceil(new_tat - now)
     st.remaining = math.max(0, math.floor((cap - (new_tat - now)) / t + 1e-9))
     st.reset = math.ceil(new_tat - now)
   else
-    local raw = redis.call("GET", ckey)
-    st.fresh = not raw
-    local count = tonumber(raw or "0")
+    -- Calendar counter: "count|spec".
+    local count = tonumber(level or "0")
+    st.fresh = rest ~= spec
     local new_count = count + cost
     if mode == "refund" then
       new_count = math.max(0, count - cost)
@@ -89,14 +99,14 @@ for i = 1, n do
       st.retry = cal_reset
       new_count = count
     end
-    st.value = new_count
+    st.value = tostring(new_count) .. "|" .. spec
     st.ttl = cal_reset
     st.remaining = math.max(0, limit - new_count)
     st.reset = cal_reset
   end
   if st.allowed == 0 and not shadow then rejected = true end
   st.ckey, st.ikey, st.changed = ckey, KEYS[3 * i], st.allowed == 1 and cost > 0
-  st.index = alg .. "|" .. ARGV[a + 3] .. "|" .. ARGV[a + 4] .. "|" .. ARGV[a + 5]
+  st.index = spec
   st.name = name
   states[i] = st
 end
@@ -112,8 +122,9 @@ if mode ~= "peek" and not rejected then
         redis.call("DEL", st.ckey)
       end
       -- The index lets the admin API read a subject's quotas without the policy.
-      -- Written when a counter starts (a new window, or a bucket that had refilled),
-      -- not on every request: it keeps the hot path at three commands.
+      -- Written when a counter starts (a new window, a bucket that had refilled)
+      -- or its policy numbers change, not on every request: it keeps the hot
+      -- path at three commands.
       if st.fresh then
         redis.call("HSET", st.ikey, st.name, st.index)
         local keep = math.max(st.ttl, 86400000)

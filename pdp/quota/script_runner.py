@@ -13,9 +13,11 @@ SCRIPT FLUSH) is handled here or handed to the full client.
 from __future__ import annotations
 
 import hashlib
+import threading
+import time
 
 from redis.cluster import RedisCluster
-from redis.exceptions import AskError, ClusterDownError, MovedError, NoScriptError
+from redis.exceptions import AskError, ClusterDownError, MovedError, NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.exceptions import TryAgainError
 
@@ -53,70 +55,162 @@ class _ConnectionStack:
             conn.disconnect()
 
 
+class _Call:
+    """One caller's script call, waiting in a batch."""
+    __slots__ = ("keys", "args", "done", "reply", "error")
+
+    def __init__(self, keys, args):
+        self.keys, self.args = keys, args
+        self.done = threading.Event()
+        self.reply = None
+        self.error = None
+
+
+class _Server:
+    """Calls to one Redis server, coalesced: concurrent callers (greenlets of one
+    worker) share one write and one read instead of a round trip each.
+
+    The first caller to arrive leads: it yields once so that callers already
+    runnable can join, then sends the whole batch on one connection and hands
+    every caller its reply. Callers arriving meanwhile start the next batch on
+    another connection, so nobody waits behind a batch in flight.
+    """
+
+    def __init__(self, stack: _ConnectionStack):
+        self.stack = stack
+        self._lock = threading.Lock()
+        self._queue: list = []
+        self._collecting = False
+
+    def join(self, call: _Call) -> bool:
+        """Queues a call; returns True when the caller must lead the batch."""
+        with self._lock:
+            self._queue.append(call)
+            if self._collecting:
+                return False
+            self._collecting = True
+            return True
+
+    def take(self) -> list:
+        with self._lock:
+            batch, self._queue = self._queue, []
+            self._collecting = False
+            return batch
+
+
 class ScriptRunner:
-    def __init__(self, client, lua: str, max_idle: int = 64):
+    def __init__(self, client, lua: str, max_idle: int = 64, timeout_s: float | None = None):
         self._client = client
         self._lua = lua
         self.sha = hashlib.sha1(lua.encode()).hexdigest()
         self._cluster = isinstance(client, RedisCluster)
         self._max_idle = max_idle
-        self._stacks: dict = {}
+        self._servers: dict = {}
+        # A joined caller waits at most for its batch's read timeout, and some slack.
+        socket_timeout = timeout_s or _socket_timeout(client) or 1.0
+        self._wait_s = socket_timeout * 2 + 0.05
 
-    def _stack_for(self, key: str) -> _ConnectionStack:
+    def _server_for(self, key: str) -> _Server:
         if not self._cluster:
             name, pool = None, self._client.connection_pool
         else:
             node = self._client.get_node_from_key(key)
             name = node.name
-            stack = self._stacks.get(name)
-            if stack is not None:
-                return stack
+            server = self._servers.get(name)
+            if server is not None:
+                return server
             pool = (node.redis_connection or self._client.get_redis_connection(node)).connection_pool
-        stack = self._stacks.get(name)
-        if stack is None:
-            stack = self._stacks[name] = _ConnectionStack(pool, self._max_idle)
-        return stack
+        server = self._servers.get(name)
+        if server is None:
+            server = self._servers[name] = _Server(_ConnectionStack(pool, self._max_idle))
+        return server
 
     def run(self, keys: list, args: list):
         """EVALSHA keys/args; raises ScriptCallError on any Redis or socket failure."""
         try:
-            stack = self._stack_for(keys[0])
-            conn = stack.get()
+            server = self._server_for(keys[0])
         except Exception as exc:  # noqa: BLE001 - nothing was sent
             raise ScriptCallError(exc, maybe_applied=False) from exc
-        sent = False
+        call = _Call(keys, args)
+        if server.join(call):
+            time.sleep(0)  # let callers that are ready to run join this batch
+            self._flush(server.stack, server.take())
+        elif not call.done.wait(self._wait_s):
+            raise ScriptCallError(TimeoutError("no answer for the batched call"),
+                                  maybe_applied=True)
+        if call.error is not None:
+            raise call.error
+        return call.reply
+
+    def _flush(self, stack: _ConnectionStack, batch: list) -> None:
+        """Sends a batch, reads every reply, and wakes every caller (always)."""
         try:
-            conn.send_command("EVALSHA", self.sha, len(keys), *keys, *args)
-            sent = True
-            try:
-                reply = conn.read_response()
-            except NoScriptError:
-                # A fresh server (restart, failover, SCRIPT FLUSH): load once, retry once.
-                sent = False
+            self._exchange(stack, batch)
+        finally:
+            for call in batch:
+                if call.reply is None and call.error is None:
+                    call.error = ScriptCallError(RuntimeError("batch aborted"), maybe_applied=True)
+                call.done.set()
+
+    def _exchange(self, stack: _ConnectionStack, batch: list) -> None:
+        try:
+            conn = stack.get()
+        except Exception as exc:  # noqa: BLE001 - nothing was sent
+            for call in batch:
+                call.error = ScriptCallError(exc, maybe_applied=False)
+            return
+        pending = batch
+        try:
+            for attempt in range(2):
+                conn.send_packed_command(conn.pack_commands(
+                    [("EVALSHA", self.sha, len(c.keys), *c.keys, *c.args) for c in pending]))
+                retry, redirected = [], []
+                for call in pending:
+                    try:
+                        call.reply = conn.read_response()
+                    except NoScriptError:
+                        retry.append(call)
+                    except (MovedError, AskError, TryAgainError, ClusterDownError):
+                        redirected.append(call)
+                    except ResponseError as exc:  # e.g. OOM or a script error: a clean reply
+                        call.error = ScriptCallError(exc, maybe_applied=False)
+                for call in redirected:
+                    self._run_by_client(call)
+                if not retry or attempt:
+                    break
+                # A fresh server (restart, failover, SCRIPT FLUSH): load once, resend.
                 conn.send_command("SCRIPT", "LOAD", self._lua)
                 conn.read_response()
-                conn.send_command("EVALSHA", self.sha, len(keys), *keys, *args)
-                sent = True
-                reply = conn.read_response()
-        except (MovedError, AskError, TryAgainError, ClusterDownError):
-            stack.put(conn)  # the error reply was read whole: the connection is clean
-            return self._run_by_client(keys, args)
-        except BaseException as exc:  # timeouts, resets, OOM, script errors, gevent.Timeout
+                pending = retry
+        except BaseException as exc:  # timeouts, resets, gevent.Timeout
             conn.disconnect()
-            if not isinstance(exc, Exception):
-                raise
-            timed_out = isinstance(exc, (RedisTimeoutError, TimeoutError))
-            raise ScriptCallError(exc, maybe_applied=sent and timed_out) from exc
-        stack.put(conn)
-        return reply
+            if isinstance(exc, Exception):
+                timed_out = isinstance(exc, (RedisTimeoutError, TimeoutError))
+                for call in batch:
+                    if call.reply is None and call.error is None:
+                        call.error = ScriptCallError(exc, maybe_applied=timed_out)
+                return
+            raise
+        stack.put(conn)  # every reply was read: the connection is clean
 
-    def _run_by_client(self, keys: list, args: list):
+    def _run_by_client(self, call: _Call) -> None:
         """The full client: it follows Cluster redirects and refreshes the slot map."""
+        keys, args = call.keys, call.args
         try:
             try:
-                return self._client.evalsha(self.sha, len(keys), *keys, *args)
+                call.reply = self._client.evalsha(self.sha, len(keys), *keys, *args)
             except NoScriptError:
                 self._client.script_load(self._lua)
-                return self._client.evalsha(self.sha, len(keys), *keys, *args)
+                call.reply = self._client.evalsha(self.sha, len(keys), *keys, *args)
         except Exception as exc:  # noqa: BLE001
-            raise ScriptCallError(exc, maybe_applied=False) from exc
+            call.error = ScriptCallError(exc, maybe_applied=False)
+
+
+def _socket_timeout(client) -> float | None:
+    try:
+        if isinstance(client, RedisCluster):
+            return client.get_default_node().redis_connection.connection_pool.connection_kwargs.get(
+                "socket_timeout")
+        return client.connection_pool.connection_kwargs.get("socket_timeout")
+    except Exception:  # noqa: BLE001 - only a bound for waiting
+        return None

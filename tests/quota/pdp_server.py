@@ -1,5 +1,4 @@
 """The real gunicorn-served PDP (2 gevent workers) for the quota tests, and tokens."""
-import os
 import tempfile
 import time
 from pathlib import Path

@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench import wrk  # noqa: E402
-from tests.support.ports import free_port  # noqa: E402
+from tests.support.pdp_process import start_pdp as start_pdp_process  # noqa: E402
 from tests.support.processes import Server  # noqa: E402
 from tests.support.redis_server import start_redis  # noqa: E402
 
@@ -36,21 +36,8 @@ TARGET_COST = 0.25
 
 
 def start_pdp(env: dict) -> Server:
-    port = free_port()
-    full = {"AUTH_PORT": str(port), "PDP_BIND_HOST": "127.0.0.1", "PDP_WORKERS": str(WORKERS),
-            "DECISION_LOG": "off", "LOG_LEVEL": "warning", "POLICY_RELOAD_INTERVAL_S": "0",
-            "POLICY_DIR": str(POLICIES), **env}
-    server = Server([sys.executable, "-m", "pdp", "serve"], port, env=full)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if requests.get(server.url + "/v1/ready", timeout=5).status_code == 200:
-                return server
-        except requests.RequestException:
-            pass
-        time.sleep(0.2)
-    server.stop()
-    raise SystemExit(f"bench-quota: PDP not ready:\n{server.output()[-2000:]}")
+    return start_pdp_process({"DECISION_LOG": "off", "LOG_LEVEL": "warning", "POLICY_RELOAD_INTERVAL_S": "0",
+                              "POLICY_DIR": str(POLICIES), **env}, workers=WORKERS)
 
 
 def body_for(token: str) -> dict:

@@ -11,8 +11,9 @@ from pathlib import Path
 import jwt
 import pytest
 
+from tests.support.pdp_process import start_pdp as start_pdp_process
 from tests.support.ports import free_port
-from tests.support.processes import ROOT, Server, python_argv
+from tests.support.processes import ROOT, Server
 from tests.support.redis_server import start_redis
 from tests.support.tools import require_tool
 
@@ -54,16 +55,10 @@ def policy_copy(tmp_path):
     return _copy
 
 
-def start_pdp(env: dict, workers: int = 1, ready_timeout: float = 30.0) -> Server:
-    """The real PDP under gunicorn on a free loopback port."""
-    port = free_port()
-    full = {"AUTH_PORT": str(port), "PDP_BIND_HOST": "127.0.0.1", "PDP_WORKERS": str(workers),
-            "POLICY_RELOAD_INTERVAL_S": "0.2", "PROMETHEUS_MULTIPROC_DIR": "", **env}
-    if not full.get("PROMETHEUS_MULTIPROC_DIR"):
-        full.pop("PROMETHEUS_MULTIPROC_DIR")
-        os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    server = Server(python_argv("-m", "pdp", "serve"), port, env=full, ready_timeout=ready_timeout)
-    return server
+def start_pdp(env: dict, workers: int = 1) -> Server:
+    """The real PDP under gunicorn, policy reloads polled every 0.2 s."""
+    os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)  # each PDP gets its own metrics folder
+    return start_pdp_process({"POLICY_RELOAD_INTERVAL_S": "0.2", **env}, workers=workers)
 
 
 @pytest.fixture

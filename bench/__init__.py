@@ -1,0 +1,1 @@
+"""`make bench`: our proxy + PDP beside nginx auth_request and Envoy ext_authz."""

@@ -92,8 +92,20 @@ def front_nginx_conf(workdir: Path, proxy_port: int, auth_port: int,
       proxy_set_header X-Original-URI $request_uri;
 {keepalive_upstream}
     }}
+    # nginx passes only the subrequest's 401/403 on (with its own HTML page):
+    # answer those as problem+json like the PDP does.
+    location @lucid_401 {{
+      default_type application/problem+json;
+      return 401 '{{"type":"about:blank","title":"Unauthorized","status":401}}\n';
+    }}
+    location @lucid_403 {{
+      default_type application/problem+json;
+      return 403 '{{"type":"about:blank","title":"Forbidden","status":403}}\n';
+    }}
     location / {{
       auth_request /_lucid_authz;
+      error_page 401 = @lucid_401;
+      error_page 403 = @lucid_403;
 {copy_identity}
       proxy_pass http://backend;
 {keepalive_upstream}

@@ -1,0 +1,114 @@
+"""The PDP's falcon app: `create_app(services)` wires resources to their
+dependencies; `get_app()` reads the environment and builds those (falcon's
+look tutorial model), and is what gunicorn loads in each worker.
+"""
+from __future__ import annotations
+
+import dataclasses
+import re
+import uuid
+
+import falcon
+
+from .problem import serialize_error
+from .resources.check import Check
+from .resources.forward_auth import ExtAuthz, ForwardAuth
+from .resources.operations import Health, Metrics, Policies, Ready, Version
+from .logs import request_id_var
+
+_VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
+@dataclasses.dataclass
+class Services:
+    settings: object
+    engine: object
+    policies: object          # PolicyStore
+    decider: object           # Decider
+    redis: object
+    metrics: object           # PdpMetrics
+    authenticator: object
+
+
+class RequestIdMiddleware:
+    """Keeps a valid incoming X-Request-ID, else makes one; logs carry it."""
+
+    def process_request(self, req, resp):
+        rid = req.get_header("X-Request-ID")
+        if not rid or not _VALID_REQUEST_ID.match(rid):
+            rid = uuid.uuid4().hex
+        req.context.request_id = rid
+        request_id_var.set(rid)
+        resp.set_header("X-Request-ID", rid)
+
+
+def create_app(services: Services) -> falcon.App:
+    app = falcon.App(middleware=[RequestIdMiddleware()])
+    app.set_error_serializer(serialize_error)
+    app.req_options.strip_url_path_trailing_slash = False
+    s = services
+    app.add_route("/v1/check", Check(s.decider, s.settings.max_body_bytes))
+    forward = ForwardAuth(s.decider)
+    app.add_route("/v1/forward-auth", forward)
+    ext = ExtAuthz(s.decider)
+    app.add_route("/v1/ext-authz", ext)
+    app.add_route("/v1/ext-authz/{rest:path}", ext)
+    app.add_route("/v1/health", Health(s.policies))
+    app.add_route("/v1/ready", Ready(s.policies, s.engine, s.redis))
+    app.add_route("/v1/version", Version(s.settings, s.engine.name))
+    app.add_route("/v1/policies", Policies(s.policies))
+    app.add_route("/metrics", Metrics(s.metrics))
+    return app
+
+
+def build_services(settings) -> Services:
+    """Builds every dependency from settings; raises PolicyError/ConfigError on bad ones."""
+    from .authn.jwt_auth import JwtAuthenticator
+    from .authn.keys import JwksKeys, PemKey, SecretKey
+    from .authn.revocation import RedisDenylist
+    from .decider import Decider
+    from .decision_log import DecisionLog
+    from .engines import make_engine
+    from .metrics import PdpMetrics
+    from .policy.store import PolicyStore
+    from .redis_client import connect
+
+    metrics = PdpMetrics()
+    redis_client = connect(settings.redis_url, settings.redis_timeout_ms / 1000)
+    if settings.jwt_algorithms[0].startswith("HS"):
+        keys = SecretKey(settings.jwt_secret_key)
+    elif settings.jwks_url:
+        keys = JwksKeys(settings.jwks_url, settings.jwks_min_refresh_s)
+    else:
+        keys = PemKey(settings.jwt_public_key)
+    authenticator = JwtAuthenticator(
+        keys, settings.jwt_algorithms, denylist=RedisDenylist(redis_client),
+        issuer=settings.jwt_issuer, audience=settings.jwt_audience,
+        leeway_s=settings.jwt_leeway_s, revocation_fail_open=settings.revocation_fail_open)
+    engine = make_engine(settings)
+    policies = PolicyStore(engine, settings.policy_dir, settings_overlay=policy_settings(settings),
+                           memo_size=settings.memo_size, metrics=metrics)
+    policies.load()
+    decider = Decider(authenticator, policies, engine, decision_log=DecisionLog(settings.decision_log), metrics=metrics)
+    return Services(settings, engine, policies, decider, redis_client, metrics, authenticator)
+
+
+def policy_settings(settings) -> dict:
+    """The environment's knobs the policies read, as data.gateway.settings."""
+    return {
+        "rate_limit_per_minute": settings.rate_limit_per_minute,
+        "rate_limit_burst": settings.rate_limit_burst,
+        "rate_limit_enabled": settings.rate_limit_enabled,
+    }
+
+
+def get_app() -> falcon.App:
+    """gunicorn entry point (`pdp.app:get_app()`): one app per worker, after fork."""
+    from . import logs
+    from .config import load_settings
+
+    settings = load_settings()
+    logs.configure(settings.log_level)
+    services = build_services(settings)
+    services.policies.watch(settings.policy_reload_s)
+    return create_app(services)

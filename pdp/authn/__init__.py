@@ -1,0 +1,1 @@
+"""Authentication: turning a credential into the policy's `input.subject`."""

@@ -1,0 +1,201 @@
+"""Settings as data: each one declared once, with its environment variable,
+type, default and a one-line description (the gunicorn config.py model).
+
+Everything else (validation errors, `pdp settings` help) derives from the table.
+A bad value stops startup with one clear line that names the variable.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any, Callable, Mapping
+
+
+class ConfigError(ValueError):
+    """One bad setting; str(err) is the single line printed at startup."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Setting:
+    name: str          # attribute on Settings
+    env: str           # environment variable (seed names where the seed has one)
+    parse: Callable[[str], Any]
+    default: Any
+    description: str
+
+
+def _int_range(lo: int, hi: int) -> Callable[[str], int]:
+    def parse(raw: str) -> int:
+        try:
+            value = int(raw.strip())
+        except ValueError:
+            raise ValueError(f"expected an integer from {lo} to {hi}") from None
+        if not lo <= value <= hi:
+            raise ValueError(f"expected an integer from {lo} to {hi}")
+        return value
+    return parse
+
+
+def _float_range(lo: float, hi: float) -> Callable[[str], float]:
+    def parse(raw: str) -> float:
+        try:
+            value = float(raw.strip())
+        except ValueError:
+            raise ValueError(f"expected a number from {lo} to {hi}") from None
+        if not lo <= value <= hi:
+            raise ValueError(f"expected a number from {lo} to {hi}")
+        return value
+    return parse
+
+
+def _bool(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("expected true or false")
+
+
+def _choice(*options: str) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        value = raw.strip().lower()
+        if value not in options:
+            raise ValueError("expected one of " + ", ".join(options))
+        return value
+    return parse
+
+
+def _text(raw: str) -> str:
+    return raw.strip()
+
+
+def _optional_text(raw: str) -> str | None:
+    return raw.strip() or None
+
+
+def _url(*schemes: str) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        value = raw.strip()
+        if not any(value.startswith(s + "://") for s in schemes):
+            raise ValueError("expected a URL starting with " + " or ".join(s + "://" for s in schemes))
+        return value
+    return parse
+
+
+def _algorithms(raw: str) -> tuple[str, ...]:
+    allowed = {"HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "ES256", "ES384", "PS256"}
+    algs = tuple(a.strip().upper() for a in raw.split(",") if a.strip())
+    bad = [a for a in algs if a not in allowed]
+    if not algs or bad:
+        raise ValueError("expected a comma-separated list of " + ", ".join(sorted(allowed)))
+    if {a[:2] for a in algs} & {"HS"} and {a[:2] for a in algs} & {"RS", "ES", "PS"}:
+        # Mixing symmetric and asymmetric algorithms invites key confusion.
+        raise ValueError("do not mix HS* with RS*/ES*/PS* algorithms")
+    return algs
+
+
+def _sample(raw: str) -> float:
+    value = raw.strip().lower()
+    if value in ("on", "true", "1"):
+        return 1.0
+    if value in ("off", "false", "0"):
+        return 0.0
+    try:
+        rate = float(value)
+    except ValueError:
+        rate = -1.0
+    if not 0.0 <= rate <= 1.0:
+        raise ValueError("expected on, off, or a sample rate from 0 to 1")
+    return rate
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("service_name", "SERVICE_NAME", _text, "api-gateway", "Service name in logs, metrics and /v1/version."),
+    Setting("api_version", "API_VERSION", _text, "v1", "API version reported by /v1/version."),
+    Setting("debug", "DEBUG", _bool, False, "Debug logging."),
+    Setting("bind_host", "PDP_BIND_HOST", _text, "0.0.0.0", "Address the PDP listens on."),
+    Setting("port", "AUTH_PORT", _int_range(1, 65535), 8082, "Port of the PDP's decision API."),
+    Setting("workers", "PDP_WORKERS", _int_range(1, 64), 2, "gunicorn worker processes (gevent)."),
+    Setting("worker_connections", "PDP_WORKER_CONNECTIONS", _int_range(1, 100000), 1000, "Concurrent connections per worker."),
+    Setting("engine", "PDP_ENGINE", _choice("embedded", "opa"), "embedded", "Policy engine: embedded (regopy) or opa (a real OPA server)."),
+    Setting("opa_url", "OPA_URL", _url("http", "https"), "http://127.0.0.1:8181", "OPA server for PDP_ENGINE=opa."),
+    Setting("opa_timeout_ms", "OPA_TIMEOUT_MS", _int_range(1, 60000), 200, "Timeout of one OPA query."),
+    Setting("policy_dir", "POLICY_DIR", _text, "policies", "Folder of .rego modules and data.json files."),
+    Setting("policy_reload_s", "POLICY_RELOAD_INTERVAL_S", _float_range(0.0, 60.0), 0.5, "How often to look for policy edits; 0 turns hot reload off."),
+    Setting("max_body_bytes", "PDP_MAX_BODY_BYTES", _int_range(1024, 10 * 1024 * 1024), 65536, "Largest /v1/check body accepted (413 above)."),
+    Setting("redis_url", "REDIS_URL", _url("redis", "rediss", "redis+sentinel", "redis+cluster", "unix"), "redis://127.0.0.1:6379/0", "Redis for quota counters and the token denylist."),
+    Setting("redis_timeout_ms", "REDIS_TIMEOUT_MS", _int_range(1, 10000), 20, "Socket timeout of one Redis call."),
+    Setting("mongodb_uri", "MONGODB_URI", _optional_text, None, "MongoDB for user data (not used by decisions)."),
+    Setting("jwt_secret_key", "JWT_SECRET_KEY", _optional_text, None, "HS* signing secret (at least 32 bytes). Never logged."),
+    Setting("jwt_algorithms", "JWT_ALGORITHM", _algorithms, ("HS256",), "Allowed JWT algorithms, comma-separated (an allow-list)."),
+    Setting("jwt_public_key", "JWT_PUBLIC_KEY", _optional_text, None, "PEM public key (or a path to one) for RS*/ES*/PS*."),
+    Setting("jwks_url", "JWKS_URL", _optional_text, None, "JWKS endpoint for RS*/ES*/PS*; refetched on an unknown kid."),
+    Setting("jwks_min_refresh_s", "JWKS_MIN_REFRESH_S", _float_range(0.0, 3600.0), 30.0, "At most one JWKS refetch per this many seconds."),
+    Setting("jwt_issuer", "JWT_ISSUER", _optional_text, None, "Required iss claim, when set."),
+    Setting("jwt_audience", "JWT_AUDIENCE", _optional_text, None, "Required aud claim, when set."),
+    Setting("jwt_leeway_s", "JWT_LEEWAY_S", _int_range(0, 300), 30, "Clock skew allowed on exp/nbf/iat."),
+    Setting("jwt_access_minutes", "JWT_ACCESS_TOKEN_EXPIRE_MINUTES", _int_range(1, 1440), 15, "Lifetime of access tokens minted by `pdp token`."),
+    Setting("jwt_refresh_days", "JWT_REFRESH_TOKEN_EXPIRE_DAYS", _int_range(1, 365), 7, "Lifetime of refresh tokens."),
+    Setting("revocation_fail_open", "JWT_REVOCATION_FAIL_OPEN", _bool, False, "Accept tokens with a jti when the denylist (Redis) is unreachable."),
+    Setting("rate_limit_per_minute", "RATE_LIMIT_REQUESTS_PER_MINUTE", _int_range(1, 10_000_000), 100, "Default per-user limit per minute."),
+    Setting("rate_limit_burst", "RATE_LIMIT_BURST_SIZE", _int_range(1, 10_000_000), 200, "Default bucket capacity (burst)."),
+    Setting("rate_limit_enabled", "RATE_LIMIT_ENABLED", _bool, True, "Spend quotas at all."),
+    Setting("decision_log", "DECISION_LOG", _sample, 1.0, "Decision log: on, off, or a sample rate from 0 to 1."),
+    Setting("log_level", "LOG_LEVEL", _choice("debug", "info", "warning", "error"), "info", "Log level of the JSON logs."),
+    Setting("memo_size", "PDP_MEMO_SIZE", _int_range(0, 1_000_000), 10000, "Memoized decisions per worker (0 turns memoization off)."),
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    values: Mapping[str, Any]
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self.values[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def replace(self, **changes: Any) -> "Settings":
+        return Settings({**self.values, **changes})
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Reads and validates every setting; raises ConfigError naming the variable."""
+    environ = os.environ if environ is None else environ
+    values = {}
+    for s in SETTINGS:
+        raw = environ.get(s.env)
+        if raw is None or raw == "":
+            values[s.name] = s.default
+            continue
+        try:
+            values[s.name] = s.parse(raw)
+        except ValueError as err:
+            shown = "<redacted>" if "SECRET" in s.env else repr(raw[:80])
+            raise ConfigError(f"{s.env}: {err}, got {shown}") from None
+    _check_consistency(values)
+    return Settings(values)
+
+
+def _check_consistency(v: dict) -> None:
+    if v["debug"]:
+        v["log_level"] = "debug"
+    algs = v["jwt_algorithms"]
+    if algs[0].startswith("HS"):
+        secret = v["jwt_secret_key"]
+        if not secret:
+            raise ConfigError("JWT_SECRET_KEY: required for " + ",".join(algs) + " (set a random secret of at least 32 bytes)")
+        if len(secret.encode()) < 32:
+            raise ConfigError("JWT_SECRET_KEY: too short for HS256, use at least 32 bytes (e.g. `openssl rand -hex 32`)")
+    elif not (v["jwt_public_key"] or v["jwks_url"]):
+        raise ConfigError(f"JWT_PUBLIC_KEY: required (or JWKS_URL) for {','.join(algs)}")
+    if v["rate_limit_burst"] < 1:
+        raise ConfigError("RATE_LIMIT_BURST_SIZE: must be at least 1")
+
+
+def describe() -> str:
+    """One line per setting, for `pdp settings`."""
+    rows = [f"{s.env:<34} {str(s.default if not isinstance(s.default, tuple) else ','.join(s.default)):<28} {s.description}" for s in SETTINGS]
+    return "\n".join(rows)

@@ -1,0 +1,90 @@
+"""One decision: authenticate, evaluate the policy, spend quota.
+
+Every failure on the way is a deny with a status (fail closed), never an
+exception out of here.
+"""
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+
+from .authn.errors import AuthUnavailable, InvalidCredential
+from .decision import Decision, deny, from_policy
+from .engines.base import EngineError
+from .policy_input import build_request
+from .request_path import AmbiguousPath
+
+log = logging.getLogger("lucid.pdp.decider")
+_BEARER_CHALLENGE = 'Bearer error="invalid_token"'
+
+
+class Decider:
+    def __init__(self, authenticator, policies, engine, quota=None, decision_log=None, metrics=None,
+                 clock_ns=time.time_ns):
+        self._authn = authenticator
+        self._policies = policies
+        self._engine = engine
+        self._quota = quota
+        self._log = decision_log
+        self._metrics = metrics
+        self._clock_ns = clock_ns
+
+    def decide(self, check: dict, request_id: str = "") -> Decision:
+        """check is a validated /v1/check `request` object."""
+        started = time.perf_counter()
+        served = self._policies.current
+        decision, request, subject = self._decide(check, served)
+        decision.decision_id = uuid.uuid4().hex
+        decision.policy_revision = served.revision if served else ""
+        decision.eval_ms = (time.perf_counter() - started) * 1000
+        if self._metrics:
+            self._metrics.observe_decision(decision)
+        if self._log:
+            self._log.record(decision, request, subject, request_id)
+        return decision
+
+    def _decide(self, check: dict, served):
+        try:
+            request = build_request(check)
+        except AmbiguousPath as err:
+            return deny(400, f"ambiguous_path: {err}"), {"method": check["method"], "path": None}, None
+        try:
+            subject = self._authn.authenticate(check.get("headers", {}).get("authorization"))
+        except InvalidCredential as err:
+            return deny(401, f"invalid_token: {err}", response_headers={"www-authenticate": _BEARER_CHALLENGE}), request, None
+        except AuthUnavailable as err:
+            log.warning("authentication dependency down: %s", err)
+            return deny(503, "auth_unavailable"), request, None
+        if served is None:
+            return deny(503, "no_policy_loaded"), request, subject
+        input_doc = served.needs.trim({"request": request, "subject": subject, "now_ns": self._clock_ns()})
+        try:
+            doc = self._evaluate(served, input_doc)
+        except EngineError as err:
+            log.error("policy evaluation failed: %s", err)
+            if self._metrics:
+                self._metrics.errors.labels(kind="evaluation").inc()
+            return deny(503, "policy_error"), request, subject
+        decision = from_policy(doc)
+        # quota: spend the policy's descriptors for an allowed request (issue #4).
+        return decision, request, subject
+
+    def _evaluate(self, served, input_doc: dict):
+        memo = served.memo
+        if memo is None:
+            return self._timed_eval(served, input_doc)
+        key = memo.key(input_doc)
+        doc = memo.get(key)
+        if doc is None:
+            doc = self._timed_eval(served, input_doc)
+            memo.put(key, doc)
+        return doc
+
+    def _timed_eval(self, served, input_doc):
+        started = time.perf_counter()
+        try:
+            return self._engine.evaluate(served.compiled, input_doc)
+        finally:
+            if self._metrics:
+                self._metrics.eval_seconds.observe(time.perf_counter() - started)

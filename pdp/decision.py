@@ -1,0 +1,78 @@
+"""The decision: what the policy said, made safe (fail closed) and complete."""
+from __future__ import annotations
+
+import dataclasses
+import re
+
+_HEADER_NAME = re.compile(r"^[a-z0-9!#$%&'*+.^_`|~-]{1,64}$")
+_HEADER_VALUE_FORBIDDEN = re.compile(r"[\r\n\x00]")
+
+
+@dataclasses.dataclass
+class Decision:
+    allow: bool
+    status: int
+    reason: str
+    headers: dict = dataclasses.field(default_factory=dict)
+    response_headers: dict = dataclasses.field(default_factory=dict)
+    quotas: list = dataclasses.field(default_factory=list)
+    cache_ttl_s: float = 0.0
+    decision_id: str = ""
+    policy_revision: str = ""
+    eval_ms: float = 0.0
+
+    def to_json(self) -> dict:
+        return {
+            "allow": self.allow, "status": self.status, "reason": self.reason,
+            "decision_id": self.decision_id, "policy_revision": self.policy_revision,
+            "headers": self.headers, "response_headers": self.response_headers,
+            "cache_ttl_s": self.cache_ttl_s,
+        }
+
+
+def deny(status: int, reason: str, **extra) -> Decision:
+    return Decision(allow=False, status=status, reason=reason, **extra)
+
+
+def from_policy(doc) -> Decision:
+    """Reads data.gateway.decision; anything undefined or malformed is a deny."""
+    if not isinstance(doc, dict):
+        return deny(403, "policy_undefined")
+    allow = doc.get("allow") is True
+    status = doc.get("status")
+    if not isinstance(status, int) or isinstance(status, bool) or not 200 <= status <= 599:
+        status = 200 if allow else 403
+    if allow and status != 200:
+        # An allow with an error status is contradictory: trust the status, deny.
+        allow = False
+    if not allow and status < 400:
+        status = 403
+    reason = doc.get("reason") if isinstance(doc.get("reason"), str) else ("ok" if allow else "denied")
+    try:
+        headers = _headers(doc.get("headers")) if allow else {}
+        response_headers = _headers(doc.get("response_headers"))
+    except ValueError:
+        return deny(503, "policy_bad_headers")
+    quotas = doc.get("quotas") if isinstance(doc.get("quotas"), list) else []
+    ttl = doc.get("cache_ttl_s", 0)
+    ttl = float(ttl) if isinstance(ttl, (int, float)) and not isinstance(ttl, bool) and 0 <= ttl <= 3600 else 0.0
+    return Decision(allow, status, reason[:200], headers, response_headers, quotas, ttl)
+
+
+def _headers(value) -> dict:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ValueError("headers must be an object")
+    out = {}
+    for name, val in value.items():
+        if not isinstance(val, (str, int, float)) or isinstance(val, bool):
+            val = str(val).lower() if isinstance(val, bool) else None
+        if val is None:
+            raise ValueError(f"header {name!r} has a non-scalar value")
+        name = str(name).lower()
+        val = str(val)
+        if not _HEADER_NAME.match(name) or _HEADER_VALUE_FORBIDDEN.search(val):
+            raise ValueError(f"header {name!r} is not a valid HTTP header")
+        out[name] = val
+    return out

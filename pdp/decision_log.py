@@ -1,0 +1,37 @@
+"""One JSON line per decision, for audit: masked input, result, timing, revision."""
+from __future__ import annotations
+
+import json
+import logging
+import random
+import time
+
+from .policy_input import public_subject
+
+log = logging.getLogger("lucid.decisions")
+
+
+class DecisionLog:
+    """Writes decisions to the `lucid.decisions` logger, sampled at `sample_rate`."""
+
+    def __init__(self, sample_rate: float, sink=None, rng=random.random):
+        self._rate = sample_rate
+        self._sink = sink or (lambda line: log.info(line))
+        self._rng = rng
+
+    def record(self, decision, request: dict, subject, request_id: str) -> None:
+        """request is input.request: credentials, cookies and token query parameters already removed."""
+        if self._rate <= 0 or (self._rate < 1 and self._rng() >= self._rate):
+            return
+        entry = {
+            "decision_id": decision.decision_id,
+            "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + "Z",
+            "request_id": request_id,
+            "path": request.get("path"),
+            "method": request.get("method"),
+            "input": {"request": request, "subject": public_subject(subject) if subject else None},
+            "result": {"allow": decision.allow, "status": decision.status, "reason": decision.reason},
+            "eval_ms": round(decision.eval_ms, 3),
+            "policy_revision": decision.policy_revision,
+        }
+        self._sink(json.dumps(entry, separators=(",", ":"), default=str))

@@ -1,0 +1,25 @@
+"""The engine interface: load a bundle once, then evaluate the decision many times."""
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from ..policy.bundle import PolicyBundle
+
+DECISION_PATH = "gateway/decision"   # data.gateway.decision
+
+
+class EngineError(Exception):
+    """Evaluation failed (runtime error or engine unreachable): the caller fails closed."""
+
+
+class Engine(Protocol):
+    name: str
+
+    def compile(self, bundle: PolicyBundle) -> Any:
+        """Checks and compiles a bundle; returns a handle for evaluate(). Raises PolicyError."""
+
+    def evaluate(self, compiled: Any, input_doc: dict) -> Any:
+        """The value of data.gateway.decision, or None when undefined. Raises EngineError."""
+
+    def ready(self) -> bool:
+        """Whether the engine can evaluate right now."""

@@ -1,0 +1,1 @@
+"""Loading, analysing and checking the Rego policy bundle."""

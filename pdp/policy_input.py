@@ -1,0 +1,32 @@
+"""Builds the policy's `input` from a check request, once per decision."""
+from __future__ import annotations
+
+from urllib.parse import parse_qs
+
+from .request_path import normalize_path, path_segments, split_target
+
+# Credentials are judged in Python before the policy runs; the policy (and the
+# decision log) never see them.
+_CREDENTIAL_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization", "x-api-key", "set-cookie"})
+TOKEN_QUERY_PARAMS = frozenset({"access_token", "id_token", "token", "api_key", "apikey", "key", "code", "password", "secret"})
+
+
+def build_request(req: dict) -> dict:
+    """input.request from a /v1/check request (already validated); raises AmbiguousPath."""
+    raw_path, query = split_target(req["path"])
+    path = normalize_path(raw_path)
+    return {
+        "method": req["method"].upper(),
+        "path": path,
+        "parsed_path": path_segments(path),
+        "query": {k: v for k, v in parse_qs(query, keep_blank_values=True).items() if k.lower() not in TOKEN_QUERY_PARAMS},
+        "headers": {k: v for k, v in req.get("headers", {}).items() if k not in _CREDENTIAL_HEADERS},
+        "host": req.get("host", ""),
+        "scheme": req.get("scheme", "http"),
+        "client_ip": req.get("client_ip", ""),
+    }
+
+
+def public_subject(subject: dict) -> dict:
+    """The subject as logged: claims reduced to what identifies the caller."""
+    return {k: v for k, v in subject.items() if k != "claims"}

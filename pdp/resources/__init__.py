@@ -1,0 +1,1 @@
+"""Falcon resources of the PDP's HTTP API, one module per noun."""

@@ -1,0 +1,68 @@
+"""POST /v1/check: the decision API the proxy (and anything else) asks."""
+from __future__ import annotations
+
+import json
+
+import falcon
+
+from ..problem import Problem
+
+_METHOD_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+_MAX_HEADERS = 200
+
+
+def read_json_body(req, max_bytes: int) -> dict:
+    """The request body as a JSON object; 413/415/400 problems otherwise. Always validate untrusted input!"""
+    length = req.content_length
+    if length is not None and length > max_bytes:
+        raise Problem(413, "Payload Too Large", f"body larger than {max_bytes} bytes")
+    raw = req.bounded_stream.read(max_bytes + 1)
+    if len(raw) > max_bytes:
+        raise Problem(413, "Payload Too Large", f"body larger than {max_bytes} bytes")
+    try:
+        doc = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise Problem(400, "Bad Request", "body is not valid JSON", type_="malformed-check") from None
+    if not isinstance(doc, dict):
+        raise Problem(400, "Bad Request", "body must be a JSON object", type_="malformed-check")
+    return doc
+
+
+def validate_check(doc: dict) -> dict:
+    """The `request` object of a /v1/check body, checked field by field."""
+    req = doc.get("request")
+    if not isinstance(req, dict):
+        raise _bad("`request` must be an object")
+    method = req.get("method")
+    if not isinstance(method, str) or not 1 <= len(method) <= 16 or not set(method.upper()) <= _METHOD_CHARS:
+        raise _bad("`request.method` must be an HTTP method")
+    path = req.get("path")
+    if not isinstance(path, str) or not path or len(path) > 8192:
+        raise _bad("`request.path` must be a non-empty string")
+    headers = req.get("headers", {})
+    if not isinstance(headers, dict) or len(headers) > _MAX_HEADERS:
+        raise _bad(f"`request.headers` must be an object of at most {_MAX_HEADERS} entries")
+    clean = {}
+    for name, value in headers.items():
+        if not isinstance(value, str):
+            raise _bad(f"header {name!r} must have a string value")
+        clean[name.lower()] = value
+    for field in ("host", "scheme", "client_ip"):
+        if field in req and not isinstance(req[field], str):
+            raise _bad(f"`request.{field}` must be a string")
+    return {**req, "method": method.upper(), "headers": clean}
+
+
+def _bad(detail: str) -> Problem:
+    return Problem(400, "Bad Request", detail, type_="malformed-check")
+
+
+class Check:
+    def __init__(self, decider, max_body_bytes: int):
+        self._decider = decider
+        self._max = max_body_bytes
+
+    def on_post(self, req, resp):
+        check = validate_check(read_json_body(req, self._max))
+        decision = self._decider.decide(check, req.context.request_id)
+        resp.media = decision.to_json()

@@ -8,7 +8,7 @@ from pathlib import Path
 
 # The identity headers the PDP returns on allow (pdp/identity.py); the
 # comparison chains copy them to the upstream request as our proxy does.
-IDENTITY_HEADERS = ("x-user-id", "x-user-roles", "x-user-plan", "x-user-mfa", "x-decision-id")
+IDENTITY_HEADERS = ("x-user-id", "x-user-roles", "x-user-plan", "x-user-mfa")
 
 # A static JSON body so the upstream is never the bottleneck.
 UPSTREAM_BODY = '{"ok":true,"served_by":"bench-upstream"}'

@@ -4,8 +4,11 @@ One run, one upstream (nginx answering a static JSON body), one client (wrk),
 one PDP, every chain on 127.0.0.1:
   (a) the upstream directly            (b) nginx proxy_pass
   (c) nginx auth_request -> PDP        (d) Envoy ext_authz -> PDP
-  (e) our proxy -> PDP
+  (e) our proxy -> PDP                 (f) the same, verdict cache off
 then (e) again at a high connection count, and the proxy's memory per worker.
+
+The chains with a PDP also count answers by status (a Lua callback in wrk,
+cheap at their rates), so errors can be told apart (503 fail-closed vs 401).
 
 Before measuring, each chain is checked: the token is allowed (200) and, where
 there is a PDP in the chain, a request without it is refused (401); a chain
@@ -79,10 +82,23 @@ def print_table(chains: list[Chain], connections: int, seconds: float) -> None:
     print(_fmt_row("chain", "req/s", "p50 ms", "p99 ms", "errors"))
     for c in chains:
         if c.result is None:
-            print(f"  {c.label:<34} skipped: {c.skipped}")
+            print(f"  ({c.key}) {c.label:<30} skipped: {c.skipped}")
             continue
         r = c.result
-        print(_fmt_row(c.label, f"{r.rps:,.0f}", f"{r.p50_ms:.2f}", f"{r.p99_ms:.2f}", f"{r.errors:,}"))
+        print(_fmt_row(f"({c.key}) {c.label}", f"{r.rps:,.0f}", f"{r.p50_ms:.2f}", f"{r.p99_ms:.2f}",
+                       f"{r.errors:,}"))
+    for c in chains:
+        if c.result is not None and c.result.errors:
+            print(f"  ({c.key}) errors: {describe_errors(c.result)}")
+
+
+def describe_errors(r: WrkResult) -> str:
+    parts = [f"{n:,} x {status}" for status, n in sorted(r.by_status.items()) if status >= 400]
+    if r.non_2xx and not parts:
+        parts.append(f"{r.non_2xx:,} non-2xx")
+    if r.socket_errors:
+        parts.append(f"{r.socket_errors:,} socket errors")
+    return ", ".join(parts)
 
 
 def ratio_line(ours: Chain, other: Chain) -> str:
@@ -131,6 +147,7 @@ def main() -> int:
             Chain("c", "nginx auth_request -> PDP", f"http://127.0.0.1:{front.auth_port}{path}", True),
             Chain("d", "Envoy ext_authz -> PDP", enforces=True),
             Chain("e", "lucid proxy -> PDP", enforces=True),
+            Chain("f", "lucid proxy, verdict cache off", enforces=True),
         ]
         by_key = {c.key: c for c in chains}
         if stack.find_envoy():
@@ -142,8 +159,12 @@ def main() -> int:
         if stack.proxy_available():
             proxy = keep(stack.start_proxy(upstream.url, pdp.url))
             by_key["e"].url = f"{proxy.url}{path}"
+            # The same proxy asking the PDP on every request, as nginx and Envoy do.
+            uncached = keep(stack.start_proxy(upstream.url, pdp.url, {"VERDICT_CACHE_SIZE": "0"}))
+            by_key["f"].url = f"{uncached.url}{path}"
         else:
-            by_key["e"].skipped = "the proxy is not built yet (no proxy/__main__.py)"
+            for key in "ef":
+                by_key[key].skipped = "the proxy is not built yet (no proxy/__main__.py)"
 
         auth = {"Authorization": f"Bearer {token}"}
         for chain in chains:
@@ -155,12 +176,14 @@ def main() -> int:
                 continue
             print(f"bench: ({chain.key}) {chain.label} ...", flush=True)
             run_wrk(chain.url, warmup, connections, threads, auth)
-            chain.result = run_wrk(chain.url, seconds, connections, threads, auth)
+            chain.result = run_wrk(chain.url, seconds, connections, threads, auth,
+                                   count_status=chain.enforces)
 
         high = None
         if proxy is not None and by_key["e"].result is not None:
             print(f"bench: (e) at {high_connections} connections ...", flush=True)
-            high = run_wrk(by_key["e"].url, seconds, high_connections, threads, auth, timeout_s=5)
+            high = run_wrk(by_key["e"].url, seconds, high_connections, threads, auth, timeout_s=5,
+                           count_status=True)
             memory = stack.rss_by_process(proxy.proc.pid)
 
         load_after = os.getloadavg()
@@ -168,10 +191,12 @@ def main() -> int:
         print("\nratios of our chain (req/s):")
         print(ratio_line(by_key["e"], by_key["c"]))
         print(ratio_line(by_key["e"], by_key["d"]))
+        print(ratio_line(by_key["f"], by_key["c"]))
+        print(ratio_line(by_key["f"], by_key["d"]))
         if high is not None:
             print(f"\n(e) lucid proxy -> PDP at {high_connections} connections: "
                   f"{high.rps:,.0f} req/s, p50 {high.p50_ms:.2f} ms, p99 {high.p99_ms:.2f} ms, "
-                  f"errors {high.errors:,} ({high.non_2xx:,} non-2xx, {high.socket_errors:,} socket)")
+                  f"errors {high.errors:,}" + (f" ({describe_errors(high)})" if high.errors else ""))
             print("proxy memory after that run (RSS / peak RSS, MB):")
             for pid, rss, peak in memory:
                 role = "master" if pid == proxy.proc.pid else "worker"

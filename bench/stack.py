@@ -103,6 +103,8 @@ def start_proxy(upstream_url: str, pdp_url: str, extra_env: dict | None = None) 
         "BLOCKCHAIN_CORE_URL": upstream_url, "SESSION_MANAGEMENT_URL": upstream_url,
         "AUTH_SERVICE_URL": upstream_url, "TRON_PAYMENT_URL": upstream_url,
         "LOG_LEVEL": "warning",
+        # nginx and Envoy run with their access logs off in the bench too.
+        "ACCESS_LOG": "false",
     }
     env.update(extra_env or {})
     return Server([sys.executable, "-m", "proxy"], port, env=env, ready_timeout=60)

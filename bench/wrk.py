@@ -1,6 +1,7 @@
 """Run wrk against one loopback URL and read its numbers back."""
 import dataclasses
 import json
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -17,6 +18,7 @@ class WrkResult:
     p50_ms: float
     p99_ms: float
     max_ms: float
+    by_status: dict = dataclasses.field(default_factory=dict)
 
     @property
     def rps(self) -> float:
@@ -32,10 +34,12 @@ def find_wrk() -> str | None:
 
 
 def run_wrk(url: str, seconds: float, connections: int, threads: int = 2,
-            headers: dict | None = None, timeout_s: int = 2) -> WrkResult:
+            headers: dict | None = None, timeout_s: int = 2,
+            count_status: bool = False) -> WrkResult:
     """Runs wrk for `seconds`; raises RuntimeError with wrk's output if it fails.
 
     Only loopback URLs are accepted: the benchmark never sends traffic elsewhere.
+    With count_status, answers are also counted by status code (by_status).
     """
     if not url.startswith(("http://127.0.0.1:", "http://localhost:")):
         raise ValueError(f"refusing to load a non-loopback URL: {url}")
@@ -44,7 +48,8 @@ def run_wrk(url: str, seconds: float, connections: int, threads: int = 2,
     for name, value in (headers or {}).items():
         argv += ["-H", f"{name}: {value}"]
     argv.append(url)
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60)
+    env = {**os.environ, "WRK_COUNT_STATUS": "1" if count_status else "0"}
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60, env=env)
     for line in done.stdout.splitlines():
         if line.startswith("WRK_JSON "):
             raw = json.loads(line[len("WRK_JSON "):])
@@ -56,5 +61,6 @@ def run_wrk(url: str, seconds: float, connections: int, threads: int = 2,
                 p50_ms=raw["p50_us"] / 1000,
                 p99_ms=raw["p99_us"] / 1000,
                 max_ms=raw["max_us"] / 1000,
+                by_status={int(k): v for k, v in raw.get("by_status", {}).items()},
             )
     raise RuntimeError(f"wrk failed (exit {done.returncode}):\n{done.stdout}\n{done.stderr}")

@@ -10,6 +10,7 @@ declare -A NEEDED=(
   [redis-server]=redis-server
   [nginx]=nginx
   [openssl]=openssl
+  [wrk]=wrk
 )
 missing=()
 for cmd in "${!NEEDED[@]}"; do

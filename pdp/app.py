@@ -61,7 +61,7 @@ def create_app(services: Services) -> falcon.App:
     return app
 
 
-def build_services(settings) -> Services:
+def build_services(settings, fallback_bundle=None) -> Services:
     """Builds every dependency from settings; raises PolicyError/ConfigError on bad ones."""
     from .authn.jwt_auth import JwtAuthenticator
     from .authn.keys import JwksKeys, PemKey, SecretKey
@@ -88,7 +88,7 @@ def build_services(settings) -> Services:
     engine = make_engine(settings)
     policies = PolicyStore(engine, settings.policy_dir, settings_overlay=policy_settings(settings),
                            memo_size=settings.memo_size, metrics=metrics)
-    policies.load()
+    policies.start(fallback_bundle)
     decider = Decider(authenticator, policies, engine, decision_log=DecisionLog(settings.decision_log), metrics=metrics)
     return Services(settings, engine, policies, decider, redis_client, metrics, authenticator)
 
@@ -102,13 +102,16 @@ def policy_settings(settings) -> dict:
     }
 
 
-def get_app() -> falcon.App:
-    """gunicorn entry point (`pdp.app:get_app()`): one app per worker, after fork."""
+def get_app(fallback_bundle=None) -> falcon.App:
+    """gunicorn entry point (`pdp.app:get_app()`): one app per worker, after fork.
+
+    fallback_bundle: the policy `pdp serve` checked at startup, served when the
+    files on disk are broken by the time this worker starts."""
     from . import logs
     from .config import load_settings
 
     settings = load_settings()
     logs.configure(settings.log_level)
-    services = build_services(settings)
+    services = build_services(settings, fallback_bundle)
     services.policies.watch(settings.policy_reload_s)
     return create_app(services)

@@ -47,18 +47,21 @@ def _policy_dir(args_path):
 
 def cmd_serve(args) -> int:
     from .policy.errors import PolicyError
+    from .app import policy_settings
+    from .engines.embedded import EmbeddedEngine
+    from .policy.bundle import load_bundle
     settings = _settings()
-    if settings.engine == "embedded":
-        # Fail fast with one line, before any worker starts.
-        from .engines.embedded import EmbeddedEngine
-        from .policy.bundle import load_bundle
-        try:
-            EmbeddedEngine().compile(load_bundle(settings.policy_dir))
-        except PolicyError as err:
-            print(f"pdp: POLICY_DIR: {err}", file=sys.stderr)
-            return 2
+    # Fail fast with one line, before any worker starts. The checked bundle is
+    # also what a worker serves if the files break before it boots.
+    try:
+        bundle = load_bundle(settings.policy_dir, policy_settings(settings))
+        if settings.engine == "embedded":
+            EmbeddedEngine().compile(bundle)
+    except PolicyError as err:
+        print(f"pdp: POLICY_DIR: {err}", file=sys.stderr)
+        return 2
     from .server import serve
-    serve(settings)
+    serve(settings, bundle)
     return 0
 
 

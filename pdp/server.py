@@ -17,8 +17,9 @@ def _child_exit(server, worker):
 
 
 class PdpServer(BaseApplication):
-    def __init__(self, settings):
+    def __init__(self, settings, startup_bundle=None):
         self._settings = settings
+        self._startup_bundle = startup_bundle
         super().__init__()
 
     def load_config(self):
@@ -43,11 +44,11 @@ class PdpServer(BaseApplication):
 
     def load(self):
         from .app import get_app
-        return get_app()
+        return get_app(self._startup_bundle)
 
 
-def serve(settings) -> None:
+def serve(settings, startup_bundle=None) -> None:
     # Metrics from every worker are summed at scrape time (prometheus_client multiprocess).
     if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="pdp-metrics-")
-    PdpServer(settings).run()
+    PdpServer(settings, startup_bundle).run()

@@ -43,6 +43,9 @@ class OpaServerEngine:
         # Pushing a bundle may take longer than one decision is allowed to.
         self._admin = _client(url, max(timeout_s, 10.0))
         self._push = push
+        # Set when OPA answers "undefined": our decision always has a default, so
+        # OPA lost our policies (e.g. the sidecar restarted); the watcher re-pushes.
+        self.stale = False
 
     def compile(self, bundle: PolicyBundle) -> Pushed:
         if not self._push:
@@ -65,6 +68,7 @@ class OpaServerEngine:
             raise
         except _OPA_FAILURES as err:
             raise PolicyError(f"OPA at {self._admin.root_url} refused or unreachable: {err.__class__.__name__}") from None
+        self.stale = False
         return Pushed(bundle.revision)
 
     def evaluate(self, compiled: Pushed, input_doc: dict):
@@ -72,7 +76,10 @@ class OpaServerEngine:
             answer = self._query.query_rule(input_doc, "gateway", "decision")
         except requests.RequestException as err:
             raise EngineError(f"OPA query failed: {err.__class__.__name__}") from None
-        return answer.get("result")
+        if "result" not in answer:
+            self.stale = self._push
+            raise EngineError("OPA has no data.gateway.decision (policies not loaded)")
+        return answer["result"]
 
     def ready(self) -> bool:
         return self._query.check_health()

@@ -45,10 +45,30 @@ class PolicyStore:
         self.last_error: str | None = None
         self.reloads = 0
 
-    def load(self) -> ServedPolicy:
-        """Loads and compiles the folder; raises PolicyError (the old policy stays)."""
+    def start(self, fallback: PolicyBundle | None = None) -> None:
+        """The first load of a worker. When the files on disk are broken, serve the
+        bundle the server checked at startup instead of dying: a worker restarted
+        after a bad edit must not take the whole PDP down. With nothing to serve
+        (e.g. OPA not up yet), decisions are 503 and the watcher keeps trying."""
+        try:
+            self.load()
+        except PolicyError as err:
+            self.last_error = str(err)
+            log.error("policy load failed: %s", err)
+            if fallback is not None:
+                try:
+                    self.load(fallback)
+                    self.last_error = str(err)
+                    self._fingerprint = fingerprint(self._dir)
+                    log.warning("serving the startup policy %s until the files are fixed", fallback.revision)
+                except PolicyError as again:
+                    log.error("startup policy failed too: %s", again)
+
+    def load(self, bundle: PolicyBundle | None = None) -> ServedPolicy:
+        """Loads and compiles the folder (or a given bundle); raises PolicyError (the old policy stays)."""
         fp = fingerprint(self._dir)
-        bundle = load_bundle(self._dir, self._overlay)
+        if bundle is None:
+            bundle = load_bundle(self._dir, self._overlay)
         compiled = self._engine.compile(bundle)
         needs = input_needs(bundle.modules)
         memo = DecisionMemo(self._memo_size) if needs.memoizable and self._memo_size > 0 else None
@@ -60,7 +80,8 @@ class PolicyStore:
     def reload_if_changed(self) -> bool:
         """One poll: reload when any file changed. Returns True when a new policy serves."""
         fp = fingerprint(self._dir)
-        if fp == self._fingerprint:
+        stale = getattr(self._engine, "stale", False)
+        if fp == self._fingerprint and self.current is not None and not stale:
             return False
         try:
             old = self.current.revision if self.current else None

@@ -1,0 +1,105 @@
+"""Shared fixtures: real redis-server, real PDP under gunicorn, real OPA, tokens.
+
+Areas add their own fixtures in tests/<area>/conftest.py.
+"""
+import os
+import secrets
+import shutil
+import time
+from pathlib import Path
+
+import jwt
+import pytest
+
+from tests.support.ports import free_port
+from tests.support.processes import ROOT, Server, python_argv
+from tests.support.redis_server import start_redis
+from tests.support.tools import require_tool
+
+FIXTURE_POLICIES = ROOT / "tests" / "fixtures" / "policies"
+SHIPPED_POLICIES = ROOT / "policies"
+
+
+@pytest.fixture(scope="session")
+def redis_server():
+    server = start_redis()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def jwt_secret():
+    return secrets.token_hex(32)
+
+
+@pytest.fixture(scope="session")
+def mint(jwt_secret):
+    """mint(sub, roles=..., **claims) -> a signed HS256 token valid for 10 minutes."""
+    def _mint(sub="alice", roles=("user",), secret=None, alg="HS256", **claims):
+        now = int(time.time())
+        body = {"sub": sub, "roles": list(roles) if isinstance(roles, (list, tuple)) else roles,
+                "iat": now, "exp": now + 600, **claims}
+        body = {k: v for k, v in body.items() if v is not None}
+        return jwt.encode(body, secret or jwt_secret, algorithm=alg)
+    return _mint
+
+
+@pytest.fixture
+def policy_copy(tmp_path):
+    """copy(src) -> a writable copy of a policy folder, for reload tests."""
+    def _copy(src=FIXTURE_POLICIES):
+        dst = tmp_path / "policies"
+        shutil.copytree(src, dst)
+        return dst
+    return _copy
+
+
+def start_pdp(env: dict, workers: int = 1, ready_timeout: float = 30.0) -> Server:
+    """The real PDP under gunicorn on a free loopback port."""
+    port = free_port()
+    full = {"AUTH_PORT": str(port), "PDP_BIND_HOST": "127.0.0.1", "PDP_WORKERS": str(workers),
+            "POLICY_RELOAD_INTERVAL_S": "0.2", "PROMETHEUS_MULTIPROC_DIR": "", **env}
+    if not full.get("PROMETHEUS_MULTIPROC_DIR"):
+        full.pop("PROMETHEUS_MULTIPROC_DIR")
+        os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    server = Server(python_argv("-m", "pdp", "serve"), port, env=full, ready_timeout=ready_timeout)
+    return server
+
+
+@pytest.fixture
+def pdp_factory(redis_server, jwt_secret):
+    """pdp_factory(**env) -> a started PDP; stopped after the test."""
+    started = []
+
+    def _start(workers=1, **env):
+        base = {"JWT_SECRET_KEY": jwt_secret, "REDIS_URL": redis_server.redis_url,
+                "POLICY_DIR": str(FIXTURE_POLICIES)}
+        server = start_pdp({**base, **{k: str(v) for k, v in env.items()}}, workers=workers)
+        started.append(server)
+        return server
+
+    yield _start
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def pdp(redis_server, jwt_secret):
+    """A PDP on the test fixture policies, shared by the tests that only ask it questions."""
+    server = start_pdp({"JWT_SECRET_KEY": jwt_secret, "REDIS_URL": redis_server.redis_url,
+                        "POLICY_DIR": str(FIXTURE_POLICIES)}, workers=2)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def opa_binary():
+    return require_tool("opa")
+
+
+@pytest.fixture
+def opa_server(opa_binary):
+    port = free_port()
+    server = Server([opa_binary, "run", "--server", "--addr", f"127.0.0.1:{port}", "--log-level", "error"], port)
+    yield server
+    server.stop()

@@ -1,0 +1,48 @@
+"""Path normalization: the policy judges exactly the path the upstream sees."""
+import pytest
+
+from pdp.request_path import AmbiguousPath, normalize_path, path_segments
+
+NORMALIZED = [
+    ("/", "/"),
+    ("/api/v1/users/me", "/api/v1/users/me"),
+    ("/api//v1///users", "/api/v1/users"),
+    ("/api/./v1/./users", "/api/v1/users"),
+    ("/api/v1/admin/../users/me", "/api/v1/users/me"),
+    ("/api/%76%31/users", "/api/v1/users"),            # unreserved escapes decoded
+    ("/api/v1/%2e%2e/v1/users", "/api/v1/users"),      # encoded dots are dots
+    ("/api/v1/users/a%20b", "/api/v1/users/a%20b"),    # reserved escapes kept
+    ("/api/v1/users/%c3%a9", "/api/v1/users/%C3%A9"),  # hex upper-cased
+    ("/api/v1/users/", "/api/v1/users/"),
+]
+
+REJECTED = [
+    ("/api/v1/users%2Fme", "encoded slash"),
+    ("/api/v1/users%2fme", "encoded slash"),
+    ("/api/v1/users%5Cme", "encoded backslash"),
+    ("/api/v1/users%00", "encoded NUL"),
+    ("/api/v1\\users", "backslash"),
+    ("/..", "above the root"),
+    ("/api/../../etc/passwd", "above the root"),
+    ("/%2e%2e/etc", "above the root"),
+    ("/api/%zz", "malformed"),
+    ("/api/%4", "malformed"),
+    ("api/v1", "must start with /"),
+    ("/api/v1/a b", "control, space"),
+    ("/api/\u00e9", "non-ASCII"),
+]
+
+
+@pytest.mark.parametrize("raw,expected", NORMALIZED)
+def test_normalizes(raw, expected):
+    assert normalize_path(raw) == expected
+
+
+@pytest.mark.parametrize("raw,why", REJECTED)
+def test_rejects_ambiguous(raw, why):
+    with pytest.raises(AmbiguousPath, match=why):
+        normalize_path(raw)
+
+
+def test_segments_are_decoded():
+    assert path_segments("/api/v1/users/a%20b") == ["api", "v1", "users", "a b"]

@@ -68,7 +68,7 @@ def _assert_chain_enforces(base_url, echo_upstream, mint):
                                      headers={"X-User-Id": "admin", "X-User-Roles": "admin"})
     assert spoofed_anonymous.status_code == 401
 
-    token = mint("alice", "user", True)
+    token = mint("alice", roles=("user",), mfa=True)
     allowed = requests.get(base_url + PROTECTED, timeout=5, headers={
         "Authorization": f"Bearer {token}", "X-User-Roles": "admin", "X-User-Id": "mallory"})
     assert allowed.status_code == 200, allowed.text

@@ -226,6 +226,29 @@ def test_a_busy_port_stops_startup_and_stops_what_was_already_started(tmp_path):
     assert not _listening(standin_port)
 
 
+def test_a_child_that_dies_stops_the_whole_run(tmp_path):
+    ports = {name: free_port() for name in ("HTTP_PORT", "HTTPS_PORT", "AUTH_PORT", "REDIS", "A", "B", "C", "D")}
+    script = RunScript(tmp_path / "state", {
+        "LUCID_RUN_DIR": str(tmp_path / "state"), "HTTP_PORT": str(ports["HTTP_PORT"]),
+        "HTTPS_PORT": str(ports["HTTPS_PORT"]), "AUTH_PORT": str(ports["AUTH_PORT"]),
+        "REDIS_URL": f"redis://127.0.0.1:{ports['REDIS']}/0",
+        "BLOCKCHAIN_CORE_URL": f"http://127.0.0.1:{ports['A']}",
+        "SESSION_MANAGEMENT_URL": f"http://127.0.0.1:{ports['B']}",
+        "AUTH_SERVICE_URL": f"http://127.0.0.1:{ports['C']}",
+        "TRON_PAYMENT_URL": f"http://127.0.0.1:{ports['D']}", "PDP_WORKERS": "1",
+    })
+    try:
+        script.wait_ready()
+        os.kill(script.child_pids()["tron-payment"], signal.SIGKILL)
+        code = script.proc.wait(_STOP_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        script.kill_everything()
+        pytest.fail("run.sh went on after a child died")
+    assert code == 1
+    assert "tron-payment exited unexpectedly; stopping the rest" in script.output()
+    assert [name for name, port in ports.items() if _listening(port)] == []
+
+
 def _listening(port: int) -> bool:
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=0.5):

@@ -22,6 +22,7 @@ class PdpMetrics:
         self.decision_seconds = Histogram("pdp_decision_seconds", "Whole decision latency", buckets=_LATENCY_BUCKETS, registry=r)
         self.eval_seconds = Histogram("pdp_policy_eval_seconds", "Policy evaluation latency", buckets=_LATENCY_BUCKETS, registry=r)
         self.reloads = Counter("pdp_policy_reloads_total", "Policy reloads by result", ["result"], registry=r)
+        self.memo = Counter("pdp_memo_lookups_total", "Memoized decision lookups", ["result"], registry=r)
         self.errors = Counter("pdp_errors_total", "Errors by kind", ["kind"], registry=r)
         self.policy_error = Gauge("pdp_policy_last_reload_failed", "1 when the last policy edit failed to load",
                                   multiprocess_mode="max", registry=r)

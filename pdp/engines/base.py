@@ -14,6 +14,7 @@ class EngineError(Exception):
 
 class Engine(Protocol):
     name: str
+    memoizable: bool   # whether a decision may be reused for the same input and revision
 
     def compile(self, bundle: PolicyBundle) -> Any:
         """Checks and compiles a bundle; returns a handle for evaluate(). Raises PolicyError."""

@@ -56,6 +56,7 @@ def new_interpreter(bundle: PolicyBundle, modules: dict[str, str]) -> regopy.Int
 
 class EmbeddedEngine:
     name = "embedded"
+    memoizable = True   # the policy and data are all in this process
 
     def compile(self, bundle: PolicyBundle) -> Compiled:
         interp = new_interpreter(bundle, bundle.modules)

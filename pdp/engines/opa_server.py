@@ -37,6 +37,9 @@ def _client(url: str, timeout_s: float) -> OpaClient:
 
 class OpaServerEngine:
     name = "opa"
+    # OPA's data may change behind our back (bundles, PUT /v1/data), and a
+    # cached answer would hide an OPA outage: always ask.
+    memoizable = False
 
     def __init__(self, url: str, timeout_s: float = 0.2, push: bool = True):
         self._query = _client(url, timeout_s)

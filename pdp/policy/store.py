@@ -71,7 +71,8 @@ class PolicyStore:
             bundle = load_bundle(self._dir, self._overlay)
         compiled = self._engine.compile(bundle)
         needs = input_needs(bundle.modules)
-        memo = DecisionMemo(self._memo_size) if needs.memoizable and self._memo_size > 0 else None
+        use_memo = needs.memoizable and self._engine.memoizable and self._memo_size > 0
+        memo = DecisionMemo(self._memo_size) if use_memo else None
         self.current = ServedPolicy(bundle, compiled, needs, memo, time.time())
         self._fingerprint = fp
         self.last_error = None

@@ -263,38 +263,47 @@ fi
 
 # --- banner ------------------------------------------------------------------------
 
+short() { local p="$1"; echo "${p#"$ROOT"/}"; }  # paths inside the checkout, relative
 TOKEN="$("$PY" -m pdp token --sub alice --roles user --mfa 2>"$LOG_DIR/token.log" | tail -n 1)" || TOKEN=""
+if [ -n "$GENERATED_SECRET" ]; then
+  secret_hint="JWT_SECRET_KEY=\$(cat $(short "$GENERATED_SECRET"))"
+else
+  secret_hint="JWT_SECRET_KEY=<yours>"
+fi
 {
   echo
   echo "lucid-gateway is up on $HOST (Ctrl-C stops everything)"
   if [ -z "$PROXY_NOTE" ]; then
     echo "  gateway    http://$HOST:$HTTP_PORT"
-    [ "$SSL_ENABLED" != true ] || echo "             https://localhost:$HTTPS_PORT  (self-signed: curl --cacert $SSL_CERT_PATH)"
+    [ "$SSL_ENABLED" != true ] || echo "             https://localhost:$HTTPS_PORT  (certificate: $(short "$SSL_CERT_PATH"))"
   else
     echo "  gateway    $PROXY_NOTE"
   fi
   echo "  PDP        $PDP_URL  (/v1/check, /v1/forward-auth, /v1/ready, /metrics)"
   echo "  redis      $REDIS_URL  ($REDIS_NOTE)"
   echo "  backends   ${STANDIN_NOTES[*]/%/,}" | sed 's/,$//'
-  echo "  logs       $LOG_DIR/*.log"
+  echo "  logs       $(short "$LOG_DIR")/*.log"
   if [ -n "$GENERATED_SECRET" ]; then
-    echo "  JWT secret dev-only, generated into $GENERATED_SECRET: $JWT_SECRET_KEY"
+    # Only a secret generated here is shown: it is a throwaway for this machine.
+    echo "  JWT secret dev only, generated into $(short "$GENERATED_SECRET"): $JWT_SECRET_KEY"
   fi
   echo
   if [ -n "$TOKEN" ]; then
-    gw="http://$HOST:$HTTP_PORT"; [ -z "$PROXY_NOTE" ] || gw=""
-    echo "Try (a token for alice, role user, MFA, valid ${JWT_ACCESS_TOKEN_EXPIRE_MINUTES:-15} min):"
+    echo "Try it (a token for alice, role user, with MFA, valid ${JWT_ACCESS_TOKEN_EXPIRE_MINUTES:-15} min):"
     echo "  TOKEN=$TOKEN"
-    if [ -n "$gw" ]; then
+    if [ -z "$PROXY_NOTE" ]; then
+      gw="http://$HOST:$HTTP_PORT"
       echo "  curl -s $gw/api/v1/meta/info"
       echo "  curl -s -H \"Authorization: Bearer \$TOKEN\" $gw/api/v1/sessions"
-      echo "  curl -s -i $gw/api/v1/sessions          # no token: 401"
+      echo "  curl -s -i $gw/api/v1/sessions     # no token: 401"
+      [ "$SSL_ENABLED" != true ] || \
+        echo "  curl -s --cacert $(short "$SSL_CERT_PATH") -H \"Authorization: Bearer \$TOKEN\" https://localhost:$HTTPS_PORT/api/v1/chain/info"
     else
       echo "  curl -s -i -H \"Authorization: Bearer \$TOKEN\" -H 'X-Original-Method: GET' -H 'X-Original-URI: /api/v1/sessions' $PDP_URL/v1/forward-auth"
     fi
-    echo "More tokens: JWT_SECRET_KEY=... $PY -m pdp token --sub bob --roles user,admin --mfa"
+    echo "More tokens: $secret_hint $(short "$PY") -m pdp token --sub bob --roles user,admin --mfa"
   else
-    echo "(could not mint a token: see $LOG_DIR/token.log)"
+    echo "(could not mint a token: see $(short "$LOG_DIR")/token.log)"
   fi
   echo
 }

@@ -32,8 +32,9 @@ say() { echo "run: $*" >&2; }
 
 port_setting() {  # name default -> validated port number
   local name="$1" value="${!1:-$2}"
-  [[ "$value" =~ ^[0-9]+$ ]] && [ "$value" -ge 1 ] && [ "$value" -le 65535 ] \
-    || die "$name: expected a port from 1 to 65535, got '$value'"
+  if ! [[ "$value" =~ ^[0-9]{1,5}$ ]] || [ "$value" -lt 1 ] || [ "$value" -gt 65535 ]; then
+    die "$name: expected a port from 1 to 65535, got '$value'"
+  fi
   echo "$value"
 }
 HTTP_PORT="$(port_setting HTTP_PORT 8080)"

@@ -1,1 +1,1 @@
-"""`make bench`: our proxy + PDP beside nginx auth_request and Envoy ext_authz."""
+"""Benchmarks: `make bench` (run_bench: the proxy beside nginx and Envoy) and `make bench-pdp` (pdp_bench)."""

@@ -1,4 +1,4 @@
--- wrk reporter: one machine-readable line with the numbers bench/wrk.py needs.
+-- wrk reporter: one machine-readable line with the numbers bench/wrk_report.py needs.
 -- "status" counts non-2xx/3xx answers; the others are socket errors. With
 -- WRK_COUNT_STATUS=1 each thread also counts answers by status code (this
 -- costs the client a little per response, so the fast chains go without it).

@@ -32,7 +32,7 @@ import requests
 from tests.support.redis_server import start_redis
 
 from . import stack
-from .wrk import WrkResult, find_wrk, run_wrk
+from .wrk_report import WrkResult, find_wrk, run_wrk
 
 
 def _env_number(name: str, default, kind=int):

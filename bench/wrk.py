@@ -1,66 +1,66 @@
-"""Run wrk against one loopback URL and read its numbers back."""
+"""Run wrk against one URL and read its numbers (req/s, p50, p99, errors)."""
+from __future__ import annotations
+
 import dataclasses
 import json
-import os
-import shutil
+import re
 import subprocess
-from pathlib import Path
+import tempfile
 
-_REPORTER = Path(__file__).with_name("report.lua")
+_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}
 
 
-@dataclasses.dataclass(frozen=True)
-class WrkResult:
-    requests: int
-    seconds: float
-    socket_errors: int
-    non_2xx: int
+@dataclasses.dataclass
+class Result:
+    name: str
+    rps: float
     p50_ms: float
     p99_ms: float
-    max_ms: float
-    by_status: dict = dataclasses.field(default_factory=dict)
+    errors: int
+    requests: int
 
-    @property
-    def rps(self) -> float:
-        return self.requests / self.seconds if self.seconds else 0.0
-
-    @property
-    def errors(self) -> int:
-        return self.socket_errors + self.non_2xx
+    def row(self) -> str:
+        return f"{self.name:<44} {self.rps:>10.0f} {self.p50_ms:>9.2f} {self.p99_ms:>9.2f} {self.errors:>7}"
 
 
-def find_wrk() -> str | None:
-    return shutil.which("wrk")
+HEADER = f"{'target':<44} {'req/s':>10} {'p50 ms':>9} {'p99 ms':>9} {'errors':>7}"
 
 
-def run_wrk(url: str, seconds: float, connections: int, threads: int = 2,
-            headers: dict | None = None, timeout_s: int = 2,
-            count_status: bool = False) -> WrkResult:
-    """Runs wrk for `seconds`; raises RuntimeError with wrk's output if it fails.
+def lua_for(method: str, body: dict | None, headers: dict) -> str:
+    lines = [f'wrk.method = "{method}"']
+    if body is not None:
+        lines.append(f"wrk.body = {json.dumps(json.dumps(body))}")
+        lines.append('wrk.headers["Content-Type"] = "application/json"')
+    for name, value in headers.items():
+        lines.append(f"wrk.headers[{json.dumps(name)}] = {json.dumps(value)}")
+    return "\n".join(lines) + "\n"
 
-    Only loopback URLs are accepted: the benchmark never sends traffic elsewhere.
-    With count_status, answers are also counted by status code (by_status).
-    """
-    if not url.startswith(("http://127.0.0.1:", "http://localhost:")):
-        raise ValueError(f"refusing to load a non-loopback URL: {url}")
-    argv = [find_wrk() or "wrk", f"-t{min(threads, connections)}", f"-c{connections}",
-            f"-d{max(1, round(seconds))}s", "--timeout", f"{int(timeout_s)}s", "-s", str(_REPORTER)]
-    for name, value in (headers or {}).items():
-        argv += ["-H", f"{name}: {value}"]
-    argv.append(url)
-    env = {**os.environ, "WRK_COUNT_STATUS": "1" if count_status else "0"}
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60, env=env)
-    for line in done.stdout.splitlines():
-        if line.startswith("WRK_JSON "):
-            raw = json.loads(line[len("WRK_JSON "):])
-            return WrkResult(
-                requests=raw["requests"],
-                seconds=raw["duration_us"] / 1e6,
-                socket_errors=raw["connect"] + raw["read"] + raw["write"] + raw["timeout"],
-                non_2xx=raw["status"],
-                p50_ms=raw["p50_us"] / 1000,
-                p99_ms=raw["p99_us"] / 1000,
-                max_ms=raw["max_us"] / 1000,
-                by_status={int(k): v for k, v in raw.get("by_status", {}).items()},
-            )
-    raise RuntimeError(f"wrk failed (exit {done.returncode}):\n{done.stdout}\n{done.stderr}")
+
+def run(name: str, url: str, seconds: int, connections: int, threads: int = 2,
+        method: str = "GET", body: dict | None = None, headers: dict | None = None) -> Result:
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
+        script.write(lua_for(method, body, headers or {}))
+    argv = ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{seconds}s", "--latency",
+            "--timeout", "5s", "-s", script.name, url]
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 30).stdout
+    return parse(name, out)
+
+
+def _ms(text: str) -> float:
+    m = re.match(r"([\d.]+)(us|ms|s|m)", text)
+    return float(m.group(1)) * _UNITS[m.group(2)] if m else float("nan")
+
+
+def parse(name: str, out: str) -> Result:
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    p50 = _ms(re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1))
+    p99 = _ms(re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1))
+    total = int(re.search(r"(\d+) requests in", out).group(1))
+    errors = 0
+    m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    if m:
+        errors += sum(int(x) for x in m.groups())
+    m = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    if m:
+        errors += int(m.group(1))
+    return Result(name, rps, p50, p99, errors, total)

@@ -227,7 +227,8 @@ done
 require_free_port "$AUTH_PORT" AUTH_PORT
 export AUTH_PORT PDP_BIND_HOST="${PDP_BIND_HOST:-$HOST}" POLICY_DIR="${POLICY_DIR:-$ROOT/policies}"
 start_child pdp "$PY" -m pdp serve
-wait_ready pdp "$HOST" "$AUTH_PORT" /v1/health
+# /v1/ready: the policy is compiled and Redis answers (an open port is not enough).
+wait_ready pdp "$HOST" "$AUTH_PORT" /v1/ready
 PDP_URL="http://$HOST:$AUTH_PORT"
 export PDP_URL
 

@@ -75,8 +75,11 @@ def test_revoked_jti_is_rejected(pdp, mint, redis_server):
     assert decide(pdp, token)["allow"] is True
     r = redis.Redis.from_url(redis_server.redis_url)
     r.set(denylist_key("https://issuer.example", "revoke-me"), 1, ex=60)
-    d = decide(pdp, token)
-    assert d["status"] == 401 and "revoked" in d["reason"]
+    # "not revoked" answers are reused for JWT_REVOCATION_CACHE_S (1 s by default)
+    time.sleep(1.1)
+    for _ in range(6):  # every worker now refuses it
+        d = decide(pdp, token)
+        assert d["status"] == 401 and "revoked" in d["reason"]
     # the same jti from another issuer is a different token
     assert decide(pdp, mint("alice", jti="revoke-me", iss="https://other.example"))["allow"] is True
 
@@ -171,3 +174,13 @@ def test_jwks_refetched_on_unknown_kid_and_rate_limited(pdp_factory):
         assert _JwksHandler.hits <= 3
     finally:
         httpd.shutdown()
+
+
+def test_remembered_token_still_expires(pdp_factory, mint):
+    server = pdp_factory(JWT_LEEWAY_S="0")
+    token = mint("short", exp=int(time.time()) + 2)
+    assert decide(server, token)["allow"] is True
+    assert decide(server, token)["allow"] is True  # now from the verified-token cache
+    time.sleep(2.2)
+    d = decide(server, token)
+    assert d["status"] == 401 and "expired" in d["reason"]

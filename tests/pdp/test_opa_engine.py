@@ -60,3 +60,21 @@ def test_policies_pushed_again_after_opa_restart(pdp_factory, opa_binary):
         assert allowed
     finally:
         opa.stop()
+
+
+def test_opa_loading_its_own_bundle(pdp_factory, opa_binary, mint):
+    """OPA_PUSH_POLICIES=false: OPA serves the policy folder itself (as from a bundle)."""
+    from tests.conftest import FIXTURE_POLICIES
+    from tests.support.ports import free_port
+    from tests.support.processes import Server
+    port = free_port()
+    opa = Server([opa_binary, "run", "--server", "--addr", f"127.0.0.1:{port}", "--log-level", "error",
+                  "--ignore", "*_test.rego", str(FIXTURE_POLICIES)], port)
+    try:
+        server = pdp_factory(PDP_ENGINE="opa", OPA_URL=opa.url, OPA_PUSH_POLICIES="false")
+        assert ask(server, "GET", "/private/x", mint("b", ["user"]))["allow"] is True
+        assert ask(server, "GET", "/private/x")["status"] == 401
+        policies = requests.get(opa.url + "/v1/policies", timeout=5).json()["result"]
+        assert not any(p["id"].startswith("lucid_") for p in policies)  # nothing was pushed
+    finally:
+        opa.stop()

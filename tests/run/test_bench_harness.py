@@ -6,7 +6,7 @@ import shutil
 import pytest
 
 from bench import stack
-from bench.wrk import run_wrk
+from bench.wrk_report import run_wrk
 
 pytestmark = pytest.mark.skipif(shutil.which("wrk") is None,
                                 reason="wrk not installed (Debian package wrk; make bootstrap brings it)")

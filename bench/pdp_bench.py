@@ -1,0 +1,201 @@
+"""`make bench-pdp`: decisions/s and latency of the PDP, both engines, beside OPA.
+
+Starts its own redis-server, OPA server and PDPs on free loopback ports, runs
+wrk against each, prints a table, and stops everything. A benchmark, not a
+test: it asserts nothing about speed.
+"""
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import jwt
+import requests
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench import wrk  # noqa: E402
+from tests.support.ports import free_port  # noqa: E402
+from tests.support.processes import Server  # noqa: E402
+from tests.support.redis_server import start_redis  # noqa: E402
+
+SECONDS = int(os.environ.get("BENCH_SECONDS", "8"))
+CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "64"))
+WORKERS = int(os.environ.get("PDP_WORKERS", "2"))
+SHIPPED = ROOT / "policies"
+ROUTE = os.environ.get("BENCH_PATH", "/api/v1/users/me")
+
+
+def opa_binary() -> str:
+    path = shutil.which("opa") or str(Path.home() / ".cache/lucid-gateway/tools/bin/opa")
+    if not os.path.exists(path):
+        sys.exit("bench-pdp: opa not found; run `make bootstrap` first")
+    return path
+
+
+def start_opa() -> Server:
+    port = free_port()
+    return Server([opa_binary(), "run", "--server", "--addr", f"127.0.0.1:{port}", "--log-level", "error"], port)
+
+
+def start_pdp(env: dict) -> Server:
+    port = free_port()
+    full = {"AUTH_PORT": str(port), "PDP_BIND_HOST": "127.0.0.1", "PDP_WORKERS": str(WORKERS),
+            "DECISION_LOG": "off", "LOG_LEVEL": "warning", "POLICY_RELOAD_INTERVAL_S": "0", **env}
+    server = Server([sys.executable, "-m", "pdp", "serve"], port, env=full)
+    # The master binds before its workers have compiled the policy: wait for them.
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(server.url + "/v1/ready", timeout=10).status_code == 200:
+                return server
+        except requests.RequestException:
+            pass
+        time.sleep(0.2)
+    server.stop()
+    raise SystemExit(f"bench-pdp: PDP not ready:\n{server.output()[-2000:]}")
+
+
+def check_body(token: str | None, path: str = ROUTE, extra_headers: int = 0) -> dict:
+    headers = {"authorization": f"Bearer {token}"} if token else {}
+    headers.update({"user-agent": "wrk", "accept": "*/*", "x-request-id": "bench"})
+    headers.update({f"x-extra-{i}": f"value-{i}" for i in range(extra_headers)})
+    return {"request": {"method": "GET", "path": path, "headers": headers, "host": "gateway.local",
+                        "scheme": "https", "client_ip": "127.0.0.1"}}
+
+
+def mint(secret: str) -> str:
+    now = int(time.time())
+    return jwt.encode({"sub": "bench-user", "roles": ["user"], "plan": "pro", "mfa": True,
+                       "iat": now, "exp": now + 3600}, secret, algorithm="HS256")
+
+
+def policy_input(body: dict) -> dict:
+    """What the PDP would hand the policy for this check (for OPA's REST API)."""
+    from pdp.policy_input import build_request
+    req = build_request(body["request"])
+    return {"request": req, "subject": {"authenticated": True, "sub": "bench-user", "roles": ["user"],
+                                         "plan": "pro", "mfa": True, "iss": None}, "now_ns": time.time_ns()}
+
+
+def measure(name, url, body, connections=CONNECTIONS, seconds=SECONDS):
+    first = requests.post(url, json=body, timeout=5)
+    first.raise_for_status()
+    answer = first.json()
+    allowed = answer.get("allow", answer.get("result", {}).get("allow"))
+    result = wrk.run(name, url, seconds, connections, method="POST", body=body)
+    return result, allowed
+
+
+def growth_policy(folder: Path, entries: int) -> Path:
+    """A policy doing one keyed lookup in `entries` grants: data.gateway.grants[path][role]."""
+    pkg = folder / "gateway"
+    pkg.mkdir(parents=True)
+    (pkg / "decision.rego").write_text(
+        "package gateway\n\n"
+        "default decision := {\"allow\": false, \"status\": 403, \"reason\": \"forbidden\"}\n\n"
+        "decision := {\"allow\": true, \"status\": 200, \"reason\": \"ok\"} if {\n"
+        "\tsome role in input.subject.roles\n"
+        "\tdata.gateway.grants[input.request.path][role]\n"
+        "}\n")
+    grants = {f"/api/v1/resource/{i}": {"user": True} for i in range(entries - 1)}
+    grants[ROUTE] = {"user": True}
+    (pkg / "data.json").write_text(json.dumps({"grants": grants}))
+    return folder
+
+
+def main() -> None:
+    if not shutil.which("wrk"):
+        sys.exit("bench-pdp: wrk not found (apt-get install wrk)")
+    policies = SHIPPED if (SHIPPED / "gateway").exists() else ROOT / "tests/fixtures/policies"
+    secret = secrets.token_hex(32)
+    token = mint(secret)
+    redis = start_redis()
+    opa = start_opa()
+    servers = [redis, opa]
+    base_env = {"JWT_SECRET_KEY": secret, "REDIS_URL": redis.redis_url}
+    results = []
+    try:
+        print(f"# bench-pdp: {WORKERS} PDP workers, wrk {CONNECTIONS} connections, {SECONDS}s per point, "
+              f"{os.cpu_count()} cores, policies {policies.relative_to(ROOT)}, GET {ROUTE} with a valid HS256 JWT")
+        print(wrk.HEADER)
+        body = check_body(token)
+        embedded = start_pdp({**base_env, "POLICY_DIR": str(policies)})
+        servers.append(embedded)
+        r, allowed = measure("pdp embedded /v1/check", embedded.url + "/v1/check", body)
+        print(r.row(), "" if allowed else "(deny!)", flush=True)
+        results.append(r)
+        memo_off = start_pdp({**base_env, "POLICY_DIR": str(policies), "PDP_MEMO_SIZE": "0"})
+        servers.append(memo_off)
+        r, allowed = measure("pdp embedded, memo off", memo_off.url + "/v1/check", body)
+        print(r.row(), "" if allowed else "(deny!)", flush=True)
+        results.append(r)
+        memo_off.stop()
+        embedded.stop()
+        with_opa = start_pdp({**base_env, "POLICY_DIR": str(policies), "PDP_ENGINE": "opa", "OPA_URL": opa.url})
+        servers.append(with_opa)
+        r, allowed = measure("pdp opa engine /v1/check", with_opa.url + "/v1/check", body)
+        print(r.row(), "" if allowed else "(deny!)", flush=True)
+        results.append(r)
+        with_opa.stop()
+        # OPA alone, evaluating the same policy (pushed by the PDP above) on the same input.
+        opa_body = {"input": policy_input(body)}
+        r, allowed = measure("opa REST /v1/data/gateway/decision", opa.url + "/v1/data/gateway/decision", opa_body)
+        print(r.row(), "" if allowed else "(deny!)", flush=True)
+        results.append(r)
+        emb, opa_direct = results[0], results[3]
+        print(f"\nratio embedded PDP / OPA REST: {emb.rps / opa_direct.rps:.2f}x decisions/s "
+              f"(the PDP also verifies the JWT and speaks HTTP+JSON to its caller)")
+        growth(base_env, opa, token)
+    finally:
+        for s in reversed(servers):
+            s.stop()
+
+
+def growth(base_env, opa, token) -> None:
+    """p50 per decision as data and headers grow, both engines, memo on and off."""
+    print("\n# cost growth: p50 ms per decision at 8 connections (data entries in data.gateway.grants; request headers)")
+    print(f"{'case':<30} {'embedded':>10} {'emb. memo off':>14} {'opa engine':>11}")
+    tmp = Path(tempfile.mkdtemp(prefix="bench-growth-"))
+    rows = {}
+    try:
+        for entries in (10, 1000, 10000):
+            folder = growth_policy(tmp / f"d{entries}", entries)
+            row = []
+            for env in ({}, {"PDP_MEMO_SIZE": "0"}, {"PDP_ENGINE": "opa", "OPA_URL": opa.url}):
+                pdp = start_pdp({**base_env, "POLICY_DIR": str(folder), **env})
+                try:
+                    r, allowed = measure("g", pdp.url + "/v1/check", check_body(token), connections=8, seconds=max(3, SECONDS // 2))
+                    row.append(r.p50_ms if allowed else float("nan"))
+                finally:
+                    pdp.stop()
+            rows[f"{entries} data entries"] = row
+            print(f"{entries:>6} data entries{'':<16} {row[0]:>10.2f} {row[1]:>14.2f} {row[2]:>11.2f}", flush=True)
+        folder = tmp / "d10"
+        for headers in (5, 100):
+            row = []
+            for env in ({}, {"PDP_MEMO_SIZE": "0"}, {"PDP_ENGINE": "opa", "OPA_URL": opa.url}):
+                pdp = start_pdp({**base_env, "POLICY_DIR": str(folder), **env})
+                try:
+                    r, _ = measure("h", pdp.url + "/v1/check", check_body(token, extra_headers=headers - 3),
+                                   connections=8, seconds=max(3, SECONDS // 2))
+                    row.append(r.p50_ms)
+                finally:
+                    pdp.stop()
+            print(f"{headers:>6} request headers{'':<13} {row[0]:>10.2f} {row[1]:>14.2f} {row[2]:>11.2f}", flush=True)
+        small, big = rows["10 data entries"], rows["10000 data entries"]
+        print(f"\np50 ratio 10,000 vs 10 entries: embedded {big[0] / small[0]:.2f}x, "
+              f"embedded memo off {big[1] / small[1]:.2f}x, opa engine {big[2] / small[2]:.2f}x")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

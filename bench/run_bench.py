@@ -22,6 +22,7 @@ import contextlib
 import dataclasses
 import os
 import secrets
+import shutil
 import sys
 import tempfile
 import time
@@ -103,7 +104,7 @@ def describe_errors(r: WrkResult) -> str:
 
 def ratio_line(ours: Chain, other: Chain) -> str:
     if ours.result is None or other.result is None or other.result.rps == 0:
-        return f"  {ours.key}/{other.key}: n/a"
+        return f"  ({ours.key}) / ({other.key}) req/s: n/a (one of them was not measured)"
     r = ours.result.rps / other.result.rps
     return f"  ({ours.key}) / ({other.key}) req/s: {r:.2f}x   ({ours.label} vs {other.label})"
 
@@ -130,6 +131,8 @@ def main() -> int:
     secret = secrets.token_hex(32)
 
     with contextlib.ExitStack() as running:
+        running.callback(shutil.rmtree, workdir, ignore_errors=True)
+
         def keep(server):
             running.callback(server.stop)
             return server

@@ -80,5 +80,11 @@ def _resolve_segments(path: str) -> str:
 
 
 def path_segments(normalized: str) -> list[str]:
-    """The decoded segments of a normalized path, for policies (parsed_path)."""
-    return [unquote(s) for s in normalized.split("/") if s]
+    """The decoded segments of a normalized path, for policies (parsed_path).
+
+    As in OPA's Envoy plugin, a trailing slash leaves an empty last segment, so
+    a policy can tell /users/me from /users/me/ (a different resource upstream).
+    """
+    if normalized == "/":
+        return []
+    return [unquote(s) for s in normalized[1:].split("/")]

@@ -59,11 +59,7 @@ class OpaServerEngine:
                 if not isinstance(value, dict):
                     raise PolicyError(f"top-level data {key!r} must be an object for the opa engine")
                 self._admin.update_or_create_data(value, key)
-            for policy_id, name in wanted.items():
-                try:
-                    self._admin.update_policy_from_string(bundle.modules[name], policy_id, rego_compat=False)
-                except opa_errors.RegoParseError as err:
-                    raise PolicyError(_describe(err), name) from None
+            self._push_modules(bundle, wanted)
             for stale in set(self._admin.get_policies_list()) - set(wanted):
                 if stale.startswith(_POLICY_ID_PREFIX):
                     self._admin.delete_policy(stale)
@@ -73,6 +69,23 @@ class OpaServerEngine:
             raise PolicyError(f"OPA at {self._admin.root_url} refused or unreachable: {err.__class__.__name__}") from None
         self.stale = False
         return Pushed(bundle.revision)
+
+    def _push_modules(self, bundle: PolicyBundle, wanted: dict) -> None:
+        """PUTs every module. OPA compiles each PUT against what it already has, so a
+        module calling a function of one not yet pushed is refused: retry those
+        until a pass makes no progress (dependency order without parsing Rego)."""
+        pending = dict(wanted)
+        while pending:
+            failed = {}
+            for policy_id, name in pending.items():
+                try:
+                    self._admin.update_policy_from_string(bundle.modules[name], policy_id, rego_compat=False)
+                except opa_errors.RegoParseError as err:
+                    failed[policy_id] = (name, err)
+            if len(failed) == len(pending):
+                name, err = next(iter(failed.values()))
+                raise PolicyError(_describe(err), name)
+            pending = {pid: name for pid, (name, _) in failed.items()}
 
     def evaluate(self, compiled: Pushed, input_doc: dict):
         try:

@@ -20,7 +20,7 @@ _SEGMENT = re.compile(r'\.\s*([A-Za-z_]\w*)|\[\s*"((?:[^"\\]|\\.)*)"\s*\]')
 _CALL = re.compile(r"(?<![\w.])([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*)\s*\(")
 _FUNCTION_HEAD = re.compile(r"^[ \t]*([A-Za-z_]\w*)\s*\([^()\n]*\)\s*(?::=|=(?!=)|if\b|\{|contains\b)", re.M)
 _IMPORT = re.compile(r"^[ \t]*import\s+([\w.]+)(?:\s+as\s+(\w+))?", re.M)
-_KEYWORDS = frozenset({"not", "some", "every", "in", "if", "else", "with", "as", "contains", "import", "package", "default"})
+_KEYWORDS = frozenset({"set", "not", "some", "every", "in", "if", "else", "with", "as", "contains", "import", "package", "default"})
 _NONDETERMINISTIC = ("time.now_ns", "rand.", "uuid.", "http.send", "opa.runtime", "crypto.x509.parse_and_verify")
 
 
@@ -65,24 +65,62 @@ def _scan(src: str, blank_strings: bool) -> str:
     return "".join(out)
 
 
+_NAME = re.compile(r"[A-Za-z_]\w*")
+_STRING = re.compile(r'"((?:[^"\\]|\\.)*)"|`([^`]*)`')
+
+
 @dataclasses.dataclass(frozen=True)
 class InputNeeds:
+    """What of `input` the policies can read.
+
+    tree: the paths they reference (`input.request.method`); WHOLE where they
+    take a whole object (`f(input.request)`). names: every identifier and
+    string in the policies and their data; an object key that appears nowhere
+    cannot be read by name, so it is dropped even below a WHOLE reference.
+    (A policy that iterates over an object's keys sees only the named ones.)
+    """
     tree: object            # WHOLE, or {key: subtree}
     reads_clock: bool
+    names: frozenset | None = None
 
     def trim(self, document: dict) -> dict:
         """The part of an input document the policies read."""
-        return _trim(document, self.tree)
+        return _trim(document, self.tree, self.names)
 
     @property
     def memoizable(self) -> bool:
         return not self.reads_clock
 
 
-def _trim(value, tree):
-    if tree is WHOLE or not isinstance(value, dict):
+def _trim(value, tree, names):
+    if not isinstance(value, dict):
         return value
-    return {k: _trim(value[k], sub) for k, sub in tree.items() if k in value}
+    if tree is WHOLE:
+        if names is None:
+            return value
+        return {k: _trim(v, WHOLE, names) for k, v in value.items() if k in names}
+    return {k: _trim(value[k], sub, names) for k, sub in tree.items() if k in value}
+
+
+def mentioned_names(modules: dict[str, str], data: dict | None = None) -> frozenset:
+    """Identifiers and string literals of the policies, plus every key and string of their data."""
+    found = set()
+    for source in modules.values():
+        text = strip_comments(source)
+        for a, b in _STRING.findall(text):
+            found.add(a or b)
+        found.update(_NAME.findall(strip_comments_and_strings(source)))
+    stack = [data or {}]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            found.update(k for k in node if isinstance(k, str))
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+        elif isinstance(node, str):
+            found.add(node)
+    return frozenset(found)
 
 
 def _add(tree: dict, path: list[str]):
@@ -99,7 +137,8 @@ def _add(tree: dict, path: list[str]):
         node = child
 
 
-def input_needs(modules: dict[str, str]) -> InputNeeds:
+def input_needs(modules: dict[str, str], data: dict | None = None) -> InputNeeds:
+    names = mentioned_names(modules, data)
     tree: dict = {}
     whole = False
     clock = False
@@ -114,11 +153,9 @@ def input_needs(modules: dict[str, str]) -> InputNeeds:
         code = strip_comments_and_strings(source)
         if any(tok in code for tok in _NONDETERMINISTIC):
             clock = True
-    if whole:
-        return InputNeeds(WHOLE, True)  # the whole input includes now_ns
-    if "now_ns" in tree:
-        clock = True
-    return InputNeeds(tree, clock)
+    # input.now_ns can only be read by naming it.
+    clock = clock or "now_ns" in names
+    return InputNeeds(WHOLE if whole else tree, clock, names)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -35,7 +35,8 @@ def policy_files(root: str | os.PathLike) -> list[Path]:
     if not base.is_dir():
         raise PolicyError(f"policy folder {str(base)!r} does not exist")
     found = []
-    for dirpath, dirnames, filenames in os.walk(base):
+    # followlinks: a Kubernetes ConfigMap volume is a tree of symlinks (..data/...).
+    for dirpath, dirnames, filenames in os.walk(base, followlinks=True):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for name in sorted(filenames):
             if name.endswith(".rego") or name == "data.json":

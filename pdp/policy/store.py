@@ -70,7 +70,7 @@ class PolicyStore:
         if bundle is None:
             bundle = load_bundle(self._dir, self._overlay)
         compiled = self._engine.compile(bundle)
-        needs = input_needs(bundle.modules)
+        needs = input_needs(bundle.modules, bundle.data)
         use_memo = needs.memoizable and self._engine.memoizable and self._memo_size > 0
         memo = DecisionMemo(self._memo_size) if use_memo else None
         self.current = ServedPolicy(bundle, compiled, needs, memo, time.time())

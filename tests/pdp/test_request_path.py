@@ -46,3 +46,5 @@ def test_rejects_ambiguous(raw, why):
 
 def test_segments_are_decoded():
     assert path_segments("/api/v1/users/a%20b") == ["api", "v1", "users", "a b"]
+    assert path_segments("/api/v1/users/") == ["api", "v1", "users", ""]
+    assert path_segments("/") == []

@@ -1,0 +1,83 @@
+"""The chart's proxy containers against the proxy's own startup checks.
+
+`python -m proxy --check` validates every setting, loads the routes (or builds
+the sidecar table from --upstream) and the TLS pair, then exits: exactly what
+a pod would do before serving. It runs here on the env and args the chart
+renders, with the files the kubelet would mount written to a temp folder.
+"""
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from .conftest import CHART, CI_VALUES, ROOT, container
+
+pytest.importorskip("proxy.config", reason="the proxy is not merged into this tree yet")
+from proxy.config import SETTINGS  # noqa: E402
+
+ALL_VALUES = [None, *CI_VALUES]
+
+
+def _self_signed_pair(folder):
+    openssl = shutil.which("openssl")
+    if not openssl:
+        pytest.skip("openssl not installed (scripts/bootstrap.sh installs it)")
+    crt, key = folder / "tls.crt", folder / "tls.key"
+    subprocess.run([openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+                    "-nodes", "-days", "1", "-subj", "/CN=localhost", "-keyout", str(key), "-out", str(crt)],
+                   check=True, capture_output=True, timeout=30)
+    return crt, key
+
+
+def _proxy_pods(rendered):
+    """(pod spec, proxy container) for every pod that runs the proxy."""
+    found = []
+    for _, spec in rendered.pod_specs():
+        names = [c["name"] for c in spec["containers"]]
+        if "proxy" in names:
+            found.append((spec, container(spec, "proxy")))
+    return found
+
+
+@pytest.mark.parametrize("values_file", ALL_VALUES, ids=[f.name if f else "default" for f in ALL_VALUES])
+def test_rendered_proxy_passes_the_proxy_startup_checks(helm, values_file, tmp_path):
+    rendered = helm.render([values_file] if values_file else [])
+    pods = _proxy_pods(rendered)
+    assert pods, "every mode here runs the proxy"
+    known = {s.env for s in SETTINGS}
+    for spec, proxy in pods:
+        env = {e["name"]: e["value"] for e in proxy["env"]}
+        assert set(env) <= known, f"the proxy does not read {sorted(set(env) - known)}"
+        # The files the kubelet would mount, at temp paths.
+        if env.get("SSL_ENABLED") == "true":
+            env["SSL_CERT_PATH"], env["SSL_KEY_PATH"] = map(str, _self_signed_pair(tmp_path))
+        if env.get("ROUTES_FILE"):
+            routes = [c for c in rendered.of_kind("ConfigMap") if c["metadata"]["name"].endswith("-routes")]
+            path = tmp_path / "routes.yaml"
+            path.write_text(routes[0]["data"]["routes.yaml"])
+            env["ROUTES_FILE"] = str(path)
+        argv = [sys.executable, "-m", "proxy", *proxy.get("args", []), "--check"]
+        # Only the rendered env (plus how to find programs and modules): nothing
+        # from the test's own environment may make a bad render pass.
+        base = {k: os.environ[k] for k in ("PATH", "PYTHONPATH") if k in os.environ}
+        proc = subprocess.run(argv, env={**base, **env}, cwd=ROOT,
+                              capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 0, proc.stderr
+        mode = "sidecar" if "--upstream" in proxy.get("args", []) else "gateway"
+        assert f"configuration ok ({mode}," in proc.stdout
+
+
+def test_chart_defaults_match_the_proxy_defaults():
+    import yaml
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    defaults = {s.env: s.default for s in SETTINGS}
+    assert str(values["proxy"]["httpPort"]) == defaults["HTTP_PORT"]
+    assert str(values["proxy"]["httpsPort"]) == defaults["HTTPS_PORT"]
+    assert values["proxy"]["tls"]["minVersion"] == defaults["SSL_MIN_VERSION"]
+    backends = values["proxy"]["backends"]
+    assert backends == {"blockchainCore": defaults["BLOCKCHAIN_CORE_URL"],
+                        "sessionManagement": defaults["SESSION_MANAGEMENT_URL"],
+                        "authService": defaults["AUTH_SERVICE_URL"],
+                        "tronPayment": defaults["TRON_PAYMENT_URL"]}

@@ -1,0 +1,90 @@
+"""The chart's environment against the PDP's own settings table (pdp/config.py).
+
+Every variable the chart sets must be one the PDP reads, and every rendered
+value must pass the PDP's startup validation: a chart that renders fine but
+stops the PDP at start would only show up in a cluster otherwise.
+"""
+import base64
+import re
+
+import pytest
+import yaml
+
+from .conftest import CHART, CI_VALUES, container
+
+config = pytest.importorskip("pdp.config", reason="the PDP is not merged into this tree yet")
+
+PDP = "t-lucid-gateway-pdp"
+ALL_VALUES = [None, *CI_VALUES]
+# Stand-ins for Secrets the chart only references (existingSecret).
+EXTERNAL_SECRETS = {"JWT_SECRET_KEY": "e" * 48, "REDIS_URL": "redis://redis:6379/0",
+                    "MONGODB_URI": "mongodb://mongodb:27017/db"}
+
+
+def _pdp_environ(rendered) -> dict:
+    """The PDP container's env as the kubelet would build it, Secrets resolved."""
+    secrets = {s["metadata"]["name"]: s["data"] for s in rendered.of_kind("Secret")}
+    spec = rendered.get("Deployment", PDP)["spec"]["template"]["spec"]
+    environ = {}
+    for entry in container(spec, "pdp")["env"]:
+        if "value" in entry:
+            environ[entry["name"]] = entry["value"]
+            continue
+        ref = entry["valueFrom"]["secretKeyRef"]
+        if ref["name"] in secrets:
+            environ[entry["name"]] = base64.b64decode(secrets[ref["name"]][ref["key"]]).decode()
+        else:
+            environ[entry["name"]] = EXTERNAL_SECRETS[entry["name"]]
+    return environ
+
+
+@pytest.mark.parametrize("values_file", ALL_VALUES, ids=[f.name if f else "default" for f in ALL_VALUES])
+def test_rendered_pdp_env_passes_the_pdp_startup_validation(helm, values_file):
+    environ = _pdp_environ(helm.render([values_file] if values_file else []))
+    known = {s.env for s in config.SETTINGS}
+    assert set(environ) <= known, f"the PDP does not read {sorted(set(environ) - known)}"
+    settings = config.load_settings(environ)
+    assert settings.port == int(environ["AUTH_PORT"])
+    assert settings.policy_dir == "/policies"
+
+
+def test_rs256_with_a_jwks_url_passes_the_pdp_validation(helm):
+    rendered = helm.render(sets=["jwt.algorithm=RS256", "jwt.jwksUrl=https://issuer.test/jwks.json"])
+    settings = config.load_settings(_pdp_environ(rendered))
+    assert settings.jwt_algorithms == ("RS256",)
+
+
+def test_chart_defaults_match_the_pdp_defaults():
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    defaults = {s.env: s.default for s in config.SETTINGS}
+    assert values["pdp"]["port"] == defaults["AUTH_PORT"]
+    assert values["pdp"]["workers"] == defaults["PDP_WORKERS"]
+    assert values["pdp"]["engine"] == defaults["PDP_ENGINE"]
+    assert values["rateLimit"] == {"enabled": defaults["RATE_LIMIT_ENABLED"],
+                                   "requestsPerMinute": defaults["RATE_LIMIT_REQUESTS_PER_MINUTE"],
+                                   "burstSize": defaults["RATE_LIMIT_BURST_SIZE"]}
+    assert values["jwt"]["accessTokenExpireMinutes"] == defaults["JWT_ACCESS_TOKEN_EXPIRE_MINUTES"]
+    assert (values["jwt"]["algorithm"],) == defaults["JWT_ALGORITHM"]
+    assert values["logLevel"] == defaults["LOG_LEVEL"]
+    assert f"http://127.0.0.1:{values['pdp']['opa']['port']}" == defaults["OPA_URL"]
+
+
+def test_schema_allows_exactly_the_algorithms_the_pdp_allows(helm):
+    schema = (CHART / "values.schema.json").read_text()
+    pattern = re.search(r'"pattern": "\^\(([A-Z0-9|]+)\)\(,', schema).group(1)
+    for alg in pattern.split("|"):
+        settings = config.load_settings({"JWT_ALGORITHM": alg, "JWT_SECRET_KEY": "s" * 40,
+                                         "JWKS_URL": "https://issuer.test/jwks.json"})
+        assert settings.jwt_algorithms == (alg,)
+    for bad in ("none", "HS1", "EdDSA"):
+        with pytest.raises(config.ConfigError):
+            config.load_settings({"JWT_ALGORITHM": bad, "JWT_SECRET_KEY": "s" * 40})
+        assert helm.run("template", "t", str(CHART), "--set", f"jwt.algorithm={bad}", check=False).returncode
+
+
+def test_mixing_hs_and_asymmetric_algorithms_fails_in_the_chart_as_in_the_pdp(helm):
+    with pytest.raises(config.ConfigError):
+        config.load_settings({"JWT_ALGORITHM": "HS256,RS256", "JWT_SECRET_KEY": "s" * 40})
+    proc = helm.run("template", "t", str(CHART), "--set", "jwt.algorithm=HS256\\,RS256",
+                    "--set", "jwt.jwksUrl=https://issuer.test/jwks.json", check=False)
+    assert proc.returncode != 0 and "do not mix" in proc.stderr

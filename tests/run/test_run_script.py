@@ -226,12 +226,15 @@ def test_a_busy_port_stops_startup_and_stops_what_was_already_started(tmp_path):
     assert not _listening(standin_port)
 
 
-def test_a_child_that_dies_stops_the_whole_run(tmp_path):
-    ports = {name: free_port() for name in ("HTTP_PORT", "HTTPS_PORT", "AUTH_PORT", "REDIS", "A", "B", "C", "D")}
+def test_reuses_a_running_redis_and_stops_everything_else_when_a_child_dies(tmp_path, redis_server):
+    # One run.sh for two behaviours, to keep the suite short: a Redis already
+    # answering at REDIS_URL is reused (and left running), and a child that
+    # dies makes run.sh stop the rest and exit 1.
+    ports = {name: free_port() for name in ("HTTP_PORT", "HTTPS_PORT", "AUTH_PORT", "A", "B", "C", "D")}
     script = RunScript(tmp_path / "state", {
         "LUCID_RUN_DIR": str(tmp_path / "state"), "HTTP_PORT": str(ports["HTTP_PORT"]),
         "HTTPS_PORT": str(ports["HTTPS_PORT"]), "AUTH_PORT": str(ports["AUTH_PORT"]),
-        "REDIS_URL": f"redis://127.0.0.1:{ports['REDIS']}/0",
+        "REDIS_URL": redis_server.redis_url,
         "BLOCKCHAIN_CORE_URL": f"http://127.0.0.1:{ports['A']}",
         "SESSION_MANAGEMENT_URL": f"http://127.0.0.1:{ports['B']}",
         "AUTH_SERVICE_URL": f"http://127.0.0.1:{ports['C']}",
@@ -239,6 +242,8 @@ def test_a_child_that_dies_stops_the_whole_run(tmp_path):
     })
     try:
         script.wait_ready()
+        assert "already running, reused" in script.output()
+        assert "redis" not in script.child_pids()
         os.kill(script.child_pids()["tron-payment"], signal.SIGKILL)
         code = script.proc.wait(_STOP_TIMEOUT_S)
     except subprocess.TimeoutExpired:
@@ -247,6 +252,7 @@ def test_a_child_that_dies_stops_the_whole_run(tmp_path):
     assert code == 1
     assert "tron-payment exited unexpectedly; stopping the rest" in script.output()
     assert [name for name, port in ports.items() if _listening(port)] == []
+    assert _listening(redis_server.port)        # not ours to stop
 
 
 def _listening(port: int) -> bool:

@@ -28,6 +28,7 @@ class Services:
     redis: object
     metrics: object           # PdpMetrics
     authenticator: object
+    quota: object = None      # QuotaService, None when RATE_LIMIT_ENABLED=false
 
 
 class RequestIdMiddleware:
@@ -58,6 +59,9 @@ def create_app(services: Services) -> falcon.App:
     app.add_route("/v1/version", Version(s.settings, s.engine.name))
     app.add_route("/v1/policies", Policies(s.policies))
     app.add_route("/metrics", Metrics(s.metrics))
+    if s.quota is not None:
+        from .resources.quotas import add_routes as add_quota_routes
+        add_quota_routes(app, s.quota, s.authenticator)
     return app
 
 
@@ -90,8 +94,12 @@ def build_services(settings, fallback_bundle=None) -> Services:
     policies = PolicyStore(engine, settings.policy_dir, settings_overlay=policy_settings(settings),
                            memo_size=settings.memo_size, metrics=metrics)
     policies.start(fallback_bundle)
-    decider = Decider(authenticator, policies, engine, decision_log=DecisionLog(settings.decision_log), metrics=metrics)
-    return Services(settings, engine, policies, decider, redis_client, metrics, authenticator)
+    quota = None
+    if settings.rate_limit_enabled:
+        from .quota.factory import build_quota_service
+        quota = build_quota_service(settings, redis_client, registry=metrics.registry)
+    decider = Decider(authenticator, policies, engine, quota=quota, decision_log=DecisionLog(settings.decision_log), metrics=metrics)
+    return Services(settings, engine, policies, decider, redis_client, metrics, authenticator, quota)
 
 
 def policy_settings(settings) -> dict:

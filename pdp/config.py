@@ -83,6 +83,23 @@ def _url(*schemes: str) -> Callable[[str], str]:
     return parse
 
 
+def _key_prefix(raw: str) -> str:
+    value = raw.strip()
+    if "{" in value or "}" in value or not value.isprintable() or " " in value or len(value) > 64:
+        raise ValueError("expected up to 64 printable characters without spaces or braces")
+    return value
+
+
+def _redis_url(raw: str) -> str:
+    from .redis_url import RedisURLError, parse_url
+    value = raw.strip()
+    try:
+        parse_url(value)
+    except RedisURLError as err:
+        raise ValueError(str(err).removeprefix("REDIS_URL: ")) from None
+    return value
+
+
 def _algorithms(raw: str) -> tuple[str, ...]:
     allowed = {"HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "ES256", "ES384", "PS256"}
     algs = tuple(a.strip().upper() for a in raw.split(",") if a.strip())
@@ -125,7 +142,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("policy_dir", "POLICY_DIR", _text, "policies", "Folder of .rego modules and data.json files."),
     Setting("policy_reload_s", "POLICY_RELOAD_INTERVAL_S", _float_range(0.0, 60.0), 0.5, "How often to look for policy edits; 0 turns hot reload off."),
     Setting("max_body_bytes", "PDP_MAX_BODY_BYTES", _int_range(1024, 10 * 1024 * 1024), 65536, "Largest /v1/check body accepted (413 above)."),
-    Setting("redis_url", "REDIS_URL", _url("redis", "rediss", "redis+sentinel", "redis+cluster", "unix"), "redis://127.0.0.1:6379/0", "Redis for quota counters and the token denylist."),
+    Setting("redis_url", "REDIS_URL", _redis_url, "redis://127.0.0.1:6379/0", "Redis for quota counters and the token denylist: redis://, rediss://, unix://, redis+sentinel://h:p,h:p/master/db, redis+cluster://h:p,h:p."),
     Setting("redis_timeout_ms", "REDIS_TIMEOUT_MS", _int_range(1, 10000), 20, "Socket timeout of one Redis call."),
     Setting("mongodb_uri", "MONGODB_URI", _optional_text, None, "MongoDB for user data (not used by decisions)."),
     Setting("jwt_secret_key", "JWT_SECRET_KEY", _optional_text, None, "HS* signing secret (at least 32 bytes). Never logged."),
@@ -147,6 +164,13 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("decision_log", "DECISION_LOG", _sample, 1.0, "Decision log: on, off, or a sample rate from 0 to 1."),
     Setting("log_level", "LOG_LEVEL", _choice("debug", "info", "warning", "error"), "info", "Log level of the JSON logs."),
     Setting("memo_size", "PDP_MEMO_SIZE", _int_range(0, 1_000_000), 10000, "Memoized decisions per worker (0 turns memoization off)."),
+    # Quotas (docs/quotas.md).
+    Setting("ratelimit_legacy_headers", "RATELIMIT_LEGACY_HEADERS", _bool, False, "Also send RateLimit-Limit/-Remaining/-Reset beside RateLimit-Policy and RateLimit."),
+    Setting("quota_breaker_failures", "QUOTA_BREAKER_FAILURES", _int_range(1, 1000), 5, "Consecutive Redis errors that open the quota circuit breaker."),
+    Setting("quota_breaker_reset_ms", "QUOTA_BREAKER_RESET_MS", _int_range(10, 600_000), 1000, "How long the open breaker skips Redis before one trial call."),
+    Setting("quota_local_max_keys", "QUOTA_LOCAL_MAX_KEYS", _int_range(100, 10_000_000), 50_000, "Keys the in-process fallback buckets keep per worker (LRU)."),
+    Setting("quota_analytics", "QUOTA_ANALYTICS", _bool, True, "Keep top keys and per-descriptor verdicts of the last hour in Redis."),
+    Setting("quota_key_prefix", "QUOTA_KEY_PREFIX", _key_prefix, "lucid:q:", "Prefix of every quota key in Redis (no braces: keys carry a hash tag)."),
 )
 
 
@@ -176,7 +200,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         try:
             values[s.name] = s.parse(raw)
         except ValueError as err:
-            shown = "<redacted>" if "SECRET" in s.env else repr(raw[:80])
+            # URLs may carry a password (redis://:pw@host): never echo those either.
+            shown = "<redacted>" if "SECRET" in s.env or "@" in raw else repr(raw[:80])
             raise ConfigError(f"{s.env}: {err}, got {shown}") from None
     _check_consistency(values)
     return Settings(values)

@@ -68,7 +68,30 @@ class Decider:
             return deny(503, "policy_error"), request, subject
         decision = from_policy(doc)
         # quota: spend the policy's descriptors for an allowed request (issue #4).
+        if decision.allow and decision.quotas and self._quota is not None:
+            decision = self._spend_quota(decision, served, input_doc, subject)
         return decision, request, subject
+
+    def _spend_quota(self, decision: Decision, served, input_doc: dict, subject: dict) -> Decision:
+        """All of the request's descriptors in one Redis call; a rejection is the decision."""
+        def replan(plan: str) -> list:
+            # An admin's plan override: the policy's quotas as if the token said that plan.
+            replanned = {**input_doc, "subject": {**input_doc.get("subject", subject), "plan": plan}}
+            try:
+                redone = from_policy(self._evaluate(served, replanned))
+            except EngineError as err:
+                log.error("policy evaluation under plan override failed: %s", err)
+                return decision.quotas  # still enforce the token's own plan
+            return redone.quotas if redone.allow else []
+
+        verdict = self._quota.spend(decision.quotas, subject, replan=replan)
+        if not verdict.allowed:
+            return deny(verdict.status, verdict.reason,
+                        response_headers={**decision.response_headers, **verdict.response_headers})
+        decision.response_headers.update(verdict.response_headers)
+        if verdict.spent_quota:
+            decision.cache_ttl_s = 0.0  # an allow that spent quota must be asked again
+        return decision
 
     def _evaluate(self, served, input_doc: dict):
         memo = served.memo

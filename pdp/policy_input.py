@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from urllib.parse import parse_qs
 
-from .request_path import normalize_path, path_segments, split_target
+from .request_path import normalize_target, path_segments
 
 # Credentials are judged in Python before the policy runs; the policy (and the
 # decision log) never see them.
@@ -13,8 +13,7 @@ TOKEN_QUERY_PARAMS = frozenset({"access_token", "id_token", "token", "api_key", 
 
 def build_request(req: dict) -> dict:
     """input.request from a /v1/check request (already validated); raises AmbiguousPath."""
-    raw_path, query = split_target(req["path"])
-    path = normalize_path(raw_path)
+    path, query = normalize_target(req["path"])
     return {
         "method": req["method"].upper(),
         "path": path,

@@ -1,82 +1,117 @@
-"""Path normalization shared by the PDP and the proxy.
+"""Request-target normalization, the one implementation the PDP and the proxy share.
 
-The policy must judge the very path the upstream will see, so a path is
-normalized once, and any encoding that different servers could read
-differently is rejected instead of guessed at.
+The policy must judge the very path the upstream will see, so a target is
+normalized once, and anything that different servers could read differently
+is refused (400) instead of guessed at: %2F, %5C, %00, double-encoded escapes,
+backslashes, dot segments above the root, "..;" path parameters (which Java
+servers treat as ".."), malformed escapes, and characters outside RFC 3986.
 """
 from __future__ import annotations
 
+import re
 from urllib.parse import unquote
 
-_UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
+_UNRESERVED = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
 _HEX = frozenset("0123456789abcdefABCDEF")
-# Escapes that split or end a path differently depending on who decodes them.
 _FORBIDDEN_ESCAPES = {"2F": "encoded slash (%2F)", "5C": "encoded backslash (%5C)", "00": "encoded NUL (%00)"}
-MAX_PATH_BYTES = 8192
+_PCHAR_OK = re.compile(r"^[A-Za-z0-9\-._~!$&'()*+,;=:@/%]*$")
+_QUERY_OK = re.compile(r"^[A-Za-z0-9\-._~!$&'()*+,;=:@/?%]*$")
+MAX_TARGET_BYTES = 8192
 
 
 class AmbiguousPath(ValueError):
-    """The path cannot be normalized safely; the request gets a 400."""
+    """The target can be read more than one way; the request gets a 400."""
 
 
 def split_target(target: str) -> tuple[str, str]:
     """Splits a request target into (path, query) without decoding either."""
     path, _, query = target.partition("?")
-    path = path.partition("#")[0]
     return path, query
 
 
+def normalize_target(target: str) -> tuple[str, str]:
+    """(normalized path, raw query) of an origin-form request target; raises AmbiguousPath."""
+    if "#" in target:
+        raise AmbiguousPath("fragment in request target")
+    path, query = split_target(target)
+    if query:
+        if not _QUERY_OK.match(query):
+            raise AmbiguousPath("character not allowed in query")
+        if "%" in query:
+            _check_escapes(query, forbid=("00",))
+    return normalize_path(path), query
+
+
 def normalize_path(path: str) -> str:
-    """Returns the canonical form of a request path, or raises AmbiguousPath.
+    """The canonical form of a request path, or AmbiguousPath.
 
     Decodes percent-escapes of unreserved characters, upper-cases the others,
     collapses duplicate slashes and resolves dot segments.
     """
     if not path.startswith("/"):
         raise AmbiguousPath("path must start with /")
-    if len(path) > MAX_PATH_BYTES:
+    if len(path) > MAX_TARGET_BYTES:
         raise AmbiguousPath("path too long")
-    out = []
-    i, n = 0, len(path)
-    while i < n:
-        ch = path[i]
-        if ch == "%":
-            hexpair = path[i + 1:i + 3]
-            if len(hexpair) != 2 or not set(hexpair) <= _HEX:
-                raise AmbiguousPath("malformed percent-escape")
-            hexpair = hexpair.upper()
-            if hexpair in _FORBIDDEN_ESCAPES:
-                raise AmbiguousPath(_FORBIDDEN_ESCAPES[hexpair])
-            decoded = chr(int(hexpair, 16))
-            out.append(decoded if decoded in _UNRESERVED else "%" + hexpair)
-            i += 3
-            continue
-        if ch == "\\":
-            raise AmbiguousPath("backslash in path")
-        if ord(ch) <= 0x20 or ord(ch) >= 0x7F:
-            raise AmbiguousPath("control, space or non-ASCII character in path")
-        out.append(ch)
-        i += 1
-    return _resolve_segments("".join(out))
-
-
-def _resolve_segments(path: str) -> str:
+    if "\\" in path:
+        raise AmbiguousPath("backslash in path")
+    if not _PCHAR_OK.match(path):
+        raise AmbiguousPath("character not allowed in path (control, space, non-ASCII or reserved)")
+    if "%" in path:
+        path = _decode_unreserved(path)
     segments = []
-    parts = path.split("/")
-    for seg in parts[1:]:
-        if seg in ("", "."):
+    for segment in path.split("/")[1:]:
+        if segment in ("", "."):
             continue
-        if seg == "..":
+        if segment == "..":
             if not segments:
                 raise AmbiguousPath("dot segment above the root")
             segments.pop()
             continue
-        segments.append(seg)
-    trailing = path.endswith("/") or parts[-1] in (".", "..")
-    result = "/" + "/".join(segments)
-    if trailing and segments:
-        result += "/"
-    return result
+        if ";" in segment and segment.split(";", 1)[0] in ("", ".", ".."):
+            raise AmbiguousPath("path parameter on a dot segment")
+        segments.append(segment)
+    normalized = "/" + "/".join(segments)
+    if segments and (path.endswith("/") or path.endswith("/.") or path.endswith("/..")):
+        normalized += "/"
+    return normalized
+
+
+def _check_escapes(text: str, forbid) -> None:
+    i = text.find("%")
+    while i >= 0:
+        pair = text[i + 1:i + 3]
+        if len(pair) != 2 or not set(pair) <= _HEX:
+            raise AmbiguousPath("malformed percent-escape")
+        if pair.upper() in forbid:
+            raise AmbiguousPath(f"forbidden escape %{pair}")
+        i = text.find("%", i + 3)
+
+
+def _decode_unreserved(path: str) -> str:
+    out = []
+    i, length = 0, len(path)
+    while i < length:
+        ch = path[i]
+        if ch != "%":
+            out.append(ch)
+            i += 1
+            continue
+        pair = path[i + 1:i + 3]
+        if len(pair) != 2 or not set(pair) <= _HEX:
+            raise AmbiguousPath("malformed percent-escape")
+        upper = pair.upper()
+        if upper in _FORBIDDEN_ESCAPES:
+            raise AmbiguousPath(_FORBIDDEN_ESCAPES[upper])
+        byte = int(upper, 16)
+        if byte in _UNRESERVED:
+            out.append(chr(byte))
+        elif upper == "25" and path[i + 3:i + 5].upper() in ("2F", "5C", "00", "2E"):
+            # %252F becomes %2F in a backend that decodes twice.
+            raise AmbiguousPath("double-encoded escape")
+        else:
+            out.append("%" + upper)
+        i += 3
+    return "".join(out)
 
 
 def path_segments(normalized: str) -> list[str]:

@@ -8,6 +8,7 @@ cd "$(dirname "$0")/.."
 # command -> Debian package
 declare -A NEEDED=(
   [redis-server]=redis-server
+  [redis-cli]=redis-tools
   [nginx]=nginx
   [openssl]=openssl
   [wrk]=wrk

@@ -34,12 +34,13 @@ class ServedPolicy:
 
 class PolicyStore:
     def __init__(self, engine, policy_dir: str, settings_overlay: dict | None = None,
-                 memo_size: int = 10000, metrics=None):
+                 memo_size: int = 10000, metrics=None, settle_s: float = 0.05):
         self._engine = engine
         self._dir = policy_dir
         self._overlay = settings_overlay or {}
         self._memo_size = memo_size
         self._metrics = metrics
+        self._settle_s = settle_s
         self._fingerprint = None
         self.current: ServedPolicy | None = None
         self.last_error: str | None = None
@@ -83,6 +84,11 @@ class PolicyStore:
         fp = fingerprint(self._dir)
         stale = getattr(self._engine, "stale", False)
         if fp == self._fingerprint and self.current is not None and not stale:
+            return False
+        # Debounce: an editor may still be writing. Load only once the files
+        # have stopped changing, so a half-written file is never served.
+        time.sleep(self._settle_s)
+        if fingerprint(self._dir) != fp:
             return False
         try:
             old = self.current.revision if self.current else None

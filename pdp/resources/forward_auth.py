@@ -45,7 +45,9 @@ def answer(resp, decision) -> None:
     resp.set_header("X-Lucid-Reason", decision.reason.split(":", 1)[0])
     resp.status = decision.status
     resp.content_type = PROBLEM_JSON
-    resp.data = problem_body(decision.status, _title(decision.status), decision.reason, decision_id=decision.decision_id)
+    problem_type = "quota-exceeded" if decision.reason == "quota_exceeded" else None
+    resp.data = problem_body(decision.status, _title(decision.status), decision.reason, type_=problem_type,
+                             decision_id=decision.decision_id)
 
 
 def _title(status: int) -> str:

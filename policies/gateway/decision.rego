@@ -3,10 +3,11 @@
 # It is always defined. Unknown paths, unknown methods and anything the RBAC
 # tables do not permit are denied (fail closed).
 #
-# Written as functions of the request and the caller, each called once: on
-# regopy 1.5.2 the cost of compiling a `with` (used by the tests) grows with
-# the number of call paths from the rule to `input`, exponentially with
-# rules that many others reference.
+# The logic is functions of the request, the caller and the settings, each
+# called once per decision: tests call decide() directly, and on regopy 1.5.2
+# the cost of compiling a `with` grows with the number of call paths from the
+# rule to `input` (exponentially when rules that read input are referenced
+# from many places).
 package gateway
 
 default decision := {
@@ -19,9 +20,18 @@ default decision := {
 	"cache_ttl_s": 0,
 }
 
-decision := decide(object.get(input, "request", {}), object.get(input, "subject", {}))
+decision := decide(
+	{"method": request_method, "parsed_path": request_segments, "client_ip": request_client_ip},
+	{
+		"authenticated": subject_authenticated, "sub": subject_sub, "roles": subject_roles,
+		"plan": subject_plan, "mfa": subject_mfa,
+	},
+	data.gateway.settings,
+)
 
-decide(request, subject) := {
+# The decision for a request and a subject shaped like input.request and
+# input.subject, under the given settings; tests call it directly.
+decide(request, subject, settings) := {
 	"allow": allowed,
 	"status": verdict.status,
 	"reason": verdict.reason,
@@ -34,7 +44,7 @@ decide(request, subject) := {
 	match := request_match(request)
 	verdict := access_verdict(match, caller)
 	allowed := verdict.status == 200
-	quotas := quotas_for(allowed, match.route, caller, object.get(request, "client_ip", ""))
+	quotas := quotas_for(allowed, match.route, caller, object.get(request, "client_ip", ""), settings)
 }
 
 # The first matching line decides: 404, 405, allow, 401, 403.

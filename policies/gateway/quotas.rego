@@ -16,19 +16,21 @@ quota_free_routes := {"meta.health", "meta.version", "meta.info"}
 brute_force_routes := {"auth.login": "auth_login_per_ip", "auth.verify": "auth_verify_per_ip"}
 
 # RATE_LIMIT_ENABLED=false turns every descriptor off, brute-force ones too.
-rate_limiting_enabled if object.get(data.gateway.settings, "rate_limit_enabled", true) != false
+rate_limiting_enabled(settings) if object.get(settings, "rate_limit_enabled", true) != false
 
 # The descriptors of an allowed request, sorted by name so that equal
 # decisions are equal documents on every engine. The list is built in name
 # order (auth_*, ip_per_minute, plan_daily, plan_monthly, user_per_minute)
 # rather than sorted at run time, which costs the embedded engine about 80 us;
 # a test checks the order, so keep new names in it.
-quotas_for(allowed, route, caller, client_ip) := array.concat(
+# settings is data.gateway.settings: {"rate_limit_per_minute", "rate_limit_burst",
+# "rate_limit_enabled"}, which the PDP sets from the environment.
+quotas_for(allowed, route, caller, client_ip, settings) := array.concat(
 	brute_force_quota(route, client_ip),
-	caller_quotas(caller, client_ip),
+	caller_quotas(caller, client_ip, settings),
 ) if {
 	allowed
-	rate_limiting_enabled
+	rate_limiting_enabled(settings)
 	not route in quota_free_routes
 } else := []
 
@@ -39,26 +41,26 @@ brute_force_quota(route, client_ip) := [token_bucket(name, client_ip_key(client_
 
 # Callers with a token spend their plan's daily and monthly quotas and a
 # per-user rate limit; anonymous callers a per-IP rate limit.
-caller_quotas(caller, client_ip) := array.concat(
+caller_quotas(caller, client_ip, settings) := array.concat(
 	plan_quota(caller.plan, "daily", "plan_daily", "calendar_day", 86400, key),
 	array.concat(
 		plan_quota(caller.plan, "monthly", "plan_monthly", "calendar_month", 2678400, key),
-		[per_minute("user_per_minute", key)],
+		[per_minute("user_per_minute", key, settings)],
 	),
 ) if {
 	caller.authenticated
 	key := user_key(caller)
-} else := [per_minute("ip_per_minute", client_ip_key(client_ip))]
+} else := [per_minute("ip_per_minute", client_ip_key(client_ip), settings)]
 
 # None when the plan sets no such limit (e.g. enterprise has no daily one).
 plan_quota(plan, period, name, algorithm, window_s, key) := [calendar_quota(name, key, limit, algorithm, window_s)] if {
 	limit := data.gateway.plans[plan][period]
 } else := []
 
-per_minute(name, key) := token_bucket(
+per_minute(name, key, settings) := token_bucket(
 	name, key,
-	data.gateway.settings.rate_limit_per_minute, 60,
-	data.gateway.settings.rate_limit_burst, "local",
+	settings.rate_limit_per_minute, 60,
+	settings.rate_limit_burst, "local",
 )
 
 user_key(caller) := concat("", ["user:", caller.id])

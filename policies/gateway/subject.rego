@@ -42,7 +42,7 @@ has_any_role(caller, roles) if {
 	role in caller.roles
 }
 
-# The caller is the user the path names, e.g. GET /users/{user_id}.
+# The caller is the user the path names, e.g. GET /users/{id}.
 is_self(caller, user_id) if {
 	caller.authenticated
 	caller.id == user_id

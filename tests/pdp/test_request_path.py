@@ -1,7 +1,7 @@
 """Path normalization: the policy judges exactly the path the upstream sees."""
 import pytest
 
-from pdp.request_path import AmbiguousPath, normalize_path, path_segments
+from pdp.request_path import AmbiguousPath, normalize_path, normalize_target, path_segments
 
 NORMALIZED = [
     ("/", "/"),
@@ -48,3 +48,11 @@ def test_segments_are_decoded():
     assert path_segments("/api/v1/users/a%20b") == ["api", "v1", "users", "a b"]
     assert path_segments("/api/v1/users/") == ["api", "v1", "users", ""]
     assert path_segments("/") == []
+
+
+def test_target_keeps_query_and_rejects_fragments_and_nul():
+    assert normalize_target("/a/./b?x=1&y=%41") == ("/a/b", "x=1&y=%41")
+    with pytest.raises(AmbiguousPath):
+        normalize_target("/a#frag")
+    with pytest.raises(AmbiguousPath):
+        normalize_target("/a?x=%00")

@@ -1,0 +1,120 @@
+"""`lucid-proxy` / `python -m proxy`: validate everything, then fork the workers."""
+import argparse
+import logging
+import sys
+import time
+
+from . import config as config_module
+from .routes import DEFAULT_ROUTES_FILE, RoutesError, load_routes, sidecar_table
+
+_ROUTE_VARIABLES = {
+    "BLOCKCHAIN_CORE_URL": "blockchain_core_url",
+    "SESSION_MANAGEMENT_URL": "session_management_url",
+    "AUTH_SERVICE_URL": "auth_service_url",
+    "TRON_PAYMENT_URL": "tron_payment_url",
+}
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(
+        prog="lucid-proxy",
+        description="Thin gevent proxy that asks the PDP before forwarding. "
+                    "Settings come from the environment (see --settings).")
+    parser.add_argument("--upstream", metavar="URL",
+                        help="sidecar mode: forward everything to this one app (no routes file)")
+    parser.add_argument("--routes", metavar="FILE", help="routes YAML (overrides ROUTES_FILE)")
+    parser.add_argument("--workers", metavar="N", help="worker processes (overrides PROXY_WORKERS)")
+    parser.add_argument("--port", metavar="PORT", help="HTTP port (overrides HTTP_PORT)")
+    parser.add_argument("--settings", action="store_true", help="print the settings table and exit")
+    parser.add_argument("--check", action="store_true", help="validate settings and routes, then exit")
+    return parser.parse_args(argv)
+
+
+def build_route_table(config, upstream_url=None):
+    if upstream_url:
+        url = config_module.BY_NAME["pdp_url"].parse(upstream_url)
+        if not url.startswith("http://"):
+            raise RoutesError("--upstream: only http:// upstreams are supported")
+        return sidecar_table(url), "sidecar"
+    variables = {env: getattr(config, attr) for env, attr in _ROUTE_VARIABLES.items()}
+    return load_routes(config.routes_file or DEFAULT_ROUTES_FILE, variables), "gateway"
+
+
+def main(argv=None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    if args.settings:
+        print(config_module.markdown_table())
+        return 0
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s")
+    try:
+        config = config_module.load(overrides={"routes_file": args.routes, "workers": args.workers,
+                                               "http_port": args.port})
+        table, mode = build_route_table(config, args.upstream)
+    except (config_module.ConfigError, RoutesError) as exc:
+        print(f"lucid-proxy: {exc}", file=sys.stderr)
+        return 2
+    except ValueError as exc:
+        print(f"lucid-proxy: invalid --upstream: {exc}", file=sys.stderr)
+        return 2
+    tls = None
+    if config.ssl_enabled:
+        from .tls import ServerTls
+        try:
+            tls = ServerTls(config.ssl_cert_path, config.ssl_key_path, config.ssl_min_version)
+        except (OSError, ValueError) as exc:
+            print(f"lucid-proxy: invalid SSL_CERT_PATH/SSL_KEY_PATH: {exc}", file=sys.stderr)
+            return 2
+    if args.check:
+        print(f"lucid-proxy: configuration ok ({mode}, {len(table.routes)} routes)")
+        return 0
+    from .server import Master, Worker, check_ports_free
+    check_ports_free(config)
+
+    master = None
+
+    def run_worker():
+        return Worker(config, lambda: build_gateway(config, table, mode), tls, master.inherited).run()
+
+    master = Master(config, run_worker)
+    return master.run()
+
+
+def build_gateway(config, table, mode):
+    """Wires one worker's Gateway from its parts (called after fork)."""
+    import gevent
+
+    from .accesslog import AccessLog
+    from .cluster import Cluster
+    from .forwarding import ClientAddress
+    from .gateway import Gateway
+    from .meta import MetaEndpoints
+    from .metrics import Metrics
+    from .pdp import PdpClient, VerdictCache
+
+    clock = time.monotonic
+    metrics = Metrics()
+    clusters = {name: Cluster(spec, clock) for name, spec in table.clusters.items()}
+    pdp = PdpClient(config.pdp_url, config.pdp_timeout_ms / 1000.0, config.pdp_pool_size,
+                    config.pdp_queue_timeout_ms / 1000.0)
+    verdicts = VerdictCache(config.verdict_cache_size, clock) if config.verdict_cache_size else None
+    meta = MetaEndpoints(config.service_name, pdp, clusters, metrics, mode)
+    gateway = Gateway(config, table, clusters, pdp, verdicts, ClientAddress(config.trusted_proxies), meta,
+                      metrics, AccessLog(config.access_log), clock)
+
+    def health_head(endpoint, path):
+        return f"GET {path} HTTP/1.1\r\nHost: {endpoint.host}:{endpoint.port}\r\nUser-Agent: lucid-proxy-health\r\n\r\n" \
+            .encode("latin-1")
+
+    background = [g for g in (c.start_health_checks(health_head) for c in clusters.values()) if g]
+
+    def publish_cluster_state():
+        from .breaker import STATE_VALUES
+        while True:
+            for name, cluster in clusters.items():
+                metrics.healthy_endpoints.labels(name).set(cluster.healthy_count())
+                metrics.breaker_state.labels(name).set(STATE_VALUES[cluster.breaker.state])
+            gevent.sleep(1.0)
+
+    background.append(gevent.spawn(publish_cluster_state))
+    return gateway, metrics, background

@@ -1,0 +1,108 @@
+"""Which headers cross the proxy, in which direction, and who the client is."""
+import ipaddress
+import os
+import re
+
+# RFC 9110 7.6.1 connection-specific fields, plus the non-standard ones proxies use.
+HOP_BY_HOP = frozenset((
+    "connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding",
+    "upgrade", "proxy-authorization", "proxy-authenticate",
+))
+# Identity headers only the PDP may set (docs/decision-api.md); any
+# client-sent x-user-* is dropped as well.
+IDENTITY_HEADERS = frozenset(("x-user-id", "x-user-roles", "x-user-plan", "x-user-mfa",
+                              "x-user-sub", "x-user-email", "x-auth-subject"))
+# Set by the proxy from what it saw; never passed through from the client.
+PROXY_SET = frozenset(("x-request-id", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host",
+                       "x-real-ip", "forwarded", "expect", "content-length", "host"))
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{8,128}$")
+
+
+def request_id(incoming) -> str:
+    """Keeps a well-formed incoming X-Request-ID, else makes one."""
+    if incoming and _REQUEST_ID.match(incoming):
+        return incoming
+    return os.urandom(16).hex()
+
+
+def connection_tokens(headers) -> set:
+    tokens = set()
+    for name, value in headers:
+        if name == "connection":
+            tokens.update(t.strip().lower() for t in value.split(",") if t.strip())
+    return tokens
+
+
+class ClientAddress:
+    """Resolves the client IP and X-Forwarded-* given the peer and TRUSTED_PROXIES."""
+
+    def __init__(self, trusted_networks):
+        self._trusted = tuple(trusted_networks)
+
+    def is_trusted(self, ip: str) -> bool:
+        if not self._trusted:
+            return False
+        try:
+            addr = ipaddress.ip_address(ip)
+        except ValueError:
+            return False
+        return any(addr in net for net in self._trusted)
+
+    def resolve(self, peer_ip, headers, scheme, host):
+        """Returns (client_ip, x-forwarded-for, x-forwarded-proto, x-forwarded-host).
+
+        An incoming X-Forwarded-For is believed only when the peer is a trusted
+        proxy; then the client is the right-most address that is not trusted.
+        """
+        if not self.is_trusted(peer_ip):
+            return peer_ip, peer_ip, scheme, host
+        chain = []
+        for name, value in headers:
+            if name == "x-forwarded-for":
+                chain.extend(p.strip() for p in value.split(",") if p.strip())
+        client_ip = peer_ip
+        for hop in reversed(chain):
+            try:
+                ipaddress.ip_address(hop)
+            except ValueError:
+                break  # garbage in the chain: stop believing it here
+            client_ip = hop
+            if not self.is_trusted(hop):
+                break
+        forwarded_for = ", ".join(chain + [peer_ip])
+        proto = scheme
+        forwarded_host = host
+        for name, value in headers:
+            if name == "x-forwarded-proto" and value.strip().lower() in ("http", "https"):
+                proto = value.strip().lower()
+            elif name == "x-forwarded-host" and value.strip():
+                forwarded_host = value.strip()
+        return client_ip, forwarded_for, proto, forwarded_host
+
+
+def upstream_headers(headers, decision_headers, route, extra):
+    """Client headers minus hop-by-hop, identity and proxy-set ones, plus the PDP's and ours.
+
+    Args:
+        headers: the client's [(lower-case name, value)].
+        decision_headers: the PDP's `headers` (identity) to add.
+        route: the matched route (request_add / request_remove).
+        extra: [(name, value)] the proxy sets (request id, X-Forwarded-*, Host).
+    """
+    drop = HOP_BY_HOP | PROXY_SET | connection_tokens(headers) | route.request_remove
+    out = []
+    for name, value in headers:
+        if name in drop or name in IDENTITY_HEADERS or name.startswith("x-user-") or name in decision_headers:
+            continue
+        out.append((name, value))
+    out.extend(route.request_add)
+    out.extend(decision_headers.items())
+    out.extend(extra)
+    return out
+
+
+def response_headers(upstream_headers_, route):
+    drop = HOP_BY_HOP | connection_tokens(upstream_headers_) | route.response_remove | {"content-length"}
+    out = [(n, v) for n, v in upstream_headers_ if n not in drop]
+    out.extend(route.response_add)
+    return out

@@ -1,0 +1,67 @@
+"""The endpoints the proxy serves itself: info, version, health, metrics."""
+import json
+import platform
+
+import gevent
+
+from . import __version__
+from .pdp import PdpUnavailable
+
+
+class MetaEndpoints:
+    def __init__(self, service_name, pdp, clusters, metrics, mode):
+        self._service_name = service_name
+        self._pdp = pdp
+        self._clusters = clusters
+        self._metrics = metrics
+        self._mode = mode
+
+    def handle(self, method, path):
+        """Returns (status, headers, body) for /.../meta/<name>."""
+        name = path.rstrip("/").rsplit("/", 1)[-1]
+        if name == "info":
+            return self._json(200, {
+                "service": self._service_name, "component": "proxy", "mode": self._mode,
+                "version": __version__, "python": platform.python_version(),
+                "clusters": sorted(self._clusters),
+            })
+        if name == "version":
+            return self._json(200, {"version": __version__, "api_version": "v1"})
+        if name == "health":
+            return self._health()
+        if name == "metrics":
+            return 200, [("content-type", "text/plain; version=0.0.4; charset=utf-8")], self._metrics.render()
+        return None
+
+    def _health(self):
+        checks = {"proxy": {"status": "ok"}}
+        pdp_check = gevent.spawn(self._pdp_status)
+        clusters = {}
+        healthy = True
+        for name, cluster in sorted(self._clusters.items()):
+            available = cluster.healthy_count()
+            clusters[name] = {
+                "status": "ok" if available else "down",
+                "endpoints": [
+                    {"url": e.url, "healthy": e.healthy, "ejected": e.is_ejected(),
+                     "outstanding": e.outstanding} for e in cluster.endpoints],
+                "breaker": cluster.breaker.state,
+            }
+            healthy = healthy and available > 0
+        pdp_check.join(2.0)
+        checks["pdp"] = pdp_check.value or {"status": "down", "detail": "no answer"}
+        healthy = healthy and checks["pdp"]["status"] == "ok"
+        checks["clusters"] = clusters
+        status = 200 if healthy else 503
+        return self._json(status, {"status": "ok" if healthy else "degraded", "checks": checks})
+
+    def _pdp_status(self):
+        try:
+            code = self._pdp.probe()
+        except PdpUnavailable as exc:
+            return {"status": "down", "detail": str(exc)}
+        return {"status": "ok" if code == 200 else "down", "http_status": code}
+
+    @staticmethod
+    def _json(status, doc):
+        return status, [("content-type", "application/json")], json.dumps(doc).encode("utf-8")

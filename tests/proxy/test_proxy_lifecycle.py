@@ -1,0 +1,176 @@
+"""Processes and TLS: graceful drain, startup errors, TLS minimum, SIGHUP reload, redirect."""
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from cryptography import x509
+
+from tests.proxy.proxy_helpers import (get, make_cert, read_response, start_echo, start_proxy, tls_client_context,
+                                       wait_until, write_routes)
+from tests.support.processes import ROOT
+
+ROUTES = """
+clusters:
+  app: {{endpoints: ["{app}"]}}
+routes:
+  - {{name: meta, match: {{prefix: /api/v1/meta}}, meta: true, fail_mode: open}}
+  - {{name: app, match: {{prefix: /}}, cluster: app, fail_mode: open}}
+"""
+
+
+@pytest.fixture(scope="module")
+def upstream():
+    server = start_echo("app")
+    yield server
+    server.stop()
+
+
+def test_sigterm_drains_in_flight_requests_and_exits_0(upstream):
+    proxy = start_proxy(routes=ROUTES.format(app=upstream.url), workers=2, env={"GRACE_PERIOD_S": "10"})
+    with ThreadPoolExecutor(24) as pool:
+        in_flight = [pool.submit(get, proxy.port, f"/slow?delay_s=1.5&i={i}", None, "GET", None, 15)
+                     for i in range(24)]
+        time.sleep(0.5)
+        proxy.signal(signal.SIGTERM)
+        time.sleep(0.3)
+        # Draining: no longer accepting, while the 24 requests are still in flight.
+        with pytest.raises(OSError):
+            socket.create_connection(("127.0.0.1", proxy.port), timeout=1).close()
+        assert not any(future.done() for future in in_flight)
+        statuses = [future.result().status for future in in_flight]
+    assert statuses == [200] * 24
+    assert proxy.proc.wait(15) == 0
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", proxy.port), timeout=1).close()
+
+
+def run_proxy_expecting_failure(env, args=()):
+    full_env = {"PATH": "/usr/bin:/bin", "LISTEN_HOST": "127.0.0.1", **env}
+    return subprocess.run([sys.executable, "-m", "proxy", "--check", *args], cwd=ROOT, env=full_env,
+                          capture_output=True, text=True, timeout=30)
+
+
+@pytest.mark.parametrize("env,needle", [
+    ({"HTTP_PORT": "http"}, "HTTP_PORT"),
+    ({"SSL_MIN_VERSION": "1.1"}, "SSL_MIN_VERSION"),
+    ({"PDP_TIMEOUT_MS": "-5"}, "PDP_TIMEOUT_MS"),
+    ({"TRUSTED_PROXIES": "10.0.0.0/8,not-a-net"}, "TRUSTED_PROXIES"),
+    ({"SSL_ENABLED": "true"}, "SSL_CERT_PATH"),
+    ({"SESSION_MANAGEMENT_URL": "ftp://x"}, "SESSION_MANAGEMENT_URL"),
+    ({"MAX_BODY_BYTES": "lots"}, "MAX_BODY_BYTES"),
+])
+def test_a_bad_setting_stops_startup_with_one_line_naming_it(env, needle):
+    result = run_proxy_expecting_failure(env)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert needle in lines[0]
+
+
+def test_a_bad_routes_file_stops_startup_with_one_line():
+    path = write_routes("clusters: {}\nroutes:\n  - {match: {prefix: /}, cluster: nowhere}\n")
+    result = run_proxy_expecting_failure({}, ("--routes", path))
+    assert result.returncode == 2
+    assert "unknown cluster 'nowhere'" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def peer_serial(port, context):
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
+        with context.wrap_socket(raw, server_hostname="localhost") as tls:
+            der = tls.getpeercert(binary_form=True)
+            return x509.load_der_x509_certificate(der).serial_number, tls.version()
+
+
+@pytest.fixture
+def tls_proxy(upstream, tmp_path):
+    def _start(**env):
+        cert, key = make_cert(str(tmp_path), serial=1001)
+        proxy = start_proxy(routes=ROUTES.format(app=upstream.url), env={
+            "SSL_ENABLED": "true", "SSL_CERT_PATH": cert, "SSL_KEY_PATH": key, **env})
+        wait_until(lambda: _port_open(proxy.https_port))
+        started.append(proxy)
+        return proxy, tmp_path
+    started = []
+    yield _start
+    for proxy in started:
+        proxy.stop()
+
+
+def _port_open(port):
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        return True
+    except OSError:
+        return False
+
+
+def https_get(port, target, context):
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
+        with context.wrap_socket(raw, server_hostname="localhost") as tls:
+            tls.sendall(f"GET {target} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n".encode())
+            return read_response(tls.makefile("rb"))
+
+
+def test_tls_13_is_served_and_tls_12_refused_by_default(tls_proxy):
+    proxy, _ = tls_proxy()
+    response = https_get(proxy.https_port, "/x", tls_client_context())
+    assert response.status == 200
+    assert response.json()["headers"]["x-forwarded-proto"] == "https"
+    assert peer_serial(proxy.https_port, tls_client_context())[1] == "TLSv1.3"
+    with pytest.raises(ssl.SSLError):
+        https_get(proxy.https_port, "/x", tls_client_context(max_version=ssl.TLSVersion.TLSv1_2))
+    assert get(proxy.port, "/x").status == 200  # plain HTTP stays served beside it
+
+
+def test_tls_12_is_accepted_when_configured(tls_proxy):
+    proxy, _ = tls_proxy(SSL_MIN_VERSION="1.2")
+    context = tls_client_context(max_version=ssl.TLSVersion.TLSv1_2)
+    assert https_get(proxy.https_port, "/x", context).status == 200
+    assert peer_serial(proxy.https_port, context)[1] == "TLSv1.2"
+
+
+def test_sighup_reloads_the_certificate(tls_proxy):
+    proxy, directory = tls_proxy()
+    assert peer_serial(proxy.https_port, tls_client_context())[0] == 1001
+    make_cert(str(directory), serial=2002)
+    proxy.signal(signal.SIGHUP)
+    wait_until(lambda: peer_serial(proxy.https_port, tls_client_context())[0] == 2002, timeout=10)
+    assert https_get(proxy.https_port, "/x", tls_client_context()).status == 200
+
+
+def test_http_redirects_to_https_except_meta(tls_proxy):
+    proxy, _ = tls_proxy(HTTP_REDIRECT_TO_HTTPS="true")
+    response = get(proxy.port, "/app/x?y=1")
+    assert response.status == 308
+    assert response.header("location") == f"https://127.0.0.1:{proxy.https_port}/app/x?y=1"
+    assert get(proxy.port, "/api/v1/meta/version").status == 200
+
+
+def test_a_tls_handshake_that_never_comes_is_dropped(tls_proxy):
+    proxy, _ = tls_proxy(HEADER_READ_TIMEOUT_S="1")
+    with socket.create_connection(("127.0.0.1", proxy.https_port), timeout=5) as sock:
+        sock.sendall(b"\x16\x03\x01")  # the start of a ClientHello, then silence
+        started = time.monotonic()
+        assert sock.recv(1024) == b""
+        assert time.monotonic() - started < 3
+
+
+def test_a_crashed_worker_is_replaced(upstream):
+    import os
+    proxy = start_proxy(routes=ROUTES.format(app=upstream.url), workers=2)
+    try:
+        def workers():
+            with open(f"/proc/{proxy.proc.pid}/task/{proxy.proc.pid}/children") as handle:
+                return [int(pid) for pid in handle.read().split()]
+        first = wait_until(lambda: len(workers()) == 2 and workers())
+        os.kill(first[0], signal.SIGKILL)
+        replaced = wait_until(lambda: len(workers()) == 2 and first[0] not in workers() and workers(), timeout=10)
+        assert first[1] in replaced
+        wait_until(lambda: all(get(proxy.port, "/x").status == 200 for _ in range(6)), timeout=10)
+    finally:
+        assert proxy.stop() == 0

@@ -1,0 +1,114 @@
+"""In-process checks of the small state machines, driven by a hand-moved clock."""
+import pytest
+
+from proxy.accesslog import redact_query
+from proxy.breaker import CLOSED, HALF_OPEN, OPEN, Breaker, BreakerRejected
+from proxy.forwarding import ClientAddress, request_id
+from proxy.config import _cidr_list
+from proxy.pdp import Decision, PdpUnavailable, VerdictCache, parse_decision
+from proxy.routes import BreakerSpec
+
+
+class Clock:
+    def __init__(self):
+        self.now = 100.0
+
+    def __call__(self):
+        return self.now
+
+
+def test_breaker_cycle_closed_open_half_open_closed():
+    clock = Clock()
+    breaker = Breaker(BreakerSpec(failure_threshold=2, open_s=5, half_open_max=1), clock)
+    for _ in range(2):
+        probe = breaker.acquire(0.1)
+        breaker.release(False, probe)
+    assert breaker.state == OPEN
+    with pytest.raises(BreakerRejected, match="circuit open"):
+        breaker.acquire(0.1)
+    clock.now += 5
+    probe = breaker.acquire(0.1)
+    assert probe and breaker.state == HALF_OPEN
+    with pytest.raises(BreakerRejected, match="probe in flight"):
+        breaker.acquire(0.1)
+    breaker.release(True, probe)
+    assert breaker.state == CLOSED
+
+
+def test_failed_probe_opens_the_breaker_again():
+    clock = Clock()
+    breaker = Breaker(BreakerSpec(failure_threshold=1, open_s=5), clock)
+    breaker.release(False, breaker.acquire(0.1))
+    clock.now += 5
+    breaker.release(False, breaker.acquire(0.1))
+    assert breaker.state == OPEN
+    with pytest.raises(BreakerRejected):
+        breaker.acquire(0.1)
+
+
+def test_success_resets_the_failure_count():
+    breaker = Breaker(BreakerSpec(failure_threshold=3), Clock())
+    for success in (False, False, True, False, False):
+        breaker.release(success, breaker.acquire(0.1))
+    assert breaker.state == CLOSED
+
+
+def decision(revision="r1", ttl=10.0, allow=True, who="alice"):
+    return Decision(allow=allow, status=200 if allow else 403, reason="ok", headers={"x-user-id": who},
+                    policy_revision=revision, cache_ttl_s=ttl)
+
+
+def test_verdict_cache_keeps_only_cacheable_allows_until_their_ttl():
+    clock = Clock()
+    cache = VerdictCache(10, clock)
+    cache.observe("k1", decision(ttl=10))
+    cache.observe("k2", decision(ttl=0))
+    cache.observe("k3", decision(allow=False))
+    assert cache.get("k1").cached and cache.get("k2") is None and cache.get("k3") is None
+    clock.now += 10
+    assert cache.get("k1") is None
+
+
+def test_verdict_cache_is_bounded_lru():
+    cache = VerdictCache(2, Clock())
+    cache.observe("a", decision())
+    cache.observe("b", decision())
+    cache.get("a")
+    cache.observe("c", decision())
+    assert len(cache) == 2 and cache.get("b") is None and cache.get("a") is not None
+
+
+def test_a_new_policy_revision_empties_the_cache():
+    cache = VerdictCache(10, Clock())
+    cache.observe("a", decision("r1"))
+    cache.observe("b", decision("r2", ttl=0))
+    assert cache.get("a") is None and cache.revision == "r2"
+
+
+@pytest.mark.parametrize("body", [b"not json", b"[]", b'{"allow": "yes"}', b'{"allow": true, "status": 99}',
+                                  b'{"allow": true, "headers": {"x-a": "1\\r\\nx-b: 2"}}',
+                                  b'{"allow": true, "headers": {"bad name": "1"}}', b'{"allow": true, "headers": []}'])
+def test_a_malformed_pdp_answer_is_never_an_allow(body):
+    with pytest.raises(PdpUnavailable):
+        parse_decision(body)
+
+
+def test_deny_with_a_success_status_stays_a_deny():
+    parsed = parse_decision(b'{"allow": false, "status": 200}')
+    assert parsed.allow is False and parsed.status == 403
+
+
+def test_forwarded_for_chain_from_trusted_proxies():
+    resolver = ClientAddress(_cidr_list("10.0.0.0/8"))
+    headers = [("x-forwarded-for", "203.0.113.5, 10.1.1.1")]
+    assert resolver.resolve("10.2.2.2", headers, "http", "h")[0] == "203.0.113.5"
+    assert resolver.resolve("198.51.100.1", headers, "http", "h")[0] == "198.51.100.1"
+    garbage = [("x-forwarded-for", "not-an-ip, 10.1.1.1")]
+    assert resolver.resolve("10.2.2.2", garbage, "http", "h")[0] == "10.1.1.1"
+
+
+def test_request_id_and_query_redaction():
+    assert request_id("abcdefgh-1234") == "abcdefgh-1234"
+    assert request_id("short") != "short"
+    assert redact_query("a=1&access_token=x&refresh_token=y&code=z&my_secret=s&page=2") == \
+        "a=1&access_token=REDACTED&refresh_token=REDACTED&code=REDACTED&my_secret=REDACTED&page=2"

@@ -1,0 +1,126 @@
+"""deploy/nginx/lucid-auth.conf with a real nginx in front of the real PDP and a
+real upstream: quota denials become real 429s with Retry-After and RateLimit."""
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.support.ports import free_port
+from tests.support.processes import ROOT, Server, python_argv
+from tests.support.redis_server import start_redis
+
+from .pdp_server import start_pdp, token
+
+NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
+SNIPPET_DIR = ROOT / "deploy" / "nginx"
+
+_CONF = """
+user root;
+worker_processes 1;
+error_log {tmp}/error.log warn;
+pid {tmp}/nginx.pid;
+events {{ worker_connections 64; }}
+http {{
+    access_log off;
+    client_body_temp_path {tmp}/body;
+    proxy_temp_path {tmp}/proxy;
+    fastcgi_temp_path {tmp}/fastcgi;
+    uwsgi_temp_path {tmp}/uwsgi;
+    scgi_temp_path {tmp}/scgi;
+    upstream lucid_pdp {{ server 127.0.0.1:{pdp_port}; keepalive 8; }}
+    upstream backend {{ server 127.0.0.1:{upstream_port}; }}
+    server {{
+        listen 127.0.0.1:{port};
+        include {snippets}/lucid-auth.conf;
+        location / {{ proxy_pass http://backend; }}
+    }}
+}}
+"""
+
+
+@pytest.fixture(scope="module")
+def stack():
+    if not Path(NGINX).exists():
+        pytest.skip("nginx not installed (scripts/bootstrap.sh installs it)")
+    redis_server = start_redis()
+    started = [redis_server]
+    try:
+        pdp = start_pdp(redis_server.redis_url, PDP_WORKERS="1")
+        started.append(pdp)
+        upstream_port = free_port()
+        started.append(Server(python_argv(str(Path(__file__).with_name("echo_upstream.py")),
+                                          str(upstream_port)), upstream_port))
+        tmp = tempfile.mkdtemp(prefix="lucid-nginx-")
+        port = free_port()
+        conf = Path(tmp) / "nginx.conf"
+        conf.write_text(_CONF.format(tmp=tmp, pdp_port=pdp.port, upstream_port=upstream_port,
+                                     port=port, snippets=SNIPPET_DIR))
+        nginx = Server([NGINX, "-p", tmp, "-c", str(conf), "-g", "daemon off;"], port)
+        started.append(nginx)
+        yield nginx
+    finally:
+        for server in reversed(started):
+            server.stop()
+
+
+def get(stack, path, bearer=None, **headers):
+    if bearer:
+        headers["Authorization"] = f"Bearer {bearer}"
+    return requests.get(stack.url + path, headers=headers, timeout=10)
+
+
+def test_allowed_request_reaches_upstream_with_identity_and_ratelimit(stack):
+    reply = get(stack, "/q/login", token("nina", roles=["user"]),
+                **{"X-User-Id": "admin", "X-User-Roles": "admin"})  # spoof attempts
+    assert reply.status_code == 200
+    seen = reply.json()["headers"]
+    assert seen["x-user-id"] == "nina" and seen["x-user-roles"] == "user"
+    assert reply.headers["RateLimit-Policy"] == '"login";q=6;w=60'
+    assert reply.headers["RateLimit"] == '"login";r=1;t=10'
+
+
+def test_quota_denial_becomes_a_real_429(stack):
+    bearer = token("olga")
+    assert [get(stack, "/q/login", bearer).status_code for _ in range(2)] == [200, 200]
+    denied = get(stack, "/q/login", bearer)
+    assert denied.status_code == 429
+    assert denied.headers["Retry-After"] == "10"
+    assert denied.headers["RateLimit"] == '"login";r=0;t=20'
+    assert denied.headers["RateLimit-Policy"] == '"login";q=6;w=60'
+    assert denied.headers["Content-Type"] == "application/problem+json"
+    assert denied.json()["type"].endswith("/quota-exceeded")
+
+
+def test_anonymous_client_cannot_pick_its_quota_key(stack):
+    # The PDP keys anonymous quota on the client IP nginx saw, not on a header.
+    codes = [get(stack, "/q/login", **{"X-Real-IP": f"198.51.100.{i}",
+                                       "X-Forwarded-For": f"198.51.100.{i}"}).status_code
+             for i in range(3)]
+    assert codes == [200, 200, 429]
+
+
+def test_policy_denial_passes_through_as_403(stack):
+    assert get(stack, "/elsewhere", token("pia")).status_code == 403
+
+
+def test_invalid_token_is_401(stack):
+    assert get(stack, "/q/login", "not-a-token").status_code == 401
+
+
+def test_unreachable_pdp_fails_closed_with_503():
+    if not Path(NGINX).exists():
+        pytest.skip("nginx not installed (scripts/bootstrap.sh installs it)")
+    tmp = tempfile.mkdtemp(prefix="lucid-nginx-")
+    port, nothing_there = free_port(), free_port()
+    conf = Path(tmp) / "nginx.conf"
+    conf.write_text(_CONF.format(tmp=tmp, pdp_port=nothing_there, upstream_port=nothing_there,
+                                 port=port, snippets=SNIPPET_DIR))
+    nginx = Server([NGINX, "-p", tmp, "-c", str(conf), "-g", "daemon off;"], port)
+    try:
+        reply = requests.get(nginx.url + "/q/login", timeout=10)
+        assert reply.status_code == 503
+        assert reply.json()["type"].endswith("/authorization-unavailable")
+    finally:
+        nginx.stop()

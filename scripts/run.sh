@@ -26,6 +26,7 @@ READY_TIMEOUT_S="${RUN_READY_TIMEOUT_S:-60}"
 STOP_GRACE_S="${RUN_STOP_GRACE_S:-15}"
 
 die() { echo "run: $*" >&2; exit 2; }
+short() { local p="$1"; echo "${p#"$ROOT"/}"; }  # paths inside the checkout, shown relative
 say() { echo "run: $*" >&2; }
 
 # --- settings -----------------------------------------------------------------
@@ -123,7 +124,7 @@ trap on_signal INT TERM
 trap on_exit EXIT
 
 fail_child() {  # name reason
-  say "$1 $2; last lines of $LOG_DIR/$1.log:"
+  say "$1 $2; last lines of $(short "$LOG_DIR/$1.log"):"
   tail -n 20 "$LOG_DIR/$1.log" >&2 || true
   exit 1
 }
@@ -182,7 +183,7 @@ elif is_loopback "$REDIS_HOST"; then
   start_child redis redis-server --bind 127.0.0.1 --port "$REDIS_PORT" \
     --dir "$RUN_DIR/redis" --save 60 1000 --appendonly no --daemonize no
   wait_ready redis "$HOST" "$REDIS_PORT"
-  REDIS_NOTE="started here, data in $RUN_DIR/redis"
+  REDIS_NOTE="started here, data in $(short "$RUN_DIR/redis")"
 else
   die "REDIS_URL: nothing answers at $REDIS_HOST:$REDIS_PORT (only a loopback Redis is started here)"
 fi
@@ -249,7 +250,7 @@ if [ -f "$ROOT/proxy/__main__.py" ]; then
           -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
           -keyout "$SSL_KEY_PATH" -out "$SSL_CERT_PATH" 2>"$LOG_DIR/openssl.log") \
           || die "could not generate a self-signed certificate (see $LOG_DIR/openssl.log)"
-        say "generated a self-signed certificate for localhost in $RUN_DIR/certs"
+        say "generated a self-signed certificate for localhost in $(short "$RUN_DIR/certs")"
       fi
     fi
     [ -r "${SSL_CERT_PATH:-}" ] || die "SSL_CERT_PATH: no readable certificate at '${SSL_CERT_PATH:-}'"
@@ -265,7 +266,6 @@ fi
 
 # --- banner ------------------------------------------------------------------------
 
-short() { local p="$1"; echo "${p#"$ROOT"/}"; }  # paths inside the checkout, relative
 TOKEN="$("$PY" -m pdp token --sub alice --roles user --mfa 2>"$LOG_DIR/token.log" | tail -n 1)" || TOKEN=""
 if [ -n "$GENERATED_SECRET" ]; then
   secret_hint="JWT_SECRET_KEY=\$(cat $(short "$GENERATED_SECRET"))"

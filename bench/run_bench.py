@@ -16,7 +16,9 @@ that fails its check is reported, not measured.
 
 Settings (environment): BENCH_SECONDS (10) per point, BENCH_WARMUP_SECONDS (2),
 BENCH_CONNECTIONS (64), BENCH_HIGH_CONNECTIONS (1000), BENCH_PATH
-(/api/v1/sessions), BENCH_THREADS (2).
+(/api/v1/sessions), BENCH_THREADS (2), BENCH_QUOTAS (off: no quota is spent, so
+the proxy may cache allow verdicts; on: every request spends quota in Redis
+with limits out of reach, as a default deployment does, and nothing is cacheable).
 """
 import contextlib
 import dataclasses
@@ -116,6 +118,10 @@ def main() -> int:
     high_connections = _env_number("BENCH_HIGH_CONNECTIONS", 1000)
     threads = _env_number("BENCH_THREADS", 2)
     path = os.environ.get("BENCH_PATH", "/api/v1/sessions")
+    quotas = os.environ.get("BENCH_QUOTAS", "off").lower()
+    if quotas not in ("on", "off"):
+        sys.exit(f"bench: BENCH_QUOTAS: expected on or off, got {quotas!r}")
+    quotas = quotas == "on"
     if not path.startswith("/"):
         sys.exit(f"bench: BENCH_PATH: expected a path starting with /, got {path!r}")
 
@@ -125,7 +131,8 @@ def main() -> int:
         sys.exit("bench: nginx not found (run `make bootstrap`)")
 
     load_before = os.getloadavg()
-    print(f"bench: {os.cpu_count()} CPUs, load average {load_before[0]:.2f} {load_before[1]:.2f} "
+    print(f"bench: quotas {'spent on every request (limits out of reach)' if quotas else 'off'}; "
+          f"{os.cpu_count()} CPUs, load average {load_before[0]:.2f} {load_before[1]:.2f} "
           f"{load_before[2]:.2f} before starting")
     workdir = Path(tempfile.mkdtemp(prefix="lucid-bench-"))
     secret = secrets.token_hex(32)
@@ -139,7 +146,7 @@ def main() -> int:
 
         redis = keep(start_redis())
         pdp_port = stack.free_port()
-        pdp = keep(stack.start_pdp(stack.pdp_env(redis.redis_url, secret, pdp_port)))
+        pdp = keep(stack.start_pdp(stack.pdp_env(redis.redis_url, secret, pdp_port, quotas)))
         token = stack.mint_token(secret)
         upstream = keep(stack.start_upstream(workdir))
         front = keep(stack.start_front_nginx(workdir, upstream.port, pdp.port))

@@ -30,14 +30,17 @@ def find_nginx() -> str | None:
     return shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
 
 
-def pdp_env(redis_url: str, secret: str, port: int) -> dict:
-    """Environment of a PDP for the chains: loopback, decision log off, no quotas.
+def pdp_env(redis_url: str, secret: str, port: int, quotas: bool = False) -> dict:
+    """Environment of a PDP for the chains: loopback, decision log off.
 
-    Quotas are off so that a load test measures enforcement rather than a
-    rate limit answering 429; the decision log is off because every chain
-    shares the same PDP and the log would only add the same cost to each.
+    quotas=False turns quota spending off, so that a load test measures
+    enforcement rather than a rate limiter answering 429; allows that spend no
+    quota are then cacheable by the proxy (cache_ttl_s). quotas=True spends
+    them in Redis on every request, as a default deployment does, with limits
+    too high to be reached, so no allow is cacheable. The decision log is off
+    because every chain shares the same PDP and it would add the same cost to each.
     """
-    return {
+    env = {
         "AUTH_PORT": str(port),
         "PDP_BIND_HOST": "127.0.0.1",
         "REDIS_URL": redis_url,
@@ -47,6 +50,10 @@ def pdp_env(redis_url: str, secret: str, port: int) -> dict:
         "RATE_LIMIT_ENABLED": "false",
         "LOG_LEVEL": "warning",
     }
+    if quotas:
+        env.update({"RATE_LIMIT_ENABLED": "true", "RATE_LIMIT_REQUESTS_PER_MINUTE": "10000000",
+                    "RATE_LIMIT_BURST_SIZE": "10000000"})
+    return env
 
 
 def start_pdp(env: dict, ready_timeout: float = 120) -> Server:

@@ -102,10 +102,24 @@ def front_nginx_conf(workdir: Path, proxy_port: int, auth_port: int,
       default_type application/problem+json;
       return 403 '{{"type":"about:blank","title":"Forbidden","status":403}}\n';
     }}
+    # Any other status of the subrequest becomes 500 in nginx; the PDP's
+    # X-Lucid-Status says what it was (429 quota, 503 dependency down).
+    location @lucid_other {{
+      default_type application/problem+json;
+      if ($lucid_status = 429) {{
+        return 429 '{{"type":"about:blank","title":"Too Many Requests","status":429}}\n';
+      }}
+      if ($lucid_status = 503) {{
+        return 503 '{{"type":"about:blank","title":"Service Unavailable","status":503}}\n';
+      }}
+      return 500 '{{"type":"about:blank","title":"Internal Server Error","status":500}}\n';
+    }}
     location / {{
       auth_request /_lucid_authz;
       error_page 401 = @lucid_401;
       error_page 403 = @lucid_403;
+      auth_request_set $lucid_status $upstream_http_x_lucid_status;
+      error_page 500 = @lucid_other;
 {copy_identity}
       proxy_pass http://backend;
 {keepalive_upstream}

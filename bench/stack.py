@@ -78,8 +78,9 @@ def start_pdp(env: dict, ready_timeout: float = 120) -> Server:
     raise RuntimeError(f"the PDP was not ready within {ready_timeout:g}s:\n{server.output()[-3000:]}")
 
 
-def mint_token(secret: str, sub: str = "bench", roles: str = "user", mfa: bool = True) -> str:
-    argv = [sys.executable, "-m", "pdp", "token", "--sub", sub, "--roles", roles]
+def mint_token(secret: str, sub: str = "bench", roles: str = "user", mfa: bool = True,
+               plan: str = "free") -> str:
+    argv = [sys.executable, "-m", "pdp", "token", "--sub", sub, "--roles", roles, "--plan", plan]
     if mfa:
         argv.append("--mfa")
     done = subprocess.run(argv, capture_output=True, text=True, timeout=30, cwd=ROOT,

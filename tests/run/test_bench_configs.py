@@ -94,3 +94,27 @@ def test_nginx_auth_request_chain_enforces_our_pdp(tmp_path, pdp_server, echo_up
         _assert_chain_enforces(f"http://127.0.0.1:{front.auth_port}", echo_upstream, mint)
     finally:
         front.stop()
+
+
+def test_both_chains_answer_the_pdps_429_when_a_quota_runs_out(tmp_path, redis_server, jwt_secret,
+                                                                 echo_upstream, mint):
+    env = stack.pdp_env(redis_server.redis_url, jwt_secret, free_port(), quotas=True)
+    env.update({"RATE_LIMIT_REQUESTS_PER_MINUTE": "1", "RATE_LIMIT_BURST_SIZE": "1", "PDP_WORKERS": "1"})
+    pdp = stack.start_pdp(env)
+    front = envoy = None
+    try:
+        front = stack.start_front_nginx(tmp_path, echo_upstream.port, pdp.port)
+        envoy = stack.start_envoy(tmp_path, echo_upstream.port, pdp.port, concurrency=1)
+        chains = {"nginx": f"http://127.0.0.1:{front.auth_port}", "envoy": envoy.url}
+        for name, base in chains.items():
+            # One user per chain: each starts with a full bucket of one request.
+            token = mint(f"quota-{name}-{free_port()}", roles=("user",), mfa=True)
+            auth = {"Authorization": f"Bearer {token}"}
+            assert requests.get(base + PROTECTED, headers=auth, timeout=5).status_code == 200
+            limited = requests.get(base + PROTECTED, headers=auth, timeout=5)
+            assert limited.status_code == 429, (name, limited.status_code, limited.text)
+            assert limited.headers["Content-Type"].startswith("application/problem+json")
+    finally:
+        for server in (envoy, front, pdp):
+            if server is not None:
+                server.stop()

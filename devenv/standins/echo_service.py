@@ -14,6 +14,7 @@ import sys
 from urllib.parse import parse_qs
 
 import gevent
+from gevent.event import Event
 from gevent.pywsgi import WSGIHandler, WSGIServer
 
 # Bodies are counted, never kept: a stand-in must not grow with what it is sent.
@@ -89,11 +90,15 @@ def main(argv=None) -> int:
 
     server = WSGIServer((args.host, args.port), create_app(args.service),
                         handler_class=RawPathHandler, log=None, error_log=sys.stderr)
-    # Stop accepting on SIGTERM/SIGINT and let in-flight replies finish (they are tiny).
+    # A signal only asks for the stop; it happens once the server has fully
+    # started, so a SIGTERM that arrives during startup cannot break it.
+    stop_requested = Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
-        gevent.signal_handler(sig, server.stop, 2)
+        gevent.signal_handler(sig, stop_requested.set)
+    server.start()
     print(f"{args.service} stand-in listening on http://{args.host}:{args.port}", flush=True)
-    server.serve_forever()
+    stop_requested.wait()
+    server.stop(timeout=2)  # stop accepting, let in-flight replies (tiny) finish
     return 0
 
 

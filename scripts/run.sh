@@ -74,6 +74,22 @@ is_loopback() { [[ "$1" == 127.* || "$1" == localhost || "$1" == "[::1]" ]]; }
 
 port_answers() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
 
+# Every backend URL is checked before anything starts.
+for cluster in "${CLUSTERS[@]}"; do
+  read -r var _ default_port <<<"$cluster"
+  IFS=',' read -r -a instances <<<"${!var:-http://$HOST:$default_port}"
+  for url in "${instances[@]}"; do
+    url="${url// /}"
+    if [[ "$url" != http://* && "$url" != https://* ]]; then
+      die "$var: expected comma-separated http(s):// URLs, got '$url'"
+    fi
+    read -r _ port <<<"$(url_host_port "$url")"
+    if ! [[ "$port" =~ ^[0-9]{1,5}$ ]] || [ "$port" -lt 1 ] || [ "$port" -gt 65535 ]; then
+      die "$var: expected a port from 1 to 65535 in '$url'"
+    fi
+  done
+done
+
 # --- children -----------------------------------------------------------------
 
 CHILD_PIDS=()

@@ -198,10 +198,18 @@ def _run_briefly(env: dict, timeout: float = 60):
                           stdin=subprocess.DEVNULL, cwd=ROOT, env={**os.environ, **env})
 
 
-def test_a_bad_port_setting_stops_startup_with_one_line_naming_it(tmp_path):
-    done = _run_briefly({"LUCID_RUN_DIR": str(tmp_path / "state"), "HTTP_PORT": "80x80"})
+@pytest.mark.parametrize("setting, value, message", [
+    ("HTTP_PORT", "80x80", "HTTP_PORT: expected a port from 1 to 65535, got '80x80'"),
+    ("SSL_ENABLED", "maybe", "SSL_ENABLED: expected true or false, got 'maybe'"),
+    ("BLOCKCHAIN_CORE_URL", "http://127.0.0.1:80a",
+     "BLOCKCHAIN_CORE_URL: expected a port from 1 to 65535 in 'http://127.0.0.1:80a'"),
+    ("TRON_PAYMENT_URL", "http://127.0.0.1:8087,ftp://pay",
+     "TRON_PAYMENT_URL: expected comma-separated http(s):// URLs, got 'ftp://pay'"),
+])
+def test_a_bad_setting_stops_startup_with_one_line_naming_it(tmp_path, setting, value, message):
+    done = _run_briefly({"LUCID_RUN_DIR": str(tmp_path / "state"), setting: value})
     assert done.returncode == 2
-    assert "HTTP_PORT: expected a port from 1 to 65535, got '80x80'" in done.stderr
+    assert done.stderr.strip() == f"run: {message}"     # one line, and nothing was started
 
 
 def test_a_busy_port_stops_startup_and_stops_what_was_already_started(tmp_path):

@@ -1,0 +1,236 @@
+"""Generated configurations for the comparison chains (nginx, Envoy).
+
+Each function returns the text of one config; `write_*` puts it in a work
+folder. Everything listens on 127.0.0.1 only. The same functions serve the
+benchmark and the tests that check these configs are valid and enforce.
+"""
+from pathlib import Path
+
+# The identity headers the PDP returns on allow (pdp/identity.py); the
+# comparison chains copy them to the upstream request as our proxy does.
+IDENTITY_HEADERS = ("x-user-id", "x-user-roles", "x-user-plan", "x-user-mfa")
+
+# A static JSON body so the upstream is never the bottleneck.
+UPSTREAM_BODY = '{"ok":true,"served_by":"bench-upstream"}'
+
+
+def _nginx_common(workdir: Path, workers: str) -> str:
+    return f"""daemon off;
+master_process on;
+worker_processes {workers};
+pid {workdir}/nginx.pid;
+error_log {workdir}/error.log warn;
+events {{ worker_connections 8192; }}
+"""
+
+
+def _nginx_temp_paths(workdir: Path) -> str:
+    # Explicit temp paths inside the work folder: nginx -p alone still wants
+    # its compiled-in /var/lib/nginx paths to exist.
+    return "\n".join(
+        f"  {kind}_temp_path {workdir}/{kind}_temp;"
+        for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+    )
+
+
+def upstream_nginx_conf(workdir: Path, port: int) -> str:
+    """nginx answering every request with the same small JSON body."""
+    return _nginx_common(workdir, "auto") + f"""http {{
+  access_log off;
+{_nginx_temp_paths(workdir)}
+  keepalive_requests 1000000;
+  server {{
+    listen 127.0.0.1:{port} reuseport backlog=4096;
+    location / {{
+      default_type application/json;
+      return 200 '{UPSTREAM_BODY}\\n';
+    }}
+  }}
+}}
+"""
+
+
+def front_nginx_conf(workdir: Path, proxy_port: int, auth_port: int,
+                     upstream_port: int, pdp_port: int) -> str:
+    """nginx with two servers: plain proxy_pass, and auth_request to the PDP.
+
+    The auth_request server is the documented way to put our PDP behind
+    nginx: a subrequest to /v1/forward-auth with X-Original-Method/-URI, the
+    identity headers copied from its answer onto the upstream request, and any
+    client-sent header of those names dropped first.
+    """
+    copy_identity = "\n".join(
+        f"      auth_request_set $pdp_{h.replace('-', '_')} $upstream_http_{h.replace('-', '_')};\n"
+        f"      proxy_set_header {h} $pdp_{h.replace('-', '_')};"
+        for h in IDENTITY_HEADERS
+    )
+    keepalive_upstream = """      proxy_http_version 1.1;
+      proxy_set_header Connection "";"""
+    return _nginx_common(workdir, "auto") + f"""http {{
+  access_log off;
+{_nginx_temp_paths(workdir)}
+  keepalive_requests 1000000;
+  upstream backend {{ server 127.0.0.1:{upstream_port}; keepalive 256; }}
+  upstream pdp {{ server 127.0.0.1:{pdp_port}; keepalive 256; }}
+
+  server {{
+    listen 127.0.0.1:{proxy_port} reuseport backlog=4096;
+    location / {{
+      proxy_pass http://backend;
+{keepalive_upstream}
+    }}
+  }}
+
+  server {{
+    listen 127.0.0.1:{auth_port} reuseport backlog=4096;
+    location = /_lucid_authz {{
+      internal;
+      proxy_pass http://pdp/v1/forward-auth;
+      proxy_pass_request_body off;
+      proxy_set_header Content-Length "";
+      proxy_set_header X-Original-Method $request_method;
+      proxy_set_header X-Original-URI $request_uri;
+{keepalive_upstream}
+    }}
+    # nginx passes only the subrequest's 401/403 on (with its own HTML page):
+    # answer those as problem+json like the PDP does.
+    location @lucid_401 {{
+      default_type application/problem+json;
+      return 401 '{{"type":"about:blank","title":"Unauthorized","status":401}}\n';
+    }}
+    location @lucid_403 {{
+      default_type application/problem+json;
+      return 403 '{{"type":"about:blank","title":"Forbidden","status":403}}\n';
+    }}
+    # Any other status of the subrequest becomes 500 in nginx; the PDP's
+    # X-Lucid-Status says what it was (429 quota, 503 dependency down).
+    location @lucid_other {{
+      default_type application/problem+json;
+      if ($lucid_status = 429) {{
+        return 429 '{{"type":"about:blank","title":"Too Many Requests","status":429}}\n';
+      }}
+      if ($lucid_status = 503) {{
+        return 503 '{{"type":"about:blank","title":"Service Unavailable","status":503}}\n';
+      }}
+      return 500 '{{"type":"about:blank","title":"Internal Server Error","status":500}}\n';
+    }}
+    location / {{
+      auth_request /_lucid_authz;
+      error_page 401 = @lucid_401;
+      error_page 403 = @lucid_403;
+      auth_request_set $lucid_status $upstream_http_x_lucid_status;
+      error_page 500 = @lucid_other;
+{copy_identity}
+      proxy_pass http://backend;
+{keepalive_upstream}
+    }}
+  }}
+}}
+"""
+
+
+def envoy_conf(listen_port: int, upstream_port: int, pdp_port: int,
+               admin_port: int | None = None) -> str:
+    """Envoy with the HTTP ext_authz filter asking the PDP's /v1/ext-authz.
+
+    Envoy sends the original method and path (after path_prefix) with the
+    allowed headers and no body; on 200 it copies the identity headers onto
+    the upstream request, otherwise it answers the client with the PDP's
+    status, body and problem headers.
+    """
+    upstream_headers = "\n".join(
+        f"                    - exact: {h}" for h in IDENTITY_HEADERS)
+    strip_identity = "\n".join(
+        f"                - remove: {h}" for h in IDENTITY_HEADERS)
+    admin = ""
+    if admin_port is not None:
+        admin = f"""admin:
+  address:
+    socket_address: {{ address: 127.0.0.1, port_value: {admin_port} }}
+"""
+    return admin + f"""static_resources:
+  listeners:
+  - name: gateway
+    address:
+      socket_address: {{ address: 127.0.0.1, port_value: {listen_port} }}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: gateway
+          route_config:
+            name: all
+            virtual_hosts:
+            - name: all
+              domains: ["*"]
+              routes:
+              - match: {{ prefix: "/" }}
+                route: {{ cluster: upstream }}
+          http_filters:
+          # Client-sent identity headers never reach the upstream: only the PDP sets them.
+          - name: envoy.filters.http.header_mutation
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.header_mutation.v3.HeaderMutation
+              mutations:
+                request_mutations:
+{strip_identity}
+          - name: envoy.filters.http.ext_authz
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz
+              failure_mode_allow: false
+              allowed_headers:
+                patterns:
+                - exact: authorization
+                - exact: x-request-id
+              http_service:
+                server_uri:
+                  uri: http://127.0.0.1:{pdp_port}
+                  cluster: pdp
+                  timeout: 1s
+                path_prefix: /v1/ext-authz
+                authorization_response:
+                  allowed_upstream_headers:
+                    patterns:
+{upstream_headers}
+                  allowed_client_headers:
+                    patterns:
+                    - exact: content-type
+                    - exact: www-authenticate
+                    - exact: retry-after
+                    - prefix: ratelimit
+          - name: envoy.filters.http.router
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
+  clusters:
+  - name: upstream
+    type: STATIC
+    connect_timeout: 1s
+    load_assignment:
+      cluster_name: upstream
+      endpoints:
+      - lb_endpoints:
+        - endpoint:
+            address:
+              socket_address: {{ address: 127.0.0.1, port_value: {upstream_port} }}
+  - name: pdp
+    type: STATIC
+    connect_timeout: 1s
+    load_assignment:
+      cluster_name: pdp
+      endpoints:
+      - lb_endpoints:
+        - endpoint:
+            address:
+              socket_address: {{ address: 127.0.0.1, port_value: {pdp_port} }}
+"""
+
+
+def write_config(workdir: Path, name: str, text: str) -> Path:
+    """Writes one config into workdir (with nginx's temp folders) and returns its path."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
+        (workdir / f"{kind}_temp").mkdir(exist_ok=True)
+    path = workdir / name
+    path.write_text(text)
+    return path

@@ -1,0 +1,1 @@
+"""Stand-in backend services for `make run` (see echo_service)."""

@@ -1,0 +1,304 @@
+"""`make run` (scripts/run.sh) starts the whole gateway and stops all of it.
+
+One run.sh per module, every port overridden to a free 127.0.0.1 port and its
+state in a temporary LUCID_RUN_DIR; the last test sends SIGTERM and checks that
+no child and no listening port is left.
+"""
+import http.client
+import json
+import os
+import signal
+import socket
+import ssl
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from bench import stack
+from tests.support.ports import free_port
+from tests.support.processes import ROOT
+
+RUN_SH = ROOT / "scripts" / "run.sh"
+READY_BANNER = "lucid-gateway is up"
+_STARTUP_TIMEOUT_S = 120
+_STOP_TIMEOUT_S = 30
+
+needs_proxy = pytest.mark.skipif(
+    not stack.proxy_available(),
+    reason="the proxy is not on this branch yet (no proxy/__main__.py); run.sh skips it too")
+
+
+class RunScript:
+    """scripts/run.sh as a child in its own session, output in a file."""
+
+    def __init__(self, run_dir: Path, env: dict):
+        self.run_dir = run_dir
+        self.env = env
+        self.log_path = run_dir.parent / "run-sh.log"
+        self._log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen(["bash", str(RUN_SH)], stdout=self._log, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL, env={**_env_without("JWT_SECRET_KEY"), **env},
+                                     cwd=ROOT, start_new_session=True)
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait_ready(self) -> None:
+        deadline = time.monotonic() + _STARTUP_TIMEOUT_S
+        while READY_BANNER not in self.output():
+            if self.proc.poll() is not None:
+                pytest.fail(f"run.sh exited with {self.proc.returncode}:\n{self.output()}")
+            if time.monotonic() > deadline:
+                pytest.fail(f"run.sh not ready within {_STARTUP_TIMEOUT_S}s:\n{self.output()}")
+            time.sleep(0.2)
+
+    def child_pids(self) -> dict:
+        return {p.stem: int(p.read_text()) for p in (self.run_dir / "pids").glob("*.pid")}
+
+    def kill_everything(self) -> None:
+        """Last resort for a failed test: no child may outlive the suite."""
+        for pid in list(self.child_pids().values()) + [self.proc.pid]:
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        self.proc.wait(5)
+
+
+def _env_without(*names):
+    return {k: v for k, v in os.environ.items() if k not in names}
+
+
+@pytest.fixture(scope="module")
+def gateway(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("run") / "state"
+    ports = {name: free_port() for name in (
+        "HTTP_PORT", "HTTPS_PORT", "AUTH_PORT", "REDIS", "BLOCKCHAIN_CORE", "SESSION_MANAGEMENT",
+        "AUTH_SERVICE", "TRON_PAYMENT")}
+    env = {
+        "LUCID_RUN_DIR": str(run_dir),
+        "HTTP_PORT": str(ports["HTTP_PORT"]),
+        "HTTPS_PORT": str(ports["HTTPS_PORT"]),
+        "AUTH_PORT": str(ports["AUTH_PORT"]),
+        "REDIS_URL": f"redis://127.0.0.1:{ports['REDIS']}/0",
+        "BLOCKCHAIN_CORE_URL": f"http://127.0.0.1:{ports['BLOCKCHAIN_CORE']}",
+        "SESSION_MANAGEMENT_URL": f"http://127.0.0.1:{ports['SESSION_MANAGEMENT']}",
+        "AUTH_SERVICE_URL": f"http://127.0.0.1:{ports['AUTH_SERVICE']}",
+        "TRON_PAYMENT_URL": f"http://127.0.0.1:{ports['TRON_PAYMENT']}",
+        "PDP_WORKERS": "1",
+    }
+    # No JWT_SECRET_KEY (RunScript drops it): run.sh generates a dev secret into the run dir.
+    script = RunScript(run_dir, env)
+    script.ports = ports
+    try:
+        script.wait_ready()
+        yield script
+    finally:
+        if script.proc.poll() is None:
+            script.proc.send_signal(signal.SIGTERM)
+            try:
+                script.proc.wait(_STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                script.kill_everything()
+
+
+@pytest.fixture(scope="module")
+def token(gateway):
+    secret = (gateway.run_dir / "jwt-secret").read_text().strip()
+    return stack.mint_token(secret, sub="alice", roles="user", mfa=True)
+
+
+def _gateway_url(gateway, path):
+    return f"http://127.0.0.1:{gateway.ports['HTTP_PORT']}{path}"
+
+
+def test_generates_a_dev_secret_and_prints_a_ready_to_paste_curl(gateway):
+    secret_file = gateway.run_dir / "jwt-secret"
+    assert len(secret_file.read_text().strip()) >= 32
+    assert oct(secret_file.stat().st_mode & 0o777) == "0o600"
+    out = gateway.output()
+    assert "TOKEN=ey" in out
+    assert f"http://127.0.0.1:{gateway.ports['AUTH_PORT']}" in out
+
+
+def test_pdp_answers_forward_auth_with_the_generated_secret(gateway, token):
+    pdp = f"http://127.0.0.1:{gateway.ports['AUTH_PORT']}/v1/forward-auth"
+    request = {"X-Original-Method": "GET", "X-Original-URI": "/api/v1/sessions"}
+    assert requests.get(pdp, headers=request, timeout=5).status_code == 401
+    allowed = requests.get(pdp, headers={**request, "Authorization": f"Bearer {token}"}, timeout=5)
+    assert allowed.status_code == 200
+    assert allowed.headers["X-User-Id"] == "alice"
+
+
+def test_standins_answer_on_the_seed_cluster_ports(gateway):
+    for name in ("BLOCKCHAIN_CORE", "SESSION_MANAGEMENT", "AUTH_SERVICE", "TRON_PAYMENT"):
+        seen = requests.get(f"http://127.0.0.1:{gateway.ports[name]}/x", timeout=5).json()
+        assert seen["service"] == name.lower().replace("_", "-")
+
+
+def test_redis_runs_with_its_data_in_the_run_dir(gateway):
+    with socket.create_connection(("127.0.0.1", gateway.ports["REDIS"]), timeout=5) as s:
+        s.sendall(b"CONFIG GET dir\r\n")
+        reply = s.recv(4096).decode()
+    assert str(gateway.run_dir / "redis") in reply
+
+
+@needs_proxy
+def test_public_meta_endpoint_through_the_proxy(gateway):
+    answer = requests.get(_gateway_url(gateway, "/api/v1/meta/info"), timeout=5)
+    assert answer.status_code == 200
+    assert answer.headers["Content-Type"].startswith("application/json")
+
+
+@needs_proxy
+def test_authenticated_request_reaches_the_standin_with_identity_and_normalized_path(gateway, token):
+    # http.client sends the path byte for byte, so the proxy has to normalize it.
+    conn = http.client.HTTPConnection("127.0.0.1", gateway.ports["HTTP_PORT"], timeout=10)
+    try:
+        conn.request("GET", "/api/v1//sessions/./s-1?page=2", headers={
+            "Authorization": f"Bearer {token}", "X-User-Id": "mallory", "X-User-Roles": "admin"})
+        resp = conn.getresponse()
+        status, body = resp.status, resp.read()
+    finally:
+        conn.close()
+    assert status == 200, body
+    seen = json.loads(body)
+    assert seen["service"] == "session-management"
+    assert seen["path"] == "/api/v1/sessions/s-1"
+    assert seen["query"] == {"page": ["2"]}
+    assert seen["headers"]["x-user-id"] == "alice"
+    assert "admin" not in seen["headers"].get("x-user-roles", "")
+    assert seen["headers"]["x-request-id"]
+
+
+@needs_proxy
+def test_anonymous_request_to_a_protected_route_is_401_problem_json(gateway):
+    answer = requests.get(_gateway_url(gateway, "/api/v1/sessions"), timeout=5)
+    assert answer.status_code == 401
+    assert answer.headers["Content-Type"].startswith("application/problem+json")
+    assert answer.json()["status"] == 401
+
+
+@needs_proxy
+def test_https_listener_uses_the_generated_self_signed_certificate(gateway):
+    cert = gateway.run_dir / "certs" / "gateway.crt"
+    context = ssl.create_default_context(cafile=str(cert))
+    with socket.create_connection(("127.0.0.1", gateway.ports["HTTPS_PORT"]), timeout=5) as raw:
+        with context.wrap_socket(raw, server_hostname="localhost") as tls:
+            tls.sendall(b"GET /api/v1/meta/info HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            head = tls.recv(4096)
+    assert head.startswith(b"HTTP/1.1 200")
+
+
+def _run_briefly(env: dict, timeout: float = 60):
+    return subprocess.run(["bash", str(RUN_SH)], capture_output=True, text=True, timeout=timeout,
+                          stdin=subprocess.DEVNULL, cwd=ROOT, env={**os.environ, **env})
+
+
+@pytest.mark.parametrize("setting, value, message", [
+    ("HTTP_PORT", "80x80", "HTTP_PORT: expected a port from 1 to 65535, got '80x80'"),
+    ("SSL_ENABLED", "maybe", "SSL_ENABLED: expected true or false, got 'maybe'"),
+    ("BLOCKCHAIN_CORE_URL", "http://127.0.0.1:80a",
+     "BLOCKCHAIN_CORE_URL: expected a port from 1 to 65535 in 'http://127.0.0.1:80a'"),
+    ("TRON_PAYMENT_URL", "http://127.0.0.1:8087,ftp://pay",
+     "TRON_PAYMENT_URL: expected comma-separated http(s):// URLs, got 'ftp://pay'"),
+])
+def test_a_bad_setting_stops_startup_with_one_line_naming_it(tmp_path, setting, value, message):
+    done = _run_briefly({"LUCID_RUN_DIR": str(tmp_path / "state"), setting: value})
+    assert done.returncode == 2
+    assert done.stderr.strip() == f"run: {message}"     # one line, and nothing was started
+
+
+def test_a_busy_port_stops_startup_and_stops_what_was_already_started(tmp_path):
+    redis_port, standin_port = free_port(), free_port()
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        busy_port = busy.getsockname()[1]
+        done = _run_briefly({
+            "LUCID_RUN_DIR": str(tmp_path / "state"), "AUTH_PORT": str(busy_port),
+            "REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
+            "BLOCKCHAIN_CORE_URL": f"http://127.0.0.1:{standin_port}",
+            "SESSION_MANAGEMENT_URL": f"http://127.0.0.1:{free_port()}",
+            "AUTH_SERVICE_URL": f"http://127.0.0.1:{free_port()}",
+            "TRON_PAYMENT_URL": f"http://127.0.0.1:{free_port()}",
+        })
+    assert done.returncode == 2, done.stderr
+    assert f"port {busy_port} (AUTH_PORT) is already in use" in done.stderr
+    # Redis and the stand-ins had started before the PDP's port was checked.
+    assert "stopping redis blockchain-core" in done.stderr
+    assert not _listening(redis_port)
+    assert not _listening(standin_port)
+
+
+def test_reuses_a_running_redis_and_stops_everything_else_when_a_child_dies(tmp_path, redis_server):
+    # One run.sh for two behaviours, to keep the suite short: a Redis already
+    # answering at REDIS_URL is reused (and left running), and a child that
+    # dies makes run.sh stop the rest and exit 1.
+    ports = {name: free_port() for name in ("HTTP_PORT", "HTTPS_PORT", "AUTH_PORT", "A", "B", "C", "D")}
+    script = RunScript(tmp_path / "state", {
+        "LUCID_RUN_DIR": str(tmp_path / "state"), "HTTP_PORT": str(ports["HTTP_PORT"]),
+        "HTTPS_PORT": str(ports["HTTPS_PORT"]), "AUTH_PORT": str(ports["AUTH_PORT"]),
+        "REDIS_URL": redis_server.redis_url,
+        "BLOCKCHAIN_CORE_URL": f"http://127.0.0.1:{ports['A']}",
+        "SESSION_MANAGEMENT_URL": f"http://127.0.0.1:{ports['B']}",
+        "AUTH_SERVICE_URL": f"http://127.0.0.1:{ports['C']}",
+        "TRON_PAYMENT_URL": f"http://127.0.0.1:{ports['D']}", "PDP_WORKERS": "1",
+    })
+    try:
+        script.wait_ready()
+        assert "already running, reused" in script.output()
+        assert "redis" not in script.child_pids()
+        os.kill(script.child_pids()["tron-payment"], signal.SIGKILL)
+        code = script.proc.wait(_STOP_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        script.kill_everything()
+        pytest.fail("run.sh went on after a child died")
+    assert code == 1
+    assert "tron-payment exited unexpectedly; stopping the rest" in script.output()
+    assert [name for name, port in ports.items() if _listening(port)] == []
+    assert _listening(redis_server.port)        # not ours to stop
+
+
+def _listening(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+
+
+def test_sigterm_stops_every_child_and_frees_every_port(gateway):
+    # Keep this test last in the module: it ends the shared run.
+    children = gateway.child_pids()
+    expected = {"redis", "pdp", "blockchain-core", "session-management", "auth-service", "tron-payment"}
+    if stack.proxy_available():
+        expected.add("proxy")
+    assert expected <= set(children)
+
+    gateway.proc.send_signal(signal.SIGTERM)
+    try:
+        code = gateway.proc.wait(_STOP_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        gateway.kill_everything()
+        pytest.fail(f"run.sh did not stop within {_STOP_TIMEOUT_S}s")
+    assert code == 0, gateway.output()
+
+    # Each child led its own process group: an empty group means it and
+    # everything it forked (gunicorn workers) are gone.
+    deadline = time.monotonic() + 5
+    while any(_group_alive(pid) for pid in children.values()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert [name for name, pid in children.items() if _group_alive(pid)] == []
+    assert [name for name, port in gateway.ports.items() if _listening(port)] == []

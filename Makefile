@@ -12,7 +12,9 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(TOOLS_BIN):$(PATH)
 help:
 	@echo "make run        start the gateway locally on embedded defaults"
 	@echo "make test       bootstrap and run the whole test suite"
+	@echo "make bench      proxy+PDP beside nginx auth_request and Envoy ext_authz (wrk)"
 	@echo "make bench-pdp  PDP decisions/s, both engines, beside an OPA server"
+	@echo "make bench-quota  the cost of spending quota"
 
 # Python deps into .venv (re-run when pyproject.toml changes); system tools and
 # OPA/Helm (cached per machine, keyed by version) through scripts/bootstrap.sh.
@@ -26,7 +28,7 @@ bootstrap: $(STAMP)
 	@bash scripts/bootstrap.sh
 
 run: bootstrap
-	$(PY) -m pdp serve
+	bash scripts/run.sh
 
 test: bootstrap
 	$(PY) -m pytest

@@ -147,38 +147,45 @@ def main() -> None:
             s.stop()
 
 
+def _decision_p50_ms(env: dict, body: dict, n: int = 2000) -> float:
+    """p50 of Decider.decide() in this process: the PDP's own cost per decision,
+    without HTTP and scheduling noise (real engine, real Redis, real OPA)."""
+    from pdp.app import build_services
+    from pdp.config import load_settings
+    services = build_services(load_settings({**env, "DECISION_LOG": "off"}))
+    request = body["request"]
+    for _ in range(200):
+        decision = services.decider.decide(request)
+    if not decision.allow:
+        return float("nan")
+    samples = []
+    for _ in range(n):
+        started = time.perf_counter()
+        services.decider.decide(request)
+        samples.append(time.perf_counter() - started)
+    samples.sort()
+    return samples[len(samples) // 2] * 1000
+
+
 def growth(base_env, opa, token) -> None:
     """p50 per decision as data and headers grow, both engines, memo on and off."""
-    print("\n# cost growth: p50 ms per decision at 8 connections (data entries in data.gateway.grants; request headers)")
+    print("\n# cost growth: p50 ms of one decision inside the PDP (Decider.decide, 2,000 in a row)")
+    print("# data: entries in data.gateway.grants, looked up by path; headers: request headers sent")
     print(f"{'case':<30} {'embedded':>10} {'emb. memo off':>14} {'opa engine':>11}")
     tmp = Path(tempfile.mkdtemp(prefix="bench-growth-"))
+    engines = ({}, {"PDP_MEMO_SIZE": "0"}, {"PDP_ENGINE": "opa", "OPA_URL": opa.url})
     rows = {}
     try:
         for entries in (10, 1000, 10000):
             folder = growth_policy(tmp / f"d{entries}", entries)
-            row = []
-            for env in ({}, {"PDP_MEMO_SIZE": "0"}, {"PDP_ENGINE": "opa", "OPA_URL": opa.url}):
-                pdp = start_pdp({**base_env, "POLICY_DIR": str(folder), **env})
-                try:
-                    r, allowed = measure("g", pdp.url + "/v1/check", check_body(token), connections=8, seconds=max(3, SECONDS // 2))
-                    row.append(r.p50_ms if allowed else float("nan"))
-                finally:
-                    pdp.stop()
-            rows[f"{entries} data entries"] = row
-            print(f"{entries:>6} data entries{'':<16} {row[0]:>10.2f} {row[1]:>14.2f} {row[2]:>11.2f}", flush=True)
-        folder = tmp / "d10"
+            row = [_decision_p50_ms({**base_env, "POLICY_DIR": str(folder), **env}, check_body(token)) for env in engines]
+            rows[entries] = row
+            print(f"{entries:>6} data entries{'':<16} {row[0]:>10.3f} {row[1]:>14.3f} {row[2]:>11.3f}", flush=True)
         for headers in (5, 100):
-            row = []
-            for env in ({}, {"PDP_MEMO_SIZE": "0"}, {"PDP_ENGINE": "opa", "OPA_URL": opa.url}):
-                pdp = start_pdp({**base_env, "POLICY_DIR": str(folder), **env})
-                try:
-                    r, _ = measure("h", pdp.url + "/v1/check", check_body(token, extra_headers=headers - 3),
-                                   connections=8, seconds=max(3, SECONDS // 2))
-                    row.append(r.p50_ms)
-                finally:
-                    pdp.stop()
-            print(f"{headers:>6} request headers{'':<13} {row[0]:>10.2f} {row[1]:>14.2f} {row[2]:>11.2f}", flush=True)
-        small, big = rows["10 data entries"], rows["10000 data entries"]
+            body = check_body(token, extra_headers=headers - 3)
+            row = [_decision_p50_ms({**base_env, "POLICY_DIR": str(tmp / "d10"), **env}, body) for env in engines]
+            print(f"{headers:>6} request headers{'':<13} {row[0]:>10.3f} {row[1]:>14.3f} {row[2]:>11.3f}", flush=True)
+        small, big = rows[10], rows[10000]
         print(f"\np50 ratio 10,000 vs 10 entries: embedded {big[0] / small[0]:.2f}x, "
               f"embedded memo off {big[1] / small[1]:.2f}x, opa engine {big[2] / small[2]:.2f}x")
     finally:

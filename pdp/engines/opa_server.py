@@ -59,10 +59,18 @@ class OpaServerEngine:
                 if not isinstance(value, dict):
                     raise PolicyError(f"top-level data {key!r} must be an object for the opa engine")
                 self._admin.update_or_create_data(value, key)
-            self._push_modules(bundle, wanted)
-            for stale in set(self._admin.get_policies_list()) - set(wanted):
-                if stale.startswith(_POLICY_ID_PREFIX):
-                    self._admin.delete_policy(stale)
+            stale = {pid for pid in self._admin.get_policies_list() if pid.startswith(_POLICY_ID_PREFIX)} - set(wanted)
+            try:
+                self._push_modules(bundle, wanted)
+            except PolicyError:
+                if not stale:
+                    raise
+                # The new modules may clash with old ones (same rule, other kind):
+                # clear the old ones first, then push again.
+                self._delete_modules(stale)
+                stale = set()
+                self._push_modules(bundle, wanted)
+            self._delete_modules(stale)
         except PolicyError:
             raise
         except _OPA_FAILURES as err:
@@ -86,6 +94,22 @@ class OpaServerEngine:
                 name, err = next(iter(failed.values()))
                 raise PolicyError(_describe(err), name)
             pending = {pid: name for pid, (name, _) in failed.items()}
+
+    def _delete_modules(self, policy_ids: set) -> None:
+        """Deletes modules; OPA refuses to delete one that a remaining module still
+        calls, so retry until a pass makes no progress, like _push_modules."""
+        pending = set(policy_ids)
+        while pending:
+            failed = set()
+            for policy_id in pending:
+                try:
+                    self._admin.delete_policy(policy_id)
+                except opa_errors.DeletePolicyError as err:
+                    if getattr(err, "expression", None) != "resource_not_found":
+                        failed.add(policy_id)
+            if failed == pending:
+                raise PolicyError(f"OPA refused to delete old modules: {', '.join(sorted(failed))}")
+            pending = failed
 
     def evaluate(self, compiled: Pushed, input_doc: dict):
         try:

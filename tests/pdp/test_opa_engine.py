@@ -78,3 +78,22 @@ def test_opa_loading_its_own_bundle(pdp_factory, opa_binary, mint):
         assert not any(p["id"].startswith("lucid_") for p in policies)  # nothing was pushed
     finally:
         opa.stop()
+
+
+def test_switching_policy_sets_on_one_opa(opa_server, tmp_path):
+    """A reload may replace many interdependent modules by a different set, and back."""
+    from pdp.engines.opa_server import OpaServerEngine
+    from pdp.policy.bundle import load_bundle
+    from tests.conftest import FIXTURE_POLICIES, SHIPPED_POLICIES
+    engine = OpaServerEngine(opa_server.url, timeout_s=5)
+    public = {"request": {"method": "GET", "parsed_path": ["public"], "path": "/public"},
+              "subject": {"authenticated": False, "roles": []}}
+    meta = {"request": {"method": "GET", "parsed_path": ["api", "v1", "meta", "health"], "path": "/api/v1/meta/health"},
+            "subject": {"authenticated": False, "roles": []}}
+    for folder, doc, allowed in ((SHIPPED_POLICIES, meta, True), (FIXTURE_POLICIES, public, True),
+                                 (FIXTURE_POLICIES, meta, False), (SHIPPED_POLICIES, meta, True)):
+        pushed = engine.compile(load_bundle(folder))
+        assert engine.evaluate(pushed, doc)["allow"] is allowed, folder
+    ids = requests.get(opa_server.url + "/v1/policies", timeout=5).json()["result"]
+    assert sorted(p["id"] for p in ids) == sorted("lucid_" + n.replace("/", "_").replace(".", "_")
+                                                  for n in load_bundle(SHIPPED_POLICIES).modules)

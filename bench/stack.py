@@ -7,11 +7,9 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import requests
-
+from tests.support.pdp_process import start_pdp as start_pdp_process
 from tests.support.ports import free_port
 from tests.support.processes import ROOT, Server
 
@@ -57,25 +55,8 @@ def pdp_env(redis_url: str, secret: str, port: int, quotas: bool = False) -> dic
 
 
 def start_pdp(env: dict, ready_timeout: float = 120) -> Server:
-    """The PDP under gunicorn, once /v1/ready says its policy is loaded.
-
-    The master binds before its workers have compiled the policy, so an open
-    port alone is not ready.
-    """
-    server = Server([sys.executable, "-m", "pdp", "serve"], int(env["AUTH_PORT"]), env=env,
-                    ready_timeout=60)
-    deadline = time.monotonic() + ready_timeout
-    while time.monotonic() < deadline:
-        try:
-            if requests.get(server.url + "/v1/ready", timeout=5).status_code == 200:
-                return server
-        except requests.RequestException:
-            pass
-        if server.proc.poll() is not None:
-            break
-        time.sleep(0.2)
-    server.stop()
-    raise RuntimeError(f"the PDP was not ready within {ready_timeout:g}s:\n{server.output()[-3000:]}")
+    """The PDP under gunicorn, once /v1/ready says its policy is loaded."""
+    return start_pdp_process(env, workers=None, timeout=ready_timeout, ready_path="/v1/ready")
 
 
 def mint_token(secret: str, sub: str = "bench", roles: str = "user", mfa: bool = True,

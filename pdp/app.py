@@ -139,11 +139,13 @@ def get_app(fallback_bundle=None) -> falcon.App:
 
     fallback_bundle: the policy `pdp serve` checked at startup, served when the
     files on disk are broken by the time this worker starts."""
-    from . import logs
+    from . import heap, logs
     from .config import load_settings
 
     settings = load_settings()
     logs.configure(settings.log_level)
     services = build_services(settings, fallback_bundle)
     services.policies.watch(settings.policy_reload_s)
-    return create_app(services, yield_fn=_gevent_yield())
+    app = create_app(services, yield_fn=_gevent_yield())
+    heap.settle()
+    return app

@@ -61,6 +61,8 @@ class Worker:
 
         config = self._config
         self.gateway, self._metrics, background = self._build_gateway()
+        from pdp import heap
+        heap.settle()
         listeners = [(config.http_port, "http")]
         if config.ssl_enabled:
             listeners.append((config.https_port, "https"))

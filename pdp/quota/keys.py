@@ -6,6 +6,7 @@ slot and one Lua script can touch them all.
 """
 from __future__ import annotations
 
+import functools
 from datetime import datetime, timezone
 
 DEFAULT_PREFIX = "lucid:q:"
@@ -22,7 +23,14 @@ def subject_tag(key: str) -> str:
 
 def calendar_window(algorithm: str, now_s: float) -> tuple[str, int, int]:
     """Returns (window id, start ms, end ms) of the UTC day or month holding now_s."""
-    now = datetime.fromtimestamp(now_s, tz=timezone.utc)
+    # Constant within a UTC day (UTC has no leap seconds in Unix time): computed
+    # once a day instead of twice per decision (~10 us each with strftime).
+    return _window_of_day(algorithm, int(now_s // 86400))
+
+
+@functools.lru_cache(maxsize=16)
+def _window_of_day(algorithm: str, day: int) -> tuple[str, int, int]:
+    now = datetime.fromtimestamp(day * 86400, tz=timezone.utc)
     if algorithm == "calendar_day":
         start = now.replace(hour=0, minute=0, second=0, microsecond=0)
         window_id = start.strftime("d%Y%m%d")

@@ -27,7 +27,6 @@ import secrets
 import shutil
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import requests

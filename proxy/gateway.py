@@ -323,6 +323,7 @@ class Gateway:
             idempotent = req.method in IDEMPOTENT
             attempts_left = cluster.spec.retry_attempts if idempotent else 0
             tried = []
+            last_error = None
             while True:
                 endpoint = cluster.pick(headers, exclude=tried)
                 if endpoint is None:

@@ -6,7 +6,6 @@ import os
 import secrets
 import shutil
 import time
-from pathlib import Path
 
 import jwt
 import pytest

@@ -3,8 +3,6 @@ from __future__ import annotations
 
 import json
 
-import falcon
-
 from ..problem import Problem
 
 _METHOD_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ")

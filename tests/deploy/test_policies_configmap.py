@@ -18,7 +18,6 @@ from .conftest import CI_VALUES
 
 pytest.importorskip("pdp.policy.bundle", reason="the PDP is not merged into this tree yet")
 from pdp.policy.bundle import fingerprint, load_bundle  # noqa: E402
-from pdp.policy.errors import PolicyError  # noqa: E402
 
 SOURCE = ROOT / "policies" if (ROOT / "policies" / "gateway").is_dir() else ROOT / "tests" / "fixtures" / "policies"
 

@@ -1,9 +1,7 @@
 """The nginx and Envoy configs `make bench` generates are valid and really
 enforce our PDP's decisions (short real runs, not load tests)."""
-import json
 import subprocess
 
-import pytest
 import requests
 
 from bench import configs, stack

@@ -242,13 +242,7 @@ def iter_chunked_body(reader: SocketReader, chunk_bytes: int = RECV_BYTES):
                 trailer_bytes += len(trailer)
                 if trailer_bytes > _TRAILER_MAX:
                     raise ProtocolError(400, "trailers too large")
-        remaining = size
-        while remaining > 0:
-            data = reader.read_some(min(chunk_bytes, remaining))
-            if not data:
-                raise ConnectionClosed()
-            remaining -= len(data)
-            yield data
+        yield from iter_fixed_body(reader, size, chunk_bytes)
         if reader.read_exact(2) != b"\r\n":
             raise ProtocolError(400, "malformed chunk terminator")
 

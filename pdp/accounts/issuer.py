@@ -59,6 +59,10 @@ class TokenIssuer:
         self._store.touch_session(family.family_id, self._refresh_expiry())
         return self._response(user, family.family_id, new, family.amr, family.mfa)
 
+    def family(self, token):
+        """The (live) family of a refresh token, without using it; AuthFailed otherwise."""
+        return self._families.peek(token)
+
     def end(self, family_id: str, reason: str = "logout") -> None:
         self._families.revoke(family_id, reason)
         self._store.end_session(family_id, reason)

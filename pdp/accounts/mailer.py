@@ -1,0 +1,80 @@
+"""Mailer: sends the sign-in mails over SMTP (smtplib).
+
+SMTP_URL forms: ``smtp://[user:pass@]host:port`` (plain, STARTTLS when the
+server offers it), ``smtp+starttls://...`` (STARTTLS required) and
+``smtps://...`` (TLS from the first byte). Links in mails are built from
+PUBLIC_BASE_URL by the caller, never from a request's Host header.
+"""
+from __future__ import annotations
+
+import smtplib
+import ssl
+import urllib.parse
+from email.message import EmailMessage
+from email.utils import make_msgid
+
+from .errors import MailUnavailable
+
+_SCHEMES = {"smtp": 25, "smtp+starttls": 587, "smtps": 465}
+
+
+def parse_smtp_url(raw: str) -> dict:
+    """Raises ValueError with a message that never echoes a password."""
+    parts = urllib.parse.urlsplit(raw.strip())
+    if parts.scheme not in _SCHEMES:
+        raise ValueError("expected smtp://, smtp+starttls:// or smtps://host:port")
+    try:
+        port = parts.port or _SCHEMES[parts.scheme]
+    except ValueError:
+        raise ValueError("the port must be a number from 1 to 65535") from None
+    if not parts.hostname:
+        raise ValueError("expected a host")
+    return {"scheme": parts.scheme, "host": parts.hostname, "port": port,
+            "username": urllib.parse.unquote(parts.username) if parts.username else None,
+            "password": urllib.parse.unquote(parts.password) if parts.password else None}
+
+
+class Mailer:
+    def __init__(self, smtp_url: str, sender: str, timeout_s: float):
+        self._target = parse_smtp_url(smtp_url)
+        self._sender = sender
+        self._timeout = timeout_s
+
+    def _connect(self) -> smtplib.SMTP:
+        t = self._target
+        if t["scheme"] == "smtps":
+            conn = smtplib.SMTP_SSL(t["host"], t["port"], timeout=self._timeout, context=ssl.create_default_context())
+        else:
+            conn = smtplib.SMTP(t["host"], t["port"], timeout=self._timeout)
+            conn.ehlo()
+            if t["scheme"] == "smtp+starttls" or conn.has_extn("starttls"):
+                conn.starttls(context=ssl.create_default_context())
+                conn.ehlo()
+        if t["username"]:
+            conn.login(t["username"], t["password"] or "")
+        return conn
+
+    def send(self, to: str, subject: str, text: str, html: str | None = None) -> str:
+        """Sends one message; returns its Message-ID. Raises MailUnavailable."""
+        msg = EmailMessage()
+        msg["From"] = self._sender
+        msg["To"] = to
+        msg["Subject"] = subject
+        msg["Message-ID"] = make_msgid(domain="lucid-gateway")
+        msg.set_content(text)
+        if html:
+            msg.add_alternative(html, subtype="html")
+        try:
+            with self._connect() as conn:
+                conn.send_message(msg)
+        except (OSError, smtplib.SMTPException) as err:
+            raise MailUnavailable(f"SMTP unavailable ({err.__class__.__name__})") from None
+        return msg["Message-ID"]
+
+    def probe(self) -> bool:
+        """True when the server greets and answers NOOP (readiness)."""
+        try:
+            with self._connect() as conn:
+                return conn.noop()[0] == 250
+        except (OSError, smtplib.SMTPException):
+            return False

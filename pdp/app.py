@@ -145,6 +145,7 @@ def policy_settings(settings) -> dict:
         "rate_limit_per_minute": settings.rate_limit_per_minute,
         "rate_limit_burst": settings.rate_limit_burst,
         "rate_limit_enabled": settings.rate_limit_enabled,
+        "signup_mode": settings.signup_mode,
     }
 
 

@@ -54,6 +54,15 @@ class Stack:
         self.redis_client = redis.Redis.from_url(self.redis.redis_url)
         self._ip = 0
 
+    def restart_pdp(self, **env):
+        """A new PDP on the same Redis, MongoDB and SMTP (a new port)."""
+        self.pdp.stop()
+        self.env.update({k: str(v) for k, v in env.items()})
+        self.env.pop("AUTH_PORT", None)
+        self.pdp = start_pdp(self.env, workers=1)
+        self.url = self.pdp.url
+        self.api = self.url + "/api/v1"
+
     def stop(self):
         for name in ("pdp", "mail", "mongo", "redis"):
             server = getattr(self, name, None)

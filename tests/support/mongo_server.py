@@ -10,10 +10,11 @@ from .processes import Server
 from .tools import require_tool
 
 
-def start_mongo() -> Server:
+def start_mongo(port: int | None = None, workdir: str | None = None) -> Server:
+    """port and workdir given: restart a stopped server on its data."""
     binary = require_tool("secantusd-py")
-    port = free_port()
-    workdir = tempfile.mkdtemp(prefix="lucid-mongo-")
+    port = port or free_port()
+    workdir = workdir or tempfile.mkdtemp(prefix="lucid-mongo-")
     argv = [binary, "--host", "127.0.0.1", "--port", str(port), "--storage-path", workdir,
             "--standalone", "--cache-size", "64M", "--log-level", "WARNING"]
     server = Server(argv, port, ready_timeout=60.0)

@@ -259,6 +259,8 @@ if [ -z "${MONGODB_URI:-}" ]; then
   MONGODB_PORT="$(port_setting LUCID_MONGODB_PORT 27017)"
   require_free_port "$MONGODB_PORT" LUCID_MONGODB_PORT
   SECANTUSD="$(command -v secantusd-py || true)"
+  tools_bin="${LUCID_TOOLS_CACHE:-$HOME/.cache/lucid-gateway/tools}/bin"
+  [ -n "$SECANTUSD" ] || [ ! -x "$tools_bin/secantusd-py" ] || SECANTUSD="$tools_bin/secantusd-py"
   [ -n "$SECANTUSD" ] || die "secantusd-py not found: run 'make bootstrap' (or set MONGODB_URI to a running MongoDB)"
   mkdir -p "$RUN_DIR/mongodb"
   start_child mongodb "$SECANTUSD" --host "$HOST" --port "$MONGODB_PORT" --storage-path "$RUN_DIR/mongodb" \

@@ -34,6 +34,10 @@ def parse_smtp_url(raw: str) -> dict:
             "password": urllib.parse.unquote(parts.password) if parts.password else None}
 
 
+def _transfer_encoding(body: str) -> str:
+    return "7bit" if body.isascii() and all(len(line) < 990 for line in body.splitlines()) else "8bit"
+
+
 class Mailer:
     def __init__(self, smtp_url: str, sender: str, timeout_s: float):
         self._target = parse_smtp_url(smtp_url)
@@ -61,9 +65,11 @@ class Mailer:
         msg["To"] = to
         msg["Subject"] = subject
         msg["Message-ID"] = make_msgid(domain="lucid-gateway")
-        msg.set_content(text)
+        # No quoted-printable: the link must survive `grep` on a saved .eml
+        # (make run's run/mail/) and copy-paste from a plain-text reader.
+        msg.set_content(text, cte=_transfer_encoding(text))
         if html:
-            msg.add_alternative(html, subtype="html")
+            msg.add_alternative(html, subtype="html", cte=_transfer_encoding(html))
         try:
             with self._connect() as conn:
                 conn.send_message(msg)

@@ -136,3 +136,11 @@ def test_an_expired_link_is_refused_as_expired(redis_server):
     with pytest.raises(AuthFailed) as err:
         links.redeem(token)
     assert err.value.reason == "magic_link_used"
+
+
+def test_the_saved_mail_holds_the_link_verbatim(stack):
+    # make run users grep run/mail/*.eml: no quoted-printable soft breaks or =3D in the link.
+    stack.sign_up("verbatim@example.com")
+    token = stack.magic_token("verbatim@example.com")
+    raw = b"".join(p.read_bytes() for p in stack.mail.dir.glob("*.eml")).decode()
+    assert f"/api/v1/auth/magic?token={token}" in raw

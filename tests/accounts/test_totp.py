@@ -164,3 +164,22 @@ def test_step_acceptance_is_strictly_increasing(redis_server):
     assert not guard.accept_step("u_steps", 100)
     assert not guard.accept_step("u_steps", 99)
     assert guard.accept_step("u_steps", 101)
+
+
+def test_pdp_totp_qr_draws_the_enrolment_uri_in_the_terminal():
+    import subprocess
+    import sys
+
+    import segno
+    from tests.support.processes import ROOT
+    uri = "otpauth://totp/lucid-gateway:ann%40example.com?secret=VPLTKG3LKDVOS4GEVLL6WR6HBYHHWSHH&issuer=lucid-gateway"
+    done = subprocess.run([sys.executable, "-m", "pdp", "totp-qr", uri], cwd=ROOT, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    width, height = segno.make(uri, error="m").symbol_size(scale=1, border=4)
+    # Compact mode: one character per module across, two modules per line down.
+    assert {len(line) for line in lines} == {width} and len(lines) == (height + 1) // 2
+    refused = subprocess.run([sys.executable, "-m", "pdp", "totp-qr", "https://evil.example"], cwd=ROOT,
+                             capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 2

@@ -50,7 +50,7 @@ def user_view(user: dict) -> dict:
     """What the API shows of a user document (never the TOTP secret or recovery hashes)."""
     def iso(value):
         return value.isoformat().replace("+00:00", "Z") if isinstance(value, dt.datetime) else value
-    return {"id": user["_id"], "email": user["email"], "status": user["status"],
+    return {"id": user["_id"], "email": user.get("email"), "status": user.get("status", "active"),
             "roles": user.get("roles", []), "plan": user.get("plan", "free"),
             "profile": user.get("profile", {}), "totp_enabled": "totp" in user,
             "wallets": [w["address"] for w in user.get("wallets", [])],
@@ -199,7 +199,7 @@ class SignIn:
         expires = dt.datetime.fromtimestamp(self._clock() + _ENROL_TTL_S, dt.timezone.utc)
         if not self._store.set_totp_pending(user_id, sealed, expires):
             raise Conflict("TOTP is already enrolled")
-        uri = totp_lib.provisioning_uri(secret, user["email"], issuer_name)
+        uri = totp_lib.provisioning_uri(secret, user.get("email") or user_id, issuer_name)
         return {"otpauth_uri": uri, "secret": secret, "qr_svg": totp_lib.qr_svg(uri),
                 "expires_in": _ENROL_TTL_S, "confirm": "POST /api/v1/users/me/totp/confirm {\"code\": \"123456\"}"}
 

@@ -3,7 +3,7 @@
 A user document (``users`` collection)::
 
     {"_id": "u_<32 hex>",            # also the token's sub
-     "email": "ann@example.com",      # normalized, unique index
+     "email": "ann@example.com",      # normalized, unique index (absent: no email)
      "status": "pending" | "active",  # active once a first magic link is redeemed
      "roles": ["user"], "plan": "free",
      "profile": {"display_name": str, "locale": str, "timezone": str},
@@ -85,7 +85,10 @@ class UserStore:
     def ensure_indexes(self) -> None:
         """Creates the indexes (idempotent); raises StoreUnavailable."""
         try:
-            self.users.create_index("email", unique=True, name="email_unique")
+            # Partial, like the wallet index: an account without an email (a
+            # wallet-only one) is not a duplicate of every other such account.
+            self.users.create_index("email", unique=True, name="email_unique",
+                                    partialFilterExpression={"email": {"$type": "string"}})
             self.users.create_index(
                 "wallets.address", unique=True, name="wallet_address_unique",
                 partialFilterExpression={"wallets.address": {"$type": "string"}})

@@ -44,12 +44,13 @@ class Mailer:
         self._sender = sender
         self._timeout = timeout_s
 
-    def _connect(self) -> smtplib.SMTP:
+    def _connect(self, timeout_s: float | None = None) -> smtplib.SMTP:
         t = self._target
+        timeout = timeout_s or self._timeout
         if t["scheme"] == "smtps":
-            conn = smtplib.SMTP_SSL(t["host"], t["port"], timeout=self._timeout, context=ssl.create_default_context())
+            conn = smtplib.SMTP_SSL(t["host"], t["port"], timeout=timeout, context=ssl.create_default_context())
         else:
-            conn = smtplib.SMTP(t["host"], t["port"], timeout=self._timeout)
+            conn = smtplib.SMTP(t["host"], t["port"], timeout=timeout)
             conn.ehlo()
             if t["scheme"] == "smtp+starttls" or conn.has_extn("starttls"):
                 conn.starttls(context=ssl.create_default_context())
@@ -77,10 +78,11 @@ class Mailer:
             raise MailUnavailable(f"SMTP unavailable ({err.__class__.__name__})") from None
         return msg["Message-ID"]
 
-    def probe(self) -> bool:
-        """True when the server greets and answers NOOP (readiness)."""
+    def probe(self, timeout_s: float | None = None) -> bool:
+        """True when the server greets and answers NOOP (readiness, and the
+        unknown-address path of login)."""
         try:
-            with self._connect() as conn:
+            with self._connect(timeout_s) as conn:
                 return conn.noop()[0] == 250
         except (OSError, smtplib.SMTPException):
             return False

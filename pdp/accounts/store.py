@@ -107,9 +107,11 @@ class UserStore:
             if not self._indexes_ready:
                 self.ensure_indexes()
 
-    def ping(self) -> bool:
+    def ping(self, timeout_s: float = 1.0) -> bool:
+        """Readiness: a short deadline (pymongo.timeout), not the request timeouts."""
         try:
-            self._db.command("ping")
+            with pymongo.timeout(timeout_s):
+                self._db.command("ping")
             return True
         except PyMongoError:
             return False

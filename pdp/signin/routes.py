@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import time
 
 from ..accounts.audit import AuditLog
 from ..accounts.issuer import TokenIssuer
@@ -21,6 +22,7 @@ from .magic_page import MagicPage
 from .users import Me, Totp, TotpConfirm, UserItem, UserPlan, UserRoles, Users
 
 API = "/api/v1"
+_CHECK_CACHE_S = 2.0
 
 
 @dataclasses.dataclass
@@ -33,10 +35,19 @@ class SignInService:
     mailer: Mailer
     metrics: BusinessMetrics
     denylist: object
+    _checked: tuple | None = None
 
     def checks(self) -> dict:
-        """Readiness of the auth service's own dependencies."""
-        return {"mongodb": self.store.ping(), "smtp": self.mailer.probe()}
+        """Readiness of the auth service's own dependencies.
+
+        Each probe has a 1 s deadline and the answer is reused for
+        _CHECK_CACHE_S: a kubelet probing every few seconds (with a short
+        timeout of its own) never waits on a slow SMTP server, and never
+        opens an SMTP connection per probe."""
+        now = time.monotonic()
+        if self._checked is None or now - self._checked[0] > _CHECK_CACHE_S:
+            self._checked = (now, {"mongodb": self.store.ping(1.0), "smtp": self.mailer.probe(1.0)})
+        return dict(self._checked[1])
 
 
 def build(settings, redis_client, denylist, registry, db=None) -> SignInService:

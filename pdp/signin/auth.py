@@ -7,6 +7,7 @@ import falcon
 
 from ..accounts import errors as e
 from ..accounts.refresh import family_of
+from .http import BadInput, read_fields
 
 
 def _no_store(resp):
@@ -21,7 +22,6 @@ class Login:
         self._client = client_info
 
     def on_post(self, req, resp):
-        from .http import read_fields
         doc = read_fields(req, {"email": str}, required=("email",))
         self._signin.request_link(doc["email"], self._client(req))
         resp.status = falcon.HTTP_202
@@ -37,7 +37,6 @@ class Verify:
         self._client = client_info
 
     def on_post(self, req, resp):
-        from .http import BadInput, read_fields
         doc = read_fields(req, {"token": str, "mfa_token": str, "code": str, "recovery_code": str})
         resp.media = verify(self._signin, doc, self._client(req), BadInput)
         _no_store(resp)
@@ -62,7 +61,6 @@ class Refresh:
         self._issuer = issuer
 
     def on_post(self, req, resp):
-        from .http import read_fields
         doc = read_fields(req, {"refresh_token": str}, required=("refresh_token",))
         resp.media = self._issuer.refresh(doc["refresh_token"])
         _no_store(resp)
@@ -79,7 +77,6 @@ class Logout:
         self._clock = clock
 
     def on_post(self, req, resp):
-        from .http import read_fields
         caller = self._auth.required(req)
         doc = read_fields(req, {"refresh_token": str})
         claims = caller["claims"]

@@ -9,6 +9,7 @@ import falcon
 
 from ..accounts import errors as e
 from .auth import verify
+from .http import BadInput, read_form
 
 _HEADERS = {
     "Cache-Control": "no-store",
@@ -56,7 +57,6 @@ class MagicPage:
                    + _form({"token": token}, "", "Sign in"))
 
     def on_post(self, req, resp):
-        from .http import BadInput, read_form
         try:
             doc = read_form(req, ("token", "mfa_token", "code", "recovery_code"))
             doc = {k: v for k, v in doc.items() if v != ""}

@@ -6,6 +6,7 @@ import falcon
 from ..accounts import errors as e
 from ..accounts.service import user_view
 from ..accounts.store import PROFILE_FIELDS
+from .http import read_fields
 
 _PROFILE_TYPES = {name: str for name in PROFILE_FIELDS}
 
@@ -19,7 +20,6 @@ class Users:
         self._client = client_info
 
     def on_post(self, req, resp):
-        from .http import read_fields
         caller = self._auth.optional(req)
         doc = read_fields(req, {"email": str, "roles": list, "plan": str, **_PROFILE_TYPES}, required=("email",))
         user = self._accounts.sign_up(doc, caller, self._client(req))
@@ -41,7 +41,6 @@ class Me:
         resp.media = user_view(self._accounts.get(caller["sub"]))
 
     def on_put(self, req, resp):
-        from .http import read_fields
         caller = self._auth.required(req)
         doc = read_fields(req, _PROFILE_TYPES)
         resp.media = user_view(self._accounts.update_profile(caller["sub"], doc))
@@ -70,7 +69,6 @@ class UserRoles:
         self._client = client_info
 
     def on_put(self, req, resp, user_id):
-        from .http import read_fields
         admin = self._auth.admin(req)
         doc = read_fields(req, {"roles": list}, required=("roles",))
         resp.media = user_view(self._accounts.set_roles(admin, user_id, doc["roles"], self._client(req)))
@@ -85,7 +83,6 @@ class UserPlan:
         self._client = client_info
 
     def on_put(self, req, resp, user_id):
-        from .http import read_fields
         admin = self._auth.admin(req)
         doc = read_fields(req, {"plan": str}, required=("plan",))
         resp.media = user_view(self._accounts.set_plan(admin, user_id, doc["plan"], self._client(req)))
@@ -100,7 +97,6 @@ class Totp:
         self._issuer_name = issuer_name
 
     def on_post(self, req, resp):
-        from .http import read_fields
         caller = self._auth.required(req)
         read_fields(req, {})
         resp.status = falcon.HTTP_201
@@ -116,7 +112,6 @@ class TotpConfirm:
         self._auth = caller_auth
 
     def on_post(self, req, resp):
-        from .http import read_fields
         caller = self._auth.required(req)
         doc = read_fields(req, {"code": str}, required=("code",))
         resp.media = self._signin.confirm_totp(caller["sub"], doc["code"])

@@ -4,6 +4,8 @@ Starts Redis, SecantusDB, the mail sink and a PDP (2 gunicorn workers) as the
 tests do (tests/accounts/stack.py), then times, from N client threads:
   - refresh: POST /api/v1/auth/refresh, each thread rotating its own session;
   - login:   POST /api/v1/auth/login (202, one mail sent over SMTP each);
+  - login-none: the same for addresses without an account (no mail; the SMTP
+             conversation is rehearsed, so the two should cost about the same);
   - status:  GET /api/v1/auth/status with an access token (verify only).
 Prints requests/s and p50/p99 latency for each. A benchmark: it asserts
 nothing. SecantusDB is not MongoDB: the Mongo-bound numbers (login, refresh)
@@ -85,9 +87,17 @@ def main() -> int:
                 return session.get(stack.api + "/auth/status", headers=header, timeout=30).status_code == 200
             return call
 
+        def login_unknown(i):
+            def call(session):
+                r = session.post(stack.api + "/auth/login", json={"email": f"ghost{i}@example.com"}, timeout=30,
+                                 headers={"X-Forwarded-For": f"198.51.100.{i + 101}"})
+                return r.status_code == 202
+            return call
+
         _run("status", status)
         _run("refresh", refresh)
         _run("login", login)
+        _run("login-none", login_unknown)
     finally:
         stack.stop()
     return 0

@@ -3,6 +3,8 @@
 `make run` and the tests use it in place of a mail provider: each message is
 saved as <dir>/<UTC time>-<n>.eml (written to a temporary name, then renamed,
 so a reader never sees half a message), and its path is printed on stdout.
+A message to an address at reject.invalid (a reserved, never-real domain) is
+refused at DATA (554), as a provider refuses a message: the tests use it.
 
 Usage: python -m devenv.mail_sink --dir run/mail [--host 127.0.0.1] [--port 8025]
 """
@@ -28,6 +30,8 @@ class SaveToDir:
         self._lock = threading.Lock()
 
     async def handle_DATA(self, server, session, envelope):
+        if any(rcpt.lower().endswith("@reject.invalid") for rcpt in envelope.rcpt_tos):
+            return "554 Message refused (reject.invalid)"
         with self._lock:
             n = next(self._counter)
         stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")

@@ -78,6 +78,25 @@ class Mailer:
             raise MailUnavailable(f"SMTP unavailable ({err.__class__.__name__})") from None
         return msg["Message-ID"]
 
+    def rehearse(self, to: str) -> None:
+        """Everything of send() but the message: MAIL, RCPT, then RSET.
+
+        Login for an unknown address does this, so that it costs about what a
+        real mail costs (no timing tells which addresses have accounts) and
+        fails the same way while the SMTP server is down. Raises MailUnavailable."""
+        try:
+            with self._connect() as conn:
+                code, _ = conn.mail(self._sender_address())
+                if code == 250:
+                    conn.rcpt(to)
+                conn.rset()
+        except (OSError, smtplib.SMTPException) as err:
+            raise MailUnavailable(f"SMTP unavailable ({err.__class__.__name__})") from None
+
+    def _sender_address(self) -> str:
+        from email.utils import parseaddr
+        return parseaddr(self._sender)[1] or self._sender
+
     def probe(self, timeout_s: float | None = None) -> bool:
         """True when the server greets and answers NOOP (readiness, and the
         unknown-address path of login)."""

@@ -14,6 +14,7 @@ import json
 import re
 import secrets
 import time
+import logging
 import urllib.parse
 
 import redis
@@ -24,6 +25,7 @@ from .errors import (AuthFailed, Conflict, EmailTaken, Forbidden, InvalidInput, 
                      MailUnavailable, NotFound, StateUnavailable)
 from .store import PROFILE_FIELDS
 
+log = logging.getLogger("lucid.pdp.accounts")
 ROLE_PATTERN = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 _MFA_PREFIX = "lucid:auth:mfa:"
 _MFA_TTL_S = 300
@@ -61,7 +63,8 @@ class SignIn:
     """Magic link, then TOTP when the account has it, then tokens."""
 
     def __init__(self, *, store, links, mailer, issuer, guard, box, throttle, redis_client,
-                 public_base_url: str, service_name: str, limits: Limits = Limits(), clock=time.time):
+                 public_base_url: str, service_name: str, limits: Limits = Limits(), clock=time.time,
+                 background=None):
         self._store = store
         self._links = links
         self._mailer = mailer
@@ -74,25 +77,32 @@ class SignIn:
         self._service = service_name
         self._limits = limits
         self._clock = clock
+        # Runs fn(*args) after the response (gevent.spawn under gunicorn);
+        # None runs it inline, for callers without an event loop.
+        self._background = background or (lambda fn, *args: fn(*args))
 
     # -- magic link ----------------------------------------------------------------
 
     def request_link(self, raw_email, client: Client) -> None:
         """Mails a link if the account exists; the caller answers 202 either way.
 
-        The token is stored before the mail goes out and deleted again if the
-        mail fails, so no stored token lacks its mail. For an unknown address
-        the SMTP server is still asked (NOOP), so an SMTP outage answers 503
-        whether or not the account exists, and existence never shows."""
+        Both paths first rehearse the SMTP conversation for the address
+        (MAIL, RCPT, RSET: 503 while the server is down, for every address),
+        then an existing account's token is stored and its mail sent in the
+        background. So the answer and its timing are the same whether or not
+        the account exists. If that mail fails, its token is deleted: no
+        stored token outlives a mail that was not sent."""
         email = normalize_email(raw_email)
         self._throttle.hit("login_ip", client.ip or "unknown", self._limits.login_per_ip_per_minute, 60)
         self._throttle.hit("login_email", email, self._limits.login_per_email_per_hour, 3600)
         user = self._store.find_by_email(email)
+        self._mailer.rehearse(email)
         if user is None:
-            if not self._mailer.probe():
-                raise MailUnavailable("SMTP unavailable")
             return
         token = self._links.create(user["_id"], email)
+        self._background(self._send_link, email, token)
+
+    def _send_link(self, email: str, token: str) -> None:
         link = f"{self._base}/api/v1/auth/magic?token={urllib.parse.quote(token)}"
         minutes = max(1, self._links.ttl_s // 60)
         text = (f"Sign in to {self._service}:\n\n{link}\n\n"
@@ -101,9 +111,9 @@ class SignIn:
                 f"{html.escape(link)}</a></p><p>The link works once, for {minutes} minutes.</p>")
         try:
             self._mailer.send(email, f"Your sign-in link for {self._service}", text, page)
-        except MailUnavailable:
+        except MailUnavailable as err:
             self._links.discard(token)
-            raise
+            log.warning("sign-in mail not sent, its link discarded: %s", err)
 
     def redeem_link(self, token, client: Client) -> dict:
         """A magic token -> tokens (no TOTP) or an MFA challenge (TOTP enrolled)."""

@@ -73,9 +73,16 @@ def build(settings, redis_client, denylist, registry, db=None) -> SignInService:
     signin = SignIn(store=store, links=MagicLinks(redis_client, settings.magic_link_minutes * 60),
                     mailer=mailer, issuer=issuer, guard=guard, box=SecretBox(settings.totp_encryption_keys),
                     throttle=Throttle(redis_client), redis_client=redis_client,
-                    public_base_url=settings.public_base_url, service_name=settings.service_name, limits=limits)
+                    public_base_url=settings.public_base_url, service_name=settings.service_name, limits=limits,
+                    background=_spawn)
     accounts = Accounts(store=store, audit=AuditLog(db), signup_mode=settings.signup_mode, plans=settings.account_plans)
     return SignInService(settings, store, signin, accounts, issuer, mailer, BusinessMetrics(store, registry), denylist)
+
+
+def _spawn(fn, *args):
+    """The gunicorn workers are gevent's: a greenlet outlives the request that started it."""
+    import gevent
+    gevent.spawn(fn, *args)
 
 
 def add_routes(app, service: SignInService, authenticator) -> None:

@@ -128,3 +128,18 @@ def test_a_bad_setting_stops_startup_with_one_line():
     assert done.returncode != 0 and "PUBLIC_BASE_URL: required" in done.stderr
 
 
+
+
+def test_a_mail_the_server_refuses_leaves_no_usable_token(stack):
+    # The mail sink refuses messages to @reject.invalid at DATA, after RCPT was accepted.
+    import time as _time
+    stack.sign_up("bounced@reject.invalid")
+    assert stack.post("/auth/login", {"email": "bounced@reject.invalid"}).status_code == 202
+    deadline = _time.monotonic() + 10
+    keys = ["pending"]
+    while keys and _time.monotonic() < deadline:
+        _time.sleep(0.2)
+        keys = [k for k in stack.redis_client.scan_iter("lucid:auth:ml:*")
+                if stack.redis_client.get(k) and b"bounced@reject.invalid" in stack.redis_client.get(k)]
+    assert keys == []
+    assert stack.mail.wait_for("bounced@reject.invalid", timeout=0) == []

@@ -228,6 +228,26 @@ class SignIn:
         return {"totp_enabled": True, "recovery_codes": codes,
                 "note": "each recovery code works once; store them offline. Sign in again to get mfa: true."}
 
+    def remove_totp(self, caller: dict, code=None, recovery_code=None, *, audit, client: Client) -> dict:
+        """Turns TOTP off: needs a session that passed TOTP (mfa) and a fresh
+        code or recovery code now. Audited, as a change of a security setting."""
+        if not caller.get("mfa"):
+            raise Forbidden("removing TOTP needs a session signed in with TOTP (mfa: true)")
+        user = self._require_user(caller["sub"])
+        if "totp" not in user:
+            raise Conflict("TOTP is not enrolled")
+        if recovery_code is not None:
+            self._check_recovery_code(user, recovery_code)
+        else:
+            self.check_code(user, user["totp"]["secret"], code)
+        record = audit.write(actor=caller["sub"], action="user.totp.remove", target=user["_id"],
+                             before={"totp_enabled": True}, after={"totp_enabled": False},
+                             request_id=client.request_id)
+        if not self._store.remove_totp(user["_id"], user["totp"]["secret"]):
+            audit.mark_not_applied(record, "changed meanwhile")
+            raise Conflict("the TOTP factor changed meanwhile")
+        return {"totp_enabled": False}
+
     def _require_user(self, user_id: str) -> dict:
         user = self._store.get(user_id)
         if user is None:
@@ -243,6 +263,10 @@ class Accounts:
         self._audit = audit
         self._signup_mode = signup_mode
         self._plans = plans
+
+    @property
+    def audit(self):
+        return self._audit
 
     @property
     def signup_mode(self) -> str:

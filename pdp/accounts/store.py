@@ -200,6 +200,12 @@ class UserStore:
                                   {"$set": {"totp.secret": new_sealed}})
         return result.modified_count == 1
 
+    def remove_totp(self, user_id: str, sealed_secret: str) -> bool:
+        """Removes the factor, only if it is still the one the caller proved."""
+        result = self._update_one({"_id": user_id, "totp.secret": sealed_secret},
+                                  {"$unset": {"totp": "", "totp_pending": ""}, "$set": {"updated_at": self._clock()}})
+        return result.modified_count == 1
+
     def use_recovery_code(self, user_id: str, code_hash: str) -> bool:
         """Removes one recovery code; True only for the one caller that removed it."""
         result = self._update_one({"_id": user_id, "totp.recovery": code_hash},

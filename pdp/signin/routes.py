@@ -98,7 +98,7 @@ def add_routes(app, service: SignInService, authenticator) -> None:
     app.add_route(f"{API}/auth/status", Status(auth))
     app.add_route(f"{API}/users", Users(s.accounts, auth, client))
     app.add_route(f"{API}/users/me", Me(s.accounts, auth))
-    app.add_route(f"{API}/users/me/totp", Totp(s.signin, auth, s.settings.totp_issuer))
+    app.add_route(f"{API}/users/me/totp", Totp(s.signin, auth, s.settings.totp_issuer, s.accounts, client))
     app.add_route(f"{API}/users/me/totp/confirm", TotpConfirm(s.signin, auth))
     app.add_route(f"{API}/users/{{user_id}}", UserItem(s.accounts, auth))
     app.add_route(f"{API}/users/{{user_id}}/roles", UserRoles(s.accounts, auth, client))

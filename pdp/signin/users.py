@@ -6,7 +6,7 @@ import falcon
 from ..accounts import errors as e
 from ..accounts.service import user_view
 from ..accounts.store import PROFILE_FIELDS
-from .http import read_fields
+from .http import BadInput, read_fields
 
 _PROFILE_TYPES = {name: str for name in PROFILE_FIELDS}
 
@@ -89,12 +89,23 @@ class UserPlan:
 
 
 class Totp:
-    """POST /users/me/totp: start enrolment (otpauth URI, secret, SVG QR code)."""
+    """POST /users/me/totp: start enrolment (otpauth URI, secret, SVG QR code).
+    DELETE /users/me/totp {"code" | "recovery_code"}: turn TOTP off (mfa session, audited)."""
 
-    def __init__(self, signin, caller_auth, issuer_name: str):
+    def __init__(self, signin, caller_auth, issuer_name: str, accounts=None, client_info=None):
         self._signin = signin
         self._auth = caller_auth
         self._issuer_name = issuer_name
+        self._accounts = accounts
+        self._client = client_info
+
+    def on_delete(self, req, resp):
+        caller = self._auth.required(req)
+        doc = read_fields(req, {"code": str, "recovery_code": str})
+        if len(doc) != 1:
+            raise BadInput("send either code or recovery_code")
+        resp.media = self._signin.remove_totp(caller, doc.get("code"), doc.get("recovery_code"),
+                                              audit=self._accounts.audit, client=self._client(req))
 
     def on_post(self, req, resp):
         caller = self._auth.required(req)

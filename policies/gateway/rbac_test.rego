@@ -82,7 +82,7 @@ test_user_record_for_admin_or_oneself if {
 }
 
 test_money_moves_need_mfa_whatever_the_roles if {
-	routes_with("mfa") == {"chain.transactions.create", "wallets.transactions.create"}
+	routes_with("mfa") == {"chain.transactions.create", "wallets.transactions.create", "users.me.totp.remove"}
 	every route in routes_with("mfa") {
 		gateway.permitted(route, {}, gateway.caller_facts(with_mfa(user("u"))))
 		not gateway.permitted(route, {}, gateway.caller_facts(admin))

@@ -183,3 +183,31 @@ def test_pdp_totp_qr_draws_the_enrolment_uri_in_the_terminal():
     refused = subprocess.run([sys.executable, "-m", "pdp", "totp-qr", "https://evil.example"], cwd=ROOT,
                              capture_output=True, text=True, timeout=60)
     assert refused.returncode == 2
+
+
+def test_removing_totp_needs_an_mfa_session_and_a_fresh_code(stack):
+    user, secret, _ = enrolled(stack, "remove@example.com")
+    magic_only = stack.post("/auth/verify", {"token": stack.magic_token("remove@example.com")}).json()
+    assert magic_only["mfa_required"] is True
+    tokens = stack.post("/auth/verify", {"mfa_token": magic_only["mfa_token"], "code": code_at(secret, 0)}).json()
+    import requests
+    # A session without the second factor may not remove it (a stolen mailbox alone is not enough).
+    from pdp.authn.tokens import mint_access_token
+    from .stack import SECRET
+    no_mfa = mint_access_token(SECRET, "HS256", sub=user["id"], roles=["user"], plan="free", mfa=False,
+                               lifetime_s=60)[0]
+
+    def delete(token, body):
+        return requests.delete(stack.api + "/users/me/totp", json=body, timeout=10,
+                               headers={"Authorization": f"Bearer {token}", "X-Forwarded-For": stack.client_ip()})
+    assert delete(no_mfa, {"code": code_at(secret, 1)}).status_code == 403
+    wrong = delete(tokens["access_token"], {"code": "000000" if code_at(secret, 1) != "000000" else "111111"})
+    assert wrong.status_code == 401 and wrong.json()["reason"] == "totp_invalid"
+    assert "totp" in stack.db.users.find_one({"_id": user["id"]})
+    done = delete(tokens["access_token"], {"code": code_at(secret, 1)})
+    assert done.status_code == 200 and done.json() == {"totp_enabled": False}
+    assert "totp" not in stack.db.users.find_one({"_id": user["id"]})
+    record = stack.db.audit.find_one({"target": user["id"], "action": "user.totp.remove"})
+    assert record["actor"] == user["id"] and record["before"] == {"totp_enabled": True}
+    # Signing in is magic link only again.
+    assert stack.sign_in("remove@example.com")["mfa"] is False

@@ -168,7 +168,7 @@ class UserStore:
 
     def count_users(self) -> int:
         try:
-            return self.users.count_documents({})
+            return self.users.estimated_document_count()  # collection metadata, not a scan
         except PyMongoError as err:
             raise _unavailable(err) from None
 

@@ -162,11 +162,22 @@ def test_ambiguous_framing_is_refused(stack, data, status):
     assert response.header("content-type") == "application/problem+json"
 
 
-def test_chunked_body_is_streamed_to_upstream(stack):
+def test_small_chunked_body_is_buffered_and_sent_with_its_length(stack):
+    # Up to BODY_BUFFER_BYTES the body is read before an upstream connection is taken.
     data = (b"POST /svc/upload HTTP/1.1\r\nHost: x\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n"
             b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n")
     seen = raw_request(stack.port, data).json()
     assert seen["body_bytes"] == 11
+    assert seen["headers"].get("content-length") == "11"
+
+
+def test_large_chunked_body_is_streamed_to_upstream_chunked(stack):
+    piece = b"x" * 65536
+    chunks = b"".join(b"%x\r\n%s\r\n" % (len(piece), piece) for _ in range(6))
+    data = (b"POST /svc/upload HTTP/1.1\r\nHost: x\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n"
+            + chunks + b"0\r\n\r\n")
+    seen = raw_request(stack.port, data).json()
+    assert seen["body_bytes"] == 6 * 65536
     assert seen["headers"].get("content-length") is None
 
 

@@ -19,6 +19,7 @@ _HOST = re.compile(r"(?:\[[0-9A-Fa-f:.]{2,45}\]|[A-Za-z0-9._~-]{1,253})(?::[0-9]
 # Methods are case-sensitive; one with a lower-case letter (`get`) is refused
 # instead of being judged as one method and forwarded as another.
 _METHOD = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Z]+")
+_NOT_IN_TRAILERS = frozenset(("content-length", "transfer-encoding", "host"))
 _CHUNK_LINE_MAX = 4096
 _TRAILER_MAX = 16384
 RECV_BYTES = 65536
@@ -162,6 +163,8 @@ class Request:
 
 def parse_request_head(head: bytes) -> Request:
     lines = head.split(b"\r\n")
+    if any(b"\n" in line or b"\r" in line for line in lines):
+        raise ProtocolError(400, "bare CR or LF in request head")
     request_line = lines[0]
     parts = request_line.split(b" ")
     if len(parts) != 3:
@@ -177,8 +180,6 @@ def parse_request_head(head: bytes) -> Request:
         if version.startswith(b"HTTP/"):
             raise ProtocolError(505, "only HTTP/1.0 and HTTP/1.1 are served")
         raise ProtocolError(400, "malformed HTTP version")
-    if any(b"\n" in line or b"\r" in line for line in lines):
-        raise ProtocolError(400, "bare CR or LF in request head")
     req = Request()
     req.method = method.decode("ascii")
     req.target = target.decode("ascii")
@@ -282,7 +283,10 @@ def parse_trailer(line: bytes) -> None:
     """A trailer line must be a well-formed field (it is dropped, but never a smuggling carrier)."""
     if b"\r" in line or b"\n" in line:
         raise ProtocolError(400, "bare CR or LF in a trailer")
-    parse_headers([line])
+    for name, _ in parse_headers([line]):
+        if name in _NOT_IN_TRAILERS:
+            # RFC 9110 6.5.1: framing and routing fields have no place in trailers.
+            raise ProtocolError(400, "framing or routing field in trailers")
 
 
 def iter_until_close(reader: SocketReader, chunk_bytes: int = RECV_BYTES):

@@ -206,6 +206,14 @@ def test_trusted_proxy_forwarded_for_is_believed_only_from_trusted_peers(stack, 
         assert seen["x-real-ip"] == "203.0.113.9"
         assert seen["x-forwarded-for"] == "198.51.100.7, 203.0.113.9, 127.0.0.1"
         assert seen["x-forwarded-proto"] == "https"
+        seen = get(trusting.port, "/app/x", headers={"X-Forwarded-Host": "gw.example:8443",
+                                                     "X-Forwarded-Proto": "https\xa0", **bearer(mint)}).json()["headers"]
+        assert seen["x-forwarded-host"] == "gw.example:8443"
+        assert seen["x-forwarded-proto"] == "http"  # only exactly http or https is believed
+        # Even a trusted peer's X-Forwarded-Host must be a host[:port]; else the client's Host is kept.
+        seen = get(trusting.port, "/app/x", headers={"X-Forwarded-Host": "evil.example/../admin",
+                                                     **bearer(mint)}).json()["headers"]
+        assert seen["x-forwarded-host"] == f"127.0.0.1:{trusting.port}"
     finally:
         trusting.stop()
     seen = get(stack.proxy.port, "/app/x", headers={"X-Forwarded-For": "203.0.113.9", **bearer(mint)}).json()

@@ -112,7 +112,8 @@ def build_services(settings, fallback_bundle=None) -> Services:
         keys, settings.jwt_algorithms, denylist=RedisDenylist(redis_client),
         issuer=settings.jwt_issuer, audience=settings.jwt_audience,
         leeway_s=settings.jwt_leeway_s, revocation_fail_open=settings.revocation_fail_open,
-        cache_size=settings.token_cache_size, revocation_cache_s=settings.revocation_cache_s)
+        cache_size=settings.token_cache_size, revocation_cache_s=settings.revocation_cache_s,
+        token_types=settings.jwt_access_token_types)
     engine = make_engine(settings)
     policies = PolicyStore(engine, settings.policy_dir, settings_overlay=policy_settings(settings),
                            memo_size=settings.memo_size, metrics=metrics)

@@ -112,6 +112,11 @@ def _algorithms(raw: str) -> tuple[str, ...]:
     return algs
 
 
+def _token_types(raw: str) -> tuple[str, ...]:
+    from .authn.token_types import normalize_token_types
+    return normalize_token_types(raw)
+
+
 def _sample(raw: str) -> float:
     value = raw.strip().lower()
     if value in ("on", "true", "1"):
@@ -151,7 +156,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("jwks_url", "JWKS_URL", _optional_text, None, "JWKS endpoint for RS*/ES*/PS*; refetched on an unknown kid."),
     Setting("jwks_min_refresh_s", "JWKS_MIN_REFRESH_S", _float_range(0.0, 3600.0), 30.0, "At most one JWKS refetch per this many seconds."),
     Setting("jwt_issuer", "JWT_ISSUER", _optional_text, None, "Required iss claim, when set."),
-    Setting("jwt_audience", "JWT_AUDIENCE", _optional_text, None, "Required aud claim, when set."),
+    Setting("jwt_audience", "JWT_AUDIENCE", _optional_text, None, "Required aud claim, when set; unset, a token naming any audience is refused."),
+    Setting("jwt_access_token_types", "JWT_ACCESS_TOKEN_TYPES", _token_types, ("at+jwt",), "Accepted access-token types: header typ, or HEADER:CLAIM for the payload's typ too (Keycloak: JWT:Bearer); none = no typ header."),
     Setting("jwt_leeway_s", "JWT_LEEWAY_S", _int_range(0, 300), 30, "Clock skew allowed on exp/nbf/iat."),
     Setting("jwt_access_minutes", "JWT_ACCESS_TOKEN_EXPIRE_MINUTES", _int_range(1, 1440), 15, "Lifetime of access tokens minted by `pdp token`."),
     Setting("jwt_refresh_days", "JWT_REFRESH_TOKEN_EXPIRE_DAYS", _int_range(1, 365), 7, "Lifetime of refresh tokens."),

@@ -18,6 +18,7 @@ from collections import OrderedDict
 
 import jwt
 
+from .claims import check_subject_claims
 from .errors import AuthUnavailable, InvalidCredential
 from .token_types import DEFAULT_TOKEN_TYPES, describe_types, is_access_token, parse_token_types
 
@@ -150,16 +151,9 @@ class JwtAuthenticator:
 
 def _subject(claims: dict) -> dict:
     sub = claims.get("sub")
-    if not isinstance(sub, str) or not sub or len(sub) > 256:
-        raise InvalidCredential("sub must be a non-empty string")
     roles = claims.get("roles", [])
-    if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
-        raise InvalidCredential("roles must be a list of strings")
     plan = claims.get("plan", "free")
-    if not isinstance(plan, str):
-        raise InvalidCredential("plan must be a string")
     mfa = claims.get("mfa", False)
-    if not isinstance(mfa, bool):
-        raise InvalidCredential("mfa must be true or false")
+    check_subject_claims(sub, roles, plan, mfa)
     return {"authenticated": True, "sub": sub, "roles": sorted(set(roles)), "plan": plan,
             "mfa": mfa, "iss": claims.get("iss"), "claims": claims}

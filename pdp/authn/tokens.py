@@ -12,6 +12,9 @@ import uuid
 
 import jwt
 
+from .claims import check_subject_claims
+from .errors import InvalidCredential
+
 ACCESS_TOKEN_TYPE = "at+jwt"
 
 
@@ -31,7 +34,7 @@ def mint_access_token(key, *, sub: str, roles=(), plan: str = "free", mfa: bool 
                       lifetime_s: int = 900, algorithm: str = "HS256", issuer: str | None = None,
                       audience: str | None = None, jti: str | None = None, now: float | None = None,
                       kid: str | None = None) -> str:
-    """A signed access token.
+    """A signed access token; raises ValueError for claims the verifier would refuse.
 
     Args:
         key: the HS* secret or the private key of the RS*/ES*/PS* algorithm.
@@ -39,6 +42,10 @@ def mint_access_token(key, *, sub: str, roles=(), plan: str = "free", mfa: bool 
         issuer, audience: the iss / aud claims, when the gateway is configured with them.
     """
     roles = list(roles)
+    try:
+        check_subject_claims(sub, roles, plan, mfa)
+    except InvalidCredential as err:
+        raise ValueError(str(err)) from None
     if lifetime_s <= 0:
         raise ValueError("lifetime_s must be positive")
     issued = int(time.time() if now is None else now)

@@ -10,6 +10,7 @@ import uuid
 
 import falcon
 
+from .client_ip import TrustedProxies
 from .problem import serialize_error
 from .resources.check import Check
 from .resources.forward_auth import ExtAuthz, ForwardAuth
@@ -72,9 +73,10 @@ def create_app(services: Services, yield_fn=None) -> falcon.App:
     app.req_options.strip_url_path_trailing_slash = False
     s = services
     app.add_route("/v1/check", Check(s.decider, s.settings.max_body_bytes))
-    forward = ForwardAuth(s.decider)
+    trusted = TrustedProxies(s.settings.trusted_proxies)
+    forward = ForwardAuth(s.decider, s.settings.forward_auth_front, trusted)
     app.add_route("/v1/forward-auth", forward)
-    ext = ExtAuthz(s.decider)
+    ext = ExtAuthz(s.decider, trusted)
     app.add_route("/v1/ext-authz", ext)
     app.add_route("/v1/ext-authz/{rest:path}", ext)
     app.add_route("/v1/health", Health(s.policies))

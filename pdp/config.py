@@ -117,6 +117,11 @@ def _token_types(raw: str) -> tuple[str, ...]:
     return normalize_token_types(raw)
 
 
+def _cidr_list(raw: str) -> tuple:
+    from .client_ip import parse_cidr_list
+    return parse_cidr_list(raw)
+
+
 def _sample(raw: str) -> float:
     value = raw.strip().lower()
     if value in ("on", "true", "1"):
@@ -146,6 +151,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("opa_timeout_ms", "OPA_TIMEOUT_MS", _int_range(1, 60000), 200, "Timeout of one OPA query."),
     Setting("policy_dir", "POLICY_DIR", _text, "policies", "Folder of .rego modules and data.json files."),
     Setting("policy_reload_s", "POLICY_RELOAD_INTERVAL_S", _float_range(0.0, 60.0), 0.5, "How often to look for policy edits; 0 turns hot reload off."),
+    Setting("forward_auth_front", "FORWARD_AUTH_FRONT", _choice("nginx", "traefik", "envoy"), "nginx", "Gateway asking /v1/forward-auth: nginx (X-Original-Method/-URI), traefik (X-Forwarded-Method/-Uri), envoy (uses /v1/ext-authz; forward-auth off). The other's headers are refused."),
+    Setting("trusted_proxies", "TRUSTED_PROXIES", _cidr_list, (), "CIDRs of the gateways whose X-Real-IP / X-Forwarded-For forward-auth believes (comma-separated); others are the client themselves."),
     Setting("max_body_bytes", "PDP_MAX_BODY_BYTES", _int_range(1024, 10 * 1024 * 1024), 65536, "Largest /v1/check body accepted (413 above)."),
     Setting("redis_url", "REDIS_URL", _redis_url, "redis://127.0.0.1:6379/0", "Redis for quota counters and the token denylist: redis://, rediss://, unix://, redis+sentinel://h:p,h:p/master/db, redis+cluster://h:p,h:p."),
     Setting("redis_timeout_ms", "REDIS_TIMEOUT_MS", _int_range(1, 10000), 20, "Socket timeout of one Redis call."),

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 
+from ..client_ip import canonical_ip
 from ..problem import Problem
 
 _METHOD_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ")
@@ -48,7 +49,14 @@ def validate_check(doc: dict) -> dict:
     for field in ("host", "scheme", "client_ip"):
         if field in req and not isinstance(req[field], str):
             raise _bad(f"`request.{field}` must be a string")
-    return {**req, "method": method.upper(), "headers": clean}
+    out = {**req, "method": method.upper(), "headers": clean}
+    if req.get("client_ip"):
+        # Quota keys and policies use it: an address, in one spelling, or nothing.
+        ip = canonical_ip(req["client_ip"])
+        if ip is None:
+            raise _bad("`request.client_ip` must be an IPv4 or IPv6 address")
+        out["client_ip"] = ip
+    return out
 
 
 def _bad(detail: str) -> Problem:

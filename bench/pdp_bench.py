@@ -61,8 +61,9 @@ def check_body(token: str | None, path: str = ROUTE, extra_headers: int = 0) -> 
 
 def mint(secret: str) -> str:
     # enterprise: no daily quota and 10M a month, so every decision is an allow that spends quota
-    return mint_access_token(secret, sub="bench-user", roles=["user"], plan="enterprise", mfa=True,
-                             lifetime_s=3600)
+    token, _ = mint_access_token(secret, "HS256", sub="bench-user", roles=["user"], plan="enterprise", mfa=True,
+                                 lifetime_s=3600)
+    return token
 
 
 def policy_input(body: dict) -> dict:

@@ -130,7 +130,7 @@ def spend_alone(redis_url: str, calls: int = 3000) -> None:
 
 def main() -> None:
     secret = secrets.token_hex(32)
-    token = mint_access_token(secret, sub="bench-user", roles=["user"], plan="pro", lifetime_s=3600)
+    token, _ = mint_access_token(secret, "HS256", sub="bench-user", roles=["user"], plan="pro", lifetime_s=3600)
     body = body_for(token)
     redis = start_redis()
     try:

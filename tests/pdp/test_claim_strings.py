@@ -57,4 +57,4 @@ def test_minting_refuses_what_the_verifier_would_refuse():
     for claims in ({"sub": "alice", "roles": ["user,admin"]}, {"sub": "a b"}, {"sub": "alice", "plan": "a\r\n"},
                    {"sub": "alice", "mfa": "yes"}):
         with pytest.raises(ValueError):
-            mint_access_token(key, **claims)
+            mint_access_token(key, "HS256", **claims)

@@ -76,5 +76,5 @@ def forwarded_for_chain(values) -> list:
     """The hops of one or more X-Forwarded-For header values, left to right."""
     chain = []
     for value in values:
-        chain.extend(p.strip() for p in value.split(",") if p.strip())
+        chain.extend(p.strip(" \t") for p in value.split(",") if p.strip(" \t"))
     return chain

@@ -76,7 +76,7 @@ def _scheme(req) -> str:
     raw = req.get_header("X-Forwarded-Proto")
     if raw is None:
         return "http"
-    scheme = raw.strip().lower()
+    scheme = raw.strip(" \t").lower()
     if scheme not in _SCHEMES:
         raise _bad("X-Forwarded-Proto must be http or https")
     return scheme
@@ -89,7 +89,7 @@ def client_ip(req, trusted: TrustedProxies) -> str:
         return peer
     real = req.get_header("X-Real-IP")
     if real is not None:
-        ip = canonical_ip(real.strip())
+        ip = canonical_ip(real.strip(" \t"))
         if ip is None:
             raise _bad("X-Real-IP is not an IP address")
         return ip

@@ -15,13 +15,13 @@ import tempfile
 import time
 from pathlib import Path
 
+import jwt
 import requests
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench import wrk  # noqa: E402
-from pdp.authn.tokens import mint_access_token  # noqa: E402
 from tests.support.pdp_process import start_pdp as start_pdp_process  # noqa: E402
 from tests.support.ports import free_port  # noqa: E402
 from tests.support.processes import Server  # noqa: E402
@@ -60,10 +60,10 @@ def check_body(token: str | None, path: str = ROUTE, extra_headers: int = 0) -> 
 
 
 def mint(secret: str) -> str:
+    now = int(time.time())
     # enterprise: no daily quota and 10M a month, so every decision is an allow that spends quota
-    token, _ = mint_access_token(secret, "HS256", sub="bench-user", roles=["user"], plan="enterprise", mfa=True,
-                                 lifetime_s=3600)
-    return token
+    return jwt.encode({"sub": "bench-user", "roles": ["user"], "plan": "enterprise", "mfa": True,
+                       "iat": now, "exp": now + 3600}, secret, algorithm="HS256")
 
 
 def policy_input(body: dict) -> dict:

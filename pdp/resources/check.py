@@ -27,6 +27,17 @@ def read_json_body(req, max_bytes: int) -> dict:
     return doc
 
 
+def _with_canonical_client_ip(req: dict) -> dict:
+    """Quota keys and policies use client_ip: an address, in one spelling, or nothing (missing or "")."""
+    value = req.get("client_ip")
+    if not isinstance(value, str) or not value:
+        return req  # absent or empty; a non-string is refused with the other fields
+    ip = canonical_ip(value)
+    if ip is None:
+        raise _bad("`request.client_ip` must be an IPv4 or IPv6 address")
+    return {**req, "client_ip": ip}
+
+
 def validate_check(doc: dict) -> dict:
     """The `request` object of a /v1/check body, checked field by field."""
     req = doc.get("request")
@@ -46,17 +57,11 @@ def validate_check(doc: dict) -> dict:
         if not isinstance(value, str):
             raise _bad(f"header {name!r} must have a string value")
         clean[name.lower()] = value
+    req = _with_canonical_client_ip(req)
     for field in ("host", "scheme", "client_ip"):
         if field in req and not isinstance(req[field], str):
             raise _bad(f"`request.{field}` must be a string")
-    out = {**req, "method": method.upper(), "headers": clean}
-    if req.get("client_ip"):
-        # Quota keys and policies use it: an address, in one spelling, or nothing.
-        ip = canonical_ip(req["client_ip"])
-        if ip is None:
-            raise _bad("`request.client_ip` must be an IPv4 or IPv6 address")
-        out["client_ip"] = ip
-    return out
+    return {**req, "method": method.upper(), "headers": clean}
 
 
 def _bad(detail: str) -> Problem:

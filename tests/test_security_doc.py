@@ -3,16 +3,25 @@ import re
 
 from tests.support.processes import ROOT
 
-_REF = re.compile(r"`((?:tests/[\w/]+\.py)?)::(test_\w+)`")
+# `tests/x/test_y.py::test_z`, `test_y.py::test_z` (found under tests/), `::test_z` (the file named
+# before it in the same row), optionally with a parameter id: `...::test_z[case]`.
+_REF = re.compile(r"`((?:[\w/]+/)?test_\w+\.py)?::(test_\w+)(?:\[[^\]`]*\])?`")
+
+
+def _resolve(name: str):
+    if "/" in name:
+        return ROOT / name
+    found = sorted((ROOT / "tests").rglob(name))
+    return found[0] if len(found) == 1 else None
 
 
 def named_tests():
-    """(file, test) for each reference; `::test_x` alone means the file named before it in that row."""
+    """(path, test, row) for each reference in the page."""
     refs = []
     for line in (ROOT / "docs" / "security.md").read_text().splitlines():
         current = None
-        for path, test in _REF.findall(line):
-            current = path or current
+        for name, test in _REF.findall(line):
+            current = _resolve(name) if name else current
             refs.append((current, test, line[:60]))
     return refs
 
@@ -22,7 +31,7 @@ def test_every_test_the_threat_model_names_exists():
     assert len(refs) > 20
     missing = []
     for path, test, row in refs:
-        source = (ROOT / path).read_text() if path and (ROOT / path).exists() else ""
+        source = path.read_text() if path is not None and path.exists() else ""
         if not re.search(rf"^def {test}\(", source, re.M):
             missing.append(f"{path}::{test} (row: {row})")
     assert not missing, "docs/security.md names tests that do not exist:\n" + "\n".join(missing)

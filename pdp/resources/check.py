@@ -44,8 +44,10 @@ def validate_check(doc: dict) -> dict:
     if not isinstance(req, dict):
         raise _bad("`request` must be an object")
     method = req.get("method")
-    if not isinstance(method, str) or not 1 <= len(method) <= 16 or not set(method.upper()) <= _METHOD_CHARS:
-        raise _bad("`request.method` must be an HTTP method")
+    # Methods are case-sensitive (RFC 9110 9.1): a `get` judged as GET would
+    # reach the backend as `get`, so the PDP judges only the token it is given.
+    if not isinstance(method, str) or not 1 <= len(method) <= 16 or not set(method) <= _METHOD_CHARS:
+        raise _bad("`request.method` must be an upper-case HTTP method")
     path = req.get("path")
     if not isinstance(path, str) or not path or len(path) > 8192:
         raise _bad("`request.path` must be a non-empty string")
@@ -61,7 +63,7 @@ def validate_check(doc: dict) -> dict:
     for field in ("host", "scheme", "client_ip"):
         if field in req and not isinstance(req[field], str):
             raise _bad(f"`request.{field}` must be a string")
-    return {**req, "method": method.upper(), "headers": clean}
+    return {**req, "headers": clean}
 
 
 def _bad(detail: str) -> Problem:

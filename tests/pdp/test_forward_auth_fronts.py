@@ -150,3 +150,11 @@ def test_a_garbage_x_real_ip_from_a_trusted_proxy_is_400_and_ignored_from_others
         status, answer = ask_from(pdp, "127.0.0.2", {"X-Real-IP": value})
         assert status == 400 and answer["content-type"] == PROBLEM, (value, status)
         assert client_ip_seen(pdp, "127.0.0.1", {"X-Real-IP": value}) == "127.0.0.1"
+
+
+def test_a_lower_case_forwarded_method_is_refused_not_judged_as_upper_case(traefik_pdp):
+    # A `get` judged as GET would reach the backend as `get`: methods are case-sensitive.
+    assert forward(traefik_pdp, {"X-Forwarded-Method": "GET", "X-Forwarded-Uri": "/api/v1/chain/info"}).status_code == 200
+    resp = forward(traefik_pdp, {"X-Forwarded-Method": "get", "X-Forwarded-Uri": "/api/v1/chain/info"})
+    assert resp.status_code == 400 and resp.headers["content-type"] == PROBLEM
+    assert "upper-case" in resp.json()["detail"]

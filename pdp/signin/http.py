@@ -2,13 +2,13 @@
 verified token, the client's address, and errors as problem+json."""
 from __future__ import annotations
 
-import ipaddress
 import json
 import urllib.parse
 
 import falcon
 
 from ..authn.errors import AuthUnavailable, InvalidCredential
+from ..client_ip import TrustedProxies, forwarded_for_chain, parse_cidr_list
 from ..problem import PROBLEM_JSON, problem_body
 from ..accounts import errors as e
 from ..accounts.service import Client
@@ -103,28 +103,17 @@ def check_fields(doc, fields: dict, required: tuple, *, max_len: int = 512) -> d
 
 
 class ClientInfo:
-    """The client's address: the peer, or the last X-Forwarded-For hop when the
-    peer is a trusted proxy (AUTH_TRUSTED_PROXIES), never a client-sent value otherwise."""
+    """The client's address: the peer, or the right-most untrusted X-Forwarded-For
+    hop when the peer is a trusted proxy (AUTH_TRUSTED_PROXIES; pdp/client_ip.py
+    walks the chain), never a client-sent value otherwise."""
 
     def __init__(self, trusted: tuple):
-        self._trusted = tuple(ipaddress.ip_network(n, strict=False) for n in trusted)
-
-    def _is_trusted(self, addr: str) -> bool:
-        try:
-            ip = ipaddress.ip_address(addr)
-        except ValueError:
-            return False
-        return any(ip in net for net in self._trusted)
+        self._trusted = TrustedProxies(parse_cidr_list(",".join(trusted)))
 
     def __call__(self, req) -> Client:
-        ip = req.remote_addr or ""
-        if self._is_trusted(ip):
-            hops = [h.strip() for h in (req.get_header("X-Forwarded-For") or "").split(",") if h.strip()]
-            while hops:
-                hop = hops.pop()
-                ip = hop
-                if not self._is_trusted(hop):
-                    break
+        peer = req.remote_addr or ""
+        xff = req.get_header("X-Forwarded-For")
+        ip = self._trusted.client_from_chain(peer, forwarded_for_chain([xff] if xff else []))
         return Client(ip=ip[:64], user_agent=(req.user_agent or "")[:256],
                       request_id=getattr(req.context, "request_id", ""))
 

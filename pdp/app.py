@@ -13,6 +13,7 @@ import falcon
 from .problem import serialize_error
 from .resources.check import Check
 from .resources.forward_auth import ExtAuthz, ForwardAuth
+from .resources.openapi import OpenApi
 from .resources.operations import Health, Metrics, Policies, Ready, Version
 from .logs import request_id_var
 
@@ -82,6 +83,7 @@ def create_app(services: Services, yield_fn=None) -> falcon.App:
     app.add_route("/v1/version", Version(s.settings, s.engine.name))
     app.add_route("/v1/policies", Policies(s.policies))
     app.add_route("/metrics", Metrics(s.metrics))
+    app.add_route("/v1/openapi.json", OpenApi())
     if s.quota is not None:
         from .resources.quotas import add_routes as add_quota_routes
         add_quota_routes(app, s.quota, s.authenticator)

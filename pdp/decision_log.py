@@ -19,7 +19,7 @@ class DecisionLog:
         self._sink = sink or (lambda line: log.info(line))
         self._rng = rng
 
-    def record(self, decision, request: dict, subject, request_id: str) -> None:
+    def record(self, decision, request: dict, subject, request_id: str, trace=None) -> None:
         """request is input.request: credentials, cookies and token query parameters already removed."""
         if self._rate <= 0 or (self._rate < 1 and self._rng() >= self._rate):
             return
@@ -27,6 +27,8 @@ class DecisionLog:
             "decision_id": decision.decision_id,
             "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + "Z",
             "request_id": request_id,
+            "trace_id": trace.trace_id if trace else None,
+            "span_id": trace.span_id if trace else None,
             "path": request.get("path"),
             "method": request.get("method"),
             "input": {"request": request, "subject": public_subject(subject) if subject else None},

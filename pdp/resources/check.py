@@ -62,5 +62,5 @@ class Check:
 
     def on_post(self, req, resp):
         check = validate_check(read_json_body(req, self._max))
-        decision = self._decider.decide(check, req.context.request_id)
+        decision = self._decider.decide(check, req.context.request_id, getattr(req.context, "trace", None))
         resp.media = decision.to_json()

@@ -71,7 +71,7 @@ class ForwardAuth:
             "scheme": req.get_header("X-Forwarded-Proto") or "http",
             "client_ip": _client_ip(req),
         }})
-        answer(resp, self._decider.decide(check, req.context.request_id))
+        answer(resp, self._decider.decide(check, req.context.request_id, getattr(req.context, "trace", None)))
 
     on_post = on_get
 
@@ -96,6 +96,6 @@ class ExtAuthz:
             "scheme": req.get_header("X-Forwarded-Proto") or "http",
             "client_ip": _client_ip(req),
         }})
-        answer(resp, self._decider.decide(check, req.context.request_id))
+        answer(resp, self._decider.decide(check, req.context.request_id, getattr(req.context, "trace", None)))
 
     on_get = on_post = on_put = on_delete = on_patch = on_head = on_options = _handle

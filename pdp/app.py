@@ -32,6 +32,7 @@ class Services:
     authenticator: object
     quota: object = None      # QuotaService, None when RATE_LIMIT_ENABLED=false
     tracer: object = None     # pdp.tracing tracer (NoTracer unless OTEL_EXPORTER_OTLP_ENDPOINT is set)
+    recent: object = None     # admin_ui.recent.RecentDecisions: the decision log's last entries
 
 
 class RequestIdMiddleware:
@@ -96,6 +97,9 @@ def create_app(services: Services, yield_fn=None) -> falcon.App:
     if s.quota is not None:
         from .resources.quotas import add_routes as add_quota_routes
         add_quota_routes(app, s.quota, s.authenticator)
+    from .admin_ui import add_routes as add_ui_routes
+    from .admin_ui.recent import RecentDecisions
+    add_ui_routes(app, s, s.recent if s.recent is not None else RecentDecisions())
     return app
 
 
@@ -133,10 +137,14 @@ def build_services(settings, fallback_bundle=None) -> Services:
     if settings.rate_limit_enabled:
         from .quota.factory import build_quota_service
         quota = build_quota_service(settings, redis_client, registry=metrics.registry)
+    from .admin_ui.recent import RecentDecisions
     tracer = make_tracer("lucid-pdp")
-    decider = Decider(authenticator, policies, engine, quota=quota, decision_log=DecisionLog(settings.decision_log), metrics=metrics,
+    recent = RecentDecisions()
+    decision_log = DecisionLog(settings.decision_log, tap=recent.add)
+    decider = Decider(authenticator, policies, engine, quota=quota, decision_log=decision_log, metrics=metrics,
                       tracer=tracer)
-    return Services(settings, engine, policies, decider, redis_client, metrics, authenticator, quota, tracer)
+    return Services(settings, engine, policies, decider, redis_client, metrics, authenticator, quota, tracer,
+                    recent)
 
 
 def policy_settings(settings) -> dict:

@@ -14,10 +14,11 @@ log = logging.getLogger("lucid.decisions")
 class DecisionLog:
     """Writes decisions to the `lucid.decisions` logger, sampled at `sample_rate`."""
 
-    def __init__(self, sample_rate: float, sink=None, rng=random.random):
+    def __init__(self, sample_rate: float, sink=None, rng=random.random, tap=None):
         self._rate = sample_rate
         self._sink = sink or (lambda line: log.info(line))
         self._rng = rng
+        self._tap = tap  # also given each entry (the admin page's recent decisions)
 
     def record(self, decision, request: dict, subject, request_id: str, trace=None) -> None:
         """request is input.request: credentials, cookies and token query parameters already removed."""
@@ -37,3 +38,5 @@ class DecisionLog:
             "policy_revision": decision.policy_revision,
         }
         self._sink(json.dumps(entry, separators=(",", ":"), default=str))
+        if self._tap is not None:
+            self._tap(entry)

@@ -22,7 +22,7 @@ from tests.conftest import FIXTURE_POLICIES, start_pdp
 from tests.support.redis_server import start_redis
 
 HERE = Path(__file__).resolve().parent
-EXAMPLES = 20
+EXAMPLES = 12
 TIMEOUT_S = 240
 SECRET = "schemathesis-" + "k" * 40
 

@@ -150,31 +150,35 @@ def _series(name, labels, values):
 
 
 def test_alerts_fire_on_the_failures_they_name_and_not_before(monitoring, promtool, tmp_path):
-    """promtool's rule unit tests: 20 minutes of healthy series, then each failure."""
+    """promtool's rule unit tests: 10 minutes of healthy series, then 15 of each failure."""
     spec = monitoring.get("PrometheusRule", "t-lucid-gateway")["spec"]
     (tmp_path / "rules.yaml").write_text(yaml.safe_dump(spec))
     team = {"team": "platform"}
     series = [
-        # PDP scraped fine for 10 minutes, then down for 10.
-        _series("up", PDP_JOB + ',instance="10.0.0.1:8082"', "1x10 0x10"),
-        # 1% 5xx for 10 minutes, then 10%: over the 2% threshold for the last 10.
-        _series("lucid_proxy_requests_total", PROXY_JOB + ',route="app",status="200"', "0+99x10 990+90x10"),
-        _series("lucid_proxy_requests_total", PROXY_JOB + ',route="app",status="503"', "0+1x10 10+10x10"),
+        # PDP scraped fine for 10 minutes, then down for 15.
+        _series("up", PDP_JOB + ',instance="10.0.0.1:8082"', "1x10 0x15"),
+        # 1% 5xx for 10 minutes, then 10%: over the 2% threshold for the last 15 (its `for` is 10m).
+        _series("lucid_proxy_requests_total", PROXY_JOB + ',route="app",status="200"', "0+99x10 990+90x15"),
+        _series("lucid_proxy_requests_total", PROXY_JOB + ',route="app",status="503"', "0+1x10 10+10x15"),
         # Quota descriptors decided without Redis from minute 10 on.
-        _series("pdp_quota_fallback_total", PDP_JOB + ',mode="closed"', "0x10 0+6x10"),
+        _series("pdp_quota_fallback_total", PDP_JOB + ',mode="closed"', "0x10 0+6x15"),
         # A policy edit that does not load from minute 10 on.
-        _series("pdp_policy_last_reload_failed", PDP_JOB + ',instance="10.0.0.1:8082"', "0x10 1x10"),
+        _series("pdp_policy_last_reload_failed", PDP_JOB + ',instance="10.0.0.1:8082"', "0x10 1x15"),
     ]
     healthy = [{"eval_time": "9m", "alertname": a, "exp_alerts": []} for a in sorted(ALERTS)]
+    notes = {r["alert"]: r["annotations"] for r in rules_of(monitoring)}
+    # The summary's template, expanded: 10 of every 100 responses are 503s.
+    notes["LucidGatewayHighErrorRatio"]["summary"] = notes["LucidGatewayHighErrorRatio"]["summary"].replace(
+        "{{ $value | humanizePercentage }}", "10%")
     failing = [
-        {"eval_time": "20m", "alertname": "LucidGatewayPdpUnavailable", "exp_alerts": [
-            {"exp_labels": {"severity": "critical", "job": "t-lucid-gateway-pdp", "namespace": "gw", **team}}]},
-        {"eval_time": "20m", "alertname": "LucidGatewayHighErrorRatio", "exp_alerts": [
-            {"exp_labels": {"severity": "critical", **team}}]},
-        {"eval_time": "20m", "alertname": "LucidGatewayRedisFallbackActive", "exp_alerts": [
-            {"exp_labels": {"severity": "warning", **team}}]},
-        {"eval_time": "20m", "alertname": "LucidGatewayPolicyReloadFailing", "exp_alerts": [
-            {"exp_labels": {"severity": "warning", **team}}]},
+        {"eval_time": "25m", "alertname": "LucidGatewayPdpUnavailable", "exp_alerts": [
+            {"exp_annotations": notes["LucidGatewayPdpUnavailable"], "exp_labels": {"severity": "critical", **team}}]},
+        {"eval_time": "25m", "alertname": "LucidGatewayHighErrorRatio", "exp_alerts": [
+            {"exp_annotations": notes["LucidGatewayHighErrorRatio"], "exp_labels": {"severity": "critical", **team}}]},
+        {"eval_time": "25m", "alertname": "LucidGatewayRedisFallbackActive", "exp_alerts": [
+            {"exp_annotations": notes["LucidGatewayRedisFallbackActive"], "exp_labels": {"severity": "warning", **team}}]},
+        {"eval_time": "25m", "alertname": "LucidGatewayPolicyReloadFailing", "exp_alerts": [
+            {"exp_annotations": notes["LucidGatewayPolicyReloadFailing"], "exp_labels": {"severity": "warning", **team}}]},
     ]
     tests = {"rule_files": ["rules.yaml"], "evaluation_interval": "1m",
              "tests": [{"interval": "1m", "input_series": series, "alert_rule_test": healthy + failing}]}

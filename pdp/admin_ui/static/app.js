@@ -101,7 +101,8 @@ function renderQuotas(doc) {
   $("quota-note").textContent = !doc.enabled ? "Quotas are off (RATE_LIMIT_ENABLED=false)." : (doc.note || "");
   const tbody = $("quota-keys").tBodies[0]; tbody.replaceChildren();
   for (const k of doc.keys) {
-    const quotas = k.quotas.map((q) => `${q.name}: ${q.remaining} / ${q.limit}, reset ${q.reset_s}s`).join("; ");
+    const quotas = k.quotas.map((q) => `${q.name}: ${q.remaining} left (limit ${q.limit}` +
+      `${q.burst ? ", burst " + q.burst : ""}), reset in ${q.reset_s}s`).join("; ");
     const overrides = [k.overrides.plan ? "plan " + k.overrides.plan : "",
       ...Object.entries(k.overrides.descriptors).map(([n, o]) => `${n} limit ${o.limit}`)].filter(Boolean).join("; ");
     const button = el("button", "Reset");
@@ -132,7 +133,7 @@ function renderDecisions(doc) {
 async function refreshQuotas() { renderQuotas(await api("/ui/api/quotas")); }
 
 async function refreshDecisions() {
-  const q = new URLSearchParams({ subject: $("f-subject").value, route: $("f-route").value, decision: $("f-decision").value });
+  const q = new URLSearchParams({ limit: "20", subject: $("f-subject").value, route: $("f-route").value, decision: $("f-decision").value });
   renderDecisions(await api("/ui/api/decisions?" + q));
 }
 

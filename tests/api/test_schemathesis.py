@@ -52,7 +52,11 @@ def test_live_pdp_conforms_to_its_spec(fuzzed_pdp, tmp_path):
     argv = [str(Path(sys.executable).with_name("schemathesis")), "--no-color",
             "--config-file", str(HERE / "schemathesis.toml"),
             "run", fuzzed_pdp.url + "/v1/openapi.json", "--checks", "all",
-            "--max-examples", str(EXAMPLES), "--seed", "20261201", "--workers", "2",
+            "--max-examples", str(EXAMPLES), "--seed", "20261201",
+            # One worker: with two threads, hypothesis' lambda descriptions call ast.parse
+            # concurrently, which CPython 3.11 can fail ("AST constructor recursion depth
+            # mismatch"), an error of the test tool, not of the API.
+            "--workers", "1",
             "--request-timeout", "5", "--max-failures", "20",
             "--header", "Authorization: Bearer " + admin_token(),
             "--report", "junit", "--report-dir", str(tmp_path)]

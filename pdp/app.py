@@ -121,7 +121,9 @@ def build_services(settings, fallback_bundle=None) -> Services:
     if settings.rate_limit_enabled:
         from .quota.factory import build_quota_service
         quota = build_quota_service(settings, redis_client, registry=metrics.registry)
-    decider = Decider(authenticator, policies, engine, quota=quota, decision_log=DecisionLog(settings.decision_log), metrics=metrics)
+    from .decision import HeaderAllowList
+    decider = Decider(authenticator, policies, engine, quota=quota, decision_log=DecisionLog(settings.decision_log),
+                      metrics=metrics, allowed_headers=HeaderAllowList(settings.decision_header_names))
     return Services(settings, engine, policies, decider, redis_client, metrics, authenticator, quota)
 
 

@@ -22,7 +22,8 @@ def line_col(source: str, offset: int) -> tuple[int, int]:
 
 
 # OPA reports "gateway/decision.rego:12: rego_parse_error: unexpected eof token".
-_OPA_ERROR = re.compile(r"^(?P<file>[^\s:][^:\n]*\.rego):(?P<line>\d+): (?P<kind>rego_\w+): (?P<msg>.*)$", re.M)
+# A single error comes on one line ("1 error occurred: a.rego:3: rego_...").
+_OPA_ERROR = re.compile(r"(?:^|\s)(?P<file>[^\s:]+\.rego):(?P<line>\d+): (?P<kind>rego_\w+): (?P<msg>[^\n]*)", re.M)
 
 
 def from_opa_output(text: str) -> PolicyError:

@@ -29,6 +29,9 @@ except ImportError:  # pragma: no cover - a wasmtime without these internals
     _wasm_ffi = None
 
 _PAGE = 65536
+_libc = ctypes.CDLL(None)
+_libc.strnlen.restype = ctypes.c_size_t
+_libc.strnlen.argtypes = (ctypes.c_void_p, ctypes.c_size_t)
 _I32 = wasmtime.ValType.i32()
 _engines: dict[int, wasmtime.Engine] = {}
 
@@ -123,10 +126,13 @@ class WasmInstance:
 
     def evaluate(self, entrypoint_id: int, input_json: bytes) -> bytes:
         """The JSON result set of one evaluation, e.g. b'[{"result":...}]'. Raises WasmAbort."""
-        store = self._store
+        store, memory = self._store, self._memory
         heap_ptr = self._input_addr + len(input_json)
-        self._ensure_memory(heap_ptr + _PAGE)
-        self._memory.write(store, input_json, self._input_addr)
+        if heap_ptr + _PAGE > memory.data_len(store):
+            self._ensure_memory(heap_ptr + _PAGE)
+        # The guest may have grown (moved) its memory in the last call: take the base anew.
+        base = ctypes.addressof(memory.data_ptr(store).contents)
+        ctypes.memmove(base + self._input_addr, input_json, len(input_json))
         self._abort_message = None
         try:
             result_addr = self._eval(0, entrypoint_id, self._data_addr, self._input_addr,
@@ -188,9 +194,8 @@ class WasmInstance:
             raise WasmAbort("the module returned an address outside its memory")
         base = ctypes.addressof(self._memory.data_ptr(store).contents)
         end = size if limit is None else min(size, addr + limit)
-        raw = ctypes.string_at(base + addr, end - addr)
-        nul = raw.find(b"\0")
-        return raw if nul < 0 else raw[:nul]
+        # strnlen: bounded by the memory's end, and no copy of the rest of it.
+        return ctypes.string_at(base + addr, _libc.strnlen(base + addr, end - addr))
 
     def _ensure_memory(self, needed: int) -> None:
         size = self._memory.data_len(self._store)

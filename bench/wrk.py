@@ -58,6 +58,7 @@ def cycled_lua(routes: list[tuple[str, str, str]], template: str, items: list[st
             "function init(args) i = math.random(0, #items * #routes) end\n"
             "local function put(text, key, value)\n"
             "  local at = text:find(key, 1, true)\n"
+            "  if not at then return text end\n"
             "  return text:sub(1, at - 1) .. value .. text:sub(at + #key)\n"
             "end\n"
             "function request()\n"
@@ -74,8 +75,10 @@ def run_script(name: str, url: str, seconds: int, connections: int, script_text:
         script.write(script_text)
     argv = ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{seconds}s", "--latency",
             "--timeout", "5s", "-s", script.name, url]
-    out = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60).stdout
-    return parse(name, out)
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60)
+    if "Requests/sec" not in done.stdout:
+        raise RuntimeError(f"wrk failed for {name}: {(done.stdout + done.stderr)[-1500:]}")
+    return parse(name, done.stdout)
 
 
 def _ms(text: str) -> float:

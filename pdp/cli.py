@@ -89,22 +89,16 @@ def cmd_check(args) -> int:
     """OPA's own compiler over every module, tests included (`opa check`), then the
     serving engine's load when that is wasm (it also refuses builtins the host lacks).
     With PDP_ENGINE=opa, `opa check` is the serving compiler: nothing is pushed."""
-    import subprocess
-
-    from .engines.opa_build import find_opa
+    from .engines.opa_build import check_modules, find_opa
     from .engines.wasm import WasmEngine
     from .policy.bundle import is_bundle_file, load_bundle
     from .policy.errors import PolicyError
-    from .policy.errors import from_opa_output
     settings = _engine_settings()
     path = _policy_dir(args.path)
     try:
         bundle = load_bundle(path)
         if not is_bundle_file(path):
-            done = subprocess.run([find_opa(settings.opa_binary), "check", "."], cwd=path,
-                                  capture_output=True, text=True, timeout=120)
-            if done.returncode != 0:
-                raise from_opa_output(done.stderr or done.stdout)
+            check_modules(find_opa(settings.opa_binary), bundle.all_modules)
         if settings.engine == "wasm":
             WasmEngine(settings.opa_binary).compile(bundle)
     except PolicyError as err:
@@ -115,21 +109,16 @@ def cmd_check(args) -> int:
 
 
 def cmd_test(args) -> int:
-    """The pinned `opa test`: OPA's own semantics, the same compiler the wasm engine uses."""
-    import subprocess
-
-    from .engines.opa_build import find_opa
+    """The pinned `opa test`: OPA's own semantics, the same compiler the wasm engine uses,
+    over a private copy of what the PDP reads (a ConfigMap volume's ..data folders aside)."""
+    from .engines.opa_build import find_opa, run_opa_test
+    from .policy.bundle import load_bundle
     from .policy.errors import PolicyError
     try:
-        opa = find_opa(_engine_settings().opa_binary)
+        bundle = load_bundle(_policy_dir(args.path))
+        return run_opa_test(find_opa(_engine_settings().opa_binary), bundle.all_modules, bundle.data, args.verbose)
     except PolicyError as err:
         print(f"{err}", file=sys.stderr)
-        return 2
-    argv = [opa, "test", _policy_dir(args.path)] + (["-v"] if args.verbose else [])
-    try:
-        return subprocess.run(argv, timeout=600).returncode
-    except subprocess.TimeoutExpired:
-        print("pdp test: opa test took longer than 600 s", file=sys.stderr)
         return 1
 
 

@@ -8,6 +8,7 @@ in between.
 from __future__ import annotations
 
 import io
+import json
 import os
 import shutil
 import subprocess
@@ -37,21 +38,47 @@ def find_opa(configured: str) -> str:
 def build_wasm(opa: str, modules: dict[str, str], entrypoint: str) -> bytes:
     """policy.wasm for the given modules; PolicyError with file:line on a compile error."""
     with tempfile.TemporaryDirectory(prefix="pdp-wasm-") as tmp:
+        out = Path(tmp, "bundle.tar.gz")
+        _run_opa(opa, modules, Path(tmp, "src"), ["build", "-t", "wasm", "-e", entrypoint, "-o", str(out), "."])
+        return wasm_from_bundle(out.read_bytes())
+
+
+def check_modules(opa: str, modules: dict[str, str]) -> None:
+    """`opa check` over the given modules (tests included); PolicyError with file:line."""
+    with tempfile.TemporaryDirectory(prefix="pdp-check-") as tmp:
+        _run_opa(opa, modules, Path(tmp, "src"), ["check", "."])
+
+
+def run_opa_test(opa: str, modules: dict[str, str], data: dict, verbose: bool = False) -> int:
+    """`opa test` over the modules and data the PDP read; prints OPA's report, returns its exit code."""
+    with tempfile.TemporaryDirectory(prefix="pdp-test-") as tmp:
         src = Path(tmp, "src")
+        src.mkdir()
+        (src / "data.json").write_text(json.dumps(data), encoding="utf-8")
         for name, text in modules.items():
             path = src / name
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(text, encoding="utf-8")
-        out = Path(tmp, "bundle.tar.gz")
         try:
-            # cwd=src so that OPA names files as the PDP does (gateway/decision.rego).
-            done = subprocess.run([opa, "build", "-t", "wasm", "-e", entrypoint, "-o", str(out), "."],
-                                  cwd=src, capture_output=True, text=True, timeout=_BUILD_TIMEOUT_S)
+            return subprocess.run([opa, "test", "."] + (["-v"] if verbose else []), cwd=src, timeout=600).returncode
         except (OSError, subprocess.TimeoutExpired) as err:
-            raise PolicyError(f"opa build failed to run: {err.__class__.__name__}: {err}") from None
-        if done.returncode != 0:
-            raise from_opa_output(done.stderr or done.stdout)
-        return wasm_from_bundle(out.read_bytes())
+            raise PolicyError(f"opa test failed to run: {err.__class__.__name__}: {err}") from None
+
+
+def _run_opa(opa: str, modules: dict[str, str], src: Path, args: list[str]) -> None:
+    # A private copy of exactly what the PDP read: never a file edited since,
+    # nor a ConfigMap volume's hidden ..data folders.
+    for name, text in modules.items():
+        path = src / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    try:
+        # cwd=src so that OPA names files as the PDP does (gateway/decision.rego).
+        done = subprocess.run([opa, *args], cwd=src, capture_output=True, text=True, timeout=_BUILD_TIMEOUT_S)
+    except (OSError, subprocess.TimeoutExpired) as err:
+        raise PolicyError(f"opa {args[0]} failed to run: {err.__class__.__name__}: {err}") from None
+    if done.returncode != 0:
+        raise from_opa_output(done.stderr or done.stdout)
 
 
 def wasm_from_bundle(raw: bytes) -> bytes:

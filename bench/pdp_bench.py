@@ -195,6 +195,7 @@ def main() -> None:
         print(f"\nratio pdp wasm / OPA REST: one token {single['pdp wasm'].rps / single['opa'].rps:.2f}x, "
               f"high cardinality {mixed['pdp wasm'].rps / mixed['opa'].rps:.2f}x decisions/s "
               "(the PDP also verifies the JWT, spends quota in Redis and speaks HTTP+JSON to its caller)")
+        in_process(base_env, engines, token, tokens)
         growth(base_env, opa, token)
     finally:
         for s in reversed(servers):
@@ -204,21 +205,41 @@ def main() -> None:
 def _decision_p50_ms(env: dict, body: dict, n: int = 2000) -> float:
     """p50 of Decider.decide() in this process: the PDP's own cost per decision,
     without HTTP and scheduling noise (real engine, real Redis, real OPA)."""
+    return _decisions_p50_ms(env, [body["request"]], n)
+
+
+def _decisions_p50_ms(env: dict, requests_: list[dict], n: int) -> float:
+    """p50 of Decider.decide() over requests_ cycled (nan if any is denied)."""
     from pdp.app import build_services
     from pdp.config import load_settings
     services = build_services(load_settings({**env, "DECISION_LOG": "off"}))
-    request = body["request"]
-    for _ in range(200):
-        decision = services.decider.decide(request)
-    if not decision.allow:
-        return float("nan")
+    for request in requests_[:200]:
+        if not services.decider.decide(request).allow:
+            return float("nan")
     samples = []
-    for _ in range(n):
+    for i in range(n):
+        request = requests_[i % len(requests_)]
         started = time.perf_counter()
         services.decider.decide(request)
         samples.append(time.perf_counter() - started)
     samples.sort()
     return samples[len(samples) // 2] * 1000
+
+
+def in_process(base_env: dict, engines: list, token: str, tokens: list[str]) -> None:
+    """The same two workloads as p50 of Decider.decide: robust when other work shares the cores."""
+    one = [check_body(token)["request"]]
+    mixed = []
+    for k, item in enumerate(tokens):
+        method, path = MIXED_ROUTES[k % len(MIXED_ROUTES)]
+        body = check_body(item, path=path)["request"]
+        mixed.append({**body, "method": method})
+    n = min(len(mixed) * 2, 20000)
+    print("\n# in process: p50 ms of one decision (Decider.decide: JWT, trimmed input, engine, quota in Redis)")
+    print(f"{'engine':<34} {'one token':>10} {'high cardinality':>17}")
+    for name, env in engines:
+        row = (_decisions_p50_ms({**base_env, **env}, one, 2000), _decisions_p50_ms({**base_env, **env}, mixed, n))
+        print(f"{name:<34} {row[0]:>10.3f} {row[1]:>17.3f}", flush=True)
 
 
 def growth(base_env, opa, token) -> None:

@@ -135,3 +135,11 @@ def test_a_crlf_sub_is_denied_and_counted_and_never_reaches_a_backend(chain, min
     seen = get(chain.port, "/api/v1/users/me", headers={"Authorization": "Bearer " + token})
     assert seen.status in (401, 503)
     assert "eve" not in seen.body.decode("utf-8", "replace")
+
+
+def test_a_lone_surrogate_in_a_claim_is_refused_not_a_500(chain, mint):
+    """A signed claim can carry what the body check cannot see: the engine refuses
+    it as input (deny, 400 invalid_input) unless the authenticator refused it first (401)."""
+    d = check(chain.pdp, "/api/v1/users/me", mint("a\ud800b", ["user"]))
+    assert d["allow"] is False and d["headers"] == {}
+    assert (d["status"], d["reason"]) == (400, "invalid_input") or d["status"] == 401, d

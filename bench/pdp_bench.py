@@ -19,7 +19,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import jwt
 import requests
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -64,11 +63,12 @@ def check_body(token: str | None, path: str = ROUTE, extra_headers: int = 0) -> 
 
 
 def mint(secret: str, sub: str = "bench-user") -> str:
-    """An access token as the PDP mints them (typ at+jwt, RFC 9068)."""
-    now = int(time.time())
+    """An access token from the shared minting helper (typ at+jwt, RFC 9068)."""
+    from pdp.authn.tokens import mint_access_token
     # enterprise: no daily quota and 10M a month, so every decision is an allow that spends quota
-    return jwt.encode({"sub": sub, "roles": ["user"], "plan": "enterprise", "mfa": True, "jti": secrets.token_hex(8),
-                       "iat": now, "exp": now + 3600}, secret, algorithm="HS256", headers={"typ": "at+jwt"})
+    token, _ = mint_access_token(secret, "HS256", sub=sub, roles=["user"], plan="enterprise", mfa=True,
+                                 lifetime_s=3600)
+    return token
 
 
 TOKENS = int(os.environ.get("BENCH_TOKENS", "10000"))

@@ -97,6 +97,13 @@ def test_both_pdp_engines_agree_end_to_end(pdp_factory, opa_server, jwt_secret):
         if case.get("settings") or subject.get("claims") or malformed or (subject.get("authenticated") and not subject.get("sub")):
             continue
         body = _check_request(case, jwt_secret)
+        if not body["request"]["method"].isupper():
+            # /v1/check judges only upper-case methods (RFC 9110 9.1): a 400 problem on both,
+            # before any policy (the engine-level test above still decides the case).
+            for server in (wasm, with_opa):
+                refused = session.post(server.url + "/v1/check", json=body, timeout=5)
+                assert refused.status_code == 400, case["name"]
+            continue
         a = session.post(wasm.url + "/v1/check", json=body, timeout=5).json()
         b = session.post(with_opa.url + "/v1/check", json=body, timeout=5).json()
         keys = ("allow", "status", "reason", "headers")

@@ -141,11 +141,12 @@ def build_services(settings, fallback_bundle=None) -> Services:
         from .quota.factory import build_quota_service
         quota = build_quota_service(settings, redis_client, registry=metrics.registry)
     from .admin_ui.recent import RecentDecisions
+    from .decision import HeaderAllowList
     tracer = make_tracer("lucid-pdp")
     recent = RecentDecisions()
     decision_log = DecisionLog(settings.decision_log, tap=recent.add)
     decider = Decider(authenticator, policies, engine, quota=quota, decision_log=decision_log, metrics=metrics,
-                      tracer=tracer)
+                      tracer=tracer, allowed_headers=HeaderAllowList(settings.decision_header_names))
     return Services(settings, engine, policies, decider, redis_client, metrics, authenticator, quota, tracer,
                     recent)
 

@@ -10,8 +10,8 @@ import time
 import uuid
 
 from .authn.errors import AuthUnavailable, InvalidCredential
-from .decision import Decision, deny, from_policy
-from .engines.base import EngineError
+from .decision import DEFAULT_HEADERS, Decision, deny, from_policy
+from .engines.base import EngineError, InvalidInput
 from .policy_input import build_request
 from .request_path import AmbiguousPath
 from .tracing import NoTracer
@@ -22,7 +22,7 @@ _BEARER_CHALLENGE = 'Bearer error="invalid_token"'
 
 class Decider:
     def __init__(self, authenticator, policies, engine, quota=None, decision_log=None, metrics=None,
-                 clock_ns=time.time_ns, tracer=None):
+                 clock_ns=time.time_ns, tracer=None, allowed_headers=DEFAULT_HEADERS):
         self._authn = authenticator
         self._policies = policies
         self._engine = engine
@@ -31,6 +31,7 @@ class Decider:
         self._metrics = metrics
         self._clock_ns = clock_ns
         self._tracer = tracer or NoTracer()
+        self._allowed_headers = allowed_headers
 
     def decide(self, check: dict, request_id: str = "", trace=None) -> Decision:
         """check is a validated /v1/check `request` object; trace the caller's TraceContext (or None)."""
@@ -68,12 +69,15 @@ class Decider:
         try:
             with self._tracer.span("pdp.engine", trace):
                 doc = self._evaluate(served, input_doc)
+        except InvalidInput as err:
+            log.warning("input refused by the policy engine: %s", err)
+            return deny(400, "invalid_input"), request, subject
         except EngineError as err:
             log.error("policy evaluation failed: %s", err)
             if self._metrics:
                 self._metrics.errors.labels(kind="evaluation").inc()
             return deny(503, "policy_error"), request, subject
-        decision = from_policy(doc)
+        decision = self._from_policy(doc)
         # quota: spend the policy's descriptors for an allowed request (issue #4).
         if decision.allow and decision.quotas and self._quota is not None:
             with self._tracer.span("pdp.quota", trace):
@@ -86,7 +90,7 @@ class Decider:
             # An admin's plan override: the policy's quotas as if the token said that plan.
             replanned = {**input_doc, "subject": {**input_doc.get("subject", subject), "plan": plan}}
             try:
-                redone = from_policy(self._evaluate(served, replanned))
+                redone = self._from_policy(self._evaluate(served, replanned))
             except EngineError as err:
                 log.error("policy evaluation under plan override failed: %s", err)
                 return decision.quotas  # still enforce the token's own plan
@@ -99,6 +103,14 @@ class Decider:
         decision.response_headers.update(verdict.response_headers)
         if verdict.spent_quota:
             decision.cache_ttl_s = 0.0  # an allow that spent quota must be asked again
+        return decision
+
+    def _from_policy(self, doc) -> Decision:
+        decision = from_policy(doc, self._allowed_headers)
+        if decision.reason == "policy_bad_headers":
+            log.error("decision denied, policy set a bad header: %s", decision.detail)
+            if self._metrics:
+                self._metrics.errors.labels(kind="policy_bad_headers").inc()
         return decision
 
     def _evaluate(self, served, input_doc: dict):

@@ -4,7 +4,7 @@ Built on the Engine interface (pdp/engines/base.py): compile() a bundle,
 evaluate() it. A draft is the loaded bundle with some modules replaced or
 added, compiled to its own handle; the served policy is not touched. The OPA
 engine's compile() pushes to the OPA server (it would replace the served
-policy), so drafts are compiled by the embedded engine then.
+policy), so drafts are compiled by the in-process wasm engine then.
 """
 from __future__ import annotations
 

@@ -267,7 +267,7 @@ def add_routes(app, services, recent) -> None:
         from ..quota.admin import QuotaAdmin
         quota_admin = QuotaAdmin(s.quota)
     playground = Playground(s.policies, s.engine,
-                            lambda: make_engine(dataclasses.replace(s.settings, engine="embedded")))
+                            lambda: make_engine(dataclasses.replace(s.settings, engine="wasm")))
     app.add_route("/ui", Redirect())
     app.add_route("/ui/", Page())
     app.add_route("/ui/static/{name}", Static())

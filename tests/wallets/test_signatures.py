@@ -226,3 +226,20 @@ def test_verify_challenge_signature_both_chains():
     # An Ethereum-prefixed signature by the same key over the same text: the wrong chain.
     wrong_chain = eth_sign(key.hex(), text)
     assert refusal(verify_challenge_signature, challenge, "0x" + wrong_chain.hex()).reason == "signature_mismatch"
+
+
+def test_the_docs_signing_script_makes_what_eth_account_and_tronpy_make():
+    """scripts/wallet_sign.py is how docs/wallets.md signs: its bytes must be a wallet's."""
+    import importlib.util
+    from tests.support.processes import ROOT
+    spec = importlib.util.spec_from_file_location("wallet_sign", ROOT / "scripts" / "wallet_sign.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    from coincurve import PrivateKey
+    raw = bytes.fromhex("75065f100e38d3f3b4c5c4235834ba8216de62272a4f03532c44b31a5734360a")
+    key = PrivateKey(raw)
+    assert script.address(key, "ethereum") == Account.from_key(raw).address
+    assert script.address(key, "tron") == "TWWb9EjUWai17YEVB7FR8hreupYJKG9sMR"
+    assert script.sign(key, "ethereum", MESSAGE) == "0x" + eth_sign(raw, MESSAGE).hex()
+    # RFC 6979 signatures are deterministic: the published TRON vector, byte for byte.
+    assert script.sign(key, "tron", "Hello World")[2:] == TRON_VECTORS[0][2]

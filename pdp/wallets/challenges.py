@@ -105,7 +105,10 @@ class Challenges:
             raise ChallengeStoreUnavailable(f"Redis unavailable ({err.__class__.__name__})") from None
         if raw is None:
             raise WalletRefused("challenge_unknown", "unknown or already used challenge nonce")
-        challenge = Challenge(**json.loads(raw))
+        try:
+            challenge = Challenge(**json.loads(raw))
+        except (ValueError, TypeError):  # a record this version cannot read: no challenge of ours
+            raise WalletRefused("challenge_unknown", "unknown or already used challenge nonce") from None
         if self._clock() > challenge.expires_at:
             raise WalletRefused("challenge_expired", "the challenge expired; ask for a new one")
         return challenge

@@ -85,6 +85,14 @@ def test_malformed_nonces_are_unknown(client, nonce):
     assert info.value.reason == "challenge_unknown"
 
 
+@pytest.mark.parametrize("record", [b"not json", b"{}", b'{"nonce": "x", "surprise": 1}'])
+def test_an_unreadable_record_is_an_unknown_challenge(client, record):
+    client.set("lucid:wallet:challenge:" + "b" * 32, record, ex=60)
+    with pytest.raises(WalletRefused) as info:
+        make(client).take("b" * 32)
+    assert info.value.reason == "challenge_unknown"
+
+
 def test_of_parallel_takes_exactly_one_wins(client):
     store = make(client)
     c = store.issue("ethereum", ADDRESS)

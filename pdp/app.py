@@ -14,8 +14,10 @@ from .client_ip import TrustedProxies
 from .problem import serialize_error
 from .resources.check import Check
 from .resources.forward_auth import ExtAuthz, ForwardAuth
+from .resources.openapi import OpenApi
 from .resources.operations import Health, Metrics, Policies, Ready, Version
 from .logs import request_id_var
+from .trace_context import parse as parse_trace_context
 
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
@@ -30,6 +32,8 @@ class Services:
     metrics: object           # PdpMetrics
     authenticator: object
     quota: object = None      # QuotaService, None when RATE_LIMIT_ENABLED=false
+    tracer: object = None     # pdp.tracing tracer (NoTracer unless OTEL_EXPORTER_OTLP_ENDPOINT is set)
+    recent: object = None     # admin_ui.recent.RecentDecisions: the decision log's last entries
     signin: object = None     # SignInService (pdp.signin), None without MONGODB_URI
 
 
@@ -43,6 +47,13 @@ class RequestIdMiddleware:
         req.context.request_id = rid
         request_id_var.set(rid)
         resp.set_header("X-Request-ID", rid)
+
+
+class TraceContextMiddleware:
+    """The caller's W3C traceparent/tracestate (None when absent or invalid: the decision starts a trace)."""
+
+    def process_request(self, req, resp):
+        req.context.trace = parse_trace_context(req.get_header("traceparent"), req.get_header("tracestate"))
 
 
 class FairnessMiddleware:
@@ -66,7 +77,7 @@ def _gevent_yield():
 
 
 def create_app(services: Services, yield_fn=None) -> falcon.App:
-    middleware = [RequestIdMiddleware()]
+    middleware = [RequestIdMiddleware(), TraceContextMiddleware()]
     if yield_fn is not None:
         middleware.append(FairnessMiddleware(yield_fn))
     app = falcon.App(middleware=middleware)
@@ -88,12 +99,16 @@ def create_app(services: Services, yield_fn=None) -> falcon.App:
     app.add_route("/v1/version", Version(s.settings, s.engine.name))
     app.add_route("/v1/policies", Policies(s.policies))
     app.add_route("/metrics", Metrics(s.metrics, s.signin.metrics.refresh if s.signin is not None else None))
+    app.add_route("/v1/openapi.json", OpenApi())
     if s.quota is not None:
         from .resources.quotas import add_routes as add_quota_routes
         add_quota_routes(app, s.quota, s.authenticator)
     if s.signin is not None:
         from .signin.routes import add_routes as add_signin_routes
         add_signin_routes(app, s.signin, s.authenticator)
+    from .admin_ui import add_routes as add_ui_routes
+    from .admin_ui.recent import RecentDecisions
+    add_ui_routes(app, s, s.recent if s.recent is not None else RecentDecisions())
     return app
 
 
@@ -108,6 +123,7 @@ def build_services(settings, fallback_bundle=None) -> Services:
     from .metrics import PdpMetrics
     from .policy.store import PolicyStore
     from .redis_client import connect
+    from .tracing import make_tracer
 
     metrics = PdpMetrics()
     redis_client = connect(settings.redis_url, settings.redis_timeout_ms / 1000)
@@ -131,7 +147,13 @@ def build_services(settings, fallback_bundle=None) -> Services:
     if settings.rate_limit_enabled:
         from .quota.factory import build_quota_service
         quota = build_quota_service(settings, redis_client, registry=metrics.registry)
-    decider = Decider(authenticator, policies, engine, quota=quota, decision_log=DecisionLog(settings.decision_log), metrics=metrics)
+    from .admin_ui.recent import RecentDecisions
+    from .decision import HeaderAllowList
+    tracer = make_tracer("lucid-pdp")
+    recent = RecentDecisions()
+    decision_log = DecisionLog(settings.decision_log, tap=recent.add)
+    decider = Decider(authenticator, policies, engine, quota=quota, decision_log=decision_log, metrics=metrics,
+                      tracer=tracer, allowed_headers=HeaderAllowList(settings.decision_header_names))
     signin = None
     if settings.mongodb_uri:
         from .signin.routes import build as build_signin
@@ -139,7 +161,8 @@ def build_services(settings, fallback_bundle=None) -> Services:
         # right for quotas, too tight for a Lua redeem on a busy machine.
         auth_redis = connect(settings.redis_url, max(settings.redis_timeout_ms, 500) / 1000)
         signin = build_signin(settings, auth_redis, RedisDenylist(auth_redis), metrics.registry)
-    return Services(settings, engine, policies, decider, redis_client, metrics, authenticator, quota, signin)
+    return Services(settings, engine, policies, decider, redis_client, metrics, authenticator, quota, tracer,
+                    recent, signin)
 
 
 def policy_settings(settings) -> dict:

@@ -129,6 +129,26 @@ def _algorithms(raw: str) -> tuple[str, ...]:
     return algs
 
 
+def _optional_authority(raw: str) -> str | None:
+    """An RFC 3986 authority (host or host:port), as EIP-4361's domain line holds it."""
+    import re
+    value = raw.strip()
+    if not value:
+        return None
+    if not re.match(r"^([A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*|\[[0-9A-Fa-f:.]+\])(:[0-9]{1,5})?$", value):
+        raise ValueError("expected a host or host:port, without scheme or path (e.g. login.example.com)")
+    return value.lower()
+
+
+def _optional_http_url(raw: str) -> str | None:
+    value = raw.strip()
+    if not value:
+        return None
+    if not value.startswith(("http://", "https://")) or any(c in value for c in " \n\r"):
+        raise ValueError("expected an http(s):// URL")
+    return value
+
+
 def _token_types(raw: str) -> tuple[str, ...]:
     from .authn.token_types import normalize_token_types
     return normalize_token_types(raw)
@@ -274,6 +294,13 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("quota_local_max_keys", "QUOTA_LOCAL_MAX_KEYS", _int_range(100, 10_000_000), 50_000, "Keys the in-process fallback buckets keep per worker (LRU)."),
     Setting("quota_analytics", "QUOTA_ANALYTICS", _bool, True, "Keep top keys and per-descriptor verdicts of the last hour in Redis."),
     Setting("quota_key_prefix", "QUOTA_KEY_PREFIX", _key_prefix, "lucid:q:", "Prefix of every quota key in Redis (no braces: keys carry a hash tag)."),
+    # Hardware-wallet sign-in (docs/auth.md, "Wallet sign-in"); part of the sign-in API (MONGODB_URI).
+    Setting("wallet_signin", "WALLET_SIGNIN_ENABLED", _bool, True, "Serve wallet sign-in and linking (Ethereum EIP-4361, TRON signMessageV2)."),
+    Setting("wallet_domain", "WALLET_DOMAIN", _optional_authority, None, "Domain line of the EIP-4361 message the wallet shows and checks; default: PUBLIC_BASE_URL's host[:port]. Never the Host header."),
+    Setting("wallet_uri", "WALLET_URI", _optional_http_url, None, "URI line of the EIP-4361 message; default: PUBLIC_BASE_URL."),
+    Setting("wallet_challenge_ttl_s", "WALLET_CHALLENGE_TTL_S", _int_range(1, 3600), 300, "How long a wallet challenge may be signed and answered (single use)."),
+    Setting("wallet_ethereum_chain_id", "WALLET_ETHEREUM_CHAIN_ID", _int_range(1, 2**53), 1, "EIP-155 chain id in Ethereum challenges (1 = mainnet)."),
+    Setting("wallet_tron_chain_id", "WALLET_TRON_CHAIN_ID", _int_range(1, 2**32), 728126428, "TRON chain id in TRON challenges, decimal (728126428 = 0x2b6653dc mainnet; Nile 3448148188, Shasta 2494104990)."),
 )
 
 

@@ -126,8 +126,13 @@ class SignIn:
         if "totp" not in user:
             return self._issuer.issue(user, amr=["email"], mfa=False, client_ip=client.ip,
                                       user_agent=client.user_agent)
+        return self.second_factor_challenge(user, ["email"])
+
+    def second_factor_challenge(self, user: dict, amr: list) -> dict:
+        """The answer to a first factor (amr) of an account with TOTP: an MFA
+        challenge that complete_mfa turns into tokens (also used by wallet sign-in)."""
         challenge = secrets.token_urlsafe(32)
-        body = json.dumps({"user_id": user["_id"], "amr": ["email"]})
+        body = json.dumps({"user_id": user["_id"], "amr": list(amr)})
         try:
             self._redis.set(_MFA_PREFIX + _digest(challenge), body, ex=_MFA_TTL_S)
         except redis.RedisError as err:

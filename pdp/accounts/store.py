@@ -214,6 +214,24 @@ class UserStore:
 
     # -- wallet bindings (for the hardware-wallet sign-in) -------------------------
 
+    def create_wallet_user(self, user_id: str, binding: dict, *, roles=("user",), plan: str = "free") -> dict:
+        """Inserts an account whose one credential is a wallet (wallet sign-up
+        while SIGNUP_MODE=open): no email, active (the signature proved the
+        wallet), and the binding in the same insert, so the unique index on
+        wallets.address decides a race. Raises WalletTaken or StoreUnavailable."""
+        self.require_indexes()
+        now = self._clock()
+        doc = {"_id": user_id, "status": "active", "roles": sorted(set(roles)), "plan": plan, "profile": {},
+               "wallets": [{**binding, "added_at": now}], "created_at": now, "updated_at": now,
+               "last_login_at": now}
+        try:
+            self.users.insert_one(doc)
+        except DuplicateKeyError:
+            raise WalletTaken("this wallet is bound to an account") from None
+        except PyMongoError as err:
+            raise _unavailable(err) from None
+        return doc
+
     def add_wallet(self, user_id: str, binding: dict) -> bool:
         """Binds a wallet (binding["address"] normalized by the caller) to a user.
 

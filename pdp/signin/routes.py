@@ -35,6 +35,7 @@ class SignInService:
     mailer: Mailer
     metrics: BusinessMetrics
     denylist: object
+    wallets: object = None  # WalletSignIn, None when WALLET_SIGNIN_ENABLED=false
     _checked: tuple | None = None
 
     def checks(self) -> dict:
@@ -75,8 +76,28 @@ def build(settings, redis_client, denylist, registry, db=None) -> SignInService:
                     throttle=Throttle(redis_client), redis_client=redis_client,
                     public_base_url=settings.public_base_url, service_name=settings.service_name, limits=limits,
                     background=_spawn)
-    accounts = Accounts(store=store, audit=AuditLog(db), signup_mode=settings.signup_mode, plans=settings.account_plans)
-    return SignInService(settings, store, signin, accounts, issuer, mailer, BusinessMetrics(store, registry), denylist)
+    audit = AuditLog(db)
+    accounts = Accounts(store=store, audit=audit, signup_mode=settings.signup_mode, plans=settings.account_plans)
+    wallets = build_wallets(settings, redis_client, store, audit, issuer, signin) if settings.wallet_signin else None
+    return SignInService(settings, store, signin, accounts, issuer, mailer, BusinessMetrics(store, registry), denylist,
+                         wallets)
+
+
+def build_wallets(settings, redis_client, store, audit, issuer, signin):
+    """Wallet sign-in; its EIP-4361 domain and URI come from settings, never from a request."""
+    import urllib.parse
+
+    from ..wallets.challenges import Challenges
+    from ..wallets.service import WalletSignIn
+    base = settings.public_base_url or ""
+    domain = settings.wallet_domain or urllib.parse.urlsplit(base).netloc.lower()
+    challenges = Challenges(redis_client, settings.wallet_challenge_ttl_s, domain=domain,
+                            uri=settings.wallet_uri or base, service_name=settings.service_name,
+                            chain_ids={"ethereum": settings.wallet_ethereum_chain_id,
+                                       "tron": settings.wallet_tron_chain_id})
+    return WalletSignIn(challenges=challenges, store=store, audit=audit, issuer=issuer, signin=signin,
+                        throttle=Throttle(redis_client), per_ip_per_minute=settings.verify_per_ip_per_minute,
+                        signup_mode=settings.signup_mode)
 
 
 def _spawn(fn, *args):
@@ -103,3 +124,6 @@ def add_routes(app, service: SignInService, authenticator) -> None:
     app.add_route(f"{API}/users/{{user_id}}", UserItem(s.accounts, auth))
     app.add_route(f"{API}/users/{{user_id}}/roles", UserRoles(s.accounts, auth, client))
     app.add_route(f"{API}/users/{{user_id}}/plan", UserPlan(s.accounts, auth, client))
+    if s.wallets is not None:
+        from .wallets import add_routes as add_wallet_routes
+        add_wallet_routes(app, API, s.wallets, auth, client)

@@ -13,11 +13,14 @@ quota_free_routes := {"meta.health", "meta.version", "meta.info"}
 
 # Brute-force protection per client IP. Fail closed: while Redis is down the
 # local fallback would multiply the limit by the number of workers.
-# The magic-link page's POST is a verify, so it shares that bucket.
+# The magic-link page's POST and a wallet's signature are verifies, so they
+# share that bucket; a wallet challenge, like a mailed link, is a login.
 brute_force_routes := {
 	"auth.login": "auth_login_per_ip",
 	"auth.verify": "auth_verify_per_ip",
 	"auth.magic.redeem": "auth_verify_per_ip",
+	"auth.wallet.challenge": "auth_login_per_ip",
+	"auth.wallet.verify": "auth_verify_per_ip",
 }
 
 # RATE_LIMIT_ENABLED=false turns every descriptor off, brute-force ones too.

@@ -35,14 +35,14 @@ test_access_kinds_are_known if {
 }
 
 test_anyone_routes_need_no_token if {
-	count(routes_with("anyone")) == 11
+	count(routes_with("anyone")) == 13
 	every route in routes_with("anyone") {
 		gateway.permitted(route, {}, gateway.caller_facts(anonymous))
 	}
 }
 
 test_authenticated_routes_need_a_token if {
-	count(routes_with("authenticated")) == 16
+	count(routes_with("authenticated")) == 19
 	every route in routes_with("authenticated") {
 		not gateway.permitted(route, {}, gateway.caller_facts(anonymous))
 		gateway.permitted(route, {}, gateway.caller_facts(member("u", [])))

@@ -113,3 +113,13 @@ test_sign_in_endpoints_are_routed if {
 	gateway.request_match(request("PUT", "users/u-1/roles")).route == "users.roles.update"
 	gateway.request_match(request("PUT", "users/u-1/plan")).route == "users.plan.update"
 }
+
+test_wallet_endpoints_are_routed if {
+	gateway.request_match(request("POST", "auth/wallet/challenge")).route == "auth.wallet.challenge"
+	gateway.request_match(request("POST", "auth/wallet/verify")).route == "auth.wallet.verify"
+	gateway.request_match(request("GET", "users/me/wallets")).route == "users.me.wallets.list"
+	gateway.request_match(request("POST", "users/me/wallets")).route == "users.me.wallets.link"
+	m := gateway.request_match(request("DELETE", "users/me/wallets/TWWb9EjUWai17YEVB7FR8hreupYJKG9sMR"))
+	m.route == "users.me.wallets.unlink"
+	m.params == {"id": "TWWb9EjUWai17YEVB7FR8hreupYJKG9sMR"}
+}

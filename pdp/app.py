@@ -11,7 +11,7 @@ import uuid
 import falcon
 
 from .problem import serialize_error
-from .resources.check import Check
+from .resources.check import Check, LeaseReturn
 from .resources.forward_auth import ExtAuthz, ForwardAuth
 from .resources.operations import Health, Metrics, Policies, Ready, Version
 from .logs import request_id_var
@@ -72,6 +72,7 @@ def create_app(services: Services, yield_fn=None) -> falcon.App:
     app.req_options.strip_url_path_trailing_slash = False
     s = services
     app.add_route("/v1/check", Check(s.decider, s.settings.max_body_bytes))
+    app.add_route("/v1/lease/return", LeaseReturn(s.quota, s.settings.max_body_bytes))
     forward = ForwardAuth(s.decider)
     app.add_route("/v1/forward-auth", forward)
     ext = ExtAuthz(s.decider)

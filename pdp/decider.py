@@ -30,11 +30,13 @@ class Decider:
         self._metrics = metrics
         self._clock_ns = clock_ns
 
-    def decide(self, check: dict, request_id: str = "") -> Decision:
-        """check is a validated /v1/check `request` object."""
+    def decide(self, check: dict, request_id: str = "", lease_want: int = 1) -> Decision:
+        """check is a validated /v1/check `request` object; lease_want > 1 asks
+        for a quota lease of that many requests' worth (granted as far as the
+        lease policy allows)."""
         started = time.perf_counter()
         served = self._policies.current
-        decision, request, subject = self._decide(check, served)
+        decision, request, subject = self._decide(check, served, lease_want)
         decision.decision_id = uuid.uuid4().hex
         decision.policy_revision = served.revision if served else ""
         decision.eval_ms = (time.perf_counter() - started) * 1000
@@ -44,7 +46,7 @@ class Decider:
             self._log.record(decision, request, subject, request_id)
         return decision
 
-    def _decide(self, check: dict, served):
+    def _decide(self, check: dict, served, lease_want: int = 1):
         try:
             request = build_request(check)
         except AmbiguousPath as err:
@@ -69,10 +71,11 @@ class Decider:
         decision = from_policy(doc)
         # quota: spend the policy's descriptors for an allowed request (issue #4).
         if decision.allow and decision.quotas and self._quota is not None:
-            decision = self._spend_quota(decision, served, input_doc, subject)
+            decision = self._spend_quota(decision, served, input_doc, subject, lease_want)
         return decision, request, subject
 
-    def _spend_quota(self, decision: Decision, served, input_doc: dict, subject: dict) -> Decision:
+    def _spend_quota(self, decision: Decision, served, input_doc: dict, subject: dict,
+                     lease_want: int = 1) -> Decision:
         """All of the request's descriptors in one Redis call; a rejection is the decision."""
         def replan(plan: str) -> list:
             # An admin's plan override: the policy's quotas as if the token said that plan.
@@ -84,13 +87,16 @@ class Decider:
                 return decision.quotas  # still enforce the token's own plan
             return redone.quotas if redone.allow else []
 
-        verdict = self._quota.spend(decision.quotas, subject, replan=replan)
+        verdict = self._quota.spend(decision.quotas, subject, replan=replan, lease_want=lease_want)
         if not verdict.allowed:
             return deny(verdict.status, verdict.reason,
                         response_headers={**decision.response_headers, **verdict.response_headers})
         decision.response_headers.update(verdict.response_headers)
         if verdict.spent_quota:
             decision.cache_ttl_s = 0.0  # an allow that spent quota must be asked again
+        if verdict.units > 1 and verdict.lease_id:
+            decision.lease = {"id": verdict.lease_id, "units": verdict.units - 1,
+                              "ttl_s": self._quota.lease_ttl_s}
         return decision
 
     def _evaluate(self, served, input_doc: dict):

@@ -20,14 +20,20 @@ class Decision:
     decision_id: str = ""
     policy_revision: str = ""
     eval_ms: float = 0.0
+    # {"id", "units", "ttl_s"}: further requests' worth of quota reserved for
+    # the asker (pdp/quota/leases.py); None without a lease.
+    lease: dict | None = None
 
     def to_json(self) -> dict:
-        return {
+        doc = {
             "allow": self.allow, "status": self.status, "reason": self.reason,
             "decision_id": self.decision_id, "policy_revision": self.policy_revision,
             "headers": self.headers, "response_headers": self.response_headers,
             "cache_ttl_s": self.cache_ttl_s,
         }
+        if self.lease:
+            doc["lease"] = self.lease
+        return doc
 
 
 def deny(status: int, reason: str, **extra) -> Decision:

@@ -162,6 +162,10 @@ SETTINGS = (
             "On SIGTERM, time allowed for in-flight requests to finish."),
     Setting("verdict_cache_size", "VERDICT_CACHE_SIZE", _int_in(0, 10000000), "10000",
             "Cacheable allow verdicts kept per worker (0 disables the fast path)."),
+    Setting("quota_leases", "QUOTA_LEASES", _bool, "true",
+            "Ask the PDP for quota leases and admit a hot key's requests against them locally (docs/leases.md)."),
+    Setting("lease_max_want", "LEASE_MAX_WANT", _int_in(1, 100000), "256",
+            "Most requests' worth of quota one lease request asks for (the PDP caps it further)."),
     Setting("access_log", "ACCESS_LOG", _bool, "true", "One JSON line per request on stdout."),
     Setting("service_name", "SERVICE_NAME", _text, "api-gateway", "Name shown by /meta/info."),
 )

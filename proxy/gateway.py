@@ -70,12 +70,13 @@ class Gateway:
     """The per-worker request pipeline; everything it needs is passed in."""
 
     def __init__(self, config, routes, clusters, pdp, verdicts, client_address, meta, metrics, access_log,
-                 clock=time.monotonic):
+                 clock=time.monotonic, leases=None):
         self._config = config
         self._routes = routes
         self._clusters = clusters
         self._pdp = pdp
         self._verdicts = verdicts
+        self._leases = leases  # proxy/leases.py LeaseStore, or None
         self._client_address = client_address
         self._meta = meta
         self._metrics = metrics
@@ -202,9 +203,11 @@ class Gateway:
         """The PDP's decision (or a cached one); None when the PDP failed and the route fails closed."""
         req = ex.request
         cache_key = None
-        if self._verdicts is not None:
-            cache_key = (credential_hash(req.headers), req.method, req.header("host", ""), ex.path, ex.query)
-            cached = self._verdicts.get(cache_key)
+        if self._verdicts is not None or self._leases is not None:
+            cache_key = self.decision_key(ex)
+            cached = self._verdicts.get(cache_key) if self._verdicts is not None else None
+            if cached is None and self._leases is not None:
+                cached = self._leases.take(cache_key)
             if cached is None:
                 cached = self._join_inflight(cache_key)
             if cached is not None:
@@ -238,8 +241,9 @@ class Gateway:
         if cache_key is not None and cache_key not in self._inflight:
             leading = self._inflight[cache_key] = AsyncResult()
         decision = None
+        lease_want = self._leases.want(cache_key) if self._leases is not None else 1
         try:
-            decision = self._pdp.check(doc, ex.request_id)
+            decision = self._pdp.check(doc, ex.request_id, lease_want)
         except PdpUnavailable as exc:
             ex.pdp_s = self._clock() - started
             self._metrics.pdp_errors.labels(exc.kind).inc()
@@ -254,7 +258,16 @@ class Gateway:
         self._metrics.pdp_duration.observe(ex.pdp_s)
         if self._verdicts is not None:
             self._verdicts.observe(cache_key, decision)
+        if self._leases is not None:
+            self._leases.observe(cache_key, decision)
+            if decision.lease:
+                decision = replace(decision, lease=None)  # its units are the followers'
         return decision
+
+    def decision_key(self, ex):
+        """What a reused verdict or a lease must match: everything the decision read."""
+        req = ex.request
+        return (credential_hash(req.headers), req.method, req.header("host", ""), ex.path, ex.query)
 
     def _warn_pdp_unavailable(self, request_id, exc):
         """At most one warning per second: an outage must not flood the log (the metric counts all)."""
@@ -276,9 +289,14 @@ class Gateway:
         (quota spent) never wait: each of those requests needs its own decision.
         """
         leader = self._inflight.get(cache_key)
-        if leader is None or self._verdicts.known_uncacheable(cache_key):
+        if leader is None:
+            return None
+        leased = self._leases is not None and self._leases.expects_lease(cache_key)
+        if not leased and (self._verdicts is None or self._verdicts.known_uncacheable(cache_key)):
             return None
         shared = leader.wait(self._pdp.max_wait_s)
+        if leased:
+            return self._leases.take(cache_key)
         if shared is None or not shared.allow or shared.cache_ttl_s <= 0:
             return None
         return replace(shared, cached=True)

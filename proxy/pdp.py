@@ -33,6 +33,7 @@ class Decision:
     policy_revision: str = ""
     cache_ttl_s: float = 0.0
     cached: bool = False
+    lease: dict | None = None  # {"id", "units", "ttl_s"} (proxy/leases.py)
 
 
 FAIL_OPEN = Decision(allow=True, status=200, reason="pdp unavailable, route fails open",
@@ -61,8 +62,22 @@ def parse_decision(data: bytes) -> Decision:
         allow=doc["allow"], status=status, reason=str(doc.get("reason", "")),
         decision_id=str(doc.get("decision_id", "")), headers=headers,
         response_headers=response_headers, policy_revision=str(doc.get("policy_revision", "")),
-        cache_ttl_s=float(ttl),
+        cache_ttl_s=float(ttl), lease=_lease(doc.get("lease")) if doc["allow"] else None,
     )
+
+
+def _lease(value):
+    """A well-formed lease, or None (a malformed one is ignored: the request is still decided)."""
+    if not isinstance(value, dict):
+        return None
+    lease_id, units, ttl = value.get("id"), value.get("units"), value.get("ttl_s")
+    if not isinstance(lease_id, str) or not 0 < len(lease_id) <= 64:
+        return None
+    if isinstance(units, bool) or not isinstance(units, int) or not 0 < units <= 1_000_000:
+        return None
+    if isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or not 0 < ttl <= 10:
+        return None
+    return {"id": lease_id, "units": units, "ttl_s": float(ttl)}
 
 
 def _string_map(value, name):
@@ -100,8 +115,11 @@ class PdpClient:
             lines += ["Content-Type: application/json", f"Content-Length: {length}"]
         return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
-    def check(self, request_doc: dict, request_id: str = None) -> Decision:
-        body = json.dumps({"request": request_doc}, separators=(",", ":")).encode("utf-8")
+    def check(self, request_doc: dict, request_id: str = None, lease_want: int = 1) -> Decision:
+        question = {"request": request_doc}
+        if lease_want > 1:
+            question["lease"] = {"want": lease_want}
+        body = json.dumps(question, separators=(",", ":")).encode("utf-8")
         head = self._head("POST", "/v1/check", len(body))
         if request_id:
             head = head[:-2] + f"X-Request-ID: {request_id}\r\n\r\n".encode("latin-1")
@@ -117,6 +135,21 @@ class PdpClient:
         if status != 200:
             raise PdpUnavailable(f"PDP answered {status}", "status")
         return parse_decision(data)
+
+    def return_lease(self, lease_id: str, unused: int) -> bool:
+        """Gives a lease's unused units back; False when the PDP did not take them."""
+        body = json.dumps({"lease": lease_id, "unused": unused}, separators=(",", ":")).encode()
+        try:
+            status, _, _ = upstream.simple_request(self._pool, self._head("POST", "/v1/lease/return", len(body)),
+                                                   body, self._timeout_s, self._queue_s)
+        except (upstream.UpstreamTimeout, upstream.UpstreamBroken):
+            return False
+        return status == 200
+
+    def return_lease_later(self, lease_id: str, unused: int) -> None:
+        """return_lease in its own greenlet: ending a lease never makes a request wait."""
+        import gevent
+        gevent.spawn(self.return_lease, lease_id, unused)
 
     def probe(self, path: str = "/v1/health", timeout_s: float = 1.0) -> int:
         """Status of a PDP health endpoint (for /meta/health); raises PdpUnavailable."""

@@ -103,9 +103,13 @@ def build_gateway(config, table, mode):
         from .leases import LeaseStore
         leases = LeaseStore(clock, pdp.return_lease_later, max(1, config.verdict_cache_size),
                             config.lease_max_want)
+    admission = None
+    if config.max_active:
+        from .admission import Admission
+        admission = Admission(config.max_active, config.queue_budget_ms / 1000.0, clock)
     meta = MetaEndpoints(config.service_name, pdp, clusters, metrics, mode)
     gateway = Gateway(config, table, clusters, pdp, verdicts, ClientAddress(config.trusted_proxies), meta,
-                      metrics, AccessLog(config.access_log), clock, leases=leases)
+                      metrics, AccessLog(config.access_log), clock, leases=leases, admission=admission)
 
     def health_head(endpoint, path):
         return f"GET {path} HTTP/1.1\r\nHost: {endpoint.host}:{endpoint.port}\r\nUser-Agent: lucid-proxy-health\r\n\r\n" \

@@ -15,7 +15,7 @@ from gevent.event import AsyncResult
 from . import forwarding, http11, problems, upstream
 from .breaker import BreakerRejected
 from pdp.request_path import AmbiguousPath, normalize_target
-from .pdp import FAIL_OPEN, PdpRejected, PdpUnavailable, credential_hash
+from .pdp import FAIL_OPEN, PdpRejected, PdpUnavailable, decision_key
 
 log = logging.getLogger("proxy.gateway")
 IDEMPOTENT = frozenset(("GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"))
@@ -70,13 +70,14 @@ class Gateway:
     """The per-worker request pipeline; everything it needs is passed in."""
 
     def __init__(self, config, routes, clusters, pdp, verdicts, client_address, meta, metrics, access_log,
-                 clock=time.monotonic, leases=None):
+                 clock=time.monotonic, leases=None, admission=None):
         self._config = config
         self._routes = routes
         self._clusters = clusters
         self._pdp = pdp
         self._verdicts = verdicts
         self._leases = leases  # proxy/leases.py LeaseStore, or None
+        self._admission = admission  # proxy/admission.py Admission, or None
         self._client_address = client_address
         self._meta = meta
         self._metrics = metrics
@@ -84,6 +85,7 @@ class Gateway:
         self._clock = clock
         self.draining = False
         self._inflight = {}  # cache key -> AsyncResult of the PDP call in flight for it
+        self._lease_inflight = {}  # cache key -> AsyncResult of the lease request in flight for it
         self._pdp_warned_at = float("-inf")
         self._pdp_warnings_suppressed = 0
         self.idle = set()  # sockets waiting for their next request (closed first on drain)
@@ -121,7 +123,7 @@ class Gateway:
                     return
                 exchange = Exchange(request, peer_ip, scheme, started)
                 try:
-                    self.handle(exchange, sock, reader)
+                    self._admitted_handle(exchange, sock, reader)
                 except _Abort:
                     return
                 except Exception:  # noqa: BLE001 - a bug must cost one request, not the worker
@@ -185,7 +187,9 @@ class Gateway:
         except PdpRejected as exc:
             return self._answer_problem(ex, sock, 400, str(exc), "unjudgeable-request")
         if decision is None:
-            return self._answer_problem(ex, sock, 503, "the policy decision point is unavailable", "pdp-unavailable")
+            # Retry-After: a shed or a timeout is load, worth retrying in a second.
+            return self._answer_problem(ex, sock, 503, "the policy decision point is unavailable", "pdp-unavailable",
+                                        extra=[("retry-after", "1")])
         ex.decision = decision
         if not decision.allow:
             return self._answer_problem(ex, sock, decision.status, decision.reason or "denied by policy",
@@ -199,21 +203,31 @@ class Gateway:
                                 b"" if req.method == "HEAD" else body)
         return self.forward(ex, sock, reader)
 
+    def _admitted_handle(self, ex, sock, reader):
+        """handle() for at most max_active requests of this worker at a time.
+
+        With hundreds of connections, letting every request in at once makes
+        each PDP answer wait behind all the others' work in the hub's run
+        queue, and timeouts fire under load alone. The others wait here
+        instead, cheaply, in order; one that would wait longer than the queue
+        budget is shed at once (503, Retry-After), not after waiting.
+        WebSocket upgrades, which hold their request for the connection's
+        life, do not take a turn."""
+        if self._admission is None or self._is_websocket(ex.request):
+            return self.handle(ex, sock, reader)
+        if not self._admission.enter():
+            self._metrics.pdp_errors.labels("shed").inc()
+            ex.keep_alive = False
+            return self._answer_problem(ex, sock, 503, "too many requests waiting; retry shortly", "overloaded",
+                                        extra=[("retry-after", "1")])
+        try:
+            return self.handle(ex, sock, reader)
+        finally:
+            self._admission.leave()
+
     def decide(self, ex):
         """The PDP's decision (or a cached one); None when the PDP failed and the route fails closed."""
         req = ex.request
-        cache_key = None
-        if self._verdicts is not None or self._leases is not None:
-            cache_key = self.decision_key(ex)
-            cached = self._verdicts.get(cache_key) if self._verdicts is not None else None
-            if cached is None and self._leases is not None:
-                cached = self._leases.take(cache_key)
-            if cached is None:
-                cached = self._join_inflight(cache_key)
-            if cached is not None:
-                self._metrics.cache_hits.inc()
-                ex.pdp_s = 0.0
-                return cached
         # The PDP sees what the upstream will see: no client-made identity or
         # forwarding headers, the proxy's own X-Forwarded-* instead.
         headers = {}
@@ -226,8 +240,7 @@ class Gateway:
             else:
                 headers[name] = value
         xff, proto, fwd_host = ex.forwarded
-        headers.update({"x-request-id": ex.request_id, "x-forwarded-for": xff, "x-forwarded-proto": proto,
-                        "x-forwarded-host": fwd_host})
+        headers.update({"x-forwarded-for": xff, "x-forwarded-proto": proto, "x-forwarded-host": fwd_host})
         doc = {
             "method": req.method,
             "path": ex.path + ("?" + ex.query if ex.query else ""),
@@ -236,12 +249,29 @@ class Gateway:
             "scheme": ex.scheme,
             "client_ip": ex.client_ip,
         }
+        cache_key = None
+        if self._verdicts is not None or self._leases is not None:
+            # One key for reused verdicts and leases: the whole question.
+            cache_key = decision_key(doc)
+            cached = self._verdicts.get(cache_key) if self._verdicts is not None else None
+            if cached is None and self._leases is not None:
+                cached = self._leases.take(cache_key)
+            if cached is None:
+                cached = self._join_inflight(cache_key)
+            if cached is not None:
+                self._metrics.cache_hits.inc()
+                ex.pdp_s = 0.0
+                return cached
+        headers["x-request-id"] = ex.request_id
         started = self._clock()
         leading = None
         if cache_key is not None and cache_key not in self._inflight:
             leading = self._inflight[cache_key] = AsyncResult()
         decision = None
         lease_want = self._leases.want(cache_key) if self._leases is not None else 1
+        asking = None
+        if lease_want > 1 and cache_key not in self._lease_inflight:
+            asking = self._lease_inflight[cache_key] = AsyncResult()
         try:
             decision = self._pdp.check(doc, ex.request_id, lease_want)
         except PdpUnavailable as exc:
@@ -254,6 +284,11 @@ class Gateway:
             if leading is not None:
                 del self._inflight[cache_key]
                 leading.set(decision)
+            if asking is not None:
+                # Woken after this worker recorded the lease (set() wakes them
+                # on the hub's next turn, and nothing here yields before that).
+                del self._lease_inflight[cache_key]
+                asking.set(decision)
         ex.pdp_s = self._clock() - started
         self._metrics.pdp_duration.observe(ex.pdp_s)
         if self._verdicts is not None:
@@ -263,11 +298,6 @@ class Gateway:
             if decision.lease:
                 decision = replace(decision, lease=None)  # its units are the followers'
         return decision
-
-    def decision_key(self, ex):
-        """What a reused verdict or a lease must match: everything the decision read."""
-        req = ex.request
-        return (credential_hash(req.headers), req.method, req.header("host", ""), ex.path, ex.query)
 
     def _warn_pdp_unavailable(self, request_id, exc):
         """At most one warning per second: an outage must not flood the log (the metric counts all)."""
@@ -288,18 +318,33 @@ class Gateway:
         call instead of one each. Keys whose last verdict was not cacheable
         (quota spent) never wait: each of those requests needs its own decision.
         """
+        if self._leases is not None and self._leases.expects_lease(cache_key):
+            return self._wait_for_lease(cache_key)
         leader = self._inflight.get(cache_key)
-        if leader is None:
-            return None
-        leased = self._leases is not None and self._leases.expects_lease(cache_key)
-        if not leased and (self._verdicts is None or self._verdicts.known_uncacheable(cache_key)):
+        if leader is None or self._verdicts is None or self._verdicts.known_uncacheable(cache_key):
             return None
         shared = leader.wait(self._pdp.max_wait_s)
-        if leased:
-            return self._leases.take(cache_key)
         if shared is None or not shared.allow or shared.cache_ttl_s <= 0:
             return None
         return replace(shared, cached=True)
+
+    def _wait_for_lease(self, cache_key):
+        """A hot key's request while a lease for it is being asked: waits for it.
+
+        More requests may wait than one lease covers; those left over wait for
+        the next one (one of them asks), so a hot key has one lease request in
+        flight per worker rather than a stampede. None: ask the PDP yourself.
+        """
+        deadline = self._clock() + self._pdp.max_wait_s
+        for _ in range(16):
+            asking = self._lease_inflight.get(cache_key)
+            if asking is None:
+                return None
+            shared = asking.wait(max(0.0, deadline - self._clock()))
+            taken = self._leases.take(cache_key)
+            if taken is not None or shared is None or not shared.allow:
+                return taken
+        return None
 
     def forward(self, ex, sock, reader):
         req = ex.request

@@ -1,6 +1,7 @@
 """Asking the PDP (`POST /v1/check`, docs/decision-api.md) and caching what it allows."""
 import hashlib
 import json
+import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
@@ -97,17 +98,46 @@ def _string_map(value, name):
 
 
 class PdpClient:
-    """Pooled keep-alive connections to the PDP, one deadline per decision."""
+    """Pooled keep-alive connections to the PDP, one deadline per decision.
 
-    def __init__(self, base_url: str, timeout_s: float, pool_size: int, queue_s: float = 1.0):
+    Admission: a decision waits for a pooled connection (the pool is kept small,
+    so the PDP works on a few decisions at a time instead of all of them slowly),
+    but only when it can expect one in time. From the number already waiting and
+    the recent time a decision takes, check() predicts the wait; beyond queue_s
+    it sheds at once (PdpUnavailable kind "shed": 503 with Retry-After) rather
+    than queue and fail after waiting out a deadline. The rate is measured only
+    while every connection is busy, so an idle spell never inflates it.
+    """
+
+    def __init__(self, base_url: str, timeout_s: float, pool_size: int, queue_s: float = 1.0,
+                 clock=time.monotonic):
         host, port = upstream.split_host_port(base_url)
         self._pool = upstream.make_pool(base_url, pool_size, timeout_s, timeout_s)
         self._host = f"{host}:{port}"
         self._timeout_s = timeout_s
         # A burst queues for a pooled connection (bounded) instead of piling onto the PDP.
         self._queue_s = queue_s
+        self._pool_size = pool_size
+        self._clock = clock
+        self._waiting = 0            # check() calls waiting for a connection or an answer
+        self._interval_s = 0.0       # moving average of the time between answers while saturated
+        self._last_answer = None
+        self.shed = 0
         self.max_wait_s = self._queue_s + timeout_s  # the longest one check() can take
         self.base_url = base_url
+
+    def _admit(self) -> None:
+        """Sheds when the queue ahead would take longer than queue_s to drain."""
+        ahead = self._waiting - self._pool_size + 1
+        if ahead > 0 and ahead * self._interval_s > self._queue_s:
+            self.shed += 1
+            raise PdpUnavailable("PDP busy: shed before queueing", "shed")
+
+    def _answered(self) -> None:
+        now = self._clock()
+        if self._waiting >= self._pool_size and self._last_answer is not None:
+            self._interval_s += (now - self._last_answer - self._interval_s) * 0.1
+        self._last_answer = now
 
     def _head(self, method, path, length=None):
         lines = [f"{method} {path} HTTP/1.1", f"Host: {self._host}"]
@@ -123,13 +153,18 @@ class PdpClient:
         head = self._head("POST", "/v1/check", len(body))
         if request_id:
             head = head[:-2] + f"X-Request-ID: {request_id}\r\n\r\n".encode("latin-1")
+        self._admit()
+        self._waiting += 1
         try:
             status, _, data = upstream.simple_request(self._pool, head, body, self._timeout_s, self._queue_s)
+            self._answered()
         except upstream.UpstreamTimeout as exc:
             kind = "queue" if "no free connection" in str(exc) else "deadline"
             raise PdpUnavailable(f"PDP unreachable: {exc}", kind) from None
         except upstream.UpstreamBroken as exc:
             raise PdpUnavailable(f"PDP unreachable: {exc}", "unreachable") from None
+        finally:
+            self._waiting -= 1
         if status in (400, 413, 431):
             raise PdpRejected(f"the request cannot be judged ({status} from the PDP)")
         if status != 200:
@@ -170,6 +205,22 @@ def credential_hash(headers) -> str:
             digest.update(value.encode("latin-1"))
             digest.update(b"\0")
     return digest.hexdigest()
+
+
+def decision_key(request_doc: dict) -> bytes:
+    """Digest of a whole /v1/check question (the request id aside): the key of
+    reused verdicts and of quota leases, so neither is ever used for a request
+    the policy could tell apart from the one it judged. Never stores tokens.
+
+    Fields are joined with LF, which none of them can contain (the parser
+    refuses it in a head), so two different questions never join to the same text.
+    """
+    parts = [request_doc["method"], request_doc["path"], request_doc["host"], request_doc["scheme"],
+             request_doc["client_ip"]]
+    for name, value in request_doc["headers"].items():
+        parts.append(name)
+        parts.append(value)
+    return hashlib.sha256("\n".join(parts).encode("utf-8", "surrogatepass")).digest()
 
 
 class VerdictCache:

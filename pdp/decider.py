@@ -12,11 +12,20 @@ import uuid
 from .authn.errors import AuthUnavailable, InvalidCredential
 from .decision import Decision, deny, from_policy
 from .engines.base import EngineError
-from .policy_input import build_request
+from .policy_input import CREDENTIAL_HEADERS, build_request
 from .request_path import AmbiguousPath
 
 log = logging.getLogger("lucid.pdp.decider")
 _BEARER_CHALLENGE = 'Bearer error="invalid_token"'
+
+
+def _unread_headers(check: dict, input_doc: dict) -> list:
+    """Headers of this request the decision did not read: neither the policy
+    (they were trimmed from its input) nor authentication (credentials).
+    The proxy may reuse this decision for a request differing only in them."""
+    read = input_doc.get("request", {}).get("headers", {})
+    return sorted(h for h in check.get("headers", {})
+                  if h not in read and h not in CREDENTIAL_HEADERS)
 
 
 class Decider:
@@ -72,6 +81,10 @@ class Decider:
         # quota: spend the policy's descriptors for an allowed request (issue #4).
         if decision.allow and decision.quotas and self._quota is not None:
             decision = self._spend_quota(decision, served, input_doc, subject, lease_want)
+        if decision.allow:
+            # On every allow: the proxy learns from the first one which headers
+            # leave its key, before any lease or cached verdict can be stored.
+            decision.ignores = _unread_headers(check, input_doc)
         return decision, request, subject
 
     def _spend_quota(self, decision: Decision, served, input_doc: dict, subject: dict,

@@ -23,6 +23,8 @@ class Decision:
     # {"id", "units", "ttl_s"}: further requests' worth of quota reserved for
     # the asker (pdp/quota/leases.py); None without a lease.
     lease: dict | None = None
+    # Request headers the decision did not read (pdp/decider.py), on allows.
+    ignores: list | None = None
 
     def to_json(self) -> dict:
         doc = {
@@ -33,6 +35,8 @@ class Decision:
         }
         if self.lease:
             doc["lease"] = self.lease
+        if self.ignores:
+            doc["ignores"] = self.ignores
         return doc
 
 

@@ -7,7 +7,7 @@ from .request_path import normalize_target, path_segments
 
 # Credentials are judged in Python before the policy runs; the policy (and the
 # decision log) never see them.
-_CREDENTIAL_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization", "x-api-key", "set-cookie"})
+CREDENTIAL_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization", "x-api-key", "set-cookie"})
 TOKEN_QUERY_PARAMS = frozenset({"access_token", "id_token", "token", "api_key", "apikey", "key", "code", "password", "secret"})
 
 
@@ -19,7 +19,7 @@ def build_request(req: dict) -> dict:
         "path": path,
         "parsed_path": path_segments(path),
         "query": {k: v for k, v in parse_qs(query, keep_blank_values=True).items() if k.lower() not in TOKEN_QUERY_PARAMS},
-        "headers": {k: v for k, v in req.get("headers", {}).items() if k not in _CREDENTIAL_HEADERS},
+        "headers": {k: v for k, v in req.get("headers", {}).items() if k not in CREDENTIAL_HEADERS},
         "host": req.get("host", ""),
         "scheme": req.get("scheme", "http"),
         "client_ip": req.get("client_ip", ""),

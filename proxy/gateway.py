@@ -86,6 +86,8 @@ class Gateway:
         self.draining = False
         self._inflight = {}  # cache key -> AsyncResult of the PDP call in flight for it
         self._lease_inflight = {}  # cache key -> AsyncResult of the lease request in flight for it
+        self._unread = frozenset()  # header names the PDP's current revision does not read
+        self._unread_revision = None
         self._pdp_warned_at = float("-inf")
         self._pdp_warnings_suppressed = 0
         self.idle = set()  # sockets waiting for their next request (closed first on drain)
@@ -251,8 +253,9 @@ class Gateway:
         }
         cache_key = None
         if self._verdicts is not None or self._leases is not None:
-            # One key for reused verdicts and leases: the whole question.
-            cache_key = decision_key(doc)
+            # One key for reused verdicts and leases: the whole question but
+            # the headers the PDP said it does not read.
+            cache_key = decision_key(doc, self._unread)
             cached = self._verdicts.get(cache_key) if self._verdicts is not None else None
             if cached is None and self._leases is not None:
                 cached = self._leases.take(cache_key)
@@ -291,6 +294,8 @@ class Gateway:
                 asking.set(decision)
         ex.pdp_s = self._clock() - started
         self._metrics.pdp_duration.observe(ex.pdp_s)
+        if cache_key is not None:
+            cache_key = self._learn_unread(doc, decision, cache_key)
         if self._verdicts is not None:
             self._verdicts.observe(cache_key, decision)
         if self._leases is not None:
@@ -298,6 +303,21 @@ class Gateway:
             if decision.lease:
                 decision = replace(decision, lease=None)  # its units are the followers'
         return decision
+
+    def _learn_unread(self, doc, decision, cache_key):
+        """Records the headers this policy revision does not read; the key to
+        store the decision under (without them, so the next such request finds it)."""
+        revision = decision.policy_revision
+        if revision != self._unread_revision:
+            self._unread_revision, self._unread = revision, frozenset()
+        if decision.ignores and not decision.ignores <= self._unread:
+            self._unread = self._unread | decision.ignores
+            if len(self._unread) > 1000:  # a client inventing header names: stop learning
+                self._unread = decision.ignores
+        if not decision.ignores:
+            return cache_key
+        # Only what this decision itself did not read is left out of its key.
+        return decision_key(doc, self._unread & decision.ignores)
 
     def _warn_pdp_unavailable(self, request_id, exc):
         """At most one warning per second: an outage must not flood the log (the metric counts all)."""

@@ -35,6 +35,7 @@ class Decision:
     cache_ttl_s: float = 0.0
     cached: bool = False
     lease: dict | None = None  # {"id", "units", "ttl_s"} (proxy/leases.py)
+    ignores: frozenset = frozenset()  # request headers the decision did not read
 
 
 FAIL_OPEN = Decision(allow=True, status=200, reason="pdp unavailable, route fails open",
@@ -64,7 +65,24 @@ def parse_decision(data: bytes) -> Decision:
         decision_id=str(doc.get("decision_id", "")), headers=headers,
         response_headers=response_headers, policy_revision=str(doc.get("policy_revision", "")),
         cache_ttl_s=float(ttl), lease=_lease(doc.get("lease")) if doc["allow"] else None,
+        ignores=_ignores(doc.get("ignores")) if doc["allow"] else frozenset(),
     )
+
+
+_HEADER_NAME = frozenset("abcdefghijklmnopqrstuvwxyz0123456789!#$%&'*+.^_`|~-")
+_NEVER_IGNORED = frozenset({"authorization", "cookie", "proxy-authorization", "x-api-key", "host"})
+
+
+def _ignores(value) -> frozenset:
+    """Header names the PDP says it did not read; anything malformed means none."""
+    if not isinstance(value, list) or len(value) > 200:
+        return frozenset()
+    out = set()
+    for name in value:
+        if not isinstance(name, str) or not 0 < len(name) <= 64 or not set(name) <= _HEADER_NAME:
+            return frozenset()
+        out.add(name)
+    return frozenset(out - _NEVER_IGNORED)
 
 
 def _lease(value):
@@ -207,17 +225,22 @@ def credential_hash(headers) -> str:
     return digest.hexdigest()
 
 
-def decision_key(request_doc: dict) -> bytes:
-    """Digest of a whole /v1/check question (the request id aside): the key of
-    reused verdicts and of quota leases, so neither is ever used for a request
-    the policy could tell apart from the one it judged. Never stores tokens.
+def decision_key(request_doc: dict, unread: frozenset = frozenset()) -> bytes:
+    """Digest of a /v1/check question (the request id aside): the key of reused
+    verdicts and of quota leases, so neither is ever used for a request the
+    decision could tell apart from the one it judged. Never stores tokens.
 
+    Everything is in it except the headers in `unread`: those the PDP said
+    (`ignores`, for this policy revision) its decisions do not read, such as a
+    tracing header that differs on every request. Credentials never are.
     Fields are joined with LF, which none of them can contain (the parser
     refuses it in a head), so two different questions never join to the same text.
     """
     parts = [request_doc["method"], request_doc["path"], request_doc["host"], request_doc["scheme"],
              request_doc["client_ip"]]
     for name, value in request_doc["headers"].items():
+        if name in unread:
+            continue
         parts.append(name)
         parts.append(value)
     return hashlib.sha256("\n".join(parts).encode("utf-8", "surrogatepass")).digest()

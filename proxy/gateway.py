@@ -259,6 +259,8 @@ class Gateway:
             cached = self._verdicts.get(cache_key) if self._verdicts is not None else None
             if cached is None and self._leases is not None:
                 cached = self._leases.take(cache_key)
+                if cached is not None and self._leases.should_renew(cache_key):
+                    gevent.spawn(self._renew_lease, doc, cache_key)
             if cached is None:
                 cached = self._join_inflight(cache_key)
             if cached is not None:
@@ -303,6 +305,16 @@ class Gateway:
             if decision.lease:
                 decision = replace(decision, lease=None)  # its units are the followers'
         return decision
+
+    def _renew_lease(self, doc, cache_key):
+        """Asks for a hot key's next lease while the current one still serves."""
+        doc = {**doc, "headers": {**doc["headers"], "x-request-id": forwarding.request_id(None)}}
+        try:
+            decision = self._pdp.check(doc, doc["headers"]["x-request-id"], self._leases.want(cache_key))
+        except (PdpUnavailable, PdpRejected):
+            self._leases.renewal_failed(cache_key)
+            return
+        self._leases.observe(self._learn_unread(doc, decision, cache_key), decision, renewal=True)
 
     def _learn_unread(self, doc, decision, cache_key):
         """Records the headers this policy revision does not read; the key to

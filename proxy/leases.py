@@ -34,6 +34,8 @@ class Lease:
     revision: str
     asked_at: float
     used: int = 0
+    renewing: bool = False  # a renewal is in flight
+    next: "Lease | None" = None  # the renewal's lease, used when this one ends
 
 
 @dataclass
@@ -58,11 +60,8 @@ class LeaseStore:
     def take(self, key):
         """The lease's decision for one more request, or None (ask the PDP)."""
         self._expire()
-        lease = self._leases.get(key)
+        lease = self._usable(key)
         if lease is None:
-            return None
-        if lease.left <= 0 or lease.expires_at <= self._clock() or lease.revision != self.revision:
-            self._end(key)
             return None
         lease.left -= 1
         lease.used += 1
@@ -71,6 +70,38 @@ class LeaseStore:
         if rate is not None:
             rate.seen += 1
         return _counted_down(lease.decision, lease.used)
+
+    def _usable(self, key):
+        """The key's lease with units left, moving on to its renewal when it is
+        used up or expired; None (and the lease ended) when there is none."""
+        lease = self._leases.get(key)
+        while lease is not None:
+            if lease.revision == self.revision and lease.left > 0 and lease.expires_at > self._clock():
+                return lease
+            following = lease.next
+            self._end(key)
+            if following is None or following.revision != self.revision:
+                return None
+            self._leases[key] = lease = following
+        return None
+
+    def should_renew(self, key) -> bool:
+        """True once per lease, when a quarter of its units is left: the caller
+        then asks for the next one in the background, so a key that uses its
+        leases up does not wait for the next. (One that does not use them up
+        asks again when its lease expires.)"""
+        lease = self._leases.get(key)
+        if lease is None or lease.renewing or lease.next is not None:
+            return False
+        if lease.left * 4 <= lease.left + lease.used:
+            lease.renewing = True
+            return True
+        return False
+
+    def renewal_failed(self, key) -> None:
+        lease = self._leases.get(key)
+        if lease is not None:
+            lease.renewing = False
 
     def want(self, key) -> int:
         """Units to ask the PDP for, from the key's rate since it was last asked."""
@@ -98,42 +129,62 @@ class LeaseStore:
         rate = self._rates.get(key)
         return rate is not None and rate.want > 1
 
-    def observe(self, key, decision) -> None:
-        """Records the PDP's answer: a new revision ends every lease; a lease is kept."""
+    def observe(self, key, decision, renewal: bool = False) -> None:
+        """Records the PDP's answer: a new revision ends every lease; a lease is
+        kept (a renewal's after the current one). A renewal that is not an
+        allow with a lease ends the current lease: the next request asks."""
         if decision.policy_revision and decision.policy_revision != self.revision:
             self.revision = decision.policy_revision
             for old in list(self._leases):
-                self._end(old)
+                self._drop(old)
         lease = getattr(decision, "lease", None)
+        current = self._leases.get(key)
         if not decision.allow or not lease:
+            if renewal and current is not None:
+                self._end(key)
             return
-        if key in self._leases:
-            self._end(key)
         now = self._clock()
-        self._leases[key] = Lease(decision, lease["id"], lease["units"], now + lease["ttl_s"],
-                                  decision.policy_revision, now)
+        fresh = Lease(decision, lease["id"], lease["units"], now + lease["ttl_s"], decision.policy_revision, now)
+        if renewal and current is not None and current.next is None:
+            current.next, current.renewing = fresh, False
+            return
+        if current is not None:
+            self._drop(key)
+        self._leases[key] = fresh
         while len(self._leases) > self._max:
-            self._end(next(iter(self._leases)))
+            self._drop(next(iter(self._leases)))
 
     def end_all(self) -> None:
         """Gives every lease back (a worker draining)."""
         for key in list(self._leases):
-            self._end(key)
+            self._drop(key)
+
+    def _drop(self, key) -> None:
+        """Ends the key's lease and its renewal, if any."""
+        following = self._leases[key].next
+        self._end(key)
+        if following is not None and following.left > 0:
+            self.returned += following.left
+            self._return(following.lease_id, following.left)
+            following.left = 0
 
     def sweep(self) -> None:
         self._expire()
 
     def _expire(self) -> None:
         # Leases are kept in grant order and all live about as long: the
-        # expired ones are at the front.
+        # expired ones are at the front. One with a renewal moves on to it.
         now = self._clock()
         while self._leases:
             key, lease = next(iter(self._leases.items()))
             if lease.expires_at > now:
                 return
-            self._end(key)
+            if self._usable(key) is not None:
+                self._leases.move_to_end(key)
 
     def _end(self, key) -> None:
+        """Ends the key's current lease, giving its unused units back. (A
+        renewal waiting behind it is the caller's to keep or drop.)"""
         lease = self._leases.pop(key)
         if lease.left > 0:
             self.returned += lease.left

@@ -213,19 +213,7 @@ class PdpClient:
         return status
 
 
-def credential_hash(headers) -> str:
-    """Hash of what identifies the caller (Authorization and cookies): the cache never stores tokens."""
-    digest = hashlib.sha256()
-    for name, value in headers:
-        if name in ("authorization", "cookie", "x-api-key"):
-            digest.update(name.encode())
-            digest.update(b"\0")
-            digest.update(value.encode("latin-1"))
-            digest.update(b"\0")
-    return digest.hexdigest()
-
-
-def decision_key(request_doc: dict, unread: frozenset = frozenset()) -> bytes:
+def verdict_key(request_doc: dict, unread: frozenset = frozenset()) -> bytes:
     """Digest of a /v1/check question (the request id aside): the key of reused
     verdicts and of quota leases, so neither is ever used for a request the
     decision could tell apart from the one it judged. Never stores tokens.

@@ -66,6 +66,23 @@ def _choice(*options: str) -> Callable[[str], str]:
     return parse
 
 
+def _engine(raw: str) -> str:
+    value = raw.strip().lower()
+    if value == "embedded":
+        raise ValueError("the embedded engine (regopy) was retired: it did not escape strings in its "
+                         "results; use wasm (OPA-compiled Rego in-process, the default) or opa")
+    return _choice("wasm", "opa")(value)
+
+
+def _header_names(raw: str) -> tuple[str, ...]:
+    import re
+    names = tuple(n.strip().lower() for n in raw.split(",") if n.strip())
+    bad = [n for n in names if not re.fullmatch(r"[a-z0-9!#$%&'+.^_`|~-]{1,64}\*?", n)]
+    if not names or bad:
+        raise ValueError("expected a comma-separated list of header names (a trailing * matches a prefix)")
+    return names
+
+
 def _text(raw: str) -> str:
     return raw.strip()
 
@@ -112,6 +129,16 @@ def _algorithms(raw: str) -> tuple[str, ...]:
     return algs
 
 
+def _token_types(raw: str) -> tuple[str, ...]:
+    from .authn.token_types import normalize_token_types
+    return normalize_token_types(raw)
+
+
+def _cidr_list(raw: str) -> tuple:
+    from .client_ip import parse_cidr_list
+    return parse_cidr_list(raw)
+
+
 def _sample(raw: str) -> float:
     value = raw.strip().lower()
     if value in ("on", "true", "1"):
@@ -135,12 +162,15 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("port", "AUTH_PORT", _int_range(1, 65535), 8082, "Port of the PDP's decision API."),
     Setting("workers", "PDP_WORKERS", _int_range(1, 64), 2, "gunicorn worker processes (gevent)."),
     Setting("worker_connections", "PDP_WORKER_CONNECTIONS", _int_range(1, 100000), 1000, "Concurrent connections per worker."),
-    Setting("engine", "PDP_ENGINE", _choice("embedded", "opa"), "embedded", "Policy engine: embedded (regopy) or opa (a real OPA server)."),
+    Setting("engine", "PDP_ENGINE", _engine, "wasm", "Policy engine: wasm (OPA-compiled Rego run in-process by wasmtime) or opa (a real OPA server)."),
+    Setting("opa_binary", "OPA_BINARY", _text, "opa", "OPA binary the wasm engine compiles policies with (opa build -t wasm); not needed for a prebuilt bundle.tar.gz."),
     Setting("opa_url", "OPA_URL", _url("http", "https"), "http://127.0.0.1:8181", "OPA server for PDP_ENGINE=opa."),
     Setting("opa_push_policies", "OPA_PUSH_POLICIES", _bool, True, "Push POLICY_DIR to OPA on every load; false when OPA loads a bundle itself."),
     Setting("opa_timeout_ms", "OPA_TIMEOUT_MS", _int_range(1, 60000), 200, "Timeout of one OPA query."),
-    Setting("policy_dir", "POLICY_DIR", _text, "policies", "Folder of .rego modules and data.json files."),
+    Setting("policy_dir", "POLICY_DIR", _text, "policies", "Folder of .rego modules and data.json files, or a bundle.tar.gz built by `opa build -t wasm`."),
     Setting("policy_reload_s", "POLICY_RELOAD_INTERVAL_S", _float_range(0.0, 60.0), 0.5, "How often to look for policy edits; 0 turns hot reload off."),
+    Setting("forward_auth_front", "FORWARD_AUTH_FRONT", _choice("nginx", "traefik", "envoy"), "nginx", "Gateway asking /v1/forward-auth: nginx (X-Original-Method/-URI), traefik (X-Forwarded-Method/-Uri), envoy (uses /v1/ext-authz; forward-auth off). The other's headers are refused."),
+    Setting("trusted_proxies", "TRUSTED_PROXIES", _cidr_list, (), "CIDRs of the gateways whose X-Real-IP / X-Forwarded-For forward-auth believes (comma-separated); others are the client themselves."),
     Setting("max_body_bytes", "PDP_MAX_BODY_BYTES", _int_range(1024, 10 * 1024 * 1024), 65536, "Largest /v1/check body accepted (413 above)."),
     Setting("redis_url", "REDIS_URL", _redis_url, "redis://127.0.0.1:6379/0", "Redis for quota counters and the token denylist: redis://, rediss://, unix://, redis+sentinel://h:p,h:p/master/db, redis+cluster://h:p,h:p."),
     Setting("redis_timeout_ms", "REDIS_TIMEOUT_MS", _int_range(1, 10000), 20, "Socket timeout of one Redis call."),
@@ -151,7 +181,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("jwks_url", "JWKS_URL", _optional_text, None, "JWKS endpoint for RS*/ES*/PS*; refetched on an unknown kid."),
     Setting("jwks_min_refresh_s", "JWKS_MIN_REFRESH_S", _float_range(0.0, 3600.0), 30.0, "At most one JWKS refetch per this many seconds."),
     Setting("jwt_issuer", "JWT_ISSUER", _optional_text, None, "Required iss claim, when set."),
-    Setting("jwt_audience", "JWT_AUDIENCE", _optional_text, None, "Required aud claim, when set."),
+    Setting("jwt_audience", "JWT_AUDIENCE", _optional_text, None, "Required aud claim, when set; unset, a token naming any audience is refused."),
+    Setting("jwt_access_token_types", "JWT_ACCESS_TOKEN_TYPES", _token_types, ("at+jwt",), "Accepted access-token types: header typ, or HEADER:CLAIM for the payload's typ too (Keycloak: JWT:Bearer); none = no typ header."),
     Setting("jwt_leeway_s", "JWT_LEEWAY_S", _int_range(0, 300), 30, "Clock skew allowed on exp/nbf/iat."),
     Setting("jwt_access_minutes", "JWT_ACCESS_TOKEN_EXPIRE_MINUTES", _int_range(1, 1440), 15, "Lifetime of access tokens minted by `pdp token`."),
     Setting("jwt_refresh_days", "JWT_REFRESH_TOKEN_EXPIRE_DAYS", _int_range(1, 365), 7, "Lifetime of refresh tokens."),
@@ -163,6 +194,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("rate_limit_enabled", "RATE_LIMIT_ENABLED", _bool, True, "Spend quotas at all."),
     Setting("decision_log", "DECISION_LOG", _sample, 1.0, "Decision log: on, off, or a sample rate from 0 to 1."),
     Setting("log_level", "LOG_LEVEL", _choice("debug", "info", "warning", "error"), "info", "Log level of the JSON logs."),
+    Setting("decision_header_names", "DECISION_HEADER_NAMES", _header_names,
+            ("x-user-id", "x-user-roles", "x-user-plan", "x-user-mfa", "x-user-email", "ratelimit*",
+             "retry-after", "www-authenticate", "allow"),
+            "Headers a decision may set (a trailing * matches a prefix); a decision setting any other is denied (503 policy_bad_headers)."),
     Setting("memo_size", "PDP_MEMO_SIZE", _int_range(0, 1_000_000), 10000, "Memoized decisions per worker (0 turns memoization off)."),
     # Quotas (docs/quotas.md).
     Setting("ratelimit_legacy_headers", "RATELIMIT_LEGACY_HEADERS", _bool, False, "Also send RateLimit-Limit/-Remaining/-Reset beside RateLimit-Policy and RateLimit."),

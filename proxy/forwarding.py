@@ -16,7 +16,9 @@ IDENTITY_HEADERS = frozenset(("x-user-id", "x-user-roles", "x-user-plan", "x-use
                               "x-user-sub", "x-user-email", "x-auth-subject"))
 # Set by the proxy from what it saw; never passed through from the client.
 PROXY_SET = frozenset(("x-request-id", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host",
-                       "x-real-ip", "forwarded", "expect", "content-length", "host"))
+                       "x-real-ip", "forwarded", "expect", "content-length", "host",
+                       # W3C trace context: the proxy passes on its own span's (pdp/trace_context.py).
+                       "traceparent", "tracestate"))
 # Client headers that make a backend (or a framework in it) use another method,
 # path, scheme, port or prefix than the one the PDP judged: dropped unless a
 # route allows one by name (`client_headers.allow` in the routes file).
@@ -48,16 +50,12 @@ class ClientAddress:
     """Resolves the client IP and X-Forwarded-* given the peer and TRUSTED_PROXIES."""
 
     def __init__(self, trusted_networks):
-        self._trusted = tuple(trusted_networks)
+        # One trust decision for the proxy and the PDP's forward-auth (pdp/client_ip.py).
+        from pdp.client_ip import TrustedProxies
+        self._trusted = TrustedProxies(trusted_networks)
 
     def is_trusted(self, ip: str) -> bool:
-        if not self._trusted:
-            return False
-        try:
-            addr = ipaddress.ip_address(ip)
-        except ValueError:
-            return False
-        return any(addr in net for net in self._trusted)
+        return self._trusted.is_trusted(ip)
 
     def resolve(self, peer_ip, headers, scheme, host):
         """Returns (client_ip, x-forwarded-for, x-forwarded-proto, x-forwarded-host).

@@ -163,7 +163,7 @@ class PdpClient:
             lines += ["Content-Type: application/json", f"Content-Length: {length}"]
         return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
-    def check(self, request_doc: dict, request_id: str = None, lease_want: int = 1) -> Decision:
+    def check(self, request_doc: dict, request_id: str = None, trace=None, lease_want: int = 1) -> Decision:
         question = {"request": request_doc}
         if lease_want > 1:
             question["lease"] = {"want": lease_want}
@@ -171,6 +171,9 @@ class PdpClient:
         head = self._head("POST", "/v1/check", len(body))
         if request_id:
             head = head[:-2] + f"X-Request-ID: {request_id}\r\n\r\n".encode("latin-1")
+        if trace is not None:
+            lines = "".join(f"{name}: {value}\r\n" for name, value in trace.headers())
+            head = head[:-2] + (lines + "\r\n").encode("latin-1")
         self._admit()
         self._waiting += 1
         try:

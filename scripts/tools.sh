@@ -16,6 +16,8 @@ HELM_VERSION="${HELM_VERSION:-v3.22.0}"
 OPA_ENVOY_VERSION="${OPA_ENVOY_VERSION:-v1.15.2-envoy}"
 RATELIMIT_VERSION="${RATELIMIT_VERSION:-v1.4.1-0.20260122083618-3fb702589d36}"
 VEGETA_VERSION="${VEGETA_VERSION:-v12.12.0}"
+# Prometheus' Go module is tagged v0.<3xx>.y for release 3.xx.y (v0.316.0 = 3.16.0).
+PROMTOOL_VERSION="${PROMTOOL_VERSION:-v0.316.0}"
 CACHE="${LUCID_TOOLS_CACHE:-$HOME/.cache/lucid-gateway/tools}"
 BIN="$CACHE/bin"
 mkdir -p "$BIN"
@@ -123,6 +125,18 @@ build_vegeta() {
   ln -sf "$out" "$BIN/vegeta"
 }
 
+# promtool checks the chart's PrometheusRule expressions (tests/deploy/test_monitoring.py).
+build_promtool() {
+  local out="$CACHE/promtool-$PROMTOOL_VERSION/promtool"
+  if [ ! -x "$out" ]; then
+    echo "tools: building promtool $PROMTOOL_VERSION (once per machine)" >&2
+    mkdir -p "$(dirname "$out")"
+    GOBIN="$(dirname "$out")" CGO_ENABLED=0 nice go install -trimpath \
+      "github.com/prometheus/prometheus/cmd/promtool@$PROMTOOL_VERSION"
+  fi
+  ln -sf "$out" "$BIN/promtool"
+}
+
 if [ "${1:-}" = "bench" ]; then
   build_opa_envoy
   build_ratelimit
@@ -130,5 +144,6 @@ if [ "${1:-}" = "bench" ]; then
 else
   build_opa
   build_helm
+  build_promtool
 fi
 echo "$BIN"

@@ -56,7 +56,8 @@ def test_malformed_json_is_problem_400(pdp):
 def test_wrong_shapes_are_problem_400(pdp):
     for body in ([], {"request": []}, {"request": {"method": "GET"}}, {"request": {"method": 5, "path": "/"}},
                  {"request": {"method": "GET", "path": "/", "headers": {"a": 1}}},
-                 {"request": {"method": "G E T", "path": "/"}}, {"request": {"method": "GET", "path": "/", "client_ip": 7}}):
+                 {"request": {"method": "G E T", "path": "/"}}, {"request": {"method": "get", "path": "/"}},
+                 {"request": {"method": "Get", "path": "/"}}, {"request": {"method": "GET", "path": "/", "client_ip": 7}}):
         resp = requests.post(pdp.url + "/v1/check", json=body, timeout=5)
         assert resp.status_code == 400, body
         assert resp.headers["content-type"] == PROBLEM
@@ -95,6 +96,6 @@ def test_operational_endpoints(pdp):
     ready = requests.get(pdp.url + "/v1/ready", timeout=5)
     assert ready.status_code == 200 and ready.json()["checks"] == {"policy": True, "engine": True, "redis": True}
     version = requests.get(pdp.url + "/v1/version", timeout=5).json()
-    assert version["version"] == "0.1.0" and version["engine"] == "embedded"
+    assert version["version"] == "0.1.0" and version["engine"] == "wasm"
     pols = requests.get(pdp.url + "/v1/policies", timeout=5).json()
     assert pols["modules"] == ["gateway/decision.rego"] and pols["revision"].startswith("sha256:")

@@ -122,9 +122,9 @@ class LeaseReturn:
 
 def validate_lease_want(doc: dict) -> int:
     """The optional `lease.want` of a /v1/check body (1 when absent: no lease)."""
-    lease = doc.get("lease")
-    if lease is None:
+    if "lease" not in doc:
         return 1
+    lease = doc["lease"]
     want = lease.get("want") if isinstance(lease, dict) else None
     if isinstance(want, bool) or not isinstance(want, int) or not 1 <= want <= 1_000_000:
         raise _bad("`lease.want` must be an integer in [1, 1000000]")

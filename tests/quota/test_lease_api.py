@@ -53,7 +53,7 @@ def test_more_units_than_reserved_are_never_refunded(lease_pdp, jwt_secret):
     assert back.json() == {"returned": 2}
 
 
-@pytest.mark.parametrize("body", [{"lease": 5}, {"lease": {"want": 0}}, {"lease": {"want": "9"}},
+@pytest.mark.parametrize("body", [{"lease": 5}, {"lease": None}, {"lease": {"want": 0}}, {"lease": {"want": "9"}},
                                   {"lease": {"want": True}}])
 def test_a_malformed_lease_request_is_a_400(lease_pdp, jwt_secret, body):
     full = {"request": {"method": "GET", "path": "/api/v1/sessions"}, **body}

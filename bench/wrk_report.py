@@ -26,6 +26,11 @@ class WrkResult:
         return self.requests / self.seconds if self.seconds else 0.0
 
     @property
+    def ok_rps(self) -> float:
+        """2xx/3xx answers per second: a 429 or 503 is not throughput."""
+        return (self.requests - self.non_2xx) / self.seconds if self.seconds else 0.0
+
+    @property
     def errors(self) -> int:
         return self.socket_errors + self.non_2xx
 
@@ -36,11 +41,13 @@ def find_wrk() -> str | None:
 
 def run_wrk(url: str, seconds: float, connections: int, threads: int = 2,
             headers: dict | None = None, timeout_s: int = 2,
-            count_status: bool = False) -> WrkResult:
+            count_status: bool = False, targets: Path | None = None) -> WrkResult:
     """Runs wrk for `seconds`; raises RuntimeError with wrk's output if it fails.
 
     Only loopback URLs are accepted: the benchmark never sends traffic elsewhere.
     With count_status, answers are also counted by status code (by_status).
+    With targets (bench/workloads.py's wrk file), requests cycle over its
+    paths and tokens instead of `url`'s path and `headers`.
     """
     if not url.startswith(("http://127.0.0.1:", "http://localhost:")):
         raise ValueError(f"refusing to load a non-loopback URL: {url}")
@@ -49,7 +56,8 @@ def run_wrk(url: str, seconds: float, connections: int, threads: int = 2,
     for name, value in (headers or {}).items():
         argv += ["-H", f"{name}: {value}"]
     argv.append(url)
-    env = {**os.environ, "WRK_COUNT_STATUS": "1" if count_status else "0"}
+    env = {**os.environ, "WRK_COUNT_STATUS": "1" if count_status else "0",
+           "WRK_TARGETS": str(targets) if targets else ""}
     done = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60, env=env)
     for line in done.stdout.splitlines():
         if line.startswith("WRK_JSON "):

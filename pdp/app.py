@@ -12,7 +12,7 @@ import falcon
 
 from .client_ip import TrustedProxies
 from .problem import serialize_error
-from .resources.check import Check
+from .resources.check import Check, LeaseReturn
 from .resources.forward_auth import ExtAuthz, ForwardAuth
 from .resources.openapi import OpenApi
 from .resources.operations import Health, Metrics, Policies, Ready, Version
@@ -85,6 +85,7 @@ def create_app(services: Services, yield_fn=None) -> falcon.App:
     app.req_options.strip_url_path_trailing_slash = False
     s = services
     app.add_route("/v1/check", Check(s.decider, s.settings.max_body_bytes))
+    app.add_route("/v1/lease/return", LeaseReturn(s.quota, s.settings.max_body_bytes))
     trusted = TrustedProxies(s.settings.trusted_proxies)
     forward = ForwardAuth(s.decider, s.settings.forward_auth_front, trusted)
     app.add_route("/v1/forward-auth", forward)

@@ -293,6 +293,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("quota_breaker_reset_ms", "QUOTA_BREAKER_RESET_MS", _int_range(10, 600_000), 1000, "How long the open breaker skips Redis before one trial call."),
     Setting("quota_local_max_keys", "QUOTA_LOCAL_MAX_KEYS", _int_range(100, 10_000_000), 50_000, "Keys the in-process fallback buckets keep per worker (LRU)."),
     Setting("quota_analytics", "QUOTA_ANALYTICS", _bool, True, "Keep top keys and per-descriptor verdicts of the last hour in Redis."),
+    Setting("quota_lease_max_units", "QUOTA_LEASE_MAX_UNITS", _int_range(1, 100_000), 256, "Most requests' worth of quota one lease reserves for a proxy worker (1: no leases)."),
+    Setting("quota_lease_fraction", "QUOTA_LEASE_FRACTION", _float_range(0.0, 0.5), 0.05, "A lease never reserves more than this fraction of any descriptor's limit (its burst for a token bucket)."),
+    Setting("quota_lease_ttl_s", "QUOTA_LEASE_TTL_S", _float_range(0.05, 10.0), 1.0, "A lease's lifetime: revocations, plan changes and policy reloads reach leased traffic within it."),
     Setting("quota_key_prefix", "QUOTA_KEY_PREFIX", _key_prefix, "lucid:q:", "Prefix of every quota key in Redis (no braces: keys carry a hash tag)."),
     # Hardware-wallet sign-in (docs/auth.md, "Wallet sign-in"); part of the sign-in API (MONGODB_URI).
     Setting("wallet_signin", "WALLET_SIGNIN_ENABLED", _bool, True, "Serve wallet sign-in and linking (Ethereum EIP-4361, TRON signMessageV2)."),

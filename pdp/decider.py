@@ -12,12 +12,21 @@ import uuid
 from .authn.errors import AuthUnavailable, InvalidCredential
 from .decision import DEFAULT_HEADERS, Decision, deny, from_policy
 from .engines.base import EngineError, InvalidInput
-from .policy_input import build_request
+from .policy_input import CREDENTIAL_HEADERS, build_request
 from .request_path import AmbiguousPath
 from .tracing import NoTracer
 
 log = logging.getLogger("lucid.pdp.decider")
 _BEARER_CHALLENGE = 'Bearer error="invalid_token"'
+
+
+def _unread_headers(check: dict, input_doc: dict) -> list:
+    """Headers of this request the decision did not read: neither the policy
+    (they were trimmed from its input) nor authentication (credentials).
+    The proxy may reuse this decision for a request differing only in them."""
+    read = input_doc.get("request", {}).get("headers", {})
+    return sorted(h for h in check.get("headers", {})
+                  if h not in read and h not in CREDENTIAL_HEADERS)
 
 
 class Decider:
@@ -33,12 +42,14 @@ class Decider:
         self._tracer = tracer or NoTracer()
         self._allowed_headers = allowed_headers
 
-    def decide(self, check: dict, request_id: str = "", trace=None) -> Decision:
-        """check is a validated /v1/check `request` object; trace the caller's TraceContext (or None)."""
+    def decide(self, check: dict, request_id: str = "", trace=None, lease_want: int = 1) -> Decision:
+        """check is a validated /v1/check `request` object; trace the caller's
+        TraceContext (or None); lease_want > 1 asks for a quota lease of that
+        many requests' worth (granted as far as the lease policy allows)."""
         started = time.perf_counter()
         served = self._policies.current
         with self._tracer.span("pdp.decide", trace, "server") as span:
-            decision, request, subject = self._decide(check, served, span.context)
+            decision, request, subject = self._decide(check, served, span.context, lease_want)
             span.set("lucid.decision.status", decision.status)
             span.set("lucid.decision.reason", decision.reason.split(":", 1)[0])
         decision.decision_id = uuid.uuid4().hex
@@ -50,7 +61,7 @@ class Decider:
             self._log.record(decision, request, subject, request_id, trace=span.context)
         return decision
 
-    def _decide(self, check: dict, served, trace=None):
+    def _decide(self, check: dict, served, trace=None, lease_want: int = 1):
         try:
             request = build_request(check)
         except AmbiguousPath as err:
@@ -81,10 +92,15 @@ class Decider:
         # quota: spend the policy's descriptors for an allowed request (issue #4).
         if decision.allow and decision.quotas and self._quota is not None:
             with self._tracer.span("pdp.quota", trace):
-                decision = self._spend_quota(decision, served, input_doc, subject)
+                decision = self._spend_quota(decision, served, input_doc, subject, lease_want)
+        if decision.allow:
+            # On every allow: the proxy learns from the first one which headers
+            # leave its key, before any lease or cached verdict can be stored.
+            decision.ignores = _unread_headers(check, input_doc)
         return decision, request, subject
 
-    def _spend_quota(self, decision: Decision, served, input_doc: dict, subject: dict) -> Decision:
+    def _spend_quota(self, decision: Decision, served, input_doc: dict, subject: dict,
+                     lease_want: int = 1) -> Decision:
         """All of the request's descriptors in one Redis call; a rejection is the decision."""
         def replan(plan: str) -> list:
             # An admin's plan override: the policy's quotas as if the token said that plan.
@@ -96,13 +112,16 @@ class Decider:
                 return decision.quotas  # still enforce the token's own plan
             return redone.quotas if redone.allow else []
 
-        verdict = self._quota.spend(decision.quotas, subject, replan=replan)
+        verdict = self._quota.spend(decision.quotas, subject, replan=replan, lease_want=lease_want)
         if not verdict.allowed:
             return deny(verdict.status, verdict.reason,
                         response_headers={**decision.response_headers, **verdict.response_headers})
         decision.response_headers.update(verdict.response_headers)
         if verdict.spent_quota:
             decision.cache_ttl_s = 0.0  # an allow that spent quota must be asked again
+        if verdict.units > 1 and verdict.lease_id:
+            decision.lease = {"id": verdict.lease_id, "units": verdict.units - 1,
+                              "ttl_s": self._quota.lease_ttl_s}
         return decision
 
     def _from_policy(self, doc) -> Decision:

@@ -42,14 +42,24 @@ class Decision:
     policy_revision: str = ""
     eval_ms: float = 0.0
     detail: str = ""   # why a policy's decision was refused (logged, never sent)
+    # {"id", "units", "ttl_s"}: further requests' worth of quota reserved for
+    # the asker (pdp/quota/leases.py); None without a lease.
+    lease: dict | None = None
+    # Request headers the decision did not read (pdp/decider.py), on allows.
+    ignores: list | None = None
 
     def to_json(self) -> dict:
-        return {
+        doc = {
             "allow": self.allow, "status": self.status, "reason": self.reason,
             "decision_id": self.decision_id, "policy_revision": self.policy_revision,
             "headers": self.headers, "response_headers": self.response_headers,
             "cache_ttl_s": self.cache_ttl_s,
         }
+        if self.lease:
+            doc["lease"] = self.lease
+        if self.ignores:
+            doc["ignores"] = self.ignores
+        return doc
 
 
 def deny(status: int, reason: str, **extra) -> Decision:

@@ -9,7 +9,7 @@ from .secret_params import is_secret_param
 # Credentials are judged in Python before the policy runs; the policy (and the
 # decision log) never see them.
 # Secret query parameters (pdp/secret_params.py, the list the proxy's access log uses too) likewise.
-_CREDENTIAL_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization", "x-api-key", "set-cookie"})
+CREDENTIAL_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization", "x-api-key", "set-cookie"})
 
 
 def build_request(req: dict) -> dict:
@@ -20,7 +20,7 @@ def build_request(req: dict) -> dict:
         "path": path,
         "parsed_path": path_segments(path),
         "query": {k: v for k, v in parse_qs(query, keep_blank_values=True).items() if not is_secret_param(k)},
-        "headers": {k: v for k, v in req.get("headers", {}).items() if k not in _CREDENTIAL_HEADERS},
+        "headers": {k: v for k, v in req.get("headers", {}).items() if k not in CREDENTIAL_HEADERS},
         "host": req.get("host", ""),
         "scheme": req.get("scheme", "http"),
         "client_ip": req.get("client_ip", ""),

@@ -100,9 +100,19 @@ def build_gateway(config, table, mode):
     pdp = PdpClient(config.pdp_url, config.pdp_timeout_ms / 1000.0, config.pdp_pool_size,
                     config.pdp_queue_timeout_ms / 1000.0)
     verdicts = VerdictCache(config.verdict_cache_size, clock) if config.verdict_cache_size else None
+    leases = None
+    if config.quota_leases:
+        from .leases import LeaseStore
+        leases = LeaseStore(clock, pdp.return_lease_later, max(1, config.verdict_cache_size),
+                            config.lease_max_want)
+    admission = None
+    if config.max_active:
+        from .admission import Admission
+        admission = Admission(config.max_active, config.queue_budget_ms / 1000.0, clock)
     meta = MetaEndpoints(config.service_name, pdp, clusters, metrics, mode)
     gateway = Gateway(config, table, clusters, pdp, verdicts, ClientAddress(config.trusted_proxies), meta,
-                      metrics, AccessLog(config.access_log), clock, tracer=make_tracer("lucid-proxy"))
+                      metrics, AccessLog(config.access_log), clock, tracer=make_tracer("lucid-proxy"),
+                      leases=leases, admission=admission)
 
     def health_head(endpoint, path):
         return f"GET {path} HTTP/1.1\r\nHost: {endpoint.host}:{endpoint.port}\r\nUser-Agent: lucid-proxy-health\r\n\r\n" \
@@ -119,4 +129,14 @@ def build_gateway(config, table, mode):
             gevent.sleep(1.0)
 
     background.append(gevent.spawn(publish_cluster_state))
+
+    if leases is not None:
+        def return_expired_leases():
+            # Leases of keys that went quiet give their unused units back
+            # within a quarter of a lifetime after they expire.
+            while True:
+                gevent.sleep(0.25)
+                leases.sweep()
+
+        background.append(gevent.spawn(return_expired_leases))
     return gateway, metrics, background

@@ -77,12 +77,14 @@ class Gateway:
     """The per-worker request pipeline; everything it needs is passed in."""
 
     def __init__(self, config, routes, clusters, pdp, verdicts, client_address, meta, metrics, access_log,
-                 clock=time.monotonic, tracer=None):
+                 clock=time.monotonic, tracer=None, leases=None, admission=None):
         self._config = config
         self._routes = routes
         self._clusters = clusters
         self._pdp = pdp
         self._verdicts = verdicts
+        self._leases = leases  # proxy/leases.py LeaseStore, or None
+        self._admission = admission  # proxy/admission.py Admission, or None
         self._client_address = client_address
         self._meta = meta
         self._metrics = metrics
@@ -91,6 +93,9 @@ class Gateway:
         self._tracer = tracer or NoTracer()
         self.draining = False
         self._inflight = {}  # cache key -> AsyncResult of the PDP call in flight for it
+        self._lease_inflight = {}  # cache key -> AsyncResult of the lease request in flight for it
+        self._unread = frozenset()  # header names the PDP's current revision does not read
+        self._unread_revision = None
         self._pdp_warned_at = float("-inf")
         self._pdp_warnings_suppressed = 0
         self.idle = set()  # sockets waiting for their next request (closed first on drain)
@@ -136,7 +141,7 @@ class Gateway:
                     with self._tracer.span("proxy.request", incoming, "server",
                                            {"http.request.method": request.method}) as span:
                         exchange.trace = span.context
-                        self.handle(exchange, sock, reader)
+                        self._admitted_handle(exchange, sock, reader)
                         span.set("http.response.status_code", exchange.status)
                 except _Abort:
                     return
@@ -201,7 +206,9 @@ class Gateway:
         except PdpRejected as exc:
             return self._answer_problem(ex, sock, 400, str(exc), "unjudgeable-request")
         if decision is None:
-            return self._answer_problem(ex, sock, 503, "the policy decision point is unavailable", "pdp-unavailable")
+            # Retry-After: a shed or a timeout is load, worth retrying in a second.
+            return self._answer_problem(ex, sock, 503, "the policy decision point is unavailable", "pdp-unavailable",
+                                        extra=[("retry-after", "1")])
         ex.decision = decision
         if not decision.allow:
             return self._answer_problem(ex, sock, decision.status, decision.reason or "denied by policy",
@@ -216,6 +223,28 @@ class Gateway:
         with self._tracer.span("proxy.upstream", ex.trace, "client", {"lucid.cluster": route.cluster}) as span:
             ex.upstream_trace = span.context
             return self.forward(ex, sock, reader)
+
+    def _admitted_handle(self, ex, sock, reader):
+        """handle() for at most max_active requests of this worker at a time.
+
+        With hundreds of connections, letting every request in at once makes
+        each PDP answer wait behind all the others' work in the hub's run
+        queue, and timeouts fire under load alone. The others wait here
+        instead, cheaply, in order; one that would wait longer than the queue
+        budget is shed at once (503, Retry-After), not after waiting.
+        WebSocket upgrades, which hold their request for the connection's
+        life, do not take a turn."""
+        if self._admission is None or self._is_websocket(ex.request):
+            return self.handle(ex, sock, reader)
+        if not self._admission.enter():
+            self._metrics.pdp_errors.labels("shed").inc()
+            ex.keep_alive = False
+            return self._answer_problem(ex, sock, 503, "too many requests waiting; retry shortly", "overloaded",
+                                        extra=[("retry-after", "1")])
+        try:
+            return self.handle(ex, sock, reader)
+        finally:
+            self._admission.leave()
 
     def decide(self, ex):
         """The PDP's decision (or a cached one); None when the PDP failed and the route fails closed."""
@@ -244,12 +273,18 @@ class Gateway:
             "client_ip": ex.client_ip,
         }
         cache_key = None
-        if self._verdicts is not None:
-            # The key is the whole question (client IP, scheme and every header
-            # included) except the request id: a verdict is only ever reused for
-            # a request the PDP could not tell apart from the one it judged.
-            cache_key = verdict_key(doc)
-            cached = self._verdicts.get(cache_key)
+        if self._verdicts is not None or self._leases is not None:
+            # One key for reused verdicts and leases: the whole question (client
+            # IP, scheme and every header included) except the request id and
+            # the headers the PDP said its decisions do not read, so either is
+            # only ever reused for a request the PDP could not tell apart from
+            # the one it judged.
+            cache_key = verdict_key(doc, self._unread)
+            cached = self._verdicts.get(cache_key) if self._verdicts is not None else None
+            if cached is None and self._leases is not None:
+                cached = self._leases.take(cache_key)
+                if cached is not None and self._leases.should_renew(cache_key):
+                    gevent.spawn(self._renew_lease, doc, cache_key)
             if cached is None:
                 cached = self._join_inflight(cache_key)
             if cached is not None:
@@ -262,9 +297,13 @@ class Gateway:
         if cache_key is not None and cache_key not in self._inflight:
             leading = self._inflight[cache_key] = AsyncResult()
         decision = None
+        lease_want = self._leases.want(cache_key) if self._leases is not None else 1
+        asking = None
+        if lease_want > 1 and cache_key not in self._lease_inflight:
+            asking = self._lease_inflight[cache_key] = AsyncResult()
         try:
             with self._tracer.span("proxy.pdp_check", ex.trace, "client") as span:
-                decision = self._pdp.check(doc, ex.request_id, trace=span.context)
+                decision = self._pdp.check(doc, ex.request_id, trace=span.context, lease_want=lease_want)
         except PdpUnavailable as exc:
             ex.pdp_s = self._clock() - started
             self._metrics.pdp_errors.labels(exc.kind).inc()
@@ -275,11 +314,47 @@ class Gateway:
             if leading is not None:
                 del self._inflight[cache_key]
                 leading.set(decision)
+            if asking is not None:
+                # Woken after this worker recorded the lease (set() wakes them
+                # on the hub's next turn, and nothing here yields before that).
+                del self._lease_inflight[cache_key]
+                asking.set(decision)
         ex.pdp_s = self._clock() - started
         self._metrics.pdp_duration.observe(ex.pdp_s)
+        if cache_key is not None:
+            cache_key = self._learn_unread(doc, decision, cache_key)
         if self._verdicts is not None:
             self._verdicts.observe(cache_key, decision)
+        if self._leases is not None:
+            self._leases.observe(cache_key, decision)
+            if decision.lease:
+                decision = replace(decision, lease=None)  # its units are the followers'
         return decision
+
+    def _renew_lease(self, doc, cache_key):
+        """Asks for a hot key's next lease while the current one still serves."""
+        doc = {**doc, "headers": {**doc["headers"], "x-request-id": forwarding.request_id(None)}}
+        try:
+            decision = self._pdp.check(doc, doc["headers"]["x-request-id"], lease_want=self._leases.want(cache_key))
+        except (PdpUnavailable, PdpRejected):
+            self._leases.renewal_failed(cache_key)
+            return
+        self._leases.observe(self._learn_unread(doc, decision, cache_key), decision, renewal=True)
+
+    def _learn_unread(self, doc, decision, cache_key):
+        """Records the headers this policy revision does not read; the key to
+        store the decision under (without them, so the next such request finds it)."""
+        revision = decision.policy_revision
+        if revision != self._unread_revision:
+            self._unread_revision, self._unread = revision, frozenset()
+        if decision.ignores and not decision.ignores <= self._unread:
+            self._unread = self._unread | decision.ignores
+            if len(self._unread) > 1000:  # a client inventing header names: stop learning
+                self._unread = decision.ignores
+        if not decision.ignores:
+            return cache_key
+        # Only what this decision itself did not read is left out of its key.
+        return verdict_key(doc, self._unread & decision.ignores)
 
     def _warn_pdp_unavailable(self, request_id, exc):
         """At most one warning per second: an outage must not flood the log (the metric counts all)."""
@@ -300,13 +375,33 @@ class Gateway:
         call instead of one each. Keys whose last verdict was not cacheable
         (quota spent) never wait: each of those requests needs its own decision.
         """
+        if self._leases is not None and self._leases.expects_lease(cache_key):
+            return self._wait_for_lease(cache_key)
         leader = self._inflight.get(cache_key)
-        if leader is None or self._verdicts.known_uncacheable(cache_key):
+        if leader is None or self._verdicts is None or self._verdicts.known_uncacheable(cache_key):
             return None
         shared = leader.wait(self._pdp.max_wait_s)
         if shared is None or not shared.allow or shared.cache_ttl_s <= 0:
             return None
         return replace(shared, cached=True)
+
+    def _wait_for_lease(self, cache_key):
+        """A hot key's request while a lease for it is being asked: waits for it.
+
+        More requests may wait than one lease covers; those left over wait for
+        the next one (one of them asks), so a hot key has one lease request in
+        flight per worker rather than a stampede. None: ask the PDP yourself.
+        """
+        deadline = self._clock() + self._pdp.max_wait_s
+        for _ in range(16):
+            asking = self._lease_inflight.get(cache_key)
+            if asking is None:
+                return None
+            shared = asking.wait(max(0.0, deadline - self._clock()))
+            taken = self._leases.take(cache_key)
+            if taken is not None or shared is None or not shared.allow:
+                return taken
+        return None
 
     def forward(self, ex, sock, reader):
         req = ex.request

@@ -1,6 +1,7 @@
 """Asking the PDP (`POST /v1/check`, docs/decision-api.md) and caching what it allows."""
 import hashlib
 import json
+import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
@@ -33,6 +34,8 @@ class Decision:
     policy_revision: str = ""
     cache_ttl_s: float = 0.0
     cached: bool = False
+    lease: dict | None = None  # {"id", "units", "ttl_s"} (proxy/leases.py)
+    ignores: frozenset = frozenset()  # request headers the decision did not read
 
 
 FAIL_OPEN = Decision(allow=True, status=200, reason="pdp unavailable, route fails open",
@@ -61,8 +64,39 @@ def parse_decision(data: bytes) -> Decision:
         allow=doc["allow"], status=status, reason=str(doc.get("reason", "")),
         decision_id=str(doc.get("decision_id", "")), headers=headers,
         response_headers=response_headers, policy_revision=str(doc.get("policy_revision", "")),
-        cache_ttl_s=float(ttl),
+        cache_ttl_s=float(ttl), lease=_lease(doc.get("lease")) if doc["allow"] else None,
+        ignores=_ignores(doc.get("ignores")) if doc["allow"] else frozenset(),
     )
+
+
+_HEADER_NAME = frozenset("abcdefghijklmnopqrstuvwxyz0123456789!#$%&'*+.^_`|~-")
+_NEVER_IGNORED = frozenset({"authorization", "cookie", "proxy-authorization", "x-api-key", "host"})
+
+
+def _ignores(value) -> frozenset:
+    """Header names the PDP says it did not read; anything malformed means none."""
+    if not isinstance(value, list) or len(value) > 200:
+        return frozenset()
+    out = set()
+    for name in value:
+        if not isinstance(name, str) or not 0 < len(name) <= 64 or not set(name) <= _HEADER_NAME:
+            return frozenset()
+        out.add(name)
+    return frozenset(out - _NEVER_IGNORED)
+
+
+def _lease(value):
+    """A well-formed lease, or None (a malformed one is ignored: the request is still decided)."""
+    if not isinstance(value, dict):
+        return None
+    lease_id, units, ttl = value.get("id"), value.get("units"), value.get("ttl_s")
+    if not isinstance(lease_id, str) or not 0 < len(lease_id) <= 64:
+        return None
+    if isinstance(units, bool) or not isinstance(units, int) or not 0 < units <= 1_000_000:
+        return None
+    if isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or not 0 < ttl <= 10:
+        return None
+    return {"id": lease_id, "units": units, "ttl_s": float(ttl)}
 
 
 def _string_map(value, name):
@@ -82,17 +116,46 @@ def _string_map(value, name):
 
 
 class PdpClient:
-    """Pooled keep-alive connections to the PDP, one deadline per decision."""
+    """Pooled keep-alive connections to the PDP, one deadline per decision.
 
-    def __init__(self, base_url: str, timeout_s: float, pool_size: int, queue_s: float = 1.0):
+    Admission: a decision waits for a pooled connection (the pool is kept small,
+    so the PDP works on a few decisions at a time instead of all of them slowly),
+    but only when it can expect one in time. From the number already waiting and
+    the recent time a decision takes, check() predicts the wait; beyond queue_s
+    it sheds at once (PdpUnavailable kind "shed": 503 with Retry-After) rather
+    than queue and fail after waiting out a deadline. The rate is measured only
+    while every connection is busy, so an idle spell never inflates it.
+    """
+
+    def __init__(self, base_url: str, timeout_s: float, pool_size: int, queue_s: float = 1.0,
+                 clock=time.monotonic):
         host, port = upstream.split_host_port(base_url)
         self._pool = upstream.make_pool(base_url, pool_size, timeout_s, timeout_s)
         self._host = f"{host}:{port}"
         self._timeout_s = timeout_s
         # A burst queues for a pooled connection (bounded) instead of piling onto the PDP.
         self._queue_s = queue_s
+        self._pool_size = pool_size
+        self._clock = clock
+        self._waiting = 0            # check() calls waiting for a connection or an answer
+        self._interval_s = 0.0       # moving average of the time between answers while saturated
+        self._last_answer = None
+        self.shed = 0
         self.max_wait_s = self._queue_s + timeout_s  # the longest one check() can take
         self.base_url = base_url
+
+    def _admit(self) -> None:
+        """Sheds when the queue ahead would take longer than queue_s to drain."""
+        ahead = self._waiting - self._pool_size + 1
+        if ahead > 0 and ahead * self._interval_s > self._queue_s:
+            self.shed += 1
+            raise PdpUnavailable("PDP busy: shed before queueing", "shed")
+
+    def _answered(self) -> None:
+        now = self._clock()
+        if self._waiting >= self._pool_size and self._last_answer is not None:
+            self._interval_s += (now - self._last_answer - self._interval_s) * 0.1
+        self._last_answer = now
 
     def _head(self, method, path, length=None):
         lines = [f"{method} {path} HTTP/1.1", f"Host: {self._host}"]
@@ -100,26 +163,49 @@ class PdpClient:
             lines += ["Content-Type: application/json", f"Content-Length: {length}"]
         return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
-    def check(self, request_doc: dict, request_id: str = None, trace=None) -> Decision:
-        body = json.dumps({"request": request_doc}, separators=(",", ":")).encode("utf-8")
+    def check(self, request_doc: dict, request_id: str = None, trace=None, lease_want: int = 1) -> Decision:
+        question = {"request": request_doc}
+        if lease_want > 1:
+            question["lease"] = {"want": lease_want}
+        body = json.dumps(question, separators=(",", ":")).encode("utf-8")
         head = self._head("POST", "/v1/check", len(body))
         if request_id:
             head = head[:-2] + f"X-Request-ID: {request_id}\r\n\r\n".encode("latin-1")
         if trace is not None:
             lines = "".join(f"{name}: {value}\r\n" for name, value in trace.headers())
             head = head[:-2] + (lines + "\r\n").encode("latin-1")
+        self._admit()
+        self._waiting += 1
         try:
             status, _, data = upstream.simple_request(self._pool, head, body, self._timeout_s, self._queue_s)
+            self._answered()
         except upstream.UpstreamTimeout as exc:
             kind = "queue" if "no free connection" in str(exc) else "deadline"
             raise PdpUnavailable(f"PDP unreachable: {exc}", kind) from None
         except upstream.UpstreamBroken as exc:
             raise PdpUnavailable(f"PDP unreachable: {exc}", "unreachable") from None
+        finally:
+            self._waiting -= 1
         if status in (400, 413, 431):
             raise PdpRejected(f"the request cannot be judged ({status} from the PDP)")
         if status != 200:
             raise PdpUnavailable(f"PDP answered {status}", "status")
         return parse_decision(data)
+
+    def return_lease(self, lease_id: str, unused: int) -> bool:
+        """Gives a lease's unused units back; False when the PDP did not take them."""
+        body = json.dumps({"lease": lease_id, "unused": unused}, separators=(",", ":")).encode()
+        try:
+            status, _, _ = upstream.simple_request(self._pool, self._head("POST", "/v1/lease/return", len(body)),
+                                                   body, self._timeout_s, self._queue_s)
+        except (upstream.UpstreamTimeout, upstream.UpstreamBroken):
+            return False
+        return status == 200
+
+    def return_lease_later(self, lease_id: str, unused: int) -> None:
+        """return_lease in its own greenlet: ending a lease never makes a request wait."""
+        import gevent
+        gevent.spawn(self.return_lease, lease_id, unused)
 
     def probe(self, path: str = "/v1/health", timeout_s: float = 1.0) -> int:
         """Status of a PDP health endpoint (for /meta/health); raises PdpUnavailable."""
@@ -130,18 +216,22 @@ class PdpClient:
         return status
 
 
-def verdict_key(request_doc: dict) -> bytes:
-    """Digest of a whole /v1/check question: the cache key, and the cache never stores tokens.
+def verdict_key(request_doc: dict, unread: frozenset = frozenset()) -> bytes:
+    """Digest of a /v1/check question (the request id aside): the key of reused
+    verdicts and of quota leases, so neither is ever used for a request the
+    decision could tell apart from the one it judged. Never stores tokens.
 
-    Everything the decision could read is in it (method, path and query, host,
-    scheme, client IP, every header sent, credentials included), so a verdict
-    is never served for a request that differs in any of them. Fields are
-    joined with LF, which none of them can contain (the parser refuses it), so
-    two different questions never join to the same text.
+    Everything is in it except the headers in `unread`: those the PDP said
+    (`ignores`, for this policy revision) its decisions do not read, such as a
+    tracing header that differs on every request. Credentials never are.
+    Fields are joined with LF, which none of them can contain (the parser
+    refuses it in a head), so two different questions never join to the same text.
     """
     parts = [request_doc["method"], request_doc["path"], request_doc["host"], request_doc["scheme"],
              request_doc["client_ip"]]
     for name, value in request_doc["headers"].items():
+        if name in unread:
+            continue
         parts.append(name)
         parts.append(value)
     return hashlib.sha256("\n".join(parts).encode("utf-8", "surrogatepass")).digest()

@@ -5,11 +5,20 @@
 # too: it is a tool like redis-server, never a dependency of the package or
 # the images. Prints nothing on success except what it built; exits 0 when Go
 # is missing (the tests that need a tool then skip, or fail under CI=true).
+#
+# `tools.sh bench` builds instead the reference architecture `make bench`
+# compares against (opa-envoy-plugin, envoyproxy/ratelimit) and the open-loop
+# load generator (vegeta): a few minutes once per machine, so bootstrap (and
+# with it `make test`) does not pay for them; the test that runs the
+# reference chain calls this itself.
 set -euo pipefail
 
 OPA_VERSION="${OPA_VERSION:-v1.22.4}"
 HELM_VERSION="${HELM_VERSION:-v3.22.0}"
 SECANTUSDB_VERSION="${SECANTUSDB_VERSION:-0.7.0b3}"
+OPA_ENVOY_VERSION="${OPA_ENVOY_VERSION:-v1.15.2-envoy}"
+RATELIMIT_VERSION="${RATELIMIT_VERSION:-v1.4.1-0.20260122083618-3fb702589d36}"
+VEGETA_VERSION="${VEGETA_VERSION:-v12.12.0}"
 # Prometheus' Go module is tagged v0.<3xx>.y for release 3.xx.y (v0.316.0 = 3.16.0).
 PROMTOOL_VERSION="${PROMTOOL_VERSION:-v0.316.0}"
 CACHE="${LUCID_TOOLS_CACHE:-$HOME/.cache/lucid-gateway/tools}"
@@ -85,6 +94,60 @@ build_helm() {
   ln -sf "$out" "$BIN/helm"
 }
 
+# opa-envoy-plugin's tags are not plain semver releases and `go install
+# module@tag` refuses it; a wrapper module that requires it and builds its
+# command (kept by a tools.go import so `go mod tidy` records its deps) does not.
+build_opa_envoy() {
+  local out="$CACHE/opa-envoy-$OPA_ENVOY_VERSION/opa-envoy"
+  if [ ! -x "$out" ]; then
+    echo "tools: building opa-envoy-plugin $OPA_ENVOY_VERSION (once per machine)" >&2
+    local src; src="$(mktemp -d)"
+    cat >"$src/tools.go" <<'GO'
+//go:build tools
+
+package tools
+
+import _ "github.com/open-policy-agent/opa-envoy-plugin/cmd/opa-envoy-plugin"
+GO
+    (cd "$src" && go mod init lucid/opa-envoy-wrapper >/dev/null 2>&1 \
+      && go get "github.com/open-policy-agent/opa-envoy-plugin@$OPA_ENVOY_VERSION" >/dev/null 2>&1 \
+      && go mod tidy >/dev/null 2>&1 \
+      && mkdir -p "$(dirname "$out")" \
+      && CGO_ENABLED=0 go build -trimpath -o "$out.tmp" \
+           github.com/open-policy-agent/opa-envoy-plugin/cmd/opa-envoy-plugin \
+      && mv "$out.tmp" "$out")
+    rm -rf "$src"
+  fi
+  ln -sf "$out" "$BIN/opa-envoy"
+}
+
+# envoyproxy/ratelimit has no tagged release since v1.4.0; a pinned
+# pseudo-version of main, whose command lives in src/service_cmd.
+build_ratelimit() {
+  local out="$CACHE/ratelimit-$RATELIMIT_VERSION/ratelimit"
+  if [ ! -x "$out" ]; then
+    echo "tools: building envoyproxy/ratelimit $RATELIMIT_VERSION (once per machine)" >&2
+    local gobin; gobin="$(mktemp -d)"
+    GOBIN="$gobin" CGO_ENABLED=0 go install -trimpath \
+      "github.com/envoyproxy/ratelimit/src/service_cmd@$RATELIMIT_VERSION"
+    mkdir -p "$(dirname "$out")"
+    mv "$gobin/service_cmd" "$out"
+    rm -rf "$gobin"
+  fi
+  ln -sf "$out" "$BIN/ratelimit"
+}
+
+build_vegeta() {
+  local out="$CACHE/vegeta-$VEGETA_VERSION/vegeta"
+  if [ ! -x "$out" ]; then
+    echo "tools: building vegeta $VEGETA_VERSION (once per machine)" >&2
+    mkdir -p "$(dirname "$out")"
+    GOBIN="$(dirname "$out")" CGO_ENABLED=0 go install -trimpath \
+      "github.com/tsenart/vegeta/v12@$VEGETA_VERSION"
+  fi
+  ln -sf "$out" "$BIN/vegeta"
+}
+
 # promtool checks the chart's PrometheusRule expressions (tests/deploy/test_monitoring.py).
 build_promtool() {
   local out="$CACHE/promtool-$PROMTOOL_VERSION/promtool"
@@ -97,7 +160,13 @@ build_promtool() {
   ln -sf "$out" "$BIN/promtool"
 }
 
-build_opa
-build_helm
-build_promtool
+if [ "${1:-}" = "bench" ]; then
+  build_opa_envoy
+  build_ratelimit
+  build_vegeta
+else
+  build_opa
+  build_helm
+  build_promtool
+fi
 echo "$BIN"

@@ -6,6 +6,7 @@ import time
 from .analytics import UsageAnalytics
 from .breaker import CircuitBreaker
 from .keys import KeySpace
+from .leases import LeasePolicy
 from .local import LocalLimiter
 from .metrics import QuotaMetrics
 from .service import QuotaService
@@ -23,4 +24,6 @@ def build_quota_service(settings, redis_client, registry=None, clock=time.time) 
         breaker=CircuitBreaker(settings.quota_breaker_failures,
                                settings.quota_breaker_reset_ms / 1000),
         local=LocalLimiter(settings.quota_local_max_keys), analytics=analytics, clock=clock,
-        metrics=QuotaMetrics(registry))
+        metrics=QuotaMetrics(registry),
+        leases=LeasePolicy(settings.quota_lease_max_units, settings.quota_lease_fraction,
+                           settings.quota_lease_ttl_s) if settings.quota_lease_max_units > 1 else None)

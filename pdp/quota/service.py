@@ -45,6 +45,10 @@ class QuotaVerdict:
     details: list = field(default_factory=list)
     source: str = "redis"  # "redis" | "fallback" | "none"
     plan: str | None = None  # the plan override applied, if any
+    # Requests' worth of every descriptor reserved in Redis by this spend
+    # (1 = this request only); see pdp/quota/leases.py.
+    units: int = 1
+    lease_id: str = ""
 
     @property
     def spent_quota(self) -> bool:
@@ -76,12 +80,13 @@ class QuotaService:
         analytics: usage analytics sink, or None.
         clock: wall clock in seconds (injectable: calendar windows and buckets use it).
         metrics: a QuotaMetrics, or None.
+        leases: a LeasePolicy (pdp/quota/leases.py), or None for no leases.
     """
 
     def __init__(self, redis_client, *, keys: KeySpace | None = None,
                  legacy_headers: bool = False, breaker: CircuitBreaker | None = None,
                  local: LocalLimiter | None = None, analytics: UsageAnalytics | None = None,
-                 clock=time.time, metrics=None):
+                 clock=time.time, metrics=None, leases=None):
         self._redis = redis_client
         self._keys = keys or KeySpace()
         self._legacy = legacy_headers
@@ -90,6 +95,7 @@ class QuotaService:
         self._analytics = analytics
         self._clock = clock
         self._metrics = metrics
+        self._leases = leases
         self._cluster = isinstance(redis_client, RedisCluster)
         self._script = ScriptRunner(redis_client, SPEND_LUA)
         self._parsed: dict = {}
@@ -100,12 +106,17 @@ class QuotaService:
         return self._keys
 
     @property
+    def lease_ttl_s(self) -> float:
+        return self._leases.ttl_s if self._leases else 0.0
+
+    @property
     def breaker(self) -> CircuitBreaker:
         return self._breaker
 
     # -- the spend path -------------------------------------------------------------
 
-    def spend(self, descriptors: list, subject: dict | None = None, replan=None) -> QuotaVerdict:
+    def spend(self, descriptors: list, subject: dict | None = None, replan=None,
+              lease_want: int = 1) -> QuotaVerdict:
         """Checks and spends all descriptors of one request.
 
         Args:
@@ -114,6 +125,9 @@ class QuotaService:
             replan: ``callable(plan) -> quotas list`` that re-evaluates the policy with
                 another plan; called once when an admin set a plan override for the
                 subject. Without it, plan overrides are ignored.
+            lease_want: requests' worth of quota the caller would like reserved
+                (a lease); granted only as far as the lease policy allows and
+                the limits have room, else the spend is for this request alone.
 
         Returns:
             QuotaVerdict; never raises for Redis trouble or a bad descriptor.
@@ -129,7 +143,8 @@ class QuotaService:
             return QuotaVerdict(allowed=True, source="none")
         plan = (subject or {}).get("plan") or ""
         now_s = self._clock()
-        verdict = self._decide(parsed, now_s, plan if replan else "*")
+        units = self._leases.units_for(parsed, lease_want) if self._leases else 1
+        verdict = self._decide(parsed, now_s, plan if replan else "*", units)
         if isinstance(verdict, str):  # a plan override: decide again under that plan
             override = verdict
             try:
@@ -138,7 +153,8 @@ class QuotaService:
                 log.error("invalid quota descriptor under plan %r: %s", override, exc)
                 return QuotaVerdict(allowed=False, status=403,
                                     reason="invalid_quota_descriptor", source="none")
-            verdict = self._decide(parsed, now_s, "*") if parsed else \
+            units = self._leases.units_for(parsed, lease_want) if self._leases and parsed else 1
+            verdict = self._decide(parsed, now_s, "*", units) if parsed else \
                 QuotaVerdict(allowed=True, source="none")
             verdict.plan = override
         self._after(verdict)
@@ -161,19 +177,30 @@ class QuotaService:
             self._parsed[key] = parsed
         return parsed
 
-    def _decide(self, parsed: list[Descriptor], now_s: float, plan: str):
+    def _decide(self, parsed: list[Descriptor], now_s: float, plan: str, units: int = 1):
         items = [self._prepare(d, now_s) for d in parsed]
         now_ms = int(now_s * 1000)
         try:
-            replies = self._call_redis(items, now_ms, plan)
+            replies = self._call_redis(items, now_ms, plan, units=units)
         except QuotaUnavailable as exc:
             return self._fallback(items, now_ms, resync=not exc.maybe_applied)
         if isinstance(replies, str):
             return replies
+        if units > 1 and any(o is not None and not o.allowed and not p.d.shadow
+                             for p, o in zip(items, replies)):
+            # No room for a lease (nothing was spent): this request alone, as without leases.
+            return self._decide(parsed, now_s, plan, 1)
         for p, o in zip(items, replies):
             if o is not None:
                 self._local.observe(p, o, now_ms)
-        return self._verdict(items, replies, "redis")
+        verdict = self._verdict(items, replies, "redis", units)
+        if units > 1 and verdict.allowed:
+            verdict.units = units
+            spent = [p for p, o in zip(items, replies) if o is not None and o.allowed]
+            verdict.lease_id = self._leases.record(self._redis, self._keys, spent, units - 1)
+            if not verdict.lease_id:
+                verdict.units = 1  # unrecorded: the extra units are spent but not handed out
+        return verdict
 
     def _prepare(self, d: Descriptor, now_s: float) -> Prepared:
         if d.algorithm == "token_bucket":
@@ -204,23 +231,23 @@ class QuotaService:
             groups.setdefault(p.tag, []).append(i)
         return list(groups.values())
 
-    def _call_redis(self, items, now_ms: int, plan: str, mode: str = "spend"):
+    def _call_redis(self, items, now_ms: int, plan: str, mode: str = "spend", units: int = 1):
         if not self._breaker.allow():
             raise QuotaUnavailable("circuit breaker open")
         outcomes: list[Outcome | None] = [None] * len(items)
         spent_groups = []
         try:
             for group in self._groups(items):
-                reply = self._eval([items[i] for i in group], now_ms, plan, mode)
+                reply = self._eval([items[i] for i in group], now_ms, plan, mode, units)
                 if reply[0] == 2:
-                    self._refund(spent_groups, items, now_ms)
+                    self._refund(spent_groups, items, now_ms, units)
                     self._on_success()
                     return reply[1].decode() if isinstance(reply[1], bytes) else reply[1]
                 for n, i in enumerate(group):
                     outcomes[i] = Outcome(bool(reply[2 + 6 * n]), *reply[3 + 6 * n: 8 + 6 * n])
                 if reply[0] == 0:
                     # Cluster, several subjects: give back what earlier groups spent.
-                    self._refund(spent_groups, items, now_ms)
+                    self._refund(spent_groups, items, now_ms, units)
                     break  # later groups stay None: not counted
                 spent_groups.append(group)
         except ScriptCallError as exc:
@@ -229,12 +256,12 @@ class QuotaService:
         self._on_success()
         return outcomes
 
-    def _eval(self, items: list[Prepared], now_ms: int, plan: str, mode: str):
+    def _eval(self, items: list[Prepared], now_ms: int, plan: str, mode: str, units: int = 1):
         keys, args = [], [mode, now_ms, plan, len(items)]
         for p in items:
             d = p.d
             keys += (p.counter_key, p.overrides_key, p.index_key)
-            args += (d.name, p.alg, d.limit, d.window_ms, d.burst, d.cost,
+            args += (d.name, p.alg, d.limit, d.window_ms, d.burst, d.cost * units,
                      1 if d.shadow else 0, max(1, p.end_ms - now_ms) if p.end_ms else 0)
         started = time.perf_counter()
         try:
@@ -243,9 +270,34 @@ class QuotaService:
             if self._metrics:
                 self._metrics.redis_seconds.observe(time.perf_counter() - started)
 
-    def _refund(self, groups, items, now_ms) -> None:
+    def _refund(self, groups, items, now_ms, units: int = 1) -> None:
         for group in groups:
-            self._eval([items[i] for i in group], now_ms, "*", "refund")
+            self._eval([items[i] for i in group], now_ms, "*", "refund", units)
+
+    def return_lease(self, lease_id: str, unused: int) -> int:
+        """Gives back a lease's unused units (once; later calls find nothing).
+
+        Returns the units given back; raises QuotaUnavailable when Redis fails."""
+        if self._leases is None:
+            return 0
+        try:
+            found = self._leases.take_record(self._redis, self._keys, lease_id)
+        except Exception as exc:  # noqa: BLE001 - any Redis trouble: the units stay spent
+            raise QuotaUnavailable(f"lease return failed: {exc.__class__.__name__}") from None
+        if found is None:
+            return 0
+        items, reserved = found
+        unused = min(max(0, unused), reserved)
+        now_ms = int(self._clock() * 1000)
+        # A calendar window that has ended is not refunded into.
+        live = [p for p in items if not p.end_ms or p.end_ms > now_ms]
+        if unused and live:
+            try:
+                for group in self._groups(live):
+                    self._eval([live[i] for i in group], now_ms, "*", "refund", unused)
+            except ScriptCallError as exc:
+                raise QuotaUnavailable(str(exc)) from exc
+        return unused
 
     def _on_success(self) -> None:
         if self._breaker.success():
@@ -302,7 +354,8 @@ class QuotaService:
 
     # -- verdicts -------------------------------------------------------------------
 
-    def _verdict(self, items: list[Prepared], outcomes: list, source: str) -> QuotaVerdict:
+    def _verdict(self, items: list[Prepared], outcomes: list, source: str,
+                 units: int = 1) -> QuotaVerdict:
         rejecting = [(p, o) for p, o in zip(items, outcomes)
                      if o is not None and not o.allowed and not p.d.shadow]
         details = list(zip((p.d for p in items), outcomes))
@@ -314,7 +367,10 @@ class QuotaService:
             return QuotaVerdict(allowed=False, status=429, reason="quota_exceeded",
                                 retry_after_s=retry_s, response_headers=headers,
                                 details=details, source=source)
-        counted = [(p, o) for p, o in zip(items, outcomes) if o is not None and not p.d.shadow]
+        # With a lease, the headers say what remains as if this request alone
+        # had spent: the proxy counts down from there as it admits on the lease.
+        counted = [(p, o._replace(remaining=o.remaining + (units - 1) * p.d.cost))
+                   for p, o in zip(items, outcomes) if o is not None and not p.d.shadow]
         headers = {}
         if counted:
             p, o = min(counted, key=lambda po: (po[1].remaining, -po[1].reset_ms))

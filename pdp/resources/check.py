@@ -89,6 +89,43 @@ class Check:
         self._max = max_body_bytes
 
     def on_post(self, req, resp):
-        check = validate_check(read_json_body(req, self._max))
-        decision = self._decider.decide(check, req.context.request_id, getattr(req.context, "trace", None))
+        body = read_json_body(req, self._max)
+        check = validate_check(body)
+        decision = self._decider.decide(check, req.context.request_id, getattr(req.context, "trace", None),
+                                        lease_want=validate_lease_want(body))
         resp.media = decision.to_json()
+
+
+class LeaseReturn:
+    """POST /v1/lease/return {"lease": id, "unused": n}: gives back a lease's unused quota."""
+
+    def __init__(self, quota, max_body_bytes: int):
+        self._quota = quota
+        self._max = max_body_bytes
+
+    def on_post(self, req, resp):
+        body = read_json_body(req, self._max)
+        lease_id, unused = body.get("lease"), body.get("unused")
+        if not isinstance(lease_id, str) or len(lease_id) > 64:
+            raise _bad("`lease` must be a lease id")
+        if isinstance(unused, bool) or not isinstance(unused, int) or not 0 <= unused <= 1_000_000:
+            raise _bad("`unused` must be an integer in [0, 1000000]")
+        from ..quota.service import QuotaUnavailable
+        returned = 0
+        if self._quota is not None:
+            try:
+                returned = self._quota.return_lease(lease_id, unused)
+            except QuotaUnavailable:
+                raise Problem(503, "Service Unavailable", "quota store unavailable; the units stay spent") from None
+        resp.media = {"returned": returned}
+
+
+def validate_lease_want(doc: dict) -> int:
+    """The optional `lease.want` of a /v1/check body (1 when absent: no lease)."""
+    if "lease" not in doc:
+        return 1
+    lease = doc["lease"]
+    want = lease.get("want") if isinstance(lease, dict) else None
+    if isinstance(want, bool) or not isinstance(want, int) or not 1 <= want <= 1_000_000:
+        raise _bad("`lease.want` must be an integer in [1, 1000000]")
+    return want

@@ -20,6 +20,8 @@ def test_quota_defaults():
     ({"QUOTA_KEY_PREFIX": "a{b}:"}, "QUOTA_KEY_PREFIX: expected"),
     ({"RATELIMIT_LEGACY_HEADERS": "maybe"}, "RATELIMIT_LEGACY_HEADERS: expected true or false"),
     ({"QUOTA_BREAKER_FAILURES": "0"}, "QUOTA_BREAKER_FAILURES: expected an integer"),
+    ({"QUOTA_LEASE_TTL_S": "0"}, "QUOTA_LEASE_TTL_S: expected"),
+    ({"QUOTA_LEASE_MAX_UNITS": "lots"}, "QUOTA_LEASE_MAX_UNITS: expected an integer"),
     ({"REDIS_URL": "redis+sentinel://s1:26379"}, "REDIS_URL: a Sentinel URL needs the master"),
     ({"REDIS_URL": "memcached://x"}, "REDIS_URL: unknown scheme"),
 ])

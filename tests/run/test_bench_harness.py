@@ -43,3 +43,18 @@ def test_counts_denied_answers_as_errors(tmp_path, upstream, pdp_server):
 def test_refuses_to_load_anything_but_loopback():
     with pytest.raises(ValueError):
         run_wrk("http://10.0.0.1:80/", 1, 1)
+
+
+def test_cycles_over_a_targets_file_of_paths_and_tokens(tmp_path, upstream, pdp_server, jwt_secret):
+    from bench import workloads
+    good = workloads.mint(jwt_secret, "harness-good")
+    pairs = [("/api/v1/sessions", good), ("/api/v1/users/me", good), ("/api/v1/sessions", "not-a-token")]
+    targets = workloads.write_wrk_targets(tmp_path / "t.tsv", pairs)
+    front = stack.start_front_nginx(tmp_path, upstream.port, pdp_server.port)
+    try:
+        result = run_wrk(f"http://127.0.0.1:{front.auth_port}/", 1, 2, threads=1, count_status=True,
+                         targets=targets)
+    finally:
+        front.stop()
+    assert set(result.by_status) == {200, 401}
+    assert result.by_status[200] > result.by_status[401] > 0

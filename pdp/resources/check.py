@@ -45,7 +45,7 @@ def validate_check(doc: dict) -> dict:
         if not isinstance(value, str):
             raise _bad(f"header {name!r} must have a string value")
         clean[name.lower()] = value
-    for field in ("host", "scheme", "client_ip"):
+    for field in ("host", "scheme", "client_ip", "client_principal"):
         if field in req and not isinstance(req[field], str):
             raise _bad(f"`request.{field}` must be a string")
     return {**req, "method": method.upper(), "headers": clean}

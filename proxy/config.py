@@ -117,6 +117,17 @@ def _optional_path(raw):
     return raw.strip() or None
 
 
+def _socks_url(raw):
+    from .egress import EgressSpecError, parse_egress
+    if not raw.strip():
+        return None
+    try:
+        parse_egress(raw, "TOR_SOCKS_URL")
+    except EgressSpecError:
+        raise ValueError("expected socks5h://host:port (Tor's SocksPort, e.g. socks5h://127.0.0.1:9050)") from None
+    return raw.strip()
+
+
 SETTINGS = (
     Setting("listen_host", "LISTEN_HOST", _text, "0.0.0.0", "Address the listeners bind to."),
     Setting("http_port", "HTTP_PORT", _int_in(1, 65535), "8080", "Plain HTTP listener port."),
@@ -146,6 +157,8 @@ SETTINGS = (
             "Auth service instances for /auth and /users (comma-separated)."),
     Setting("tron_payment_url", "TRON_PAYMENT_URL", _url_list, "http://tron-payment:8087",
             "TRON Payment instances (comma-separated)."),
+    Setting("tor_socks_url", "TOR_SOCKS_URL", _socks_url, "",
+            "SOCKS5 egress for clusters with `egress: tor` and for .onion endpoints (Tor's SocksPort)."),
     Setting("max_header_bytes", "MAX_HEADER_BYTES", _int_in(1024, 1048576), "16384",
             "Request line plus headers larger than this answer 431."),
     Setting("max_body_bytes", "MAX_BODY_BYTES", _int_in(0, 1 << 40), "10485760",
@@ -191,7 +204,8 @@ def load(environ: Mapping[str, str] = os.environ, overrides: Mapping[str, str] =
         try:
             values[setting.name] = setting.parse(raw)
         except ValueError as exc:
-            raise ConfigError(f"invalid {setting.env}={raw!r}: {exc}") from None
+            shown = "<redacted>" if "@" in str(raw) else repr(raw)  # URLs may carry a password
+            raise ConfigError(f"invalid {setting.env}={shown}: {exc}") from None
     config = Config(values)
     _check_together(config)
     return config

@@ -474,7 +474,7 @@ class Gateway:
             return self._answer_problem(ex, sock, 503, f"cluster {cluster.name}: no healthy upstream", "no-upstream")
         ex.upstream_url = endpoint.url
         try:
-            up = gevent.socket.create_connection((endpoint.host, endpoint.port), timeout=timeouts.connect_s)
+            up = endpoint.open_connection()
         except OSError as exc:
             endpoint.record(False)
             return self._answer_problem(ex, sock, 502, f"cluster {cluster.name}: connect failed ({exc})",

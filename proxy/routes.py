@@ -61,6 +61,8 @@ class ClusterSpec:
     retry_min_concurrency: int = 3
     timeouts: Timeouts = field(default_factory=Timeouts)
     max_connections: int = 256
+    tls: object = None     # upstream_tls.UpstreamTlsSpec for https:// endpoints (None: defaults)
+    egress: object = None  # egress.Socks5Egress, or None to dial directly
 
 
 @dataclass(frozen=True)
@@ -212,14 +214,14 @@ def _expand_endpoints(raw, variables, where):
             continue
         for url in item.split(","):
             url = url.strip().rstrip("/")
-            if not url.startswith("http://"):
-                raise RoutesError(f"{where}: endpoint {url!r} must be an http:// URL")
+            if not url.startswith(("http://", "https://")):
+                raise RoutesError(f"{where}: endpoint {url!r} must be an http:// or https:// URL")
             urls.append(url)
     if not urls:
         raise RoutesError(f"{where}: no endpoints")
     for url in urls:
-        if not url.startswith("http://"):
-            raise RoutesError(f"{where}: endpoint {url!r} must be an http:// URL")
+        if not url.startswith(("http://", "https://")):
+            raise RoutesError(f"{where}: endpoint {url!r} must be an http:// or https:// URL")
     return tuple(urls)
 
 
@@ -245,9 +247,52 @@ def _timeouts(body, where, base=Timeouts()):
     )
 
 
+_CLUSTER_KEYS = frozenset(("endpoints", "lb", "hash_on", "health_check", "breaker", "ejection", "retry",
+                           "timeouts", "max_connections", "tls", "egress"))
+
+
+def _egress_and_tls(body, endpoints, variables, where):
+    """The cluster's `egress` (a SOCKS URL, or `tor` for TOR_SOCKS_URL) and `tls` blocks."""
+    from .egress import EgressSpecError, parse_egress
+    from .upstream_tls import TlsSpecError, parse_tls_spec
+    egress = None
+    raw = body.get("egress")
+    tor_url = (variables.get("TOR_SOCKS_URL") or ("",))[0]
+    try:
+        if raw == "tor":
+            if not tor_url:
+                raise RoutesError(f"{where}.egress: 'tor' needs TOR_SOCKS_URL")
+            egress = parse_egress(tor_url, "TOR_SOCKS_URL")
+        elif raw is not None:
+            egress = parse_egress(raw, f"{where}.egress")
+        elif tor_url and any(_host_of(u).endswith(".onion") for u in endpoints):
+            egress = parse_egress(tor_url, "TOR_SOCKS_URL")
+        if egress is None and any(_host_of(u).endswith(".onion") for u in endpoints):
+            raise RoutesError(f"{where}.endpoints: a .onion endpoint needs egress (or TOR_SOCKS_URL)")
+        if egress is not None and not egress.remote_dns and any(_host_of(u).endswith(".onion") for u in endpoints):
+            raise RoutesError(f"{where}.egress: .onion names need socks5h:// (resolved by the SOCKS server)")
+        tls = body.get("tls")
+        if tls is not None and not any(u.startswith("https://") for u in endpoints):
+            raise RoutesError(f"{where}.tls: only for https:// endpoints")
+        return egress, (parse_tls_spec(tls, f"{where}.tls") if tls is not None else None)
+    except (EgressSpecError, TlsSpecError) as exc:
+        raise RoutesError(str(exc)) from None
+
+
+def _host_of(url):
+    return url.split("://", 1)[1].split("/", 1)[0].rsplit(":", 1)[0].strip("[]").lower()
+
+
 def _parse_cluster(name, body, variables, where):
+    if not isinstance(body, dict):
+        raise RoutesError(f"{where}: expected a mapping")
+    unknown = sorted(str(k) for k in body if k not in _CLUSTER_KEYS)
+    if unknown:
+        raise RoutesError(f"{where}.{unknown[0]}: unknown key (one of {', '.join(sorted(_CLUSTER_KEYS))})")
     if "endpoints" not in body:
         raise RoutesError(f"{where}: 'endpoints' is required")
+    endpoints = _expand_endpoints(body["endpoints"], variables, where)
+    egress, tls = _egress_and_tls(body, endpoints, variables, where)
     lb = body.get("lb", "round_robin")
     if lb not in _LB_POLICIES:
         raise RoutesError(f"{where}.lb: one of {', '.join(_LB_POLICIES)}")
@@ -269,7 +314,7 @@ def _parse_cluster(name, body, variables, where):
     retry = body.get("retry") or {}
     return ClusterSpec(
         name=name,
-        endpoints=_expand_endpoints(body["endpoints"], variables, where),
+        endpoints=endpoints,
         lb=lb,
         hash_header=(hash_on.get("header") or None) and hash_on["header"].lower(),
         hash_cookie=hash_on.get("cookie") or None,
@@ -288,6 +333,8 @@ def _parse_cluster(name, body, variables, where):
         retry_min_concurrency=_num(retry, "min_concurrency", 3, f"{where}.retry", int, 0),
         timeouts=_timeouts(body.get("timeouts"), f"{where}.timeouts"),
         max_connections=_num(body, "max_connections", 256, where, int, 1),
+        tls=tls,
+        egress=egress,
     )
 
 

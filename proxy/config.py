@@ -45,6 +45,16 @@ def _positive_float(raw):
     return value
 
 
+def _non_negative_float(raw):
+    try:
+        value = float(raw.strip())
+    except ValueError:
+        raise ValueError("expected a number of seconds, 0 or more") from None
+    if not value >= 0 or value > 86400:
+        raise ValueError("expected a number of seconds, 0 or more")
+    return value
+
+
 def _bool(raw):
     lowered = raw.strip().lower()
     if lowered in ("1", "true", "yes", "on"):
@@ -133,8 +143,10 @@ SETTINGS = (
     Setting("http_port", "HTTP_PORT", _int_in(1, 65535), "8080", "Plain HTTP listener port."),
     Setting("https_port", "HTTPS_PORT", _int_in(1, 65535), "8081", "HTTPS listener port (when SSL_ENABLED)."),
     Setting("ssl_enabled", "SSL_ENABLED", _bool, "false", "Serve HTTPS on HTTPS_PORT."),
-    Setting("ssl_cert_path", "SSL_CERT_PATH", _optional_path, "", "PEM certificate chain (reloaded on SIGHUP)."),
-    Setting("ssl_key_path", "SSL_KEY_PATH", _optional_path, "", "PEM private key (reloaded on SIGHUP)."),
+    Setting("ssl_cert_path", "SSL_CERT_PATH", _optional_path, "", "PEM certificate chain (reloaded when the file changes, or on SIGHUP)."),
+    Setting("ssl_key_path", "SSL_KEY_PATH", _optional_path, "", "PEM private key (reloaded when the file changes, or on SIGHUP)."),
+    Setting("ssl_reload_interval_s", "SSL_RELOAD_INTERVAL_S", _non_negative_float, "5",
+            "How often each worker looks for rewritten certificate/key files (0: only on SIGHUP)."),
     Setting("ssl_min_version", "SSL_MIN_VERSION", _tls_version, "1.3", "Lowest TLS version accepted: 1.3 or 1.2."),
     Setting("http_redirect_to_https", "HTTP_REDIRECT_TO_HTTPS", _bool, "false",
             "Answer plain HTTP with a 308 redirect to HTTPS_PORT (meta endpoints excepted)."),

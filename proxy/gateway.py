@@ -12,7 +12,7 @@ import time
 import gevent
 from gevent.event import AsyncResult
 
-from . import forwarding, http11, problems, upstream
+from . import forwarding, http11, problems, response_transform, upstream
 from .breaker import BreakerRejected
 from pdp.request_path import AmbiguousPath, normalize_target
 from .pdp import FAIL_OPEN, PdpRejected, PdpUnavailable, credential_hash
@@ -406,6 +406,8 @@ class Gateway:
 
     def _relay_response(self, ex, sock, exchange):
         req = ex.request
+        if ex.route.redaction is not None:
+            exchange = response_transform.redacting(exchange, ex.route.redaction, req.method, upstream.UpstreamBroken)
         resp = exchange.response
         headers = forwarding.response_headers(resp.headers, ex.route)
         headers.extend(ex.decision.response_headers.items())

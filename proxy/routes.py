@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 
 import yaml
 
+from .response_transform import DROPPED_BY_DEFAULT, ResponseSpecError, parse_route_response
+
 DEFAULT_ROUTES_FILE = os.path.join(os.path.dirname(__file__), "routes.default.yaml")
 _VAR = re.compile(r"\$\{([A-Z0-9_]+)\}")
 _METHODS = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE"}
@@ -93,7 +95,9 @@ class Route:
     request_add: tuple = ()
     request_remove: frozenset = frozenset()
     response_add: tuple = ()
-    response_remove: frozenset = frozenset()
+    response_remove: frozenset = DROPPED_BY_DEFAULT  # Server, X-Powered-By unless a route keeps them
+    response_rename: tuple = ()
+    redaction: object = None  # response_transform.Redaction of JSON bodies
     cors: Cors = None
     websocket: bool = True
     regex: object = None
@@ -348,9 +352,16 @@ def _header_map(body, where):
     return add, remove
 
 
+_ROUTE_KEYS = frozenset(("name", "match", "cluster", "meta", "fail_mode", "strip_prefix", "rewrite", "timeouts",
+                         "request_headers", "response_headers", "response_body", "cors", "websocket"))
+
+
 def _parse_route(index, body, where):
     if not isinstance(body, dict):
         raise RoutesError(f"{where}: expected a mapping")
+    unknown = sorted(str(k) for k in body if k not in _ROUTE_KEYS)
+    if unknown:
+        raise RoutesError(f"{where}.{unknown[0]}: unknown key (one of {', '.join(sorted(_ROUTE_KEYS))})")
     match = body.get("match") or {}
     kinds = [k for k in ("exact", "prefix", "glob") if k in match]
     if len(kinds) != 1:
@@ -376,7 +387,13 @@ def _parse_route(index, body, where):
     if rewrite is not None and kind != "prefix":
         raise RoutesError(f"{where}.rewrite: only for prefix routes")
     request_add, request_remove = _header_map(body.get("request_headers"), f"{where}.request_headers")
-    response_add, response_remove = _header_map(body.get("response_headers"), f"{where}.response_headers")
+    try:
+        response = parse_route_response(body, where)
+    except ResponseSpecError as exc:
+        raise RoutesError(str(exc)) from None
+    if response.redaction is not None:
+        # The body must arrive uncompressed to be redacted: never let the client ask for gzip.
+        request_remove = request_remove | {"accept-encoding"}
     cors = None
     if body.get("cors"):
         c = body["cors"]
@@ -404,8 +421,10 @@ def _parse_route(index, body, where):
         fail_open=fail_mode == "open",
         request_add=request_add,
         request_remove=request_remove,
-        response_add=response_add,
-        response_remove=response_remove,
+        response_add=response.add,
+        response_remove=response.remove,
+        response_rename=response.rename,
+        redaction=response.redaction,
         cors=cors,
         websocket=bool(body.get("websocket", True)),
         regex=glob_regex(pattern) if kind == "glob" else None,

@@ -1,7 +1,6 @@
 """Response transformation per route, through the real proxy to a real upstream:
 header add/remove/rename, Server and X-Powered-By dropped by default, JSON
 field redaction up to a size bound (streamed untouched above it)."""
-import json
 import subprocess
 import sys
 from pathlib import Path

@@ -76,8 +76,12 @@ def _serve_one(settings, startup_bundle) -> int:
     address = f"{settings.bind_host}:{settings.grpc_port}"
     if ":" in settings.bind_host:
         address = f"[{settings.bind_host}]:{settings.grpc_port}"
-    if server.add_insecure_port(address) == 0:
-        print(f"pdp serve-grpc: cannot listen on {address}", file=sys.stderr)
+    try:
+        bound = server.add_insecure_port(address)
+    except RuntimeError:
+        bound = 0
+    if bound == 0:
+        print(f"pdp serve-grpc: PDP_GRPC_PORT: cannot listen on {address}", file=sys.stderr)
         return 2
     stopping = threading.Event()
 

@@ -1,0 +1,67 @@
+"""`pdp serve-grpc` at startup: a bad setting, a broken policy or a taken port is
+one line and exit 2; SIGTERM stops every process with exit 0."""
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import grpc
+from envoy.service.auth.v3 import attribute_context_pb2, external_auth_pb2, external_auth_pb2_grpc
+
+from tests.support.ports import free_port
+from tests.support.processes import ROOT, Server
+
+FIXTURES = ROOT / "tests" / "fixtures" / "policies"
+
+
+def _env(redis_server, jwt_secret, **extra):
+    return {"JWT_SECRET_KEY": jwt_secret, "REDIS_URL": redis_server.redis_url, "POLICY_DIR": str(FIXTURES),
+            "PDP_BIND_HOST": "127.0.0.1", "PATH": "/usr/bin:/bin", **extra}
+
+
+def _run(env):
+    return subprocess.run([sys.executable, "-m", "pdp", "serve-grpc"], capture_output=True, text=True,
+                          timeout=60, cwd=ROOT, env=env)
+
+
+def test_a_bad_port_setting_is_one_line(redis_server, jwt_secret):
+    done = _run(_env(redis_server, jwt_secret, PDP_GRPC_PORT="70000"))
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [done.stderr.strip()] and "PDP_GRPC_PORT" in done.stderr
+
+
+def test_a_broken_policy_is_one_line(redis_server, jwt_secret, tmp_path):
+    (tmp_path / "broken.rego").write_text("package gateway\n\ndecision := {\n")
+    done = _run(_env(redis_server, jwt_secret, POLICY_DIR=str(tmp_path), PDP_GRPC_PORT=str(free_port())))
+    assert done.returncode == 2 and "POLICY_DIR" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+
+
+def test_a_taken_port_is_one_line(redis_server, jwt_secret):
+    with socket.socket() as taken:  # no SO_REUSEPORT: nobody can share it
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = _run(_env(redis_server, jwt_secret, PDP_GRPC_PORT=str(port), PDP_GRPC_WORKERS="1"))
+    assert done.returncode == 2
+    assert "PDP_GRPC_PORT: cannot listen on 127.0.0.1:" in done.stderr
+
+
+def test_two_processes_answer_and_sigterm_stops_them(redis_server, jwt_secret):
+    port = free_port()
+    server = Server([sys.executable, "-m", "pdp", "serve-grpc"], port,
+                    env=_env(redis_server, jwt_secret, PDP_GRPC_PORT=str(port), PDP_GRPC_WORKERS="2"),
+                    ready_timeout=60)
+    try:
+        http = attribute_context_pb2.AttributeContext.HttpRequest(method="GET", path="/public/x")
+        request = external_auth_pb2.CheckRequest(attributes=attribute_context_pb2.AttributeContext(
+            request=attribute_context_pb2.AttributeContext.Request(http=http)))
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            answer = external_auth_pb2_grpc.AuthorizationStub(channel).Check(request, timeout=10)
+        assert answer.HasField("ok_response") and answer.status.code == 0  # /public is open to anyone
+        children = Path(f"/proc/{server.proc.pid}/task/{server.proc.pid}/children").read_text().split()
+        assert len(children) == 2
+    finally:
+        server.signal(signal.SIGTERM)
+        assert server.proc.wait(20) == 0, server.output()[-2000:]

@@ -352,8 +352,10 @@ def _header_map(body, where):
     return add, remove
 
 
+# client_headers: the proxysec branch's per-route allow-list of default-dropped client headers.
 _ROUTE_KEYS = frozenset(("name", "match", "cluster", "meta", "fail_mode", "strip_prefix", "rewrite", "timeouts",
-                         "request_headers", "response_headers", "response_body", "cors", "websocket"))
+                         "request_headers", "response_headers", "response_body", "cors", "websocket",
+                         "client_headers"))
 
 
 def _parse_route(index, body, where):

@@ -10,6 +10,7 @@ import json
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -203,3 +204,37 @@ def test_a_bad_tor_socks_url_is_one_line_without_its_password():
     done, _ = _check(routes("http://a:1"), env={"TOR_SOCKS_URL": f"http://u:{SECRET}@127.0.0.1:9050"})
     assert done.returncode == 2
     assert "TOR_SOCKS_URL" in done.stderr and SECRET not in done.stderr
+
+
+def test_socks5_without_h_resolves_locally(proxy_for, socks, upstream):
+    proxy = proxy_for(routes(f"http://localhost:{upstream.port}", f"    egress: socks5://127.0.0.1:{socks.port}"))
+    assert get(proxy.port, "/x").status == 200
+
+
+def test_websocket_tunnel_goes_through_the_socks_server(proxy_for):
+    import base64
+    import os
+    import socket
+
+    from tests.proxy.proxy_helpers import read_response
+    ws_port = free_port()
+    ws = Server(python_argv(str(Path(__file__).parent / "ws_server.py"), str(ws_port)), ws_port)
+    socks = start_microsocks()
+    try:
+        proxy = proxy_for(routes(f"http://localhost:{ws_port}", f"    egress: socks5h://127.0.0.1:{socks.port}"))
+        key = base64.b64encode(os.urandom(16)).decode()
+        upgrade = ("GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                   f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode()
+        with socket.create_connection(("127.0.0.1", proxy.port), timeout=10) as sock:
+            sock.sendall(upgrade)
+            sock_file = sock.makefile("rb")
+            assert read_response(sock_file).status == 101
+            sock.sendall(b"\x81\x05hello")
+            assert sock_file.read(7) == b"\x81\x05hello"
+        socks.stop()  # the SOCKS server gone: the next upgrade fails closed
+        with socket.create_connection(("127.0.0.1", proxy.port), timeout=10) as sock:
+            sock.sendall(upgrade)
+            assert read_response(sock.makefile("rb")).status == 502
+    finally:
+        socks.stop()
+        ws.stop()

@@ -8,6 +8,7 @@ DeniedHttpResponse (the decided status, problem+json). The PDP down is a
 import json
 import socket
 import subprocess
+import uuid
 from pathlib import Path
 
 import grpc
@@ -46,7 +47,7 @@ def envoy(tmp_path_factory, grpc_pdp, echo_upstream):
 @pytest.fixture
 def fresh_user():
     # A new user per test: quotas (2 a minute here) are per user.
-    return lambda roles=("user",): (f"u{free_port()}", roles)
+    return lambda roles=("user",): (f"u{uuid.uuid4().hex[:12]}", roles)
 
 
 def _token(mint, sub, roles=("user",)):
@@ -156,7 +157,7 @@ def test_hostile_paths_reach_the_upstream_only_as_judged(envoy, grpc_pdp, mint, 
     first, and that path is what is judged and sent. Escaped slashes, NUL,
     bad escapes and fragments are refused by Envoy or by the PDP."""
     # An admin, so that the policy allows every path of the API it knows.
-    status, body = _raw_get(envoy.port, target, _token(mint, f"adm{free_port()}", ("admin",)))
+    status, body = _raw_get(envoy.port, target, _token(mint, f"adm{uuid.uuid4().hex[:12]}", ("admin",)))
     reached = b'"service"' in body and b"bench-upstream" in body
     if not reached:
         assert status in (400, 403, 404), (target, status, body[:200])
@@ -204,7 +205,7 @@ def _check(port, method="GET", path="/api/v1/sessions", headers=None, principal=
 
 def test_raw_header_map_is_read_like_headers(grpc_pdp, mint):
     # Envoy's encode_raw_headers sends header_map with raw bytes instead of the map.
-    answer = _check(grpc_pdp.port, headers={"authorization": _token(mint, f"raw{free_port()}")}, raw=True)
+    answer = _check(grpc_pdp.port, headers={"authorization": _token(mint, f"raw{uuid.uuid4().hex[:12]}")}, raw=True)
     assert answer.status.code == 0 and answer.HasField("ok_response")
     names = {h.header.key for h in answer.ok_response.headers}
     assert "x-user-id" in names

@@ -135,6 +135,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("port", "AUTH_PORT", _int_range(1, 65535), 8082, "Port of the PDP's decision API."),
     Setting("workers", "PDP_WORKERS", _int_range(1, 64), 2, "gunicorn worker processes (gevent)."),
     Setting("worker_connections", "PDP_WORKER_CONNECTIONS", _int_range(1, 100000), 1000, "Concurrent connections per worker."),
+    Setting("grpc_enabled", "PDP_GRPC_ENABLED", _bool, False, "`pdp serve` also serves Envoy's ext_authz gRPC API on PDP_GRPC_PORT (as `pdp serve-grpc` would)."),
     Setting("grpc_port", "PDP_GRPC_PORT", _int_range(1, 65535), 9191, "Port of `pdp serve-grpc`, Envoy's ext_authz gRPC service (opa-envoy-plugin's 9191)."),
     Setting("grpc_workers", "PDP_GRPC_WORKERS", _int_range(1, 64), 2, "`pdp serve-grpc` processes, sharing the port (SO_REUSEPORT)."),
     Setting("grpc_threads", "PDP_GRPC_THREADS", _int_range(1, 256), 8, "Threads answering Check calls in each `pdp serve-grpc` process."),

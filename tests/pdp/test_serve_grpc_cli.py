@@ -65,3 +65,46 @@ def test_two_processes_answer_and_sigterm_stops_them(redis_server, jwt_secret):
     finally:
         server.signal(signal.SIGTERM)
         assert server.proc.wait(20) == 0, server.output()[-2000:]
+
+
+def test_pdp_serve_with_grpc_enabled_serves_both_and_stops_both(redis_server, jwt_secret):
+    from tests.support.pdp_process import start_pdp
+    grpc_port = free_port()
+    env = _env(redis_server, jwt_secret, PDP_GRPC_ENABLED="true", PDP_GRPC_PORT=str(grpc_port),
+               PDP_GRPC_WORKERS="1")
+    env.pop("PATH")
+    pdp = start_pdp(env, workers=1)
+    try:
+        import requests
+        assert requests.get(pdp.url + "/v1/health", timeout=5).status_code == 200
+        from tests.support.ports import wait_for_port
+        wait_for_port(grpc_port, timeout=60)
+        http = attribute_context_pb2.AttributeContext.HttpRequest(method="GET", path="/private/x")
+        request = external_auth_pb2.CheckRequest(attributes=attribute_context_pb2.AttributeContext(
+            request=attribute_context_pb2.AttributeContext.Request(http=http)))
+        with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
+            answer = external_auth_pb2_grpc.AuthorizationStub(channel).Check(request, timeout=10)
+        assert answer.denied_response.status.code == 401  # /private needs a token
+    finally:
+        pdp.signal(signal.SIGTERM)
+        assert pdp.proc.wait(30) == 0, pdp.output()[-2000:]
+    with socket.socket() as probe:  # the gRPC server went with it
+        assert probe.connect_ex(("127.0.0.1", grpc_port)) != 0
+
+
+def test_a_grpc_failure_stops_the_whole_pdp(redis_server, jwt_secret):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        env = _env(redis_server, jwt_secret, PDP_GRPC_ENABLED="true", PDP_GRPC_PORT=str(taken.getsockname()[1]),
+                   AUTH_PORT=str(free_port()), PDP_WORKERS="1")
+        proc = subprocess.Popen([sys.executable, "-m", "pdp", "serve"], cwd=ROOT, env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        try:
+            out, _ = proc.communicate(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    assert proc.returncode == 1, out
+    assert "PDP_GRPC_PORT: cannot listen" in out
+    assert "the ext_authz gRPC server stopped (exit 1), so the PDP stopped too" in out  # 2 workers: the supervisor says 1

@@ -15,6 +15,7 @@ help:
 	@echo "make bench      proxy+PDP beside nginx auth_request and Envoy ext_authz (wrk)"
 	@echo "make bench-pdp  PDP decisions/s, both engines, beside an OPA server"
 	@echo "make bench-quota  the cost of spending quota"
+	@echo "make fuzz       the fuzz targets for FUZZ_S seconds each (default 300)"
 
 # Python deps into .venv (re-run when pyproject.toml changes); system tools and
 # OPA/Helm (cached per machine, keyed by version) through scripts/bootstrap.sh.

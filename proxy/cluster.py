@@ -86,6 +86,7 @@ class Cluster:
         self.endpoints = [Endpoint(url, spec, clock) for url in spec.endpoints]
         self.breaker = Breaker(spec.breaker, clock, spec.name)
         self.active_requests = 0
+        self.streaming_bodies = 0  # requests streaming a client body too large to buffer
         self.active_retries = 0
         self._next = 0
         self._ring = []

@@ -123,6 +123,15 @@ def _text(raw):
     return raw.strip()
 
 
+def _public_host(raw):
+    from .http11 import valid_host
+
+    value = raw.strip()
+    if value and not valid_host(value):
+        raise ValueError("expected host or host:port, such as gateway.example.com")
+    return value or None
+
+
 def _optional_path(raw):
     return raw.strip() or None
 
@@ -149,7 +158,9 @@ SETTINGS = (
             "How often each worker looks for rewritten certificate/key files (0: only on SIGHUP)."),
     Setting("ssl_min_version", "SSL_MIN_VERSION", _tls_version, "1.3", "Lowest TLS version accepted: 1.3 or 1.2."),
     Setting("http_redirect_to_https", "HTTP_REDIRECT_TO_HTTPS", _bool, "false",
-            "Answer plain HTTP with a 308 redirect to HTTPS_PORT (meta endpoints excepted)."),
+            "Answer plain HTTP with a 308 redirect to https://PUBLIC_HOST (meta endpoints excepted)."),
+    Setting("public_host", "PUBLIC_HOST", _public_host, "",
+            "host[:port] clients use for HTTPS; the redirect's Location is built from it, never from Host."),
     Setting("pdp_url", "PDP_URL", _url, "http://127.0.0.1:8082", "Base URL of the PDP (POST /v1/check)."),
     Setting("pdp_timeout_ms", "PDP_TIMEOUT_MS", _int_in(1, 60000), "100",
             "Deadline for one PDP decision, once a pooled connection is free."),
@@ -177,6 +188,12 @@ SETTINGS = (
             "Request bodies larger than this answer 413 (0: no body allowed)."),
     Setting("header_read_timeout_s", "HEADER_READ_TIMEOUT_S", _positive_float, "10",
             "Time allowed to send a whole request head (slowloris guard)."),
+    Setting("body_read_timeout_s", "BODY_READ_TIMEOUT_S", _positive_float, "30",
+            "Time allowed to send a whole request body (then 408)."),
+    Setting("body_buffer_bytes", "BODY_BUFFER_BYTES", _int_in(0, 1 << 30), "262144",
+            "Bodies up to this size are read whole before an upstream connection is taken."),
+    Setting("streamed_bodies_per_cluster", "STREAMED_BODIES_PER_CLUSTER", _int_in(1, 1000000), "32",
+            "Larger bodies stream to the upstream; at most this many at once per cluster and worker (then 503)."),
     Setting("keepalive_timeout_s", "KEEPALIVE_TIMEOUT_S", _positive_float, "60",
             "Idle time allowed between requests on a client connection."),
     Setting("max_connections", "MAX_CONNECTIONS", _int_in(1, 1000000), "10000",
@@ -236,6 +253,9 @@ def _check_together(config: Config) -> None:
             raise ConfigError(f"invalid HTTPS_PORT={config.https_port}: same as HTTP_PORT")
     if config.http_redirect_to_https and not config.ssl_enabled:
         raise ConfigError("invalid HTTP_REDIRECT_TO_HTTPS=true: needs SSL_ENABLED=true")
+    if config.http_redirect_to_https and not config.public_host:
+        # The client's Host must not choose where a redirect sends it.
+        raise ConfigError("invalid HTTP_REDIRECT_TO_HTTPS=true: needs PUBLIC_HOST (the host clients use for HTTPS)")
     if config.routes_file and not os.path.isfile(config.routes_file):
         raise ConfigError(f"invalid ROUTES_FILE={config.routes_file!r}: no such file")
 

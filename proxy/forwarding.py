@@ -3,6 +3,7 @@ import ipaddress
 import os
 import re
 
+from .http11 import valid_host
 from .response_transform import rename_headers
 
 # RFC 9110 7.6.1 connection-specific fields, plus the non-standard ones proxies use.
@@ -17,6 +18,15 @@ IDENTITY_HEADERS = frozenset(("x-user-id", "x-user-roles", "x-user-plan", "x-use
 # Set by the proxy from what it saw; never passed through from the client.
 PROXY_SET = frozenset(("x-request-id", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host",
                        "x-real-ip", "forwarded", "expect", "content-length", "host"))
+# Client headers that make a backend (or a framework in it) use another method,
+# path, scheme, port or prefix than the one the PDP judged: dropped unless a
+# route allows one by name (`client_headers.allow` in the routes file).
+TARGET_CHANGING = frozenset((
+    "x-http-method-override", "x-http-method", "x-method-override", "x-original-url", "x-rewrite-url",
+    "x-original-uri", "x-original-method",
+    "x-forwarded-prefix", "x-forwarded-port", "x-forwarded-server", "x-forwarded-uri",
+    "x-forwarded-method", "x-forwarded-ssl", "x-forwarded-scheme",
+))
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{8,128}$")
 
 
@@ -31,7 +41,7 @@ def connection_tokens(headers) -> set:
     tokens = set()
     for name, value in headers:
         if name == "connection":
-            tokens.update(t.strip().lower() for t in value.split(",") if t.strip())
+            tokens.update(t.strip(" \t").lower() for t in value.split(",") if t.strip(" \t"))
     return tokens
 
 
@@ -61,7 +71,7 @@ class ClientAddress:
         chain = []
         for name, value in headers:
             if name == "x-forwarded-for":
-                chain.extend(p.strip() for p in value.split(",") if p.strip())
+                chain.extend(p.strip(" \t") for p in value.split(",") if p.strip(" \t"))
         client_ip = peer_ip
         for hop in reversed(chain):
             try:
@@ -75,11 +85,33 @@ class ClientAddress:
         proto = scheme
         forwarded_host = host
         for name, value in headers:
-            if name == "x-forwarded-proto" and value.strip().lower() in ("http", "https"):
-                proto = value.strip().lower()
-            elif name == "x-forwarded-host" and value.strip():
-                forwarded_host = value.strip()
+            if name == "x-forwarded-proto" and value.strip(" \t").lower() in ("http", "https"):
+                proto = value.strip(" \t").lower()
+            elif name == "x-forwarded-host" and valid_forwarded_host(value):
+                forwarded_host = value.strip(" \t")
         return client_ip, forwarded_for, proto, forwarded_host
+
+
+def valid_forwarded_host(value: str) -> bool:
+    """A trusted proxy's X-Forwarded-Host is believed only when it is a well-formed host[:port]."""
+    return valid_host(value.strip(" \t"))
+
+
+def target_changing(name: str) -> bool:
+    """True for a client header dropped by default (see TARGET_CHANGING).
+
+    Also x-envoy-* (Envoy acts on them) and any name with `_`: CGI-style
+    servers read `X_User_Id` as `X-User-Id`, so it could pass for a header
+    the proxy removed.
+    """
+    return name in TARGET_CHANGING or name.startswith("x-envoy-") or "_" in name
+
+
+def client_header_passes(name: str, route) -> bool:
+    """Whether a client header may reach the PDP and the upstream (identity and proxy-set aside)."""
+    if not target_changing(name):
+        return True
+    return route is not None and name in route.client_headers_allow
 
 
 def upstream_headers(headers, decision_headers, route, extra):
@@ -95,6 +127,8 @@ def upstream_headers(headers, decision_headers, route, extra):
     out = []
     for name, value in headers:
         if name in drop or name in IDENTITY_HEADERS or name.startswith("x-user-") or name in decision_headers:
+            continue
+        if not client_header_passes(name, route):
             continue
         out.append((name, value))
     out.extend(route.request_add)

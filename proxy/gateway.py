@@ -4,6 +4,7 @@ The stages are named by when they run (proxy.py style): `read_request`,
 `before_decision`, `decide`, `before_upstream_connection`, `forward`,
 `on_access_log`. Any stage may answer the client itself and stop the chain.
 """
+import itertools
 import logging
 from dataclasses import replace
 import socket
@@ -15,7 +16,7 @@ from gevent.event import AsyncResult
 from . import forwarding, http11, problems, response_transform, upstream
 from .breaker import BreakerRejected
 from pdp.request_path import AmbiguousPath, normalize_target
-from .pdp import FAIL_OPEN, PdpRejected, PdpUnavailable, credential_hash
+from .pdp import FAIL_OPEN, PdpRejected, PdpUnavailable, verdict_key
 
 log = logging.getLogger("proxy.gateway")
 IDEMPOTENT = frozenset(("GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"))
@@ -41,7 +42,7 @@ class Exchange:
 
     __slots__ = ("request", "peer_ip", "scheme", "request_id", "path", "query", "route", "decision",
                  "client_ip", "status", "bytes_in", "bytes_out", "started", "pdp_s", "upstream_s",
-                 "upstream_url", "body_consumed", "keep_alive", "forwarded", "error")
+                 "upstream_url", "body_consumed", "keep_alive", "forwarded", "error", "upstream_headers")
 
     def __init__(self, request, peer_ip, scheme, started):
         self.request = request
@@ -64,6 +65,7 @@ class Exchange:
         self.keep_alive = request.keep_alive
         self.forwarded = None
         self.error = None
+        self.upstream_headers = ()
 
 
 class Gateway:
@@ -117,6 +119,10 @@ class Gateway:
                     self._reject(sock, peer_ip, exc.status, exc.detail, "bad-request")
                     return
                 except (http11.ConnectionClosed, OSError):
+                    return
+                except Exception:  # noqa: BLE001 - a parser bug must still answer, never drop the client
+                    log.exception("request head could not be parsed")
+                    self._reject(sock, peer_ip, 400, "malformed request head", "bad-request")
                     return
                 exchange = Exchange(request, peer_ip, scheme, started)
                 try:
@@ -201,30 +207,21 @@ class Gateway:
     def decide(self, ex):
         """The PDP's decision (or a cached one); None when the PDP failed and the route fails closed."""
         req = ex.request
-        cache_key = None
-        if self._verdicts is not None:
-            cache_key = (credential_hash(req.headers), req.method, req.header("host", ""), ex.path, ex.query)
-            cached = self._verdicts.get(cache_key)
-            if cached is None:
-                cached = self._join_inflight(cache_key)
-            if cached is not None:
-                self._metrics.cache_hits.inc()
-                ex.pdp_s = 0.0
-                return cached
-        # The PDP sees what the upstream will see: no client-made identity or
-        # forwarding headers, the proxy's own X-Forwarded-* instead.
+        # The PDP sees what the upstream will see: no client-made identity,
+        # forwarding or target-changing headers, the proxy's own X-Forwarded-* instead.
         headers = {}
         for name, value in req.headers:
             if name in forwarding.PROXY_SET or name in forwarding.IDENTITY_HEADERS or name.startswith("x-user-"):
                 if name != "host":
                     continue
+            if not forwarding.client_header_passes(name, ex.route):
+                continue
             if name in headers:
                 headers[name] += ("; " if name == "cookie" else ", ") + value
             else:
                 headers[name] = value
         xff, proto, fwd_host = ex.forwarded
-        headers.update({"x-request-id": ex.request_id, "x-forwarded-for": xff, "x-forwarded-proto": proto,
-                        "x-forwarded-host": fwd_host})
+        headers.update({"x-forwarded-for": xff, "x-forwarded-proto": proto, "x-forwarded-host": fwd_host})
         doc = {
             "method": req.method,
             "path": ex.path + ("?" + ex.query if ex.query else ""),
@@ -233,6 +230,20 @@ class Gateway:
             "scheme": ex.scheme,
             "client_ip": ex.client_ip,
         }
+        cache_key = None
+        if self._verdicts is not None:
+            # The key is the whole question (client IP, scheme and every header
+            # included) except the request id: a verdict is only ever reused for
+            # a request the PDP could not tell apart from the one it judged.
+            cache_key = verdict_key(doc)
+            cached = self._verdicts.get(cache_key)
+            if cached is None:
+                cached = self._join_inflight(cache_key)
+            if cached is not None:
+                self._metrics.cache_hits.inc()
+                ex.pdp_s = 0.0
+                return cached
+        headers["x-request-id"] = ex.request_id
         started = self._clock()
         leading = None
         if cache_key is not None and cache_key not in self._inflight:
@@ -296,22 +307,46 @@ class Gateway:
                  ("x-forwarded-for", xff), ("x-forwarded-proto", proto), ("x-forwarded-host", fwd_host),
                  ("x-real-ip", ex.client_ip)]
         headers = forwarding.upstream_headers(req.headers, ex.decision.headers, route, extra)
+        ex.upstream_headers = headers
         upgrade = self._is_websocket(req) and route.websocket
         if upgrade:
             return self._tunnel(ex, sock, reader, cluster, headers, timeouts)
         body = None
-        if req.chunked:
-            headers.append(("transfer-encoding", "chunked"))
-            body = self._client_body(ex, reader)
-        elif req.body_length:
-            headers.append(("content-length", str(req.body_length)))
-            body = self._client_body(ex, reader)
+        streamed = False
+        target = route.upstream_path(ex.path) + ("?" + ex.query if ex.query else "")
+        if req.chunked or req.body_length:
+            if (req.header("expect") or "").lower() == "100-continue":
+                self._send(sock, b"HTTP/1.1 100 Continue\r\n\r\n")
+            try:
+                body, streamed = self._buffer_body(ex, sock, reader)
+            except ClientBodyError as exc:
+                ex.keep_alive = False
+                return self._answer_problem(ex, sock, exc.status, exc.detail, "bad-body")
+            if not streamed:
+                headers.append(("content-length", str(sum(len(p) for p in body))))
+            elif req.chunked:
+                headers.append(("transfer-encoding", "chunked"))
+            else:
+                headers.append(("content-length", str(req.body_length)))
         elif req.method in ("POST", "PUT", "PATCH"):
             headers.append(("content-length", "0"))
-        target = route.upstream_path(ex.path) + ("?" + ex.query if ex.query else "")
         head = _request_head(req.method, target, headers)
-        if body is not None and (req.header("expect") or "").lower() == "100-continue":
-            self._send(sock, b"HTTP/1.1 100 Continue\r\n\r\n")
+        if streamed and cluster.streaming_bodies >= self._config.streamed_bodies_per_cluster:
+            # Each streamed body holds a pooled upstream connection for as long
+            # as its client takes: a few slow clients must not take them all.
+            ex.keep_alive = False
+            return self._answer_problem(ex, sock, 503, f"cluster {cluster.name}: too many request bodies "
+                                        "streaming at once", "body-streams-full", extra=[("retry-after", "1")])
+        if streamed:
+            cluster.streaming_bodies += 1
+        try:
+            return self._send_upstream(ex, sock, cluster, head, body, req.chunked and streamed, timeouts)
+        finally:
+            if streamed:
+                cluster.streaming_bodies -= 1
+
+    def _send_upstream(self, ex, sock, cluster, head, body, chunked, timeouts):
+        req = ex.request
         try:
             probe = cluster.breaker.acquire(timeouts.connect_s)
         except BreakerRejected as exc:
@@ -325,7 +360,7 @@ class Gateway:
             tried = []
             last_error = None
             while True:
-                endpoint = cluster.pick(headers, exclude=tried)
+                endpoint = cluster.pick(ex.upstream_headers, exclude=tried)
                 if endpoint is None:
                     if tried:
                         return self._answer_problem(ex, sock, 502, f"cluster {cluster.name}: could not connect "
@@ -337,7 +372,7 @@ class Gateway:
                 try:
                     started = self._clock()
                     exchange = upstream.send_request(
-                        endpoint.pool, head, body, req.chunked, timeouts.connect_s, timeouts.read_s,
+                        endpoint.pool, head, body, chunked, timeouts.connect_s, timeouts.read_s,
                         retry_stale=idempotent and body is None, clock=self._clock)
                 except upstream.ConnectFailed as exc:
                     last_error = exc
@@ -384,15 +419,40 @@ class Gateway:
 
     # -- helpers --------------------------------------------------------------------------
 
-    def _client_body(self, ex, reader):
-        """The client's body as pieces, counted against MAX_BODY_BYTES."""
+    def _buffer_body(self, ex, sock, reader):
+        """Reads up to BODY_BUFFER_BYTES of the client's body before any upstream connection is taken.
+
+        Returns (pieces, streamed): the whole body as a list, or (streamed) an
+        iterator of what was read followed by the rest, still to come.
+        """
+        pieces = self._client_body(ex, sock, reader)
+        buffered = []
+        size = 0
+        for piece in pieces:
+            buffered.append(piece)
+            size += len(piece)
+            if size > self._config.body_buffer_bytes:
+                return itertools.chain(buffered, pieces), True
+        return buffered, False
+
+    def _client_body(self, ex, sock, reader):
+        """The client's body as pieces, counted against MAX_BODY_BYTES, within BODY_READ_TIMEOUT_S."""
         req = ex.request
-        limit = self._config.max_body_bytes
+        config = self._config
+        limit = config.max_body_bytes
         source = http11.iter_chunked_body(reader, _BODY_CHUNK) if req.chunked else \
             http11.iter_fixed_body(reader, req.body_length, _BODY_CHUNK)
+        deadline = self._clock() + config.body_read_timeout_s
         total = 0
         try:
-            for piece in source:
+            while True:
+                # One deadline for the whole body, not per read: a client
+                # sending a byte now and then must not hold on for ever.
+                sock.settimeout(max(0.001, min(deadline - self._clock(), config.keepalive_timeout_s)))
+                try:
+                    piece = next(source)
+                except StopIteration:
+                    break
                 total += len(piece)
                 if total > limit:
                     raise ClientBodyError(413, f"request body exceeds {limit} bytes")
@@ -400,8 +460,16 @@ class Gateway:
                 yield piece
         except http11.ProtocolError as exc:
             raise ClientBodyError(400, exc.detail) from None
+        except socket.timeout:
+            raise ClientBodyError(408, f"the request body was not received within "
+                                  f"{config.body_read_timeout_s:g} s") from None
         except (http11.ConnectionClosed, OSError):
             raise ClientBodyError(400, "the client stopped sending its body") from None
+        finally:
+            try:
+                sock.settimeout(config.keepalive_timeout_s)
+            except OSError:
+                pass
         ex.body_consumed = True
 
     def _relay_response(self, ex, sock, exchange):
@@ -540,9 +608,9 @@ class Gateway:
         return self._answer(ex, sock, 204, headers, b"")
 
     def _redirect_to_https(self, ex, sock):
-        host = (ex.request.header("host") or "localhost").rsplit(":", 1)[0]
-        port = self._config.https_port
-        location = f"https://{host}{'' if port == 443 else f':{port}'}{ex.request.target}"
+        # PUBLIC_HOST, never the client's Host: a forged Host must not make the
+        # gateway send anyone elsewhere. The normalized target, never the raw one.
+        location = f"https://{self._config.public_host}{ex.path}{'?' + ex.query if ex.query else ''}"
         return self._answer(ex, sock, 308, [("location", location)], b"")
 
     def _answer_problem(self, ex, sock, status, detail, slug, extra=()):

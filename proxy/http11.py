@@ -9,6 +9,17 @@ import re
 _TOKEN = re.compile(rb"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 _FIELD_VALUE_BAD = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 _TARGET_BAD = re.compile(rb"[\x00-\x20\x7f-\xff]")
+# Framing numbers: ASCII only (str.isdigit() takes '²', int() then fails).
+_DECIMAL = re.compile(r"[0-9]{1,18}")
+# chunk-size [ chunk-ext ] with no CR, LF or other control (HTAB aside) and no obs-text.
+_CHUNK_LINE = re.compile(rb"([0-9A-Fa-f]{1,15})(?:;[\x09\x20-\x7e]*)?[ \t]*")
+# RFC 9112 3.2 / RFC 3986 host[:port]: a bracketed IPv6 literal or a name of
+# unreserved characters (stricter: no pct-encoding or sub-delims), port 1-5 digits.
+_HOST = re.compile(r"(?:\[[0-9A-Fa-f:.]{2,45}\]|[A-Za-z0-9._~-]{1,253})(?::[0-9]{1,5})?")
+# Methods are case-sensitive; one with a lower-case letter (`get`) is refused
+# instead of being judged as one method and forwarded as another.
+_METHOD = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Z]+")
+_NOT_IN_TRAILERS = frozenset(("content-length", "transfer-encoding", "host"))
 _CHUNK_LINE_MAX = 4096
 _TRAILER_MAX = 16384
 RECV_BYTES = 65536
@@ -152,6 +163,8 @@ class Request:
 
 def parse_request_head(head: bytes) -> Request:
     lines = head.split(b"\r\n")
+    if any(b"\n" in line or b"\r" in line for line in lines):
+        raise ProtocolError(400, "bare CR or LF in request head")
     request_line = lines[0]
     parts = request_line.split(b" ")
     if len(parts) != 3:
@@ -159,14 +172,14 @@ def parse_request_head(head: bytes) -> Request:
     method, target, version = parts
     if not _TOKEN.match(method):
         raise ProtocolError(400, "malformed method")
+    if not _METHOD.fullmatch(method):
+        raise ProtocolError(400, "methods are case-sensitive: use upper case")
     if not target or _TARGET_BAD.search(target):
         raise ProtocolError(400, "malformed request target")
     if version not in (b"HTTP/1.1", b"HTTP/1.0"):
         if version.startswith(b"HTTP/"):
             raise ProtocolError(505, "only HTTP/1.0 and HTTP/1.1 are served")
         raise ProtocolError(400, "malformed HTTP version")
-    if any(b"\n" in line or b"\r" in line for line in lines):
-        raise ProtocolError(400, "bare CR or LF in request head")
     req = Request()
     req.method = method.decode("ascii")
     req.target = target.decode("ascii")
@@ -187,14 +200,17 @@ def _frame_request(req: Request) -> None:
     if codings:
         if req.version == "HTTP/1.0":
             raise ProtocolError(400, "Transfer-Encoding in an HTTP/1.0 request")
-        if len(codings) != 1 or codings[0].strip().lower() != "chunked":
+        if len(codings) != 1 or not codings[0].isascii() or codings[0].lower() != "chunked":
             raise ProtocolError(501, "only the chunked transfer coding is supported")
         req.chunked = True
         req.body_length = None
     elif lengths:
         req.body_length = parse_content_length(lengths)
-    if len(req.header_values("host")) > 1:
+    hosts = req.header_values("host")
+    if len(hosts) > 1:
         raise ProtocolError(400, "more than one Host header")
+    if hosts and hosts[0] and not valid_host(hosts[0]):
+        raise ProtocolError(400, "malformed Host header")
     if req.version == "HTTP/1.1" and req.header("host") is None:
         raise ProtocolError(400, "missing Host header")
     connection = ",".join(req.header_values("connection")).lower()
@@ -204,12 +220,23 @@ def _frame_request(req: Request) -> None:
         req.keep_alive = False
 
 
+def valid_host(value: str) -> bool:
+    """host[:port] as RFC 3986 allows it (stricter on names); the port is at most 65535."""
+    if not _HOST.fullmatch(value):
+        return False
+    if not value.endswith("]") and ":" in value:
+        return int(value.rsplit(":", 1)[1]) <= 65535
+    return True
+
+
 def parse_content_length(values) -> int:
-    distinct = {v.strip() for v in values}
+    # Values arrive without SP/HTAB around them (parse_headers); no other
+    # whitespace is taken away.
+    distinct = set(values)
     if len(distinct) != 1:
         raise ProtocolError(400, "conflicting Content-Length headers")
     value = distinct.pop()
-    if not value.isdigit() or len(value) > 18:
+    if not _DECIMAL.fullmatch(value):
         raise ProtocolError(400, "malformed Content-Length")
     return int(value)
 
@@ -228,11 +255,7 @@ def iter_fixed_body(reader: SocketReader, length: int, chunk_bytes: int = RECV_B
 def iter_chunked_body(reader: SocketReader, chunk_bytes: int = RECV_BYTES):
     """Decodes a chunked body, yielding data pieces; trailers are read and dropped."""
     while True:
-        line = reader.read_line(_CHUNK_LINE_MAX)
-        size_text = line.split(b";", 1)[0].strip()
-        if not size_text or len(size_text) > 15 or not all(c in b"0123456789abcdefABCDEF" for c in size_text):
-            raise ProtocolError(400, "malformed chunk size")
-        size = int(size_text, 16)
+        size = parse_chunk_line(reader.read_line(_CHUNK_LINE_MAX))
         if size == 0:
             trailer_bytes = 0
             while True:
@@ -242,9 +265,28 @@ def iter_chunked_body(reader: SocketReader, chunk_bytes: int = RECV_BYTES):
                 trailer_bytes += len(trailer)
                 if trailer_bytes > _TRAILER_MAX:
                     raise ProtocolError(400, "trailers too large")
+                parse_trailer(trailer)
         yield from iter_fixed_body(reader, size, chunk_bytes)
         if reader.read_exact(2) != b"\r\n":
             raise ProtocolError(400, "malformed chunk terminator")
+
+
+def parse_chunk_line(line: bytes) -> int:
+    """The size from a chunk-size line (CRLF removed); the extension is checked, then ignored."""
+    match = _CHUNK_LINE.fullmatch(line)
+    if match is None:
+        raise ProtocolError(400, "malformed chunk size line")
+    return int(match.group(1), 16)
+
+
+def parse_trailer(line: bytes) -> None:
+    """A trailer line must be a well-formed field (it is dropped, but never a smuggling carrier)."""
+    if b"\r" in line or b"\n" in line:
+        raise ProtocolError(400, "bare CR or LF in a trailer")
+    for name, _ in parse_headers([line]):
+        if name in _NOT_IN_TRAILERS:
+            # RFC 9110 6.5.1: framing and routing fields have no place in trailers.
+            raise ProtocolError(400, "framing or routing field in trailers")
 
 
 def iter_until_close(reader: SocketReader, chunk_bytes: int = RECV_BYTES):
@@ -287,7 +329,7 @@ def parse_response_head(head: bytes, request_method: str) -> Response:
     codings = [v for k, v in resp.headers if k == "transfer-encoding"]
     lengths = [v for k, v in resp.headers if k == "content-length"]
     if codings:
-        if codings[-1].strip().lower().endswith("chunked"):
+        if codings[-1].strip(" \t").lower().endswith("chunked"):
             resp.chunked = True
         else:
             resp.keep_alive = False  # read until close

@@ -18,7 +18,12 @@ class MetaEndpoints:
 
     def handle(self, method, path):
         """Returns (status, headers, body) for /.../meta/<name>."""
-        name = path.rstrip("/").rsplit("/", 1)[-1]
+        segments = path.rstrip("/").rsplit("/", 2)
+        name = segments[-1]
+        if segments[-2:] == ["health", "details"]:
+            # Backend URLs, ejections and load: for the policy's admins and
+            # monitors only (this path is not on the public meta route).
+            return self._health(details=True)
         if name == "info":
             return self._json(200, {
                 "service": self._service_name, "component": "proxy", "mode": self._mode,
@@ -28,12 +33,12 @@ class MetaEndpoints:
         if name == "version":
             return self._json(200, {"version": __version__, "api_version": "v1"})
         if name == "health":
-            return self._health()
+            return self._health(details=False)
         if name == "metrics":
             return 200, [("content-type", "text/plain; version=0.0.4; charset=utf-8")], self._metrics.render()
         return None
 
-    def _health(self):
+    def _health(self, details):
         checks = {"proxy": {"status": "ok"}}
         pdp_check = gevent.spawn(self._pdp_status)
         clusters = {}
@@ -53,6 +58,9 @@ class MetaEndpoints:
         healthy = healthy and checks["pdp"]["status"] == "ok"
         checks["clusters"] = clusters
         status = 200 if healthy else 503
+        if not details:
+            # Anonymous probes learn up or not, nothing about the backends behind.
+            return self._json(status, {"status": "ok" if healthy else "degraded"})
         return self._json(status, {"status": "ok" if healthy else "degraded", "checks": checks})
 
     def _pdp_status(self):

@@ -127,16 +127,21 @@ class PdpClient:
         return status
 
 
-def credential_hash(headers) -> str:
-    """Hash of what identifies the caller (Authorization and cookies): the cache never stores tokens."""
-    digest = hashlib.sha256()
-    for name, value in headers:
-        if name in ("authorization", "cookie", "x-api-key"):
-            digest.update(name.encode())
-            digest.update(b"\0")
-            digest.update(value.encode("latin-1"))
-            digest.update(b"\0")
-    return digest.hexdigest()
+def verdict_key(request_doc: dict) -> bytes:
+    """Digest of a whole /v1/check question: the cache key, and the cache never stores tokens.
+
+    Everything the decision could read is in it (method, path and query, host,
+    scheme, client IP, every header sent, credentials included), so a verdict
+    is never served for a request that differs in any of them. Fields are
+    joined with LF, which none of them can contain (the parser refuses it), so
+    two different questions never join to the same text.
+    """
+    parts = [request_doc["method"], request_doc["path"], request_doc["host"], request_doc["scheme"],
+             request_doc["client_ip"]]
+    for name, value in request_doc["headers"].items():
+        parts.append(name)
+        parts.append(value)
+    return hashlib.sha256("\n".join(parts).encode("utf-8", "surrogatepass")).digest()
 
 
 class VerdictCache:

@@ -100,6 +100,7 @@ class Route:
     redaction: object = None  # response_transform.Redaction of JSON bodies
     cors: Cors = None
     websocket: bool = True
+    client_headers_allow: frozenset = frozenset()
     regex: object = None
 
     def matches_path(self, path: str) -> bool:
@@ -352,7 +353,39 @@ def _header_map(body, where):
     return add, remove
 
 
-# client_headers: the proxysec branch's per-route allow-list of default-dropped client headers.
+_HEADER_TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9a-z]+$")
+
+
+def _client_headers(body, where):
+    """`client_headers: {allow: [name, ...]}`: default-dropped client headers this route passes on.
+
+    Strict: any other key, a non-list, or a name the proxy does not drop by
+    default is an error, so that a typo cannot silently keep a header out or in.
+    """
+    from .forwarding import target_changing
+
+    if body is None:
+        return frozenset()
+    if not isinstance(body, dict):
+        raise RoutesError(f"{where}: expected a mapping with 'allow'")
+    for key in body:
+        if key != "allow":
+            raise RoutesError(f"{where}.{key}: unknown key (only 'allow')")
+    names = body.get("allow")
+    if names is None:
+        return frozenset()
+    if not isinstance(names, list):
+        raise RoutesError(f"{where}.allow: expected a list of header names")
+    allowed = set()
+    for i, name in enumerate(names):
+        if not isinstance(name, str) or not _HEADER_TOKEN.match(name.lower()):
+            raise RoutesError(f"{where}.allow[{i}]: expected a header name, got {name!r}")
+        if not target_changing(name.lower()):
+            raise RoutesError(f"{where}.allow[{i}]: {name!r} is not a header the proxy drops by default")
+        allowed.add(name.lower())
+    return frozenset(allowed)
+
+
 _ROUTE_KEYS = frozenset(("name", "match", "cluster", "meta", "fail_mode", "strip_prefix", "rewrite", "timeouts",
                          "request_headers", "response_headers", "response_body", "cors", "websocket",
                          "client_headers"))
@@ -429,5 +462,6 @@ def _parse_route(index, body, where):
         redaction=response.redaction,
         cors=cors,
         websocket=bool(body.get("websocket", True)),
+        client_headers_allow=_client_headers(body.get("client_headers"), f"{where}.client_headers"),
         regex=glob_regex(pattern) if kind == "glob" else None,
     )

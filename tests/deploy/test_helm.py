@@ -414,3 +414,14 @@ def test_notes_warn_about_a_generated_key_and_an_unenforced_app(notes):
     assert "requests are not enforced" in unguarded
     # A Redis URL may carry a password: the notes never print it.
     assert "hunter2" not in notes("--set", "redis.url=redis://:hunter2@redis:6379/0")
+
+
+def test_the_https_redirect_needs_a_public_host(helm):
+    # The proxy refuses HTTP_REDIRECT_TO_HTTPS without PUBLIC_HOST; the chart says so at render time.
+    failed = helm.run(*helm.template_args([GATEWAY_VALUES], sets=["proxy.tls.redirectHttp=true"]), check=False)
+    assert failed.returncode != 0 and "proxy.tls.publicHost" in failed.stderr
+    rendered = helm.render([GATEWAY_VALUES], sets=["proxy.tls.redirectHttp=true",
+                                                   "proxy.tls.publicHost=gw.example.com"])
+    env = env_of(container(rendered.get("Deployment", PROXY)["spec"]["template"]["spec"], "proxy"))
+    assert env["HTTP_REDIRECT_TO_HTTPS"]["value"] == "true"
+    assert env["PUBLIC_HOST"]["value"] == "gw.example.com"

@@ -82,7 +82,13 @@ def test_meta_endpoints(stack, mint):
     assert "version" in get(stack.proxy.port, "/api/v1/meta/version").json()
     health = get(stack.proxy.port, "/api/v1/meta/health")
     assert health.status == 200, health.body
-    assert health.json()["checks"]["pdp"]["status"] == "ok"
+    assert health.json() == {"status": "ok"}  # nothing about the backends for anonymous callers
+    assert get(stack.proxy.port, "/api/v1/meta/health/details").status == 401
+    assert get(stack.proxy.port, "/api/v1/meta/health/details", headers=bearer(mint, "bob", ["user"])).status == 403
+    details = get(stack.proxy.port, "/api/v1/meta/health/details", headers=bearer(mint, "root", ["admin"]))
+    assert details.status == 200, details.body
+    assert details.json()["checks"]["pdp"]["status"] == "ok"
+    assert details.json()["checks"]["clusters"]["app"]["endpoints"][0]["url"] == stack.upstreams[0].url
     assert get(stack.proxy.port, "/api/v1/meta/metrics", headers=bearer(mint, "bob", ["user"])).status == 403
     metrics = get(stack.proxy.port, "/api/v1/meta/metrics", headers=bearer(mint, "root", ["admin"]))
     assert metrics.status == 200
@@ -100,7 +106,7 @@ def test_health_is_503_when_the_pdp_is_down(stack):
     try:
         health = get(proxy.port, "/api/v1/meta/health")
         assert health.status == 503
-        assert health.json()["checks"]["pdp"]["status"] == "down"
+        assert health.json() == {"status": "degraded"}
         assert get(proxy.port, "/app/x").status == 503  # fail closed
     finally:
         proxy.stop()
@@ -200,6 +206,14 @@ def test_trusted_proxy_forwarded_for_is_believed_only_from_trusted_peers(stack, 
         assert seen["x-real-ip"] == "203.0.113.9"
         assert seen["x-forwarded-for"] == "198.51.100.7, 203.0.113.9, 127.0.0.1"
         assert seen["x-forwarded-proto"] == "https"
+        seen = get(trusting.port, "/app/x", headers={"X-Forwarded-Host": "gw.example:8443",
+                                                     "X-Forwarded-Proto": "https\xa0", **bearer(mint)}).json()["headers"]
+        assert seen["x-forwarded-host"] == "gw.example:8443"
+        assert seen["x-forwarded-proto"] == "http"  # only exactly http or https is believed
+        # Even a trusted peer's X-Forwarded-Host must be a host[:port]; else the client's Host is kept.
+        seen = get(trusting.port, "/app/x", headers={"X-Forwarded-Host": "evil.example/../admin",
+                                                     **bearer(mint)}).json()["headers"]
+        assert seen["x-forwarded-host"] == f"127.0.0.1:{trusting.port}"
     finally:
         trusting.stop()
     seen = get(stack.proxy.port, "/app/x", headers={"X-Forwarded-For": "203.0.113.9", **bearer(mint)}).json()
@@ -213,7 +227,7 @@ def test_sidecar_mode_guards_one_app_without_a_routes_file(stack, mint):
         assert get(sidecar.port, "/app/x").status == 401
         seen = get(sidecar.port, "/app/x", headers=bearer(mint, "frank")).json()
         assert seen["service"] == "app1" and seen["headers"]["x-user-id"] == "frank"
-        health = get(sidecar.port, "/api/v1/meta/health")
+        health = get(sidecar.port, "/api/v1/meta/health/details", headers=bearer(mint, "root", ["admin"]))
         assert health.status == 200 and health.json()["checks"]["clusters"]["app"]["status"] == "ok"
     finally:
         sidecar.stop()

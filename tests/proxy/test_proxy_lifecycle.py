@@ -10,7 +10,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from cryptography import x509
 
-from tests.proxy.proxy_helpers import (get, make_cert, read_response, start_echo, start_proxy, tls_client_context,
+from tests.proxy.proxy_helpers import (get, make_cert, raw_request, read_response, start_echo, start_proxy,
+                                       tls_client_context,
                                        wait_until, write_routes)
 from tests.support.processes import ROOT
 
@@ -144,11 +145,27 @@ def test_sighup_reloads_the_certificate(tls_proxy):
 
 
 def test_http_redirects_to_https_except_meta(tls_proxy):
-    proxy, _ = tls_proxy(HTTP_REDIRECT_TO_HTTPS="true")
+    proxy, _ = tls_proxy(HTTP_REDIRECT_TO_HTTPS="true", PUBLIC_HOST="gw.example:8443")
     response = get(proxy.port, "/app/x?y=1")
     assert response.status == 308
-    assert response.header("location") == f"https://127.0.0.1:{proxy.https_port}/app/x?y=1"
+    assert response.header("location") == "https://gw.example:8443/app/x?y=1"
     assert get(proxy.port, "/api/v1/meta/version").status == 200
+
+
+def test_the_redirect_goes_to_the_public_host_whatever_the_client_says(tls_proxy):
+    proxy, _ = tls_proxy(HTTP_REDIRECT_TO_HTTPS="true", PUBLIC_HOST="gw.example")
+    forged = raw_request(proxy.port, b"GET /app/./x HTTP/1.1\r\nHost: evil.example\r\nConnection: close\r\n\r\n")
+    assert forged.status == 308
+    assert forged.header("location") == "https://gw.example/app/x"
+
+
+def test_redirect_without_a_public_host_stops_startup(tmp_path):
+    cert, key = make_cert(str(tmp_path))
+    result = run_proxy_expecting_failure({"SSL_ENABLED": "true", "SSL_CERT_PATH": cert, "SSL_KEY_PATH": key,
+                                          "HTTP_REDIRECT_TO_HTTPS": "true"})
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "PUBLIC_HOST" in lines[0], result.stderr
 
 
 def test_a_tls_handshake_that_never_comes_is_dropped(tls_proxy):

@@ -38,7 +38,8 @@ clusters:
     ejection: {{consecutive_errors: 1000}}
   eject:
     endpoints: ["{e7}", "{e8}"]
-    ejection: {{consecutive_errors: 2, base_ejection_s: 1}}
+    # Long enough that restarting e7 on a loaded machine ends before the ejection does.
+    ejection: {{consecutive_errors: 2, base_ejection_s: 4}}
     retry: {{attempts: 1}}
   slow: {{endpoints: ["{e1}"], timeouts: {{read_ms: 300}}}}
   bp:
@@ -171,7 +172,7 @@ def test_ejection_after_connect_errors_and_recovery(stack):
     restarted = Server(python_argv(ECHO, str(port), "e7"), port)
     echoes["e7"] = restarted
     assert served_by(proxy.port, "/eject/x", 4) == {"e8": 4}, "still ejected right after"
-    wait_until(lambda: "e7" in served_by(proxy.port, "/eject/x", 4), timeout=5)
+    wait_until(lambda: "e7" in served_by(proxy.port, "/eject/x", 4), timeout=10)
 
 
 def test_slow_upstream_answers_504(stack):

@@ -3,6 +3,8 @@
 These routes fail open and the PDP is down, so every request reaches the real
 upstreams: what is under test here is the proxy's own work, not the policy.
 """
+from pathlib import Path
+
 import pytest
 
 from tests.proxy.proxy_helpers import get, raw_request, start_echo, start_proxy
@@ -162,11 +164,22 @@ def test_ambiguous_framing_is_refused(stack, data, status):
     assert response.header("content-type") == "application/problem+json"
 
 
-def test_chunked_body_is_streamed_to_upstream(stack):
+def test_small_chunked_body_is_buffered_and_sent_with_its_length(stack):
+    # Up to BODY_BUFFER_BYTES the body is read before an upstream connection is taken.
     data = (b"POST /svc/upload HTTP/1.1\r\nHost: x\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n"
             b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n")
     seen = raw_request(stack.port, data).json()
     assert seen["body_bytes"] == 11
+    assert seen["headers"].get("content-length") == "11"
+
+
+def test_large_chunked_body_is_streamed_to_upstream_chunked(stack):
+    piece = b"x" * 65536
+    chunks = b"".join(b"%x\r\n%s\r\n" % (len(piece), piece) for _ in range(6))
+    data = (b"POST /svc/upload HTTP/1.1\r\nHost: x\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n"
+            + chunks + b"0\r\n\r\n")
+    seen = raw_request(stack.port, data).json()
+    assert seen["body_bytes"] == 6 * 65536
     assert seen["headers"].get("content-length") is None
 
 
@@ -193,3 +206,29 @@ def test_unparseable_requests_are_logged_too(stack):
     from tests.proxy.proxy_helpers import wait_until
     wait_until(lambda: any(json.loads(line).get("error") == "more than one Host header"
                            for line in stack.output().splitlines() if line.startswith("{")), timeout=5)
+
+
+HOSTILE_REQUESTS = Path(__file__).parent / "data" / "hostile_requests.tsv"
+
+
+def load_hostile_requests():
+    """(request bytes, status) per line of data/hostile_requests.tsv (Python bytes escapes)."""
+    cases = []
+    for line in HOSTILE_REQUESTS.read_text(encoding="ascii").splitlines():
+        if not line or line.startswith("#"):
+            continue
+        escaped, status = line.rsplit("\t", 1)
+        cases.append(pytest.param(escaped.encode("ascii").decode("unicode_escape").encode("latin-1"), int(status),
+                                  id=escaped[:60]))
+    return cases
+
+
+@pytest.mark.parametrize("data,status", load_hostile_requests())
+def test_hostile_request_corpus_through_the_proxy(stack, data, status):
+    """Every case gets an answer (never a dropped connection): forwarded, or refused as problem+json."""
+    response = raw_request(stack.port, data)
+    assert response.status == status, response.body
+    if status >= 400:
+        assert response.header("content-type") == "application/problem+json"
+    else:
+        assert response.json()["service"] == "a"

@@ -35,11 +35,16 @@ def auth(mint, sub="alice", roles=("user",), **claims):
     return {"Authorization": "Bearer " + mint(sub, list(roles), **claims)}
 
 
-def test_public_meta_and_chain_data_need_no_token(chain):
+def test_public_meta_and_chain_data_need_no_token(chain, mint):
     health = get(chain.port, "/api/v1/meta/health")
     assert health.status == 200, health.body
-    assert set(health.json()["checks"]["clusters"]) == {"auth", "session_management", "blockchain_core",
-                                                        "tron_payment"}
+    assert health.json() == {"status": "ok"}
+    assert get(chain.port, "/api/v1/meta/health/details").status == 401
+    assert get(chain.port, "/api/v1/meta/health/details", headers=auth(mint)).status == 403
+    details = get(chain.port, "/api/v1/meta/health/details", headers=auth(mint, "prom", ["monitoring"]))
+    assert details.status == 200, details.body
+    assert set(details.json()["checks"]["clusters"]) == {"auth", "session_management", "blockchain_core",
+                                                         "tron_payment"}
     response = get(chain.port, "/api/v1/chain/info")
     assert response.status == 200 and response.json()["service"] == "chain"
 

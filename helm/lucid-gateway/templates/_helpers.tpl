@@ -207,6 +207,10 @@ The proxy container, shared by the gateway Deployment and the sidecar pod.
       value: {{ $p.tls.minVersion | toString | quote }}
     - name: HTTP_REDIRECT_TO_HTTPS
       value: {{ $p.tls.redirectHttp | quote }}
+    {{- if $p.tls.redirectHttp }}
+    - name: PUBLIC_HOST
+      value: {{ required "proxy.tls.publicHost is required with proxy.tls.redirectHttp" $p.tls.publicHost | quote }}
+    {{- end }}
     {{- end }}
     - name: PDP_URL
       value: {{ include "lucid-gateway.pdpUrl" . | quote }}

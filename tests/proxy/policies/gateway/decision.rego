@@ -3,7 +3,8 @@ package gateway
 # The policy the proxy's end-to-end tests run on the real PDP.
 # /open and the public meta endpoints: anyone. /app, /cached, /ws, /big:
 # any authenticated caller (/cached verdicts may be cached by the proxy).
-# /limited: always 429 with rate-limit headers. Metrics: admins only.
+# /perip: only from 127.0.0.1, /tlsonly: only over HTTPS (both cacheable).
+# /limited: always 429 with rate-limit headers. Metrics and health details: admins only.
 
 default decision := {"allow": false, "status": 403, "reason": "forbidden"}
 
@@ -41,7 +42,14 @@ allowed if input.request.parsed_path[0] == "open"
 
 allowed if {
 	input.request.parsed_path[0] == "api"
+	count(input.request.parsed_path) == 4
 	input.request.parsed_path[3] in {"health", "info", "version"}
+}
+
+allowed if {
+	"admin" in input.subject.roles
+	input.request.parsed_path[3] == "health"
+	input.request.parsed_path[4] == "details"
 }
 
 allowed if {
@@ -61,9 +69,21 @@ allowed if {
 	input.request.headers["x-user-roles"] == "admin"
 }
 
+# Cacheable allows that depend on who asks and how: the proxy's verdict cache
+# must never serve them to another client IP or over another scheme.
+allowed if {
+	input.request.parsed_path[0] == "perip"
+	input.request.client_ip == "127.0.0.1"
+}
+
+allowed if {
+	input.request.parsed_path[0] == "tlsonly"
+	input.request.scheme == "https"
+}
+
 limited if input.request.parsed_path[0] == "limited"
 
-cache_ttl := 30 if input.request.parsed_path[0] == "cached"
+cache_ttl := 30 if input.request.parsed_path[0] in {"cached", "perip", "tlsonly"}
 
 else := 0
 

@@ -76,8 +76,11 @@ class Socks5Egress:
             if self.username is None:
                 raise EgressError("SOCKS server wants a username and password")
             user, password = self.username.encode(), (self.password or "").encode()
-            sock.sendall(b"\x01" + bytes([len(user)]) + user + bytes([len(password)]) + password)
-            _, status = _recv_exact(sock, 2)
+            try:
+                sock.sendall(b"\x01" + bytes([len(user)]) + user + bytes([len(password)]) + password)
+                _, status = _recv_exact(sock, 2)
+            except OSError as exc:  # EgressError too: a server that hangs up on our credentials refused them
+                raise EgressError(f"SOCKS authentication failed ({exc})") from None
             if status != 0:
                 raise EgressError("SOCKS authentication failed")
         elif method != 0:

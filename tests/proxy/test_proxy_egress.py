@@ -139,7 +139,7 @@ def test_health_checks_go_through_the_socks_server(proxy_for, upstream):
                              "    health_check: {path: /health, interval_s: 0.1, timeout_ms: 500, unhealthy_threshold: 2}"))
 
     def healthy():
-        doc = json.loads(get(proxy.port, "/api/v1/meta/health").body)
+        doc = json.loads(get(proxy.port, "/api/v1/meta/health/details").body)
         return doc["checks"]["clusters"]["app"]["endpoints"][0]["healthy"]
 
     time.sleep(0.5)

@@ -137,7 +137,7 @@ def test_client_certificate_for_mtls(proxy_for, mtls_upstream, pki):
 
 
 def _endpoint_health(proxy):
-    doc = json.loads(get(proxy.port, "/api/v1/meta/health").body)
+    doc = json.loads(get(proxy.port, "/api/v1/meta/health/details").body)
     return doc["checks"]["clusters"]["app"]["endpoints"][0]["healthy"]
 
 

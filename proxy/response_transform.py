@@ -14,7 +14,7 @@ DROPPED_BY_DEFAULT = frozenset(("server", "x-powered-by"))
 _HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,128}$")
 _HEADER_VALUE_FORBIDDEN = re.compile(r"[\r\n\x00]")
 _HEADER_KEYS = ("add", "remove", "rename", "keep")
-_BODY_KEYS = ("redact_json", "max_bytes", "replacement")
+_BODY_KEYS = ("redact_json", "redact_secrets", "max_bytes", "replacement")
 REDACTED = "[redacted]"
 DEFAULT_MAX_BYTES = 1 << 20
 
@@ -28,6 +28,15 @@ class Redaction:
     fields: frozenset          # lower-case JSON keys whose values are replaced, at any depth
     max_bytes: int = DEFAULT_MAX_BYTES
     replacement: str = REDACTED
+    secrets: bool = False      # also every key the shared secret-name list names (pdp/secret_params.py)
+
+    def matches(self, key: str) -> bool:
+        if key.lower() in self.fields:
+            return True
+        if self.secrets:
+            from pdp.secret_params import is_secret_param
+            return is_secret_param(key)
+        return False
 
 
 @dataclass(frozen=True)
@@ -87,16 +96,20 @@ def parse_response_body(body, where):
     for key in body:
         if key not in _BODY_KEYS:
             raise ResponseSpecError(f"{where}.{key}: unknown key (one of {', '.join(_BODY_KEYS)})")
-    fields = body.get("redact_json")
-    if not isinstance(fields, list) or not fields or not all(isinstance(f, str) and f for f in fields):
-        raise ResponseSpecError(f"{where}.redact_json: expected a non-empty list of JSON field names")
+    secrets = body.get("redact_secrets", False)
+    if not isinstance(secrets, bool):
+        raise ResponseSpecError(f"{where}.redact_secrets: expected true or false")
+    fields = body.get("redact_json", [] if secrets else None)
+    if not isinstance(fields, list) or not (fields or secrets) or not all(isinstance(f, str) and f for f in fields):
+        raise ResponseSpecError(f"{where}.redact_json: expected a non-empty list of JSON field names "
+                                "(or redact_secrets: true)")
     max_bytes = body.get("max_bytes", DEFAULT_MAX_BYTES)
     if not isinstance(max_bytes, int) or isinstance(max_bytes, bool) or not 1 <= max_bytes <= 64 << 20:
         raise ResponseSpecError(f"{where}.max_bytes: expected an integer from 1 to {64 << 20}")
     replacement = body.get("replacement", REDACTED)
     if not isinstance(replacement, str):
         raise ResponseSpecError(f"{where}.replacement: expected a string")
-    return Redaction(frozenset(f.lower() for f in fields), max_bytes, replacement)
+    return Redaction(frozenset(f.lower() for f in fields), max_bytes, replacement, secrets)
 
 
 def parse_route_response(route_body, where) -> ResponseRules:
@@ -122,15 +135,15 @@ def rename_headers(headers, rename):
 
 # -- JSON redaction ----------------------------------------------------------------------
 
-def redact_document(doc, fields: frozenset, replacement: str):
-    """A copy of doc with the values of the named keys replaced, at any depth."""
+def redact_document(doc, redaction: Redaction):
+    """doc with the values of the keys the redaction names replaced, at any depth (in place)."""
     stack = [doc]
     while stack:  # iterative: a deep document cannot exhaust the recursion limit here
         node = stack.pop()
         if isinstance(node, dict):
             for key, value in node.items():
-                if key.lower() in fields:
-                    node[key] = replacement
+                if redaction.matches(key):
+                    node[key] = redaction.replacement
                 elif isinstance(value, (dict, list)):
                     stack.append(value)
         elif isinstance(node, list):
@@ -219,7 +232,7 @@ def redacting(exchange, redaction: Redaction, method: str, broken_error):
             yield b""
         return _Rewritten(exchange, resp, refuse)
     try:
-        out = json.dumps(redact_document(doc, redaction.fields, redaction.replacement),
+        out = json.dumps(redact_document(doc, redaction),
                          ensure_ascii=False, separators=(",", ":")).encode("utf-8")
     except (RecursionError, ValueError):
         def refuse_deep():

@@ -44,6 +44,12 @@ routes:
     strip_prefix: /redacted
     fail_mode: open
     response_body: {{redact_json: [password, token, SECRET], max_bytes: 4096}}
+  - name: secrets
+    match: {{prefix: /secrets}}
+    cluster: app
+    strip_prefix: /secrets
+    fail_mode: open
+    response_body: {{redact_secrets: true}}
 """
 
 
@@ -90,6 +96,14 @@ def test_named_json_fields_are_redacted_at_any_depth(proxy, path):
     assert doc["name"] == "alice" and doc["profile"]["city"] == "Oslo"
     assert int(response.header("content-length")) == len(response.body)
     assert b"hunter2" not in response.body and b"tok-123" not in response.body
+
+
+def test_redact_secrets_uses_the_shared_secret_name_list(proxy):
+    # pdp/secret_params.py: the list the access log and the PDP's input use too.
+    doc = get(proxy.port, "/secrets/user").json()
+    assert doc["password"] == "[redacted]" and doc["profile"]["Token"] == "[redacted]"
+    assert [k["secret"] for k in doc["profile"]["keys"]] == ["[redacted]", "[redacted]"]
+    assert doc["name"] == "alice" and doc["profile"]["city"] == "Oslo"
 
 
 @pytest.mark.parametrize("path", ["/redacted/big?n=20000", "/redacted/big-chunked?n=20000"])
@@ -139,6 +153,8 @@ BASE = "clusters:\n  app: {endpoints: [\"http://127.0.0.1:9\"]}\nroutes:\n  - {m
     ("response_headers: {add: {'bad name': v}}", "routes[0].response_headers.add: expected an HTTP header name"),
     ("response_headers: {keep: server}", "routes[0].response_headers.keep: expected a list"),
     ("response_body: {redact_json: []}", "routes[0].response_body.redact_json: expected a non-empty list"),
+    ("response_body: {max_bytes: 10}", "routes[0].response_body.redact_json: expected a non-empty list"),
+    ("response_body: {redact_secrets: 'yes'}", "routes[0].response_body.redact_secrets: expected true or false"),
     ("response_body: {redact_json: [a], max_bytes: '1k'}", "routes[0].response_body.max_bytes"),
     ("response_body: {redact: [a]}", "routes[0].response_body.redact: unknown key"),
     ("respones_headers: {}", "routes[0].respones_headers: unknown key"),

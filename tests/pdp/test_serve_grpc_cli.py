@@ -64,7 +64,11 @@ def test_two_processes_answer_and_sigterm_stops_them(redis_server, jwt_secret):
         assert len(children) == 2
     finally:
         server.signal(signal.SIGTERM)
-        assert server.proc.wait(20) == 0, server.output()[-2000:]
+        try:
+            code = server.proc.wait(20)
+        finally:
+            server.stop()  # whatever happened above, nothing is left running
+    assert code == 0, server.output()[-2000:]
 
 
 def test_pdp_serve_with_grpc_enabled_serves_both_and_stops_both(redis_server, jwt_secret):
@@ -87,7 +91,11 @@ def test_pdp_serve_with_grpc_enabled_serves_both_and_stops_both(redis_server, jw
         assert answer.denied_response.status.code == 401  # /private needs a token
     finally:
         pdp.signal(signal.SIGTERM)
-        assert pdp.proc.wait(30) == 0, pdp.output()[-2000:]
+        try:
+            code = pdp.proc.wait(30)
+        finally:
+            pdp.stop()
+    assert code == 0, pdp.output()[-2000:]
     with socket.socket() as probe:  # the gRPC server went with it
         assert probe.connect_ex(("127.0.0.1", grpc_port)) != 0
 

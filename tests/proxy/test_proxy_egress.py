@@ -31,6 +31,21 @@ def start_microsocks(user=None, password=None) -> Server:
     return Server(argv, port)
 
 
+@pytest.fixture
+def own_socks():
+    """own_socks() -> a microsocks for this test alone, stopped after it even if it fails."""
+    started = []
+
+    def _start():
+        server = start_microsocks()
+        started.append(server)
+        return server
+
+    yield _start
+    for server in started:
+        server.stop()
+
+
 @pytest.fixture(scope="module")
 def upstream():
     server = start_echo("behind-socks")
@@ -115,8 +130,8 @@ def test_socks_auth_failure_fails_closed_without_leaking_the_password(proxy_for,
     assert SECRET not in wrong.output() and "lucid:***@" in wrong.output()
 
 
-def test_socks_server_down_fails_closed_then_the_breaker_opens(proxy_for, upstream):
-    socks = start_microsocks()
+def test_socks_server_down_fails_closed_then_the_breaker_opens(proxy_for, upstream, own_socks):
+    socks = own_socks()
     proxy = proxy_for(routes(f"http://127.0.0.1:{upstream.port}",
                              f"    egress: socks5h://127.0.0.1:{socks.port}\n"
                              "    retry: {attempts: 0}\n"
@@ -132,8 +147,8 @@ def test_socks_server_down_fails_closed_then_the_breaker_opens(proxy_for, upstre
         assert "behind-socks" not in response.body.decode()  # never went direct
 
 
-def test_health_checks_go_through_the_socks_server(proxy_for, upstream):
-    socks = start_microsocks()
+def test_health_checks_go_through_the_socks_server(proxy_for, upstream, own_socks):
+    socks = own_socks()
     proxy = proxy_for(routes(f"http://127.0.0.1:{upstream.port}",
                              f"    egress: socks5h://127.0.0.1:{socks.port}\n"
                              "    health_check: {path: /health, interval_s: 0.1, timeout_ms: 500, unhealthy_threshold: 2}"))
@@ -211,7 +226,7 @@ def test_socks5_without_h_resolves_locally(proxy_for, socks, upstream):
     assert get(proxy.port, "/x").status == 200
 
 
-def test_websocket_tunnel_goes_through_the_socks_server(proxy_for):
+def test_websocket_tunnel_goes_through_the_socks_server(proxy_for, own_socks):
     import base64
     import os
     import socket
@@ -219,7 +234,7 @@ def test_websocket_tunnel_goes_through_the_socks_server(proxy_for):
     from tests.proxy.proxy_helpers import read_response
     ws_port = free_port()
     ws = Server(python_argv(str(Path(__file__).parent / "ws_server.py"), str(ws_port)), ws_port)
-    socks = start_microsocks()
+    socks = own_socks()
     try:
         proxy = proxy_for(routes(f"http://localhost:{ws_port}", f"    egress: socks5h://127.0.0.1:{socks.port}"))
         key = base64.b64encode(os.urandom(16)).decode()
@@ -236,5 +251,4 @@ def test_websocket_tunnel_goes_through_the_socks_server(proxy_for):
             sock.sendall(upgrade)
             assert read_response(sock.makefile("rb")).status == 502
     finally:
-        socks.stop()
         ws.stop()

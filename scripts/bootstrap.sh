@@ -14,6 +14,8 @@ declare -A NEEDED=(
   [wrk]=wrk
   # A real SOCKS5 server for the proxy's egress tests (tests/proxy/test_proxy_egress.py).
   [microsocks]=microsocks
+  # The admin page's browser tests (tests/ui/test_browser.py).
+  [chromium]=chromium
 )
 missing=()
 for cmd in "${!NEEDED[@]}"; do
@@ -33,3 +35,14 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 bash scripts/tools.sh >/dev/null
+
+# playwright-core (pinned in tests/ui/package-lock.json) drives that chromium;
+# it downloads no browser of its own.
+if command -v npm >/dev/null 2>&1; then
+  if [ ! -d tests/ui/node_modules/playwright-core ] || [ tests/ui/package-lock.json -nt tests/ui/node_modules ]; then
+    npm ci --prefix tests/ui --no-audit --no-fund --silent >/dev/null
+    touch tests/ui/node_modules
+  fi
+else
+  echo "bootstrap: npm not found; the admin page's browser test will skip" >&2
+fi

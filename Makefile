@@ -16,6 +16,7 @@ help:
 	@echo "make bench-pdp  PDP decisions/s, every engine, memo on/off, high cardinality, beside an OPA server"
 	@echo "make bench-wasm-memory  RSS of the wasm engine over 1,000,000 evaluations"
 	@echo "make bench-quota  the cost of spending quota"
+	@echo "make bench-auth   the sign-in API: refresh, login (with its mail), status"
 	@echo "make bench-tracing  the cost of tracing (OTLP export off, on, sampled)"
 	@echo "make fuzz       the fuzz targets for FUZZ_S seconds each (default 300)"
 

@@ -6,4 +6,4 @@ FUZZ_S ?= 300
 FUZZ_CORPUS_DIR ?= $(HOME)/.cache/lucid-gateway/fuzz-corpus
 
 fuzz: bootstrap
-	FUZZ_S=$(FUZZ_S) FUZZ_CORPUS_DIR=$(FUZZ_CORPUS_DIR) $(PY) -m pytest tests/fuzz -q -p no:cacheprovider
+	FUZZ_S=$(FUZZ_S) FUZZ_SEED=0 FUZZ_CORPUS_DIR=$(FUZZ_CORPUS_DIR) $(PY) -m pytest tests/fuzz -q -p no:cacheprovider

@@ -34,6 +34,7 @@ class Services:
     quota: object = None      # QuotaService, None when RATE_LIMIT_ENABLED=false
     tracer: object = None     # pdp.tracing tracer (NoTracer unless OTEL_EXPORTER_OTLP_ENDPOINT is set)
     recent: object = None     # admin_ui.recent.RecentDecisions: the decision log's last entries
+    signin: object = None     # SignInService (pdp.signin), None without MONGODB_URI
 
 
 class RequestIdMiddleware:
@@ -91,14 +92,20 @@ def create_app(services: Services, yield_fn=None) -> falcon.App:
     app.add_route("/v1/ext-authz", ext)
     app.add_route("/v1/ext-authz/{rest:path}", ext)
     app.add_route("/v1/health", Health(s.policies))
-    app.add_route("/v1/ready", Ready(s.policies, s.engine, s.redis))
+    auth_checks = s.signin.checks if s.signin is not None else None
+    ready = Ready(s.policies, s.engine, s.redis, auth_checks)
+    app.add_route("/v1/ready", ready)
+    app.add_route("/v1/ready/auth", ready, suffix="auth")
     app.add_route("/v1/version", Version(s.settings, s.engine.name))
     app.add_route("/v1/policies", Policies(s.policies))
-    app.add_route("/metrics", Metrics(s.metrics))
+    app.add_route("/metrics", Metrics(s.metrics, s.signin.metrics.refresh if s.signin is not None else None))
     app.add_route("/v1/openapi.json", OpenApi())
     if s.quota is not None:
         from .resources.quotas import add_routes as add_quota_routes
         add_quota_routes(app, s.quota, s.authenticator)
+    if s.signin is not None:
+        from .signin.routes import add_routes as add_signin_routes
+        add_signin_routes(app, s.signin, s.authenticator)
     from .admin_ui import add_routes as add_ui_routes
     from .admin_ui.recent import RecentDecisions
     add_ui_routes(app, s, s.recent if s.recent is not None else RecentDecisions())
@@ -147,8 +154,15 @@ def build_services(settings, fallback_bundle=None) -> Services:
     decision_log = DecisionLog(settings.decision_log, tap=recent.add)
     decider = Decider(authenticator, policies, engine, quota=quota, decision_log=decision_log, metrics=metrics,
                       tracer=tracer, allowed_headers=HeaderAllowList(settings.decision_header_names))
+    signin = None
+    if settings.mongodb_uri:
+        from .signin.routes import build as build_signin
+        # Sign-in state gets its own client: a 20 ms decision-path timeout is
+        # right for quotas, too tight for a Lua redeem on a busy machine.
+        auth_redis = connect(settings.redis_url, max(settings.redis_timeout_ms, 500) / 1000)
+        signin = build_signin(settings, auth_redis, RedisDenylist(auth_redis), metrics.registry)
     return Services(settings, engine, policies, decider, redis_client, metrics, authenticator, quota, tracer,
-                    recent)
+                    recent, signin)
 
 
 def policy_settings(settings) -> dict:
@@ -157,6 +171,7 @@ def policy_settings(settings) -> dict:
         "rate_limit_per_minute": settings.rate_limit_per_minute,
         "rate_limit_burst": settings.rate_limit_burst,
         "rate_limit_enabled": settings.rate_limit_enabled,
+        "signup_mode": settings.signup_mode,
     }
 
 

@@ -28,6 +28,8 @@ def main(argv=None) -> None:
     p.add_argument("--minutes", type=int, default=None)
     p.add_argument("--jti", default=None)
     sub.add_parser("settings", help="list every setting, its variable and default")
+    p = sub.add_parser("totp-qr", help="draw a TOTP enrolment's otpauth:// URI as a QR code in the terminal")
+    p.add_argument("uri", help="the otpauth_uri that POST /api/v1/users/me/totp returned")
     args = parser.parse_args(argv)
     sys.exit(_COMMANDS[args.command](args))
 
@@ -190,5 +192,14 @@ def cmd_settings(args) -> int:
     return 0
 
 
-_COMMANDS = {"serve": cmd_serve, "serve-grpc": cmd_serve_grpc, "check": cmd_check, "test": cmd_test, "eval": cmd_eval,
+def cmd_totp_qr(args) -> int:
+    from .accounts.totp import qr_terminal
+    if not args.uri.startswith("otpauth://totp/") or len(args.uri) > 1024:
+        print("pdp totp-qr: expected the otpauth://totp/... URI of an enrolment", file=sys.stderr)
+        return 2
+    sys.stdout.write(qr_terminal(args.uri))
+    return 0
+
+
+_COMMANDS = {"totp-qr": cmd_totp_qr, "serve": cmd_serve, "serve-grpc": cmd_serve_grpc, "check": cmd_check, "test": cmd_test, "eval": cmd_eval,
              "token": cmd_token, "settings": cmd_settings}

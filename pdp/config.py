@@ -154,6 +154,55 @@ def _sample(raw: str) -> float:
     return rate
 
 
+def _optional_smtp_url(raw: str) -> str | None:
+    from .accounts.mailer import parse_smtp_url
+    value = raw.strip()
+    if not value:
+        return None
+    parse_smtp_url(value)
+    return value
+
+
+def _optional_base_url(raw: str) -> str | None:
+    value = raw.strip().rstrip("/")
+    if not value:
+        return None
+    if not (value.startswith("http://") or value.startswith("https://")) or any(c in value for c in "?#@ "):
+        raise ValueError("expected an http(s):// URL without query, fragment or credentials")
+    return value
+
+
+def _mail_from(raw: str) -> str:
+    value = raw.strip()
+    if "@" not in value or "\n" in value or "\r" in value or len(value) > 256:
+        raise ValueError("expected an address such as 'Name <no-reply@example.com>'")
+    return value
+
+
+def _totp_keys(raw: str):
+    from .accounts.secret_box import parse_keys
+    return parse_keys(raw)
+
+
+def _names(raw: str) -> tuple[str, ...]:
+    import re
+    names = tuple(n.strip() for n in raw.split(",") if n.strip())
+    if not names or not all(re.match(r"^[A-Za-z0-9._:-]{1,64}$", n) for n in names):
+        raise ValueError("expected comma-separated names of letters, digits, . _ : -")
+    return names
+
+
+def _networks(raw: str) -> tuple[str, ...]:
+    import ipaddress
+    nets = tuple(n.strip() for n in raw.split(",") if n.strip())
+    try:
+        for net in nets:
+            ipaddress.ip_network(net, strict=False)
+    except ValueError:
+        raise ValueError("expected comma-separated IP networks (CIDR)") from None
+    return nets
+
+
 SETTINGS: tuple[Setting, ...] = (
     Setting("service_name", "SERVICE_NAME", _text, "api-gateway", "Service name in logs, metrics and /v1/version."),
     Setting("api_version", "API_VERSION", _text, "v1", "API version reported by /v1/version."),
@@ -178,7 +227,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("max_body_bytes", "PDP_MAX_BODY_BYTES", _int_range(1024, 10 * 1024 * 1024), 65536, "Largest /v1/check body accepted (413 above)."),
     Setting("redis_url", "REDIS_URL", _redis_url, "redis://127.0.0.1:6379/0", "Redis for quota counters and the token denylist: redis://, rediss://, unix://, redis+sentinel://h:p,h:p/master/db, redis+cluster://h:p,h:p."),
     Setting("redis_timeout_ms", "REDIS_TIMEOUT_MS", _int_range(1, 10000), 20, "Socket timeout of one Redis call."),
-    Setting("mongodb_uri", "MONGODB_URI", _optional_text, None, "MongoDB for user data (not used by decisions)."),
+    Setting("mongodb_uri", "MONGODB_URI", _optional_text, None, "MongoDB for accounts (e.g. mongodb://mongodb:27017/lucid_gateway); the sign-in API (/api/v1/auth, /api/v1/users) is served only when set."),
     Setting("jwt_secret_key", "JWT_SECRET_KEY", _optional_text, None, "HS* signing secret (at least 32 bytes). Never logged."),
     Setting("jwt_algorithms", "JWT_ALGORITHM", _algorithms, ("HS256",), "Allowed JWT algorithms, comma-separated (an allow-list)."),
     Setting("jwt_public_key", "JWT_PUBLIC_KEY", _optional_text, None, "PEM public key (or a path to one) for RS*/ES*/PS*."),
@@ -203,6 +252,25 @@ SETTINGS: tuple[Setting, ...] = (
              "retry-after", "www-authenticate", "allow"),
             "Headers a decision may set (a trailing * matches a prefix); a decision setting any other is denied (503 policy_bad_headers)."),
     Setting("memo_size", "PDP_MEMO_SIZE", _int_range(0, 1_000_000), 10000, "Memoized decisions per worker (0 turns memoization off)."),
+    # Accounts and sign-in (docs/auth.md); used only when MONGODB_URI is set.
+    Setting("mongodb_timeout_ms", "MONGODB_TIMEOUT_MS", _int_range(100, 60000), 2000, "Server selection and connect timeout for MongoDB."),
+    Setting("smtp_url", "SMTP_URL", _optional_smtp_url, None, "SMTP server for sign-in mails: smtp://[user:pass@]host:port, smtp+starttls://, smtps://."),
+    Setting("smtp_timeout_ms", "SMTP_TIMEOUT_MS", _int_range(100, 60000), 5000, "Timeout of one SMTP conversation."),
+    Setting("mail_from", "MAIL_FROM", _mail_from, "lucid-gateway <no-reply@localhost>", "Sender of sign-in mails."),
+    Setting("public_base_url", "PUBLIC_BASE_URL", _optional_base_url, None, "Base of links in mails (the gateway's public URL); never taken from a request's Host header."),
+    Setting("magic_link_minutes", "MAGIC_LINK_TTL_MINUTES", _int_range(1, 60), 15, "Lifetime of a magic sign-in link."),
+    Setting("totp_encryption_keys", "TOTP_ENCRYPTION_KEYS", _totp_keys, None, "AES-256-GCM keys for TOTP secrets at rest: id:base64url32,...; the first seals, all open (rotation). Never logged."),
+    Setting("totp_issuer", "TOTP_ISSUER", _text, "lucid-gateway", "Issuer shown by authenticator apps."),
+    Setting("totp_max_retries", "AUTH_TOTP_MAX_RETRIES", _int_range(1, 100), 3, "Wrong TOTP/recovery codes within AUTH_TOTP_FIND_TIME_S that lock the account."),
+    Setting("totp_find_time_s", "AUTH_TOTP_FIND_TIME_S", _int_range(1, 86400), 120, "Window in which wrong codes are counted."),
+    Setting("totp_ban_time_s", "AUTH_TOTP_BAN_TIME_S", _int_range(1, 86400), 300, "First lockout; each further lockout within a day doubles it (at most a day)."),
+    Setting("signup_mode", "SIGNUP_MODE", _choice("open", "admin"), "admin", "POST /api/v1/users: open (anyone; confirmed by the first magic link) or admin (role admin only)."),
+    Setting("account_plans", "ACCOUNT_PLANS", _names, ("free", "pro", "enterprise"), "Plans an admin may give an account (the policy's data.gateway.plans)."),
+    Setting("refresh_reuse_grace_s", "REFRESH_REUSE_GRACE_S", _float_range(0.0, 60.0), 10.0, "A rotated refresh token still rotates this long after its first use (parallel tabs); later reuse revokes the session."),
+    Setting("login_per_ip_per_minute", "AUTH_LOGIN_PER_IP_PER_MINUTE", _int_range(1, 100000), 20, "Magic-link requests per client IP per minute."),
+    Setting("login_per_email_per_hour", "AUTH_LOGIN_PER_EMAIL_PER_HOUR", _int_range(1, 1000), 5, "Magic-link requests per email address per hour."),
+    Setting("verify_per_ip_per_minute", "AUTH_VERIFY_PER_IP_PER_MINUTE", _int_range(1, 100000), 30, "Verify attempts (magic token, TOTP) per client IP per minute."),
+    Setting("auth_trusted_proxies", "AUTH_TRUSTED_PROXIES", _networks, ("127.0.0.1/32", "::1/128"), "Peers whose X-Forwarded-For names the client (the gateway's proxy)."),
     # Quotas (docs/quotas.md).
     Setting("ratelimit_legacy_headers", "RATELIMIT_LEGACY_HEADERS", _bool, False, "Also send RateLimit-Limit/-Remaining/-Reset beside RateLimit-Policy and RateLimit."),
     Setting("quota_breaker_failures", "QUOTA_BREAKER_FAILURES", _int_range(1, 1000), 5, "Consecutive Redis errors that open the quota circuit breaker."),
@@ -240,7 +308,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             values[s.name] = s.parse(raw)
         except ValueError as err:
             # URLs may carry a password (redis://:pw@host): never echo those either.
-            shown = "<redacted>" if "SECRET" in s.env or "@" in raw else repr(raw[:80])
+            shown = "<redacted>" if "SECRET" in s.env or "KEYS" in s.env or "@" in raw else repr(raw[:80])
             raise ConfigError(f"{s.env}: {err}, got {shown}") from None
     _check_consistency(values)
     return Settings(values)
@@ -258,8 +326,24 @@ def _check_consistency(v: dict) -> None:
             raise ConfigError("JWT_SECRET_KEY: too short for HS256, use at least 32 bytes (e.g. `openssl rand -hex 32`)")
     elif not (v["jwt_public_key"] or v["jwks_url"]):
         raise ConfigError(f"JWT_PUBLIC_KEY: required (or JWKS_URL) for {','.join(algs)}")
+    if v["mongodb_uri"]:
+        _check_accounts(v)
     if v["rate_limit_burst"] < 1:
         raise ConfigError("RATE_LIMIT_BURST_SIZE: must be at least 1")
+
+
+def _check_accounts(v: dict) -> None:
+    """The sign-in API mints tokens and mails links: it needs what those take."""
+    if not v["mongodb_uri"].startswith(("mongodb://", "mongodb+srv://")):
+        raise ConfigError("MONGODB_URI: expected mongodb:// or mongodb+srv://")
+    for env, name, hint in (("SMTP_URL", "smtp_url", "smtp://host:port"),
+                            ("PUBLIC_BASE_URL", "public_base_url", "the gateway's public URL, e.g. https://api.example.com"),
+                            ("TOTP_ENCRYPTION_KEYS", "totp_encryption_keys", "id:<32 bytes base64url>")):
+        if not v[name]:
+            raise ConfigError(f"{env}: required when MONGODB_URI is set ({hint})")
+    if not v["jwt_algorithms"][0].startswith("HS"):
+        raise ConfigError("JWT_ALGORITHM: sign-in (MONGODB_URI set) mints HS* tokens; the PDP has no private key for "
+                          + v["jwt_algorithms"][0])
 
 
 def describe() -> str:

@@ -8,10 +8,16 @@
 # all, newest first, and waits for them; nothing is left behind.
 #
 # Settings are the seed's environment variables (HTTP_PORT, HTTPS_PORT,
-# AUTH_PORT, REDIS_URL, BLOCKCHAIN_CORE_URL, SESSION_MANAGEMENT_URL,
+# AUTH_PORT, REDIS_URL, MONGODB_URI, BLOCKCHAIN_CORE_URL, SESSION_MANAGEMENT_URL,
 # AUTH_SERVICE_URL, TRON_PAYMENT_URL, JWT_SECRET_KEY, SSL_*), plus
 # LUCID_RUN_DIR (state: certs, Redis data, logs; default ./run) and
 # RUN_READY_TIMEOUT_S / RUN_STOP_GRACE_S.
+#
+# Sign-in (docs/auth.md): the PDP serves /api/v1/auth and /api/v1/users, so
+# AUTH_SERVICE_URL defaults to the PDP. Unless MONGODB_URI names a server,
+# SecantusDB (a MongoDB-compatible server from the tools cache) is started
+# with its data in run/mongodb on LUCID_MONGODB_PORT (27017); unless SMTP_URL
+# is set, a mail sink on LUCID_SMTP_PORT (8025) saves every mail in run/mail/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT="$PWD"
@@ -48,6 +54,9 @@ case "${SSL_ENABLED,,}" in
   0|false|no|off) SSL_ENABLED=false ;;
   *) die "SSL_ENABLED: expected true or false, got '$SSL_ENABLED'" ;;
 esac
+
+# The PDP is the auth service (sign-in API); a stand-in only when asked for.
+AUTH_SERVICE_URL="${AUTH_SERVICE_URL:-http://$HOST:$AUTH_PORT}"
 
 # The seed's cluster table; its URLs name Docker hosts, here they default to
 # loopback stand-ins on the seed's ports.
@@ -221,6 +230,10 @@ for cluster in "${CLUSTERS[@]}"; do
       STANDIN_NOTES+=("$service: $url (yours, not started here)")
       continue
     fi
+    if [ "$var" = AUTH_SERVICE_URL ] && [ "$port" = "$AUTH_PORT" ]; then
+      STANDIN_NOTES+=("auth: the PDP :$port")
+      continue
+    fi
     n=$((n + 1)); name="$service"; [ ${#instances[@]} -eq 1 ] || name="$service-$n"
     require_free_port "$port" "$var"
     start_child "$name" "$PY" -m devenv.standins.echo_service "$name" --host "$HOST" --port "$port"
@@ -234,10 +247,54 @@ for cluster in "${CLUSTERS[@]}"; do
   for url in "${instances[@]}"; do
     read -r host port <<<"$(url_host_port "${url// /}")"
     is_loopback "$host" || continue
+    [ "$var" != AUTH_SERVICE_URL ] || [ "$port" != "$AUTH_PORT" ] || continue
     n=$((n + 1)); name="$service"; [ ${#instances[@]} -eq 1 ] || name="$service-$n"
     wait_ready "$name" "$HOST" "$port"
   done
 done
+
+# --- accounts: MongoDB, SMTP, keys ------------------------------------------------
+
+if [ -z "${MONGODB_URI:-}" ]; then
+  MONGODB_PORT="$(port_setting LUCID_MONGODB_PORT 27017)"
+  require_free_port "$MONGODB_PORT" LUCID_MONGODB_PORT
+  SECANTUSD="$(command -v secantusd-py || true)"
+  tools_bin="${LUCID_TOOLS_CACHE:-$HOME/.cache/lucid-gateway/tools}/bin"
+  [ -n "$SECANTUSD" ] || [ ! -x "$tools_bin/secantusd-py" ] || SECANTUSD="$tools_bin/secantusd-py"
+  [ -n "$SECANTUSD" ] || die "secantusd-py not found: run 'make bootstrap' (or set MONGODB_URI to a running MongoDB)"
+  mkdir -p "$RUN_DIR/mongodb"
+  start_child mongodb "$SECANTUSD" --host "$HOST" --port "$MONGODB_PORT" --storage-path "$RUN_DIR/mongodb" \
+    --standalone --cache-size 128M --log-level WARNING
+  MONGODB_URI="mongodb://$HOST:$MONGODB_PORT/lucid_gateway"
+  MONGODB_NOTE="SecantusDB started here, data in $(short "$RUN_DIR/mongodb") (production uses MongoDB)"
+  wait_ready mongodb "$HOST" "$MONGODB_PORT"
+else
+  MONGODB_NOTE="yours, not started here"
+fi
+export MONGODB_URI
+
+MAIL_NOTE=""
+if [ -z "${SMTP_URL:-}" ]; then
+  SMTP_PORT="$(port_setting LUCID_SMTP_PORT 8025)"
+  require_free_port "$SMTP_PORT" LUCID_SMTP_PORT
+  mkdir -p "$RUN_DIR/mail"
+  start_child smtp "$PY" -m devenv.mail_sink --host "$HOST" --port "$SMTP_PORT" --dir "$RUN_DIR/mail"
+  SMTP_URL="smtp://$HOST:$SMTP_PORT"
+  MAIL_NOTE="$(short "$RUN_DIR/mail")/*.eml"
+  wait_ready smtp "$HOST" "$SMTP_PORT"
+fi
+export SMTP_URL
+export PUBLIC_BASE_URL="${PUBLIC_BASE_URL:-http://$HOST:$HTTP_PORT}"
+# Local runs let anyone sign up (the PDP's own default is admin-only).
+export SIGNUP_MODE="${SIGNUP_MODE:-open}"
+if [ -z "${TOTP_ENCRYPTION_KEYS:-}" ]; then
+  keys_file="$RUN_DIR/totp-keys"
+  if [ ! -s "$keys_file" ]; then
+    (umask 077; echo "k1:$("$PY" -c 'import secrets; print(secrets.token_urlsafe(32))')" >"$keys_file")
+  fi
+  TOTP_ENCRYPTION_KEYS="$(cat "$keys_file")"
+fi
+export TOTP_ENCRYPTION_KEYS
 
 # --- the PDP ---------------------------------------------------------------------
 
@@ -299,6 +356,12 @@ fi
   fi
   echo "  PDP        $PDP_URL  (/v1/check, /v1/forward-auth, /v1/ready, /metrics)"
   echo "  redis      $REDIS_URL  ($REDIS_NOTE)"
+  echo "  mongodb    $MONGODB_URI  ($MONGODB_NOTE)"
+  if [ -n "$MAIL_NOTE" ]; then
+    echo "  mail       $SMTP_URL: every sign-in mail is saved as $MAIL_NOTE"
+  else
+    echo "  mail       $SMTP_URL  (yours)"
+  fi
   echo "  backends   ${STANDIN_NOTES[*]/%/,}" | sed 's/,$//'
   echo "  logs       $(short "$LOG_DIR")/*.log"
   if [ -n "$GENERATED_SECRET" ]; then
@@ -320,6 +383,13 @@ fi
       echo "  curl -s -i -H \"Authorization: Bearer \$TOKEN\" -H 'X-Original-Method: GET' -H 'X-Original-URI: /api/v1/sessions' $PDP_URL/v1/forward-auth"
     fi
     echo "More tokens: $secret_hint $(short "$PY") -m pdp token --sub bob --roles user,admin --mfa"
+    if [ -z "$PROXY_NOTE" ]; then
+      echo
+      echo "Sign in for real (docs/auth.md; sign-up is $SIGNUP_MODE):"
+      echo "  curl -s -H 'Content-Type: application/json' -d '{\"email\":\"you@example.com\"}' $gw/api/v1/users"
+      echo "  curl -s -H 'Content-Type: application/json' -d '{\"email\":\"you@example.com\"}' $gw/api/v1/auth/login"
+      [ -z "$MAIL_NOTE" ] || echo "  then open the link in the newest $MAIL_NOTE"
+    fi
   else
     echo "(could not mint a token: see $(short "$LOG_DIR")/token.log)"
   fi

@@ -1,17 +1,40 @@
 #!/usr/bin/env bash
 # Builds the real tools the tests use (OPA, Helm) at pinned versions from the Go
 # module proxy into a per-machine cache, so a fresh clone rebuilds nothing.
-# Prints nothing on success except what it built; exits 0 when Go is missing
-# (the tests that need a tool then skip, or fail under CI=true).
+# SecantusDB (a MongoDB-compatible server, GPL-2.0) gets its own venv there
+# too: it is a tool like redis-server, never a dependency of the package or
+# the images. Prints nothing on success except what it built; exits 0 when Go
+# is missing (the tests that need a tool then skip, or fail under CI=true).
 set -euo pipefail
 
 OPA_VERSION="${OPA_VERSION:-v1.22.4}"
 HELM_VERSION="${HELM_VERSION:-v3.22.0}"
+SECANTUSDB_VERSION="${SECANTUSDB_VERSION:-0.7.0b3}"
 # Prometheus' Go module is tagged v0.<3xx>.y for release 3.xx.y (v0.316.0 = 3.16.0).
 PROMTOOL_VERSION="${PROMTOOL_VERSION:-v0.316.0}"
 CACHE="${LUCID_TOOLS_CACHE:-$HOME/.cache/lucid-gateway/tools}"
 BIN="$CACHE/bin"
 mkdir -p "$BIN"
+
+build_secantusdb() {
+  local venv="$CACHE/secantusdb-$SECANTUSDB_VERSION"
+  # A venv cannot be moved once built, so it is built in place and marked
+  # complete last; a half-built one (no marker) is built again.
+  # Several checkouts may bootstrap at once: one builds, the others wait.
+  exec 9>"$CACHE/.secantusdb.lock"
+  flock 9
+  if [ ! -f "$venv/.complete" ]; then
+    echo "tools: installing secantusdb $SECANTUSDB_VERSION into its own venv (once per machine)" >&2
+    rm -rf "$venv"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install -q --disable-pip-version-check "secantusdb==$SECANTUSDB_VERSION"
+    touch "$venv/.complete"
+  fi
+  flock -u 9
+  ln -sf "$venv/bin/secantusd-py" "$BIN/secantusd-py"
+}
+
+build_secantusdb
 
 if ! command -v go >/dev/null 2>&1; then
   echo "tools: go not found; OPA and Helm tests will skip" >&2

@@ -13,7 +13,12 @@ quota_free_routes := {"meta.health", "meta.version", "meta.info"}
 
 # Brute-force protection per client IP. Fail closed: while Redis is down the
 # local fallback would multiply the limit by the number of workers.
-brute_force_routes := {"auth.login": "auth_login_per_ip", "auth.verify": "auth_verify_per_ip"}
+# The magic-link page's POST is a verify, so it shares that bucket.
+brute_force_routes := {
+	"auth.login": "auth_login_per_ip",
+	"auth.verify": "auth_verify_per_ip",
+	"auth.magic.redeem": "auth_verify_per_ip",
+}
 
 # RATE_LIMIT_ENABLED=false turns every descriptor off, brute-force ones too.
 rate_limiting_enabled(settings) if object.get(settings, "rate_limit_enabled", true) != false

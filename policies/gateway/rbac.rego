@@ -11,6 +11,8 @@
 #   "authenticated"  any verified token, whatever its roles
 #   [roles]          a verified token holding one of these roles
 #   "admin_or_self"  an admin, or the user the path names (users/{id})
+#   "signup"         anyone while SIGNUP_MODE is open (data.gateway.settings),
+#                    else an admin
 #   "mfa"            a verified token whose second factor (TOTP) was verified;
 #                    no role replaces it, not even admin
 #
@@ -29,6 +31,10 @@ allows("mfa", _, caller) if caller.mfa
 allows("admin_or_self", _, caller) if is_admin(caller)
 
 allows("admin_or_self", params, caller) if is_self(caller, params.id)
+
+allows("signup", _, _) if object.get(data.gateway.settings, "signup_mode", "admin") == "open"
+
+allows("signup", _, caller) if is_admin(caller)
 
 allows(roles, _, caller) if {
 	is_array(roles)

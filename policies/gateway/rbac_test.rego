@@ -28,21 +28,21 @@ test_access_names_only_known_routes if {
 test_access_kinds_are_known if {
 	unknown := {route |
 		who := data.gateway.access[route]
-		not who in {"anyone", "authenticated", "mfa", "admin_or_self"}
+		not who in {"anyone", "authenticated", "mfa", "admin_or_self", "signup"}
 		not is_array(who)
 	}
 	count(unknown) == 0
 }
 
 test_anyone_routes_need_no_token if {
-	count(routes_with("anyone")) == 9
+	count(routes_with("anyone")) == 11
 	every route in routes_with("anyone") {
 		gateway.permitted(route, {}, gateway.caller_facts(anonymous))
 	}
 }
 
 test_authenticated_routes_need_a_token if {
-	count(routes_with("authenticated")) == 14
+	count(routes_with("authenticated")) == 16
 	every route in routes_with("authenticated") {
 		not gateway.permitted(route, {}, gateway.caller_facts(anonymous))
 		gateway.permitted(route, {}, gateway.caller_facts(member("u", [])))
@@ -82,7 +82,7 @@ test_user_record_for_admin_or_oneself if {
 }
 
 test_money_moves_need_mfa_whatever_the_roles if {
-	routes_with("mfa") == {"chain.transactions.create", "wallets.transactions.create"}
+	routes_with("mfa") == {"chain.transactions.create", "wallets.transactions.create", "users.me.totp.remove"}
 	every route in routes_with("mfa") {
 		gateway.permitted(route, {}, gateway.caller_facts(with_mfa(user("u"))))
 		not gateway.permitted(route, {}, gateway.caller_facts(admin))
@@ -92,4 +92,16 @@ test_money_moves_need_mfa_whatever_the_roles if {
 
 test_unlisted_route_is_denied_to_everyone if {
 	not gateway.permitted("made.up", {}, gateway.caller_facts(with_mfa(admin)))
+}
+
+test_user_creation_open_to_anyone_in_open_signup_mode if {
+	gateway.permitted("users.create", {}, gateway.caller_facts(anonymous)) with data.gateway.settings.signup_mode as "open"
+	not gateway.permitted("users.create", {}, gateway.caller_facts(anonymous)) with data.gateway.settings.signup_mode as "admin"
+}
+
+test_roles_and_plan_changes_for_admin_only if {
+	gateway.permitted("users.roles.update", {"id": "u"}, gateway.caller_facts(admin))
+	gateway.permitted("users.plan.update", {"id": "u"}, gateway.caller_facts(admin))
+	not gateway.permitted("users.roles.update", {"id": "u"}, gateway.caller_facts(user("u")))
+	not gateway.permitted("users.plan.update", {"id": "u"}, gateway.caller_facts(user("u")))
 }

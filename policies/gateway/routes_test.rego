@@ -103,3 +103,13 @@ test_trust_policy_template_is_two_segments_deep if {
 	m.params == {"id": "p-1"}
 	not gateway.endpoint_for(["api", "v1", "trust", "p-1"])
 }
+
+test_sign_in_endpoints_are_routed if {
+	gateway.request_match(request("GET", "auth/magic")).route == "auth.magic.page"
+	gateway.request_match(request("POST", "auth/magic")).route == "auth.magic.redeem"
+	gateway.request_match(request("POST", "users/me/totp")).route == "users.me.totp.enrol"
+	gateway.request_match(request("DELETE", "users/me/totp")).route == "users.me.totp.remove"
+	gateway.request_match(request("POST", "users/me/totp/confirm")).route == "users.me.totp.confirm"
+	gateway.request_match(request("PUT", "users/u-1/roles")).route == "users.roles.update"
+	gateway.request_match(request("PUT", "users/u-1/plan")).route == "users.plan.update"
+}

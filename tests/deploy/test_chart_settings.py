@@ -18,7 +18,8 @@ PDP = "t-lucid-gateway-pdp"
 ALL_VALUES = [None, *CI_VALUES]
 # Stand-ins for Secrets the chart only references (existingSecret).
 EXTERNAL_SECRETS = {"JWT_SECRET_KEY": "e" * 48, "REDIS_URL": "redis://redis:6379/0",
-                    "MONGODB_URI": "mongodb://mongodb:27017/db"}
+                    "MONGODB_URI": "mongodb://mongodb:27017/db", "SMTP_URL": "smtp://mail:25",
+                    "TOTP_ENCRYPTION_KEYS": "k1:" + "A" * 43}
 
 
 def _pdp_environ(rendered) -> dict:
@@ -88,3 +89,18 @@ def test_mixing_hs_and_asymmetric_algorithms_fails_in_the_chart_as_in_the_pdp(he
     proc = helm.run("template", "t", str(CHART), "--set", "jwt.algorithm=HS256\\,RS256",
                     "--set", "jwt.jwksUrl=https://issuer.test/jwks.json", check=False)
     assert proc.returncode != 0 and "do not mix" in proc.stderr
+
+
+def test_sign_in_settings_from_values_pass_the_pdp_validation(helm):
+    rendered = helm.render(sets=["mongodb.uri=mongodb://mongodb:27017/lucid_gateway",
+                                 "signin.publicBaseUrl=https://api.example.test",
+                                 "signin.smtpUrl=smtp://mail:25",
+                                 "signin.totpKeys=k1:" + "B" * 43, "signin.signupMode=open"])
+    environ = _pdp_environ(rendered)
+    settings = config.load_settings(environ)
+    assert settings.public_base_url == "https://api.example.test" and settings.signup_mode == "open"
+    assert settings.totp_encryption_keys[0][0] == "k1"
+    # The SMTP URL and the keys come from the chart's Secret, never as plain values.
+    spec = rendered.get("Deployment", PDP)["spec"]["template"]["spec"]
+    plain = {e["name"] for e in container(spec, "pdp")["env"] if "value" in e}
+    assert not plain & {"SMTP_URL", "TOTP_ENCRYPTION_KEYS", "MONGODB_URI"}

@@ -21,6 +21,7 @@ from .dockerfile import parse as parse_dockerfile
 COMPOSE = ROOT / "docker-compose.yml"
 _REF = re.compile(r"\$\{(\w+)(?::?([-?])([^}]*))?\}")
 SECRET = "compose-test-secret-" + "x" * 32
+TOTP_KEYS = "k1:" + "A" * 43
 
 
 def interpolate(value: str, environ: dict) -> str:
@@ -41,7 +42,7 @@ def compose():
 
 
 def env_of(service: dict, environ=None) -> dict:
-    environ = {"JWT_SECRET_KEY": SECRET} if environ is None else environ
+    environ = {"JWT_SECRET_KEY": SECRET, "TOTP_ENCRYPTION_KEYS": TOTP_KEYS} if environ is None else environ
     raw = service.get("environment", {})
     assert isinstance(raw, dict), "environment as a mapping"
     return {k: interpolate(str(v), environ) for k, v in raw.items()}
@@ -78,6 +79,15 @@ def test_pdp_environment_is_real_settings_that_load(compose):
 def test_pdp_secret_is_required_not_defaulted(compose):
     with pytest.raises(KeyError, match="JWT_SECRET_KEY"):
         env_of(compose["services"]["pdp"], environ={})
+    with pytest.raises(KeyError, match="TOTP_ENCRYPTION_KEYS"):
+        env_of(compose["services"]["pdp"], environ={"JWT_SECRET_KEY": SECRET})
+
+
+def test_the_gateway_sends_sign_in_to_the_pdp(compose):
+    gateway = env_of(compose["services"]["api-gateway"])
+    assert urlsplit(gateway["AUTH_SERVICE_URL"]).hostname == "pdp"
+    settings = load_settings(env_of(compose["services"]["pdp"]))
+    assert settings.smtp_url and settings.public_base_url and settings.signup_mode == "admin"
 
 
 def test_gateway_environment_is_real_settings_that_load(compose):

@@ -37,7 +37,8 @@ def test_fuzz_target_runs_clean_for_a_bounded_time(name, tmp_path):
     artifacts = tmp_path / "artifacts"
     artifacts.mkdir()
     argv = [sys.executable, str(script), f"-max_total_time={FUZZ_S}", f"-artifact_prefix={artifacts}/",
-            "-print_final_stats=1", *flags, str(corpus)]
+            # A fixed seed in the suite, so a CI run is repeatable; `make fuzz` draws one (0 = random).
+            f"-seed={os.environ.get('FUZZ_SEED', '1')}", "-print_final_stats=1", *flags, str(corpus)]
     result = subprocess.run(argv, capture_output=True, text=True, timeout=FUZZ_S + 90, cwd=tmp_path,
                             env={**os.environ, "PYTHONHASHSEED": "0"})
     crashes = sorted(p.name for p in artifacts.iterdir())

@@ -7,6 +7,7 @@ no child and no listening port is left.
 import http.client
 import json
 import os
+import re
 import signal
 import socket
 import ssl
@@ -40,7 +41,8 @@ class RunScript:
         self.log_path = run_dir.parent / "run-sh.log"
         self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(["bash", str(RUN_SH)], stdout=self._log, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL, env={**_env_without("JWT_SECRET_KEY"), **env},
+                                     stdin=subprocess.DEVNULL, env={**_env_without("JWT_SECRET_KEY", "MONGODB_URI", "SMTP_URL", "TOTP_ENCRYPTION_KEYS",
+                                                           "PUBLIC_BASE_URL", "SIGNUP_MODE"), **env},
                                      cwd=ROOT, start_new_session=True)
 
     def output(self) -> str:
@@ -77,7 +79,7 @@ def gateway(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("run") / "state"
     ports = {name: free_port() for name in (
         "HTTP_PORT", "HTTPS_PORT", "AUTH_PORT", "REDIS", "BLOCKCHAIN_CORE", "SESSION_MANAGEMENT",
-        "AUTH_SERVICE", "TRON_PAYMENT")}
+        "AUTH_SERVICE", "TRON_PAYMENT", "MONGODB", "SMTP")}
     env = {
         "LUCID_RUN_DIR": str(run_dir),
         "HTTP_PORT": str(ports["HTTP_PORT"]),
@@ -88,6 +90,8 @@ def gateway(tmp_path_factory):
         "SESSION_MANAGEMENT_URL": f"http://127.0.0.1:{ports['SESSION_MANAGEMENT']}",
         "AUTH_SERVICE_URL": f"http://127.0.0.1:{ports['AUTH_SERVICE']}",
         "TRON_PAYMENT_URL": f"http://127.0.0.1:{ports['TRON_PAYMENT']}",
+        "LUCID_MONGODB_PORT": str(ports["MONGODB"]),
+        "LUCID_SMTP_PORT": str(ports["SMTP"]),
         "PDP_WORKERS": "1",
     }
     # No JWT_SECRET_KEY (RunScript drops it): run.sh generates a dev secret into the run dir.
@@ -271,6 +275,26 @@ def _listening(port: int) -> bool:
         return False
 
 
+@needs_proxy
+def test_sign_in_mail_lands_in_run_mail_with_a_link_to_the_gateway(gateway):
+    out = gateway.output()
+    assert "mongodb    mongodb://127.0.0.1:" in out and "SecantusDB started here" in out
+    assert "mail/*.eml" in out
+    api = _gateway_url(gateway, "/api/v1")
+    # AUTH_SERVICE_URL is set to a stand-in in this run; the PDP answers /api/v1/users directly.
+    pdp = f"http://127.0.0.1:{gateway.ports['AUTH_PORT']}/api/v1"
+    created = requests.post(pdp + "/users", json={"email": "runner@example.com"}, timeout=10)
+    assert created.status_code == 201, created.text
+    assert requests.post(pdp + "/auth/login", json={"email": "runner@example.com"}, timeout=10).status_code == 202
+    deadline = time.monotonic() + 10
+    while not list((gateway.run_dir / "mail").glob("*.eml")) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    mail = next((gateway.run_dir / "mail").glob("*.eml")).read_text()
+    link = re.search(r"(http://127\.0\.0\.1:\d+)/api/v1/auth/magic\?token=[A-Za-z0-9_-]+", mail)
+    assert link and link.group(1) == _gateway_url(gateway, "")
+    assert api.startswith(link.group(1))
+
+
 def _group_alive(pgid: int) -> bool:
     try:
         os.killpg(pgid, 0)
@@ -282,7 +306,8 @@ def _group_alive(pgid: int) -> bool:
 def test_sigterm_stops_every_child_and_frees_every_port(gateway):
     # Keep this test last in the module: it ends the shared run.
     children = gateway.child_pids()
-    expected = {"redis", "pdp", "blockchain-core", "session-management", "auth-service", "tron-payment"}
+    expected = {"redis", "pdp", "blockchain-core", "session-management", "auth-service", "tron-payment",
+                "mongodb", "smtp"}
     if stack.proxy_available():
         expected.add("proxy")
     assert expected <= set(children)

@@ -105,7 +105,7 @@ The Secret the chart creates for credentials given as values.
 {{- end }}
 
 {{- define "lucid-gateway.createSecret" -}}
-{{- if or (not .Values.jwt.existingSecret) (and .Values.redis.url (not .Values.redis.existingSecret)) (and .Values.mongodb.uri (not .Values.mongodb.existingSecret)) -}}
+{{- if or (not .Values.jwt.existingSecret) (and .Values.redis.url (not .Values.redis.existingSecret)) (and .Values.mongodb.uri (not .Values.mongodb.existingSecret)) (and (or .Values.mongodb.uri .Values.mongodb.existingSecret) (not .Values.signin.existingSecret)) -}}
 true
 {{- end }}
 {{- end }}

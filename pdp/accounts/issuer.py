@@ -1,0 +1,80 @@
+"""TokenIssuer: the access + refresh token pair a completed sign-in gets.
+
+issue() is what every sign-in method calls once all of the account's factors
+are verified (magic link, magic link + TOTP, a hardware wallet): it starts a
+refresh family in Redis, records the session in MongoDB, and mints the
+access token. If MongoDB refuses the session record the family is revoked
+again, so no token exists for a session nobody can see or end.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import time
+
+from ..authn.tokens import mint_access_token
+from .errors import AccountError, AuthFailed
+
+
+class TokenIssuer:
+    """Args:
+        families: RefreshFamilies.
+        store: UserStore (session metadata; current roles and plan on refresh).
+        signing_key, algorithm: the HS* secret and algorithm (JWT_SECRET_KEY, JWT_ALGORITHM).
+        access_s: access token lifetime (JWT_ACCESS_TOKEN_EXPIRE_MINUTES * 60).
+        issuer, audience: JWT_ISSUER / JWT_AUDIENCE when set.
+    """
+
+    def __init__(self, families, store, *, signing_key, algorithm: str, access_s: int,
+                 issuer: str | None = None, audience: str | None = None, clock=time.time):
+        self._families = families
+        self._store = store
+        self._key = signing_key
+        self._alg = algorithm
+        self._access_s = int(access_s)
+        self._issuer = issuer
+        self._audience = audience
+        self._clock = clock
+
+    def issue(self, user: dict, *, amr: list, mfa: bool, client_ip: str = "", user_agent: str = "") -> dict:
+        """The token response for a user whose factors are all verified."""
+        family_id, refresh = self._families.start(user["_id"], mfa=mfa, amr=amr)
+        try:
+            self._store.record_session(family_id, user["_id"], amr=amr, mfa=mfa,
+                                       expires_at=self._refresh_expiry(),
+                                       client_ip=client_ip, user_agent=user_agent)
+        except AccountError:
+            self._families.revoke(family_id, "not_recorded")
+            raise
+        return self._response(user, family_id, refresh, amr, mfa)
+
+    def refresh(self, token) -> dict:
+        """Rotates a refresh token; the new access token carries the account's
+        current roles and plan, and the family's authentication level."""
+        family = self._families.peek(token)
+        user = self._store.get(family.user_id)
+        if user is None:
+            self._families.revoke(family.family_id, "account_gone")
+            raise AuthFailed("invalid_refresh_token", "the account no longer exists")
+        family, new = self._families.rotate(token)
+        self._store.touch_session(family.family_id, self._refresh_expiry())
+        return self._response(user, family.family_id, new, family.amr, family.mfa)
+
+    def family(self, token):
+        """The (live) family of a refresh token, without using it; AuthFailed otherwise."""
+        return self._families.peek(token)
+
+    def end(self, family_id: str, reason: str = "logout") -> None:
+        self._families.revoke(family_id, reason)
+        self._store.end_session(family_id, reason)
+
+    def _refresh_expiry(self) -> dt.datetime:
+        return dt.datetime.fromtimestamp(self._clock() + self._families.ttl_s, dt.timezone.utc)
+
+    def _response(self, user: dict, family_id: str, refresh: str, amr: list, mfa: bool) -> dict:
+        access, claims = mint_access_token(
+            self._key, self._alg, sub=user["_id"], roles=user.get("roles", []), plan=user.get("plan", "free"),
+            mfa=mfa, lifetime_s=self._access_s, issuer=self._issuer, audience=self._audience,
+            extra_claims={"sid": family_id, "amr": amr}, now=self._clock())
+        return {"access_token": access, "token_type": "Bearer", "expires_in": self._access_s,
+                "refresh_token": refresh, "refresh_expires_in": self._families.ttl_s,
+                "mfa": mfa, "amr": amr, "user_id": user["_id"]}

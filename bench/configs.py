@@ -226,6 +226,89 @@ def envoy_conf(listen_port: int, upstream_port: int, pdp_port: int,
 """
 
 
+def envoy_grpc_conf(listen_port: int, upstream_port: int, grpc_port: int,
+                    admin_port: int | None = None, timeout: str = "1s") -> str:
+    """Envoy with the gRPC ext_authz filter asking `pdp serve-grpc` (Authorization/Check).
+
+    The PDP answers OkHttpResponse with the identity headers to set and the
+    client's own identity headers to remove, or DeniedHttpResponse with the
+    status, headers and problem+json body. failure_mode_allow is false: the
+    PDP down is a 403 from Envoy, never a pass. Envoy normalizes the path
+    (dot segments, merged slashes) before asking, so the upstream gets the
+    path the policy judged, and rejects escaped slashes itself.
+    """
+    admin = ""
+    if admin_port is not None:
+        admin = f"""admin:
+  address:
+    socket_address: {{ address: 127.0.0.1, port_value: {admin_port} }}
+"""
+    return admin + f"""static_resources:
+  listeners:
+  - name: gateway
+    address:
+      socket_address: {{ address: 127.0.0.1, port_value: {listen_port} }}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: gateway
+          normalize_path: true
+          merge_slashes: true
+          path_with_escaped_slashes_action: REJECT_REQUEST
+          route_config:
+            name: all
+            virtual_hosts:
+            - name: all
+              domains: ["*"]
+              routes:
+              - match: {{ prefix: "/" }}
+                route: {{ cluster: upstream }}
+          http_filters:
+          - name: envoy.filters.http.ext_authz
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz
+              transport_api_version: V3
+              failure_mode_allow: false
+              # The PDP unreachable (or erroring) answers 503 to the client, like our proxy.
+              status_on_error: {{ code: ServiceUnavailable }}
+              include_peer_certificate: true
+              grpc_service:
+                envoy_grpc: {{ cluster_name: pdp_grpc }}
+                timeout: {timeout}
+          - name: envoy.filters.http.router
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
+  clusters:
+  - name: upstream
+    type: STATIC
+    connect_timeout: 1s
+    load_assignment:
+      cluster_name: upstream
+      endpoints:
+      - lb_endpoints:
+        - endpoint:
+            address:
+              socket_address: {{ address: 127.0.0.1, port_value: {upstream_port} }}
+  - name: pdp_grpc
+    type: STATIC
+    connect_timeout: 1s
+    typed_extension_protocol_options:
+      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
+        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
+        explicit_http_config:
+          http2_protocol_options: {{}}
+    load_assignment:
+      cluster_name: pdp_grpc
+      endpoints:
+      - lb_endpoints:
+        - endpoint:
+            address:
+              socket_address: {{ address: 127.0.0.1, port_value: {grpc_port} }}
+"""
+
+
 def write_config(workdir: Path, name: str, text: str) -> Path:
     """Writes one config into workdir (with nginx's temp folders) and returns its path."""
     workdir.mkdir(parents=True, exist_ok=True)

@@ -99,6 +99,24 @@ def start_envoy(workdir: Path, upstream_port: int, pdp_port: int, concurrency: i
     return Server(argv, port, ready_timeout=60)
 
 
+def start_envoy_grpc(workdir: Path, upstream_port: int, grpc_port: int, concurrency: int = 2) -> Server:
+    """Envoy with gRPC ext_authz to `pdp serve-grpc` on grpc_port."""
+    port = free_port()
+    conf = configs.write_config(workdir / "envoy-grpc", "envoy.yaml",
+                                configs.envoy_grpc_conf(port, upstream_port, grpc_port))
+    argv = [find_envoy() or "envoy", "-c", str(conf), "--concurrency", str(concurrency),
+            "--log-level", "warn", "--disable-hot-restart"]
+    return Server(argv, port, ready_timeout=60)
+
+
+def start_pdp_grpc(env: dict, ready_timeout: float = 120) -> Server:
+    """`pdp serve-grpc` (the ext_authz gRPC server); ready once its port is open,
+    which it opens only after the policy has loaded."""
+    port = int(env.get("PDP_GRPC_PORT") or free_port())
+    full = {"PDP_BIND_HOST": "127.0.0.1", **env, "PDP_GRPC_PORT": str(port)}
+    return Server([sys.executable, "-m", "pdp", "serve-grpc"], port, env=full, ready_timeout=ready_timeout)
+
+
 def proxy_available() -> bool:
     return (ROOT / "proxy" / "__main__.py").exists()
 

@@ -11,6 +11,7 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="pdp", description="lucid-gateway policy decision point")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("serve", help="serve the decision API (gunicorn + gevent)")
+    sub.add_parser("serve-grpc", help="serve Envoy's ext_authz gRPC API (envoy.service.auth.v3) on PDP_GRPC_PORT")
     p = sub.add_parser("check", help="compile the policies (and their tests) as the serving engine does")
     p.add_argument("path", nargs="?", default=None)
     p = sub.add_parser("test", help="run the test_* rules of *_test.rego with the pinned `opa test`")
@@ -85,6 +86,29 @@ def cmd_serve(args) -> int:
     from .server import serve
     serve(settings, bundle)
     return 0
+
+
+def _checked_bundle(settings):
+    """The policy loaded (and compiled) once before serving, or one line and exit 2."""
+    from .app import policy_settings
+    from .engines.wasm import WasmEngine
+    from .policy.bundle import load_bundle
+    from .policy.errors import PolicyError
+    try:
+        bundle = load_bundle(settings.policy_dir, policy_settings(settings))
+        if settings.engine == "wasm":
+            WasmEngine(settings.opa_binary).compile(bundle)
+    except PolicyError as err:
+        print(f"pdp: POLICY_DIR: {err}", file=sys.stderr)
+        sys.exit(2)
+    return bundle
+
+
+def cmd_serve_grpc(args) -> int:
+    settings = _settings()
+    bundle = _checked_bundle(settings)
+    from .grpc_authz.server import serve
+    return serve(settings, bundle)
 
 
 def cmd_check(args) -> int:
@@ -177,5 +201,5 @@ def cmd_totp_qr(args) -> int:
     return 0
 
 
-_COMMANDS = {"totp-qr": cmd_totp_qr, "serve": cmd_serve, "check": cmd_check, "test": cmd_test, "eval": cmd_eval,
+_COMMANDS = {"totp-qr": cmd_totp_qr, "serve": cmd_serve, "serve-grpc": cmd_serve_grpc, "check": cmd_check, "test": cmd_test, "eval": cmd_eval,
              "token": cmd_token, "settings": cmd_settings}

@@ -24,6 +24,9 @@ def build_request(req: dict) -> dict:
         "host": req.get("host", ""),
         "scheme": req.get("scheme", "http"),
         "client_ip": req.get("client_ip", ""),
+        # The client certificate's identity (URI SAN or subject) when a TLS
+        # front end (Envoy's ext_authz source.principal) verified one; else "".
+        "client_principal": req.get("client_principal", ""),
     }
 
 

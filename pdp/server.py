@@ -51,4 +51,68 @@ def serve(settings, startup_bundle=None) -> None:
     # Metrics from every worker are summed at scrape time (prometheus_client multiprocess).
     if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="pdp-metrics-")
-    PdpServer(settings, startup_bundle).run()
+    grpc = _start_grpc(settings, startup_bundle) if settings.grpc_enabled else None
+    master = os.getpid()
+    try:
+        PdpServer(settings, startup_bundle).run()
+    finally:
+        # gunicorn's workers are forked inside run() and leave it by SystemExit too: only the master stops gRPC.
+        if grpc is not None and os.getpid() == master:
+            failed = _stop_grpc(*grpc)
+            if failed is not None:
+                raise SystemExit(f"pdp: the ext_authz gRPC server stopped (exit {failed}), so the PDP stopped too")
+
+
+def _start_grpc(settings, startup_bundle):
+    """PDP_GRPC_ENABLED: `pdp serve-grpc` forked beside gunicorn (before it starts),
+    so one container serves both APIs. It dies with this process (PR_SET_PDEATHSIG);
+    if it fails (a port taken, a worker dead), it stops the whole PDP, so the
+    orchestrator restarts both rather than leaving half of it serving."""
+    import signal
+    report_r, report_w = os.pipe()
+    pid = os.fork()
+    if pid:
+        os.close(report_w)
+        return pid, report_r
+    os.close(report_r)
+    code = 1
+    try:
+        import ctypes
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        from .grpc_authz.server import serve as serve_grpc
+        code = serve_grpc(settings, startup_bundle)
+    finally:
+        if code != 0:
+            os.write(report_w, bytes([code & 0xFF]))
+            os.kill(os.getppid(), signal.SIGTERM)
+        os._exit(code)
+
+
+def _stop_grpc(pid: int, report_fd: int):
+    """Stops the gRPC server; returns its exit code if it had failed on its own, else None."""
+    import signal
+    import time
+    os.set_blocking(report_fd, False)
+    try:
+        report = os.read(report_fd, 1)
+    except BlockingIOError:
+        report = b""
+    os.close(report_fd)
+    if report:
+        return report[0]
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return None
+    deadline = time.monotonic() + 10
+    try:
+        while time.monotonic() < deadline:
+            done, _ = os.waitpid(pid, os.WNOHANG)
+            if done:
+                return None
+            time.sleep(0.05)
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+    except (ChildProcessError, ProcessLookupError):
+        pass  # gunicorn's master reaps every child, ours included
+    return None

@@ -39,6 +39,7 @@ def build_route_table(config, upstream_url=None):
             raise RoutesError("--upstream: only http:// upstreams are supported")
         return sidecar_table(url), "sidecar"
     variables = {env: getattr(config, attr) for env, attr in _ROUTE_VARIABLES.items()}
+    variables["TOR_SOCKS_URL"] = (config.tor_socks_url,) if config.tor_socks_url else ()
     return load_routes(config.routes_file or DEFAULT_ROUTES_FILE, variables), "gateway"
 
 

@@ -26,7 +26,8 @@ class Endpoint:
     def __init__(self, url, spec, clock):
         self.url = url
         self.host, self.port = upstream.split_host_port(url)
-        self.pool = upstream.make_pool(url, spec.max_connections, spec.timeouts.connect_s, spec.timeouts.read_s)
+        self.pool = upstream.make_pool(url, spec.max_connections, spec.timeouts.connect_s, spec.timeouts.read_s,
+                                       tls_spec=spec.tls, egress=spec.egress)
         self.outstanding = 0
         self.healthy = True  # active checks
         self.ejected_until = 0.0  # passive ejection
@@ -36,6 +37,10 @@ class Endpoint:
         self._check_successes = 0
         self._spec = spec
         self._clock = clock
+
+    def open_connection(self):
+        """A connection of its own to this endpoint (TLS and egress as the pool's); OSError on failure."""
+        return upstream.open_connection(self.pool)
 
     def available(self, now) -> bool:
         return self.healthy and self.ejected_until <= now

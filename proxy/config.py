@@ -44,6 +44,16 @@ def _positive_float(raw):
     return value
 
 
+def _non_negative_float(raw):
+    try:
+        value = float(raw.strip())
+    except ValueError:
+        raise ValueError("expected a number of seconds, 0 or more") from None
+    if not value >= 0 or value > 86400:
+        raise ValueError("expected a number of seconds, 0 or more")
+    return value
+
+
 def _bool(raw):
     lowered = raw.strip().lower()
     if lowered in ("1", "true", "yes", "on"):
@@ -119,13 +129,26 @@ def _optional_path(raw):
     return raw.strip() or None
 
 
+def _socks_url(raw):
+    from .egress import EgressSpecError, parse_egress
+    if not raw.strip():
+        return None
+    try:
+        parse_egress(raw, "TOR_SOCKS_URL")
+    except EgressSpecError:
+        raise ValueError("expected socks5h://host:port (Tor's SocksPort, e.g. socks5h://127.0.0.1:9050)") from None
+    return raw.strip()
+
+
 SETTINGS = (
     Setting("listen_host", "LISTEN_HOST", _text, "0.0.0.0", "Address the listeners bind to."),
     Setting("http_port", "HTTP_PORT", _int_in(1, 65535), "8080", "Plain HTTP listener port."),
     Setting("https_port", "HTTPS_PORT", _int_in(1, 65535), "8081", "HTTPS listener port (when SSL_ENABLED)."),
     Setting("ssl_enabled", "SSL_ENABLED", _bool, "false", "Serve HTTPS on HTTPS_PORT."),
-    Setting("ssl_cert_path", "SSL_CERT_PATH", _optional_path, "", "PEM certificate chain (reloaded on SIGHUP)."),
-    Setting("ssl_key_path", "SSL_KEY_PATH", _optional_path, "", "PEM private key (reloaded on SIGHUP)."),
+    Setting("ssl_cert_path", "SSL_CERT_PATH", _optional_path, "", "PEM certificate chain (reloaded when the file changes, or on SIGHUP)."),
+    Setting("ssl_key_path", "SSL_KEY_PATH", _optional_path, "", "PEM private key (reloaded when the file changes, or on SIGHUP)."),
+    Setting("ssl_reload_interval_s", "SSL_RELOAD_INTERVAL_S", _non_negative_float, "5",
+            "How often each worker looks for rewritten certificate/key files (0: only on SIGHUP)."),
     Setting("ssl_min_version", "SSL_MIN_VERSION", _tls_version, "1.3", "Lowest TLS version accepted: 1.3 or 1.2."),
     Setting("http_redirect_to_https", "HTTP_REDIRECT_TO_HTTPS", _bool, "false",
             "Answer plain HTTP with a 308 redirect to https://PUBLIC_HOST (meta endpoints excepted)."),
@@ -150,6 +173,8 @@ SETTINGS = (
             "Auth service instances for /auth and /users (comma-separated)."),
     Setting("tron_payment_url", "TRON_PAYMENT_URL", _url_list, "http://tron-payment:8087",
             "TRON Payment instances (comma-separated)."),
+    Setting("tor_socks_url", "TOR_SOCKS_URL", _socks_url, "",
+            "SOCKS5 egress for clusters with `egress: tor` and for .onion endpoints (Tor's SocksPort)."),
     Setting("max_header_bytes", "MAX_HEADER_BYTES", _int_in(1024, 1048576), "16384",
             "Request line plus headers larger than this answer 431."),
     Setting("max_body_bytes", "MAX_BODY_BYTES", _int_in(0, 1 << 40), "10485760",
@@ -209,7 +234,8 @@ def load(environ: Mapping[str, str] = os.environ, overrides: Mapping[str, str] =
         try:
             values[setting.name] = setting.parse(raw)
         except ValueError as exc:
-            raise ConfigError(f"invalid {setting.env}={raw!r}: {exc}") from None
+            shown = "<redacted>" if "@" in str(raw) else repr(raw)  # URLs may carry a password
+            raise ConfigError(f"invalid {setting.env}={shown}: {exc}") from None
     config = Config(values)
     _check_together(config)
     return config

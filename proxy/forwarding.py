@@ -4,6 +4,7 @@ import os
 import re
 
 from .http11 import valid_host
+from .response_transform import rename_headers
 
 # RFC 9110 7.6.1 connection-specific fields, plus the non-standard ones proxies use.
 HOP_BY_HOP = frozenset((
@@ -135,7 +136,10 @@ def upstream_headers(headers, decision_headers, route, extra):
 
 
 def response_headers(upstream_headers_, route):
+    """The upstream's headers as the client gets them: hop-by-hop and the route's
+    removals (Server, X-Powered-By by default) dropped, renames, then additions."""
     drop = HOP_BY_HOP | connection_tokens(upstream_headers_) | route.response_remove | {"content-length"}
     out = [(n, v) for n, v in upstream_headers_ if n not in drop]
+    out = rename_headers(out, route.response_rename)
     out.extend(route.response_add)
     return out

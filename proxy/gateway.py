@@ -13,7 +13,7 @@ import time
 import gevent
 from gevent.event import AsyncResult
 
-from . import forwarding, http11, problems, upstream
+from . import forwarding, http11, problems, response_transform, upstream
 from .breaker import BreakerRejected
 from pdp.request_path import AmbiguousPath, normalize_target
 from pdp.trace_context import parse as parse_trace_context
@@ -584,6 +584,8 @@ class Gateway:
 
     def _relay_response(self, ex, sock, exchange):
         req = ex.request
+        if ex.route.redaction is not None:
+            exchange = response_transform.redacting(exchange, ex.route.redaction, req.method, upstream.UpstreamBroken)
         resp = exchange.response
         headers = forwarding.response_headers(resp.headers, ex.route)
         headers.extend(ex.decision.response_headers.items())
@@ -652,7 +654,7 @@ class Gateway:
             return self._answer_problem(ex, sock, 503, f"cluster {cluster.name}: no healthy upstream", "no-upstream")
         ex.upstream_url = endpoint.url
         try:
-            up = gevent.socket.create_connection((endpoint.host, endpoint.port), timeout=timeouts.connect_s)
+            up = endpoint.open_connection()
         except OSError as exc:
             endpoint.record(False)
             return self._answer_problem(ex, sock, 502, f"cluster {cluster.name}: connect failed ({exc})",

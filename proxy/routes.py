@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 
 import yaml
 
+from .response_transform import DROPPED_BY_DEFAULT, ResponseSpecError, parse_route_response
+
 DEFAULT_ROUTES_FILE = os.path.join(os.path.dirname(__file__), "routes.default.yaml")
 _VAR = re.compile(r"\$\{([A-Z0-9_]+)\}")
 _METHODS = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE"}
@@ -61,6 +63,8 @@ class ClusterSpec:
     retry_min_concurrency: int = 3
     timeouts: Timeouts = field(default_factory=Timeouts)
     max_connections: int = 256
+    tls: object = None     # upstream_tls.UpstreamTlsSpec for https:// endpoints (None: defaults)
+    egress: object = None  # egress.Socks5Egress, or None to dial directly
 
 
 @dataclass(frozen=True)
@@ -91,7 +95,9 @@ class Route:
     request_add: tuple = ()
     request_remove: frozenset = frozenset()
     response_add: tuple = ()
-    response_remove: frozenset = frozenset()
+    response_remove: frozenset = DROPPED_BY_DEFAULT  # Server, X-Powered-By unless a route keeps them
+    response_rename: tuple = ()
+    redaction: object = None  # response_transform.Redaction of JSON bodies
     cors: Cors = None
     websocket: bool = True
     client_headers_allow: frozenset = frozenset()
@@ -213,14 +219,14 @@ def _expand_endpoints(raw, variables, where):
             continue
         for url in item.split(","):
             url = url.strip().rstrip("/")
-            if not url.startswith("http://"):
-                raise RoutesError(f"{where}: endpoint {url!r} must be an http:// URL")
+            if not url.startswith(("http://", "https://")):
+                raise RoutesError(f"{where}: endpoint {url!r} must be an http:// or https:// URL")
             urls.append(url)
     if not urls:
         raise RoutesError(f"{where}: no endpoints")
     for url in urls:
-        if not url.startswith("http://"):
-            raise RoutesError(f"{where}: endpoint {url!r} must be an http:// URL")
+        if not url.startswith(("http://", "https://")):
+            raise RoutesError(f"{where}: endpoint {url!r} must be an http:// or https:// URL")
     return tuple(urls)
 
 
@@ -246,9 +252,52 @@ def _timeouts(body, where, base=Timeouts()):
     )
 
 
+_CLUSTER_KEYS = frozenset(("endpoints", "lb", "hash_on", "health_check", "breaker", "ejection", "retry",
+                           "timeouts", "max_connections", "tls", "egress"))
+
+
+def _egress_and_tls(body, endpoints, variables, where):
+    """The cluster's `egress` (a SOCKS URL, or `tor` for TOR_SOCKS_URL) and `tls` blocks."""
+    from .egress import EgressSpecError, parse_egress
+    from .upstream_tls import TlsSpecError, parse_tls_spec
+    egress = None
+    raw = body.get("egress")
+    tor_url = (variables.get("TOR_SOCKS_URL") or ("",))[0]
+    try:
+        if raw == "tor":
+            if not tor_url:
+                raise RoutesError(f"{where}.egress: 'tor' needs TOR_SOCKS_URL")
+            egress = parse_egress(tor_url, "TOR_SOCKS_URL")
+        elif raw is not None:
+            egress = parse_egress(raw, f"{where}.egress")
+        elif tor_url and any(_host_of(u).endswith(".onion") for u in endpoints):
+            egress = parse_egress(tor_url, "TOR_SOCKS_URL")
+        if egress is None and any(_host_of(u).endswith(".onion") for u in endpoints):
+            raise RoutesError(f"{where}.endpoints: a .onion endpoint needs egress (or TOR_SOCKS_URL)")
+        if egress is not None and not egress.remote_dns and any(_host_of(u).endswith(".onion") for u in endpoints):
+            raise RoutesError(f"{where}.egress: .onion names need socks5h:// (resolved by the SOCKS server)")
+        tls = body.get("tls")
+        if tls is not None and not any(u.startswith("https://") for u in endpoints):
+            raise RoutesError(f"{where}.tls: only for https:// endpoints")
+        return egress, (parse_tls_spec(tls, f"{where}.tls") if tls is not None else None)
+    except (EgressSpecError, TlsSpecError) as exc:
+        raise RoutesError(str(exc)) from None
+
+
+def _host_of(url):
+    return url.split("://", 1)[1].split("/", 1)[0].rsplit(":", 1)[0].strip("[]").lower()
+
+
 def _parse_cluster(name, body, variables, where):
+    if not isinstance(body, dict):
+        raise RoutesError(f"{where}: expected a mapping")
+    unknown = sorted(str(k) for k in body if k not in _CLUSTER_KEYS)
+    if unknown:
+        raise RoutesError(f"{where}.{unknown[0]}: unknown key (one of {', '.join(sorted(_CLUSTER_KEYS))})")
     if "endpoints" not in body:
         raise RoutesError(f"{where}: 'endpoints' is required")
+    endpoints = _expand_endpoints(body["endpoints"], variables, where)
+    egress, tls = _egress_and_tls(body, endpoints, variables, where)
     lb = body.get("lb", "round_robin")
     if lb not in _LB_POLICIES:
         raise RoutesError(f"{where}.lb: one of {', '.join(_LB_POLICIES)}")
@@ -270,7 +319,7 @@ def _parse_cluster(name, body, variables, where):
     retry = body.get("retry") or {}
     return ClusterSpec(
         name=name,
-        endpoints=_expand_endpoints(body["endpoints"], variables, where),
+        endpoints=endpoints,
         lb=lb,
         hash_header=(hash_on.get("header") or None) and hash_on["header"].lower(),
         hash_cookie=hash_on.get("cookie") or None,
@@ -289,6 +338,8 @@ def _parse_cluster(name, body, variables, where):
         retry_min_concurrency=_num(retry, "min_concurrency", 3, f"{where}.retry", int, 0),
         timeouts=_timeouts(body.get("timeouts"), f"{where}.timeouts"),
         max_connections=_num(body, "max_connections", 256, where, int, 1),
+        tls=tls,
+        egress=egress,
     )
 
 
@@ -335,9 +386,17 @@ def _client_headers(body, where):
     return frozenset(allowed)
 
 
+_ROUTE_KEYS = frozenset(("name", "match", "cluster", "meta", "fail_mode", "strip_prefix", "rewrite", "timeouts",
+                         "request_headers", "response_headers", "response_body", "cors", "websocket",
+                         "client_headers"))
+
+
 def _parse_route(index, body, where):
     if not isinstance(body, dict):
         raise RoutesError(f"{where}: expected a mapping")
+    unknown = sorted(str(k) for k in body if k not in _ROUTE_KEYS)
+    if unknown:
+        raise RoutesError(f"{where}.{unknown[0]}: unknown key (one of {', '.join(sorted(_ROUTE_KEYS))})")
     match = body.get("match") or {}
     kinds = [k for k in ("exact", "prefix", "glob") if k in match]
     if len(kinds) != 1:
@@ -363,7 +422,13 @@ def _parse_route(index, body, where):
     if rewrite is not None and kind != "prefix":
         raise RoutesError(f"{where}.rewrite: only for prefix routes")
     request_add, request_remove = _header_map(body.get("request_headers"), f"{where}.request_headers")
-    response_add, response_remove = _header_map(body.get("response_headers"), f"{where}.response_headers")
+    try:
+        response = parse_route_response(body, where)
+    except ResponseSpecError as exc:
+        raise RoutesError(str(exc)) from None
+    if response.redaction is not None:
+        # The body must arrive uncompressed to be redacted: never let the client ask for gzip.
+        request_remove = request_remove | {"accept-encoding"}
     cors = None
     if body.get("cors"):
         c = body["cors"]
@@ -391,8 +456,10 @@ def _parse_route(index, body, where):
         fail_open=fail_mode == "open",
         request_add=request_add,
         request_remove=request_remove,
-        response_add=response_add,
-        response_remove=response_remove,
+        response_add=response.add,
+        response_remove=response.remove,
+        response_rename=response.rename,
+        redaction=response.redaction,
         cors=cors,
         websocket=bool(body.get("websocket", True)),
         client_headers_allow=_client_headers(body.get("client_headers"), f"{where}.client_headers"),

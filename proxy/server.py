@@ -61,6 +61,10 @@ class Worker:
 
         config = self._config
         self.gateway, self._metrics, background = self._build_gateway()
+        if self._tls is not None:
+            watcher = self._tls.watch(config.ssl_reload_interval_s)
+            if watcher is not None:
+                background.append(watcher)
         from pdp import heap
         heap.settle()
         listeners = [(config.http_port, "http")]

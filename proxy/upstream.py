@@ -49,11 +49,50 @@ class _NoDelayPool(ConnectionPool):
             return False
 
 
-def make_pool(url: str, size: int, connect_s: float, read_s: float) -> ConnectionPool:
-    """A keep-alive pool for one http:// endpoint."""
+class _DialingPool(_NoDelayPool):
+    """The pool for an https:// endpoint or one behind SOCKS egress.
+
+    The TCP connection goes through `egress` when there is one (the SOCKS
+    server resolves the name); TLS, when the endpoint is https://, is set up
+    on top of it. Either failing is an OSError, so ConnectFailed (502), never
+    a plain or direct fallback."""
+
+    def __init__(self, *args, tls=None, egress=None, label="", **kw):
+        super().__init__(*args, **kw)
+        self._tls = tls
+        self._egress = egress
+        self._label = label
+
+    def _create_socket(self):
+        if self._egress is not None:
+            sock = self._egress.open(self._connection_host, self._connection_port, self.connection_timeout)
+            self.after_connect(sock)
+        else:
+            sock = super()._create_socket()
+        if self._tls is not None:
+            sock.settimeout(self.connection_timeout)
+            sock = self._tls.wrap(sock, self._label)
+        sock.settimeout(self.network_timeout)
+        return sock
+
+
+def make_pool(url: str, size: int, connect_s: float, read_s: float, tls_spec=None, egress=None) -> ConnectionPool:
+    """A keep-alive pool for one http:// or https:// endpoint, optionally through SOCKS egress."""
     host, port = split_host_port(url)
+    if url.startswith("https://") or egress is not None:
+        tls = None
+        if url.startswith("https://"):
+            from .upstream_tls import UpstreamTls, UpstreamTlsSpec
+            tls = UpstreamTls(tls_spec or UpstreamTlsSpec(), host)
+        return _DialingPool(host, port, host, port, size=size, connection_timeout=connect_s,
+                            network_timeout=read_s, tls=tls, egress=egress, label=url)
     return _NoDelayPool(host, port, host, port, size=size, connection_timeout=connect_s,
                         network_timeout=read_s)
+
+
+def open_connection(pool):
+    """A new connection outside the pool's accounting (a WebSocket tunnel owns it)."""
+    return pool._create_socket()
 
 
 def split_host_port(url: str):
@@ -62,7 +101,7 @@ def split_host_port(url: str):
         host, _, port = rest[1:].partition("]:")
     else:
         host, _, port = rest.rpartition(":") if ":" in rest else (rest, "", "")
-    return host, int(port or 80)
+    return host, int(port or (443 if url.startswith("https://") else 80))
 
 
 def connect(pool: ConnectionPool, connect_s: float):

@@ -12,6 +12,8 @@ declare -A NEEDED=(
   [nginx]=nginx
   [openssl]=openssl
   [wrk]=wrk
+  # A real SOCKS5 server for the proxy's egress tests (tests/proxy/test_proxy_egress.py).
+  [microsocks]=microsocks
   # The admin page's browser tests (tests/ui/test_browser.py).
   [chromium]=chromium
 )

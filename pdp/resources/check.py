@@ -60,7 +60,7 @@ def validate_check(doc: dict) -> dict:
             raise _bad(f"header {name!r} must have a string value")
         clean[name.lower()] = value
     req = _with_canonical_client_ip(req)
-    for field in ("host", "scheme", "client_ip"):
+    for field in ("host", "scheme", "client_ip", "client_principal"):
         if field in req and not isinstance(req[field], str):
             raise _bad(f"`request.{field}` must be a string")
     checked = {**req, "headers": clean}

@@ -4,7 +4,9 @@ Starts real redis-server, the real PDP (gunicorn, tests/proxy/policies), nginx
 serving a static JSON body as the upstream (never the bottleneck), and the
 proxy; then runs wrk briefly against: the upstream directly, the proxy in
 front of it with a valid JWT (every request asks the PDP), and the same with
-cacheable verdicts (the fast path). A benchmark, not a test: it prints numbers.
+cacheable verdicts (the fast path), then that fast path to the upstream over
+verified HTTPS (nginx with a certificate of a CA made here) and with JSON
+field redaction of the answer. A benchmark, not a test: it prints numbers.
 
 Env: BENCH_SECONDS (5), BENCH_CONNECTIONS (64), BENCH_WORKERS (proxy and PDP workers, 2).
 """
@@ -39,18 +41,30 @@ http {{
     keepalive_requests 1000000;
     location / {{ default_type application/json; return 200 '{{"service":"static","ok":true}}'; }}
   }}
+  server {{
+    listen 127.0.0.1:{tls_port} ssl backlog=4096;
+    ssl_certificate {cert}; ssl_certificate_key {key};
+    keepalive_requests 1000000;
+    location / {{ default_type application/json; return 200 '{{"service":"static-tls","ok":true}}'; }}
+  }}
 }}
 """
 
 
 def start_nginx():
+    """nginx on .port (HTTP) and .tls_port (HTTPS, certificate of the CA at .ca_file)."""
+    from tests.support.certs import CertAuthority
     binary = shutil.which("nginx") or "/usr/sbin/nginx"
     directory = tempfile.mkdtemp(prefix="lucid-bench-nginx-")
-    port = free_port()
+    port, tls_port = free_port(), free_port()
+    ca = CertAuthority(os.path.join(directory, "pki"), "bench CA")
+    cert, key = ca.issue("localhost", dns=("localhost",), ips=("127.0.0.1",))
     conf = os.path.join(directory, "nginx.conf")
     with open(conf, "w") as handle:
-        handle.write(NGINX_CONF.format(dir=directory, port=port))
-    return Server([binary, "-c", conf, "-p", directory], port)
+        handle.write(NGINX_CONF.format(dir=directory, port=port, tls_port=tls_port, cert=cert, key=key))
+    server = Server([binary, "-c", conf, "-p", directory], port)
+    server.tls_port, server.ca_file = tls_port, str(ca.cert_path)
+    return server
 
 
 def wrk(url, seconds, connections, headers=()):
@@ -91,8 +105,14 @@ def main():
     routes = f"""
 clusters:
   app: {{endpoints: ["{nginx.url}"], max_connections: 512}}
+  app_tls:
+    endpoints: ["https://127.0.0.1:{nginx.tls_port}"]
+    max_connections: 512
+    tls: {{ca_file: {nginx.ca_file}}}
 routes:
   - {{name: meta, match: {{prefix: /api/v1/meta}}, meta: true}}
+  - {{name: tls, match: {{prefix: /cached/tls}}, cluster: app_tls}}
+  - {{name: redact, match: {{prefix: /cached/redact}}, cluster: app, response_body: {{redact_json: [ok]}}}}
   - {{name: app, match: {{prefix: /}}, cluster: app}}
 """
     proxy = start_proxy(routes=routes, workers=workers,
@@ -107,6 +127,8 @@ routes:
             ("upstream (nginx static) directly", wrk(nginx.url + "/app/x", seconds, connections)),
             ("proxy + PDP, valid JWT", wrk(f"{proxy.url}/app/x", seconds, connections, [auth])),
             ("proxy + cached verdicts", wrk(f"{proxy.url}/cached/x", seconds, connections, [auth])),
+            ("  the same, HTTPS upstream (verified)", wrk(f"{proxy.url}/cached/tls/x", seconds, connections, [auth])),
+            ("  the same, JSON field redaction", wrk(f"{proxy.url}/cached/redact/x", seconds, connections, [auth])),
             ("PDP /v1/forward-auth alone", wrk(f"{pdp.url}/v1/forward-auth", seconds, connections,
                                                 [auth, "X-Original-Method: GET", "X-Original-URI: /app/x"])),
         ]

@@ -54,6 +54,9 @@ class RedisDenylist:
 
     def is_revoked(self, issuer: str, jti: str) -> bool:
         digest = denylist_digest(issuer, jti)
+        # A revocation is never undone: one this worker has seen stays, even if Redis lost it.
+        if self._view is not None and self._view.knows(digest):
+            return True
         if self._view is not None and self._view.redis_known_down():
             return self._answer_offline(digest, "recent error")
         try:
@@ -69,3 +72,16 @@ class RedisDenylist:
         if verdict is None:
             raise AuthUnavailable(f"denylist unavailable ({why}) and local view too old") from None
         return verdict
+
+
+def restore_revocations(client, entries: dict, clock=time.time) -> int:
+    """Writes back revocations Redis lost (a restart without persistence, FLUSHALL)."""
+    now = clock()
+    written = 0
+    for digest, expires in entries.items():
+        ttl = int(expires - now)
+        if ttl >= 1:
+            client.set(_PREFIX + digest, b"1", ex=ttl)
+            client.zadd(INDEX_KEY, {digest: expires})
+            written += 1
+    return written

@@ -8,6 +8,10 @@ any other is accepted, but only while that sync is at most grace_s old;
 after that, or if no load ever succeeded, the answer is "unknown" and the
 request fails closed (503 auth_unavailable). grace_s = 0 keeps the old
 behaviour: fail closed at once.
+
+A revocation is never undone, so the view is also consulted while Redis is
+up: one Redis has lost (restart without persistence, FLUSHALL) still applies,
+and the next full load writes it back to Redis for the other workers.
 """
 from __future__ import annotations
 
@@ -17,7 +21,7 @@ import time
 
 import redis
 
-from .revocation import INDEX_KEY, STREAM_KEY
+from .revocation import INDEX_KEY, STREAM_KEY, restore_revocations
 
 log = logging.getLogger("pdp.revocation")
 
@@ -80,6 +84,10 @@ class LocalRevocationView:
         expires = self._entries.get(digest)
         return expires is not None and expires > self._clock()
 
+    def knows(self, digest: str) -> bool:
+        expires = self._entries.get(digest)
+        return expires is not None and expires > self._clock()
+
     def add(self, digest: str, expires: float) -> None:
         """A revocation this worker made itself: known at once."""
         self._entries[digest] = expires
@@ -122,6 +130,13 @@ class LocalRevocationView:
             if len(entries) > self._max_entries:
                 break
         self._redis.zremrangebyscore(INDEX_KEY, "-inf", now)
+        # What we knew and Redis no longer has (lost in a restart or FLUSHALL, not expired)
+        # is kept and written back: revocations are never undone.
+        lost = {d: e for d, e in self._entries.items() if e > now and d not in entries}
+        if lost:
+            restored = restore_revocations(self._redis, lost, self._clock)
+            log.warning("Redis had lost %d revocations this worker knew; %d written back", len(lost), restored)
+            entries.update(lost)
         self._overflow = len(entries) > self._max_entries
         self._entries = entries
         self._last_id = last_id.decode() if isinstance(last_id, bytes) else str(last_id)
@@ -130,8 +145,9 @@ class LocalRevocationView:
 
     def _read_stream(self) -> None:
         first = self._redis.xrange(STREAM_KEY, "-", "+", count=1)
-        if first and _id_tuple(first[0][0]) > _id_tuple(self._last_id):
-            # Trimmed past our position, or the stream was recreated (restart, FLUSHALL).
+        gone = not first and self._last_id != "0-0"
+        if gone or (first and _id_tuple(first[0][0]) > _id_tuple(self._last_id)):
+            # Gone, trimmed past our position, or recreated (restart, FLUSHALL).
             self._full_load()
             return
         while True:

@@ -122,3 +122,26 @@ def test_bad_outage_setting_is_one_startup_line():
                          env={"PATH": "/usr/bin:/bin", "JWT_SECRET_KEY": "k" * 32,
                               "JWT_REVOCATION_OUTAGE_S": "forever"})
     assert out.returncode != 0 and "JWT_REVOCATION_OUTAGE_S" in out.stderr
+
+
+def test_revocation_lost_by_redis_is_kept_and_written_back(pdp_factory, mint):
+    server = start_redis()   # no persistence: a restart loses everything
+    try:
+        pdp = outage_pdp(pdp_factory, server.redis_url)
+        token = mint("mallory", jti="lost-in-restart")
+        RedisDenylist(redis.Redis.from_url(server.redis_url)).revoke("", "lost-in-restart", 600)
+        wait_until(lambda: verdicts(pdp, token) == {(False, 401)})
+        time.sleep(0.5)
+        server.proc.kill()
+        server.proc.wait(5)
+        server = start_redis(port=server.port, workdir=server.workdir)
+        client = redis.Redis.from_url(server.redis_url)
+        assert client.dbsize() == 0
+        for _ in range(20):   # never admitted, through the restart and after
+            assert verdicts(pdp, token, 2) <= {(False, 401), (False, 503)}
+            time.sleep(0.1)
+        assert verdicts(pdp, token) == {(False, 401)}
+        from pdp.authn.revocation import denylist_key
+        wait_until(lambda: client.exists(denylist_key("", "lost-in-restart")), timeout=5)
+    finally:
+        server.stop()

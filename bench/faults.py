@@ -67,6 +67,16 @@ def children(pid: int) -> list[int]:
     return out
 
 
+def listeners(port: int) -> int:
+    """Listening TCP sockets on 127.0.0.1:port (one per proxy worker with SO_REUSEPORT)."""
+    n = 0
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if fields[3] == "0A" and int(fields[1].split(":")[1], 16) == port:
+            n += 1
+    return n
+
+
 class Gateway:
     """The make run processes on free ports; stop() ends every one of them."""
 
@@ -215,7 +225,12 @@ def _remove_broken_policy(gw):
 def _graceful_restart_proxy(gw):
     """A second proxy binds the same port (SO_REUSEPORT), then the old one gets SIGTERM."""
     old = gw.proxy
+    listening = listeners(gw.proxy_port)
     gw.proxy = gw.start_proxy()
+    # The port answers already (the old proxy): wait for the new worker's own socket.
+    deadline = time.monotonic() + 30
+    while listeners(gw.proxy_port) <= listening and time.monotonic() < deadline:
+        time.sleep(0.05)
     old.proc.send_signal(signal.SIGTERM)
     gw._old_proxy = old
 

@@ -15,13 +15,13 @@ import sys
 import time
 from pathlib import Path
 
-import jwt
 import requests
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench import wrk  # noqa: E402
+from pdp.authn.tokens import mint_access_token  # noqa: E402
 from tests.support.pdp_process import start_pdp as start_pdp_process  # noqa: E402
 from tests.support.processes import Server  # noqa: E402
 from tests.support.redis_server import start_redis  # noqa: E402
@@ -130,9 +130,7 @@ def spend_alone(redis_url: str, calls: int = 3000) -> None:
 
 def main() -> None:
     secret = secrets.token_hex(32)
-    now = int(time.time())
-    token = jwt.encode({"sub": "bench-user", "roles": ["user"], "plan": "pro",
-                        "iat": now, "exp": now + 3600}, secret, algorithm="HS256")
+    token, _ = mint_access_token(secret, "HS256", sub="bench-user", roles=["user"], plan="pro", lifetime_s=3600)
     body = body_for(token)
     redis = start_redis()
     try:

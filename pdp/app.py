@@ -10,6 +10,7 @@ import uuid
 
 import falcon
 
+from .client_ip import TrustedProxies
 from .problem import serialize_error
 from .resources.check import Check
 from .resources.forward_auth import ExtAuthz, ForwardAuth
@@ -72,9 +73,10 @@ def create_app(services: Services, yield_fn=None) -> falcon.App:
     app.req_options.strip_url_path_trailing_slash = False
     s = services
     app.add_route("/v1/check", Check(s.decider, s.settings.max_body_bytes))
-    forward = ForwardAuth(s.decider)
+    trusted = TrustedProxies(s.settings.trusted_proxies)
+    forward = ForwardAuth(s.decider, s.settings.forward_auth_front, trusted)
     app.add_route("/v1/forward-auth", forward)
-    ext = ExtAuthz(s.decider)
+    ext = ExtAuthz(s.decider, trusted)
     app.add_route("/v1/ext-authz", ext)
     app.add_route("/v1/ext-authz/{rest:path}", ext)
     app.add_route("/v1/health", Health(s.policies))
@@ -111,7 +113,8 @@ def build_services(settings, fallback_bundle=None) -> Services:
         keys, settings.jwt_algorithms, denylist=build_denylist(settings, redis_client),
         issuer=settings.jwt_issuer, audience=settings.jwt_audience,
         leeway_s=settings.jwt_leeway_s, revocation_fail_open=settings.revocation_fail_open,
-        cache_size=settings.token_cache_size, revocation_cache_s=settings.revocation_cache_s)
+        cache_size=settings.token_cache_size, revocation_cache_s=settings.revocation_cache_s,
+        token_types=settings.jwt_access_token_types)
     engine = make_engine(settings)
     policies = PolicyStore(engine, settings.policy_dir, settings_overlay=policy_settings(settings),
                            memo_size=settings.memo_size, metrics=metrics)

@@ -19,7 +19,7 @@ def main(argv=None) -> None:
     p = sub.add_parser("eval", help="evaluate data.gateway.decision for one input document")
     p.add_argument("--input", required=True, help="a JSON file holding the policy input (or - for stdin)")
     p.add_argument("--policies", default=None)
-    p = sub.add_parser("token", help="mint a development HS* token signed with JWT_SECRET_KEY")
+    p = sub.add_parser("token", help="mint a development HS* access token (typ at+jwt) signed with JWT_SECRET_KEY")
     p.add_argument("--sub", required=True)
     p.add_argument("--roles", default="user")
     p.add_argument("--plan", default="free")
@@ -127,23 +127,15 @@ def cmd_eval(args) -> int:
 
 
 def cmd_token(args) -> int:
-    import uuid
-
-    import jwt
+    from .authn.tokens import mint_with_settings
     settings = _settings()
-    alg = settings.jwt_algorithms[0]
-    if not alg.startswith("HS"):
-        print("pdp token: only mints HS* tokens (JWT_ALGORITHM is asymmetric)", file=sys.stderr)
+    try:
+        token = mint_with_settings(settings, sub=args.sub, roles=[r for r in args.roles.split(",") if r],
+                                   plan=args.plan, mfa=args.mfa, minutes=args.minutes, jti=args.jti)
+    except ValueError as err:
+        print(f"pdp token: {err}", file=sys.stderr)
         return 2
-    now = int(time.time())
-    minutes = args.minutes or settings.jwt_access_minutes
-    claims = {"sub": args.sub, "roles": [r for r in args.roles.split(",") if r], "plan": args.plan,
-              "mfa": args.mfa, "iat": now, "exp": now + 60 * minutes, "jti": args.jti or uuid.uuid4().hex}
-    if settings.jwt_issuer:
-        claims["iss"] = settings.jwt_issuer
-    if settings.jwt_audience:
-        claims["aud"] = settings.jwt_audience
-    print(jwt.encode(claims, settings.jwt_secret_key, algorithm=alg))
+    print(token)
     return 0
 
 

@@ -112,6 +112,16 @@ def _algorithms(raw: str) -> tuple[str, ...]:
     return algs
 
 
+def _token_types(raw: str) -> tuple[str, ...]:
+    from .authn.token_types import normalize_token_types
+    return normalize_token_types(raw)
+
+
+def _cidr_list(raw: str) -> tuple:
+    from .client_ip import parse_cidr_list
+    return parse_cidr_list(raw)
+
+
 def _sample(raw: str) -> float:
     value = raw.strip().lower()
     if value in ("on", "true", "1"):
@@ -141,6 +151,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("opa_timeout_ms", "OPA_TIMEOUT_MS", _int_range(1, 60000), 200, "Timeout of one OPA query."),
     Setting("policy_dir", "POLICY_DIR", _text, "policies", "Folder of .rego modules and data.json files."),
     Setting("policy_reload_s", "POLICY_RELOAD_INTERVAL_S", _float_range(0.0, 60.0), 0.5, "How often to look for policy edits; 0 turns hot reload off."),
+    Setting("forward_auth_front", "FORWARD_AUTH_FRONT", _choice("nginx", "traefik", "envoy"), "nginx", "Gateway asking /v1/forward-auth: nginx (X-Original-Method/-URI), traefik (X-Forwarded-Method/-Uri), envoy (uses /v1/ext-authz; forward-auth off). The other's headers are refused."),
+    Setting("trusted_proxies", "TRUSTED_PROXIES", _cidr_list, (), "CIDRs of the gateways whose X-Real-IP / X-Forwarded-For forward-auth believes (comma-separated); others are the client themselves."),
     Setting("max_body_bytes", "PDP_MAX_BODY_BYTES", _int_range(1024, 10 * 1024 * 1024), 65536, "Largest /v1/check body accepted (413 above)."),
     Setting("redis_url", "REDIS_URL", _redis_url, "redis://127.0.0.1:6379/0", "Redis for quota counters and the token denylist: redis://, rediss://, unix://, redis+sentinel://h:p,h:p/master/db, redis+cluster://h:p,h:p."),
     Setting("redis_timeout_ms", "REDIS_TIMEOUT_MS", _int_range(1, 10000), 20, "Socket timeout of one Redis call."),
@@ -151,7 +163,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("jwks_url", "JWKS_URL", _optional_text, None, "JWKS endpoint for RS*/ES*/PS*; refetched on an unknown kid."),
     Setting("jwks_min_refresh_s", "JWKS_MIN_REFRESH_S", _float_range(0.0, 3600.0), 30.0, "At most one JWKS refetch per this many seconds."),
     Setting("jwt_issuer", "JWT_ISSUER", _optional_text, None, "Required iss claim, when set."),
-    Setting("jwt_audience", "JWT_AUDIENCE", _optional_text, None, "Required aud claim, when set."),
+    Setting("jwt_audience", "JWT_AUDIENCE", _optional_text, None, "Required aud claim, when set; unset, a token naming any audience is refused."),
+    Setting("jwt_access_token_types", "JWT_ACCESS_TOKEN_TYPES", _token_types, ("at+jwt",), "Accepted access-token types: header typ, or HEADER:CLAIM for the payload's typ too (Keycloak: JWT:Bearer); none = no typ header."),
     Setting("jwt_leeway_s", "JWT_LEEWAY_S", _int_range(0, 300), 30, "Clock skew allowed on exp/nbf/iat."),
     Setting("jwt_access_minutes", "JWT_ACCESS_TOKEN_EXPIRE_MINUTES", _int_range(1, 1440), 15, "Lifetime of access tokens minted by `pdp token`."),
     Setting("jwt_refresh_days", "JWT_REFRESH_TOKEN_EXPIRE_DAYS", _int_range(1, 365), 7, "Lifetime of refresh tokens."),

@@ -7,6 +7,10 @@ import random
 import time
 
 from .policy_input import public_subject
+from .secret_params import redact_query
+
+# Headers whose value is a URL that may carry secret query parameters (an OAuth callback's code).
+_URL_HEADERS = ("referer", "origin", "x-original-url", "x-rewrite-url")
 
 log = logging.getLogger("lucid.decisions")
 
@@ -29,9 +33,25 @@ class DecisionLog:
             "request_id": request_id,
             "path": request.get("path"),
             "method": request.get("method"),
-            "input": {"request": request, "subject": public_subject(subject) if subject else None},
+            "input": {"request": _masked(request), "subject": public_subject(subject) if subject else None},
             "result": {"allow": decision.allow, "status": decision.status, "reason": decision.reason},
             "eval_ms": round(decision.eval_ms, 3),
             "policy_revision": decision.policy_revision,
         }
         self._sink(json.dumps(entry, separators=(",", ":"), default=str))
+
+
+def _masked(request: dict) -> dict:
+    """input.request as logged: secret parameters inside URL-valued headers masked too."""
+    headers = request.get("headers")
+    if not isinstance(headers, dict) or not any(h in headers for h in _URL_HEADERS):
+        return request
+    masked = dict(headers)
+    for name in _URL_HEADERS:
+        value = masked.get(name)
+        if isinstance(value, str) and ("?" in value or "#" in value):
+            rest, hash_, fragment = value.partition("#")
+            base, mark, query = rest.partition("?")
+            # An implicit-flow fragment (#access_token=...) is masked like a query.
+            masked[name] = base + mark + redact_query(query) + hash_ + redact_query(fragment)
+    return {**request, "headers": masked}

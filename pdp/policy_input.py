@@ -4,11 +4,12 @@ from __future__ import annotations
 from urllib.parse import parse_qs
 
 from .request_path import normalize_target, path_segments
+from .secret_params import is_secret_param
 
 # Credentials are judged in Python before the policy runs; the policy (and the
 # decision log) never see them.
+# Secret query parameters (pdp/secret_params.py, the list the proxy's access log uses too) likewise.
 _CREDENTIAL_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization", "x-api-key", "set-cookie"})
-TOKEN_QUERY_PARAMS = frozenset({"access_token", "id_token", "token", "api_key", "apikey", "key", "code", "password", "secret"})
 
 
 def build_request(req: dict) -> dict:
@@ -18,7 +19,7 @@ def build_request(req: dict) -> dict:
         "method": req["method"].upper(),
         "path": path,
         "parsed_path": path_segments(path),
-        "query": {k: v for k, v in parse_qs(query, keep_blank_values=True).items() if k.lower() not in TOKEN_QUERY_PARAMS},
+        "query": {k: v for k, v in parse_qs(query, keep_blank_values=True).items() if not is_secret_param(k)},
         "headers": {k: v for k, v in req.get("headers", {}).items() if k not in _CREDENTIAL_HEADERS},
         "host": req.get("host", ""),
         "scheme": req.get("scheme", "http"),

@@ -1,27 +1,12 @@
 """One JSON line per request on stdout, with secrets redacted."""
 import json
 import os
-import re
 import time
 
-# Query parameters whose values are credentials or one-time secrets.
-_SECRET_PARAM = re.compile(
-    r"(?i)^(access_token|id_token|refresh_token|token|jwt|api_key|apikey|key|secret|password|passwd|pwd"
-    r"|auth|authorization|code|sig|signature|session|sessionid|x-amz-signature|credential)$")
+# One list of secret parameter names for the proxy's log and the PDP's input and decision log.
+from pdp.secret_params import redact_query
 
-
-def redact_query(query: str) -> str:
-    """The query with token-like parameter values replaced by REDACTED."""
-    if not query:
-        return ""
-    parts = []
-    for pair in query.split("&"):
-        name, sep, _ = pair.partition("=")
-        if sep and (_SECRET_PARAM.match(name) or "token" in name.lower() or "secret" in name.lower()):
-            parts.append(f"{name}=REDACTED")
-        else:
-            parts.append(pair)
-    return "&".join(parts)
+__all__ = ["AccessLog", "redact_query"]
 
 
 class AccessLog:

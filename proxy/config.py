@@ -4,7 +4,6 @@ Each setting names its environment variable, a parser that validates and convert
 the raw string, a default and a one-line description. Everything else (the CLI
 help, docs/proxy.md's table, startup errors) is derived from `SETTINGS`.
 """
-import ipaddress
 import os
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
@@ -76,15 +75,9 @@ def _url_list(raw):
 
 
 def _cidr_list(raw):
-    networks = []
-    for part in (p.strip() for p in raw.split(",")):
-        if not part:
-            continue
-        try:
-            networks.append(ipaddress.ip_network(part, strict=False))
-        except ValueError:
-            raise ValueError(f"{part!r} is not a CIDR such as 10.0.0.0/8") from None
-    return tuple(networks)
+    # The PDP's TRUSTED_PROXIES parses the same way (pdp/client_ip.py).
+    from pdp.client_ip import parse_cidr_list
+    return parse_cidr_list(raw)
 
 
 def usable_cores() -> int:

@@ -48,16 +48,12 @@ class ClientAddress:
     """Resolves the client IP and X-Forwarded-* given the peer and TRUSTED_PROXIES."""
 
     def __init__(self, trusted_networks):
-        self._trusted = tuple(trusted_networks)
+        # One trust decision for the proxy and the PDP's forward-auth (pdp/client_ip.py).
+        from pdp.client_ip import TrustedProxies
+        self._trusted = TrustedProxies(trusted_networks)
 
     def is_trusted(self, ip: str) -> bool:
-        if not self._trusted:
-            return False
-        try:
-            addr = ipaddress.ip_address(ip)
-        except ValueError:
-            return False
-        return any(addr in net for net in self._trusted)
+        return self._trusted.is_trusted(ip)
 
     def resolve(self, peer_ip, headers, scheme, host):
         """Returns (client_ip, x-forwarded-for, x-forwarded-proto, x-forwarded-host).

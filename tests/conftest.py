@@ -10,6 +10,7 @@ import time
 import jwt
 import pytest
 
+from pdp.authn.tokens import ACCESS_TOKEN_TYPE, sign_access_token
 from tests.support.pdp_process import start_pdp as start_pdp_process
 from tests.support.ports import free_port
 from tests.support.processes import ROOT, Server
@@ -34,13 +35,20 @@ def jwt_secret():
 
 @pytest.fixture(scope="session")
 def mint(jwt_secret):
-    """mint(sub, roles=..., **claims) -> a signed HS256 token valid for 10 minutes."""
-    def _mint(sub="alice", roles=("user",), secret=None, alg="HS256", **claims):
+    """mint(sub, roles=..., **claims) -> a signed HS256 access token valid for 10 minutes.
+
+    The claims are signed as given (None drops one), so tests can make the
+    tokens the verifier must refuse; header_typ=... replaces the header's
+    at+jwt (header_typ=None leaves it out)."""
+    def _mint(sub="alice", roles=("user",), secret=None, alg="HS256", header_typ=ACCESS_TOKEN_TYPE, **claims):
         now = int(time.time())
         body = {"sub": sub, "roles": list(roles) if isinstance(roles, (list, tuple)) else roles,
                 "iat": now, "exp": now + 600, **claims}
         body = {k: v for k, v in body.items() if v is not None}
-        return jwt.encode(body, secret or jwt_secret, algorithm=alg)
+        if header_typ == ACCESS_TOKEN_TYPE:
+            return sign_access_token(body, secret or jwt_secret, alg)
+        # pyjwt adds typ JWT unless told otherwise; header_typ=None really leaves it out.
+        return jwt.encode(body, secret or jwt_secret, algorithm=alg, headers={"typ": header_typ})
     return _mint
 
 

@@ -2,8 +2,13 @@
 
 - only the algorithms in JWT_ALGORITHM (an allow-list; never `none`), and a
   single key family, so HS/RS key confusion cannot happen;
-- exp required; exp/nbf/iat checked with a small leeway; iss and aud only
-  when JWT_ISSUER / JWT_AUDIENCE are set;
+- exp required; exp/nbf/iat checked with a small leeway; iss only when
+  JWT_ISSUER is set;
+- aud: JWT_AUDIENCE is required when set, and a token naming an audience is
+  refused when it is not (a token meant for another service is not ours);
+- only access tokens: the header's typ (and, for IdPs that mark access tokens
+  in a claim, the typ claim) must be one of JWT_ACCESS_TOKEN_TYPES, so a
+  refresh or ID token signed with the same key is refused;
 - a revoked jti (Redis denylist keyed by iss+jti) is rejected.
 """
 from __future__ import annotations
@@ -13,7 +18,9 @@ from collections import OrderedDict
 
 import jwt
 
+from .claims import check_subject_claims
 from .errors import AuthUnavailable, InvalidCredential
+from .token_types import DEFAULT_TOKEN_TYPES, describe_types, is_access_token, parse_token_types
 
 _MAX_TOKEN_BYTES = 8192
 ANONYMOUS = {"authenticated": False, "roles": []}
@@ -36,9 +43,11 @@ class _Lru(OrderedDict):
 class JwtAuthenticator:
     def __init__(self, keys, algorithms, denylist=None, issuer=None, audience=None,
                  leeway_s: int = 30, revocation_fail_open: bool = False,
-                 cache_size: int = 10000, revocation_cache_s: float = 1.0, clock=time.time):
+                 cache_size: int = 10000, revocation_cache_s: float = 1.0, clock=time.time,
+                 token_types=DEFAULT_TOKEN_TYPES):
         self._keys = keys
         self._algorithms = list(algorithms)
+        self._token_types = parse_token_types(token_types)
         self._denylist = denylist
         self._issuer = issuer
         self._audience = audience
@@ -113,8 +122,8 @@ class JwtAuthenticator:
         if alg not in self._algorithms:
             raise InvalidCredential("algorithm not allowed")
         key = self._keys.key_for(header)
-        options = {"require": ["exp", "sub"], "verify_aud": self._audience is not None,
-                   "verify_iss": self._issuer is not None}
+        # verify_aud stays on without JWT_AUDIENCE: pyjwt then refuses any token that names an audience.
+        options = {"require": ["exp", "sub"], "verify_aud": True, "verify_iss": self._issuer is not None}
         try:
             claims = jwt.decode(token, key, algorithms=[alg], audience=self._audience,
                                 issuer=self._issuer, leeway=self._leeway, options=options)
@@ -130,6 +139,9 @@ class JwtAuthenticator:
             raise InvalidCredential(f"missing claim {err.claim}") from None
         except (jwt.PyJWTError, ValueError, TypeError):
             raise InvalidCredential("invalid signature or token") from None
+        # After the signature check: the header is now known to be the signer's.
+        if not is_access_token(header, claims, self._token_types):
+            raise InvalidCredential("not an access token (typ must be " + describe_types(self._token_types) + ")")
         if "jti" in claims and not isinstance(claims["jti"], str):
             raise InvalidCredential("jti must be a string")
         if not isinstance(claims.get("exp"), (int, float)):
@@ -139,16 +151,9 @@ class JwtAuthenticator:
 
 def _subject(claims: dict) -> dict:
     sub = claims.get("sub")
-    if not isinstance(sub, str) or not sub or len(sub) > 256:
-        raise InvalidCredential("sub must be a non-empty string")
     roles = claims.get("roles", [])
-    if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
-        raise InvalidCredential("roles must be a list of strings")
     plan = claims.get("plan", "free")
-    if not isinstance(plan, str):
-        raise InvalidCredential("plan must be a string")
     mfa = claims.get("mfa", False)
-    if not isinstance(mfa, bool):
-        raise InvalidCredential("mfa must be true or false")
+    check_subject_claims(sub, roles, plan, mfa)
     return {"authenticated": True, "sub": sub, "roles": sorted(set(roles)), "plan": plan,
             "mfa": mfa, "iss": claims.get("iss"), "claims": claims}

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 
+from ..client_ip import canonical_ip
 from ..problem import Problem
 
 _METHOD_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ")
@@ -26,14 +27,27 @@ def read_json_body(req, max_bytes: int) -> dict:
     return doc
 
 
+def _with_canonical_client_ip(req: dict) -> dict:
+    """Quota keys and policies use client_ip: an address, in one spelling, or nothing (missing or "")."""
+    value = req.get("client_ip")
+    if not isinstance(value, str) or not value:
+        return req  # absent or empty; a non-string is refused with the other fields
+    ip = canonical_ip(value)
+    if ip is None:
+        raise _bad("`request.client_ip` must be an IPv4 or IPv6 address")
+    return {**req, "client_ip": ip}
+
+
 def validate_check(doc: dict) -> dict:
     """The `request` object of a /v1/check body, checked field by field."""
     req = doc.get("request")
     if not isinstance(req, dict):
         raise _bad("`request` must be an object")
     method = req.get("method")
-    if not isinstance(method, str) or not 1 <= len(method) <= 16 or not set(method.upper()) <= _METHOD_CHARS:
-        raise _bad("`request.method` must be an HTTP method")
+    # Methods are case-sensitive (RFC 9110 9.1): a `get` judged as GET would
+    # reach the backend as `get`, so the PDP judges only the token it is given.
+    if not isinstance(method, str) or not 1 <= len(method) <= 16 or not set(method) <= _METHOD_CHARS:
+        raise _bad("`request.method` must be an upper-case HTTP method")
     path = req.get("path")
     if not isinstance(path, str) or not path or len(path) > 8192:
         raise _bad("`request.path` must be a non-empty string")
@@ -45,10 +59,11 @@ def validate_check(doc: dict) -> dict:
         if not isinstance(value, str):
             raise _bad(f"header {name!r} must have a string value")
         clean[name.lower()] = value
+    req = _with_canonical_client_ip(req)
     for field in ("host", "scheme", "client_ip"):
         if field in req and not isinstance(req[field], str):
             raise _bad(f"`request.{field}` must be a string")
-    return {**req, "method": method.upper(), "headers": clean}
+    return {**req, "headers": clean}
 
 
 def _bad(detail: str) -> Problem:

@@ -1,33 +1,102 @@
 """The same decision for gateways that ask with headers instead of JSON.
 
-- nginx auth_request: X-Original-Method, X-Original-URI;
-- Traefik ForwardAuth: X-Forwarded-Method/-Uri/-Host/-Proto;
-- Envoy's HTTP ext_authz: the original method, path appended to /v1/ext-authz.
+FORWARD_AUTH_FRONT names the gateway in front, and /v1/forward-auth reads
+only the headers that gateway sets:
 
-Only the gateway reaches these endpoints (the PDP is never exposed), so the
-forwarded headers it sets are trusted here.
+- nginx (the default, deploy/nginx/lucid-auth.conf): X-Original-Method,
+  X-Original-URI, X-Forwarded-Host, X-Forwarded-Proto;
+- traefik (ForwardAuth): X-Forwarded-Method, X-Forwarded-Uri,
+  X-Forwarded-Host, X-Forwarded-Proto;
+- envoy: /v1/forward-auth is off; Envoy's HTTP ext_authz asks
+  /v1/ext-authz/<path> with the original method.
+
+These gateways pass the client's own headers on to us, so a header that only
+the *other* gateway would set can only have come from the client: such a
+request is refused (400), never read. Reading "X-Original-URI, else
+X-Forwarded-Uri" let a client behind Traefik have a POST judged as a GET of
+another path.
+
+X-Real-IP and X-Forwarded-For are believed only from a peer in
+TRUSTED_PROXIES (pdp/client_ip.py); otherwise the client is the peer.
 """
 from __future__ import annotations
 
-from ..problem import PROBLEM_JSON, problem_body
+import dataclasses
+
+from ..client_ip import TrustedProxies, canonical_ip, forwarded_for_chain
+from ..problem import PROBLEM_JSON, Problem, problem_body
 from .check import validate_check
 
-_HOP_OR_CONTROL = frozenset({"x-original-method", "x-original-uri", "x-forwarded-method", "x-forwarded-uri",
+FRONTS = ("nginx", "traefik", "envoy")
+_NGINX_TARGET = ("X-Original-Method", "X-Original-URI")
+_TRAEFIK_TARGET = ("X-Forwarded-Method", "X-Forwarded-Uri")
+_HOP_OR_CONTROL = frozenset({*(h.lower() for h in _NGINX_TARGET + _TRAEFIK_TARGET),
                              "connection", "content-length", "transfer-encoding", "keep-alive"})
+_SCHEMES = frozenset({"http", "https"})
+
+
+@dataclasses.dataclass(frozen=True)
+class Front:
+    """One gateway's way of saying which request is being judged."""
+    name: str
+    method_header: str | None   # None: the method and path are this request's own (Envoy)
+    uri_header: str | None
+    host_header: str
+    foreign: tuple              # headers only another gateway sets: their presence is an attack
+
+
+_FRONTS = {
+    "nginx": Front("nginx", "X-Original-Method", "X-Original-URI", "X-Forwarded-Host", _TRAEFIK_TARGET),
+    "traefik": Front("traefik", "X-Forwarded-Method", "X-Forwarded-Uri", "X-Forwarded-Host", _NGINX_TARGET),
+    "envoy": Front("envoy", None, None, "Host", _NGINX_TARGET + _TRAEFIK_TARGET),
+}
+
+
+def front(name: str) -> Front:
+    return _FRONTS[name]
+
+
+def _bad(detail: str) -> Problem:
+    # X-Lucid-Status: nginx turns any status but 401/403 into a 500 and the snippet maps it back.
+    return Problem(400, "Bad Request", detail, type_="malformed-forward-auth", headers={"X-Lucid-Status": "400"})
+
+
+def _refuse_foreign(req, f: Front) -> None:
+    present = [h for h in f.foreign if req.get_header(h) is not None]
+    if present:
+        raise _bad(f"{' and '.join(present)}: not set by {f.name} (FORWARD_AUTH_FRONT), "
+                   "so sent by the client; refused")
 
 
 def _headers(req) -> dict:
     return {k.lower(): v for k, v in req.headers.items() if k.lower() not in _HOP_OR_CONTROL}
 
 
-def _client_ip(req) -> str:
+def _scheme(req) -> str:
+    raw = req.get_header("X-Forwarded-Proto")
+    if raw is None:
+        return "http"
+    scheme = raw.strip(" \t").lower()
+    if scheme not in _SCHEMES:
+        raise _bad("X-Forwarded-Proto must be http or https")
+    return scheme
+
+
+def client_ip(req, trusted: TrustedProxies) -> str:
+    """The client's address: X-Real-IP, then X-Forwarded-For, from a trusted peer only."""
+    peer = canonical_ip(req.remote_addr) or ""
+    if not trusted.is_trusted(peer):
+        return peer
     real = req.get_header("X-Real-IP")
-    if real:
-        return real.strip()
+    if real is not None:
+        ip = canonical_ip(real.strip(" \t"))
+        if ip is None:
+            raise _bad("X-Real-IP is not an IP address")
+        return ip
     xff = req.get_header("X-Forwarded-For")
     if xff:
-        return xff.split(",")[-1].strip()  # the hop the gateway itself saw
-    return req.remote_addr or ""
+        return canonical_ip(trusted.client_from_chain(peer, forwarded_for_chain([xff]))) or peer
+    return peer
 
 
 def answer(resp, decision) -> None:
@@ -59,17 +128,27 @@ def _title(status: int) -> str:
 
 
 class ForwardAuth:
-    def __init__(self, decider):
+    """/v1/forward-auth for nginx auth_request or Traefik ForwardAuth, whichever FORWARD_AUTH_FRONT names."""
+
+    def __init__(self, decider, front_name: str = "nginx", trusted: TrustedProxies | None = None):
         self._decider = decider
+        self._front = front(front_name)
+        self._trusted = trusted or TrustedProxies()
 
     def on_get(self, req, resp):
-        method = req.get_header("X-Original-Method") or req.get_header("X-Forwarded-Method") or "GET"
-        uri = req.get_header("X-Original-URI") or req.get_header("X-Forwarded-Uri") or "/"
+        f = self._front
+        if f.method_header is None:
+            raise Problem(404, "Not Found", "FORWARD_AUTH_FRONT=envoy: Envoy asks /v1/ext-authz",
+                          headers={"X-Lucid-Status": "404"})
+        _refuse_foreign(req, f)
+        method, uri = req.get_header(f.method_header), req.get_header(f.uri_header)
+        if not method or not uri:
+            raise _bad(f"{f.name} sets {f.method_header} and {f.uri_header}; one is missing "
+                       "(is FORWARD_AUTH_FRONT right?)")
         check = validate_check({"request": {
             "method": method, "path": uri, "headers": _headers(req),
-            "host": req.get_header("X-Forwarded-Host") or req.get_header("Host") or "",
-            "scheme": req.get_header("X-Forwarded-Proto") or "http",
-            "client_ip": _client_ip(req),
+            "host": req.get_header(f.host_header) or req.get_header("Host") or "",
+            "scheme": _scheme(req), "client_ip": client_ip(req, self._trusted),
         }})
         answer(resp, self._decider.decide(check, req.context.request_id))
 
@@ -77,14 +156,21 @@ class ForwardAuth:
 
 
 class ExtAuthz:
-    """Envoy's HTTP ext_authz service: path_prefix /v1/ext-authz, original method and headers."""
+    """Envoy's HTTP ext_authz service: path_prefix /v1/ext-authz, original method and headers.
+
+    The method and path are this request's own; X-Original-* and
+    X-Forwarded-Method/-Uri are nobody's here, so a request carrying them is refused.
+    """
 
     _PREFIX = "/v1/ext-authz"
 
-    def __init__(self, decider):
+    def __init__(self, decider, trusted: TrustedProxies | None = None):
         self._decider = decider
+        self._front = front("envoy")
+        self._trusted = trusted or TrustedProxies()
 
     def _handle(self, req, resp, **_params):
+        _refuse_foreign(req, self._front)
         # The raw target: gunicorn's PATH_INFO has %2F already decoded, which
         # would hide exactly the encodings the path check must reject.
         raw = req.env.get("RAW_URI") or req.env.get("REQUEST_URI") or req.relative_uri
@@ -93,8 +179,7 @@ class ExtAuthz:
         check = validate_check({"request": {
             "method": req.method, "path": target, "headers": _headers(req),
             "host": req.get_header("Host") or "",
-            "scheme": req.get_header("X-Forwarded-Proto") or "http",
-            "client_ip": _client_ip(req),
+            "scheme": _scheme(req), "client_ip": client_ip(req, self._trusted),
         }})
         answer(resp, self._decider.decide(check, req.context.request_id))
 

@@ -56,7 +56,8 @@ def test_malformed_json_is_problem_400(pdp):
 def test_wrong_shapes_are_problem_400(pdp):
     for body in ([], {"request": []}, {"request": {"method": "GET"}}, {"request": {"method": 5, "path": "/"}},
                  {"request": {"method": "GET", "path": "/", "headers": {"a": 1}}},
-                 {"request": {"method": "G E T", "path": "/"}}, {"request": {"method": "GET", "path": "/", "client_ip": 7}}):
+                 {"request": {"method": "G E T", "path": "/"}}, {"request": {"method": "get", "path": "/"}},
+                 {"request": {"method": "Get", "path": "/"}}, {"request": {"method": "GET", "path": "/", "client_ip": 7}}):
         resp = requests.post(pdp.url + "/v1/check", json=body, timeout=5)
         assert resp.status_code == 400, body
         assert resp.headers["content-type"] == PROBLEM

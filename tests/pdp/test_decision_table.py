@@ -7,11 +7,11 @@ trimmed to what the policies read, as the PDP does) and on a real OPA server
 import json
 import time
 
-import jwt
 import pytest
 import requests
 
 from pdp.app import policy_settings
+from pdp.authn.tokens import sign_access_token
 from pdp.config import load_settings
 from pdp.engines.embedded import EmbeddedEngine
 from pdp.engines.opa_server import OpaServerEngine
@@ -78,7 +78,7 @@ def _check_request(case, secret):
         now = int(time.time())
         claims = {"sub": subject["sub"], "roles": subject.get("roles", []), "plan": subject.get("plan", "free"),
                   "mfa": subject.get("mfa", False), "iat": now, "exp": now + 600}
-        headers["authorization"] = "Bearer " + jwt.encode(claims, secret, algorithm="HS256")
+        headers["authorization"] = "Bearer " + sign_access_token(claims, secret)
     path = req["path"]
     return {"request": {"method": req["method"], "path": path, "headers": headers, "host": req.get("host", ""),
                         "scheme": req.get("scheme", "https"), "client_ip": req.get("client_ip", "")}}

@@ -20,7 +20,8 @@ def test_nginx_style_deny_uses_the_decided_status(pdp):
     assert "X-User-Id" not in resp.headers
 
 
-def test_traefik_style_headers(pdp, mint):
+def test_traefik_style_headers(pdp_factory, mint):
+    pdp = pdp_factory(FORWARD_AUTH_FRONT="traefik")
     resp = requests.get(pdp.url + "/v1/forward-auth", timeout=5, headers={
         "X-Forwarded-Method": "POST", "X-Forwarded-Uri": "/admin", "X-Forwarded-Host": "gw.example",
         "X-Forwarded-Proto": "https", "Authorization": "Bearer " + mint("root", ["admin"])})

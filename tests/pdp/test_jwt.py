@@ -13,6 +13,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from pdp.authn.revocation import denylist_key
+from pdp.authn.tokens import sign_access_token
 
 
 def decide(pdp, token, path="/private/x"):
@@ -53,7 +54,7 @@ def test_wrong_secret_is_401(pdp, mint):
 
 
 def test_alg_none_is_rejected(pdp):
-    token = b64({"alg": "none", "typ": "JWT"}) + "." + b64({"sub": "alice", "exp": int(time.time()) + 60}) + "."
+    token = b64({"alg": "none", "typ": "at+jwt"}) + "." + b64({"sub": "alice", "exp": int(time.time()) + 60}) + "."
     d = decide(pdp, token)
     assert d["status"] == 401 and "algorithm not allowed" in d["reason"]
 
@@ -113,10 +114,10 @@ def test_rs256_with_pem_and_no_key_confusion(pdp_factory, rsa_keys, tmp_path):
     path.write_text(pem)
     server = pdp_factory(JWT_ALGORITHM="RS256", JWT_PUBLIC_KEY=str(path), JWT_SECRET_KEY="")
     now = int(time.time())
-    good = jwt.encode({"sub": "rs", "exp": now + 60}, key, algorithm="RS256")
+    good = sign_access_token({"sub": "rs", "exp": now + 60}, key, "RS256")
     assert decide(server, good)["allow"] is True
     # HS256 signed with the public key as the HMAC secret: the classic confusion attack.
-    forged_header = b64({"alg": "HS256", "typ": "JWT"})
+    forged_header = b64({"alg": "HS256", "typ": "at+jwt"})
     forged_body = b64({"sub": "rs", "exp": now + 60})
     import hashlib
     import hmac
@@ -158,17 +159,17 @@ def test_jwks_refetched_on_unknown_kid_and_rate_limited(pdp_factory):
         url = f"http://127.0.0.1:{httpd.server_port}/jwks.json"
         server = pdp_factory(JWT_ALGORITHM="ES256", JWKS_URL=url, JWT_SECRET_KEY="", JWKS_MIN_REFRESH_S="1")
         now = int(time.time())
-        t1 = jwt.encode({"sub": "e", "exp": now + 60}, k1, algorithm="ES256", headers={"kid": "one"})
+        t1 = sign_access_token({"sub": "e", "exp": now + 60}, k1, "ES256", kid="one")
         assert decide(server, t1)["allow"] is True
         assert _JwksHandler.hits == 1
         # The IdP rotates in a new key: an unknown kid triggers one refetch.
         _JwksHandler.jwks = {"keys": [_jwk(k1, "one"), _jwk(k2, "two")]}
-        t2 = jwt.encode({"sub": "e", "exp": now + 60}, k2, algorithm="ES256", headers={"kid": "two"})
+        t2 = sign_access_token({"sub": "e", "exp": now + 60}, k2, "ES256", kid="two")
         time.sleep(1.1)
         assert decide(server, t2)["allow"] is True
         assert _JwksHandler.hits == 2
         # A flood of unknown kids does not hammer the IdP.
-        bogus = jwt.encode({"sub": "e", "exp": now + 60}, k2, algorithm="ES256", headers={"kid": "nope"})
+        bogus = sign_access_token({"sub": "e", "exp": now + 60}, k2, "ES256", kid="nope")
         for _ in range(20):
             assert decide(server, bogus)["status"] == 401
         assert _JwksHandler.hits <= 3

@@ -14,10 +14,9 @@ import secrets
 import shutil
 import subprocess
 import tempfile
-import time
 
-import jwt
 
+from pdp.authn.tokens import mint_access_token
 from tests.conftest import start_pdp
 from tests.proxy.proxy_helpers import get, start_proxy
 from tests.support.ports import free_port
@@ -82,8 +81,7 @@ def main():
     connections = int(os.environ.get("BENCH_CONNECTIONS", "64"))
     workers = int(os.environ.get("BENCH_WORKERS", "2"))
     secret = secrets.token_hex(32)
-    token = jwt.encode({"sub": "bench", "roles": ["user"], "iat": int(time.time()),
-                        "exp": int(time.time()) + 3600}, secret, algorithm="HS256")
+    token, _ = mint_access_token(secret, "HS256", sub="bench", roles=["user"], lifetime_s=3600)
     redis = start_redis()
     nginx = start_nginx()
     pdp = start_pdp({"JWT_SECRET_KEY": secret, "REDIS_URL": redis.redis_url,
@@ -115,8 +113,7 @@ routes:
         print(f"{'chain':36} {'req/s':>9} {'p50':>9} {'p99':>9} {'non-2xx':>8}  socket errors")
         for name, (rps, p50, p99, errors, sock_errors) in rows:
             print(f"{name:36} {rps:9.0f} {p50:>9} {p99:>9} {errors:8d}  {sock_errors}")
-        admin = jwt.encode({"sub": "bench-admin", "roles": ["admin"], "iat": int(time.time()),
-                            "exp": int(time.time()) + 3600}, secret, algorithm="HS256")
+        admin, _ = mint_access_token(secret, "HS256", sub="bench-admin", roles=["admin"], lifetime_s=3600)
         text = get(proxy.port, "/api/v1/meta/metrics", headers={"Authorization": f"Bearer {admin}"}).body.decode()
         statuses = re.findall(r'^lucid_proxy_requests_total\{route="app",status="(\d+)"\} ([\d.e+]+)$', text, re.M)
         print("proxy answers by status:", ", ".join(f"{code}: {float(n):.0f}" for code, n in sorted(statuses)))

@@ -3,8 +3,7 @@ import tempfile
 import time
 from pathlib import Path
 
-import jwt
-
+from pdp.authn.tokens import sign_access_token
 from tests.support.pdp_process import start_pdp as start_pdp_process
 from tests.support.processes import Server
 
@@ -25,7 +24,7 @@ def token(sub: str, roles=("user",), plan: str = "free", secret: str = SECRET, *
     now = int(time.time())
     body = {"sub": sub, "roles": list(roles), "plan": plan, "iat": now, "exp": now + 600,
             **claims}
-    return jwt.encode(body, secret, algorithm="HS256")
+    return sign_access_token(body, secret)
 
 
 def check_body(path: str, bearer: str | None = None, client_ip: str = "203.0.113.7") -> dict:

@@ -269,6 +269,7 @@ class Row:
     wrongly_admitted: int
     lost: str
     not_sent: int
+    failing_s: float = 0.0       # first to last failed request after the injection
 
     def failed_after(self) -> int:
         return self.after["5xx"] + self.after["err"]
@@ -330,15 +331,17 @@ def run_fault(gw: Gateway, fault: Fault, rate: float, fault_s: float, recover_s:
     recovered = 0.0 if not bad else round(max(bad) - restored, 2)
     if bad and end - max(bad) < 1.0:
         recovered = None
+    failed = [t for _, t, s, _ in user if t >= injected and not 200 <= s < 300]
+    failing = round(max(failed) - min(failed), 2) if failed else 0.0
     admitted = sum(1 for r in results if r[0] == "revoked" and 200 <= r[2] < 300)
     lost = fault.lost(gw, before) if fault.lost else ""
     return Row(fault.name, fault.what, during, after, recovered, admitted, lost,
-               sum(1 for r in results if r[2] == -1))
+               sum(1 for r in results if r[2] == -1), failing)
 
 
 def format_table(rows) -> str:
     head = (f"{'fault':24} {'during 2xx/4xx/5xx/err':>24} {'after 2xx/4xx/5xx/err':>24} "
-            f"{'recover s':>9} {'wrong admits':>12}  lost")
+            f"{'recover s':>9} {'failing s':>9} {'wrong admits':>12}  lost")
     lines = [head, "-" * len(head)]
     for r in rows:
         d = "/".join(str(r.during[k]) for k in ("2xx", "4xx", "5xx", "err"))

@@ -19,6 +19,7 @@ import dataclasses
 import json
 import os
 import secrets
+import select
 import shutil
 import signal
 import subprocess
@@ -308,10 +309,13 @@ def run_fault(gw: Gateway, fault: Fault, rate: float, fault_s: float, recover_s:
         [sys.executable, "-m", "bench.openloop", "--url", gw.url, "--duration", str(duration),
          "--out", str(out), "--stream", f"user:{rate}:{gw.token}",
          "--stream", f"revoked:{max(2.0, rate / 20)}:{gw.revoked}"],
-        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
         before = fault.snapshot(gw) if fault.snapshot else None
-        time.sleep(lead_s + 0.5)   # the generator's own start-up, then the lead-in
+        ready, _, _ = select.select([load.stdout], [], [], 60)
+        if not ready or not load.stdout.readline().startswith("t0 "):
+            raise RuntimeError("bench.openloop did not start")
+        time.sleep(lead_s)
         injected = time.time()
         fault.inject(gw)
         time.sleep(max(0.0, injected + fault_s - time.time()))

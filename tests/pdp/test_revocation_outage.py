@@ -6,7 +6,6 @@ import signal
 import time
 
 import redis
-import requests
 
 from pdp.authn.revocation import RedisDenylist
 from tests.support.redis_server import start_redis

@@ -212,6 +212,14 @@ def _restart_upstream(gw):
     gw.upstreams[0] = start_echo("blockchain-core-1", gw.upstreams[0].port)
 
 
+def _hang_upstream(gw):
+    gw.upstreams[0].signal(signal.SIGSTOP)
+
+
+def _resume_upstream(gw):
+    gw.upstreams[0].signal(signal.SIGCONT)
+
+
 BROKEN_POLICY = "package gateway.broken\n\nthis is not rego {\n"
 
 
@@ -253,6 +261,8 @@ FAULTS = [
           _push_broken_policy, _remove_broken_policy),
     Fault("upstream-killed", "one of 2 upstream instances kill -9, restarted after FAULT_S",
           _kill_upstream, _restart_upstream),
+    Fault("upstream-hung", "one of 2 upstream instances SIGSTOP (accepts, never answers), SIGCONT after FAULT_S",
+          _hang_upstream, _resume_upstream),
     Fault("proxy-graceful-restart", "new proxy on the same port, old one SIGTERM (drain)",
           _graceful_restart_proxy, _reap_old_proxy),
 ]

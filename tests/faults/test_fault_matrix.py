@@ -10,8 +10,10 @@ from bench import faults
 RATE, FAULT_S, RECOVER_S = 30.0, 2.0, 2.0
 NO_FAILURES_DURING = {"redis-kill9", "redis-sigstop", "upstream-killed", "proxy-graceful-restart"}
 # A few 503s, measured and stated as known limits in docs/reliability.md: requests
-# in flight on the killed worker; the reload that reads a broken policy.
-FEW_FAILURES_DURING = {"pdp-one-worker": 0.05, "policy-broken": 0.05}
+# in flight on the killed worker; the reload that reads a broken policy; requests
+# already sent to the hung upstream (read timeout 30 s by default, client gives up at 3 s).
+FEW_FAILURES_DURING = {"pdp-one-worker": 0.05, "policy-broken": 0.05, "upstream-hung": 0.05}
+TIMEOUTS_ALLOWED = {"upstream-hung"}
 
 
 @pytest.fixture(scope="module")
@@ -46,8 +48,9 @@ def test_no_request_failed_during(matrix, name):
 def test_few_requests_failed_during(matrix, name):
     row = matrix[name]
     total = sum(row.during.values())
-    assert row.during["err"] == 0, row
-    assert row.during["5xx"] <= FEW_FAILURES_DURING[name] * total, row
+    if name not in TIMEOUTS_ALLOWED:
+        assert row.during["err"] == 0, row
+    assert row.during["5xx"] + row.during["err"] <= FEW_FAILURES_DURING[name] * total, row
     assert row.after["5xx"] + row.after["err"] <= FEW_FAILURES_DURING[name] * sum(row.after.values()), row
 
 

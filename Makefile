@@ -10,11 +10,13 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(TOOLS_BIN):$(PATH)
 .DEFAULT_GOAL := help
 
 help:
-	@echo "make run        start the gateway locally on embedded defaults"
+	@echo "make run        start the gateway locally on its defaults (wasm engine)"
 	@echo "make test       bootstrap and run the whole test suite"
 	@echo "make bench      proxy+PDP beside nginx auth_request and Envoy ext_authz (wrk)"
-	@echo "make bench-pdp  PDP decisions/s, both engines, beside an OPA server"
+	@echo "make bench-pdp  PDP decisions/s, every engine, memo on/off, high cardinality, beside an OPA server"
+	@echo "make bench-wasm-memory  RSS of the wasm engine over 1,000,000 evaluations"
 	@echo "make bench-quota  the cost of spending quota"
+	@echo "make bench-tracing  the cost of tracing (OTLP export off, on, sampled)"
 	@echo "make fuzz       the fuzz targets for FUZZ_S seconds each (default 300)"
 
 # Python deps into .venv (re-run when pyproject.toml changes); system tools and

@@ -1,6 +1,6 @@
-"""`make bench-policies`: the shipped policy's cost per decision on the embedded engine.
+"""`make bench-policies`: the shipped policy's cost per decision on the wasm engine.
 
-Compiles policies/ once the way the PDP does (EmbeddedEngine, input trimmed to
+Compiles policies/ once the way the PDP does (WasmEngine, input trimmed to
 the fields the policy reads), then evaluates data.gateway.decision in a loop on
 a few representative inputs, with no memoization. A benchmark, not a test: it
 asserts nothing about speed. BENCH_ITERATIONS sets the loop length.
@@ -16,7 +16,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pdp.engines.embedded import EmbeddedEngine  # noqa: E402
+from pdp.engines.wasm import WasmEngine  # noqa: E402
 from pdp.policy.analysis import input_needs  # noqa: E402
 from pdp.policy.bundle import load_bundle  # noqa: E402
 
@@ -55,7 +55,7 @@ INPUTS = {
 
 def main() -> None:
     bundle = load_bundle(ROOT / "policies")
-    engine = EmbeddedEngine()
+    engine = WasmEngine()
     started = time.perf_counter()
     compiled = engine.compile(bundle)
     print(f"policies/ {bundle.revision}: compiled in {(time.perf_counter() - started) * 1000:.1f} ms")

@@ -46,6 +46,41 @@ def run(name: str, url: str, seconds: int, connections: int, threads: int = 2,
     return parse(name, out)
 
 
+def cycled_lua(routes: list[tuple[str, str, str]], template: str, items: list[str]) -> str:
+    """A wrk script whose request i is routes[i % m] (method, path, parsed path as JSON)
+    with body template, where {method}, {path}, {parsed} and {item} are replaced, {item}
+    by items[i % n]: with m coprime to n, one body comes back only every m*n requests."""
+    rows = ",".join("{%s,%s,%s}" % tuple(json.dumps(x) for x in r) for r in routes)
+    values = ",\n".join(json.dumps(v) for v in items)
+    return (f"local routes = {{{rows}}}\nlocal items = {{\n{values}\n}}\n"
+            f"local template = {json.dumps(template)}\n"
+            "local i = 0\n"
+            "function init(args) i = math.random(0, #items * #routes) end\n"
+            "local function put(text, key, value)\n"
+            "  local at = text:find(key, 1, true)\n"
+            "  if not at then return text end\n"
+            "  return text:sub(1, at - 1) .. value .. text:sub(at + #key)\n"
+            "end\n"
+            "function request()\n"
+            "  i = i + 1\n"
+            "  local r = routes[i % #routes + 1]\n"
+            "  local body = put(put(put(put(template, '{method}', r[1]), '{path}', r[2]), '{parsed}', r[3]),\n"
+            "                   '{item}', items[i % #items + 1])\n"
+            "  return wrk.format('POST', nil, {['Content-Type'] = 'application/json'}, body)\n"
+            "end\n")
+
+
+def run_script(name: str, url: str, seconds: int, connections: int, script_text: str, threads: int = 2) -> Result:
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
+        script.write(script_text)
+    argv = ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{seconds}s", "--latency",
+            "--timeout", "5s", "-s", script.name, url]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60)
+    if "Requests/sec" not in done.stdout:
+        raise RuntimeError(f"wrk failed for {name}: {(done.stdout + done.stderr)[-1500:]}")
+    return parse(name, done.stdout)
+
+
 def _ms(text: str) -> float:
     m = re.match(r"([\d.]+)(us|ms|s|m)", text)
     return float(m.group(1)) * _UNITS[m.group(2)] if m else float("nan")

@@ -14,8 +14,10 @@ from .client_ip import TrustedProxies
 from .problem import serialize_error
 from .resources.check import Check
 from .resources.forward_auth import ExtAuthz, ForwardAuth
+from .resources.openapi import OpenApi
 from .resources.operations import Health, Metrics, Policies, Ready, Version
 from .logs import request_id_var
+from .trace_context import parse as parse_trace_context
 
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
@@ -30,6 +32,8 @@ class Services:
     metrics: object           # PdpMetrics
     authenticator: object
     quota: object = None      # QuotaService, None when RATE_LIMIT_ENABLED=false
+    tracer: object = None     # pdp.tracing tracer (NoTracer unless OTEL_EXPORTER_OTLP_ENDPOINT is set)
+    recent: object = None     # admin_ui.recent.RecentDecisions: the decision log's last entries
 
 
 class RequestIdMiddleware:
@@ -42,6 +46,13 @@ class RequestIdMiddleware:
         req.context.request_id = rid
         request_id_var.set(rid)
         resp.set_header("X-Request-ID", rid)
+
+
+class TraceContextMiddleware:
+    """The caller's W3C traceparent/tracestate (None when absent or invalid: the decision starts a trace)."""
+
+    def process_request(self, req, resp):
+        req.context.trace = parse_trace_context(req.get_header("traceparent"), req.get_header("tracestate"))
 
 
 class FairnessMiddleware:
@@ -65,7 +76,7 @@ def _gevent_yield():
 
 
 def create_app(services: Services, yield_fn=None) -> falcon.App:
-    middleware = [RequestIdMiddleware()]
+    middleware = [RequestIdMiddleware(), TraceContextMiddleware()]
     if yield_fn is not None:
         middleware.append(FairnessMiddleware(yield_fn))
     app = falcon.App(middleware=middleware)
@@ -84,9 +95,13 @@ def create_app(services: Services, yield_fn=None) -> falcon.App:
     app.add_route("/v1/version", Version(s.settings, s.engine.name))
     app.add_route("/v1/policies", Policies(s.policies))
     app.add_route("/metrics", Metrics(s.metrics))
+    app.add_route("/v1/openapi.json", OpenApi())
     if s.quota is not None:
         from .resources.quotas import add_routes as add_quota_routes
         add_quota_routes(app, s.quota, s.authenticator)
+    from .admin_ui import add_routes as add_ui_routes
+    from .admin_ui.recent import RecentDecisions
+    add_ui_routes(app, s, s.recent if s.recent is not None else RecentDecisions())
     return app
 
 
@@ -100,6 +115,7 @@ def build_services(settings, fallback_bundle=None) -> Services:
     from .metrics import PdpMetrics
     from .policy.store import PolicyStore
     from .redis_client import connect
+    from .tracing import make_tracer
 
     metrics = PdpMetrics()
     redis_client = connect(settings.redis_url, settings.redis_timeout_ms / 1000)
@@ -123,8 +139,15 @@ def build_services(settings, fallback_bundle=None) -> Services:
     if settings.rate_limit_enabled:
         from .quota.factory import build_quota_service
         quota = build_quota_service(settings, redis_client, registry=metrics.registry)
-    decider = Decider(authenticator, policies, engine, quota=quota, decision_log=DecisionLog(settings.decision_log), metrics=metrics)
-    return Services(settings, engine, policies, decider, redis_client, metrics, authenticator, quota)
+    from .admin_ui.recent import RecentDecisions
+    from .decision import HeaderAllowList
+    tracer = make_tracer("lucid-pdp")
+    recent = RecentDecisions()
+    decision_log = DecisionLog(settings.decision_log, tap=recent.add)
+    decider = Decider(authenticator, policies, engine, quota=quota, decision_log=decision_log, metrics=metrics,
+                      tracer=tracer, allowed_headers=HeaderAllowList(settings.decision_header_names))
+    return Services(settings, engine, policies, decider, redis_client, metrics, authenticator, quota, tracer,
+                    recent)
 
 
 def build_denylist(settings, redis_client):

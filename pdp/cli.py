@@ -11,9 +11,9 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="pdp", description="lucid-gateway policy decision point")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("serve", help="serve the decision API (gunicorn + gevent)")
-    p = sub.add_parser("check", help="compile the policies and check every builtin they call")
+    p = sub.add_parser("check", help="compile the policies (and their tests) as the serving engine does")
     p.add_argument("path", nargs="?", default=None)
-    p = sub.add_parser("test", help="run the test_* rules of *_test.rego on the embedded engine")
+    p = sub.add_parser("test", help="run the test_* rules of *_test.rego with the pinned `opa test`")
     p.add_argument("path", nargs="?", default=None)
     p.add_argument("-v", "--verbose", action="store_true")
     p = sub.add_parser("eval", help="evaluate data.gateway.decision for one input document")
@@ -45,18 +45,38 @@ def _policy_dir(args_path):
     return args_path or os.environ.get("POLICY_DIR") or "policies"
 
 
+def _engine_settings():
+    """Only the engine's settings (check/test/eval need no JWT secret or Redis)."""
+    import os
+
+    from .config import SETTINGS
+    wanted = {"engine", "opa_binary", "opa_url", "opa_timeout_ms", "opa_push_policies"}
+    values = {}
+    for s in SETTINGS:
+        if s.name in wanted:
+            raw = os.environ.get(s.env)
+            try:
+                values[s.name] = s.parse(raw) if raw else s.default
+            except ValueError as err:
+                print(f"pdp: configuration error: {s.env}: {err}", file=sys.stderr)
+                sys.exit(2)
+    from .config import Settings
+    return Settings(values)
+
+
 def cmd_serve(args) -> int:
     from .policy.errors import PolicyError
     from .app import policy_settings
-    from .engines.embedded import EmbeddedEngine
+    from .engines.wasm import WasmEngine
     from .policy.bundle import load_bundle
     settings = _settings()
     # Fail fast with one line, before any worker starts. The checked bundle is
-    # also what a worker serves if the files break before it boots.
+    # also what a worker serves if the files break before it boots (and its
+    # compiled Wasm is inherited by the workers, which then skip opa build).
     try:
         bundle = load_bundle(settings.policy_dir, policy_settings(settings))
-        if settings.engine == "embedded":
-            EmbeddedEngine().compile(bundle)
+        if settings.engine == "wasm":
+            WasmEngine(settings.opa_binary).compile(bundle)
     except PolicyError as err:
         print(f"pdp: POLICY_DIR: {err}", file=sys.stderr)
         return 2
@@ -66,15 +86,21 @@ def cmd_serve(args) -> int:
 
 
 def cmd_check(args) -> int:
-    from .engines.embedded import EmbeddedEngine, new_interpreter
-    from .policy.bundle import load_bundle
+    """OPA's own compiler over every module, tests included (`opa check`), then the
+    serving engine's load when that is wasm (it also refuses builtins the host lacks).
+    With PDP_ENGINE=opa, `opa check` is the serving compiler: nothing is pushed."""
+    from .engines.opa_build import check_modules, find_opa
+    from .engines.wasm import WasmEngine
+    from .policy.bundle import is_bundle_file, load_bundle
     from .policy.errors import PolicyError
+    settings = _engine_settings()
     path = _policy_dir(args.path)
     try:
         bundle = load_bundle(path)
-        EmbeddedEngine().compile(bundle)
-        if bundle.test_modules:
-            new_interpreter(bundle, bundle.all_modules)
+        if not is_bundle_file(path):
+            check_modules(find_opa(settings.opa_binary), bundle.all_modules)
+        if settings.engine == "wasm":
+            WasmEngine(settings.opa_binary).compile(bundle)
     except PolicyError as err:
         print(f"{err}", file=sys.stderr)
         return 1
@@ -83,28 +109,22 @@ def cmd_check(args) -> int:
 
 
 def cmd_test(args) -> int:
+    """The pinned `opa test`: OPA's own semantics, the same compiler the wasm engine uses,
+    over a private copy of what the PDP reads (a ConfigMap volume's ..data folders aside)."""
+    from .engines.opa_build import find_opa, run_opa_test
+    from .policy.bundle import load_bundle
     from .policy.errors import PolicyError
-    from .policy.testing import run_tests
     try:
-        results = run_tests(_policy_dir(args.path))
+        bundle = load_bundle(_policy_dir(args.path))
+        return run_opa_test(find_opa(_engine_settings().opa_binary), bundle.all_modules, bundle.data, args.verbose)
     except PolicyError as err:
         print(f"{err}", file=sys.stderr)
         return 1
-    failed = [r for r in results if not r.passed]
-    for r in results:
-        if args.verbose or not r.passed:
-            status = "PASS" if r.passed else "FAIL"
-            extra = f" ({r.detail})" if r.detail else ""
-            print(f"{r.location}: data.{r.package}.{r.name}: {status} ({r.ms:.1f}ms){extra}")
-    print("-" * 80)
-    print(f"PASS: {len(results) - len(failed)}/{len(results)}")
-    if failed:
-        print(f"FAIL: {len(failed)}/{len(results)}")
-    return 1 if failed or not results else 0
 
 
 def cmd_eval(args) -> int:
-    from .engines.embedded import EmbeddedEngine
+    from .engines import make_engine
+    from .engines.base import EngineError
     from .policy.bundle import load_bundle
     from .policy.errors import PolicyError
     try:
@@ -113,16 +133,17 @@ def cmd_eval(args) -> int:
     except (OSError, ValueError) as err:
         print(f"pdp eval: cannot read input: {err}", file=sys.stderr)
         return 2
+    settings = _engine_settings()
     try:
-        engine = EmbeddedEngine()
+        engine = make_engine(settings)
         compiled = engine.compile(load_bundle(_policy_dir(args.policies)))
         started = time.perf_counter()
         result = engine.evaluate(compiled, input_doc)
         ms = (time.perf_counter() - started) * 1000
-    except PolicyError as err:
+    except (PolicyError, EngineError) as err:
         print(f"{err}", file=sys.stderr)
         return 1
-    print(json.dumps({"result": result, "eval_ms": round(ms, 3)}, indent=2, sort_keys=True))
+    print(json.dumps({"result": result, "eval_ms": round(ms, 3), "engine": engine.name}, indent=2, sort_keys=True))
     return 0
 
 

@@ -66,6 +66,23 @@ def _choice(*options: str) -> Callable[[str], str]:
     return parse
 
 
+def _engine(raw: str) -> str:
+    value = raw.strip().lower()
+    if value == "embedded":
+        raise ValueError("the embedded engine (regopy) was retired: it did not escape strings in its "
+                         "results; use wasm (OPA-compiled Rego in-process, the default) or opa")
+    return _choice("wasm", "opa")(value)
+
+
+def _header_names(raw: str) -> tuple[str, ...]:
+    import re
+    names = tuple(n.strip().lower() for n in raw.split(",") if n.strip())
+    bad = [n for n in names if not re.fullmatch(r"[a-z0-9!#$%&'+.^_`|~-]{1,64}\*?", n)]
+    if not names or bad:
+        raise ValueError("expected a comma-separated list of header names (a trailing * matches a prefix)")
+    return names
+
+
 def _text(raw: str) -> str:
     return raw.strip()
 
@@ -145,11 +162,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("port", "AUTH_PORT", _int_range(1, 65535), 8082, "Port of the PDP's decision API."),
     Setting("workers", "PDP_WORKERS", _int_range(1, 64), 2, "gunicorn worker processes (gevent)."),
     Setting("worker_connections", "PDP_WORKER_CONNECTIONS", _int_range(1, 100000), 1000, "Concurrent connections per worker."),
-    Setting("engine", "PDP_ENGINE", _choice("embedded", "opa"), "embedded", "Policy engine: embedded (regopy) or opa (a real OPA server)."),
+    Setting("engine", "PDP_ENGINE", _engine, "wasm", "Policy engine: wasm (OPA-compiled Rego run in-process by wasmtime) or opa (a real OPA server)."),
+    Setting("opa_binary", "OPA_BINARY", _text, "opa", "OPA binary the wasm engine compiles policies with (opa build -t wasm); not needed for a prebuilt bundle.tar.gz."),
     Setting("opa_url", "OPA_URL", _url("http", "https"), "http://127.0.0.1:8181", "OPA server for PDP_ENGINE=opa."),
     Setting("opa_push_policies", "OPA_PUSH_POLICIES", _bool, True, "Push POLICY_DIR to OPA on every load; false when OPA loads a bundle itself."),
     Setting("opa_timeout_ms", "OPA_TIMEOUT_MS", _int_range(1, 60000), 200, "Timeout of one OPA query."),
-    Setting("policy_dir", "POLICY_DIR", _text, "policies", "Folder of .rego modules and data.json files."),
+    Setting("policy_dir", "POLICY_DIR", _text, "policies", "Folder of .rego modules and data.json files, or a bundle.tar.gz built by `opa build -t wasm`."),
     Setting("policy_reload_s", "POLICY_RELOAD_INTERVAL_S", _float_range(0.0, 60.0), 0.5, "How often to look for policy edits; 0 turns hot reload off."),
     Setting("forward_auth_front", "FORWARD_AUTH_FRONT", _choice("nginx", "traefik", "envoy"), "nginx", "Gateway asking /v1/forward-auth: nginx (X-Original-Method/-URI), traefik (X-Forwarded-Method/-Uri), envoy (uses /v1/ext-authz; forward-auth off). The other's headers are refused."),
     Setting("trusted_proxies", "TRUSTED_PROXIES", _cidr_list, (), "CIDRs of the gateways whose X-Real-IP / X-Forwarded-For forward-auth believes (comma-separated); others are the client themselves."),
@@ -178,6 +196,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("rate_limit_enabled", "RATE_LIMIT_ENABLED", _bool, True, "Spend quotas at all."),
     Setting("decision_log", "DECISION_LOG", _sample, 1.0, "Decision log: on, off, or a sample rate from 0 to 1."),
     Setting("log_level", "LOG_LEVEL", _choice("debug", "info", "warning", "error"), "info", "Log level of the JSON logs."),
+    Setting("decision_header_names", "DECISION_HEADER_NAMES", _header_names,
+            ("x-user-id", "x-user-roles", "x-user-plan", "x-user-mfa", "x-user-email", "ratelimit*",
+             "retry-after", "www-authenticate", "allow"),
+            "Headers a decision may set (a trailing * matches a prefix); a decision setting any other is denied (503 policy_bad_headers)."),
     Setting("memo_size", "PDP_MEMO_SIZE", _int_range(0, 1_000_000), 10000, "Memoized decisions per worker (0 turns memoization off)."),
     # Quotas (docs/quotas.md).
     Setting("ratelimit_legacy_headers", "RATELIMIT_LEGACY_HEADERS", _bool, False, "Also send RateLimit-Limit/-Remaining/-Reset beside RateLimit-Policy and RateLimit."),

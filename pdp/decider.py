@@ -10,10 +10,11 @@ import time
 import uuid
 
 from .authn.errors import AuthUnavailable, InvalidCredential
-from .decision import Decision, deny, from_policy
-from .engines.base import EngineError
+from .decision import DEFAULT_HEADERS, Decision, deny, from_policy
+from .engines.base import EngineError, InvalidInput
 from .policy_input import build_request
 from .request_path import AmbiguousPath
+from .tracing import NoTracer
 
 log = logging.getLogger("lucid.pdp.decider")
 _BEARER_CHALLENGE = 'Bearer error="invalid_token"'
@@ -21,7 +22,7 @@ _BEARER_CHALLENGE = 'Bearer error="invalid_token"'
 
 class Decider:
     def __init__(self, authenticator, policies, engine, quota=None, decision_log=None, metrics=None,
-                 clock_ns=time.time_ns):
+                 clock_ns=time.time_ns, tracer=None, allowed_headers=DEFAULT_HEADERS):
         self._authn = authenticator
         self._policies = policies
         self._engine = engine
@@ -29,28 +30,34 @@ class Decider:
         self._log = decision_log
         self._metrics = metrics
         self._clock_ns = clock_ns
+        self._tracer = tracer or NoTracer()
+        self._allowed_headers = allowed_headers
 
-    def decide(self, check: dict, request_id: str = "") -> Decision:
-        """check is a validated /v1/check `request` object."""
+    def decide(self, check: dict, request_id: str = "", trace=None) -> Decision:
+        """check is a validated /v1/check `request` object; trace the caller's TraceContext (or None)."""
         started = time.perf_counter()
         served = self._policies.current
-        decision, request, subject = self._decide(check, served)
+        with self._tracer.span("pdp.decide", trace, "server") as span:
+            decision, request, subject = self._decide(check, served, span.context)
+            span.set("lucid.decision.status", decision.status)
+            span.set("lucid.decision.reason", decision.reason.split(":", 1)[0])
         decision.decision_id = uuid.uuid4().hex
         decision.policy_revision = served.revision if served else ""
         decision.eval_ms = (time.perf_counter() - started) * 1000
         if self._metrics:
             self._metrics.observe_decision(decision)
         if self._log:
-            self._log.record(decision, request, subject, request_id)
+            self._log.record(decision, request, subject, request_id, trace=span.context)
         return decision
 
-    def _decide(self, check: dict, served):
+    def _decide(self, check: dict, served, trace=None):
         try:
             request = build_request(check)
         except AmbiguousPath as err:
             return deny(400, f"ambiguous_path: {err}"), {"method": check["method"], "path": None}, None
         try:
-            subject = self._authn.authenticate(check.get("headers", {}).get("authorization"))
+            with self._tracer.span("pdp.jwt", trace):
+                subject = self._authn.authenticate(check.get("headers", {}).get("authorization"))
         except InvalidCredential as err:
             return deny(401, f"invalid_token: {err}", response_headers={"www-authenticate": _BEARER_CHALLENGE}), request, None
         except AuthUnavailable as err:
@@ -60,16 +67,21 @@ class Decider:
             return deny(503, "no_policy_loaded"), request, subject
         input_doc = served.needs.trim({"request": request, "subject": subject, "now_ns": self._clock_ns()})
         try:
-            doc = self._evaluate(served, input_doc)
+            with self._tracer.span("pdp.engine", trace):
+                doc = self._evaluate(served, input_doc)
+        except InvalidInput as err:
+            log.warning("input refused by the policy engine: %s", err)
+            return deny(400, "invalid_input"), request, subject
         except EngineError as err:
             log.error("policy evaluation failed: %s", err)
             if self._metrics:
                 self._metrics.errors.labels(kind="evaluation").inc()
             return deny(503, "policy_error"), request, subject
-        decision = from_policy(doc)
+        decision = self._from_policy(doc)
         # quota: spend the policy's descriptors for an allowed request (issue #4).
         if decision.allow and decision.quotas and self._quota is not None:
-            decision = self._spend_quota(decision, served, input_doc, subject)
+            with self._tracer.span("pdp.quota", trace):
+                decision = self._spend_quota(decision, served, input_doc, subject)
         return decision, request, subject
 
     def _spend_quota(self, decision: Decision, served, input_doc: dict, subject: dict) -> Decision:
@@ -78,7 +90,7 @@ class Decider:
             # An admin's plan override: the policy's quotas as if the token said that plan.
             replanned = {**input_doc, "subject": {**input_doc.get("subject", subject), "plan": plan}}
             try:
-                redone = from_policy(self._evaluate(served, replanned))
+                redone = self._from_policy(self._evaluate(served, replanned))
             except EngineError as err:
                 log.error("policy evaluation under plan override failed: %s", err)
                 return decision.quotas  # still enforce the token's own plan
@@ -91,6 +103,14 @@ class Decider:
         decision.response_headers.update(verdict.response_headers)
         if verdict.spent_quota:
             decision.cache_ttl_s = 0.0  # an allow that spent quota must be asked again
+        return decision
+
+    def _from_policy(self, doc) -> Decision:
+        decision = from_policy(doc, self._allowed_headers)
+        if decision.reason == "policy_bad_headers":
+            log.error("decision denied, policy set a bad header: %s", decision.detail)
+            if self._metrics:
+                self._metrics.errors.labels(kind="policy_bad_headers").inc()
         return decision
 
     def _evaluate(self, served, input_doc: dict):

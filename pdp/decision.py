@@ -5,7 +5,28 @@ import dataclasses
 import re
 
 _HEADER_NAME = re.compile(r"^[a-z0-9!#$%&'*+.^_`|~-]{1,64}$")
-_HEADER_VALUE_FORBIDDEN = re.compile(r"[\r\n\x00]")
+# CR, LF and every other control character (TAB and DEL included): a value
+# holding one could split or fold a header on the way to the backend.
+_HEADER_VALUE_FORBIDDEN = re.compile(r"[\x00-\x1f\x7f]")
+
+
+class HeaderAllowList:
+    """The header names a decision may set (DECISION_HEADER_NAMES); `ratelimit*` matches a prefix."""
+
+    def __init__(self, names):
+        self._exact = frozenset(n for n in names if not n.endswith("*"))
+        self._prefixes = tuple(n[:-1] for n in names if n.endswith("*"))
+
+    def allows(self, name: str) -> bool:
+        return name in self._exact or name.startswith(self._prefixes)
+
+
+def _default_allow_list() -> HeaderAllowList:
+    from .config import SETTINGS
+    return HeaderAllowList(next(s.default for s in SETTINGS if s.name == "decision_header_names"))
+
+
+DEFAULT_HEADERS = _default_allow_list()
 
 
 @dataclasses.dataclass
@@ -20,6 +41,7 @@ class Decision:
     decision_id: str = ""
     policy_revision: str = ""
     eval_ms: float = 0.0
+    detail: str = ""   # why a policy's decision was refused (logged, never sent)
 
     def to_json(self) -> dict:
         return {
@@ -34,8 +56,11 @@ def deny(status: int, reason: str, **extra) -> Decision:
     return Decision(allow=False, status=status, reason=reason, **extra)
 
 
-def from_policy(doc) -> Decision:
-    """Reads data.gateway.decision; anything undefined or malformed is a deny."""
+def from_policy(doc, allowed_headers: HeaderAllowList = DEFAULT_HEADERS) -> Decision:
+    """Reads data.gateway.decision; anything undefined or malformed is a deny.
+
+    Headers are checked before use: a name outside the allow-list, or a value
+    with a control character, denies the whole decision (503 policy_bad_headers)."""
     if not isinstance(doc, dict):
         return deny(403, "policy_undefined")
     allow = doc.get("allow") is True
@@ -49,17 +74,17 @@ def from_policy(doc) -> Decision:
         status = 403
     reason = doc.get("reason") if isinstance(doc.get("reason"), str) else ("ok" if allow else "denied")
     try:
-        headers = _headers(doc.get("headers")) if allow else {}
-        response_headers = _headers(doc.get("response_headers"))
-    except ValueError:
-        return deny(503, "policy_bad_headers")
+        headers = _headers(doc.get("headers"), allowed_headers) if allow else {}
+        response_headers = _headers(doc.get("response_headers"), allowed_headers)
+    except ValueError as err:
+        return deny(503, "policy_bad_headers", detail=str(err))
     quotas = doc.get("quotas") if isinstance(doc.get("quotas"), list) else []
     ttl = doc.get("cache_ttl_s", 0)
     ttl = float(ttl) if isinstance(ttl, (int, float)) and not isinstance(ttl, bool) and 0 <= ttl <= 3600 else 0.0
     return Decision(allow, status, reason[:200], headers, response_headers, quotas, ttl)
 
 
-def _headers(value) -> dict:
+def _headers(value, allowed: HeaderAllowList) -> dict:
     if value is None:
         return {}
     if not isinstance(value, dict):
@@ -72,7 +97,11 @@ def _headers(value) -> dict:
             raise ValueError(f"header {name!r} has a non-scalar value")
         name = str(name).lower()
         val = str(val)
-        if not _HEADER_NAME.match(name) or _HEADER_VALUE_FORBIDDEN.search(val):
-            raise ValueError(f"header {name!r} is not a valid HTTP header")
+        if not _HEADER_NAME.match(name):
+            raise ValueError(f"header name {name[:64]!r} is not a valid HTTP header name")
+        if not allowed.allows(name):
+            raise ValueError(f"header {name!r} is not in DECISION_HEADER_NAMES")
+        if _HEADER_VALUE_FORBIDDEN.search(val):
+            raise ValueError(f"header {name!r} has a control character in its value")
         out[name] = val
     return out

@@ -18,12 +18,13 @@ log = logging.getLogger("lucid.decisions")
 class DecisionLog:
     """Writes decisions to the `lucid.decisions` logger, sampled at `sample_rate`."""
 
-    def __init__(self, sample_rate: float, sink=None, rng=random.random):
+    def __init__(self, sample_rate: float, sink=None, rng=random.random, tap=None):
         self._rate = sample_rate
         self._sink = sink or (lambda line: log.info(line))
         self._rng = rng
+        self._tap = tap  # also given each entry (the admin page's recent decisions)
 
-    def record(self, decision, request: dict, subject, request_id: str) -> None:
+    def record(self, decision, request: dict, subject, request_id: str, trace=None) -> None:
         """request is input.request: credentials, cookies and token query parameters already removed."""
         if self._rate <= 0 or (self._rate < 1 and self._rng() >= self._rate):
             return
@@ -31,6 +32,8 @@ class DecisionLog:
             "decision_id": decision.decision_id,
             "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + "Z",
             "request_id": request_id,
+            "trace_id": trace.trace_id if trace else None,
+            "span_id": trace.span_id if trace else None,
             "path": request.get("path"),
             "method": request.get("method"),
             "input": {"request": _masked(request), "subject": public_subject(subject) if subject else None},
@@ -39,6 +42,8 @@ class DecisionLog:
             "policy_revision": decision.policy_revision,
         }
         self._sink(json.dumps(entry, separators=(",", ":"), default=str))
+        if self._tap is not None:
+            self._tap(entry)
 
 
 def _masked(request: dict) -> dict:

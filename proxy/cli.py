@@ -5,6 +5,8 @@ import sys
 import time
 
 from . import config as config_module
+from pdp.tracing import make_tracer
+
 from .routes import DEFAULT_ROUTES_FILE, RoutesError, load_routes, sidecar_table
 
 _ROUTE_VARIABLES = {
@@ -100,7 +102,7 @@ def build_gateway(config, table, mode):
     verdicts = VerdictCache(config.verdict_cache_size, clock) if config.verdict_cache_size else None
     meta = MetaEndpoints(config.service_name, pdp, clusters, metrics, mode)
     gateway = Gateway(config, table, clusters, pdp, verdicts, ClientAddress(config.trusted_proxies), meta,
-                      metrics, AccessLog(config.access_log), clock)
+                      metrics, AccessLog(config.access_log), clock, tracer=make_tracer("lucid-proxy"))
 
     def health_head(endpoint, path):
         return f"GET {path} HTTP/1.1\r\nHost: {endpoint.host}:{endpoint.port}\r\nUser-Agent: lucid-proxy-health\r\n\r\n" \

@@ -16,7 +16,9 @@ IDENTITY_HEADERS = frozenset(("x-user-id", "x-user-roles", "x-user-plan", "x-use
                               "x-user-sub", "x-user-email", "x-auth-subject"))
 # Set by the proxy from what it saw; never passed through from the client.
 PROXY_SET = frozenset(("x-request-id", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host",
-                       "x-real-ip", "forwarded", "expect", "content-length", "host"))
+                       "x-real-ip", "forwarded", "expect", "content-length", "host",
+                       # W3C trace context: the proxy passes on its own span's (pdp/trace_context.py).
+                       "traceparent", "tracestate"))
 # Client headers that make a backend (or a framework in it) use another method,
 # path, scheme, port or prefix than the one the PDP judged: dropped unless a
 # route allows one by name (`client_headers.allow` in the routes file).

@@ -16,6 +16,8 @@ from gevent.event import AsyncResult
 from . import forwarding, http11, problems, upstream
 from .breaker import BreakerRejected
 from pdp.request_path import AmbiguousPath, normalize_target
+from pdp.trace_context import parse as parse_trace_context
+from pdp.tracing import NoTracer
 from .pdp import FAIL_OPEN, PdpRejected, PdpUnavailable, verdict_key
 
 log = logging.getLogger("proxy.gateway")
@@ -42,7 +44,8 @@ class Exchange:
 
     __slots__ = ("request", "peer_ip", "scheme", "request_id", "path", "query", "route", "decision",
                  "client_ip", "status", "bytes_in", "bytes_out", "started", "pdp_s", "upstream_s",
-                 "upstream_url", "body_consumed", "keep_alive", "forwarded", "error", "upstream_headers")
+                 "upstream_url", "body_consumed", "keep_alive", "forwarded", "error", "upstream_headers",
+                 "trace", "upstream_trace")
 
     def __init__(self, request, peer_ip, scheme, started):
         self.request = request
@@ -66,13 +69,15 @@ class Exchange:
         self.forwarded = None
         self.error = None
         self.upstream_headers = ()
+        self.trace = None           # this request's span context (pdp/trace_context.TraceContext)
+        self.upstream_trace = None  # the upstream call's, sent to the upstream as traceparent
 
 
 class Gateway:
     """The per-worker request pipeline; everything it needs is passed in."""
 
     def __init__(self, config, routes, clusters, pdp, verdicts, client_address, meta, metrics, access_log,
-                 clock=time.monotonic):
+                 clock=time.monotonic, tracer=None):
         self._config = config
         self._routes = routes
         self._clusters = clusters
@@ -83,6 +88,7 @@ class Gateway:
         self._metrics = metrics
         self._access_log = access_log
         self._clock = clock
+        self._tracer = tracer or NoTracer()
         self.draining = False
         self._inflight = {}  # cache key -> AsyncResult of the PDP call in flight for it
         self._pdp_warned_at = float("-inf")
@@ -126,7 +132,12 @@ class Gateway:
                     return
                 exchange = Exchange(request, peer_ip, scheme, started)
                 try:
-                    self.handle(exchange, sock, reader)
+                    incoming = parse_trace_context(request.header("traceparent"), request.header("tracestate"))
+                    with self._tracer.span("proxy.request", incoming, "server",
+                                           {"http.request.method": request.method}) as span:
+                        exchange.trace = span.context
+                        self.handle(exchange, sock, reader)
+                        span.set("http.response.status_code", exchange.status)
                 except _Abort:
                     return
                 except Exception:  # noqa: BLE001 - a bug must cost one request, not the worker
@@ -202,7 +213,9 @@ class Gateway:
             status, headers, body = answer
             return self._answer(ex, sock, status, headers + list(decision.response_headers.items()),
                                 b"" if req.method == "HEAD" else body)
-        return self.forward(ex, sock, reader)
+        with self._tracer.span("proxy.upstream", ex.trace, "client", {"lucid.cluster": route.cluster}) as span:
+            ex.upstream_trace = span.context
+            return self.forward(ex, sock, reader)
 
     def decide(self, ex):
         """The PDP's decision (or a cached one); None when the PDP failed and the route fails closed."""
@@ -250,7 +263,8 @@ class Gateway:
             leading = self._inflight[cache_key] = AsyncResult()
         decision = None
         try:
-            decision = self._pdp.check(doc, ex.request_id)
+            with self._tracer.span("proxy.pdp_check", ex.trace, "client") as span:
+                decision = self._pdp.check(doc, ex.request_id, trace=span.context)
         except PdpUnavailable as exc:
             ex.pdp_s = self._clock() - started
             self._metrics.pdp_errors.labels(exc.kind).inc()
@@ -303,7 +317,8 @@ class Gateway:
         # An HTTP/1.0 client may send no Host; the upstream speaks 1.1 and needs one.
         first = cluster.endpoints[0]
         host = req.header("host") or f"{first.host}:{first.port}"
-        extra = [("host", host), ("x-request-id", ex.request_id),
+        hop = ex.upstream_trace or ex.trace
+        extra = [*(hop.headers() if hop else ()), ("host", host), ("x-request-id", ex.request_id),
                  ("x-forwarded-for", xff), ("x-forwarded-proto", proto), ("x-forwarded-host", fwd_host),
                  ("x-real-ip", ex.client_ip)]
         headers = forwarding.upstream_headers(req.headers, ex.decision.headers, route, extra)
@@ -646,7 +661,8 @@ class Gateway:
         self._metrics.duration.labels(route_name).observe(elapsed)
         decision = ex.decision
         self._access_log.write({
-            "request_id": ex.request_id, "client_ip": ex.client_ip, "method": ex.request.method,
+            "request_id": ex.request_id, "trace_id": ex.trace.trace_id if ex.trace else None,
+            "client_ip": ex.client_ip, "method": ex.request.method,
             "path": (ex.path or "-") + ("?" + _redact(ex.query) if ex.query else ""),
             "route": route_name, "status": status, "bytes_in": ex.bytes_in, "bytes_out": ex.bytes_out,
             "total_ms": round(elapsed * 1000, 3),

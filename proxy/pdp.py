@@ -100,11 +100,14 @@ class PdpClient:
             lines += ["Content-Type: application/json", f"Content-Length: {length}"]
         return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
-    def check(self, request_doc: dict, request_id: str = None) -> Decision:
+    def check(self, request_doc: dict, request_id: str = None, trace=None) -> Decision:
         body = json.dumps({"request": request_doc}, separators=(",", ":")).encode("utf-8")
         head = self._head("POST", "/v1/check", len(body))
         if request_id:
             head = head[:-2] + f"X-Request-ID: {request_id}\r\n\r\n".encode("latin-1")
+        if trace is not None:
+            lines = "".join(f"{name}: {value}\r\n" for name, value in trace.headers())
+            head = head[:-2] + (lines + "\r\n").encode("latin-1")
         try:
             status, _, data = upstream.simple_request(self._pool, head, body, self._timeout_s, self._queue_s)
         except upstream.UpstreamTimeout as exc:

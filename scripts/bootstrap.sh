@@ -12,6 +12,8 @@ declare -A NEEDED=(
   [nginx]=nginx
   [openssl]=openssl
   [wrk]=wrk
+  # The admin page's browser tests (tests/ui/test_browser.py).
+  [chromium]=chromium
 )
 missing=()
 for cmd in "${!NEEDED[@]}"; do
@@ -31,3 +33,14 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 bash scripts/tools.sh >/dev/null
+
+# playwright-core (pinned in tests/ui/package-lock.json) drives that chromium;
+# it downloads no browser of its own.
+if command -v npm >/dev/null 2>&1; then
+  if [ ! -d tests/ui/node_modules/playwright-core ] || [ tests/ui/package-lock.json -nt tests/ui/node_modules ]; then
+    npm ci --prefix tests/ui --no-audit --no-fund --silent >/dev/null
+    touch tests/ui/node_modules
+  fi
+else
+  echo "bootstrap: npm not found; the admin page's browser test will skip" >&2
+fi

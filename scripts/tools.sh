@@ -7,6 +7,8 @@ set -euo pipefail
 
 OPA_VERSION="${OPA_VERSION:-v1.22.4}"
 HELM_VERSION="${HELM_VERSION:-v3.22.0}"
+# Prometheus' Go module is tagged v0.<3xx>.y for release 3.xx.y (v0.316.0 = 3.16.0).
+PROMTOOL_VERSION="${PROMTOOL_VERSION:-v0.316.0}"
 CACHE="${LUCID_TOOLS_CACHE:-$HOME/.cache/lucid-gateway/tools}"
 BIN="$CACHE/bin"
 mkdir -p "$BIN"
@@ -60,6 +62,19 @@ build_helm() {
   ln -sf "$out" "$BIN/helm"
 }
 
+# promtool checks the chart's PrometheusRule expressions (tests/deploy/test_monitoring.py).
+build_promtool() {
+  local out="$CACHE/promtool-$PROMTOOL_VERSION/promtool"
+  if [ ! -x "$out" ]; then
+    echo "tools: building promtool $PROMTOOL_VERSION (once per machine)" >&2
+    mkdir -p "$(dirname "$out")"
+    GOBIN="$(dirname "$out")" CGO_ENABLED=0 nice go install -trimpath \
+      "github.com/prometheus/prometheus/cmd/promtool@$PROMTOOL_VERSION"
+  fi
+  ln -sf "$out" "$BIN/promtool"
+}
+
 build_opa
 build_helm
+build_promtool
 echo "$BIN"

@@ -7,5 +7,5 @@ def make_engine(settings):
     if settings.engine == "opa":
         from .opa_server import OpaServerEngine
         return OpaServerEngine(settings.opa_url, timeout_s=settings.opa_timeout_ms / 1000, push=settings.opa_push_policies)
-    from .embedded import EmbeddedEngine
-    return EmbeddedEngine()
+    from .wasm import WasmEngine
+    return WasmEngine(settings.opa_binary)

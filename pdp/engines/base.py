@@ -12,6 +12,10 @@ class EngineError(Exception):
     """Evaluation failed (runtime error or engine unreachable): the caller fails closed."""
 
 
+class InvalidInput(EngineError):
+    """The engine cannot take this input (e.g. a lone surrogate): a 400, not a 503."""
+
+
 class Engine(Protocol):
     name: str
     memoizable: bool   # whether a decision may be reused for the same input and revision

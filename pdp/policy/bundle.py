@@ -1,4 +1,6 @@
-"""A policy bundle read from a folder: .rego modules and data.json files.
+"""A policy bundle read from a folder (.rego modules and data.json files), or
+from a bundle.tar.gz built by `opa build -t wasm` (policy.wasm, data.json and
+the .rego sources, OPA's bundle convention).
 
 Follows OPA's bundle layout, so `opa run policies/` and `opa test policies/`
 see exactly what the PDP serves: `a/b/data.json` becomes `data.a.b`.
@@ -7,8 +9,10 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import io
 import json
 import os
+import tarfile
 from pathlib import Path
 
 from .errors import PolicyError
@@ -23,15 +27,23 @@ class PolicyBundle:
     test_modules: dict[str, str]   # relative path -> source of *_test.rego
     data: dict
     revision: str                  # "sha256:<hex>" over every file's path and content
+    wasm: bytes | None = None      # a prebuilt policy.wasm (from a bundle.tar.gz), else None
 
     @property
     def all_modules(self) -> dict[str, str]:
         return {**self.modules, **self.test_modules}
 
 
+def is_bundle_file(root: str | os.PathLike) -> bool:
+    return str(root).endswith(".tar.gz") and Path(root).is_file()
+
+
 def policy_files(root: str | os.PathLike) -> list[Path]:
-    """Every .rego and data.json under root, sorted, skipping hidden folders."""
+    """Every .rego and data.json under root, sorted, skipping hidden folders
+    (or the bundle file itself)."""
     base = Path(root)
+    if is_bundle_file(base):
+        return [base]
     if not base.is_dir():
         raise PolicyError(f"policy folder {str(base)!r} does not exist")
     found = []
@@ -55,6 +67,8 @@ def fingerprint(root: str | os.PathLike) -> tuple:
 def load_bundle(root: str | os.PathLike, settings_overlay: dict | None = None) -> PolicyBundle:
     """Reads every module and data file; raises PolicyError with file:line on bad data."""
     base = Path(root)
+    if is_bundle_file(base):
+        return load_bundle_file(base, settings_overlay)
     modules, tests, data = {}, {}, {}
     digest = hashlib.sha256()
     for path in policy_files(base):
@@ -73,11 +87,46 @@ def load_bundle(root: str | os.PathLike, settings_overlay: dict | None = None) -
             _merge_data(data, rel, text)
     if not modules:
         raise PolicyError(f"no .rego modules in {str(base)!r}")
+    _overlay(data, digest, settings_overlay)
+    return PolicyBundle(str(base), modules, tests, data, "sha256:" + digest.hexdigest()[:16])
+
+
+def _overlay(data: dict, digest, settings_overlay: dict | None) -> None:
     if settings_overlay:
         gateway = data.setdefault("gateway", {})
         gateway["settings"] = {**gateway.get("settings", {}), **settings_overlay}
         digest.update(json.dumps(settings_overlay, sort_keys=True).encode())
-    return PolicyBundle(str(base), modules, tests, data, "sha256:" + digest.hexdigest()[:16])
+
+
+def load_bundle_file(path: Path, settings_overlay: dict | None = None) -> PolicyBundle:
+    """A bundle.tar.gz from `opa build -t wasm`: its policy.wasm is served as is;
+    its .rego sources (OPA includes them) tell the PDP what input they read."""
+    raw = path.read_bytes()
+    if len(raw) > _MAX_FILE_BYTES * 4:
+        raise PolicyError(f"bundle larger than {_MAX_FILE_BYTES * 4} bytes", path.name)
+    modules, tests, data, wasm = {}, {}, {}, None
+    try:
+        with tarfile.open(fileobj=io.BytesIO(raw), mode="r:gz") as tar:
+            for member in tar:
+                name = member.name.lstrip("/")
+                name = name[2:] if name.startswith("./") else name
+                if not member.isfile() or member.size > _MAX_FILE_BYTES * 4:
+                    continue
+                content = tar.extractfile(member).read()
+                if name == "policy.wasm" or name.endswith("/policy.wasm"):
+                    wasm = content
+                elif name.endswith(".rego"):
+                    text = content.decode("utf-8", "replace")
+                    (tests if name.endswith("_test.rego") else modules)[name] = text
+                elif name == "data.json" or name.endswith("/data.json"):
+                    _merge_data(data, name, content.decode("utf-8", "replace"))
+    except (tarfile.TarError, OSError, EOFError) as err:
+        raise PolicyError(f"not a bundle.tar.gz: {err}", path.name) from None
+    if wasm is None:
+        raise PolicyError("the bundle holds no policy.wasm (build it with `opa build -t wasm`)", path.name)
+    digest = hashlib.sha256(raw)
+    _overlay(data, digest, settings_overlay)
+    return PolicyBundle(str(path), modules, tests, data, "sha256:" + digest.hexdigest()[:16], wasm)
 
 
 def _merge_data(data: dict, rel: str, text: str) -> None:

@@ -21,19 +21,21 @@ def line_col(source: str, offset: int) -> tuple[int, int]:
     return line, col
 
 
-# rego-cpp reports errors as s-expressions: (error 6:x.rego|44|2 (errormsg 24:Invalid ...) ...)
-_REGO_CPP_ERROR = re.compile(r"\(error \d+:(?P<file>[^|]*)\|(?P<offset>\d+)\|\d+\s*\(errormsg \d+:(?P<msg>[^)\n]*)")
+# OPA reports "gateway/decision.rego:12: rego_parse_error: unexpected eof token".
+# A single error comes on one line ("1 error occurred: a.rego:3: rego_...").
+_OPA_ERROR = re.compile(r"(?:^|\s)(?P<file>[^\s:]+\.rego):(?P<line>\d+): (?P<kind>rego_\w+): (?P<msg>[^\n]*)", re.M)
 
 
-def from_rego_cpp(error_text: str, sources: dict[str, str]) -> PolicyError:
-    """Turns a regopy RegoError into a PolicyError pointing at file:line:col."""
-    m = _REGO_CPP_ERROR.search(error_text)
-    if not m:
-        first = error_text.strip().splitlines()[0] if error_text.strip() else "compile error"
-        return PolicyError(first)
-    name, offset = m["file"], int(m["offset"])
-    location = name
-    if name in sources:
-        line, col = line_col(sources[name], offset)
-        location = f"{name}:{line}:{col}"
-    return PolicyError(m["msg"].strip(), location)
+def from_opa_output(text: str) -> PolicyError:
+    """OPA's error report (opa build/check) as one PolicyError: the first error's
+    file:line, and how many more there are."""
+    errors = list(_OPA_ERROR.finditer(text))
+    if not errors:
+        lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+        first = lines[0] if lines else "opa failed without a message"
+        return PolicyError(first.removeprefix("error: "))
+    # OPA reports a parse error once per pass: keep the distinct ones.
+    seen = list(dict.fromkeys((m["file"], m["line"], m["msg"].strip()) for m in errors))
+    name, line, msg = seen[0]
+    more = f" (+{len(seen) - 1} more)" if len(seen) > 1 else ""
+    return PolicyError(msg + more, f"{name.removeprefix('./')}:{line}")

@@ -63,7 +63,20 @@ def validate_check(doc: dict) -> dict:
     for field in ("host", "scheme", "client_ip"):
         if field in req and not isinstance(req[field], str):
             raise _bad(f"`request.{field}` must be a string")
-    return {**req, "headers": clean}
+    checked = {**req, "headers": clean}
+    _require_unicode(checked)
+    return checked
+
+
+def _require_unicode(req: dict) -> None:
+    """JSON's \\ud800 escapes decode to lone surrogates, which no policy engine can
+    take as a string (OPA's Wasm parser aborts on them): refuse them here."""
+    try:
+        json.dumps(req, ensure_ascii=False, allow_nan=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise _bad("strings must be valid Unicode (a lone surrogate escape was sent)") from None
+    except (TypeError, ValueError):
+        raise _bad("`request` holds a value that is not JSON") from None
 
 
 def _bad(detail: str) -> Problem:
@@ -77,5 +90,5 @@ class Check:
 
     def on_post(self, req, resp):
         check = validate_check(read_json_body(req, self._max))
-        decision = self._decider.decide(check, req.context.request_id)
+        decision = self._decider.decide(check, req.context.request_id, getattr(req.context, "trace", None))
         resp.media = decision.to_json()

@@ -150,7 +150,7 @@ class ForwardAuth:
             "host": req.get_header(f.host_header) or req.get_header("Host") or "",
             "scheme": _scheme(req), "client_ip": client_ip(req, self._trusted),
         }})
-        answer(resp, self._decider.decide(check, req.context.request_id))
+        answer(resp, self._decider.decide(check, req.context.request_id, getattr(req.context, "trace", None)))
 
     on_post = on_get
 
@@ -181,6 +181,6 @@ class ExtAuthz:
             "host": req.get_header("Host") or "",
             "scheme": _scheme(req), "client_ip": client_ip(req, self._trusted),
         }})
-        answer(resp, self._decider.decide(check, req.context.request_id))
+        answer(resp, self._decider.decide(check, req.context.request_id, getattr(req.context, "trace", None)))
 
     on_get = on_post = on_put = on_delete = on_patch = on_head = on_options = _handle

@@ -87,6 +87,13 @@ def _int_param(req, name: str, default: int, lo: int, hi: int) -> int:
     return value
 
 
+def _json_int(value):
+    """JSON has one number type: 5.0 is the integer 5 (as JSON Schema's "integer" says)."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
 class Analytics(_Base):
     @_guarded
     def on_get(self, req, resp):
@@ -107,7 +114,7 @@ class Override(_Base):
         unknown = set(body) - {"limit", "burst"}
         if unknown or "limit" not in body:
             raise AdminInputError('body must be {"limit": int, "burst": int (optional)}')
-        resp.media = self._admin.set_override(key, name, body["limit"], body.get("burst"))
+        resp.media = self._admin.set_override(key, name, _json_int(body["limit"]), _json_int(body.get("burst")))
 
     @_guarded
     def on_delete(self, req, resp, key, name):

@@ -3,11 +3,9 @@
 # It is always defined. Unknown paths, unknown methods and anything the RBAC
 # tables do not permit are denied (fail closed).
 #
-# The logic is functions of the request, the caller and the settings, each
-# called once per decision: tests call decide() directly, and on regopy 1.5.2
-# the cost of compiling a `with` grows with the number of call paths from the
-# rule to `input` (exponentially when rules that read input are referenced
-# from many places).
+# The logic is functions of the request, the caller and the settings, so that
+# every part can be tested on its own arguments (tests call decide() directly)
+# and only input.rego reads `input`.
 package gateway
 
 default decision := {

@@ -1,8 +1,8 @@
 # The fields of `input` the policy reads, and nothing else.
 #
 # The PDP reads these references from the source to give the engine only
-# these fields (the embedded engine pays about 8 us per input field) and to
-# key memoized decisions on exactly them; a bare `input` or `input.request`
+# these fields (each one is JSON the engine parses) and to key memoized
+# decisions on exactly them; a bare `input` or `input.request`
 # would make it pass, and key on, everything. Defaults keep a missing field a
 # deny rather than an undefined decision. No clock (input.now_ns) and no
 # randomness are read, so decisions can be memoized.

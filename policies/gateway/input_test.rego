@@ -2,9 +2,9 @@ package gateway_test
 
 import data.gateway
 
-# The only tests that use `with`, on the small rules that read input (see
-# fixtures_test.rego for why). The entry point as a whole is checked with real
-# input documents on both engines by tests/policies/test_policies.py.
+# The rules that read input, on their own. The entry point as a whole is
+# checked with real input documents on both engines by
+# tests/policies/test_policies.py.
 
 test_policy_reads_its_fields_from_input if {
 	fields := [

@@ -19,10 +19,9 @@ brute_force_routes := {"auth.login": "auth_login_per_ip", "auth.verify": "auth_v
 rate_limiting_enabled(settings) if object.get(settings, "rate_limit_enabled", true) != false
 
 # The descriptors of an allowed request, sorted by name so that equal
-# decisions are equal documents on every engine. The list is built in name
-# order (auth_*, ip_per_minute, plan_daily, plan_monthly, user_per_minute)
-# rather than sorted at run time, which costs the embedded engine about 80 us;
-# a test checks the order, so keep new names in it.
+# decisions are equal documents. The list is built in name order (auth_*,
+# ip_per_minute, plan_daily, plan_monthly, user_per_minute); a test checks
+# the order, so keep new names in it.
 # settings is data.gateway.settings: {"rate_limit_per_minute", "rate_limit_burst",
 # "rate_limit_enabled"}, which the PDP sets from the environment.
 quotas_for(allowed, route, caller, client_ip, settings) := array.concat(

@@ -19,14 +19,12 @@ caller_facts(subject) := {
 	subject.sub != ""
 } else := {"authenticated": false, "id": "", "roles": [], "plan": "", "mfa": false}
 
-# regopy 1.5.2: sort() of a set returns a value that prints as an array but
-# is not equal to one and cannot be indexed; sorting an array is fine.
-sorted_strings(values) := sort([value | some value in unique]) if {
+# The distinct strings of a list, sorted; anything else in it is ignored.
+sorted_strings(values) := sort({value |
+	some value in values
+	is_string(value)
+}) if {
 	is_array(values)
-	unique := {value |
-		some value in values
-		is_string(value)
-	}
 } else := []
 
 # An unknown or missing plan gets the default one (the smallest), never more.

@@ -66,15 +66,33 @@ def test_base_images_are_pinned_by_tag_with_a_digest_note(name):
     assert text.count("@sha256:<digest>") >= 2, "a digest pin note for each base image"
 
 
+# Besides the venv, a runtime may take exactly these files from other stages.
+EXTRA_STAGE_COPIES = {"Dockerfile.pdp": {"opa": ["/opa", "/usr/local/bin/opa"]}}
+
+
 @pytest.mark.parametrize("name", DOCKERFILES)
 def test_runtime_copies_only_the_venv_from_the_builder(name):
     stages = _stages(name)
     copies = [i for i in stages[-1].all("COPY") if "from" in i.flags()]
     assert copies, "the runtime takes the venv from the builder"
+    extra = EXTRA_STAGE_COPIES.get(name, {})
     for copy in copies:
-        assert copy.flags()["from"] == stages[0].name
+        source = copy.flags()["from"]
+        if source in extra:
+            assert copy.operands() == extra[source]
+            continue
+        assert source == stages[0].name
         assert copy.operands() == ["/venv", "/venv"]
     assert not stages[-1].all("RUN"), "distroless has no shell: no RUN in the runtime stage"
+
+
+def test_pdp_image_carries_the_pinned_static_opa_as_its_compiler():
+    """The wasm engine compiles with OPA_BINARY: the release scripts/tools.sh pins, statically linked."""
+    pinned = re.search(r'OPA_VERSION="\$\{OPA_VERSION:-v([\d.]+)\}"', (ROOT / "scripts" / "tools.sh").read_text()).group(1)
+    stages = {s.name: s for s in _stages("Dockerfile.pdp") if s.name}
+    assert stages["opa"].base == f"openpolicyagent/opa:{pinned}-static"
+    env = {k: v for i in _runtime("Dockerfile.pdp").all("ENV") for k, v in env_pairs(i).items()}
+    assert env["OPA_BINARY"] == "/usr/local/bin/opa"
 
 
 @pytest.mark.parametrize("name", DOCKERFILES)

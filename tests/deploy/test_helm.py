@@ -177,7 +177,7 @@ def test_opa_engine_adds_a_loopback_opa_sidecar(helm, default_render):
 
     default = default_render.get("Deployment", PDP)["spec"]["template"]["spec"]
     assert [c["name"] for c in default["containers"]] == ["pdp"]
-    assert env_of(default["containers"][0])["PDP_ENGINE"]["value"] == "embedded"
+    assert env_of(default["containers"][0])["PDP_ENGINE"]["value"] == "wasm"
     assert "OPA_URL" not in env_of(default["containers"][0])
 
 
@@ -228,7 +228,7 @@ BAD_VALUES = [
     (["--set-string", "pdp.replicaCount=two"], "/pdp/replicaCount"),
     (["--set", "replicaCount=2"], "replicaCount"),
     (["--set", "mode=mesh"], "/mode"),
-    (["--set", "pdp.engine=wasm"], "/pdp/engine"),
+    (["--set", "pdp.engine=embedded"], "/pdp/engine"),
     (["--set", "jwt.algorithm=none"], "/jwt/algorithm"),
     (["--set", "jwt.secretKey=too-short"], "/jwt/secretKey"),
     (["--set", "pdp.port=70000"], "/pdp/port"),

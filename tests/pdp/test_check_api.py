@@ -96,6 +96,6 @@ def test_operational_endpoints(pdp):
     ready = requests.get(pdp.url + "/v1/ready", timeout=5)
     assert ready.status_code == 200 and ready.json()["checks"] == {"policy": True, "engine": True, "redis": True}
     version = requests.get(pdp.url + "/v1/version", timeout=5).json()
-    assert version["version"] == "0.1.0" and version["engine"] == "embedded"
+    assert version["version"] == "0.1.0" and version["engine"] == "wasm"
     pols = requests.get(pdp.url + "/v1/policies", timeout=5).json()
     assert pols["modules"] == ["gateway/decision.rego"] and pols["revision"].startswith("sha256:")

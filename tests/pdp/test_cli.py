@@ -1,4 +1,4 @@
-"""Commands for policy authors: pdp check, pdp test, pdp eval."""
+"""Commands for policy authors: pdp check, pdp test (the pinned opa test), pdp eval (the serving engine)."""
 import json
 import shutil
 import subprocess
@@ -17,18 +17,35 @@ def test_check_ok():
 
 
 def test_check_reports_unsupported_builtin(tmp_path):
-    shutil.copytree(FIXTURE_POLICIES, tmp_path / "p")
-    (tmp_path / "p" / "gateway" / "net.rego").write_text('package gateway\n\ninside if net.cidr_contains("10.0.0.0/8", input.ip)\n')
+    (tmp_path / "p" / "gateway").mkdir(parents=True)
+    (tmp_path / "p" / "gateway" / "decision.rego").write_text(
+        'package gateway\n\ndecision := {"allow": true, "reason": label}\n\nlabel := sprintf("%v", [input.ip])\n')
     out = pdp("check", str(tmp_path / "p"))
     assert out.returncode == 1
-    assert "gateway/net.rego:3:11: unsupported builtin net.cidr_contains()" in out.stderr
+    assert "gateway/decision.rego:5:10: unsupported builtin sprintf() in the wasm engine" in out.stderr
+    assert "The host implements: time.now_ns, urlquery.encode" in out.stderr
+
+
+def test_check_reports_a_compile_error_with_file_and_line(tmp_path):
+    shutil.copytree(FIXTURE_POLICIES, tmp_path / "p")
+    (tmp_path / "p" / "gateway" / "bad.rego").write_text('package gateway\n\nx := count(1, 2)\n')
+    out = pdp("check", str(tmp_path / "p"))
+    assert out.returncode == 1
+    assert out.stderr.startswith("gateway/bad.rego:3: count: arity mismatch"), out.stderr
+
+
+def test_check_with_a_broken_test_module_fails(tmp_path):
+    shutil.copytree(FIXTURE_POLICIES, tmp_path / "p")
+    (tmp_path / "p" / "gateway" / "broken_test.rego").write_text('package gateway_broken_test\n\ntest_x if {\n')
+    out = pdp("check", str(tmp_path / "p"))
+    assert out.returncode == 1 and "gateway/broken_test.rego:" in out.stderr
 
 
 def test_test_runs_every_test_rule():
     out = pdp("test", "-v", str(FIXTURE_POLICIES))
     assert out.returncode == 0, out.stdout + out.stderr
     assert "data.gateway_test.test_public_allowed: PASS" in out.stdout
-    assert "PASS: 4/4" in out.stdout
+    assert "PASS: 4/4" in out.stdout  # opa test's own report
 
 
 def test_test_reports_failures(tmp_path):
@@ -39,7 +56,7 @@ def test_test_reports_failures(tmp_path):
         '"subject": {"authenticated": true, "sub": "x", "roles": []}}\n}\n')
     out = pdp("test", str(tmp_path / "p"))
     assert out.returncode == 1
-    assert "gateway/wrong_test.rego:5: data.gateway_wrong_test.test_admin_for_everyone: FAIL" in out.stdout
+    assert "data.gateway_wrong_test.test_admin_for_everyone: FAIL" in out.stdout
     assert "FAIL: 1/5" in out.stdout
 
 
@@ -47,8 +64,19 @@ def test_eval_prints_the_decision(tmp_path):
     doc = {"request": {"method": "GET", "parsed_path": ["private"]}, "subject": {"authenticated": True, "sub": "e", "roles": ["user"]}}
     out = pdp("eval", "--input", "-", "--policies", str(FIXTURE_POLICIES), stdin=json.dumps(doc))
     assert out.returncode == 0
-    result = json.loads(out.stdout)["result"]
-    assert result["allow"] is True and result["headers"]["x-user-id"] == "e"
+    printed = json.loads(out.stdout)
+    assert printed["engine"] == "wasm"
+    assert printed["result"]["allow"] is True and printed["result"]["headers"]["x-user-id"] == "e"
+
+
+def test_eval_uses_the_serving_engine(tmp_path, opa_server):
+    doc = {"request": {"method": "GET", "parsed_path": ["private"]}, "subject": {"authenticated": True, "sub": "e", "roles": ["user"]}}
+    out = subprocess.run([sys.executable, "-m", "pdp", "eval", "--input", "-", "--policies", str(FIXTURE_POLICIES)],
+                         capture_output=True, text=True, input=json.dumps(doc), timeout=60,
+                         env={**__import__("os").environ, "PDP_ENGINE": "opa", "OPA_URL": opa_server.url})
+    assert out.returncode == 0, out.stderr
+    printed = json.loads(out.stdout)
+    assert printed["engine"] == "opa" and printed["result"]["headers"]["x-user-id"] == "e"
 
 
 def test_eval_bad_input_is_one_clear_line():

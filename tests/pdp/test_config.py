@@ -14,13 +14,27 @@ def test_defaults_follow_the_seed():
     assert s.port == 8082
     assert s.jwt_algorithms == ("HS256",)
     assert s.rate_limit_per_minute == 100 and s.rate_limit_burst == 200 and s.rate_limit_enabled
-    assert s.engine == "embedded"
+    assert s.engine == "wasm"
+
+
+def test_the_retired_embedded_engine_is_one_clear_line():
+    with pytest.raises(ConfigError) as err:
+        load_settings({"JWT_SECRET_KEY": GOOD_SECRET, "PDP_ENGINE": "embedded"})
+    assert str(err.value).startswith("PDP_ENGINE: the embedded engine (regopy) was retired")
+    assert "use wasm" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_decision_header_names_take_prefixes():
+    s = load_settings({"JWT_SECRET_KEY": GOOD_SECRET, "DECISION_HEADER_NAMES": "X-User-Id, ratelimit*"})
+    assert s.decision_header_names == ("x-user-id", "ratelimit*")
 
 
 @pytest.mark.parametrize("env,named", [
     ({"AUTH_PORT": "eighty"}, "AUTH_PORT"),
     ({"AUTH_PORT": "70000"}, "AUTH_PORT"),
-    ({"PDP_ENGINE": "wasm"}, "PDP_ENGINE"),
+    ({"PDP_ENGINE": "regopy"}, "PDP_ENGINE"),
+    ({"PDP_ENGINE": "embedded"}, "PDP_ENGINE"),
+    ({"DECISION_HEADER_NAMES": "x-user-id,bad name"}, "DECISION_HEADER_NAMES"),
     ({"RATE_LIMIT_ENABLED": "maybe"}, "RATE_LIMIT_ENABLED"),
     ({"JWT_ALGORITHM": "none"}, "JWT_ALGORITHM"),
     ({"JWT_ALGORITHM": "HS256,RS256"}, "JWT_ALGORITHM"),

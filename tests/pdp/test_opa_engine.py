@@ -20,7 +20,7 @@ def ask(server, method, path, token=None):
     return resp.json()
 
 
-def test_same_decisions_as_embedded(pdp, pdp_factory, opa_server, mint):
+def test_same_decisions_as_wasm(pdp, pdp_factory, opa_server, mint):
     opa_pdp = pdp_factory(PDP_ENGINE="opa", OPA_URL=opa_server.url)
     assert requests.get(opa_pdp.url + "/v1/version", timeout=5).json()["engine"] == "opa"
     for method, path, roles, expected in CASES:

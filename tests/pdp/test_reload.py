@@ -59,7 +59,9 @@ def test_broken_edit_keeps_last_good_policy(pdp_factory, policy_copy):
 def test_unsupported_builtin_edit_is_refused(pdp_factory, policy_copy):
     folder = policy_copy()
     server = pdp_factory(POLICY_DIR=folder)
-    (folder / "gateway" / "extra.rego").write_text('package gateway\n\nfetched := http.send({"method": "GET", "url": "http://127.0.0.1:1"})\n')
+    # Reachable from the decision: OPA compiles only what the entrypoint needs.
+    (folder / "gateway" / "extra.rego").write_text(
+        'package gateway\n\nallowed if http.send({"method": "GET", "url": "http://127.0.0.1:1"}).status_code == 200\n')
     assert wait_until(lambda: requests.get(server.url + "/v1/health", timeout=5).json()["policy_error"], 3)
     assert "gateway/extra.rego:3" in requests.get(server.url + "/v1/health", timeout=5).json()["policy_error"]
     assert status_of(server)["allow"] is True

@@ -1,4 +1,4 @@
-"""Fixtures for the policy tests: the case table, a real OPA server and regopy."""
+"""Fixtures for the policy tests: the case table, a real OPA server and the wasm engine."""
 from __future__ import annotations
 
 import json
@@ -7,7 +7,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-import regopy
 import requests
 
 from tests.support.ports import free_port
@@ -46,44 +45,20 @@ def rego_test_names(root: Path = POLICIES) -> list[str]:
     return sorted(names)
 
 
-class Regopy:
-    """The shipped policy compiled once on regopy, as the embedded engine does."""
+class Wasm:
+    """The shipped policy compiled once to Wasm by OPA and run in-process, as the PDP does."""
 
-    def __init__(self, settings: dict | None = None):
-        data = shipped_data()
+    def __init__(self, settings: dict | None = None, root: Path = POLICIES):
+        from pdp.engines.wasm import WasmEngine
+        from pdp.policy.bundle import load_bundle
+        bundle = load_bundle(root)
         if settings is not None:
-            data["gateway"]["settings"] = settings
-        self._interp = regopy.Interpreter()
-        for name, source in rego_files().items():
-            self._interp.add_module(name, source)
-        self._interp.add_data(data)
-        self._bundle = self._interp.build(None, [DECISION])
-        assert self._bundle.ok()
+            bundle.data["gateway"]["settings"] = settings
+        self._engine = WasmEngine()
+        self._compiled = self._engine.compile(bundle)
 
     def decide(self, input_doc: dict):
-        self._interp.set_input(regopy.Input(input_doc))
-        out = self._interp.query_bundle_entrypoint(self._bundle, DECISION)
-        # Never Output.expressions(), str() or node(): regopy 1.5.2 aborts on
-        # undefined and segfaults on errors there.
-        assert out.ok(), "regopy failed to evaluate the decision"
-        return out.results[0].expressions[0] if out.results and out.results[0].expressions else None
-
-
-def run_rego_tests_on_regopy(root: Path) -> dict:
-    """Evaluates the whole gateway_test package once; returns {rule: value}.
-
-    One query compiles every module once; a query per test would compile them
-    all again each time (regopy keeps ~1 MB per compile until the interpreter
-    goes). A failing test rule is undefined, so it is absent from the result.
-    """
-    interp = regopy.Interpreter()
-    for name, source in {**rego_files(root), **rego_files(root, tests=True)}.items():
-        interp.add_module(name, source)
-    interp.add_data({"gateway": json.loads((root / "gateway" / "data.json").read_text())})
-    interp.set_input(regopy.Input({}))
-    out = interp.query("x := data.gateway_test")
-    assert out.ok(), "regopy could not evaluate package gateway_test"
-    return out.results[0].bindings["x"]
+        return self._engine.evaluate(self._compiled, input_doc)
 
 
 @pytest.fixture(scope="session")
@@ -114,13 +89,13 @@ def opa_decisions(server: Server, cases: list[dict]) -> dict[str, dict]:
     return found
 
 
-def regopy_decisions(cases: list[dict]) -> dict[str, dict]:
-    engines: dict[str, Regopy] = {}
+def wasm_decisions(cases: list[dict]) -> dict[str, dict]:
+    engines: dict[str, Wasm] = {}
     found = {}
     for case in cases:
         key = json.dumps(case.get("settings"), sort_keys=True)
         if key not in engines:
-            engines[key] = Regopy(case.get("settings"))
+            engines[key] = Wasm(case.get("settings"))
         found[case["name"]] = engines[key].decide(case["input"])
     return found
 

@@ -85,7 +85,9 @@ def main():
     redis = start_redis()
     nginx = start_nginx()
     pdp = start_pdp({"JWT_SECRET_KEY": secret, "REDIS_URL": redis.redis_url,
-                     "POLICY_DIR": os.path.join(HERE, "policies"), "DECISION_LOG": "off"}, workers=workers)
+                     "POLICY_DIR": os.path.join(HERE, "policies"), "DECISION_LOG": "off",
+                     "DECISION_HEADER_NAMES": "x-user-id,x-user-roles,x-lucid-subject,ratelimit*,retry-after,"
+                                              "www-authenticate,allow"}, workers=workers)
     routes = f"""
 clusters:
   app: {{endpoints: ["{nginx.url}"], max_connections: 512}}

@@ -40,8 +40,11 @@ class Stack:
 def stack(redis_server, jwt_secret, tmp_path_factory):
     policy_dir = tmp_path_factory.mktemp("proxy-policies") / "policies"
     shutil.copytree(POLICIES, policy_dir)
+    # The test policy sets x-lucid-subject: a custom header is allowed by naming it.
     pdp = start_pdp({"JWT_SECRET_KEY": jwt_secret, "REDIS_URL": redis_server.redis_url,
-                     "POLICY_DIR": str(policy_dir)}, workers=1)
+                     "POLICY_DIR": str(policy_dir),
+                     "DECISION_HEADER_NAMES": "x-user-id,x-user-roles,x-lucid-subject,ratelimit*,retry-after,"
+                                              "www-authenticate,allow"}, workers=1)
     app1, app2 = start_echo("app1"), start_echo("app2")
     ws_port = free_port()
     ws = Server(python_argv(WS_SERVER, str(ws_port)), ws_port)

@@ -1,0 +1,58 @@
+"""The admin page in a real browser: Debian's chromium driven by playwright-core (tests/ui/admin_page.mjs).
+
+Signs in, watches the live numbers move under generated load, resets a quota,
+filters the decision log, runs the playground on the loaded policy, a draft
+and a replay, and signs out. Screenshots go to tests/ui/artifacts/ (linked
+from docs/operations.md).
+"""
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+ARTIFACTS = Path(os.environ.get("UI_ARTIFACTS", HERE / "artifacts"))
+
+
+def _require_browser():
+    missing = [what for what, ok in (("chromium (apt package chromium)", Path("/usr/bin/chromium").exists()),
+                                     ("node", shutil.which("node")),
+                                     ("playwright-core (npm ci --prefix tests/ui)",
+                                      (HERE / "node_modules" / "playwright-core").is_dir())) if not ok]
+    if missing:
+        reason = "browser test needs " + ", ".join(missing) + " (scripts/bootstrap.sh installs them)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(reason)
+        pytest.skip(reason)
+
+
+def test_admin_page_in_chromium(ui_pdp, token):
+    _require_browser()
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    argv = ["node", str(HERE / "admin_page.mjs"), ui_pdp.url, token("root", ["admin"]),
+            token("loadgen", ["user"]), str(ARTIFACTS)]
+    run = subprocess.run(argv, capture_output=True, text=True, timeout=150, cwd=HERE)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    seen = json.loads(run.stdout.strip().splitlines()[-1])
+    assert seen["errors"] == [], seen["errors"]
+    # Only the expected refusals: "who am I" before sign-in, the wrong token, the browser's favicon guess.
+    assert set(seen["failed"]) <= {"401 /ui/api/me", "401 /ui/session", "404 /favicon.ico"}, seen["failed"]
+    assert seen["bad_signin"] and seen["who"] == "signed in as root"
+    assert seen["session_cookie_http_only"] is True and seen["script_sees_session"] is False
+    assert seen["total_after"] >= seen["total_before"] + 60
+    assert seen["p99"] != "–" and "allow:ok" in seen["reasons"]
+    assert any(d.startswith("redis: ok") for d in seen["deps"]) and any(d.startswith("policy: ok") for d in seen["deps"])
+    assert "user_per_minute" in seen["quota_before"] and "user_per_minute: 200 left" not in seen["quota_before"]
+    assert "user_per_minute: 200 left" in seen["quota_after"]
+    assert seen["log_rows"] and set(seen["log_rows"]) == {"loadgen"}
+    assert seen["pg_loaded"]["status"] == "200" and "loaded policy sha256:" in seen["pg_loaded"]["meta"]
+    assert float(seen["pg_loaded"]["ms"]) > 0 and "does not report" in seen["pg_loaded"]["rules"]
+    assert seen["pg_draft"] == {"allow": "false", "reason": "draft says no", "meta": seen["pg_draft"]["meta"]}
+    assert seen["pg_draft"]["meta"].startswith("draft draft:")
+    assert seen["pg_replay_input_has_token"] is False
+    assert seen["signed_out"] is True
+    for name in ("admin-signin", "admin-live", "admin-decisions", "admin-playground"):
+        assert (ARTIFACTS / f"{name}.png").stat().st_size > 10_000, name

@@ -184,6 +184,10 @@ def _restart_redis(gw):
     gw.redis = start_redis(REDIS_ARGS, port=gw.redis.port, workdir=gw.redis.workdir)
 
 
+def _flushall(gw):
+    gw.redis_client().flushall()
+
+
 def _stop_redis(gw):
     gw.redis.signal(signal.SIGSTOP)
 
@@ -254,6 +258,8 @@ FAULTS = [
     Fault("redis-kill9", "Redis kill -9, restarted after FAULT_S", _kill_redis, _restart_redis,
           _redis_lost, _redis_keys),
     Fault("redis-sigstop", "Redis SIGSTOP for FAULT_S, then SIGCONT", _stop_redis, _cont_redis,
+          _redis_lost, _redis_keys),
+    Fault("redis-flushall", "FLUSHALL while under load (quota leases: not landed yet)", _flushall, _nothing,
           _redis_lost, _redis_keys),
     Fault("pdp-one-worker", "one of 2 PDP workers kill -9 (gunicorn forks another)", _kill_workers(1), _nothing),
     Fault("pdp-all-workers", "both PDP workers kill -9", _kill_workers(2), _nothing),

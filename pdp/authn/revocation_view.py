@@ -16,6 +16,7 @@ and the next full load writes it back to Redis for the other workers.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 
@@ -26,6 +27,9 @@ from .revocation import INDEX_KEY, STREAM_KEY, restore_revocations
 log = logging.getLogger("pdp.revocation")
 
 FULL_RELOAD_S = 300.0
+# Set once by whichever worker loads first; gone or changed means Redis lost its data
+# (restart without persistence, FLUSHALL) even when the stream was empty before.
+MARK_KEY = "lucid:revocations:mark"
 _PAGE = 5000
 _SKIP_REDIS_S = 0.25   # after an error, answer from the view this long instead of timing out again
 
@@ -51,6 +55,7 @@ class LocalRevocationView:
         self._synced_at: float | None = None   # monotonic time of the last good sync
         self._loaded_at = 0.0
         self._needs_full = True
+        self._mark = None
         self._overflow = False
         self._skip_until = 0.0
         self._offline_logged = False
@@ -114,6 +119,8 @@ class LocalRevocationView:
         return True
 
     def _full_load(self) -> None:
+        self._redis.set(MARK_KEY, os.urandom(8).hex(), nx=True)
+        mark = self._redis.get(MARK_KEY)
         # The stream position first: what is written after it is read from the stream next.
         last = self._redis.xrevrange(STREAM_KEY, "+", "-", count=1)
         last_id = last[0][0] if last else "0-0"
@@ -141,9 +148,13 @@ class LocalRevocationView:
         self._entries = entries
         self._last_id = last_id.decode() if isinstance(last_id, bytes) else str(last_id)
         self._loaded_at = self._mono()
+        self._mark = mark
         self._needs_full = False
 
     def _read_stream(self) -> None:
+        if self._redis.get(MARK_KEY) != self._mark:
+            self._full_load()
+            return
         first = self._redis.xrange(STREAM_KEY, "-", "+", count=1)
         gone = not first and self._last_id != "0-0"
         if gone or (first and _id_tuple(first[0][0]) > _id_tuple(self._last_id)):

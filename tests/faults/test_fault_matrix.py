@@ -8,11 +8,11 @@ import pytest
 from bench import faults
 
 RATE, FAULT_S, RECOVER_S = 30.0, 2.0, 2.0
-NO_FAILURES_DURING = {"redis-kill9", "redis-sigstop", "upstream-killed", "proxy-graceful-restart"}
+NO_FAILURES_DURING = {"redis-kill9", "redis-sigstop", "redis-flushall", "upstream-killed", "proxy-graceful-restart"}
 # A few 503s, measured and stated as known limits in docs/reliability.md: requests
 # in flight on the killed worker; the reload that reads a broken policy; requests
 # already sent to the hung upstream (read timeout 30 s by default, client gives up at 3 s).
-FEW_FAILURES_DURING = {"pdp-one-worker": 0.05, "policy-broken": 0.05, "upstream-hung": 0.05}
+FEW_FAILURES_DURING = {"pdp-one-worker": 0.05, "upstream-hung": 0.05}
 TIMEOUTS_ALLOWED = {"upstream-hung"}
 
 
@@ -54,10 +54,21 @@ def test_few_requests_failed_during(matrix, name):
     assert row.after["5xx"] + row.after["err"] <= FEW_FAILURES_DURING[name] * sum(row.after.values()), row
 
 
+def test_broken_policy_keeps_the_last_good_one(matrix):
+    # Known limit (docs/reliability.md): each reload compiles in the worker and stalls
+    # its loop past the proxy's PDP timeout, so a few 503s come in short spans; never an allow
+    # of what the policy refuses, never a 4xx, and the broken policy is never served.
+    row = matrix["policy-broken"]
+    assert row.during["2xx"] >= 0.8 * sum(row.during.values()), row
+    assert row.during["4xx"] == 0 and row.after["4xx"] == 0, row
+    assert row.failing_s <= FAULT_S + 1.0, row
+
+
 def test_nothing_lost_but_unsaved_quota_counters(matrix):
     for row in matrix.values():
         assert "revocation" not in row.lost, row
-        if row.name != "redis-kill9":   # RDB snapshots every 60 s: counters since then go (docs/reliability.md)
+        # kill -9: counters since the last RDB snapshot go; FLUSHALL: all of them (docs/reliability.md)
+        if row.name not in ("redis-kill9", "redis-flushall"):
             assert row.lost == "", row
 
 

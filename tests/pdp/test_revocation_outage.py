@@ -143,3 +143,21 @@ def test_revocation_lost_by_redis_is_kept_and_written_back(pdp_factory, mint):
         wait_until(lambda: client.exists(denylist_key("", "lost-in-restart")), timeout=5)
     finally:
         server.stop()
+
+
+def test_flushall_with_an_empty_stream_is_noticed_and_written_back(pdp_factory, mint):
+    """Redis restarted empty, then FLUSHALL: a worker forked after it must still refuse."""
+    from pdp.authn.revocation import denylist_key
+    server = start_redis()
+    try:
+        pdp = outage_pdp(pdp_factory, server.redis_url)
+        token = mint("mallory", jti="flushed")
+        client = redis.Redis.from_url(server.redis_url)
+        RedisDenylist(client).revoke("", "flushed", 600)
+        wait_until(lambda: verdicts(pdp, token) == {(False, 401)})
+        client.flushall()
+        time.sleep(0.3)
+        client.flushall()   # the stream was already gone: only the mark says so
+        wait_until(lambda: client.exists(denylist_key("", "flushed")), timeout=5)
+    finally:
+        server.stop()

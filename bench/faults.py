@@ -367,7 +367,7 @@ def format_table(rows) -> str:
         d = "/".join(str(r.during[k]) for k in ("2xx", "4xx", "5xx", "err"))
         a = "/".join(str(r.after[k]) for k in ("2xx", "4xx", "5xx", "err"))
         rec = "not yet" if r.recover_s is None else f"{r.recover_s:.2f}"
-        lines.append(f"{r.name:24} {d:>24} {a:>24} {rec:>9} {r.wrongly_admitted:>12}  {r.lost or 'nothing'}")
+        lines.append(f"{r.name:24} {d:>24} {a:>24} {rec:>9} {r.failing_s:>9.2f} {r.wrongly_admitted:>12}  {r.lost or 'nothing'}")
     return "\n".join(lines)
 
 

@@ -34,8 +34,11 @@ def chain(redis_server, jwt_secret, tmp_path):
 
     def _start(otlp_url):
         otel = {"OTEL_EXPORTER_OTLP_ENDPOINT": otlp_url, "OTEL_BSP_SCHEDULE_DELAY": "100"} if otlp_url else {}
+        # The proxy tests' policy sets x-lucid-subject, allowed by naming it (as tests/proxy/conftest.py does).
         pdp = start_pdp({"JWT_SECRET_KEY": jwt_secret, "REDIS_URL": redis_server.redis_url,
-                         "POLICY_DIR": str(policy_dir), **otel}, workers=1)
+                         "POLICY_DIR": str(policy_dir),
+                         "DECISION_HEADER_NAMES": "x-user-id,x-user-roles,x-lucid-subject,ratelimit*,retry-after,"
+                                                  "www-authenticate,allow", **otel}, workers=1)
         started.append(pdp)
         app = start_echo("app")
         started.append(app)

@@ -117,7 +117,6 @@ def build_services(settings, fallback_bundle=None) -> Services:
     """Builds every dependency from settings; raises PolicyError/ConfigError on bad ones."""
     from .authn.jwt_auth import JwtAuthenticator
     from .authn.keys import JwksKeys, PemKey, SecretKey
-    from .authn.revocation import RedisDenylist
     from .decider import Decider
     from .decision_log import DecisionLog
     from .engines import make_engine
@@ -135,7 +134,7 @@ def build_services(settings, fallback_bundle=None) -> Services:
     else:
         keys = PemKey(settings.jwt_public_key)
     authenticator = JwtAuthenticator(
-        keys, settings.jwt_algorithms, denylist=RedisDenylist(redis_client),
+        keys, settings.jwt_algorithms, denylist=build_denylist(settings, redis_client),
         issuer=settings.jwt_issuer, audience=settings.jwt_audience,
         leeway_s=settings.jwt_leeway_s, revocation_fail_open=settings.revocation_fail_open,
         cache_size=settings.token_cache_size, revocation_cache_s=settings.revocation_cache_s,
@@ -164,6 +163,18 @@ def build_services(settings, fallback_bundle=None) -> Services:
         signin = build_signin(settings, auth_redis, RedisDenylist(auth_redis), metrics.registry)
     return Services(settings, engine, policies, decider, redis_client, metrics, authenticator, quota, tracer,
                     recent, signin)
+
+
+def build_denylist(settings, redis_client):
+    """The Redis denylist with this worker's local view for outages (started here: after fork)."""
+    from .authn.revocation import RedisDenylist
+    from .authn.revocation_view import LocalRevocationView
+
+    view = None
+    if settings.revocation_outage_s > 0:
+        view = LocalRevocationView(redis_client, settings.revocation_outage_s, settings.revocation_sync_s)
+        view.start()
+    return RedisDenylist(redis_client, view)
 
 
 def policy_settings(settings) -> dict:

@@ -261,6 +261,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("jwt_refresh_days", "JWT_REFRESH_TOKEN_EXPIRE_DAYS", _int_range(1, 365), 7, "Lifetime of refresh tokens."),
     Setting("revocation_cache_s", "JWT_REVOCATION_CACHE_S", _float_range(0.0, 60.0), 1.0, "Reuse a 'not revoked' answer this long; a revocation takes effect within it."),
     Setting("token_cache_size", "JWT_CACHE_SIZE", _int_range(0, 1_000_000), 10000, "Verified tokens remembered per worker (their time claims are still checked)."),
+    Setting("revocation_outage_s", "JWT_REVOCATION_OUTAGE_S", _float_range(0.0, 86400.0), 120.0, "While Redis is unreachable, answer revocations from the worker's local copy for at most this long after its last sync, then fail closed (0: fail closed at once)."),
+    Setting("revocation_sync_s", "JWT_REVOCATION_SYNC_S", _float_range(0.05, 60.0), 1.0, "How often each worker reads new revocations into its local copy."),
     Setting("revocation_fail_open", "JWT_REVOCATION_FAIL_OPEN", _bool, False, "Accept tokens with a jti when the denylist (Redis) is unreachable."),
     Setting("rate_limit_per_minute", "RATE_LIMIT_REQUESTS_PER_MINUTE", _int_range(1, 10_000_000), 100, "Default per-user limit per minute."),
     Setting("rate_limit_burst", "RATE_LIMIT_BURST_SIZE", _int_range(1, 10_000_000), 200, "Default bucket capacity (burst)."),

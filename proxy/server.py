@@ -37,7 +37,11 @@ def check_ports_free(config) -> None:
         ports.append(("HTTPS_PORT", config.https_port))
     for env, port in ports:
         try:
-            probe = bind_listener(config.listen_host, port, reuse_port=False, listen=False)
+            # With SO_REUSEPORT, the probe shares the port only with a proxy that also set it
+            # (same user): a new generation can start beside the old one, which then gets
+            # SIGTERM and drains (a restart without refused connections); anything else
+            # holding the port still fails here.
+            probe = bind_listener(config.listen_host, port, reuse_port=config.reuse_port, listen=False)
         except OSError as exc:
             raise SystemExit(f"lucid-proxy: cannot listen on {config.listen_host}:{port} ({env}): {exc.strerror}")
         probe.close()

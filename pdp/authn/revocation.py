@@ -1,30 +1,87 @@
-"""A denylist of revoked tokens in Redis, keyed by issuer and jti."""
+"""A denylist of revoked tokens in Redis, keyed by issuer and jti.
+
+A revocation is written three ways: the key itself (what the online check
+reads), an index (a sorted set scored by expiry: what a PDP worker loads in
+full) and a stream entry (what workers read to stay current). The last two
+feed each worker's local view (revocation_view.py), which answers while Redis
+is unreachable; see docs/reliability.md.
+"""
 from __future__ import annotations
 
 import hashlib
+import time
 
 import redis
 
 from .errors import AuthUnavailable
 
 _PREFIX = "lucid:revoked:"
+INDEX_KEY = "lucid:revocations:index"     # zset: digest -> expiry (epoch s)
+STREAM_KEY = "lucid:revocations:stream"   # stream: {d: digest, e: expiry}
+STREAM_MAXLEN = 100_000                   # a reader behind the trim reloads the index
+
+
+def denylist_digest(issuer: str, jti: str) -> str:
+    return hashlib.sha256(f"{issuer}\0{jti}".encode()).hexdigest()[:32]
 
 
 def denylist_key(issuer: str, jti: str) -> str:
-    digest = hashlib.sha256(f"{issuer}\0{jti}".encode()).hexdigest()[:32]
-    return _PREFIX + digest
+    return _PREFIX + denylist_digest(issuer, jti)
 
 
 class RedisDenylist:
-    def __init__(self, client: "redis.Redis"):
+    def __init__(self, client: "redis.Redis", view=None, clock=time.time):
         self._redis = client
+        self._view = view   # LocalRevocationView, or None: fail closed on any error
+        self._clock = clock
+
+    @property
+    def view(self):
+        return self._view
 
     def revoke(self, issuer: str, jti: str, ttl_s: int) -> None:
         """Revokes until the token would have expired anyway."""
-        self._redis.set(denylist_key(issuer, jti), b"1", ex=max(1, int(ttl_s)))
+        ttl = max(1, int(ttl_s))
+        digest = denylist_digest(issuer, jti)
+        expires = int(self._clock()) + ttl
+        # Separate calls, not MULTI: the three keys may live on different Cluster slots.
+        # The key first: it is what the online check reads.
+        self._redis.set(_PREFIX + digest, b"1", ex=ttl)
+        self._redis.zadd(INDEX_KEY, {digest: expires})
+        self._redis.xadd(STREAM_KEY, {"d": digest, "e": expires}, maxlen=STREAM_MAXLEN, approximate=True)
+        if self._view is not None:
+            self._view.add(digest, expires)
 
     def is_revoked(self, issuer: str, jti: str) -> bool:
+        digest = denylist_digest(issuer, jti)
+        # A revocation is never undone: one this worker has seen stays, even if Redis lost it.
+        if self._view is not None and self._view.knows(digest):
+            return True
+        if self._view is not None and self._view.redis_known_down():
+            return self._answer_offline(digest, "recent error")
         try:
-            return bool(self._redis.exists(denylist_key(issuer, jti)))
+            return bool(self._redis.exists(_PREFIX + digest))
         except redis.RedisError as err:
-            raise AuthUnavailable(f"denylist unavailable: {err.__class__.__name__}") from None
+            if self._view is None:
+                raise AuthUnavailable(f"denylist unavailable: {err.__class__.__name__}") from None
+            self._view.note_redis_error()
+            return self._answer_offline(digest, err.__class__.__name__)
+
+    def _answer_offline(self, digest: str, why: str) -> bool:
+        verdict = self._view.offline_verdict(digest)
+        if verdict is None:
+            raise AuthUnavailable(f"denylist unavailable ({why}) and local view too old") from None
+        return verdict
+
+
+def restore_revocations(client, entries: dict, clock=time.time) -> int:
+    """Writes back revocations Redis lost (a restart without persistence, FLUSHALL)."""
+    now = clock()
+    written = 0
+    for digest, expires in entries.items():
+        ttl = int(expires - now)
+        if ttl >= 1:
+            client.set(_PREFIX + digest, b"1", ex=ttl)
+            client.zadd(INDEX_KEY, {digest: expires})
+            written += 1
+    return written

@@ -7,14 +7,17 @@ from .processes import Server
 from .tools import require_tool
 
 
-def start_redis(extra_args=()) -> Server:
+def start_redis(extra_args=(), port=None, workdir=None) -> Server:
+    """port/workdir: given again to restart a killed Redis in its place (with its data
+    when extra_args turn persistence on)."""
     binary = shutil.which("redis-server") or "/usr/bin/redis-server"
     if not shutil.os.path.exists(binary):
         binary = require_tool("redis-server")
-    port = free_port()
-    workdir = tempfile.mkdtemp(prefix="lucid-redis-")
+    port = port or free_port()
+    workdir = workdir or tempfile.mkdtemp(prefix="lucid-redis-")
     argv = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
             "--appendonly", "no", "--dir", workdir, *extra_args]
     server = Server(argv, port)
     server.redis_url = f"redis://127.0.0.1:{port}/0"
+    server.workdir = workdir
     return server

@@ -157,6 +157,7 @@ def build_services(settings, fallback_bundle=None) -> Services:
     signin = None
     if settings.mongodb_uri:
         from .signin.routes import build as build_signin
+        from .authn.revocation import RedisDenylist
         # Sign-in state gets its own client: a 20 ms decision-path timeout is
         # right for quotas, too tight for a Lua redeem on a busy machine.
         auth_redis = connect(settings.redis_url, max(settings.redis_timeout_ms, 500) / 1000)

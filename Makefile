@@ -27,6 +27,11 @@ $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install -q --disable-pip-version-check --upgrade pip
 	$(VENV)/bin/pip install -q --disable-pip-version-check -e '.[test]'
+	# xds-protos ships an older copy of opentelemetry/proto/* that overwrites
+	# opentelemetry-proto's files (no InstrumentationScope: the OTLP exporter
+	# fails to import); put the newer, compatible files back.
+	$(VENV)/bin/pip install -q --disable-pip-version-check --force-reinstall --no-deps \
+	  "opentelemetry-proto==$$($(PY) -c 'import importlib.metadata as m; print(m.version("opentelemetry-proto"))')"
 	touch $@
 
 bootstrap: $(STAMP)

@@ -130,7 +130,7 @@ def test_revocation_lost_by_redis_is_kept_and_written_back(pdp_factory, mint):
         token = mint("mallory", jti="lost-in-restart")
         RedisDenylist(redis.Redis.from_url(server.redis_url)).revoke("", "lost-in-restart", 600)
         wait_until(lambda: verdicts(pdp, token) == {(False, 401)})
-        time.sleep(0.5)
+        time.sleep(1.0)   # a few view syncs (0.2 s each), so the workers know it before Redis forgets it
         server.proc.kill()
         server.proc.wait(5)
         server = start_redis(port=server.port, workdir=server.workdir)
@@ -140,7 +140,7 @@ def test_revocation_lost_by_redis_is_kept_and_written_back(pdp_factory, mint):
             time.sleep(0.1)
         assert verdicts(pdp, token) == {(False, 401)}
         from pdp.authn.revocation import denylist_key
-        wait_until(lambda: client.exists(denylist_key("", "lost-in-restart")), timeout=5)
+        wait_until(lambda: client.exists(denylist_key("", "lost-in-restart")), timeout=20)
     finally:
         server.stop()
 
@@ -155,9 +155,12 @@ def test_flushall_with_an_empty_stream_is_noticed_and_written_back(pdp_factory, 
         client = redis.Redis.from_url(server.redis_url)
         RedisDenylist(client).revoke("", "flushed", 600)
         wait_until(lambda: verdicts(pdp, token) == {(False, 401)})
+        # Those 401s came from Redis itself; give every worker's view a few syncs
+        # (JWT_REVOCATION_SYNC_S=0.2) to read the revocation from the stream too.
+        time.sleep(1.0)
         client.flushall()
         time.sleep(0.3)
         client.flushall()   # the stream was already gone: only the mark says so
-        wait_until(lambda: client.exists(denylist_key("", "flushed")), timeout=5)
+        wait_until(lambda: client.exists(denylist_key("", "flushed")), timeout=20)  # a 1 s sync; slower on a busy CI machine
     finally:
         server.stop()

@@ -22,7 +22,7 @@ def start_pdp(redis_url: str, workers: int = 2, **env) -> Server:
 
 def token(sub: str, roles=("user",), plan: str = "free", secret: str = SECRET, **claims) -> str:
     now = int(time.time())
-    body = {"sub": sub, "roles": list(roles), "plan": plan, "iat": now, "exp": now + 600,
+    body = {"sub": sub, "roles": list(roles), "plan": plan, "iat": now, "exp": now + 3 * 3600,  # parametrize mints at collection: outlive the suite
             **claims}
     return sign_access_token(body, secret)
 

@@ -4,6 +4,8 @@ import logging
 import sys
 import time
 
+log = logging.getLogger("proxy.cli")
+
 from . import config as config_module
 from pdp.tracing import make_tracer
 
@@ -75,16 +77,39 @@ def main(argv=None) -> int:
     check_ports_free(config)
 
     master = None
+    # SIGHUP re-reads the routes file (gateway mode): each worker swaps in the new
+    # table, the master keeps it for workers it forks later; a bad file keeps the
+    # last good table everywhere.
+    current = {"table": table}
+    reread = (lambda: build_route_table(config)[0]) if mode == "gateway" else None
 
     def run_worker():
-        return Worker(config, lambda: build_gateway(config, table, mode), tls, master.inherited).run()
+        return Worker(config, lambda: build_gateway(config, current["table"], mode, reread), tls,
+                      master.inherited).run()
 
-    master = Master(config, run_worker)
+    def on_hup():
+        if reread is not None:
+            new = reread_routes(reread)
+            if new is not None:
+                current["table"] = new
+
+    master = Master(config, run_worker, on_hup=on_hup)
     return master.run()
 
 
-def build_gateway(config, table, mode):
-    """Wires one worker's Gateway from its parts (called after fork)."""
+def reread_routes(reread):
+    """The routes file read again, or None (logged) when it does not load: the last good stays."""
+    try:
+        return reread()
+    except (RoutesError, ValueError) as exc:
+        logging.getLogger("proxy.routes").error("routes reload failed, keeping the previous routes: %s", exc)
+        return None
+
+
+def build_gateway(config, table, mode, reread=None):
+    """Wires one worker's Gateway from its parts (called after fork).
+
+    reread: returns the routes file's table again (SIGHUP); None in sidecar mode."""
     import gevent
 
     from .accesslog import AccessLog
@@ -119,7 +144,34 @@ def build_gateway(config, table, mode):
         return f"GET {path} HTTP/1.1\r\nHost: {endpoint.host}:{endpoint.port}\r\nUser-Agent: lucid-proxy-health\r\n\r\n" \
             .encode("latin-1")
 
-    background = [g for g in (c.start_health_checks(health_head) for c in clusters.values()) if g]
+    checks = {name: c.start_health_checks(health_head) for name, c in clusters.items()}
+    background = [g for g in checks.values() if g]
+
+    def reload_routes():
+        """SIGHUP: the new table, with unchanged clusters kept as they are (their pools,
+        ejections and breaker state); `clusters` is updated in place, so the meta
+        endpoints and the state publisher see the new set."""
+        new = reread_routes(reread)
+        if new is None:
+            return False
+        fresh = {}
+        for name, spec in new.clusters.items():
+            old = clusters.get(name)
+            fresh[name] = old if old is not None and old.spec == spec else Cluster(spec, clock)
+        for name, cluster in list(clusters.items()):
+            if fresh.get(name) is not cluster and checks.get(name) is not None:
+                checks.pop(name).kill(block=False)
+        for name, cluster in fresh.items():
+            if clusters.get(name) is not cluster:
+                checks[name] = cluster.start_health_checks(health_head)
+        clusters.clear()
+        clusters.update(fresh)
+        gateway.swap_routes(new)
+        log.warning("routes reloaded: %d routes, %d clusters", len(new.routes), len(fresh))
+        return True
+
+    if reread is not None:
+        gateway.reload_routes = reload_routes
 
     def publish_cluster_state():
         from .breaker import STATE_VALUES

@@ -100,6 +100,10 @@ class Gateway:
         self._pdp_warnings_suppressed = 0
         self.idle = set()  # sockets waiting for their next request (closed first on drain)
 
+    def swap_routes(self, routes):
+        """A reloaded route table (SIGHUP): requests matched from now on use it."""
+        self._routes = routes
+
     # -- connection loop ------------------------------------------------------------------
 
     def serve_connection(self, sock, peer, scheme):
@@ -406,7 +410,10 @@ class Gateway:
     def forward(self, ex, sock, reader):
         req = ex.request
         route = ex.route
-        cluster = self._clusters[route.cluster]
+        cluster = self._clusters.get(route.cluster)
+        if cluster is None:   # the route was matched before a reload removed its cluster
+            return self._answer_problem(ex, sock, 503, f"cluster {route.cluster}: removed by a routes reload",
+                                        "no-upstream")
         timeouts = route.timeouts or cluster.spec.timeouts
         xff, proto, fwd_host = ex.forwarded
         # An HTTP/1.0 client may send no Host; the upstream speaks 1.1 and needs one.
@@ -514,11 +521,16 @@ class Gateway:
                 break
             ex.upstream_s = self._clock() - started
             self._metrics.upstream_duration.labels(cluster.name).observe(ex.upstream_s)
+            success = exchange.response.status < 500
+            broke = []   # the upstream's body broke off (a reset after the head): a failure too
             try:
-                success = exchange.response.status < 500
-                endpoint.record(success)
-                self._relay_response(ex, sock, exchange)
+                self._relay_response(ex, sock, exchange, broke)
             finally:
+                if broke:
+                    success = False
+                # Recorded once the body is through: an instance that answers a head and
+                # then resets is ejected like one that refuses connections.
+                endpoint.record(success)
                 exchange.finish()
                 endpoint.outstanding -= 1
         finally:
@@ -582,7 +594,7 @@ class Gateway:
                 pass
         ex.body_consumed = True
 
-    def _relay_response(self, ex, sock, exchange):
+    def _relay_response(self, ex, sock, exchange, broke=None):
         req = ex.request
         if ex.route.redaction is not None:
             exchange = response_transform.redacting(exchange, ex.route.redaction, req.method, upstream.UpstreamBroken)
@@ -617,9 +629,13 @@ class Gateway:
             first = next(pieces, b"")
         except upstream.UpstreamTimeout as exc:
             ex.keep_alive = False
+            if broke is not None:
+                broke.append(exc)
             return self._answer_problem(ex, sock, 504, str(exc), "upstream-timeout")
         except upstream.UpstreamBroken as exc:
             ex.keep_alive = False
+            if broke is not None:
+                broke.append(exc)
             return self._answer_problem(ex, sock, 502, str(exc), "upstream-broken")
         ex.status = resp.status
         ex.bytes_out = len(first)
@@ -641,6 +657,8 @@ class Gateway:
         except (upstream.UpstreamTimeout, upstream.UpstreamBroken) as exc:
             # The head is gone already: all that is left is to cut the response short.
             ex.error = str(exc)
+            if broke is not None:
+                broke.append(exc)
             raise _Abort() from None
         if framing == "chunked":
             self._send(sock, b"0\r\n\r\n")

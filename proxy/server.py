@@ -4,7 +4,8 @@ Each worker binds its own listening socket on the same port (SO_REUSEPORT), so
 the kernel spreads new connections evenly over the workers; a shared accept
 socket lets whichever gevent loop wakes first take a burst of them.
 SIGTERM: stop accepting, let in-flight requests finish within GRACE_PERIOD_S,
-exit 0. SIGHUP: reload the TLS certificate.
+exit 0. SIGHUP: reload the TLS certificate and the routes file (a bad one keeps
+the last good routes).
 """
 import logging
 import os
@@ -116,6 +117,9 @@ class Worker:
     def _reload(self):
         if self._tls is not None:
             self._tls.reload()
+        reload_routes = getattr(self.gateway, "reload_routes", None)
+        if reload_routes is not None:
+            reload_routes()
 
     def _drain(self):
         import gevent
@@ -153,9 +157,10 @@ def _refuse(sock):
 class Master:
     """Forks the workers, restarts any that die, relays SIGHUP, and drains on SIGTERM."""
 
-    def __init__(self, config, run_worker):
+    def __init__(self, config, run_worker, on_hup=None):
         self._config = config
         self._run_worker = run_worker
+        self._hup_hook = on_hup  # the master's part of a SIGHUP (re-reading the routes for later forks)
         self._children = {}
         self.inherited = {}  # port -> listening socket shared by all workers (PROXY_REUSE_PORT=false)
         self._stopping = False
@@ -184,6 +189,8 @@ class Master:
                 self._reap(respawn=True)
                 if self._hup:
                     self._hup = False
+                    if self._hup_hook is not None:
+                        self._hup_hook()
                     self._signal_all(signal.SIGHUP)
                 time.sleep(0.1)
             for sock in self.inherited.values():

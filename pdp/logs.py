@@ -34,3 +34,6 @@ def configure(level: str = "info", stream=None) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    # The decision log is an audit record switched by DECISION_LOG alone: LOG_LEVEL=warning
+    # used to drop every line of it, silently (bench/faults.py counted 0 lines).
+    logging.getLogger("lucid.decisions").setLevel(logging.INFO)

@@ -36,6 +36,16 @@ def test_decision_log_masks_credentials(pdp_factory, mint):
     assert entry["policy_revision"].startswith("sha256:") and entry["eval_ms"] >= 0
 
 
+def test_decision_log_is_kept_at_log_level_warning(pdp_factory):
+    # DECISION_LOG alone switches the decision log; a quieter LOG_LEVEL must not drop it.
+    server = pdp_factory(LOG_LEVEL="warning")
+    for i in range(5):
+        requests.post(server.url + "/v1/check", headers={"X-Request-ID": f"quiet-{i}"},
+                      json={"request": {"method": "GET", "path": "/public"}}, timeout=5)
+    logged = {e["request_id"] for e in decision_lines(server)}
+    assert {f"quiet-{i}" for i in range(5)} <= logged
+
+
 def test_decision_log_off_and_sampled(pdp_factory):
     off = pdp_factory(DECISION_LOG="off")
     sampled = pdp_factory(DECISION_LOG="0.5")

@@ -35,6 +35,11 @@ class ClientBodyError(Exception):
         self.detail = detail
 
 
+# What a request waiting for an identical PDP call in flight gets when that call had no
+# answer (PDP unavailable, or the wait ran out): it fails too instead of asking again.
+_NO_ANSWER = object()
+
+
 class _Abort(Exception):
     """The client connection cannot continue (a write failed or a response was cut)."""
 
@@ -290,7 +295,14 @@ class Gateway:
                 if cached is not None and self._leases.should_renew(cache_key):
                     gevent.spawn(self._renew_lease, doc, cache_key)
             if cached is None:
+                waited = self._clock()
                 cached = self._join_inflight(cache_key)
+                if cached is _NO_ANSWER:
+                    # The identical decision this request waited for got no answer (or the wait
+                    # used up the deadline): asking again would wait out a second deadline.
+                    ex.pdp_s = self._clock() - waited
+                    ex.error = "PDP unavailable: the same decision, asked just before, got no answer in time"
+                    return FAIL_OPEN if ex.route.fail_open else None
             if cached is not None:
                 self._metrics.cache_hits.inc()
                 ex.pdp_s = 0.0
@@ -305,24 +317,27 @@ class Gateway:
         asking = None
         if lease_want > 1 and cache_key not in self._lease_inflight:
             asking = self._lease_inflight[cache_key] = AsyncResult()
+        unavailable = False
         try:
             with self._tracer.span("proxy.pdp_check", ex.trace, "client") as span:
                 decision = self._pdp.check(doc, ex.request_id, trace=span.context, lease_want=lease_want)
         except PdpUnavailable as exc:
+            unavailable = True
             ex.pdp_s = self._clock() - started
             self._metrics.pdp_errors.labels(exc.kind).inc()
             ex.error = str(exc)
             self._warn_pdp_unavailable(ex.request_id, exc)
             return FAIL_OPEN if ex.route.fail_open else None
         finally:
+            outcome = _NO_ANSWER if unavailable else decision   # None: rejected, or an error
             if leading is not None:
                 del self._inflight[cache_key]
-                leading.set(decision)
+                leading.set(outcome)
             if asking is not None:
                 # Woken after this worker recorded the lease (set() wakes them
                 # on the hub's next turn, and nothing here yields before that).
                 del self._lease_inflight[cache_key]
-                asking.set(decision)
+                asking.set(outcome)
         ex.pdp_s = self._clock() - started
         self._metrics.pdp_duration.observe(ex.pdp_s)
         if cache_key is not None:
@@ -385,6 +400,8 @@ class Gateway:
         if leader is None or self._verdicts is None or self._verdicts.known_uncacheable(cache_key):
             return None
         shared = leader.wait(self._pdp.max_wait_s)
+        if shared is _NO_ANSWER or (shared is None and not leader.ready()):
+            return _NO_ANSWER   # the PDP did not answer it in time: neither would it this one
         if shared is None or not shared.allow or shared.cache_ttl_s <= 0:
             return None
         return replace(shared, cached=True)
@@ -403,8 +420,12 @@ class Gateway:
                 return None
             shared = asking.wait(max(0.0, deadline - self._clock()))
             taken = self._leases.take(cache_key)
-            if taken is not None or shared is None or not shared.allow:
+            if taken is not None:
                 return taken
+            if shared is _NO_ANSWER or (shared is None and not asking.ready()):
+                return _NO_ANSWER   # the lease request got no answer in time
+            if shared is None or not shared.allow:
+                return None
         return None
 
     def forward(self, ex, sock, reader):

@@ -52,11 +52,14 @@ def connect_database(uri: str, timeout_ms: int):
     """The database named in MONGODB_URI (default ``lucid_gateway``).
 
     Nothing is sent until the first operation; timeouts keep a dead server
-    from hanging a request (pymongo's default server selection waits 30 s)."""
+    from hanging a request (pymongo's default server selection waits 30 s).
+    Writes are acknowledged once journaled (j: true): with w: 1 alone, a
+    server killed -9 lost the last sign-ups it had already acknowledged
+    (bench/faults.py mongodb-kill9; tests/accounts/test_durability.py)."""
     client = pymongo.MongoClient(
         uri, tz_aware=True, connect=False, appname="lucid-gateway-pdp",
         serverSelectionTimeoutMS=timeout_ms, connectTimeoutMS=timeout_ms,
-        socketTimeoutMS=max(timeout_ms, 2000), retryWrites=True)
+        socketTimeoutMS=max(timeout_ms, 2000), retryWrites=True, journal=True)
     return client.get_default_database("lucid_gateway")
 
 

@@ -8,7 +8,11 @@ request ends within --timeout. One line per request on --out:
 after a first line `t0 EPOCH` (wall clock of t_sent_s = 0).
 
 Usage: python -m bench.openloop --url URL --duration S --out FILE
-       --stream NAME:RATE[:TOKEN] [--stream ...]
+       --stream NAME:RATE[:TOKEN] [--stream ...] [--stream-url NAME=URL ...] [--ca FILE]
+
+--stream-url sends one stream to its own URL (another path, or https://; `{n}`
+in it becomes the request's number in its stream, so each request differs);
+--ca verifies https:// URLs against that CA file.
 """
 from gevent import monkey
 
@@ -31,23 +35,27 @@ def main(argv=None) -> int:
     ap.add_argument("--stream", action="append", required=True)
     ap.add_argument("--timeout", type=float, default=3.0)
     ap.add_argument("--max-inflight", type=int, default=400)
+    ap.add_argument("--stream-url", action="append", default=[])
+    ap.add_argument("--ca", default=None)
     args = ap.parse_args(argv)
+    urls = dict(spec.split("=", 1) for spec in args.stream_url)
     if not (0 < args.duration <= 7200):
         print("openloop: --duration must be in (0, 7200]", file=sys.stderr)
         return 2
+    tls = {"ca_certs": args.ca, "assert_hostname": False} if args.ca else {}
     http = urllib3.PoolManager(maxsize=args.max_inflight, block=False, retries=False,
-                               timeout=urllib3.Timeout(total=args.timeout))
+                               timeout=urllib3.Timeout(total=args.timeout), **tls)
     pool = gevent.pool.Pool(args.max_inflight)
     lines = []
     t0 = time.monotonic()
     wall0 = time.time()
     print(f"t0 {wall0:.4f}", flush=True)   # the caller times its fault from here
 
-    def one(name, token, sent):
+    def one(name, token, sent, n):
         headers = {"authorization": f"Bearer {token}"} if token else {}
         start = time.monotonic()
         try:
-            resp = http.request("GET", args.url, headers=headers, preload_content=True)
+            resp = http.request("GET", urls.get(name, args.url).replace("{n}", str(n)), headers=headers, preload_content=True)
             status = resp.status
         except Exception:
             status = 0
@@ -67,7 +75,7 @@ def main(argv=None) -> int:
             if pool.full():
                 lines.append(f"{name} {sent:.4f} -1 0")
             else:
-                pool.spawn(one, name, token, sent)
+                pool.spawn(one, name, token, sent, n)
             n += 1
 
     streams = []

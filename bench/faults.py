@@ -37,7 +37,7 @@ from tests.support.ports import free_port
 from tests.support.processes import ROOT, Server
 from tests.support.redis_server import start_redis
 
-REDIS_ARGS = ("--save", "60 1000")   # as scripts/run.sh
+REDIS_ARGS = ("--save", "60 1000")   # as make run (devenv/run.py)
 LOAD_PATH = "/api/v1/chain/blocks"
 REVOKED_JTI = "faults-revoked"
 

@@ -204,24 +204,31 @@ class Backend:
     start: bool = False
 
 
-def routes_variables(env: dict) -> list[str]:
-    """The ${VAR}s of the routes file the proxy will read, in file order."""
+_ROUTES_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def routes_variables(env: dict) -> dict[str, str]:
+    """The ${VAR}s of the routes file the proxy will read, in file order, with a ${VAR:-default}'s default."""
     from proxy.routes import DEFAULT_ROUTES_FILE
     try:
         text = Path(env.get("ROUTES_FILE") or DEFAULT_ROUTES_FILE).read_text(encoding="utf-8")
     except OSError:
-        return []  # the proxy's own check names ROUTES_FILE
-    return list(dict.fromkeys(re.findall(r"\$\{([A-Za-z_][A-Za-z0-9_]*)", text)))
+        return {}  # the proxy's own check names ROUTES_FILE
+    found = {}
+    for name, default in _ROUTES_VAR.findall(text):
+        found.setdefault(name, default)
+    return found
 
 
-def loopback_default(variable: str) -> str | None:
+def loopback_default(variable: str, file_default: str = "") -> str | None:
     """The proxy's default for a backend variable, on loopback: http://blockchain-core:8084 -> 127.0.0.1:8084."""
     from proxy import config as proxy_config
     setting = next((s for s in proxy_config.SETTINGS if s.env == variable), None)
-    if setting is None or not str(setting.default).startswith(("http://", "https://")):
+    default = str(setting.default) if setting is not None else file_default
+    if not default.startswith(("http://", "https://")):
         return None
     urls = []
-    for url in str(setting.default).split(","):
+    for url in default.split(","):
         parts = urlsplit(url.strip())
         netloc = HOST + (f":{parts.port}" if parts.port else "")
         urls.append(urlunsplit(parts._replace(netloc=netloc)))
@@ -241,7 +248,7 @@ def load_proxy_routes(env: dict):
     return config, table
 
 
-def plan_backends(env: dict, table, variables: list[str], pdp_port: int) -> list[Backend]:
+def plan_backends(env: dict, table, variables, pdp_port: int) -> list[Backend]:
     """One Backend per distinct endpoint of the route table, saying what `make run` does for it."""
     from proxy import config as proxy_config
     setting_order = [s.env for s in proxy_config.SETTINGS]
@@ -430,8 +437,8 @@ def run(sup: Supervisor, settings: dict, environ: dict) -> None:
     # The PDP serves the sign-in API (docs/auth.md): the auth cluster is the PDP unless told otherwise.
     default("AUTH_SERVICE_URL", f"http://{HOST}:{env['AUTH_PORT']}")
     variables = routes_variables(env)
-    for var in variables:
-        if not env.get(var) and (value := loopback_default(var)):
+    for var, file_default in variables.items():
+        if not env.get(var) and (value := loopback_default(var, file_default)):
             env[var] = value
     env["PDP_URL"] = f"http://{HOST}:{env['AUTH_PORT']}"  # the proxy asks the PDP started here
 

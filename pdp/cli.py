@@ -68,21 +68,11 @@ def _engine_settings():
 
 
 def cmd_serve(args) -> int:
-    from .policy.errors import PolicyError
-    from .app import policy_settings
-    from .engines.wasm import WasmEngine
-    from .policy.bundle import load_bundle
     settings = _settings()
     # Fail fast with one line, before any worker starts. The checked bundle is
     # also what a worker serves if the files break before it boots (and its
     # compiled Wasm is inherited by the workers, which then skip opa build).
-    try:
-        bundle = load_bundle(settings.policy_dir, policy_settings(settings))
-        if settings.engine == "wasm":
-            WasmEngine(settings.opa_binary).compile(bundle)
-    except PolicyError as err:
-        print(f"pdp: POLICY_DIR: {err}", file=sys.stderr)
-        return 2
+    bundle = _checked_bundle(settings)
     from .server import serve
     serve(settings, bundle)
     return 0

@@ -52,19 +52,15 @@ def _engine_settings():
     """Only the engine's settings (check/test/eval need no JWT secret or Redis)."""
     import os
 
-    from .config import SETTINGS
+    from servicekit.settings import load
+
+    from .config import SETTINGS, ConfigError, Settings
     wanted = {"engine", "opa_binary", "opa_url", "opa_timeout_ms", "opa_push_policies"}
-    values = {}
-    for s in SETTINGS:
-        if s.name in wanted:
-            raw = os.environ.get(s.env)
-            try:
-                values[s.name] = s.parse(raw) if raw else s.default
-            except ValueError as err:
-                print(f"pdp: configuration error: {s.env}: {err}", file=sys.stderr)
-                sys.exit(2)
-    from .config import Settings
-    return Settings(values)
+    try:
+        return Settings(load([s for s in SETTINGS if s.name in wanted], os.environ))
+    except ConfigError as err:
+        print(f"pdp: configuration error: {err}", file=sys.stderr)
+        sys.exit(2)
 
 
 def cmd_serve(args) -> int:

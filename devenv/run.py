@@ -33,7 +33,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-from pdp.config import ConfigError, Setting
+from servicekit.settings import ConfigError, Setting, float_range, int_range, text
+from servicekit.settings import load as load_table
 
 from .processes import ROOT, Child, first_line, http_ok, port_answers, stop_all
 
@@ -41,40 +42,19 @@ HOST = "127.0.0.1"
 _LOG_TAIL_LINES = 20
 
 
-# --- make run's own settings --------------------------------------------------
-
-
-def _seconds(raw: str) -> float:
-    try:
-        value = float(raw.strip())
-    except ValueError:
-        raise ValueError("expected a positive number of seconds") from None
-    if not 0 < value <= 3600:
-        raise ValueError("expected a positive number of seconds")
-    return value
-
-
-def _port(raw: str) -> int:
-    try:
-        value = int(raw.strip())
-    except ValueError:
-        raise ValueError("expected a port from 1 to 65535") from None
-    if not 1 <= value <= 65535:
-        raise ValueError("expected a port from 1 to 65535")
-    return value
-
-
-def _path(raw: str) -> Path:
-    return Path(raw.strip()).absolute()
-
+# --- make run's own settings (the services' are in pdp/config.py and proxy/config.py) ---
 
 RUN_SETTINGS = (
-    Setting("run_dir", "LUCID_RUN_DIR", _path, str(ROOT / "run"),
+    Setting("run_dir", "LUCID_RUN_DIR", text, str(ROOT / "run"),
             "State of `make run`: jwt-secret, totp-keys, certs/, redis/, mongodb/, mail/, logs/, pids/."),
-    Setting("ready_timeout_s", "RUN_READY_TIMEOUT_S", _seconds, "60", "How long each part may take to become ready."),
-    Setting("stop_grace_s", "RUN_STOP_GRACE_S", _seconds, "15", "How long each part may take to stop before it is killed."),
-    Setting("mongodb_port", "LUCID_MONGODB_PORT", _port, "27017", "Port of the MongoDB used when MONGODB_URI is unset."),
-    Setting("smtp_port", "LUCID_SMTP_PORT", _port, "8025", "Port of the SMTP server used when SMTP_URL is unset."),
+    Setting("ready_timeout_s", "RUN_READY_TIMEOUT_S", float_range(0.1, 3600), "60",
+            "How long each part may take to become ready."),
+    Setting("stop_grace_s", "RUN_STOP_GRACE_S", float_range(0.1, 3600), "15",
+            "How long each part may take to stop before it is killed."),
+    Setting("mongodb_port", "LUCID_MONGODB_PORT", int_range(1, 65535), "27017",
+            "Port of the MongoDB used when MONGODB_URI is unset."),
+    Setting("smtp_port", "LUCID_SMTP_PORT", int_range(1, 65535), "8025",
+            "Port of the SMTP server used when SMTP_URL is unset."),
 )
 
 
@@ -372,13 +352,11 @@ def _write_secret(path: Path, value: str) -> None:
 
 
 def load_run_settings(environ) -> dict:
-    values = {}
-    for s in RUN_SETTINGS:
-        raw = environ.get(s.env) or s.default
-        try:
-            values[s.name] = s.parse(raw)
-        except ValueError as err:
-            raise Fatal(f"{s.env}: {err}, got {raw!r}") from None
+    try:
+        values = load_table(RUN_SETTINGS, environ)
+    except ConfigError as exc:
+        raise Fatal(str(exc)) from None
+    values["run_dir"] = Path(values["run_dir"]).absolute()
     return values
 
 

@@ -77,13 +77,6 @@ def _url(raw):
     return value.rstrip("/")
 
 
-def _url_list(raw):
-    urls = [part for part in (p.strip() for p in raw.split(",")) if part]
-    if not urls:
-        raise ValueError("expected one or more comma-separated http(s) URLs")
-    return tuple(_url(u) for u in urls)
-
-
 def _cidr_list(raw):
     # The PDP's TRUSTED_PROXIES parses the same way (pdp/client_ip.py).
     from pdp.client_ip import parse_cidr_list
@@ -162,17 +155,12 @@ SETTINGS = (
     Setting("pdp_queue_timeout_ms", "PDP_QUEUE_TIMEOUT_MS", _int_in(1, 60000), "3000",
             "How long a request may wait for a free PDP connection; one that would wait longer is shed at once (503, Retry-After)."),
     Setting("workers", "PROXY_WORKERS", _workers, "", "Worker processes (default: usable cores, cgroup CPU quota included)."),
-    Setting("routes_file", "ROUTES_FILE", _optional_path, "", "Routes YAML (default: the shipped seed routes)."),
+    Setting("routes_file", "ROUTES_FILE", _optional_path, "",
+            "Routes YAML (default: the shipped seed routes). Its `${VAR}`s are read from the environment: "
+            "the seed's backends are BLOCKCHAIN_CORE_URL, SESSION_MANAGEMENT_URL, AUTH_SERVICE_URL and "
+            "TRON_PAYMENT_URL (see Routes)."),
     Setting("trusted_proxies", "TRUSTED_PROXIES", _cidr_list, "",
             "CIDRs whose X-Forwarded-For is trusted (comma-separated)."),
-    Setting("blockchain_core_url", "BLOCKCHAIN_CORE_URL", _url_list, "http://blockchain-core:8084",
-            "Blockchain Core instances (comma-separated)."),
-    Setting("session_management_url", "SESSION_MANAGEMENT_URL", _url_list, "http://session-management:8085",
-            "Session Management instances (comma-separated)."),
-    Setting("auth_service_url", "AUTH_SERVICE_URL", _url_list, "http://auth-service:8086",
-            "Auth service instances for /auth and /users (comma-separated)."),
-    Setting("tron_payment_url", "TRON_PAYMENT_URL", _url_list, "http://tron-payment:8087",
-            "TRON Payment instances (comma-separated)."),
     Setting("tor_socks_url", "TOR_SOCKS_URL", _socks_url, "",
             "SOCKS5 egress for clusters with `egress: tor` and for .onion endpoints (Tor's SocksPort)."),
     Setting("max_header_bytes", "MAX_HEADER_BYTES", _int_in(1024, 1048576), "16384",
@@ -213,7 +201,10 @@ BY_NAME = {s.name: s for s in SETTINGS}
 
 
 class Config:
-    """Validated settings as attributes (`config.http_port`)."""
+    """Validated settings as attributes (`config.http_port`); `environ` is what they were read
+    from, where the routes file's ${VAR}s are looked up too."""
+
+    environ: Mapping[str, str] = {}
 
     def __init__(self, values: Mapping[str, Any]):
         self.__dict__.update(values)
@@ -237,6 +228,7 @@ def load(environ: Mapping[str, str] = os.environ, overrides: Mapping[str, str] =
             shown = "<redacted>" if "@" in str(raw) else repr(raw)  # URLs may carry a password
             raise ConfigError(f"invalid {setting.env}={shown}: {exc}") from None
     config = Config(values)
+    config.environ = dict(environ)
     _check_together(config)
     return config
 

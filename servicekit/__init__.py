@@ -1,0 +1,1 @@
+"""What both deployables (proxy/ and pdp/) share; neither imports the other."""

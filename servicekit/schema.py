@@ -216,7 +216,12 @@ class AnyOf(Node):
     def check(self, value, path):
         for node in self.nodes:
             if node.accepts(value):
-                return node.check(value, path)
+                try:
+                    return node.check(value, path)
+                except SchemaError as exc:
+                    if exc.path != path:
+                        raise  # deeper: that place says best what it wanted
+                    self.fail(value, path)
         self.fail(value, path)
 
 

@@ -15,6 +15,7 @@ import os
 import tarfile
 from pathlib import Path
 
+from .data_schema import check_data_file
 from .errors import PolicyError
 
 _MAX_FILE_BYTES = 8 * 1024 * 1024
@@ -136,6 +137,7 @@ def _merge_data(data: dict, rel: str, text: str) -> None:
         raise PolicyError(err.msg, f"{rel}:{err.lineno}:{err.colno}") from None
     if not isinstance(doc, dict):
         raise PolicyError("a data.json file must hold a JSON object", rel)
+    check_data_file(Path(rel).parent.parts, doc, rel)
     node = data
     for part in Path(rel).parent.parts:
         node = node.setdefault(part, {})

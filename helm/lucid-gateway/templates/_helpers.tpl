@@ -215,14 +215,11 @@ The proxy container, shared by the gateway Deployment and the sidecar pod.
     - name: PDP_URL
       value: {{ include "lucid-gateway.pdpUrl" . | quote }}
     {{- if not $sidecar }}
-    - name: BLOCKCHAIN_CORE_URL
-      value: {{ $p.backends.blockchainCore | quote }}
-    - name: SESSION_MANAGEMENT_URL
-      value: {{ $p.backends.sessionManagement | quote }}
-    - name: AUTH_SERVICE_URL
-      value: {{ $p.backends.authService | quote }}
-    - name: TRON_PAYMENT_URL
-      value: {{ $p.backends.tronPayment | quote }}
+    {{- /* Backend URLs, one variable each, for the routes file's ${VAR}s: no name is built in. */}}
+    {{- range $name, $url := $p.backends }}
+    - name: {{ $name }}
+      value: {{ $url | quote }}
+    {{- end }}
     {{- if $p.routes }}
     - name: ROUTES_FILE
       value: /etc/lucid-gateway/routes.yaml

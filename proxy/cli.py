@@ -1,13 +1,14 @@
 """`lucid-proxy` / `python -m proxy`: validate everything, then fork the workers."""
 import argparse
-import logging
 import sys
 import time
 
-from . import config as config_module
-from pdp.tracing import make_tracer
+from servicekit import logs
+from servicekit.tracing import make_tracer
 
+from . import config as config_module
 from .routes import DEFAULT_ROUTES_FILE, RoutesError, load_routes, sidecar_table
+
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(
@@ -46,8 +47,8 @@ def main(argv=None) -> int:
         from .routes import routes_reference
         print(routes_reference())
         return 0
-    logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s")
+    # JSON lines like the PDP's (servicekit/logs.py); stdout carries the access log.
+    logs.configure("warning", stream=sys.stderr)
     try:
         config = config_module.load(overrides={"routes_file": args.routes, "workers": args.workers,
                                                "http_port": args.port})

@@ -377,13 +377,30 @@ def routes_reference() -> str:
 
 # -- loading ------------------------------------------------------------------------------
 
+class _StrictLoader(yaml.SafeLoader):
+    """safe_load, except that a key written twice in one mapping is an error (PyYAML keeps the
+    last silently: a second `timeouts:` or `routes:` would replace the first)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if isinstance(key, (str, int, float, bool)) and key in seen:
+                line = key_node.start_mark.line + 1
+                raise RoutesError(f"line {line}: duplicate key {key!r} (expected each key once per mapping)")
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
 def load_routes(path: str, variables) -> RouteTable:
     """Reads and validates a routes file; `variables` maps ${NAME} to its text (the environment)."""
     try:
         with open(path, encoding="utf-8") as handle:
-            document = yaml.safe_load(handle)
+            document = yaml.load(handle, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader
+    except RoutesError as exc:
+        raise RoutesError(f"{path}: {exc}") from None
     except (OSError, yaml.YAMLError) as exc:
-        detail = str(exc).replace("\n", " ")
+        detail = " ".join(str(exc).split())
         raise RoutesError(f"{path}: {detail}") from None
     return parse_routes(document, variables, source=path)
 

@@ -130,11 +130,27 @@ def load_bundle_file(path: Path, settings_overlay: dict | None = None) -> Policy
     return PolicyBundle(str(path), modules, tests, data, "sha256:" + digest.hexdigest()[:16], wasm)
 
 
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _no_duplicates(pairs):
+    """A JSON object whose key appears twice is refused (json keeps the last silently)."""
+    out = {}
+    for key, value in pairs:
+        if key in out:
+            raise _DuplicateKey(f"duplicate key {key!r} (expected each key once per object)")
+        out[key] = value
+    return out
+
+
 def _merge_data(data: dict, rel: str, text: str) -> None:
     try:
-        doc = json.loads(text)
+        doc = json.loads(text, object_pairs_hook=_no_duplicates)
     except json.JSONDecodeError as err:
         raise PolicyError(err.msg, f"{rel}:{err.lineno}:{err.colno}") from None
+    except _DuplicateKey as err:
+        raise PolicyError(str(err), rel) from None
     if not isinstance(doc, dict):
         raise PolicyError("a data.json file must hold a JSON object", rel)
     check_data_file(Path(rel).parent.parts, doc, rel)

@@ -95,3 +95,13 @@ def test_the_policies_readme_carries_the_data_reference_as_generated():
     from pdp.policy.data_schema import GATEWAY_DATA
     from servicekit.schema import markdown_reference
     assert markdown_reference(GATEWAY_DATA) in (ROOT / "policies" / "README.md").read_text()
+
+
+def test_a_key_written_twice_is_refused(tmp_path):
+    # json.loads keeps the last one silently: the first plans table would vanish unseen.
+    (tmp_path / "gateway").mkdir()
+    (tmp_path / "gateway" / "decision.rego").write_text("package gateway\n\ndecision := {}\n")
+    (tmp_path / "gateway" / "data.json").write_text('{"plans": {"free": {"daily": 1}}, "plans": {}}')
+    with pytest.raises(PolicyError) as caught:
+        load_bundle(tmp_path)
+    assert str(caught.value) == "gateway/data.json: duplicate key 'plans' (expected each key once per object)"

@@ -73,6 +73,11 @@ BAD = [
     (f"clusters:\n{CLUSTER}", "routes: required (expected a non-empty list"),
     (f"clusters:\n{CLUSTER}route:\n{ROUTE}", "route: unknown key (expected one of clusters, routes)"),
     ("- just a list\n", "expected a mapping with 'clusters' and 'routes', got a list"),
+    # PyYAML keeps the last of a key written twice: here the second timeouts would win unseen.
+    (document("    timeouts: {connect_ms: 100}\n    timeouts: {read_ms: 100}\n"),
+     "line 5: duplicate key 'timeouts' (expected each key once per mapping)"),
+    (f"clusters:\n{CLUSTER}routes:\n{ROUTE}routes:\n{ROUTE}", "line 7: duplicate key 'routes'"),
+    ("clusters: {core: {endpoints: [http://a:1}\n", "while parsing a flow sequence in"),
 ]
 
 

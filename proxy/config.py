@@ -1,8 +1,10 @@
 """The proxy's settings, declared once as data (gunicorn's config.py style).
 
 Each setting names its environment variable, a parser that validates and converts
-the raw string, a default and a one-line description. Everything else (the CLI
-help, docs/proxy.md's table, startup errors) is derived from `SETTINGS`.
+the raw string, a default, a one-line description and where the Helm chart takes
+it from. Everything else (the CLI help, startup errors, and through
+scripts/gen_settings.py docs/settings.md and the chart's env and schema) is
+derived from `SETTINGS`.
 """
 import os
 from typing import Any, Mapping
@@ -244,7 +246,7 @@ def _check_together(config: Config) -> None:
 
 
 def markdown_table() -> str:
-    """The settings table for docs/proxy.md."""
+    """The settings table in markdown (docs/settings.md holds the generated one, with the chart column)."""
     return _markdown_table(SETTINGS)
 
 

@@ -97,7 +97,7 @@ def load(table: Iterable[Setting], environ: Mapping[str, str],
 
 
 def markdown_table(table: Iterable[Setting]) -> str:
-    """The settings reference the docs embed (a test keeps the docs current)."""
+    """A settings table in markdown (scripts/gen_settings.py writes docs/settings.md)."""
     lines = ["| variable | default | description |", "| --- | --- | --- |"]
     for s in table:
         default = f"`{s.default}`" if s.default else ""

@@ -224,7 +224,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("revocation_cache_s", "JWT_REVOCATION_CACHE_S", float_range(0.0, 60.0), "1", "Reuse a 'not revoked' answer this long; a revocation takes effect within it."),
     Setting("token_cache_size", "JWT_CACHE_SIZE", int_range(0, 1_000_000), "10000", "Verified tokens remembered per worker (their time claims are still checked)."),
     Setting("revocation_outage_s", "JWT_REVOCATION_OUTAGE_S", float_range(0.0, 86400.0), "120", "While Redis is unreachable, answer revocations from the worker's local copy for at most this long after its last sync, then fail closed (0: fail closed at once)."),
-    Setting("revocation_sync_s", "JWT_REVOCATION_SYNC_S", float_range(0.05, 60.0), "1", "How often each worker reads new revocations into its local copy."),
+    Setting("revocation_sync_s", "JWT_REVOCATION_SYNC_S", float_range(0.05, 60.0), "0.5", "How often each worker reads new revocations into its local copy; a copy synced within JWT_REVOCATION_CACHE_S answers without a Redis call."),
     Setting("revocation_fail_open", "JWT_REVOCATION_FAIL_OPEN", boolean, "false", "Accept tokens with a jti when the denylist (Redis) is unreachable."),
     Setting("rate_limit_per_minute", "RATE_LIMIT_REQUESTS_PER_MINUTE", int_range(1, 10_000_000), "100", "Default per-user limit per minute.",
             helm="rateLimit.requestsPerMinute"),

@@ -43,7 +43,7 @@ _LEAVING = {"BLOCKCHAIN_CORE_URL", "SESSION_MANAGEMENT_URL", "AUTH_SERVICE_URL",
 class Service:
     def __init__(self, key: str, title: str, module: str, table, settings_path: str, define: str):
         self.key, self.title, self.module, self.define = key, title, module, define
-        self.rows: list[Setting] = [row for row in table if row.env not in _LEAVING]
+        self.rows: list[Setting] = list(table)
         self.settings_path = settings_path
 
     def mapped(self):
@@ -53,7 +53,7 @@ class Service:
         return [r for r in self.rows if r.chart and r.chart.template]
 
     def passed_through(self):
-        return [r for r in self.rows if not r.chart]
+        return [r for r in self.rows if not r.chart and r.env not in _LEAVING]
 
 
 def services() -> list[Service]:
@@ -170,10 +170,13 @@ def docs_text(all_services: list[Service]) -> str:
         for row in svc.rows:
             default = f"`{row.default}`" if row.default else ""
             chart = row.chart
-            if chart is None:
+            if row.env in _LEAVING:
+                where = "set by the chart: proxy.backends"
+            elif chart is None:
                 where = f"`{svc.settings_path}`"
             elif chart.values:
-                where = f"`{chart.values}`" + (f" (with `{'` or `'.join(chart.when)}`)" if chart.when else "")
+                when = [w for w in chart.when if w != chart.values]
+                where = f"`{chart.values}`" + (f" (with `{'` or `'.join(when)}`)" if when else "")
             else:
                 where = "set by the chart: " + chart.template
             out.append(f"| `{row.env}` | {_cell(default)} | {_cell(where)} | {_cell(row.description)} |")

@@ -200,11 +200,9 @@ def routes_variables(env: dict) -> dict[str, str]:
     return found
 
 
-def loopback_default(variable: str, file_default: str = "") -> str | None:
-    """The proxy's default for a backend variable, on loopback: http://blockchain-core:8084 -> 127.0.0.1:8084."""
-    from proxy import config as proxy_config
-    setting = next((s for s in proxy_config.SETTINGS if s.env == variable), None)
-    default = str(setting.default) if setting is not None else file_default
+def loopback_default(file_default: str) -> str | None:
+    """A ${VAR:-default}'s default, on loopback: http://blockchain-core:8084 -> http://127.0.0.1:8084."""
+    default = file_default.strip()
     if not default.startswith(("http://", "https://")):
         return None
     urls = []
@@ -230,15 +228,10 @@ def load_proxy_routes(env: dict):
 
 def plan_backends(env: dict, table, variables, pdp_port: int) -> list[Backend]:
     """One Backend per distinct endpoint of the route table, saying what `make run` does for it."""
-    from proxy import config as proxy_config
-    setting_order = [s.env for s in proxy_config.SETTINGS]
-
     def values(var):
         return [u.strip().rstrip("/") for u in env.get(var, "").split(",") if u.strip()]
 
-    # Ordered as the settings table lists the variables (then the routes file).
-    variables = sorted(variables, key=lambda v: (setting_order.index(v) if v in setting_order else len(setting_order)))
-    groups = []  # (setting, name, cluster, urls)
+    groups = []  # in the routes file's order  # (setting, name, cluster, urls)
     seen_urls = set()
     for var in variables:
         for cluster in table.clusters.values():
@@ -416,7 +409,7 @@ def run(sup: Supervisor, settings: dict, environ: dict) -> None:
     default("AUTH_SERVICE_URL", f"http://{HOST}:{env['AUTH_PORT']}")
     variables = routes_variables(env)
     for var, file_default in variables.items():
-        if not env.get(var) and (value := loopback_default(var, file_default)):
+        if not env.get(var) and (value := loopback_default(file_default)):
             env[var] = value
     env["PDP_URL"] = f"http://{HOST}:{env['AUTH_PORT']}"  # the proxy asks the PDP started here
 

@@ -21,6 +21,7 @@ import pytest
 import requests
 
 from bench import stack
+from proxy.routes import DEFAULT_ROUTES_FILE
 from tests.support.mongo_server import start_mongo
 from tests.support.ports import free_port
 from tests.support.processes import ROOT
@@ -201,15 +202,18 @@ def _run_briefly(env: dict, timeout: float = 60):
 
 
 @pytest.mark.parametrize("setting, value, message", [
-    # The services' own lines (servicekit.settings, the tables of proxy/config.py and pdp/config.py)
+    # the services' own lines (servicekit.settings, the tables of proxy/config.py and pdp/config.py)
     ("HTTP_PORT", "80x80", "HTTP_PORT: expected an integer from 1 to 65535, got '80x80'"),
     ("SSL_ENABLED", "maybe", "SSL_ENABLED: expected true or false, got 'maybe'"),
     ("AUTH_PORT", "0", "AUTH_PORT: expected an integer from 1 to 65535, got '0'"),
-    ("TRON_PAYMENT_URL", "http://127.0.0.1:8087,ftp://pay",
-     "TRON_PAYMENT_URL: expected an http:// or https:// URL, got 'http://127.0.0.1:8087,ftp://pay'"),
-    # make run's own: a backend URL it would have to listen on, and its own settings
+    # the proxy's routes loader, for the URLs the routes file takes from the environment
     ("BLOCKCHAIN_CORE_URL", "http://127.0.0.1:80a",
-     "BLOCKCHAIN_CORE_URL: expected a port from 1 to 65535 in 'http://127.0.0.1:80a'"),
+     f"{DEFAULT_ROUTES_FILE}: clusters.blockchain_core.endpoints: expected an http:// or https:// URL, "
+     "got 'http://127.0.0.1:80a' (a string) (from ${BLOCKCHAIN_CORE_URL})"),
+    ("TRON_PAYMENT_URL", "http://127.0.0.1:8087,ftp://pay",
+     f"{DEFAULT_ROUTES_FILE}: clusters.tron_payment.endpoints: expected an http:// or https:// URL, "
+     "got 'ftp://pay' (a string) (from ${TRON_PAYMENT_URL})"),
+    # make run's own
     ("RUN_STOP_GRACE_S", "soon", "RUN_STOP_GRACE_S: expected a number from 0.1 to 3600, got 'soon'"),
 ])
 def test_a_bad_setting_stops_startup_with_one_line_naming_it(tmp_path, setting, value, message):
@@ -236,8 +240,8 @@ def test_a_busy_port_stops_startup_and_stops_what_was_already_started(tmp_path):
         })
     assert done.returncode == 2, done.stderr
     assert f"port {busy_port} (AUTH_PORT) is already in use" in done.stderr
-    # Redis and the stand-ins had started before the PDP's port was checked.
-    assert "stopping redis blockchain-core" in done.stderr
+    # Redis and the stand-ins (in the routes file's order) had started before the PDP's port was checked.
+    assert "stopping redis auth-service session-management blockchain-core tron-payment " in done.stderr
     assert not _listening(redis_port)
     assert not _listening(standin_port)
 

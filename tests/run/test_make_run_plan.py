@@ -42,13 +42,14 @@ def test_a_stand_in_is_planned_only_where_nothing_answers_at_a_url_of_the_routes
     ]
 
 
-def test_an_unset_backend_variable_defaults_to_its_default_on_loopback(tmp_path):
+def test_an_unset_backend_variable_gets_its_default_on_loopback(tmp_path):
     routes = tmp_path / "routes.yaml"
     routes.write_text("clusters:\n  a: {endpoints: '${BLOCKCHAIN_CORE_URL}'}\n"
                       "  b: {endpoints: '${MY_APP_URL:-http://my-app:3000/base}'}\n")
     variables = run.routes_variables({"ROUTES_FILE": str(routes)})
     assert variables == {"BLOCKCHAIN_CORE_URL": "", "MY_APP_URL": "http://my-app:3000/base"}
-    # the proxy's settings table, then the routes file's own ${VAR:-default}
-    assert run.loopback_default("BLOCKCHAIN_CORE_URL") == "http://127.0.0.1:8084"
-    assert run.loopback_default("MY_APP_URL", variables["MY_APP_URL"]) == "http://127.0.0.1:3000/base"
-    assert run.loopback_default("NOT_A_URL", "") is None
+    assert run.loopback_default(variables["MY_APP_URL"]) == "http://127.0.0.1:3000/base"
+    assert run.loopback_default("") is None
+    # the shipped routes file: the seed's Docker hosts become loopback on the seed's ports
+    shipped = run.routes_variables({})
+    assert run.loopback_default(shipped["BLOCKCHAIN_CORE_URL"]) == "http://127.0.0.1:8084"

@@ -28,6 +28,7 @@ import collections
 import dataclasses
 import json
 import os
+import re
 import secrets
 import select
 import shutil
@@ -47,7 +48,9 @@ from tests.support.ports import free_port
 from tests.support.processes import ROOT, Server
 from tests.support.redis_server import start_redis
 
-REDIS_ARGS = ("--save", "60 1000")   # as scripts/run.sh
+from .stack import children
+
+REDIS_ARGS = ("--save", "60 1000")   # as make run (devenv/run.py)
 LOAD_PATH = "/api/v1/chain/blocks"
 REVOKED_PATH = "/api/v1/chain/blocks/revoked"   # the revoked stream's own path: its decision-log lines
 POST_PATH = "/api/v1/chain/transactions"        # non-idempotent, to blockchain_core
@@ -72,19 +75,6 @@ def mint(secret: str, sub: str, jti: str, plan: str = "enterprise", roles=("user
 def start_echo(name: str, port: int | None = None) -> Server:
     port = port or free_port()
     return Server([sys.executable, "-m", "devenv.standins.echo_service", name, "--port", str(port)], port)
-
-
-def children(pid: int) -> list[int]:
-    out = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[1]) == pid:
-                out.append(int(entry.name))
-    return out
 
 
 def listeners(port: int) -> int:
@@ -484,7 +474,10 @@ def _start_resetter(gw):
     log.write_text("")
     gw.ctx["resetter"] = reset = ResettingUpstream(free_port(), log)
     both = f'["http://127.0.0.1:{reset.port}", "http://127.0.0.1:{gw.upstreams[1].port}"]'
-    _reload_routes(gw, gw.routes_good.replace("endpoints: ${BLOCKCHAIN_CORE_URL}", f"endpoints: {both}", 1))
+    text, n = re.subn(r"endpoints: \$\{BLOCKCHAIN_CORE_URL[^}]*\}", f"endpoints: {both}", gw.routes_good, count=1)
+    if n != 1:
+        raise RuntimeError("routes.default.yaml changed: the upstream-reset row cannot name its instances")
+    _reload_routes(gw, text)
 
 
 def _stop_resetter(gw):

@@ -126,7 +126,7 @@ def run_soak(duration_s: float, connections: int = 1000, rate: float = 200.0, sa
     workdir = Path(tempfile.mkdtemp(prefix="lucid-soak-"))
     series: dict[str, list[tuple[float, float]]] = {}
     latency: list[dict] = []
-    gw = Gateway(workdir)
+    gw = Gateway(workdir, accounts=False)   # the soak is the decision chain; sign-in is not in it
     stop = threading.Event()
     try:
         t0 = time.monotonic()

@@ -117,10 +117,6 @@ def start_pdp_grpc(env: dict, ready_timeout: float = 120) -> Server:
     return Server([sys.executable, "-m", "pdp", "serve-grpc"], port, env=full, ready_timeout=ready_timeout)
 
 
-def proxy_available() -> bool:
-    return (ROOT / "proxy" / "__main__.py").exists()
-
-
 def start_proxy(upstream_url: str, pdp_url: str, extra_env: dict | None = None) -> Server:
     """Our proxy with every cluster of the default routes pointing at one upstream."""
     port = free_port()
@@ -137,17 +133,23 @@ def start_proxy(upstream_url: str, pdp_url: str, extra_env: dict | None = None) 
     return Server([sys.executable, "-m", "proxy"], port, env=env, ready_timeout=60)
 
 
-def rss_by_process(root_pid: int) -> list[tuple[int, float, float]]:
-    """(pid, RSS MB, peak RSS MB) for root_pid and its direct children."""
-    pids = [root_pid]
+def children(pid: int) -> list[int]:
+    """The direct children of pid (gunicorn's or the proxy's workers), from /proc."""
+    out = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
                 fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
             except OSError:
                 continue
-            if int(fields[1]) == root_pid:
-                pids.append(int(entry.name))
+            if int(fields[1]) == pid:
+                out.append(int(entry.name))
+    return out
+
+
+def rss_by_process(root_pid: int) -> list[tuple[int, float, float]]:
+    """(pid, RSS MB, peak RSS MB) for root_pid and its direct children."""
+    pids = [root_pid, *children(root_pid)]
     out = []
     for pid in pids:
         try:

@@ -24,7 +24,7 @@ import redis
 
 from .revocation import INDEX_KEY, STREAM_KEY, restore_revocations
 
-log = logging.getLogger("pdp.revocation")
+log = logging.getLogger("lucid.pdp.revocation")
 
 FULL_RELOAD_S = 300.0
 # Set once by whichever worker loads first; gone or changed means Redis lost its data
@@ -88,6 +88,11 @@ class LocalRevocationView:
             self._offline_logged = True
         expires = self._entries.get(digest)
         return expires is not None and expires > self._clock()
+
+    def synced_within(self, seconds: float) -> bool:
+        """True when the last good sync is at most `seconds` old and holds every revocation."""
+        return (self._synced_at is not None and not self._overflow
+                and self._mono() - self._synced_at <= seconds)
 
     def knows(self, digest: str) -> bool:
         expires = self._entries.get(digest)

@@ -48,7 +48,7 @@ def test_grpc_port_matches_the_image_and_the_pdp_setting(helm):
     from pdp.config import SETTINGS
     from tests.deploy.conftest import CHART
     values = yaml.safe_load((CHART / "values.yaml").read_text())
-    assert values["pdp"]["grpc"]["port"] == {s.env: s.default for s in SETTINGS}["PDP_GRPC_PORT"] == 9191
+    assert values["pdp"]["grpc"]["port"] == {s.env: s.default_value for s in SETTINGS}["PDP_GRPC_PORT"] == 9191
     rendered = helm.render(sets=["pdp.grpc.enabled=true"])
     pod = rendered.get("Deployment", PDP)["spec"]["template"]["spec"]
     assert {"name": "grpc", "containerPort": 9191, "protocol": "TCP"} in container(pod, "pdp")["ports"]

@@ -212,16 +212,16 @@ def test_good_settings_pass_the_startup_check(pki):
 
 @pytest.mark.parametrize("env, message", [
     ({"PDP_URL": "http://127.0.0.1:8082", "PDP_CA_FILE": "{ca}"},
-     "invalid PDP_CA_FILE: needs an https:// PDP_URL"),
+     "PDP_CA_FILE: needs an https:// PDP_URL, got PDP_URL=http://127.0.0.1:8082"),
     ({"PDP_URL": "http://127.0.0.1:8082", "PDP_CLIENT_CERT": "{cert}", "PDP_CLIENT_KEY": "{key}"},
-     "invalid PDP_CLIENT_CERT: needs an https:// PDP_URL"),
-    ({"PDP_URL": "https://pdp:8443", "PDP_CLIENT_CERT": "{cert}"}, "invalid PDP_CLIENT_CERT/PDP_CLIENT_KEY: set both"),
+     "PDP_CLIENT_CERT: needs an https:// PDP_URL"),
+    ({"PDP_URL": "https://pdp:8443", "PDP_CLIENT_CERT": "{cert}"}, "PDP_CLIENT_CERT/PDP_CLIENT_KEY: set both"),
     ({"PDP_URL": "https://pdp:8443", "PDP_CA_FILE": "/nonexistent/ca.pem"},
-     "invalid PDP_CA_FILE='/nonexistent/ca.pem': no such file"),
-    ({"PDP_URL": "https://pdp:8443", "PDP_CA_FILE": "{garbage}"}, "invalid PDP_CA_FILE: cannot load the certificates"),
+     "PDP_CA_FILE: no such file, got '/nonexistent/ca.pem'"),
+    ({"PDP_URL": "https://pdp:8443", "PDP_CA_FILE": "{garbage}"}, "PDP_CA_FILE: cannot load the certificates"),
     ({"PDP_URL": "https://pdp:8443", "PDP_CLIENT_CERT": "{cert}", "PDP_CLIENT_KEY": "{other_key}"},
-     "invalid PDP_CA_FILE/PDP_CLIENT_CERT/PDP_CLIENT_KEY: cannot load the certificates"),
-    ({"PDP_URL": "https://pdp:8443", "PDP_TLS_SERVER_NAME": "not a name"}, "invalid PDP_TLS_SERVER_NAME="),
+     "PDP_CA_FILE/PDP_CLIENT_CERT/PDP_CLIENT_KEY: cannot load the certificates"),
+    ({"PDP_URL": "https://pdp:8443", "PDP_TLS_SERVER_NAME": "not a name"}, "PDP_TLS_SERVER_NAME: expected a DNS name"),
 ])
 def test_bad_settings_stop_the_start_with_one_line_naming_them(pki, tmp_path, env, message):
     garbage = tmp_path / "garbage.pem"

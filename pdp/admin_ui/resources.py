@@ -266,8 +266,10 @@ def add_routes(app, services, recent) -> None:
     if s.quota is not None:
         from ..quota.admin import QuotaAdmin
         quota_admin = QuotaAdmin(s.quota)
+    from .opa_side import OpaSide
     playground = Playground(s.policies, s.engine,
-                            lambda: make_engine(dataclasses.replace(s.settings, engine="wasm")))
+                            lambda: make_engine(dataclasses.replace(s.settings, engine="wasm")),
+                            OpaSide(s.engine, s.settings.opa_binary))
     app.add_route("/ui", Redirect())
     app.add_route("/ui/", Page())
     app.add_route("/ui/static/{name}", Static())

@@ -257,8 +257,7 @@ class Redirect:
 
 def add_routes(app, services, recent) -> None:
     """Mounts /ui/ on the PDP's app."""
-    from ..engines import make_engine
-    import dataclasses
+    from ..engines.wasm import WasmEngine
 
     s = services
     guard = UiGuard(s.authenticator)
@@ -267,8 +266,10 @@ def add_routes(app, services, recent) -> None:
         from ..quota.admin import QuotaAdmin
         quota_admin = QuotaAdmin(s.quota)
     from .opa_side import OpaSide
-    playground = Playground(s.policies, s.engine,
-                            lambda: make_engine(dataclasses.replace(s.settings, engine="wasm")),
+    # The wasm engine beside an opa one (drafts, side by side). Not make_engine() on a
+    # copy of the settings: Settings is no dataclass with an `engine` field, and that
+    # replace() was a 500 for every draft on PDP_ENGINE=opa.
+    playground = Playground(s.policies, s.engine, lambda: WasmEngine(s.settings.opa_binary),
                             OpaSide(s.engine, s.settings.opa_binary))
     app.add_route("/ui", Redirect())
     app.add_route("/ui/", Page())

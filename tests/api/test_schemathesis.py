@@ -46,7 +46,7 @@ def fuzzed_pdp():
                          AUTH_LOGIN_PER_IP_PER_MINUTE="100000", AUTH_VERIFY_PER_IP_PER_MINUTE="100000",
                          AUTH_LOGIN_PER_EMAIL_PER_HOUR="1000")
         server = start_pdp(env, workers=2)
-        server.mongo = mongo
+        server.mongo, server.mail = mongo, mail
         yield server
     finally:
         for process in (server, mail, mongo, redis):
@@ -98,3 +98,5 @@ def test_live_pdp_conforms_to_its_spec(fuzzed_pdp, tmp_path):
     users = pymongo.MongoClient(fuzzed_pdp.mongo.mongodb_uri, serverSelectionTimeoutMS=3000) \
         .get_default_database()["users"].count_documents({})
     assert users > 1, report
+    # ... and a sign-in link went out through the SMTP sink (the login example names the fuzz account).
+    assert fuzzed_pdp.mail.wait_for("fuzz@example.com", 1, timeout=5), "no magic-link mail arrived"

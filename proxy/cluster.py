@@ -12,7 +12,7 @@ import gevent
 from . import upstream
 from .breaker import Breaker
 
-log = logging.getLogger("proxy.cluster")
+log = logging.getLogger("lucid.proxy.cluster")
 _RING_POINTS = 100
 
 

@@ -15,12 +15,12 @@ from gevent.event import AsyncResult
 
 from . import forwarding, http11, problems, response_transform, upstream
 from .breaker import BreakerRejected
-from pdp.request_path import AmbiguousPath, normalize_target
-from pdp.trace_context import parse as parse_trace_context
-from pdp.tracing import NoTracer
+from servicekit.request_path import AmbiguousPath, normalize_target
+from servicekit.trace_context import parse as parse_trace_context
+from servicekit.tracing import NoTracer
 from .pdp import FAIL_OPEN, PdpRejected, PdpUnavailable, verdict_key
 
-log = logging.getLogger("proxy.gateway")
+log = logging.getLogger("lucid.proxy.gateway")
 IDEMPOTENT = frozenset(("GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"))
 _BODY_CHUNK = 65536
 _TUNNEL_IDLE_S = 3600.0

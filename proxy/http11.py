@@ -371,3 +371,12 @@ def render_head(status: int, headers, reason: str = None) -> bytes:
         parts.append(f"{name}: {value}\r\n")
     parts.append("\r\n")
     return "".join(parts).encode("latin-1")
+
+
+def render_request_head(method: str, target: str, headers) -> bytes:
+    """Request line plus headers plus the blank line, as bytes (for the upstream)."""
+    parts = [f"{method} {target} HTTP/1.1\r\n"]
+    for name, value in headers:
+        parts.append(f"{name}: {value}\r\n")
+    parts.append("\r\n")
+    return "".join(parts).encode("latin-1")

@@ -31,7 +31,7 @@ from gevent.event import AsyncResult
 
 from . import forwarding, http11, problems
 from .accesslog import redact_query
-from .answers import Abort, Answers, cors_headers
+from .answers import Abort, Answers
 from .pdp import FAIL_OPEN, Decision, PdpRejected, PdpUnavailable, verdict_key
 from .relay import Relay
 from .tunnel import is_websocket, tunnel
@@ -328,10 +328,11 @@ class Gateway:
         return True
 
     def _answer_preflight(self, ex, sock) -> bool:
+        # Answers.answer adds the allowed origin's CORS headers (once).
         cors = ex.route.cors
         headers = []
         if cors.allows(ex.request.header("origin")):
-            headers = cors_headers(ex) + [
+            headers = [
                 ("access-control-allow-methods", ", ".join(cors.allow_methods)),
                 ("access-control-allow-headers", ", ".join(cors.allow_headers)),
                 ("access-control-max-age", str(cors.max_age_s)),

@@ -10,8 +10,8 @@ them may answer the client itself (proxy/answers.py), and the request stops ther
 3. `route`: the normalized target, the body size, the matching route
    (proxy/routes.py), the redirect to HTTPS, the client's address
    (proxy/forwarding.py) and CORS preflights.
-4. `decide`: the PDP's decision (proxy/pdp.py), or a cached verdict or a quota
-   lease (proxy/leases.py) for a request the PDP could not tell apart; 400 or 503
+4. `decide`: the decision (proxy/decisions.py: the PDP's, or a cached verdict
+   or a quota lease's for a request the PDP could not tell apart); 400 or 503
    when there is none, the PDP's answer when it denies.
 5. `answer_meta`: the meta endpoints (proxy/meta.py), answered by the proxy itself.
 6. `forward`: the upstream's headers, then relaying (proxy/relay.py) or, for
@@ -24,15 +24,14 @@ import logging
 import socket
 import time
 from collections.abc import Callable
-from dataclasses import replace
 
 import gevent
-from gevent.event import AsyncResult
 
 from . import forwarding, http11, problems
 from .accesslog import redact_query
 from .answers import Abort, Answers
-from .pdp import FAIL_OPEN, Decision, PdpRejected, PdpUnavailable, verdict_key
+from .decisions import Decisions
+from .pdp import PdpRejected
 from .relay import Relay
 from .tunnel import is_websocket, tunnel
 from pdp.request_path import AmbiguousPath, normalize_target
@@ -84,9 +83,6 @@ class Gateway:
         self._config = config
         self._routes = routes
         self._clusters = clusters
-        self._pdp = pdp
-        self._verdicts = verdicts
-        self._leases = leases  # proxy/leases.py LeaseStore, or None
         self._admission = admission  # proxy/admission.py Admission, or None
         self._client_address = client_address
         self._meta = meta
@@ -95,13 +91,8 @@ class Gateway:
         self._clock = clock
         self._tracer = tracer or NoTracer()
         self._answers = Answers()
+        self._decisions = Decisions(pdp, verdicts, leases, metrics, clock, self._tracer)
         self._relay = Relay(config, metrics, self._answers, clock)
-        self._inflight = {}  # cache key -> AsyncResult of the PDP call in flight for it
-        self._lease_inflight = {}  # cache key -> AsyncResult of the lease request in flight for it
-        self._unread = frozenset()  # header names the PDP's current revision does not read
-        self._unread_revision = None
-        self._pdp_warned_at = float("-inf")
-        self._pdp_warnings_suppressed = 0
         self.idle = set()  # sockets waiting for their next request (closed first on drain)
 
     @property
@@ -253,7 +244,7 @@ class Gateway:
     def decide(self, ex: Exchange, sock: socket.socket) -> bool:
         """Sets the request's decision; answers when there is none or it denies (True then)."""
         try:
-            decision = self._decision(ex)
+            decision = self._decisions.decide(ex)
         except PdpRejected as exc:
             return self._stop(ex, sock, 400, str(exc), "unjudgeable-request")
         if decision is None:
@@ -352,165 +343,6 @@ class Gateway:
                  ("x-forwarded-for", xff), ("x-forwarded-proto", proto), ("x-forwarded-host", fwd_host),
                  ("x-real-ip", ex.client_ip)]
         return forwarding.upstream_headers(req.headers, ex.decision.headers, ex.route, extra)
-
-    # -- the decision ---------------------------------------------------------------------
-
-    def _decision(self, ex: Exchange) -> Decision | None:
-        """The PDP's decision (or a cached one); None when the PDP failed and the route fails closed."""
-        req = ex.request
-        # The PDP sees what the upstream will see: no client-made identity,
-        # forwarding or target-changing headers, the proxy's own X-Forwarded-* instead.
-        headers = {}
-        for name, value in req.headers:
-            if name in forwarding.PROXY_SET or name in forwarding.IDENTITY_HEADERS or name.startswith("x-user-"):
-                if name != "host":
-                    continue
-            if not forwarding.client_header_passes(name, ex.route):
-                continue
-            if name in headers:
-                headers[name] += ("; " if name == "cookie" else ", ") + value
-            else:
-                headers[name] = value
-        xff, proto, fwd_host = ex.forwarded
-        headers.update({"x-forwarded-for": xff, "x-forwarded-proto": proto, "x-forwarded-host": fwd_host})
-        doc = {
-            "method": req.method,
-            "path": ex.path + ("?" + ex.query if ex.query else ""),
-            "headers": headers,
-            "host": req.header("host", ""),
-            "scheme": ex.scheme,
-            "client_ip": ex.client_ip,
-        }
-        cache_key = None
-        if self._verdicts is not None or self._leases is not None:
-            # One key for reused verdicts and leases: the whole question (client
-            # IP, scheme and every header included) except the request id and
-            # the headers the PDP said its decisions do not read, so either is
-            # only ever reused for a request the PDP could not tell apart from
-            # the one it judged.
-            cache_key = verdict_key(doc, self._unread)
-            cached = self._verdicts.get(cache_key) if self._verdicts is not None else None
-            if cached is None and self._leases is not None:
-                cached = self._leases.take(cache_key)
-                if cached is not None and self._leases.should_renew(cache_key):
-                    gevent.spawn(self._renew_lease, doc, cache_key)
-            if cached is None:
-                cached = self._join_inflight(cache_key)
-            if cached is not None:
-                self._metrics.cache_hits.inc()
-                ex.pdp_s = 0.0
-                return cached
-        headers["x-request-id"] = ex.request_id
-        started = self._clock()
-        leading = None
-        if cache_key is not None and cache_key not in self._inflight:
-            leading = self._inflight[cache_key] = AsyncResult()
-        decision = None
-        lease_want = self._leases.want(cache_key) if self._leases is not None else 1
-        asking = None
-        if lease_want > 1 and cache_key not in self._lease_inflight:
-            asking = self._lease_inflight[cache_key] = AsyncResult()
-        try:
-            with self._tracer.span("proxy.pdp_check", ex.trace, "client") as span:
-                decision = self._pdp.check(doc, ex.request_id, trace=span.context, lease_want=lease_want)
-        except PdpUnavailable as exc:
-            ex.pdp_s = self._clock() - started
-            self._metrics.pdp_errors.labels(exc.kind).inc()
-            ex.error = str(exc)
-            self._warn_pdp_unavailable(ex.request_id, exc)
-            return FAIL_OPEN if ex.route.fail_open else None
-        finally:
-            if leading is not None:
-                del self._inflight[cache_key]
-                leading.set(decision)
-            if asking is not None:
-                # Woken after this worker recorded the lease (set() wakes them
-                # on the hub's next turn, and nothing here yields before that).
-                del self._lease_inflight[cache_key]
-                asking.set(decision)
-        ex.pdp_s = self._clock() - started
-        self._metrics.pdp_duration.observe(ex.pdp_s)
-        if cache_key is not None:
-            cache_key = self._learn_unread(doc, decision, cache_key)
-        if self._verdicts is not None:
-            self._verdicts.observe(cache_key, decision)
-        if self._leases is not None:
-            self._leases.observe(cache_key, decision)
-            if decision.lease:
-                decision = replace(decision, lease=None)  # its units are the followers'
-        return decision
-
-    def _renew_lease(self, doc, cache_key):
-        """Asks for a hot key's next lease while the current one still serves."""
-        doc = {**doc, "headers": {**doc["headers"], "x-request-id": forwarding.request_id(None)}}
-        try:
-            decision = self._pdp.check(doc, doc["headers"]["x-request-id"], lease_want=self._leases.want(cache_key))
-        except (PdpUnavailable, PdpRejected):
-            self._leases.renewal_failed(cache_key)
-            return
-        self._leases.observe(self._learn_unread(doc, decision, cache_key), decision, renewal=True)
-
-    def _learn_unread(self, doc, decision, cache_key):
-        """Records the headers this policy revision does not read; the key to
-        store the decision under (without them, so the next such request finds it)."""
-        revision = decision.policy_revision
-        if revision != self._unread_revision:
-            self._unread_revision, self._unread = revision, frozenset()
-        if decision.ignores and not decision.ignores <= self._unread:
-            self._unread = self._unread | decision.ignores
-            if len(self._unread) > 1000:  # a client inventing header names: stop learning
-                self._unread = decision.ignores
-        if not decision.ignores:
-            return cache_key
-        # Only what this decision itself did not read is left out of its key.
-        return verdict_key(doc, self._unread & decision.ignores)
-
-    def _warn_pdp_unavailable(self, request_id, exc):
-        """At most one warning per second: an outage must not flood the log (the metric counts all)."""
-        now = self._clock()
-        if now - self._pdp_warned_at >= 1.0:
-            suffix = f" ({self._pdp_warnings_suppressed} more in the last second)" \
-                if self._pdp_warnings_suppressed else ""
-            log.warning("PDP unavailable for %s: %s%s", request_id, exc, suffix)
-            self._pdp_warned_at = now
-            self._pdp_warnings_suppressed = 0
-        else:
-            self._pdp_warnings_suppressed += 1
-
-    def _join_inflight(self, cache_key):
-        """Waits for an identical decision already asked of the PDP, and reuses it if it is cacheable.
-
-        A burst of identical requests (one caller, one path) then costs one PDP
-        call instead of one each. Keys whose last verdict was not cacheable
-        (quota spent) never wait: each of those requests needs its own decision.
-        """
-        if self._leases is not None and self._leases.expects_lease(cache_key):
-            return self._wait_for_lease(cache_key)
-        leader = self._inflight.get(cache_key)
-        if leader is None or self._verdicts is None or self._verdicts.known_uncacheable(cache_key):
-            return None
-        shared = leader.wait(self._pdp.max_wait_s)
-        if shared is None or not shared.allow or shared.cache_ttl_s <= 0:
-            return None
-        return replace(shared, cached=True)
-
-    def _wait_for_lease(self, cache_key):
-        """A hot key's request while a lease for it is being asked: waits for it.
-
-        More requests may wait than one lease covers; those left over wait for
-        the next one (one of them asks), so a hot key has one lease request in
-        flight per worker rather than a stampede. None: ask the PDP yourself.
-        """
-        deadline = self._clock() + self._pdp.max_wait_s
-        for _ in range(16):
-            asking = self._lease_inflight.get(cache_key)
-            if asking is None:
-                return None
-            shared = asking.wait(max(0.0, deadline - self._clock()))
-            taken = self._leases.take(cache_key)
-            if taken is not None or shared is None or not shared.allow:
-                return taken
-        return None
 
 
 class _HeadTimeout(Exception):

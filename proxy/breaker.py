@@ -5,9 +5,16 @@ open: every request is refused at once until `open_s` has passed.
 half-open: up to `half_open_max` probes go through; a success closes the
 breaker, a failure opens it again.
 """
+from __future__ import annotations
+
 import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import gevent.lock
+
+if TYPE_CHECKING:
+    from .routes import BreakerSpec
 
 log = logging.getLogger("proxy.breaker")
 
@@ -24,7 +31,7 @@ class BreakerRejected(Exception):
 
 
 class Breaker:
-    def __init__(self, spec, clock, name="cluster"):
+    def __init__(self, spec: BreakerSpec, clock: Callable[[], float], name: str = "cluster"):
         self._name = name
         self._spec = spec
         self._clock = clock

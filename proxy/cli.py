@@ -1,13 +1,22 @@
 """`lucid-proxy` / `python -m proxy`: validate everything, then fork the workers."""
+from __future__ import annotations
+
 import argparse
 import logging
 import sys
 import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from . import config as config_module
 from pdp.tracing import make_tracer
 
 from .routes import DEFAULT_ROUTES_FILE, RoutesError, load_routes, sidecar_table
+
+if TYPE_CHECKING:
+    from .gateway import Gateway
+    from .metrics import Metrics
+    from .routes import RouteTable
 
 _ROUTE_VARIABLES = {
     "BLOCKCHAIN_CORE_URL": "blockchain_core_url",
@@ -17,7 +26,7 @@ _ROUTE_VARIABLES = {
 }
 
 
-def parse_args(argv):
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="lucid-proxy",
         description="Thin gevent proxy that asks the PDP before forwarding. "
@@ -32,7 +41,7 @@ def parse_args(argv):
     return parser.parse_args(argv)
 
 
-def build_route_table(config, upstream_url=None):
+def build_route_table(config: config_module.Config, upstream_url: str | None = None) -> tuple[RouteTable, str]:
     if upstream_url:
         url = config_module.BY_NAME["pdp_url"].parse(upstream_url)
         if not url.startswith("http://"):
@@ -43,7 +52,7 @@ def build_route_table(config, upstream_url=None):
     return load_routes(config.routes_file or DEFAULT_ROUTES_FILE, variables), "gateway"
 
 
-def main(argv=None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     if args.settings:
         print(config_module.markdown_table())
@@ -83,7 +92,7 @@ def main(argv=None) -> int:
     return master.run()
 
 
-def build_gateway(config, table, mode):
+def build_gateway(config: config_module.Config, table: RouteTable, mode: str) -> tuple[Gateway, Metrics, list]:
     """Wires one worker's Gateway from its parts (called after fork)."""
     import gevent
 

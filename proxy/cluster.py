@@ -12,11 +12,17 @@ import bisect
 import hashlib
 import logging
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 import gevent
 
 from . import upstream
 from .breaker import Breaker
+
+if TYPE_CHECKING:
+    import socket
+
+    from .routes import ClusterSpec, HealthCheck
 
 log = logging.getLogger("proxy.cluster")
 _RING_POINTS = 100
@@ -29,7 +35,7 @@ def _hash64(text: str) -> int:
 class Endpoint:
     """One upstream instance with its pool and health."""
 
-    def __init__(self, url: str, spec, clock: Callable[[], float]):
+    def __init__(self, url: str, spec: ClusterSpec, clock: Callable[[], float]):
         self.url = url
         self.host, self.port = upstream.split_host_port(url)
         self.pool = upstream.make_pool(url, spec.max_connections, spec.timeouts.connect_s, spec.timeouts.read_s,
@@ -44,7 +50,7 @@ class Endpoint:
         self._spec = spec
         self._clock = clock
 
-    def open_connection(self):  # -> socket.socket (or ssl.SSLSocket)
+    def open_connection(self) -> socket.socket:
         """A connection of its own to this endpoint (TLS and egress as the pool's); OSError on failure."""
         return upstream.open_connection(self.pool)
 
@@ -67,7 +73,7 @@ class Endpoint:
             log.warning("ejected %s for %.1fs after %d consecutive failures",
                         self.url, self._spec.eject_s, self._spec.eject_consecutive)
 
-    def record_check(self, ok: bool, check) -> None:
+    def record_check(self, ok: bool, check: HealthCheck) -> None:
         if ok:
             self._check_failures = 0
             self._check_successes += 1
@@ -85,7 +91,7 @@ class Endpoint:
 class Cluster:
     """Endpoints of one cluster, the balancer over them, the breaker and the retry budget."""
 
-    def __init__(self, spec, clock: Callable[[], float]):
+    def __init__(self, spec: ClusterSpec, clock: Callable[[], float]):
         self.spec = spec
         self.name = spec.name
         self._clock = clock

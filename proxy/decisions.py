@@ -27,6 +27,10 @@ from . import forwarding
 from .pdp import FAIL_OPEN, Decision, PdpRejected, PdpUnavailable, verdict_key
 
 if TYPE_CHECKING:
+    from .leases import LeaseStore
+    from .metrics import Metrics
+    from .pdp import PdpClient, VerdictCache
+    from pdp.tracing import NoTracer, OtelTracer
     from .gateway import Exchange
 
 log = logging.getLogger("proxy.decisions")
@@ -35,7 +39,8 @@ log = logging.getLogger("proxy.decisions")
 class Decisions:
     """One worker's decisions: the PDP client, the verdict cache and the quota leases, and who waits for whom."""
 
-    def __init__(self, pdp, verdicts, leases, metrics, clock: Callable[[], float], tracer):
+    def __init__(self, pdp: PdpClient, verdicts: VerdictCache | None, leases: LeaseStore | None,
+                 metrics: Metrics, clock: Callable[[], float], tracer: NoTracer | OtelTracer):
         self._pdp = pdp
         self._verdicts = verdicts  # proxy/pdp.py VerdictCache, or None
         self._leases = leases  # proxy/leases.py LeaseStore, or None

@@ -23,7 +23,8 @@ from __future__ import annotations
 import logging
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING
 
 import gevent
 
@@ -37,6 +38,19 @@ from .tunnel import is_websocket, tunnel
 from pdp.request_path import AmbiguousPath, normalize_target
 from pdp.trace_context import parse as parse_trace_context
 from pdp.tracing import NoTracer
+
+if TYPE_CHECKING:
+    from .accesslog import AccessLog
+    from .admission import Admission
+    from .cluster import Cluster
+    from .config import Config
+    from .forwarding import ClientAddress
+    from .leases import LeaseStore
+    from .meta import MetaEndpoints
+    from .metrics import Metrics
+    from .pdp import PdpClient, VerdictCache
+    from .routes import RouteTable
+    from pdp.tracing import OtelTracer
 
 log = logging.getLogger("proxy.gateway")
 
@@ -78,8 +92,11 @@ class Exchange:
 class Gateway:
     """The per-worker request pipeline; everything it needs is passed in."""
 
-    def __init__(self, config, routes, clusters, pdp, verdicts, client_address, meta, metrics, access_log,
-                 clock: Callable[[], float] = time.monotonic, tracer=None, leases=None, admission=None):
+    def __init__(self, config: Config, routes: RouteTable, clusters: Mapping[str, Cluster], pdp: PdpClient,
+                 verdicts: VerdictCache | None, client_address: ClientAddress, meta: MetaEndpoints,
+                 metrics: Metrics, access_log: AccessLog, clock: Callable[[], float] = time.monotonic,
+                 tracer: NoTracer | OtelTracer | None = None, leases: LeaseStore | None = None,
+                 admission: Admission | None = None):
         self._config = config
         self._routes = routes
         self._clusters = clusters
@@ -106,7 +123,7 @@ class Gateway:
 
     # -- the connection -------------------------------------------------------------------
 
-    def serve_connection(self, sock: socket.socket, peer, scheme: str) -> None:
+    def serve_connection(self, sock: socket.socket, peer: tuple | str, scheme: str) -> None:
         """Serves requests on one accepted connection until it closes."""
         config = self._config
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

@@ -26,6 +26,7 @@ from .breaker import BreakerRejected
 from .cluster import StreamsFull
 
 if TYPE_CHECKING:
+    from .config import Config
     from .cluster import Cluster, Lease
     from .gateway import Exchange
     from .metrics import Metrics
@@ -48,7 +49,8 @@ class ClientBodyError(Exception):
 class Relay:
     """One worker's relaying of requests to upstreams and of their responses back."""
 
-    def __init__(self, config, metrics: Metrics, answers: Answers, clock: Callable[[], float] = time.monotonic):
+    def __init__(self, config: Config, metrics: Metrics, answers: Answers,
+                 clock: Callable[[], float] = time.monotonic):
         self._config = config
         self._metrics = metrics
         self._answers = answers

@@ -5,8 +5,11 @@ and names a cluster of upstream endpoints, or `meta` for the proxy's own
 endpoints. `${VAR}` in endpoint lists is filled from the validated settings
 (BLOCKCHAIN_CORE_URL, ...), so one variable may list several instances.
 """
+from __future__ import annotations
+
 import os
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 import yaml
@@ -125,11 +128,11 @@ class Route:
 class RouteTable:
     """Routes in file order; the first that matches path and method wins."""
 
-    def __init__(self, routes, clusters):
+    def __init__(self, routes: Iterable[Route], clusters: Mapping[str, ClusterSpec]):
         self.routes = tuple(routes)
         self.clusters = dict(clusters)
 
-    def match(self, method: str, path: str):
+    def match(self, method: str, path: str) -> tuple[Route | None, int | None]:
         """Returns (route, None), or (None, 404 or 405)."""
         path_matched = False
         for route in self.routes:
@@ -140,7 +143,7 @@ class RouteTable:
         return None, (405 if path_matched else 404)
 
 
-def glob_regex(pattern: str):
+def glob_regex(pattern: str) -> re.Pattern:
     """`*` matches within one segment, `**` across segments, `{a,b}` either word."""
     out = []
     i = 0
@@ -175,7 +178,7 @@ def sidecar_table(upstream_url: str) -> RouteTable:
     return RouteTable(routes, {"app": cluster})
 
 
-def load_routes(path: str, variables) -> RouteTable:
+def load_routes(path: str, variables: Mapping[str, tuple]) -> RouteTable:
     """Reads and validates a routes file; `variables` maps ${NAME} to a tuple of URLs."""
     try:
         with open(path, encoding="utf-8") as handle:
@@ -185,7 +188,7 @@ def load_routes(path: str, variables) -> RouteTable:
     return parse_routes(document, variables, source=path)
 
 
-def parse_routes(document, variables, source="routes") -> RouteTable:
+def parse_routes(document: object, variables: Mapping[str, tuple], source: str = "routes") -> RouteTable:
     if not isinstance(document, dict):
         raise RoutesError(f"{source}: expected a mapping with 'clusters' and 'routes'")
     clusters = {}

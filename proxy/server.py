@@ -6,6 +6,8 @@ socket lets whichever gevent loop wakes first take a burst of them.
 SIGTERM: stop accepting, let in-flight requests finish within GRACE_PERIOD_S,
 exit 0. SIGHUP: reload the TLS certificate.
 """
+from __future__ import annotations
+
 import logging
 import os
 import shutil
@@ -14,11 +16,17 @@ import socket
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .config import Config
+    from .tls import ServerTls
 
 log = logging.getLogger("proxy.server")
 
 
-def bind_listener(host: str, port: int, reuse_port: bool = True, listen: bool = True):
+def bind_listener(host: str, port: int, reuse_port: bool = True, listen: bool = True) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -30,7 +38,7 @@ def bind_listener(host: str, port: int, reuse_port: bool = True, listen: bool = 
     return sock
 
 
-def check_ports_free(config) -> None:
+def check_ports_free(config: Config) -> None:
     """Fails at startup, in the master, with a clear line when a port is taken."""
     ports = [("HTTP_PORT", config.http_port)]
     if config.ssl_enabled:
@@ -50,7 +58,8 @@ def check_ports_free(config) -> None:
 class Worker:
     """One gevent process serving the listeners with a Gateway."""
 
-    def __init__(self, config, build_gateway, tls=None, inherited=None):
+    def __init__(self, config: Config, build_gateway: Callable[[], tuple], tls: ServerTls | None = None,
+                 inherited: dict[int, socket.socket] | None = None):
         self._config = config
         self._inherited = inherited or {}
         self._build_gateway = build_gateway
@@ -153,7 +162,7 @@ def _refuse(sock):
 class Master:
     """Forks the workers, restarts any that die, relays SIGHUP, and drains on SIGTERM."""
 
-    def __init__(self, config, run_worker):
+    def __init__(self, config: Config, run_worker: Callable[[], int]):
         self._config = config
         self._run_worker = run_worker
         self._children = {}

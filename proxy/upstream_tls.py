@@ -4,10 +4,16 @@ A failed handshake or verification is an UpstreamTlsError (a 502 with one log
 line naming the endpoint and the reason); nothing ever falls back to plain
 text. The routes file's `tls:` block of a cluster is parsed here, strictly.
 """
+from __future__ import annotations
+
 import logging
 import os
 import ssl
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import socket
 
 log = logging.getLogger("proxy.upstream_tls")
 _VERSIONS = {"1.2": ssl.TLSVersion.TLSv1_2, "1.3": ssl.TLSVersion.TLSv1_3}
@@ -29,7 +35,7 @@ class UpstreamTlsSpec:
     verify: bool = True        # false only for a lab; still TLS, never plain text
 
 
-def parse_tls_spec(body, where: str) -> UpstreamTlsSpec:
+def parse_tls_spec(body: object, where: str) -> UpstreamTlsSpec:
     """The `tls:` mapping of a cluster; raises TlsSpecError naming `where.key`."""
     if body is None:
         return UpstreamTlsSpec()
@@ -80,7 +86,7 @@ class UpstreamTls:
         self.server_name = spec.server_name or host
         self._context = build_context(spec)
 
-    def wrap(self, sock, endpoint: str):
+    def wrap(self, sock: socket.socket, endpoint: str) -> ssl.SSLSocket:
         """The TLS socket after a complete handshake, or UpstreamTlsError (sock closed)."""
         try:
             return self._context.wrap_socket(sock, server_hostname=self.server_name)

@@ -125,7 +125,7 @@ def build_gateway(config: config_module.Config, table: RouteTable, mode: str) ->
                       leases=leases, admission=admission)
 
     def health_head(endpoint, path):
-        return f"GET {path} HTTP/1.1\r\nHost: {endpoint.host}:{endpoint.port}\r\nUser-Agent: lucid-proxy-health\r\n\r\n" \
+        return f"GET {path} HTTP/1.1\r\nHost: {endpoint.authority}\r\nUser-Agent: lucid-proxy-health\r\n\r\n" \
             .encode("latin-1")
 
     background = [g for g in (c.start_health_checks(health_head) for c in clusters.values()) if g]

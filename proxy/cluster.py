@@ -38,6 +38,7 @@ class Endpoint:
     def __init__(self, url: str, spec: ClusterSpec, clock: Callable[[], float]):
         self.url = url
         self.host, self.port = upstream.split_host_port(url)
+        self.authority = upstream.authority(self.host, self.port)  # for a Host header
         self.pool = upstream.make_pool(url, spec.max_connections, spec.timeouts.connect_s, spec.timeouts.read_s,
                                        tls_spec=spec.tls, egress=spec.egress)
         self.outstanding = 0

@@ -353,8 +353,7 @@ class Gateway:
         req = ex.request
         xff, proto, fwd_host = ex.forwarded
         # An HTTP/1.0 client may send no Host; the upstream speaks 1.1 and needs one.
-        first = cluster.endpoints[0]
-        host = req.header("host") or f"{first.host}:{first.port}"
+        host = req.header("host") or cluster.endpoints[0].authority
         hop = ex.upstream_trace or ex.trace
         extra = [*(hop.headers() if hop else ()), ("host", host), ("x-request-id", ex.request_id),
                  ("x-forwarded-for", xff), ("x-forwarded-proto", proto), ("x-forwarded-host", fwd_host),

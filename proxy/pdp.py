@@ -138,7 +138,7 @@ class PdpClient:
                  clock: Callable[[], float] = time.monotonic):
         host, port = upstream.split_host_port(base_url)
         self._pool = upstream.make_pool(base_url, pool_size, timeout_s, timeout_s)
-        self._host = f"{host}:{port}"
+        self._host = upstream.authority(host, port)
         self._timeout_s = timeout_s
         # A burst queues for a pooled connection (bounded) instead of piling onto the PDP.
         self._queue_s = queue_s

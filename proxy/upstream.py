@@ -113,6 +113,11 @@ def split_host_port(url: str) -> tuple[str, int]:
     return host, int(port or (443 if url.startswith("https://") else 80))
 
 
+def authority(host: str, port: int) -> str:
+    """host:port as a Host header carries it: an IPv6 literal in brackets (RFC 3986 3.2.2)."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 def connect(pool: ConnectionPool, connect_s: float) -> socket.socket:
     """A pooled socket, or ConnectFailed (refused, unreachable, connect timeout)."""
     try:

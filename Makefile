@@ -26,7 +26,7 @@ help:
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install -q --disable-pip-version-check --upgrade pip
-	$(VENV)/bin/pip install -q --disable-pip-version-check -e '.[test]'
+	$(VENV)/bin/pip install -q --disable-pip-version-check -e '.[pdp,proxy,test]'
 	# xds-protos ships an older copy of opentelemetry/proto/* that overwrites
 	# opentelemetry-proto's files (no InstrumentationScope: the OTLP exporter
 	# fails to import); put the newer, compatible files back.

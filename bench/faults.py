@@ -37,6 +37,8 @@ from tests.support.ports import free_port
 from tests.support.processes import ROOT, Server
 from tests.support.redis_server import start_redis
 
+from .stack import children
+
 REDIS_ARGS = ("--save", "60 1000")   # as scripts/run.sh
 LOAD_PATH = "/api/v1/chain/blocks"
 REVOKED_JTI = "faults-revoked"
@@ -53,19 +55,6 @@ def mint(secret: str, sub: str, jti: str) -> str:
 def start_echo(name: str, port: int | None = None) -> Server:
     port = port or free_port()
     return Server([sys.executable, "-m", "devenv.standins.echo_service", name, "--port", str(port)], port)
-
-
-def children(pid: int) -> list[int]:
-    out = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[1]) == pid:
-                out.append(int(entry.name))
-    return out
 
 
 def listeners(port: int) -> int:

@@ -102,7 +102,7 @@ def measure_mixed(name: str, url: str, template: str, items: list[str]) -> tuple
 def memo_hit_ratio(pdp_url: str) -> str:
     text = requests.get(pdp_url + "/metrics", timeout=5).text
     counts = {m.group(1): float(m.group(2)) for m in
-              re.finditer(r'^pdp_memo_lookups_total\{result="(hit|miss)"\} ([0-9.e+]+)$', text, re.M)}
+              re.finditer(r'^lucid_pdp_memo_lookups_total\{result="(hit|miss)"\} ([0-9.e+]+)$', text, re.M)}
     total = sum(counts.values())
     return f"memo hits {counts.get('hit', 0) / total:.0%}" if total else "no memo"
 

@@ -28,7 +28,8 @@ from pathlib import Path
 
 from tests.support.processes import ROOT
 
-from .faults import Gateway, children
+from .faults import Gateway
+from .stack import children
 
 FLOORS = {"rss_mb": (16.0, 0.10), "fds": (32.0, 0.10), "redis_mb": (8.0, 0.10), "p99_ms": (50.0, 1.0)}
 

@@ -137,17 +137,23 @@ def start_proxy(upstream_url: str, pdp_url: str, extra_env: dict | None = None) 
     return Server([sys.executable, "-m", "proxy"], port, env=env, ready_timeout=60)
 
 
-def rss_by_process(root_pid: int) -> list[tuple[int, float, float]]:
-    """(pid, RSS MB, peak RSS MB) for root_pid and its direct children."""
-    pids = [root_pid]
+def children(pid: int) -> list[int]:
+    """The direct children of pid (gunicorn's or the proxy's workers), from /proc."""
+    out = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
                 fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
             except OSError:
                 continue
-            if int(fields[1]) == root_pid:
-                pids.append(int(entry.name))
+            if int(fields[1]) == pid:
+                out.append(int(entry.name))
+    return out
+
+
+def rss_by_process(root_pid: int) -> list[tuple[int, float, float]]:
+    """(pid, RSS MB, peak RSS MB) for root_pid and its direct children."""
+    pids = [root_pid, *children(root_pid)]
     out = []
     for pid in pids:
         try:

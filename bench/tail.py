@@ -11,9 +11,9 @@ both workloads. For each run it prints p50 and p99 as seen by:
                 the worker's hub being busy)
   proxy->PDP    lucid_proxy_pdp_duration_seconds: one /v1/check round trip,
                 waiting for a pooled connection included
-  PDP decision  pdp_decision_seconds: inside the PDP worker (so proxy->PDP -
+  PDP decision  lucid_pdp_decision_seconds: inside the PDP worker (so proxy->PDP -
                 PDP decision is gunicorn's accept, the PDP worker's hub, the wire)
-  Redis         pdp_quota_redis_seconds: the Lua spend, from the PDP
+  Redis         lucid_pdp_quota_redis_seconds: the Lua spend, from the PDP
 then how many /v1/check calls the proxy made and the PDP decided (leases
 and waiting for a lease in flight make them far fewer than the requests).
 
@@ -45,8 +45,8 @@ _SAMPLE = re.compile(r'^(\w+)_bucket\{(.*?)le="([^"]+)"(.*?)\} ([0-9.e+-]+)$', r
 LAYERS = (
     ("proxy", "lucid_proxy_request_duration_seconds", "proxy"),
     ("proxy->PDP", "lucid_proxy_pdp_duration_seconds", "proxy"),
-    ("PDP decision", "pdp_decision_seconds", "pdp"),
-    ("Redis spend", "pdp_quota_redis_seconds", "pdp"),
+    ("PDP decision", "lucid_pdp_decision_seconds", "pdp"),
+    ("Redis spend", "lucid_pdp_quota_redis_seconds", "pdp"),
 )
 
 

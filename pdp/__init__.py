@@ -1,3 +1,5 @@
 """lucid-gateway policy decision point: authenticate, evaluate Rego, spend quota."""
 
-__version__ = "0.1.0"
+from servicekit import __version__
+
+__all__ = ["__version__"]

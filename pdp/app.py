@@ -10,14 +10,14 @@ import uuid
 
 import falcon
 
-from .client_ip import TrustedProxies
+from servicekit.client_ip import TrustedProxies
 from .problem import serialize_error
 from .resources.check import Check, LeaseReturn
 from .resources.forward_auth import ExtAuthz, ForwardAuth
 from .resources.openapi import OpenApi
 from .resources.operations import Health, Metrics, Policies, Ready, Version
-from .logs import request_id_var
-from .trace_context import parse as parse_trace_context
+from servicekit.logs import request_id_var
+from servicekit.trace_context import parse as parse_trace_context
 
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
@@ -32,7 +32,7 @@ class Services:
     metrics: object           # PdpMetrics
     authenticator: object
     quota: object = None      # QuotaService, None when RATE_LIMIT_ENABLED=false
-    tracer: object = None     # pdp.tracing tracer (NoTracer unless OTEL_EXPORTER_OTLP_ENDPOINT is set)
+    tracer: object = None     # servicekit.tracing tracer (NoTracer unless OTEL_EXPORTER_OTLP_ENDPOINT is set)
     recent: object = None     # admin_ui.recent.RecentDecisions: the decision log's last entries
     signin: object = None     # SignInService (pdp.signin), None without MONGODB_URI
 
@@ -123,7 +123,7 @@ def build_services(settings, fallback_bundle=None) -> Services:
     from .metrics import PdpMetrics
     from .policy.store import PolicyStore
     from .redis_client import connect
-    from .tracing import make_tracer
+    from servicekit.tracing import make_tracer
 
     metrics = PdpMetrics()
     redis_client = connect(settings.redis_url, settings.redis_timeout_ms / 1000)
@@ -193,7 +193,7 @@ def get_app(fallback_bundle=None) -> falcon.App:
 
     fallback_bundle: the policy `pdp serve` checked at startup, served when the
     files on disk are broken by the time this worker starts."""
-    from . import heap, logs
+    from servicekit import heap, logs
     from .config import load_settings
 
     settings = load_settings()

@@ -52,37 +52,23 @@ def _engine_settings():
     """Only the engine's settings (check/test/eval need no JWT secret or Redis)."""
     import os
 
-    from .config import SETTINGS
+    from servicekit.settings import load
+
+    from .config import SETTINGS, ConfigError, Settings
     wanted = {"engine", "opa_binary", "opa_url", "opa_timeout_ms", "opa_push_policies"}
-    values = {}
-    for s in SETTINGS:
-        if s.name in wanted:
-            raw = os.environ.get(s.env)
-            try:
-                values[s.name] = s.parse(raw) if raw else s.default
-            except ValueError as err:
-                print(f"pdp: configuration error: {s.env}: {err}", file=sys.stderr)
-                sys.exit(2)
-    from .config import Settings
-    return Settings(values)
+    try:
+        return Settings(load([s for s in SETTINGS if s.name in wanted], os.environ))
+    except ConfigError as err:
+        print(f"pdp: configuration error: {err}", file=sys.stderr)
+        sys.exit(2)
 
 
 def cmd_serve(args) -> int:
-    from .policy.errors import PolicyError
-    from .app import policy_settings
-    from .engines.wasm import WasmEngine
-    from .policy.bundle import load_bundle
     settings = _settings()
     # Fail fast with one line, before any worker starts. The checked bundle is
     # also what a worker serves if the files break before it boots (and its
     # compiled Wasm is inherited by the workers, which then skip opa build).
-    try:
-        bundle = load_bundle(settings.policy_dir, policy_settings(settings))
-        if settings.engine == "wasm":
-            WasmEngine(settings.opa_binary).compile(bundle)
-    except PolicyError as err:
-        print(f"pdp: POLICY_DIR: {err}", file=sys.stderr)
-        return 2
+    bundle = _checked_bundle(settings)
     from .server import serve
     serve(settings, bundle)
     return 0

@@ -13,8 +13,8 @@ from .authn.errors import AuthUnavailable, InvalidCredential
 from .decision import DEFAULT_HEADERS, Decision, deny, from_policy
 from .engines.base import EngineError, InvalidInput
 from .policy_input import CREDENTIAL_HEADERS, build_request
-from .request_path import AmbiguousPath
-from .tracing import NoTracer
+from servicekit.request_path import AmbiguousPath
+from servicekit.tracing import NoTracer
 
 log = logging.getLogger("lucid.pdp.decider")
 _BEARER_CHALLENGE = 'Bearer error="invalid_token"'

@@ -23,7 +23,7 @@ class HeaderAllowList:
 
 def _default_allow_list() -> HeaderAllowList:
     from .config import SETTINGS
-    return HeaderAllowList(next(s.default for s in SETTINGS if s.name == "decision_header_names"))
+    return HeaderAllowList(next(s.default_value for s in SETTINGS if s.name == "decision_header_names"))
 
 
 DEFAULT_HEADERS = _default_allow_list()

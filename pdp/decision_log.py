@@ -7,7 +7,7 @@ import random
 import time
 
 from .policy_input import public_subject
-from .secret_params import redact_query
+from servicekit.secret_params import redact_query
 
 # Headers whose value is a URL that may carry secret query parameters (an OAuth callback's code).
 _URL_HEADERS = ("referer", "origin", "x-original-url", "x-rewrite-url")

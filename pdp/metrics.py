@@ -18,13 +18,13 @@ class PdpMetrics:
     def __init__(self, registry: CollectorRegistry | None = None):
         self.registry = registry or CollectorRegistry()
         r = self.registry
-        self.decisions = Counter("pdp_decisions_total", "Decisions by result and reason", ["result", "reason"], registry=r)
-        self.decision_seconds = Histogram("pdp_decision_seconds", "Whole decision latency", buckets=_LATENCY_BUCKETS, registry=r)
-        self.eval_seconds = Histogram("pdp_policy_eval_seconds", "Policy evaluation latency", buckets=_LATENCY_BUCKETS, registry=r)
-        self.reloads = Counter("pdp_policy_reloads_total", "Policy reloads by result", ["result"], registry=r)
-        self.memo = Counter("pdp_memo_lookups_total", "Memoized decision lookups", ["result"], registry=r)
-        self.errors = Counter("pdp_errors_total", "Errors by kind", ["kind"], registry=r)
-        self.policy_error = Gauge("pdp_policy_last_reload_failed", "1 when the last policy edit failed to load",
+        self.decisions = Counter("lucid_pdp_decisions_total", "Decisions by result and reason", ["result", "reason"], registry=r)
+        self.decision_seconds = Histogram("lucid_pdp_decision_seconds", "Whole decision latency", buckets=_LATENCY_BUCKETS, registry=r)
+        self.eval_seconds = Histogram("lucid_pdp_policy_eval_seconds", "Policy evaluation latency", buckets=_LATENCY_BUCKETS, registry=r)
+        self.reloads = Counter("lucid_pdp_policy_reloads_total", "Policy reloads by result", ["result"], registry=r)
+        self.memo = Counter("lucid_pdp_memo_lookups_total", "Memoized decision lookups", ["result"], registry=r)
+        self.errors = Counter("lucid_pdp_errors_total", "Errors by kind", ["kind"], registry=r)
+        self.policy_error = Gauge("lucid_pdp_policy_last_reload_failed", "1 when the last policy edit failed to load",
                                   multiprocess_mode="max", registry=r)
 
     def observe_decision(self, decision) -> None:

@@ -3,12 +3,12 @@ from __future__ import annotations
 
 from urllib.parse import parse_qs
 
-from .request_path import normalize_target, path_segments
-from .secret_params import is_secret_param
+from servicekit.request_path import normalize_target, path_segments
+from servicekit.secret_params import is_secret_param
 
 # Credentials are judged in Python before the policy runs; the policy (and the
 # decision log) never see them.
-# Secret query parameters (pdp/secret_params.py, the list the proxy's access log uses too) likewise.
+# Secret query parameters (servicekit/secret_params.py, the list the proxy's access log uses too) likewise.
 CREDENTIAL_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization", "x-api-key", "set-cookie"})
 
 

@@ -1,24 +1,11 @@
-"""RFC 9457 problem details, the one error format of the PDP's own API."""
+"""problem+json (servicekit/problem.py) as falcon errors: the one error format of the PDP's API."""
 from __future__ import annotations
-
-import json
 
 import falcon
 
-PROBLEM_JSON = "application/problem+json"
-_TYPE_BASE = "https://lucid-gateway.dev/problems/"
+from servicekit.problem import PROBLEM_JSON, problem_body
 
-
-def problem_body(status: int, title: str, detail: str | None = None, type_: str | None = None, **extra) -> bytes:
-    doc = {"type": _TYPE_BASE + (type_ or _slug(title)), "title": title, "status": status}
-    if detail:
-        doc["detail"] = detail
-    doc.update(extra)
-    return json.dumps(doc, separators=(",", ":")).encode()
-
-
-def _slug(title: str) -> str:
-    return "-".join(title.lower().split())
+__all__ = ["PROBLEM_JSON", "Problem", "problem_body", "serialize_error"]
 
 
 class Problem(falcon.HTTPError):

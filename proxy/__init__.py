@@ -1,2 +1,5 @@
 """lucid-gateway's thin gevent proxy: the enforcement point in front of the backends."""
-__version__ = "0.1.0"
+
+from servicekit import __version__
+
+__all__ = ["__version__"]

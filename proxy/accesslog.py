@@ -4,7 +4,7 @@ import os
 import time
 
 # One list of secret parameter names for the proxy's log and the PDP's input and decision log.
-from pdp.secret_params import redact_query
+from servicekit.secret_params import redact_query
 
 __all__ = ["AccessLog", "redact_query"]
 

@@ -1,10 +1,5 @@
-"""A per-cluster circuit breaker with concurrency and pending limits (one per worker).
-
-closed: requests flow; `failure_threshold` consecutive failures open it.
-open: every request is refused at once until `open_s` has passed.
-half-open: up to `half_open_max` probes go through; a success closes the
-breaker, a failure opens it again.
-"""
+"""A cluster's circuit breaker (servicekit/breaker.py) plus a bulkhead: at most
+`max_concurrent` requests at once, `max_pending` more waiting (one per worker)."""
 from __future__ import annotations
 
 import logging
@@ -13,13 +8,14 @@ from typing import TYPE_CHECKING
 
 import gevent.lock
 
+from servicekit.breaker import CLOSED, HALF_OPEN, OPEN, STATE_VALUES, CircuitBreaker
+
 if TYPE_CHECKING:
     from .routes import BreakerSpec
 
-log = logging.getLogger("proxy.breaker")
+__all__ = ["Breaker", "BreakerRejected", "CLOSED", "HALF_OPEN", "OPEN", "STATE_VALUES"]
 
-CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
-STATE_VALUES = {CLOSED: 0, HALF_OPEN: 1, OPEN: 2}
+log = logging.getLogger("lucid.proxy.breaker")
 
 
 class BreakerRejected(Exception):
@@ -33,32 +29,25 @@ class BreakerRejected(Exception):
 class Breaker:
     def __init__(self, spec: BreakerSpec, clock: Callable[[], float], name: str = "cluster"):
         self._name = name
-        self._spec = spec
-        self._clock = clock
+        self._circuit = CircuitBreaker(spec.failure_threshold, spec.open_s, spec.half_open_max, clock)
         self._slots = gevent.lock.Semaphore(spec.max_concurrent)
-        self.state = CLOSED
+        self._max_pending = spec.max_pending
         self.pending = 0
         self.concurrent = 0
-        self._failures = 0
-        self._opened_at = 0.0
-        self._probes = 0
+
+    @property
+    def state(self) -> str:
+        return self._circuit.state
 
     def acquire(self, wait_s: float) -> bool:
         """Admits a request or raises BreakerRejected. Returns True if it is a half-open probe."""
-        probe = False
-        if self.state == OPEN:
-            if self._clock() - self._opened_at < self._spec.open_s:
-                raise BreakerRejected("circuit open")
-            self.state = HALF_OPEN
-            self._probes = 0
-        if self.state == HALF_OPEN:
-            if self._probes >= self._spec.half_open_max:
-                raise BreakerRejected("circuit half-open, probe in flight")
-            self._probes += 1
-            probe = True
+        probe = self._circuit.enter()
+        if probe is None:
+            raise BreakerRejected("circuit open" if self._circuit.state == OPEN
+                                  else "circuit half-open, probe in flight")
         if not self._slots.acquire(blocking=False):
-            if self.pending >= self._spec.max_pending:
-                self._undo_probe(probe)
+            if self.pending >= self._max_pending:
+                self._circuit.cancel(probe)
                 raise BreakerRejected("too many pending requests")
             self.pending += 1
             try:
@@ -66,29 +55,14 @@ class Breaker:
             finally:
                 self.pending -= 1
             if not admitted:
-                self._undo_probe(probe)
+                self._circuit.cancel(probe)
                 raise BreakerRejected("too many concurrent requests")
         self.concurrent += 1
         return probe
 
-    def _undo_probe(self, probe):
-        if probe:
-            self._probes -= 1
-
     def release(self, success: bool, probe: bool) -> None:
         self.concurrent -= 1
         self._slots.release()
-        if probe:
-            self._probes -= 1
-        if success:
-            self._failures = 0
-            if self.state == HALF_OPEN and probe:
-                self.state = CLOSED
-            return
-        self._failures += 1
-        if self.state == HALF_OPEN or (self.state == CLOSED and self._failures >= self._spec.failure_threshold):
-            log.warning("circuit for %s opens for %.1fs after %d failure(s)", self._name, self._spec.open_s,
-                        self._failures)
-            self.state = OPEN
-            self._opened_at = self._clock()
-            self._failures = 0
+        if self._circuit.leave(success, probe) == "opened":
+            log.warning("circuit for %s opens for %.1fs after %d failure(s)", self._name,
+                        self._circuit.open_s, self._circuit.opened_after)

@@ -2,15 +2,15 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from . import config as config_module
-from pdp.tracing import make_tracer
+from servicekit import logs
+from servicekit.tracing import make_tracer
 
+from . import config as config_module
 from .routes import DEFAULT_ROUTES_FILE, RoutesError, load_routes, sidecar_table
 
 if TYPE_CHECKING:
@@ -57,8 +57,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.settings:
         print(config_module.markdown_table())
         return 0
-    logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s")
+    # JSON lines like the PDP's (servicekit/logs.py); stdout carries the access log.
+    logs.configure("warning", stream=sys.stderr)
     try:
         config = config_module.load(overrides={"routes_file": args.routes, "workers": args.workers,
                                                "http_port": args.port})

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
     from .routes import ClusterSpec, HealthCheck
 
-log = logging.getLogger("proxy.cluster")
+log = logging.getLogger("lucid.proxy.cluster")
 _RING_POINTS = 100
 
 

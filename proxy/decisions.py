@@ -30,10 +30,10 @@ if TYPE_CHECKING:
     from .leases import LeaseStore
     from .metrics import Metrics
     from .pdp import PdpClient, VerdictCache
-    from pdp.tracing import NoTracer, OtelTracer
+    from servicekit.tracing import NoTracer, OtelTracer
     from .gateway import Exchange
 
-log = logging.getLogger("proxy.decisions")
+log = logging.getLogger("lucid.proxy.decisions")
 
 
 class Decisions:

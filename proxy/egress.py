@@ -14,7 +14,7 @@ import struct
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
-log = logging.getLogger("proxy.egress")
+log = logging.getLogger("lucid.proxy.egress")
 _REPLIES = {1: "general SOCKS server failure", 2: "connection not allowed by ruleset", 3: "network unreachable",
             4: "host unreachable", 5: "connection refused", 6: "TTL expired", 7: "command not supported",
             8: "address type not supported"}

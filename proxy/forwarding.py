@@ -25,7 +25,7 @@ IDENTITY_HEADERS = frozenset(("x-user-id", "x-user-roles", "x-user-plan", "x-use
 # Set by the proxy from what it saw; never passed through from the client.
 PROXY_SET = frozenset(("x-request-id", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host",
                        "x-real-ip", "forwarded", "expect", "content-length", "host",
-                       # W3C trace context: the proxy passes on its own span's (pdp/trace_context.py).
+                       # W3C trace context: the proxy passes on its own span's (servicekit/trace_context.py).
                        "traceparent", "tracestate"))
 # Client headers that make a backend (or a framework in it) use another method,
 # path, scheme, port or prefix than the one the PDP judged: dropped unless a
@@ -58,8 +58,8 @@ class ClientAddress:
     """Resolves the client IP and X-Forwarded-* given the peer and TRUSTED_PROXIES."""
 
     def __init__(self, trusted_networks: Iterable[str]):
-        # One trust decision for the proxy and the PDP's forward-auth (pdp/client_ip.py).
-        from pdp.client_ip import TrustedProxies
+        # One trust decision for the proxy and the PDP's forward-auth (servicekit/client_ip.py).
+        from servicekit.client_ip import TrustedProxies
         self._trusted = TrustedProxies(trusted_networks)
 
     def is_trusted(self, ip: str) -> bool:

@@ -35,9 +35,9 @@ from .decisions import Decisions
 from .pdp import PdpRejected
 from .relay import Relay
 from .tunnel import is_websocket, tunnel
-from pdp.request_path import AmbiguousPath, normalize_target
-from pdp.trace_context import parse as parse_trace_context
-from pdp.tracing import NoTracer
+from servicekit.request_path import AmbiguousPath, normalize_target
+from servicekit.trace_context import parse as parse_trace_context
+from servicekit.tracing import NoTracer
 
 if TYPE_CHECKING:
     from .accesslog import AccessLog
@@ -50,9 +50,9 @@ if TYPE_CHECKING:
     from .metrics import Metrics
     from .pdp import PdpClient, VerdictCache
     from .routes import RouteTable
-    from pdp.tracing import OtelTracer
+    from servicekit.tracing import OtelTracer
 
-log = logging.getLogger("proxy.gateway")
+log = logging.getLogger("lucid.proxy.gateway")
 
 
 class Exchange:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from . import upstream
 
 if TYPE_CHECKING:
-    from pdp.trace_context import TraceContext
+    from servicekit.trace_context import TraceContext
 
 
 class PdpUnavailable(Exception):

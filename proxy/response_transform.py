@@ -35,13 +35,13 @@ class Redaction:
     fields: frozenset          # lower-case JSON keys whose values are replaced, at any depth
     max_bytes: int = DEFAULT_MAX_BYTES
     replacement: str = REDACTED
-    secrets: bool = False      # also every key the shared secret-name list names (pdp/secret_params.py)
+    secrets: bool = False      # also every key the shared secret-name list names (servicekit/secret_params.py)
 
     def matches(self, key: str) -> bool:
         if key.lower() in self.fields:
             return True
         if self.secrets:
-            from pdp.secret_params import is_secret_param
+            from servicekit.secret_params import is_secret_param
             return is_secret_param(key)
         return False
 

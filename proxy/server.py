@@ -23,7 +23,9 @@ if TYPE_CHECKING:
     from .config import Config
     from .tls import ServerTls
 
-log = logging.getLogger("proxy.server")
+from servicekit.problem import problem_body
+
+log = logging.getLogger("lucid.proxy.server")
 
 
 def bind_listener(host: str, port: int, reuse_port: bool = True, listen: bool = True) -> socket.socket:
@@ -78,7 +80,7 @@ class Worker:
             watcher = self._tls.watch(config.ssl_reload_interval_s)
             if watcher is not None:
                 background.append(watcher)
-        from pdp import heap
+        from servicekit import heap
         heap.settle()
         listeners = [(config.http_port, "http")]
         if config.ssl_enabled:
@@ -148,8 +150,7 @@ class Worker:
 
 
 def _refuse(sock):
-    body = (b'{"type":"about:blank","title":"Service Unavailable","status":503,'
-            b'"detail":"too many connections"}')
+    body = problem_body(503, "Service Unavailable", "too many connections", "about:blank")
     try:
         sock.sendall(b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/problem+json\r\n"
                      b"connection: close\r\ncontent-length: %d\r\n\r\n%s" % (len(body), body))

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import gevent
 
-log = logging.getLogger("proxy.tls")
+log = logging.getLogger("lucid.proxy.tls")
 _VERSIONS = {"1.2": ssl.TLSVersion.TLSv1_2, "1.3": ssl.TLSVersion.TLSv1_3}
 # Only forward-secret AEAD suites when 1.2 is allowed.
 _TLS12_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20"

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import socket
 
-log = logging.getLogger("proxy.upstream_tls")
+log = logging.getLogger("lucid.proxy.upstream_tls")
 _VERSIONS = {"1.2": ssl.TLSVersion.TLSv1_2, "1.3": ssl.TLSVersion.TLSv1_3}
 _KEYS = {"ca_file": str, "server_name": str, "client_cert": str, "client_key": str, "min_version": str,
          "verify": bool}

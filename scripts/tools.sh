@@ -50,6 +50,19 @@ if ! command -v go >/dev/null 2>&1; then
   exit 0
 fi
 
+# `go install PKG@VERSION` into a staging GOBIN, then moved to OUT, so a
+# half-built binary never sits where the cache check looks.
+go_install_to() {
+  local out="$1" pkg="$2" gobin; gobin="$(mktemp -d)"
+  GOBIN="$gobin" CGO_ENABLED=0 nice go install -trimpath "$pkg"
+  mkdir -p "$(dirname "$out")"
+  # go names the binary after the last path element, skipping a /vN major version.
+  local path="${pkg%@*}" name; name="$(basename "$path")"
+  [[ "$name" =~ ^v[0-9]+$ ]] && name="$(basename "$(dirname "$path")")"
+  mv "$gobin/$name" "$out"
+  rm -rf "$gobin"
+}
+
 build_opa() {
   local out="$CACHE/opa-$OPA_VERSION/opa"
   if [ ! -x "$out" ]; then
@@ -88,8 +101,7 @@ build_helm() {
   local out="$CACHE/helm-$HELM_VERSION/helm"
   if [ ! -x "$out" ]; then
     echo "tools: building helm $HELM_VERSION (once per machine)" >&2
-    mkdir -p "$(dirname "$out")"
-    GOBIN="$(dirname "$out")" CGO_ENABLED=0 go install "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
+    go_install_to "$out" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
   fi
   ln -sf "$out" "$BIN/helm"
 }
@@ -127,12 +139,7 @@ build_ratelimit() {
   local out="$CACHE/ratelimit-$RATELIMIT_VERSION/ratelimit"
   if [ ! -x "$out" ]; then
     echo "tools: building envoyproxy/ratelimit $RATELIMIT_VERSION (once per machine)" >&2
-    local gobin; gobin="$(mktemp -d)"
-    GOBIN="$gobin" CGO_ENABLED=0 go install -trimpath \
-      "github.com/envoyproxy/ratelimit/src/service_cmd@$RATELIMIT_VERSION"
-    mkdir -p "$(dirname "$out")"
-    mv "$gobin/service_cmd" "$out"
-    rm -rf "$gobin"
+    go_install_to "$out" "github.com/envoyproxy/ratelimit/src/service_cmd@$RATELIMIT_VERSION"
   fi
   ln -sf "$out" "$BIN/ratelimit"
 }
@@ -141,9 +148,7 @@ build_vegeta() {
   local out="$CACHE/vegeta-$VEGETA_VERSION/vegeta"
   if [ ! -x "$out" ]; then
     echo "tools: building vegeta $VEGETA_VERSION (once per machine)" >&2
-    mkdir -p "$(dirname "$out")"
-    GOBIN="$(dirname "$out")" CGO_ENABLED=0 go install -trimpath \
-      "github.com/tsenart/vegeta/v12@$VEGETA_VERSION"
+    go_install_to "$out" "github.com/tsenart/vegeta/v12@$VEGETA_VERSION"
   fi
   ln -sf "$out" "$BIN/vegeta"
 }
@@ -153,9 +158,7 @@ build_promtool() {
   local out="$CACHE/promtool-$PROMTOOL_VERSION/promtool"
   if [ ! -x "$out" ]; then
     echo "tools: building promtool $PROMTOOL_VERSION (once per machine)" >&2
-    mkdir -p "$(dirname "$out")"
-    GOBIN="$(dirname "$out")" CGO_ENABLED=0 nice go install -trimpath \
-      "github.com/prometheus/prometheus/cmd/promtool@$PROMTOOL_VERSION"
+    go_install_to "$out" "github.com/prometheus/prometheus/cmd/promtool@$PROMTOOL_VERSION"
   fi
   ln -sf "$out" "$BIN/promtool"
 }

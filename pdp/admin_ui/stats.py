@@ -13,18 +13,18 @@ def read_metrics(exposition: bytes) -> dict:
     for family in text_string_to_metric_families(exposition.decode("utf-8", "replace")):
         for sample in family.samples:
             name, labels, value = sample.name, sample.labels, sample.value
-            if name == "pdp_decisions_total":
+            if name == "lucid_pdp_decisions_total":
                 out["decisions"][labels.get("result", "?")] = out["decisions"].get(labels.get("result", "?"), 0) + value
                 key = f'{labels.get("result")}:{labels.get("reason")}'
                 out["reasons"][key] = out["reasons"].get(key, 0) + value
-            elif name == "pdp_decision_seconds_bucket":
+            elif name == "lucid_pdp_decision_seconds_bucket":
                 out["buckets"].append([_le(labels["le"]), value])
-            elif name == "pdp_quota_decisions_total":
+            elif name == "lucid_pdp_quota_decisions_total":
                 key = f'{labels.get("descriptor")}:{labels.get("result")}'
                 out["quota"][key] = out["quota"].get(key, 0) + value
-            elif name == "pdp_errors_total":
+            elif name == "lucid_pdp_errors_total":
                 out["errors"][labels.get("kind", "?")] = value
-            elif name == "pdp_policy_last_reload_failed":
+            elif name == "lucid_pdp_policy_last_reload_failed":
                 out["reload_failed"] = max(out["reload_failed"], value)
     out["buckets"].sort()
     out["total"] = out["decisions"]["allow"] + out["decisions"]["deny"]

@@ -24,7 +24,7 @@ import redis
 
 from .revocation import INDEX_KEY, STREAM_KEY, restore_revocations
 
-log = logging.getLogger("pdp.revocation")
+log = logging.getLogger("lucid.pdp.revocation")
 
 FULL_RELOAD_S = 300.0
 # Set once by whichever worker loads first; gone or changed means Redis lost its data

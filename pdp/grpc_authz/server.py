@@ -60,7 +60,7 @@ def _serve_one(settings, startup_bundle) -> int:
 
     import grpc
 
-    from .. import logs
+    from servicekit import logs
     from ..app import build_services
     from .service import add_to_server
 

@@ -7,7 +7,7 @@ import threading
 
 from envoy.service.auth.v3 import external_auth_pb2_grpc
 
-from ..logs import request_id_var
+from servicekit.logs import request_id_var
 from ..problem import Problem
 from ..resources.check import validate_check
 from .mapping import check_request, check_response, denied_response

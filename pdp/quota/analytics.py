@@ -15,7 +15,7 @@ from collections import Counter
 
 from .keys import KeySpace
 
-log = logging.getLogger("pdp.quota")
+log = logging.getLogger("lucid.pdp.quota")
 _HOUR_S = 3600
 _TTL_S = _HOUR_S + 120
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import time
 
 from .analytics import UsageAnalytics
-from .breaker import CircuitBreaker
+from servicekit.breaker import CircuitBreaker
 from .keys import KeySpace
 from .leases import LeasePolicy
 from .local import LocalLimiter

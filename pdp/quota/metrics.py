@@ -14,7 +14,7 @@ _REDIS_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25)
 
 
 class QuotaMetrics:
-    def __init__(self, registry=None, *, namespace: str = "pdp", max_names: int = 64):
+    def __init__(self, registry=None, *, namespace: str = "lucid_pdp", max_names: int = 64):
         kw = {"registry": registry, "namespace": namespace}
         self.decisions = Counter(
             "quota_decisions", "Quota verdicts per descriptor: allowed, rejected, "

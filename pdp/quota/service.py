@@ -18,7 +18,7 @@ from importlib import resources
 from redis.cluster import RedisCluster
 
 from .analytics import UsageAnalytics
-from .breaker import CircuitBreaker
+from servicekit.breaker import CircuitBreaker
 from .descriptors import Descriptor, DescriptorError, parse_descriptors
 from .headers import ratelimit_headers
 from .keys import KeySpace, calendar_window
@@ -26,7 +26,7 @@ from .local import LocalLimiter
 from .plan import Outcome, Prepared
 from .script_runner import ScriptCallError, ScriptRunner
 
-log = logging.getLogger("pdp.quota")
+log = logging.getLogger("lucid.pdp.quota")
 
 SPEND_LUA = resources.files(__package__).joinpath("spend.lua").read_text()
 _RESYNC_BATCH = 100
@@ -232,8 +232,18 @@ class QuotaService:
         return list(groups.values())
 
     def _call_redis(self, items, now_ms: int, plan: str, mode: str = "spend", units: int = 1):
-        if not self._breaker.allow():
+        probe = self._breaker.enter()
+        if probe is None:
             raise QuotaUnavailable("circuit breaker open")
+        try:
+            return self._call_redis_groups(items, now_ms, plan, mode, units, probe)
+        except QuotaUnavailable:
+            raise  # a Redis error: already recorded as a failure
+        except BaseException:
+            self._breaker.cancel(probe)  # anything else: never strand a half-open probe
+            raise
+
+    def _call_redis_groups(self, items, now_ms, plan, mode, units, probe):
         outcomes: list[Outcome | None] = [None] * len(items)
         spent_groups = []
         try:
@@ -241,7 +251,7 @@ class QuotaService:
                 reply = self._eval([items[i] for i in group], now_ms, plan, mode, units)
                 if reply[0] == 2:
                     self._refund(spent_groups, items, now_ms, units)
-                    self._on_success()
+                    self._on_success(probe)
                     return reply[1].decode() if isinstance(reply[1], bytes) else reply[1]
                 for n, i in enumerate(group):
                     outcomes[i] = Outcome(bool(reply[2 + 6 * n]), *reply[3 + 6 * n: 8 + 6 * n])
@@ -251,9 +261,9 @@ class QuotaService:
                     break  # later groups stay None: not counted
                 spent_groups.append(group)
         except ScriptCallError as exc:
-            self._on_failure(exc.cause)
+            self._on_failure(exc.cause, probe)
             raise QuotaUnavailable(str(exc), maybe_applied=exc.maybe_applied) from exc
-        self._on_success()
+        self._on_success(probe)
         return outcomes
 
     def _eval(self, items: list[Prepared], now_ms: int, plan: str, mode: str, units: int = 1):
@@ -299,15 +309,15 @@ class QuotaService:
                 raise QuotaUnavailable(str(exc)) from exc
         return unused
 
-    def _on_success(self) -> None:
-        if self._breaker.success():
+    def _on_success(self, probe: bool) -> None:
+        if self._breaker.leave(True, probe) == "closed":
             log.warning("quota: Redis is back; re-syncing counters spent locally")
             self.resync()
 
-    def _on_failure(self, exc: Exception) -> None:
+    def _on_failure(self, exc: Exception, probe: bool) -> None:
         if self._metrics:
             self._metrics.redis_errors.labels(type(exc).__name__).inc()
-        if self._breaker.failure():
+        if self._breaker.leave(False, probe) == "opened":
             log.error("quota: Redis circuit breaker opened after repeated errors: %s", exc)
             if self._metrics:
                 self._metrics.breaker_opens.inc()

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 
-from ..client_ip import canonical_ip
+from servicekit.client_ip import canonical_ip
 from ..problem import Problem
 
 _METHOD_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ")

@@ -17,13 +17,13 @@ X-Forwarded-Uri" let a client behind Traefik have a POST judged as a GET of
 another path.
 
 X-Real-IP and X-Forwarded-For are believed only from a peer in
-TRUSTED_PROXIES (pdp/client_ip.py); otherwise the client is the peer.
+TRUSTED_PROXIES (servicekit/client_ip.py); otherwise the client is the peer.
 """
 from __future__ import annotations
 
 import dataclasses
 
-from ..client_ip import TrustedProxies, canonical_ip, forwarded_for_chain
+from servicekit.client_ip import TrustedProxies, canonical_ip, forwarded_for_chain
 from ..problem import PROBLEM_JSON, Problem, problem_body
 from .check import validate_check
 

@@ -8,7 +8,7 @@ import urllib.parse
 import falcon
 
 from ..authn.errors import AuthUnavailable, InvalidCredential
-from ..client_ip import TrustedProxies, forwarded_for_chain, parse_cidr_list
+from servicekit.client_ip import TrustedProxies, forwarded_for_chain, parse_cidr_list
 from ..problem import PROBLEM_JSON, problem_body
 from ..accounts import errors as e
 from ..accounts.service import Client
@@ -104,7 +104,7 @@ def check_fields(doc, fields: dict, required: tuple, *, max_len: int = 512) -> d
 
 class ClientInfo:
     """The client's address: the peer, or the right-most untrusted X-Forwarded-For
-    hop when the peer is a trusted proxy (AUTH_TRUSTED_PROXIES; pdp/client_ip.py
+    hop when the peer is a trusted proxy (AUTH_TRUSTED_PROXIES; servicekit/client_ip.py
     walks the chain), never a client-sent value otherwise."""
 
     def __init__(self, trusted: tuple):

@@ -19,7 +19,7 @@ from .auth import Login, Logout, Refresh, Status, Verify
 from .business_metrics import BusinessMetrics
 from .http import CallerAuth, ClientInfo, handle_account_error
 from .magic_page import MagicPage
-from .users import Me, Totp, TotpConfirm, UserItem, UserPlan, UserRoles, Users
+from .users import AdminUserField, Me, Totp, TotpConfirm, UserItem, Users
 
 API = "/api/v1"
 _CHECK_CACHE_S = 2.0
@@ -122,8 +122,8 @@ def add_routes(app, service: SignInService, authenticator) -> None:
     app.add_route(f"{API}/users/me/totp", Totp(s.signin, auth, s.settings.totp_issuer, s.accounts, client))
     app.add_route(f"{API}/users/me/totp/confirm", TotpConfirm(s.signin, auth))
     app.add_route(f"{API}/users/{{user_id}}", UserItem(s.accounts, auth))
-    app.add_route(f"{API}/users/{{user_id}}/roles", UserRoles(s.accounts, auth, client))
-    app.add_route(f"{API}/users/{{user_id}}/plan", UserPlan(s.accounts, auth, client))
+    app.add_route(f"{API}/users/{{user_id}}/roles", AdminUserField("roles", list, s.accounts.set_roles, auth, client))
+    app.add_route(f"{API}/users/{{user_id}}/plan", AdminUserField("plan", str, s.accounts.set_plan, auth, client))
     if s.wallets is not None:
         from .wallets import add_routes as add_wallet_routes
         add_wallet_routes(app, API, s.wallets, auth, client)

@@ -60,32 +60,24 @@ class UserItem:
         resp.media = user_view(self._accounts.get(user_id))
 
 
-class UserRoles:
-    """PUT /users/{user_id}/roles {"roles": [...]} (admin, audited)."""
+class AdminUserField:
+    """PUT /users/{user_id}/roles {"roles": [...]} or /plan {"plan": "pro"} (admin, audited).
 
-    def __init__(self, accounts, caller_auth, client_info):
-        self._accounts = accounts
+    One resource per field; `set_field` is the AccountService method that
+    checks, audits and writes it (set_roles, set_plan).
+    """
+
+    def __init__(self, field: str, kind: type, set_field, caller_auth, client_info):
+        self._field = field
+        self._kind = kind
+        self._set = set_field
         self._auth = caller_auth
         self._client = client_info
 
     def on_put(self, req, resp, user_id):
         admin = self._auth.admin(req)
-        doc = read_fields(req, {"roles": list}, required=("roles",))
-        resp.media = user_view(self._accounts.set_roles(admin, user_id, doc["roles"], self._client(req)))
-
-
-class UserPlan:
-    """PUT /users/{user_id}/plan {"plan": "pro"} (admin, audited)."""
-
-    def __init__(self, accounts, caller_auth, client_info):
-        self._accounts = accounts
-        self._auth = caller_auth
-        self._client = client_info
-
-    def on_put(self, req, resp, user_id):
-        admin = self._auth.admin(req)
-        doc = read_fields(req, {"plan": str}, required=("plan",))
-        resp.media = user_view(self._accounts.set_plan(admin, user_id, doc["plan"], self._client(req)))
+        doc = read_fields(req, {self._field: self._kind}, required=(self._field,))
+        resp.media = user_view(self._set(admin, user_id, doc[self._field], self._client(req)))
 
 
 class Totp:

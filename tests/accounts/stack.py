@@ -1,5 +1,6 @@
 """The sign-in stack of the tests: Redis, SecantusDB, an SMTP sink and the PDP, each a real process."""
 import base64
+import contextlib
 import re
 import secrets
 import time
@@ -138,3 +139,19 @@ def away_from_step_edge():
 def code_at(secret: str, steps_from_now: int) -> str:
     import pyotp
     return pyotp.TOTP(secret).at(time.time() + 30 * steps_from_now)
+
+
+@contextlib.contextmanager
+def behind_the_proxy():
+    """A Stack behind the real proxy (default routes, auth routed to the PDP) and an
+    echo session backend; yields (stack, proxy URL) and stops all three."""
+    from tests.proxy.proxy_helpers import start_echo, start_proxy
+    with contextlib.ExitStack() as running:
+        stack = Stack()
+        running.callback(stack.stop)
+        echo = start_echo("session-management")
+        running.callback(echo.stop)
+        proxy = start_proxy(env={"PDP_URL": stack.url, "AUTH_SERVICE_URL": stack.url,
+                                 "SESSION_MANAGEMENT_URL": echo.url, "SSL_ENABLED": "false"})
+        running.callback(proxy.stop)
+        yield stack, proxy.url

@@ -6,28 +6,14 @@ import re
 import pytest
 import requests
 
-from tests.proxy.proxy_helpers import start_echo, start_proxy
 
-from .stack import Stack, away_from_step_edge, code_at, link_token
+from .stack import away_from_step_edge, behind_the_proxy, code_at, link_token
 
 
 @pytest.fixture(scope="module")
 def gateway():
-    stack = Stack()
-    echo = start_echo("session-management")
-    try:
-        proxy = start_proxy(env={"PDP_URL": stack.url, "AUTH_SERVICE_URL": stack.url,
-                                 "SESSION_MANAGEMENT_URL": echo.url, "SSL_ENABLED": "false"})
-    except Exception:
-        echo.stop()
-        stack.stop()
-        raise
-    try:
-        yield stack, proxy.url
-    finally:
-        proxy.stop()
-        echo.stop()
-        stack.stop()
+    with behind_the_proxy() as (stack, proxy_url):
+        yield stack, proxy_url
 
 
 def test_the_whole_sign_in_through_the_gateway(gateway):

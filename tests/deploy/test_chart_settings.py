@@ -57,7 +57,7 @@ def test_rs256_with_a_jwks_url_passes_the_pdp_validation(helm):
 
 def test_chart_defaults_match_the_pdp_defaults():
     values = yaml.safe_load((CHART / "values.yaml").read_text())
-    defaults = {s.env: s.default for s in config.SETTINGS}
+    defaults = {s.env: s.default_value for s in config.SETTINGS}
     assert values["pdp"]["port"] == defaults["AUTH_PORT"]
     assert values["pdp"]["workers"] == defaults["PDP_WORKERS"]
     assert values["pdp"]["engine"] == defaults["PDP_ENGINE"]

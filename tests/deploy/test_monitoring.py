@@ -92,7 +92,7 @@ def test_dashboard_and_rules_use_only_metrics_the_services_export(monitoring):
         assert names, expr
         assert names <= exported, f"{expr}: {names - exported} not exported"
         used |= names
-    assert {"pdp_decisions_total", "lucid_proxy_requests_total", "pdp_quota_decisions_total"} <= used
+    assert {"lucid_pdp_decisions_total", "lucid_proxy_requests_total", "lucid_pdp_quota_decisions_total"} <= used
 
 
 def test_metric_names_finds_selectors_not_labels_or_functions():
@@ -161,9 +161,9 @@ def test_alerts_fire_on_the_failures_they_name_and_not_before(monitoring, promto
         _series("lucid_proxy_requests_total", PROXY_JOB + ',route="app",status="200"', "0+99x10 990+90x15"),
         _series("lucid_proxy_requests_total", PROXY_JOB + ',route="app",status="503"', "0+1x10 10+10x15"),
         # Quota descriptors decided without Redis from minute 10 on.
-        _series("pdp_quota_fallback_total", PDP_JOB + ',mode="closed"', "0x10 0+6x15"),
+        _series("lucid_pdp_quota_fallback_total", PDP_JOB + ',mode="closed"', "0x10 0+6x15"),
         # A policy edit that does not load from minute 10 on.
-        _series("pdp_policy_last_reload_failed", PDP_JOB + ',instance="10.0.0.1:8082"', "0x10 1x15"),
+        _series("lucid_pdp_policy_last_reload_failed", PDP_JOB + ',instance="10.0.0.1:8082"', "0x10 1x15"),
     ]
     healthy = [{"eval_time": "9m", "alertname": a, "exp_alerts": []} for a in sorted(ALERTS)]
     notes = {r["alert"]: r["annotations"] for r in rules_of(monitoring)}

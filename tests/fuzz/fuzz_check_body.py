@@ -18,10 +18,10 @@ import atheris
 
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
 
-with atheris.instrument_imports(include=["pdp.resources.check", "pdp.policy_input", "pdp.request_path"]):
+with atheris.instrument_imports(include=["pdp.resources.check", "pdp.policy_input", "servicekit.request_path"]):
     from pdp.policy_input import build_request
     from pdp.problem import Problem
-    from pdp.request_path import AmbiguousPath
+    from servicekit.request_path import AmbiguousPath
     from pdp.resources.check import read_json_body, validate_check
 
 import falcon  # noqa: E402

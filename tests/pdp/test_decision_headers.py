@@ -47,7 +47,7 @@ def test_the_allow_list_is_a_setting_with_prefixes():
 
 
 def _count(pdp) -> float:
-    m = re.search(r'^pdp_errors_total\{kind="policy_bad_headers"\} ([0-9.e+]+)$',
+    m = re.search(r'^lucid_pdp_errors_total\{kind="policy_bad_headers"\} ([0-9.e+]+)$',
                   requests.get(pdp.url + "/metrics", timeout=5).text, re.M)
     return float(m.group(1)) if m else 0.0
 

@@ -127,7 +127,7 @@ def test_a_lone_surrogate_is_a_400_problem(chain):
 
 def _bad_header_count(pdp) -> float:
     text = requests.get(pdp.url + "/metrics", timeout=10).text
-    m = re.search(r'^pdp_errors_total\{kind="policy_bad_headers"\} ([0-9.e+]+)$', text, re.M)
+    m = re.search(r'^lucid_pdp_errors_total\{kind="policy_bad_headers"\} ([0-9.e+]+)$', text, re.M)
     return float(m.group(1)) if m else 0.0
 
 

@@ -15,9 +15,9 @@ def test_metrics_count_decisions_across_workers(pdp_factory):
     for _ in range(5):
         requests.post(server.url + "/v1/check", json={"request": {"method": "GET", "path": "/private"}}, timeout=5)
     text = requests.get(server.url + "/metrics", timeout=5).text
-    assert 'pdp_decisions_total{reason="ok",result="allow"} 20.0' in text
-    assert 'pdp_decisions_total{reason="authentication_required",result="deny"} 5.0' in text
-    assert "pdp_policy_eval_seconds_bucket" in text and "pdp_decision_seconds_count 25.0" in text
+    assert 'lucid_pdp_decisions_total{reason="ok",result="allow"} 20.0' in text
+    assert 'lucid_pdp_decisions_total{reason="authentication_required",result="deny"} 5.0' in text
+    assert "lucid_pdp_policy_eval_seconds_bucket" in text and "lucid_pdp_decision_seconds_count 25.0" in text
 
 
 def test_decision_log_masks_credentials(pdp_factory, mint):
@@ -68,5 +68,5 @@ def test_memo_keyed_by_what_the_policy_reads(pdp_factory, mint):
         requests.post(server.url + "/v1/check", timeout=5, json={"request": {"method": "GET", "path": "/tenant/a",
                       "headers": {"x-tenant": tenant}}})
     text = requests.get(server.url + "/metrics", timeout=5).text
-    assert 'pdp_memo_lookups_total{result="hit"} 9.0' in text
-    assert 'pdp_memo_lookups_total{result="miss"} 3.0' in text
+    assert 'lucid_pdp_memo_lookups_total{result="hit"} 9.0' in text
+    assert 'lucid_pdp_memo_lookups_total{result="miss"} 3.0' in text

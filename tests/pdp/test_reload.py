@@ -48,8 +48,8 @@ def test_broken_edit_keeps_last_good_policy(pdp_factory, policy_copy):
     d = status_of(server)
     assert d["allow"] is True and d["policy_revision"] == good
     metrics = requests.get(server.url + "/metrics", timeout=5).text
-    assert 'pdp_policy_reloads_total{result="error"}' in metrics
-    assert "pdp_policy_last_reload_failed 1.0" in metrics
+    assert 'lucid_pdp_policy_reloads_total{result="error"}' in metrics
+    assert "lucid_pdp_policy_last_reload_failed 1.0" in metrics
     assert "policy reload failed" in server.output() and "gateway/decision.rego:" in server.output()
     # Mending the file clears the error.
     (folder / POLICY).write_text((folder / POLICY).read_text().replace("\nbroken := {\n", "\n"))

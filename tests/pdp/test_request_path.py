@@ -1,7 +1,7 @@
 """Path normalization: the policy judges exactly the path the upstream sees."""
 import pytest
 
-from pdp.request_path import AmbiguousPath, normalize_path, normalize_target, path_segments
+from servicekit.request_path import AmbiguousPath, normalize_path, normalize_target, path_segments
 
 NORMALIZED = [
     ("/", "/"),

@@ -9,6 +9,7 @@ import redis
 
 from pdp.authn.revocation import RedisDenylist
 from tests.support.redis_server import start_redis
+from tests.support.waiting import wait_until as _wait_until
 
 from .test_jwt import decide
 
@@ -16,14 +17,8 @@ PERSIST = ("--appendonly", "yes", "--appendfsync", "always")
 GRACE_S = 4.0
 
 
-def wait_until(predicate, timeout=15.0, step=0.1):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(step)
-    raise AssertionError("condition not met in time")
+def wait_until(predicate, timeout=15.0):
+    return _wait_until(predicate, timeout, interval=0.1)
 
 
 def verdicts(pdp, token, n=6):

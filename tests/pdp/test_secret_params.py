@@ -1,10 +1,10 @@
-"""Secret query parameters never reach a policy or a log: one list (pdp/secret_params.py) for the
+"""Secret query parameters never reach a policy or a log: one list (servicekit/secret_params.py) for the
 PDP's input and decision log and the proxy's access log, checked on the real processes."""
 import json
 
 import requests
 
-from pdp.secret_params import is_secret_param, redact_query
+from servicekit.secret_params import is_secret_param, redact_query
 from tests.proxy.proxy_helpers import wait_until
 
 SECRET_QUERY = ("refresh_token=SECRET-R&X-Amz-Signature=SECRET-A&x-goog-signature=SECRET-G&Sig=SECRET-S"

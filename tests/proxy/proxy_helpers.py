@@ -5,11 +5,11 @@ import socket
 import ssl
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 
 from tests.support.ports import free_port
 from tests.support.processes import ROOT, Server, python_argv
+from tests.support.waiting import wait_until  # noqa: F401  (the proxy tests import it from here)
 
 HERE = Path(__file__).parent
 ECHO = str(HERE / "echo_server.py")
@@ -141,16 +141,6 @@ def tls_client_context(max_version=None):
     if max_version is not None:
         context.maximum_version = max_version
     return context
-
-
-def wait_until(predicate, timeout=10.0, interval=0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError("condition not met in time")
 
 
 __all__ = ["ROOT", "start_echo", "start_proxy", "get", "raw_request", "make_cert", "wait_until"]

@@ -26,7 +26,7 @@ def chain(redis_server, jwt_secret):
 
 def _decisions(pdp) -> float:
     text = requests.get(f"{pdp.url}/metrics", timeout=10).text
-    return sum(float(v) for v in re.findall(r"^pdp_decisions_total\{[^}]*\} (\S+)", text, re.M))
+    return sum(float(v) for v in re.findall(r"^lucid_pdp_decisions_total\{[^}]*\} (\S+)", text, re.M))
 
 
 def test_the_pdp_names_the_headers_its_decision_did_not_read(chain, mint):

@@ -238,7 +238,7 @@ def test_a_burst_of_identical_cacheable_requests_costs_one_pdp_decision(stack, m
 
     def decisions():
         text = requests.get(stack.pdp.url + "/metrics", timeout=5).text
-        return sum(float(v) for v in re.findall(r'^pdp_decisions_total\{[^}]*\} ([0-9.e+]+)$', text, re.M))
+        return sum(float(v) for v in re.findall(r'^lucid_pdp_decisions_total\{[^}]*\} ([0-9.e+]+)$', text, re.M))
 
     headers = bearer(mint, "burst-user")
     before = decisions()

@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from pdp.request_path import AmbiguousPath, normalize_target
+from servicekit.request_path import AmbiguousPath, normalize_target
 
 CORPUS = Path(__file__).parent / "data" / "hostile_targets.tsv"
 

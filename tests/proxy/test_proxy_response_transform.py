@@ -99,7 +99,7 @@ def test_named_json_fields_are_redacted_at_any_depth(proxy, path):
 
 
 def test_redact_secrets_uses_the_shared_secret_name_list(proxy):
-    # pdp/secret_params.py: the list the access log and the PDP's input use too.
+    # servicekit/secret_params.py: the list the access log and the PDP's input use too.
     doc = get(proxy.port, "/secrets/user").json()
     assert doc["password"] == "[redacted]" and doc["profile"]["Token"] == "[redacted]"
     assert [k["secret"] for k in doc["profile"]["keys"]] == ["[redacted]", "[redacted]"]

@@ -1,8 +1,8 @@
-"""The proxy's access log masks the same secret query parameters the PDP strips (pdp/secret_params.py)."""
+"""The proxy's access log masks the same secret query parameters the PDP strips (servicekit/secret_params.py)."""
 import json
 import time
 
-from pdp.secret_params import redact_query
+from servicekit.secret_params import redact_query
 from tests.pdp.test_secret_params import SECRET_QUERY, SECRETS
 from tests.proxy.proxy_helpers import get, wait_until
 

@@ -4,7 +4,7 @@ import pytest
 from proxy.accesslog import redact_query
 from proxy.breaker import CLOSED, HALF_OPEN, OPEN, Breaker, BreakerRejected
 from proxy.forwarding import ClientAddress, request_id
-from proxy.config import _cidr_list
+from servicekit.settings import cidr_list as _cidr_list
 from proxy.pdp import Decision, PdpUnavailable, VerdictCache, parse_decision
 from proxy.routes import BreakerSpec
 

@@ -5,7 +5,7 @@ import time
 import pytest
 from redis.cluster import RedisCluster
 
-from pdp.quota.breaker import CircuitBreaker
+from servicekit.breaker import CircuitBreaker
 from pdp.quota.metrics import QuotaMetrics
 from pdp.quota.service import QuotaService
 from pdp.redis_client import connect
@@ -82,7 +82,7 @@ def make_service(redis_url, redis_client, clock):
     def make(url=None, timeout_s=FUNCTIONAL_TIMEOUT_S, **kwargs):
         client = connect(url or redis_url, timeout_s)
         kwargs.setdefault("clock", clock)
-        kwargs.setdefault("breaker", CircuitBreaker(failure_threshold=3, reset_timeout_s=0.3))
+        kwargs.setdefault("breaker", CircuitBreaker(failure_threshold=3, open_s=0.3))
         service = QuotaService(client, **kwargs)
         made.append(client)
         return service

@@ -33,8 +33,8 @@ def test_stalled_redis_costs_about_the_timeout_then_the_breaker_opens(own_redis,
     d = [descriptor(limit=1000, burst=1000)]
     warm_up(service, d)
     value = metrics.registry.get_sample_value
-    errors_before = value("pdp_quota_redis_errors_total", {"error": "TimeoutError"}) or 0
-    opens_before = value("pdp_quota_breaker_opens_total") or 0
+    errors_before = value("lucid_pdp_quota_redis_errors_total", {"error": "TimeoutError"}) or 0
+    opens_before = value("lucid_pdp_quota_breaker_opens_total") or 0
     own_redis.signal(signal.SIGSTOP)
     try:
         results = [timed(service, d) for _ in range(20)]
@@ -43,9 +43,9 @@ def test_stalled_redis_costs_about_the_timeout_then_the_breaker_opens(own_redis,
     assert all(v.allowed and v.source == "fallback" for v, _ in results)
     assert max(seconds for _, seconds in results) < 0.5  # a behaviour bound, not a benchmark
     # Only the calls before the breaker opened waited for Redis (threshold 3).
-    errors = value("pdp_quota_redis_errors_total", {"error": "TimeoutError"}) - errors_before
+    errors = value("lucid_pdp_quota_redis_errors_total", {"error": "TimeoutError"}) - errors_before
     assert 1 <= errors <= 3
-    assert value("pdp_quota_breaker_opens_total") - opens_before == 1
+    assert value("lucid_pdp_quota_breaker_opens_total") - opens_before == 1
 
 
 def test_stalled_cluster_node_costs_at_most_about_the_timeout(redis_cluster, make_service):
@@ -102,7 +102,7 @@ def test_fail_mode_closed_answers_503_and_open_allows_uncounted(own_redis, make_
     assert all(v.allowed and v.details[0][1] is None for v in opened)
     # A closed descriptor in shadow mode does not take the request down.
     assert service.spend([descriptor(name="s", fail_mode="closed", shadow=True)], {}).allowed
-    fallbacks = {mode: metrics.registry.get_sample_value("pdp_quota_fallback_total",
+    fallbacks = {mode: metrics.registry.get_sample_value("lucid_pdp_quota_fallback_total",
                                                          {"mode": mode})
                  for mode in ("closed", "open")}
     assert fallbacks == {"closed": 2, "open": 3}

@@ -197,9 +197,9 @@ def test_usage_analytics_top_keys_and_rejections(quota_pdp, admin):
 def test_metrics_count_verdicts_per_descriptor_name(quota_pdp):
     check(quota_pdp, "/q/login", "gina"), check(quota_pdp, "/q/login", "gina"), check(quota_pdp, "/q/login", "gina")
     text = requests.get(quota_pdp.url + "/metrics", timeout=10).text
-    assert 'pdp_quota_decisions_total{descriptor="login",result="rejected"}' in text
-    assert 'pdp_quota_decisions_total{descriptor="bucket100",result="allowed"}' in text
-    assert "pdp_quota_redis_seconds_bucket" in text
+    assert 'lucid_pdp_quota_decisions_total{descriptor="login",result="rejected"}' in text
+    assert 'lucid_pdp_quota_decisions_total{descriptor="bucket100",result="allowed"}' in text
+    assert "lucid_pdp_quota_redis_seconds_bucket" in text
     assert "gina" not in text  # no per-key labels
 
 

@@ -83,9 +83,9 @@ def test_shadow_descriptor_counts_but_never_rejects(make_service, metrics):
     # Headers describe enforced limits only.
     assert verdicts[-1].response_headers["ratelimit"].startswith('"real";r=95;')
     value = metrics.registry.get_sample_value
-    assert value("pdp_quota_decisions_total",
+    assert value("lucid_pdp_quota_decisions_total",
                  {"descriptor": "trial", "result": "shadow_rejected"}) == 3
-    assert value("pdp_quota_decisions_total",
+    assert value("lucid_pdp_quota_decisions_total",
                  {"descriptor": "real", "result": "allowed"}) == 5
 
 

@@ -17,7 +17,7 @@ import requests
 from envoy.service.auth.v3 import attribute_context_pb2, external_auth_pb2, external_auth_pb2_grpc
 
 from bench import configs, stack
-from pdp.request_path import normalize_target
+from servicekit.request_path import normalize_target
 from tests.support.ports import free_port
 from tests.support.tools import require_tool
 

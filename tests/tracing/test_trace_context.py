@@ -1,9 +1,9 @@
-"""W3C traceparent parsing and the tracer switch (pdp/trace_context.py, pdp/tracing.py)."""
+"""W3C traceparent parsing and the tracer switch (servicekit/trace_context.py, servicekit/tracing.py)."""
 import subprocess
 import sys
 
-from pdp.trace_context import parse, read_or_start
-from pdp.tracing import NoTracer, make_tracer
+from servicekit.trace_context import parse, read_or_start
+from servicekit.tracing import NoTracer, make_tracer
 from tests.support.processes import ROOT
 
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -51,7 +51,7 @@ def test_tracing_off_without_an_endpoint():
 
 def test_tracing_off_imports_no_opentelemetry():
     """Free when unset: building both services' tracers loads no SDK module."""
-    code = ("import sys, pdp.app, proxy.cli, proxy.gateway; from pdp.tracing import make_tracer; "
+    code = ("import sys, pdp.app, proxy.cli, proxy.gateway; from servicekit.tracing import make_tracer; "
             "make_tracer('x', {}); print(sorted(m for m in sys.modules if m.startswith('opentelemetry')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT,
                          check=True).stdout

@@ -4,29 +4,15 @@ linking only with a token; the wallet's tokens then open protected routes."""
 import pytest
 import requests
 
-from tests.proxy.proxy_helpers import start_echo, start_proxy
+from tests.accounts.stack import behind_the_proxy
 
 from .test_wallet_signin import EthWallet, TronWallet
 
 
 @pytest.fixture(scope="module")
 def gateway():
-    from tests.accounts.stack import Stack
-    stack = Stack()
-    echo = start_echo("session-management")
-    try:
-        proxy = start_proxy(env={"PDP_URL": stack.url, "AUTH_SERVICE_URL": stack.url,
-                                 "SESSION_MANAGEMENT_URL": echo.url, "SSL_ENABLED": "false"})
-    except Exception:
-        echo.stop()
-        stack.stop()
-        raise
-    try:
-        yield stack, proxy.url + "/api/v1"
-    finally:
-        proxy.stop()
-        echo.stop()
-        stack.stop()
+    with behind_the_proxy() as (stack, proxy_url):
+        yield stack, proxy_url + "/api/v1"
 
 
 @pytest.mark.parametrize("wallet_type", [EthWallet, TronWallet])

@@ -1,7 +1,7 @@
 """W3C Trace Context (traceparent / tracestate), read or started, in plain Python.
 
 Shared by the proxy and the PDP. Propagation always works and costs a few
-string operations; recording spans is pdp/tracing.py's job, and only when
+string operations; recording spans is servicekit/tracing.py's job, and only when
 OTEL_EXPORTER_OTLP_ENDPOINT is set.
 """
 from __future__ import annotations

@@ -1,7 +1,6 @@
 """Who the client is: TRUSTED_PROXIES and the X-Real-IP / X-Forwarded-For they set.
 
-Shared by the PDP's forward-auth endpoints and (it already imports
-pdp.request_path) the proxy. A forwarded address is believed only from a
+Shared by the PDP's forward-auth endpoints, its sign-in API and the proxy. A forwarded address is believed only from a
 peer in TRUSTED_PROXIES: anyone else could make every request wear a new IP,
 and a per-IP limit (login attempts) would mean nothing.
 """

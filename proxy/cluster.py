@@ -257,9 +257,12 @@ class Lease:
     def __enter__(self) -> Lease:
         return self
 
-    def __exit__(self, *exc_info) -> None:
+    def __exit__(self, exc_type, exc, traceback) -> None:  # no *args: no tuple per request
         cluster = self._cluster
-        self._put_down()
+        endpoint = self.endpoint
+        if endpoint is not None:
+            endpoint.outstanding -= 1
+            self.endpoint = None
         if self._streamed:
             cluster.streaming_bodies -= 1
         cluster.active_requests -= 1
@@ -274,7 +277,8 @@ class Lease:
 
     def pick(self, headers: Sequence[tuple[str, str]]) -> Endpoint | None:
         """An available endpoint that has not failed this request (None if none), now counted as in use."""
-        self._put_down()
+        if self.endpoint is not None:
+            self._put_down()
         endpoint = self._cluster.pick(headers, exclude=self._tried)
         if endpoint is not None:
             endpoint.outstanding += 1

@@ -20,6 +20,7 @@ help:
 	@echo "make bench-auth   the sign-in API: refresh, login (with its mail), status"
 	@echo "make bench-tracing  the cost of tracing (OTLP export off, on, sampled)"
 	@echo "make fuzz       the fuzz targets for FUZZ_S seconds each (default 300)"
+	@echo "make settings   regenerate docs/settings.md and the chart's settings parts from pdp/ and proxy/config.py"
 
 # Python deps into .venv (re-run when pyproject.toml changes); system tools and
 # OPA/Helm (cached per machine, keyed by version) through scripts/bootstrap.sh.

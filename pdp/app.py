@@ -175,7 +175,7 @@ def build_denylist(settings, redis_client):
     if settings.revocation_outage_s > 0:
         view = LocalRevocationView(redis_client, settings.revocation_outage_s, settings.revocation_sync_s)
         view.start()
-    return RedisDenylist(redis_client, view)
+    return RedisDenylist(redis_client, view, fresh_s=settings.revocation_cache_s)
 
 
 def policy_settings(settings) -> dict:

@@ -10,14 +10,15 @@ import dataclasses
 import os
 from typing import Any, Mapping
 
-from servicekit.settings import (ConfigError, Setting, boolean, choice, cidr_list, float_range, int_range,
-                                 networks, optional_text, text, url)
+from servicekit.settings import (ConfigError, Helm, Setting, boolean, choice, cidr_list, float_range, int_range,
+                                 networks, optional_text, text, url, with_schema)
 from servicekit.settings import describe as _describe
 from servicekit.settings import load as _load
 
 __all__ = ["ConfigError", "SETTINGS", "Setting", "Settings", "describe", "load_settings"]
 
 
+@with_schema({"type": "string", "enum": ["wasm", "opa"]})
 def _engine(raw: str) -> str:
     value = raw.strip().lower()
     if value == "embedded":
@@ -26,6 +27,7 @@ def _engine(raw: str) -> str:
     return choice("wasm", "opa")(value)
 
 
+@with_schema({"type": "string"})
 def _header_names(raw: str) -> tuple[str, ...]:
     import re
     names = tuple(n.strip().lower() for n in raw.split(",") if n.strip())
@@ -35,6 +37,7 @@ def _header_names(raw: str) -> tuple[str, ...]:
     return names
 
 
+@with_schema({"type": "string", "pattern": "^[^{}\\s]{0,64}$"})
 def _key_prefix(raw: str) -> str:
     value = raw.strip()
     if "{" in value or "}" in value or not value.isprintable() or " " in value or len(value) > 64:
@@ -42,6 +45,7 @@ def _key_prefix(raw: str) -> str:
     return value
 
 
+@with_schema({"type": "string", "pattern": "^(redis|rediss|redis\\+sentinel|redis\\+cluster|unix)://"})
 def _redis_url(raw: str) -> str:
     from .redis_url import RedisURLError, parse_url
     value = raw.strip()
@@ -52,8 +56,13 @@ def _redis_url(raw: str) -> str:
     return value
 
 
+_ALGORITHMS = ("HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "ES256", "ES384", "PS256")
+_ONE_ALGORITHM = "(" + "|".join(_ALGORITHMS) + ")"
+
+
+@with_schema({"type": "string", "pattern": f"^{_ONE_ALGORITHM}(,{_ONE_ALGORITHM})*$"})
 def _algorithms(raw: str) -> tuple[str, ...]:
-    allowed = {"HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "ES256", "ES384", "PS256"}
+    allowed = set(_ALGORITHMS)
     algs = tuple(a.strip().upper() for a in raw.split(",") if a.strip())
     bad = [a for a in algs if a not in allowed]
     if not algs or bad:
@@ -64,6 +73,7 @@ def _algorithms(raw: str) -> tuple[str, ...]:
     return algs
 
 
+@with_schema({"type": "string", "pattern": "^([A-Za-z0-9-]+(\\.[A-Za-z0-9-]+)*|\\[[0-9A-Fa-f:.]+\\])(:[0-9]{1,5})?$"})
 def _optional_authority(raw: str) -> str | None:
     """An RFC 3986 authority (host or host:port), as EIP-4361's domain line holds it."""
     import re
@@ -75,6 +85,7 @@ def _optional_authority(raw: str) -> str | None:
     return value.lower()
 
 
+@with_schema({"type": "string", "pattern": "^https?://[^\\s]+$"})
 def _optional_http_url(raw: str) -> str | None:
     value = raw.strip()
     if not value:
@@ -84,11 +95,14 @@ def _optional_http_url(raw: str) -> str | None:
     return value
 
 
+@with_schema({"type": "string"})
 def _token_types(raw: str) -> tuple[str, ...]:
     from .authn.token_types import normalize_token_types
     return normalize_token_types(raw)
 
 
+@with_schema({"anyOf": [{"enum": ["on", "off", "true", "false"]}, {"type": "number", "minimum": 0, "maximum": 1},
+                        {"type": "string", "pattern": "^(0(\\.[0-9]+)?|1(\\.0+)?)$"}]})
 def _sample(raw: str) -> float:
     value = raw.strip().lower()
     if value in ("on", "true", "1"):
@@ -104,6 +118,7 @@ def _sample(raw: str) -> float:
     return rate
 
 
+@with_schema({"type": "string", "pattern": "^(smtp|smtp\\+starttls|smtps)://"})
 def _optional_smtp_url(raw: str) -> str | None:
     from .accounts.mailer import parse_smtp_url
     value = raw.strip()
@@ -113,6 +128,7 @@ def _optional_smtp_url(raw: str) -> str | None:
     return value
 
 
+@with_schema({"type": "string", "pattern": "^https?://[^?#@ ]+$"})
 def _optional_base_url(raw: str) -> str | None:
     value = raw.strip().rstrip("/")
     if not value:
@@ -122,6 +138,7 @@ def _optional_base_url(raw: str) -> str | None:
     return value
 
 
+@with_schema({"type": "string", "pattern": "@"})
 def _mail_from(raw: str) -> str:
     value = raw.strip()
     if "@" not in value or "\n" in value or "\r" in value or len(value) > 256:
@@ -129,11 +146,13 @@ def _mail_from(raw: str) -> str:
     return value
 
 
+@with_schema({"type": "string"})
 def _totp_keys(raw: str):
     from .accounts.secret_box import parse_keys
     return parse_keys(raw) if raw.strip() else None
 
 
+@with_schema({"type": "string", "pattern": "^[A-Za-z0-9._:-]{1,64}(,[A-Za-z0-9._:-]{1,64})*$"})
 def _names(raw: str) -> tuple[str, ...]:
     import re
     names = tuple(n.strip() for n in raw.split(",") if n.strip())
@@ -142,69 +161,103 @@ def _names(raw: str) -> tuple[str, ...]:
     return names
 
 
+# The chart sets the sign-in settings only with a MongoDB (docs/auth.md).
+_WITH_MONGODB = ("mongodb.uri", "mongodb.existingSecret")
+
+# helm=: the values path that feeds the variable in the chart (scripts/gen_settings.py
+# writes the env entries); Helm(template=...): set by hand in the templates; none:
+# set through the pass-through map pdp.settings (ENV: value).
 SETTINGS: tuple[Setting, ...] = (
-    Setting("service_name", "SERVICE_NAME", text, "api-gateway", "Service name in logs, metrics and /v1/version."),
+    Setting("service_name", "SERVICE_NAME", text, "api-gateway", "Service name in logs, metrics and /v1/version.",
+            helm=Helm(template="pdp.serviceName, else the PDP's fullname")),
     Setting("api_version", "API_VERSION", text, "v1", "API version reported by /v1/version."),
     Setting("debug", "DEBUG", boolean, "false", "Debug logging."),
     Setting("bind_host", "PDP_BIND_HOST", text, "0.0.0.0", "Address the PDP listens on."),
-    Setting("port", "AUTH_PORT", int_range(1, 65535), "8082", "Port of the PDP's decision API."),
-    Setting("workers", "PDP_WORKERS", int_range(1, 64), "2", "gunicorn worker processes (gevent)."),
+    Setting("port", "AUTH_PORT", int_range(1, 65535), "8082", "Port of the PDP's decision API.",
+            helm="pdp.port"),
+    Setting("workers", "PDP_WORKERS", int_range(1, 64), "2", "gunicorn worker processes (gevent).",
+            helm="pdp.workers"),
     Setting("worker_connections", "PDP_WORKER_CONNECTIONS", int_range(1, 100000), "1000", "Concurrent connections per worker."),
-    Setting("grpc_enabled", "PDP_GRPC_ENABLED", boolean, "false", "`pdp serve` also serves Envoy's ext_authz gRPC API on PDP_GRPC_PORT (as `pdp serve-grpc` would)."),
-    Setting("grpc_port", "PDP_GRPC_PORT", int_range(1, 65535), "9191", "Port of `pdp serve-grpc`, Envoy's ext_authz gRPC service (opa-envoy-plugin's 9191)."),
-    Setting("grpc_workers", "PDP_GRPC_WORKERS", int_range(1, 64), "2", "`pdp serve-grpc` processes, sharing the port (SO_REUSEPORT)."),
+    Setting("grpc_enabled", "PDP_GRPC_ENABLED", boolean, "false", "`pdp serve` also serves Envoy's ext_authz gRPC API on PDP_GRPC_PORT (as `pdp serve-grpc` would).",
+            helm=Helm("pdp.grpc.enabled", when="pdp.grpc.enabled")),
+    Setting("grpc_port", "PDP_GRPC_PORT", int_range(1, 65535), "9191", "Port of `pdp serve-grpc`, Envoy's ext_authz gRPC service (opa-envoy-plugin's 9191).",
+            helm=Helm("pdp.grpc.port", when="pdp.grpc.enabled")),
+    Setting("grpc_workers", "PDP_GRPC_WORKERS", int_range(1, 64), "2", "`pdp serve-grpc` processes, sharing the port (SO_REUSEPORT).",
+            helm=Helm("pdp.grpc.workers", when="pdp.grpc.enabled")),
     Setting("grpc_threads", "PDP_GRPC_THREADS", int_range(1, 256), "8", "Threads answering Check calls in each `pdp serve-grpc` process."),
-    Setting("engine", "PDP_ENGINE", _engine, "wasm", "Policy engine: wasm (OPA-compiled Rego run in-process by wasmtime) or opa (a real OPA server)."),
+    Setting("engine", "PDP_ENGINE", _engine, "wasm", "Policy engine: wasm (OPA-compiled Rego run in-process by wasmtime) or opa (a real OPA server).",
+            helm="pdp.engine"),
     Setting("opa_binary", "OPA_BINARY", text, "opa", "OPA binary the wasm engine compiles policies with (opa build -t wasm); not needed for a prebuilt bundle.tar.gz."),
-    Setting("opa_url", "OPA_URL", url("http", "https"), "http://127.0.0.1:8181", "OPA server for PDP_ENGINE=opa."),
+    Setting("opa_url", "OPA_URL", url("http", "https"), "http://127.0.0.1:8181", "OPA server for PDP_ENGINE=opa.",
+            helm=Helm(template="the OPA sidecar on 127.0.0.1:pdp.opa.port, with pdp.engine: opa")),
     Setting("opa_push_policies", "OPA_PUSH_POLICIES", boolean, "true", "Push POLICY_DIR to OPA on every load; false when OPA loads a bundle itself."),
     Setting("opa_timeout_ms", "OPA_TIMEOUT_MS", int_range(1, 60000), "200", "Timeout of one OPA query."),
-    Setting("policy_dir", "POLICY_DIR", text, "policies", "Folder of .rego modules and data.json files, or a bundle.tar.gz built by `opa build -t wasm`."),
+    Setting("policy_dir", "POLICY_DIR", text, "policies", "Folder of .rego modules and data.json files, or a bundle.tar.gz built by `opa build -t wasm`.",
+            helm=Helm(template="/policies: the image's policies, or the policies ConfigMap mounted there")),
     Setting("policy_reload_s", "POLICY_RELOAD_INTERVAL_S", float_range(0.0, 60.0), "0.5", "How often to look for policy edits; 0 turns hot reload off."),
     Setting("forward_auth_front", "FORWARD_AUTH_FRONT", choice("nginx", "traefik", "envoy"), "nginx", "Gateway asking /v1/forward-auth: nginx (X-Original-Method/-URI), traefik (X-Forwarded-Method/-Uri), envoy (uses /v1/ext-authz; forward-auth off). The other's headers are refused."),
     Setting("trusted_proxies", "TRUSTED_PROXIES", cidr_list, "", "CIDRs of the gateways whose X-Real-IP / X-Forwarded-For forward-auth believes (comma-separated); others are the client themselves."),
     Setting("max_body_bytes", "PDP_MAX_BODY_BYTES", int_range(1024, 10 * 1024 * 1024), "65536", "Largest /v1/check body accepted (413 above)."),
-    Setting("redis_url", "REDIS_URL", _redis_url, "redis://127.0.0.1:6379/0", "Redis for quota counters and the token denylist: redis://, rediss://, unix://, redis+sentinel://h:p,h:p/master/db, redis+cluster://h:p,h:p."),
+    Setting("redis_url", "REDIS_URL", _redis_url, "redis://127.0.0.1:6379/0", "Redis for quota counters and the token denylist: redis://, rediss://, unix://, redis+sentinel://h:p,h:p/master/db, redis+cluster://h:p,h:p.",
+            helm=Helm(template="secretKeyRef: redis.url in the chart's Secret, or redis.existingSecret")),
     Setting("redis_timeout_ms", "REDIS_TIMEOUT_MS", int_range(1, 10000), "20", "Socket timeout of one Redis call."),
-    Setting("mongodb_uri", "MONGODB_URI", optional_text, "", "MongoDB for accounts (e.g. mongodb://mongodb:27017/lucid_gateway); the sign-in API (/api/v1/auth, /api/v1/users) is served only when set."),
-    Setting("jwt_secret_key", "JWT_SECRET_KEY", optional_text, "", "HS* signing secret (at least 32 bytes). Never logged.", secret=True),
-    Setting("jwt_algorithms", "JWT_ALGORITHM", _algorithms, "HS256", "Allowed JWT algorithms, comma-separated (an allow-list)."),
-    Setting("jwt_public_key", "JWT_PUBLIC_KEY", optional_text, "", "PEM public key (or a path to one) for RS*/ES*/PS*."),
-    Setting("jwks_url", "JWKS_URL", optional_text, "", "JWKS endpoint for RS*/ES*/PS*; refetched on an unknown kid."),
+    Setting("mongodb_uri", "MONGODB_URI", optional_text, "", "MongoDB for accounts (e.g. mongodb://mongodb:27017/lucid_gateway); the sign-in API (/api/v1/auth, /api/v1/users) is served only when set.",
+            helm=Helm(template="secretKeyRef: mongodb.uri in the chart's Secret, or mongodb.existingSecret")),
+    Setting("jwt_secret_key", "JWT_SECRET_KEY", optional_text, "", "HS* signing secret (at least 32 bytes). Never logged.", secret=True,
+            helm=Helm(template="secretKeyRef: jwt.secretKey (else a generated key) in the chart's Secret, or jwt.existingSecret")),
+    Setting("jwt_algorithms", "JWT_ALGORITHM", _algorithms, "HS256", "Allowed JWT algorithms, comma-separated (an allow-list).",
+            helm="jwt.algorithm"),
+    Setting("jwt_public_key", "JWT_PUBLIC_KEY", optional_text, "", "PEM public key (or a path to one) for RS*/ES*/PS*.",
+            helm="jwt.publicKey"),
+    Setting("jwks_url", "JWKS_URL", _optional_http_url, "", "JWKS endpoint for RS*/ES*/PS*; refetched on an unknown kid.",
+            helm="jwt.jwksUrl"),
     Setting("jwks_min_refresh_s", "JWKS_MIN_REFRESH_S", float_range(0.0, 3600.0), "30", "At most one JWKS refetch per this many seconds."),
-    Setting("jwt_issuer", "JWT_ISSUER", optional_text, "", "Required iss claim, when set."),
-    Setting("jwt_audience", "JWT_AUDIENCE", optional_text, "", "Required aud claim, when set; unset, a token naming any audience is refused."),
+    Setting("jwt_issuer", "JWT_ISSUER", optional_text, "", "Required iss claim, when set.",
+            helm="jwt.issuer"),
+    Setting("jwt_audience", "JWT_AUDIENCE", optional_text, "", "Required aud claim, when set; unset, a token naming any audience is refused.",
+            helm="jwt.audience"),
     Setting("jwt_access_token_types", "JWT_ACCESS_TOKEN_TYPES", _token_types, "at+jwt", "Accepted access-token types: header typ, or HEADER:CLAIM for the payload's typ too (Keycloak: JWT:Bearer); none = no typ header."),
     Setting("jwt_leeway_s", "JWT_LEEWAY_S", int_range(0, 300), "30", "Clock skew allowed on exp/nbf/iat."),
-    Setting("jwt_access_minutes", "JWT_ACCESS_TOKEN_EXPIRE_MINUTES", int_range(1, 1440), "15", "Lifetime of access tokens minted by `pdp token`."),
+    Setting("jwt_access_minutes", "JWT_ACCESS_TOKEN_EXPIRE_MINUTES", int_range(1, 1440), "15", "Lifetime of access tokens minted by `pdp token`.",
+            helm="jwt.accessTokenExpireMinutes"),
     Setting("jwt_refresh_days", "JWT_REFRESH_TOKEN_EXPIRE_DAYS", int_range(1, 365), "7", "Lifetime of refresh tokens."),
     Setting("revocation_cache_s", "JWT_REVOCATION_CACHE_S", float_range(0.0, 60.0), "1", "Reuse a 'not revoked' answer this long; a revocation takes effect within it."),
     Setting("token_cache_size", "JWT_CACHE_SIZE", int_range(0, 1_000_000), "10000", "Verified tokens remembered per worker (their time claims are still checked)."),
     Setting("revocation_outage_s", "JWT_REVOCATION_OUTAGE_S", float_range(0.0, 86400.0), "120", "While Redis is unreachable, answer revocations from the worker's local copy for at most this long after its last sync, then fail closed (0: fail closed at once)."),
-    Setting("revocation_sync_s", "JWT_REVOCATION_SYNC_S", float_range(0.05, 60.0), "1", "How often each worker reads new revocations into its local copy."),
+    Setting("revocation_sync_s", "JWT_REVOCATION_SYNC_S", float_range(0.05, 60.0), "0.5", "How often each worker reads new revocations into its local copy; a copy synced within JWT_REVOCATION_CACHE_S answers without a Redis call."),
     Setting("revocation_fail_open", "JWT_REVOCATION_FAIL_OPEN", boolean, "false", "Accept tokens with a jti when the denylist (Redis) is unreachable."),
-    Setting("rate_limit_per_minute", "RATE_LIMIT_REQUESTS_PER_MINUTE", int_range(1, 10_000_000), "100", "Default per-user limit per minute."),
-    Setting("rate_limit_burst", "RATE_LIMIT_BURST_SIZE", int_range(1, 10_000_000), "200", "Default bucket capacity (burst)."),
-    Setting("rate_limit_enabled", "RATE_LIMIT_ENABLED", boolean, "true", "Spend quotas at all."),
-    Setting("decision_log", "DECISION_LOG", _sample, "1", "Decision log: on, off, or a sample rate from 0 to 1."),
-    Setting("log_level", "LOG_LEVEL", choice("debug", "info", "warning", "error"), "info", "Log level of the JSON logs."),
+    Setting("rate_limit_per_minute", "RATE_LIMIT_REQUESTS_PER_MINUTE", int_range(1, 10_000_000), "100", "Default per-user limit per minute.",
+            helm="rateLimit.requestsPerMinute"),
+    Setting("rate_limit_burst", "RATE_LIMIT_BURST_SIZE", int_range(1, 10_000_000), "200", "Default bucket capacity (burst).",
+            helm="rateLimit.burstSize"),
+    Setting("rate_limit_enabled", "RATE_LIMIT_ENABLED", boolean, "true", "Spend quotas at all.",
+            helm="rateLimit.enabled"),
+    Setting("decision_log", "DECISION_LOG", _sample, "1", "Decision log: on, off, or a sample rate from 0 to 1.",
+            helm="pdp.decisionLog"),
+    Setting("log_level", "LOG_LEVEL", choice("debug", "info", "warning", "error"), "info", "Log level of the JSON logs.",
+            helm="logLevel"),
     Setting("decision_header_names", "DECISION_HEADER_NAMES", _header_names,
             "x-user-id,x-user-roles,x-user-plan,x-user-mfa,x-user-email,ratelimit*,retry-after,www-authenticate,allow",
             "Headers a decision may set (a trailing * matches a prefix); a decision setting any other is denied (503 policy_bad_headers)."),
     Setting("memo_size", "PDP_MEMO_SIZE", int_range(0, 1_000_000), "10000", "Memoized decisions per worker (0 turns memoization off)."),
     # Accounts and sign-in (docs/auth.md); used only when MONGODB_URI is set.
     Setting("mongodb_timeout_ms", "MONGODB_TIMEOUT_MS", int_range(100, 60000), "2000", "Server selection and connect timeout for MongoDB."),
-    Setting("smtp_url", "SMTP_URL", _optional_smtp_url, "", "SMTP server for sign-in mails: smtp://[user:pass@]host:port, smtp+starttls://, smtps://."),
+    Setting("smtp_url", "SMTP_URL", _optional_smtp_url, "", "SMTP server for sign-in mails: smtp://[user:pass@]host:port, smtp+starttls://, smtps://.",
+            helm=Helm(template="secretKeyRef: signin.smtpUrl in the chart's Secret, or signin.existingSecret")),
     Setting("smtp_timeout_ms", "SMTP_TIMEOUT_MS", int_range(100, 60000), "5000", "Timeout of one SMTP conversation."),
-    Setting("mail_from", "MAIL_FROM", _mail_from, "lucid-gateway <no-reply@localhost>", "Sender of sign-in mails."),
-    Setting("public_base_url", "PUBLIC_BASE_URL", _optional_base_url, "", "Base of links in mails (the gateway's public URL); never taken from a request's Host header."),
+    Setting("mail_from", "MAIL_FROM", _mail_from, "lucid-gateway <no-reply@localhost>", "Sender of sign-in mails.",
+            helm=Helm("signin.mailFrom", when=_WITH_MONGODB)),
+    Setting("public_base_url", "PUBLIC_BASE_URL", _optional_base_url, "", "Base of links in mails (the gateway's public URL); never taken from a request's Host header.",
+            helm=Helm("signin.publicBaseUrl", when=_WITH_MONGODB)),
     Setting("magic_link_minutes", "MAGIC_LINK_TTL_MINUTES", int_range(1, 60), "15", "Lifetime of a magic sign-in link."),
-    Setting("totp_encryption_keys", "TOTP_ENCRYPTION_KEYS", _totp_keys, "", "AES-256-GCM keys for TOTP secrets at rest: id:base64url32,...; the first seals, all open (rotation). Never logged.", secret=True),
+    Setting("totp_encryption_keys", "TOTP_ENCRYPTION_KEYS", _totp_keys, "", "AES-256-GCM keys for TOTP secrets at rest: id:base64url32,...; the first seals, all open (rotation). Never logged.", secret=True,
+            helm=Helm(template="secretKeyRef: signin.totpKeys in the chart's Secret, or signin.existingSecret")),
     Setting("totp_issuer", "TOTP_ISSUER", text, "lucid-gateway", "Issuer shown by authenticator apps."),
     Setting("totp_max_retries", "AUTH_TOTP_MAX_RETRIES", int_range(1, 100), "3", "Wrong TOTP/recovery codes within AUTH_TOTP_FIND_TIME_S that lock the account."),
     Setting("totp_find_time_s", "AUTH_TOTP_FIND_TIME_S", int_range(1, 86400), "120", "Window in which wrong codes are counted."),
     Setting("totp_ban_time_s", "AUTH_TOTP_BAN_TIME_S", int_range(1, 86400), "300", "First lockout; each further lockout within a day doubles it (at most a day)."),
-    Setting("signup_mode", "SIGNUP_MODE", choice("open", "admin"), "admin", "POST /api/v1/users: open (anyone; confirmed by the first magic link) or admin (role admin only)."),
+    Setting("signup_mode", "SIGNUP_MODE", choice("open", "admin"), "admin", "POST /api/v1/users: open (anyone; confirmed by the first magic link) or admin (role admin only).",
+            helm=Helm("signin.signupMode", when=_WITH_MONGODB)),
     Setting("account_plans", "ACCOUNT_PLANS", _names, "free,pro,enterprise", "Plans an admin may give an account (the policy's data.gateway.plans)."),
     Setting("refresh_reuse_grace_s", "REFRESH_REUSE_GRACE_S", float_range(0.0, 60.0), "10", "A rotated refresh token still rotates this long after its first use (parallel tabs); later reuse revokes the session."),
     Setting("login_per_ip_per_minute", "AUTH_LOGIN_PER_IP_PER_MINUTE", int_range(1, 100000), "20", "Magic-link requests per client IP per minute."),

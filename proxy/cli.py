@@ -18,13 +18,6 @@ if TYPE_CHECKING:
     from .metrics import Metrics
     from .routes import RouteTable
 
-_ROUTE_VARIABLES = {
-    "BLOCKCHAIN_CORE_URL": "blockchain_core_url",
-    "SESSION_MANAGEMENT_URL": "session_management_url",
-    "AUTH_SERVICE_URL": "auth_service_url",
-    "TRON_PAYMENT_URL": "tron_payment_url",
-}
-
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
@@ -37,6 +30,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--workers", metavar="N", help="worker processes (overrides PROXY_WORKERS)")
     parser.add_argument("--port", metavar="PORT", help="HTTP port (overrides HTTP_PORT)")
     parser.add_argument("--settings", action="store_true", help="print the settings table and exit")
+    parser.add_argument("--routes-reference", action="store_true",
+                        help="print the routes file reference (every key, its type and default) and exit")
     parser.add_argument("--check", action="store_true", help="validate settings and routes, then exit")
     return parser.parse_args(argv)
 
@@ -47,8 +42,8 @@ def build_route_table(config: config_module.Config, upstream_url: str | None = N
         if not url.startswith("http://"):
             raise RoutesError("--upstream: only http:// upstreams are supported")
         return sidecar_table(url), "sidecar"
-    variables = {env: getattr(config, attr) for env, attr in _ROUTE_VARIABLES.items()}
-    variables["TOR_SOCKS_URL"] = (config.tor_socks_url,) if config.tor_socks_url else ()
+    # ${VAR} in the routes file: the environment the settings came from (TOR_SOCKS_URL validated).
+    variables = {**config.environ, "TOR_SOCKS_URL": config.tor_socks_url or ""}
     return load_routes(config.routes_file or DEFAULT_ROUTES_FILE, variables), "gateway"
 
 
@@ -56,6 +51,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     if args.settings:
         print(config_module.markdown_table())
+        return 0
+    if args.routes_reference:
+        from .routes import routes_reference
+        print(routes_reference())
         return 0
     # JSON lines like the PDP's (servicekit/logs.py); stdout carries the access log.
     logs.configure("warning", stream=sys.stderr)

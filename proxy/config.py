@@ -1,13 +1,15 @@
 """The proxy's settings, declared once as data (gunicorn's config.py style).
 
 Each setting names its environment variable, a parser that validates and converts
-the raw string, a default and a one-line description. Everything else (the CLI
-help, docs/proxy.md's table, startup errors) is derived from `SETTINGS`.
+the raw string, a default, a one-line description and where the Helm chart takes
+it from. Everything else (the CLI help, startup errors, and through
+scripts/gen_settings.py docs/settings.md and the chart's env and schema) is
+derived from `SETTINGS`.
 """
 import os
 from typing import Any, Mapping
 
-from servicekit.settings import ConfigError, Setting, boolean, cidr_list, int_range, text
+from servicekit.settings import ConfigError, Helm, Setting, boolean, cidr_list, int_range, text, with_schema
 from servicekit.settings import describe as _describe
 from servicekit.settings import load as _load
 from servicekit.settings import markdown_table as _markdown_table
@@ -15,6 +17,7 @@ from servicekit.settings import markdown_table as _markdown_table
 __all__ = ["BY_NAME", "Config", "ConfigError", "SETTINGS", "Setting", "load", "markdown_table", "usable_cores"]
 
 
+@with_schema({"type": "number", "exclusiveMinimum": 0})
 def _positive_float(raw):
     try:
         value = float(raw.strip())
@@ -25,6 +28,7 @@ def _positive_float(raw):
     return value
 
 
+@with_schema({"type": "number", "minimum": 0, "maximum": 86400})
 def _non_negative_float(raw):
     try:
         value = float(raw.strip())
@@ -35,8 +39,7 @@ def _non_negative_float(raw):
     return value
 
 
-
-
+@with_schema({"enum": ["1.2", "1.3", 1.2, 1.3]})  # a values file may write 1.3 unquoted
 def _tls_version(raw):
     value = raw.strip()
     if value not in ("1.2", "1.3"):
@@ -44,20 +47,12 @@ def _tls_version(raw):
     return value
 
 
+@with_schema({"type": "string", "pattern": "^https?://[^/]"})
 def _url(raw):
     value = raw.strip()
     if not value.startswith(("http://", "https://")) or len(value.split("://", 1)[1]) == 0:
         raise ValueError("expected an http:// or https:// URL")
     return value.rstrip("/")
-
-
-def _url_list(raw):
-    urls = [part for part in (p.strip() for p in raw.split(",")) if part]
-    if not urls:
-        raise ValueError("expected one or more comma-separated http(s) URLs")
-    return tuple(_url(u) for u in urls)
-
-
 
 
 def usable_cores() -> int:
@@ -76,14 +71,14 @@ def usable_cores() -> int:
     return max(1, cores)
 
 
+@with_schema({"type": "integer", "minimum": 1, "maximum": 256})
 def _workers(raw):
     if raw.strip() == "":
         return usable_cores()
     return int_range(1, 256)(raw)
 
 
-
-
+@with_schema({"type": "string"})
 def _public_host(raw):
     from .http11 import valid_host
 
@@ -97,6 +92,7 @@ def _optional_path(raw):
     return raw.strip() or None
 
 
+@with_schema({"type": "string", "pattern": "^socks5h?://"})
 def _socks_url(raw):
     from .egress import EgressSpecError, parse_egress
     if not raw.strip():
@@ -108,39 +104,49 @@ def _socks_url(raw):
     return raw.strip()
 
 
+# helm=: the values path that feeds the variable in the chart (scripts/gen_settings.py
+# writes the env entries); Helm(template=...): set by hand in the templates; none:
+# set through the pass-through map proxy.settings (ENV: value).
 SETTINGS = (
     Setting("listen_host", "LISTEN_HOST", text, "0.0.0.0", "Address the listeners bind to."),
-    Setting("http_port", "HTTP_PORT", int_range(1, 65535), "8080", "Plain HTTP listener port."),
-    Setting("https_port", "HTTPS_PORT", int_range(1, 65535), "8081", "HTTPS listener port (when SSL_ENABLED)."),
-    Setting("ssl_enabled", "SSL_ENABLED", boolean, "false", "Serve HTTPS on HTTPS_PORT."),
-    Setting("ssl_cert_path", "SSL_CERT_PATH", _optional_path, "", "PEM certificate chain (reloaded when the file changes, or on SIGHUP)."),
-    Setting("ssl_key_path", "SSL_KEY_PATH", _optional_path, "", "PEM private key (reloaded when the file changes, or on SIGHUP)."),
+    Setting("http_port", "HTTP_PORT", int_range(1, 65535), "8080", "Plain HTTP listener port.",
+            helm="proxy.httpPort"),
+    Setting("https_port", "HTTPS_PORT", int_range(1, 65535), "8081", "HTTPS listener port (when SSL_ENABLED).",
+            helm="proxy.httpsPort"),
+    Setting("ssl_enabled", "SSL_ENABLED", boolean, "false", "Serve HTTPS on HTTPS_PORT.",
+            helm="proxy.tls.enabled"),
+    Setting("ssl_cert_path", "SSL_CERT_PATH", _optional_path, "", "PEM certificate chain (reloaded when the file changes, or on SIGHUP).",
+            helm=Helm(template="/certs/tls.crt from the Secret proxy.tls.secretName, with proxy.tls.enabled")),
+    Setting("ssl_key_path", "SSL_KEY_PATH", _optional_path, "", "PEM private key (reloaded when the file changes, or on SIGHUP).",
+            helm=Helm(template="/certs/tls.key from the Secret proxy.tls.secretName, with proxy.tls.enabled")),
     Setting("ssl_reload_interval_s", "SSL_RELOAD_INTERVAL_S", _non_negative_float, "5",
             "How often each worker looks for rewritten certificate/key files (0: only on SIGHUP)."),
-    Setting("ssl_min_version", "SSL_MIN_VERSION", _tls_version, "1.3", "Lowest TLS version accepted: 1.3 or 1.2."),
+    Setting("ssl_min_version", "SSL_MIN_VERSION", _tls_version, "1.3", "Lowest TLS version accepted: 1.3 or 1.2.",
+            helm=Helm("proxy.tls.minVersion", when="proxy.tls.enabled")),
     Setting("http_redirect_to_https", "HTTP_REDIRECT_TO_HTTPS", boolean, "false",
-            "Answer plain HTTP with a 308 redirect to https://PUBLIC_HOST (meta endpoints excepted)."),
+            "Answer plain HTTP with a 308 redirect to https://PUBLIC_HOST (meta endpoints excepted).",
+            helm=Helm("proxy.tls.redirectHttp", when="proxy.tls.enabled")),
     Setting("public_host", "PUBLIC_HOST", _public_host, "",
-            "host[:port] clients use for HTTPS; the redirect's Location is built from it, never from Host."),
-    Setting("pdp_url", "PDP_URL", _url, "http://127.0.0.1:8082", "Base URL of the PDP (POST /v1/check)."),
+            "host[:port] clients use for HTTPS; the redirect's Location is built from it, never from Host.",
+            helm=Helm("proxy.tls.publicHost", when="proxy.tls.enabled")),
+    Setting("pdp_url", "PDP_URL", _url, "http://127.0.0.1:8082", "Base URL of the PDP (POST /v1/check).",
+            helm=Helm(template="the PDP's Service (http://<release>-pdp:pdp.service.port)")),
     Setting("pdp_timeout_ms", "PDP_TIMEOUT_MS", int_range(1, 60000), "1000",
             "Deadline for one PDP decision, once a pooled connection is free (a hung PDP, not load: load is shed first)."),
     Setting("pdp_pool_size", "PDP_POOL_SIZE", int_range(1, 4096), "8",
             "Keep-alive connections to the PDP per worker; more requests wait for one (few: the PDP is CPU-bound)."),
     Setting("pdp_queue_timeout_ms", "PDP_QUEUE_TIMEOUT_MS", int_range(1, 60000), "3000",
             "How long a request may wait for a free PDP connection; one that would wait longer is shed at once (503, Retry-After)."),
-    Setting("workers", "PROXY_WORKERS", _workers, "", "Worker processes (default: usable cores, cgroup CPU quota included)."),
-    Setting("routes_file", "ROUTES_FILE", _optional_path, "", "Routes YAML (default: the shipped seed routes)."),
+    Setting("workers", "PROXY_WORKERS", _workers, "", "Worker processes (default: usable cores, cgroup CPU quota included).",
+            helm="proxy.workers"),
+    Setting("routes_file", "ROUTES_FILE", _optional_path, "",
+            "Routes YAML (default: the shipped seed routes). Its `${VAR}`s are read from the environment: "
+            "the seed's backends are BLOCKCHAIN_CORE_URL, SESSION_MANAGEMENT_URL, AUTH_SERVICE_URL and "
+            "TRON_PAYMENT_URL (see Routes).",
+            helm=Helm(template="/etc/lucid-gateway/routes.yaml from proxy.routes (gateway mode)")),
     Setting("trusted_proxies", "TRUSTED_PROXIES", cidr_list, "",
-            "CIDRs whose X-Forwarded-For is trusted (comma-separated)."),
-    Setting("blockchain_core_url", "BLOCKCHAIN_CORE_URL", _url_list, "http://blockchain-core:8084",
-            "Blockchain Core instances (comma-separated)."),
-    Setting("session_management_url", "SESSION_MANAGEMENT_URL", _url_list, "http://session-management:8085",
-            "Session Management instances (comma-separated)."),
-    Setting("auth_service_url", "AUTH_SERVICE_URL", _url_list, "http://auth-service:8086",
-            "Auth service instances for /auth and /users (comma-separated)."),
-    Setting("tron_payment_url", "TRON_PAYMENT_URL", _url_list, "http://tron-payment:8087",
-            "TRON Payment instances (comma-separated)."),
+            "CIDRs whose X-Forwarded-For is trusted (comma-separated).",
+            helm="proxy.trustedProxies"),
     Setting("tor_socks_url", "TOR_SOCKS_URL", _socks_url, "",
             "SOCKS5 egress for clusters with `egress: tor` and for .onion endpoints (Tor's SocksPort)."),
     Setting("max_header_bytes", "MAX_HEADER_BYTES", int_range(1024, 1048576), "16384",
@@ -162,7 +168,8 @@ SETTINGS = (
     Setting("reuse_port", "PROXY_REUSE_PORT", boolean, "true",
             "Each worker binds its own SO_REUSEPORT socket (false: workers share one inherited socket)."),
     Setting("grace_period_s", "GRACE_PERIOD_S", _positive_float, "20",
-            "On SIGTERM, time allowed for in-flight requests to finish."),
+            "On SIGTERM, time allowed for in-flight requests to finish.",
+            helm=Helm(template="the pod's terminationGracePeriodSeconds less proxy.preStopSleepSeconds and 5 s")),
     Setting("verdict_cache_size", "VERDICT_CACHE_SIZE", int_range(0, 10000000), "10000",
             "Cacheable allow verdicts kept per worker (0 disables the fast path)."),
     Setting("max_active", "MAX_ACTIVE_DECISIONS", int_range(0, 100000), "64",
@@ -174,14 +181,18 @@ SETTINGS = (
     Setting("lease_max_want", "LEASE_MAX_WANT", int_range(1, 100000), "256",
             "Most requests' worth of quota one lease request asks for (the PDP caps it further)."),
     Setting("access_log", "ACCESS_LOG", boolean, "true", "One JSON line per request on stdout."),
-    Setting("service_name", "SERVICE_NAME", text, "api-gateway", "Name shown by /meta/info."),
+    Setting("service_name", "SERVICE_NAME", text, "api-gateway", "Name shown by /meta/info.",
+            helm=Helm(template="proxy.serviceName, else the proxy's fullname")),
 )
 
 BY_NAME = {s.name: s for s in SETTINGS}
 
 
 class Config:
-    """Validated settings as attributes (`config.http_port`)."""
+    """Validated settings as attributes (`config.http_port`); `environ` is what they were read
+    from, where the routes file's ${VAR}s are looked up too."""
+
+    environ: Mapping[str, str] = {}
 
     def __init__(self, values: Mapping[str, Any]):
         self.__dict__.update(values)
@@ -195,6 +206,7 @@ class Config:
 def load(environ: Mapping[str, str] = os.environ, overrides: Mapping[str, str] = None) -> Config:
     """Parses every setting from `environ` (then `overrides`), raising ConfigError on the first bad one."""
     config = Config(_load(SETTINGS, environ, overrides))
+    config.environ = dict(environ)
     _check_together(config)
     return config
 
@@ -220,7 +232,7 @@ def _check_together(config: Config) -> None:
 
 
 def markdown_table() -> str:
-    """The settings table for docs/proxy.md."""
+    """The settings table in markdown (docs/settings.md holds the generated one, with the chart column)."""
     return _markdown_table(SETTINGS)
 
 

@@ -2,8 +2,14 @@
 
 A route matches a normalized path (exact, prefix or glob) and a method set,
 and names a cluster of upstream endpoints, or `meta` for the proxy's own
-endpoints. `${VAR}` in endpoint lists is filled from the validated settings
-(BLOCKCHAIN_CORE_URL, ...), so one variable may list several instances.
+endpoints. The file is checked against ROUTES_SCHEMA (servicekit.schema):
+an unknown key, a wrong type or a bad value is one RoutesError line naming
+the file, the key path and what was expected. Defaults live in the
+dataclasses below, nowhere else.
+
+`${VAR}` (or `${VAR:-default}`) in a cluster's endpoints is read from the
+environment at startup, so one variable may list several instances; the
+shipped routes.default.yaml names the seed's four backends this way.
 """
 from __future__ import annotations
 
@@ -14,10 +20,13 @@ from dataclasses import dataclass, field
 
 import yaml
 
-from .response_transform import DROPPED_BY_DEFAULT, ResponseSpecError, parse_route_response
+from servicekit.schema import (AnyOf, Bool, Custom, Field, Int, ListOf, MapOf, Number, Record, SchemaError, Str,
+                               describe, item, join, markdown_reference)
+
+from .response_transform import DROPPED_BY_DEFAULT, ResponseSpecError
 
 DEFAULT_ROUTES_FILE = os.path.join(os.path.dirname(__file__), "routes.default.yaml")
-_VAR = re.compile(r"\$\{([A-Z0-9_]+)\}")
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _METHODS = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE"}
 _LB_POLICIES = ("round_robin", "least_outstanding", "consistent_hash")
 
@@ -178,293 +187,383 @@ def sidecar_table(upstream_url: str) -> RouteTable:
     return RouteTable(routes, {"app": cluster})
 
 
-def load_routes(path: str, variables: Mapping[str, tuple]) -> RouteTable:
-    """Reads and validates a routes file; `variables` maps ${NAME} to a tuple of URLs."""
+# -- the routes file's schema ------------------------------------------------------------
+# Every key the file may hold, what it expects and (through the dataclasses above) its
+# default. docs/proxy.md's routes file reference is generated from it (`--routes-reference`).
+
+_HEADER_TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9a-z]+$")
+_HEADER_NAME = Str(pattern=r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,128}$", expected="an HTTP header name",
+                   convert=str.lower)
+_HEADER_VALUE = Custom(lambda v, p: _header_value(v, p), "a header value (text without CR, LF, NUL)")
+_PATH = Str(pattern=r"^/", expected="a path starting with /")
+_METHOD = Custom(lambda v, p: _method(v, p), "an HTTP method (" + ", ".join(sorted(_METHODS)) + ")")
+_ORIGIN = Str(pattern=r"^(\*|https?://[^/\s?#]+)$", expected="an origin such as https://app.example (or *)")
+
+
+def _header_value(value, path):
+    if not isinstance(value, (str, int, float)) or isinstance(value, bool) or re.search(r"[\r\n\x00]", str(value)):
+        raise SchemaError(path, f"expected a header value (text without CR, LF, NUL), got {describe(value)}")
+    return str(value)
+
+
+def _method(value, path):
+    if not isinstance(value, str) or value.upper() not in _METHODS:
+        raise SchemaError(path, f"unknown method {value!r} (expected one of {', '.join(sorted(_METHODS))})")
+    return value.upper()
+
+
+def _spec_check(parse, error_types):
+    """A parser of ours that raises its own error naming the path: its message stays as it is."""
+    def check(value, path):
+        try:
+            return parse(value, path)
+        except error_types as exc:
+            raise SchemaError("", str(exc)) from None
+    return check
+
+
+def _tls_check(value, path):
+    from .upstream_tls import TlsSpecError, parse_tls_spec
+    return _spec_check(parse_tls_spec, TlsSpecError)(value, path)
+
+
+def _client_headers_check(value, path):
+    from .forwarding import target_changing
+
+    if not isinstance(value, dict):
+        raise SchemaError(path, f"expected a mapping with 'allow', got {describe(value)}")
+    for key in value:
+        if key != "allow":
+            raise SchemaError(join(path, key), "unknown key (expected one of allow)")
+    names = value.get("allow")
+    if names is None:
+        return frozenset()
+    if not isinstance(names, list):
+        raise SchemaError(join(path, "allow"), f"expected a list of header names, got {describe(names)}")
+    allowed = set()
+    for i, name in enumerate(names):
+        where = item(join(path, "allow"), i)
+        if not isinstance(name, str) or not _HEADER_TOKEN.match(name.lower()):
+            raise SchemaError(where, f"expected a header name, got {name!r}")
+        if not target_changing(name.lower()):
+            raise SchemaError(where, f"{name!r} is not a header the proxy drops by default")
+        allowed.add(name.lower())
+    return frozenset(allowed)
+
+
+def _response_headers_check(value, path):
+    from .response_transform import parse_response_headers
+    return _spec_check(parse_response_headers, ResponseSpecError)(value, path)
+
+
+def _response_body_check(value, path):
+    from .response_transform import parse_response_body
+    return _spec_check(parse_response_body, ResponseSpecError)(value, path)
+
+
+_ENDPOINTS = AnyOf(
+    Str(expected="a URL (or comma-separated URLs, or ${VAR})"),
+    ListOf(Str(expected="a URL or ${VAR}"), min_items=1),
+    expected="an http(s):// URL, a list of them, or ${VAR} (comma-separated URLs from the environment)")
+
+CLUSTER_SCHEMA = Record([
+    Field("endpoints", _ENDPOINTS, required=True,
+          help="Upstream instances: `http://` or `https://` URLs. `${VAR}` (or `${VAR:-default}`) is "
+               "read from the environment at startup and may list several, comma-separated."),
+    Field("lb", Str(choices=_LB_POLICIES), "Load balancing across the endpoints."),
+    Field("hash_on", Record([
+        Field("header", _HEADER_NAME, "Request header whose value picks the endpoint.", attr="hash_header"),
+        Field("cookie", Str(), "Cookie whose value picks the endpoint.", attr="hash_cookie"),
+    ], defaults_from=ClusterSpec), "For `lb: consistent_hash` (one of header, cookie).", flatten=True),
+    Field("health_check", Record([
+        Field("path", _PATH, "Path probed on every endpoint (2xx: healthy)."),
+        Field("interval_s", Number(minimum=0.05), "Time between probes."),
+        Field("timeout_ms", Number(minimum=1), "Deadline of one probe.", attr="timeout_s", scale=1000),
+        Field("unhealthy_threshold", Int(minimum=1), "Failed probes in a row that take an endpoint out."),
+        Field("healthy_threshold", Int(minimum=1), "Good probes in a row that bring it back."),
+    ], build=HealthCheck), "Active health checks (none without this block)."),
+    Field("ejection", Record([
+        Field("consecutive_errors", Int(minimum=1), "Errors in a row that eject an endpoint.",
+              attr="eject_consecutive"),
+        Field("base_ejection_s", Number(minimum=0.01), "How long an ejected endpoint stays out.", attr="eject_s"),
+    ], defaults_from=ClusterSpec), "Passive outlier ejection.", flatten=True),
+    Field("breaker", Record([
+        Field("max_concurrent", Int(minimum=1), "Requests in flight to the cluster (then 503)."),
+        Field("max_pending", Int(minimum=0), "Requests waiting for a connection (then 503)."),
+        Field("failure_threshold", Int(minimum=1), "Failures in a row that open the breaker."),
+        Field("open_s", Number(minimum=0.01), "How long it stays open before probing."),
+        Field("half_open_max", Int(minimum=1), "Probes let through while half-open."),
+    ], build=BreakerSpec), "Circuit breaker (per worker)."),
+    Field("retry", Record([
+        Field("attempts", Int(minimum=0), "Retries of an idempotent request on another endpoint (0: never).",
+              attr="retry_attempts"),
+        Field("budget_percent", Number(minimum=0), "Retries allowed as a share of active requests.",
+              attr="retry_budget_percent"),
+        Field("min_concurrency", Int(minimum=0), "Retries always allowed, whatever the budget.",
+              attr="retry_min_concurrency"),
+    ], defaults_from=ClusterSpec), "Retries.", flatten=True),
+    Field("timeouts", Record([
+        Field("connect_ms", Number(minimum=1), "Deadline to connect to an endpoint.", attr="connect_s", scale=1000),
+        Field("read_ms", Number(minimum=1), "Deadline for the upstream's answer, between reads.",
+              attr="read_s", scale=1000),
+    ], build=Timeouts), "Upstream timeouts."),
+    Field("max_connections", Int(minimum=1), "Pooled connections per endpoint and worker."),
+    Field("tls", Custom(_tls_check, "a mapping (ca_file, server_name, client_cert, client_key, min_version, "
+                                    "verify)"),
+          "TLS to `https://` endpoints (docs/proxy.md, Upstream TLS)."),
+    Field("egress", Custom(lambda v, p: v, "a socks5h:// or socks5:// URL, or tor"),
+          "SOCKS5 egress: a `socks5h://` URL, or `tor` for TOR_SOCKS_URL."),
+], defaults_from=ClusterSpec, expected="a cluster (a mapping with endpoints)")
+
+_MATCH = Record([
+    Field("exact", _PATH, "This path only."),
+    Field("prefix", _PATH, "This path and everything below it (segment-wise)."),
+    Field("glob", _PATH, "`*` within a segment, `**` across segments, `{a,b}` either word."),
+    Field("methods", ListOf(_METHOD, min_items=1, convert=frozenset), "Methods matched (default: any)."),
+], expected="a mapping with one of exact, prefix, glob (and methods)")
+
+CORS_SCHEMA = Record([
+    Field("allow_origins", ListOf(_ORIGIN, min_items=1), required=True,
+          help="Origins allowed (a list, even of one; `*` for any)."),
+    Field("allow_methods", ListOf(_METHOD, min_items=1), "Methods a preflight allows."),
+    Field("allow_headers", ListOf(_HEADER_NAME), "Request headers a preflight allows."),
+    Field("expose_headers", ListOf(_HEADER_NAME), "Response headers the browser may read."),
+    Field("max_age_s", Int(minimum=0, maximum=86400), "How long a browser may cache a preflight."),
+    Field("allow_credentials", Bool(), "Allow cookies and Authorization (needs listed origins, not `*`)."),
+], build=Cors)
+
+ROUTE_SCHEMA = Record([
+    Field("name", Str(), "Name in logs and metrics.", shown_default="route<index>"),
+    Field("match", _MATCH, required=True, help="What the route matches."),
+    Field("cluster", Str(), "Cluster the route forwards to (or `meta: true`)."),
+    Field("meta", Bool(), "Served by the proxy itself (/api/v1/meta/*)."),
+    Field("fail_mode", Str(choices=("closed", "open")),
+          "`open`: serve the route when the PDP is unreachable (meta endpoints only, as a rule).",
+          attr="fail_open", shown_default="closed"),
+    Field("strip_prefix", _PATH, "Removed from the path sent upstream."),
+    Field("rewrite", AnyOf(_PATH, Record([Field("prefix", _PATH, required=True)]),
+                           expected="a path starting with / or {prefix: /path}"),
+          "Prefix routes: the matched prefix is replaced by this one upstream."),
+    Field("timeouts", Record([
+        Field("connect_ms", Number(minimum=1), "Deadline to connect (not the cluster's: this default).",
+              attr="connect_s", scale=1000),
+        Field("read_ms", Number(minimum=1), "Deadline for the answer, between reads.", attr="read_s", scale=1000),
+    ], build=Timeouts), "This route's timeouts instead of the cluster's."),
+    Field("request_headers", Record([
+        Field("add", MapOf(_HEADER_VALUE, key=_HEADER_NAME), "Headers set on the upstream request."),
+        Field("remove", ListOf(_HEADER_NAME, convert=frozenset), "Headers removed from it."),
+    ]), "Request header changes."),
+    Field("response_headers", Custom(_response_headers_check, "a mapping (add, remove, rename, keep)"),
+          "Response header changes; `Server` and `X-Powered-By` are dropped unless kept."),
+    Field("response_body", Custom(_response_body_check, "a mapping (redact_json, redact_secrets, max_bytes, "
+                                                        "replacement)"),
+          "JSON field redaction of small response bodies."),
+    Field("cors", CORS_SCHEMA, "CORS answered by the proxy."),
+    Field("websocket", Bool(), "Allow WebSocket upgrades."),
+    Field("client_headers", Custom(_client_headers_check, "a mapping with allow"),
+          "Client headers dropped by default that this route passes on (`allow: [name, ...]`)."),
+], defaults_from=Route, expected="a route (a mapping with match, and cluster or meta)")
+
+ROUTES_SCHEMA = Record([
+    Field("clusters", MapOf(CLUSTER_SCHEMA, key=Str(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$",
+                                                     expected="a cluster name (letters, digits, _ . -)")),
+          "Upstream clusters by name."),
+    Field("routes", ListOf(ROUTE_SCHEMA, min_items=1), required=True,
+          help="Routes in order; the first that matches path and method wins."),
+], expected="a mapping with 'clusters' and 'routes'")
+
+
+def routes_reference() -> str:
+    """docs/proxy.md's routes file reference (every key, what it expects, its default)."""
+    return markdown_reference(ROUTES_SCHEMA)
+
+
+# -- loading ------------------------------------------------------------------------------
+
+class _StrictLoader(yaml.SafeLoader):
+    """safe_load, except that a key written twice in one mapping is an error (PyYAML keeps the
+    last silently: a second `timeouts:` or `routes:` would replace the first)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if isinstance(key, (str, int, float, bool)) and key in seen:
+                line = key_node.start_mark.line + 1
+                raise RoutesError(f"line {line}: duplicate key {key!r} (expected each key once per mapping)")
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
+def load_routes(path: str, variables: Mapping[str, str]) -> RouteTable:
+    """Reads and validates a routes file; `variables` maps ${NAME} to its text (the environment)."""
     try:
         with open(path, encoding="utf-8") as handle:
-            document = yaml.safe_load(handle)
-    except (OSError, yaml.YAMLError) as exc:
+            document = yaml.load(handle, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader
+    except RoutesError as exc:
         raise RoutesError(f"{path}: {exc}") from None
+    except (OSError, yaml.YAMLError) as exc:
+        detail = " ".join(str(exc).split())
+        raise RoutesError(f"{path}: {detail}") from None
     return parse_routes(document, variables, source=path)
 
 
-def parse_routes(document: object, variables: Mapping[str, tuple], source: str = "routes") -> RouteTable:
-    if not isinstance(document, dict):
-        raise RoutesError(f"{source}: expected a mapping with 'clusters' and 'routes'")
-    clusters = {}
-    for name, body in (document.get("clusters") or {}).items():
-        clusters[name] = _parse_cluster(name, body or {}, variables, f"{source}: clusters.{name}")
-    routes = []
-    raw_routes = document.get("routes")
-    if not isinstance(raw_routes, list) or not raw_routes:
-        raise RoutesError(f"{source}: 'routes' must be a non-empty list")
-    for index, body in enumerate(raw_routes):
-        where = f"{source}: routes[{index}]"
-        route = _parse_route(index, body, where)
-        if route.cluster is not None and route.cluster not in clusters:
-            raise RoutesError(f"{where}: unknown cluster {route.cluster!r}")
-        routes.append(route)
+def parse_routes(document: object, variables: Mapping[str, str], source: str = "routes") -> RouteTable:
+    """The RouteTable of a parsed document; RoutesError `source: key.path: what was expected`."""
+    try:
+        checked = ROUTES_SCHEMA.check(document, "")
+        clusters = {name: _build_cluster(name, body, variables, join("clusters", name))
+                    for name, body in (checked.get("clusters") or {}).items()}
+        routes = []
+        for index, body in enumerate(checked["routes"]):
+            where = item("routes", index)
+            route = _build_route(index, body, where)
+            if route.cluster is not None and route.cluster not in clusters:
+                raise SchemaError(join(where, "cluster"), f"unknown cluster {route.cluster!r} "
+                                  f"(expected one of {', '.join(clusters) or 'no cluster: none is defined'})")
+            routes.append(route)
+    except SchemaError as exc:
+        raise RoutesError(f"{source}: {exc}") from None
     return RouteTable(routes, clusters)
 
 
-def _expand_endpoints(raw, variables, where):
-    items = raw if isinstance(raw, list) else [raw]
+def expand_variables(text: str, variables: Mapping[str, str], where: str, expected: str) -> tuple:
+    """text with each ${NAME} (or ${NAME:-default}) filled in; also the names used.
+    An unset or empty variable without a default is a SchemaError at `where`."""
+    used = []
+
+    def fill(match):
+        name, default = match.group(1), match.group(2)
+        value = variables.get(name)
+        if isinstance(value, (tuple, list)):
+            value = ",".join(value)
+        used.append(name)
+        if value is None or not str(value).strip():
+            if default is None:
+                raise SchemaError(where, f"unknown variable ${{{name}}}: not set in the environment "
+                                         f"(expected {expected}; or write ${{{name}:-default}})")
+            return default
+        return str(value)
+
+    filled = _VAR.sub(fill, text)
+    if "${" in filled.replace("$${", ""):
+        raise SchemaError(where, f"malformed variable in {text!r} (expected ${{NAME}} or ${{NAME:-default}}, "
+                                 "NAME of letters, digits and _)")
+    return filled, used
+
+
+def _check_url(url: str, where: str, names) -> str:
+    from urllib.parse import urlsplit
+
+    origin = " (from " + ", ".join("${%s}" % n for n in names) + ")" if names else ""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+        good = parts.scheme in ("http", "https") and bool(parts.hostname) and not re.search(r"\s", url)
+    except ValueError:
+        good = False
+    if not good:
+        raise SchemaError(where, f"expected an http:// or https:// URL, got {describe(url)}{origin}")
+    return url.rstrip("/")
+
+
+def _endpoints(raw, variables, where):
+    items = raw if isinstance(raw, (list, tuple)) else (raw,)
     urls = []
-    for item in items:
-        if not isinstance(item, str):
-            raise RoutesError(f"{where}: endpoints must be URLs")
-        match = _VAR.fullmatch(item.strip())
-        if match:
-            name = match.group(1)
-            if name not in variables:
-                raise RoutesError(f"{where}: unknown variable ${{{name}}}")
-            urls.extend(variables[name])
-            continue
-        for url in item.split(","):
-            url = url.strip().rstrip("/")
-            if not url.startswith(("http://", "https://")):
-                raise RoutesError(f"{where}: endpoint {url!r} must be an http:// or https:// URL")
-            urls.append(url)
+    for text in items:
+        filled, names = expand_variables(text, variables, where, "comma-separated http(s):// URLs")
+        for url in filled.split(","):
+            if url.strip() or not names:
+                urls.append(_check_url(url.strip(), where, names))
     if not urls:
-        raise RoutesError(f"{where}: no endpoints")
-    for url in urls:
-        if not url.startswith(("http://", "https://")):
-            raise RoutesError(f"{where}: endpoint {url!r} must be an http:// or https:// URL")
+        raise SchemaError(where, "expected at least one http:// or https:// URL, got none")
     return tuple(urls)
-
-
-def _num(body, key, default, where, kind=float, minimum=0):
-    value = body.get(key, default)
-    try:
-        value = kind(value)
-    except (TypeError, ValueError):
-        raise RoutesError(f"{where}.{key}: expected a number") from None
-    if value < minimum:
-        raise RoutesError(f"{where}.{key}: must be at least {minimum}")
-    return value
-
-
-def _timeouts(body, where, base=Timeouts()):
-    if body is None:
-        return base
-    if not isinstance(body, dict):
-        raise RoutesError(f"{where}: expected a mapping")
-    return Timeouts(
-        connect_s=_num(body, "connect_ms", base.connect_s * 1000, where, minimum=1) / 1000,
-        read_s=_num(body, "read_ms", base.read_s * 1000, where, minimum=1) / 1000,
-    )
-
-
-_CLUSTER_KEYS = frozenset(("endpoints", "lb", "hash_on", "health_check", "breaker", "ejection", "retry",
-                           "timeouts", "max_connections", "tls", "egress"))
-
-
-def _egress_and_tls(body, endpoints, variables, where):
-    """The cluster's `egress` (a SOCKS URL, or `tor` for TOR_SOCKS_URL) and `tls` blocks."""
-    from .egress import EgressSpecError, parse_egress
-    from .upstream_tls import TlsSpecError, parse_tls_spec
-    egress = None
-    raw = body.get("egress")
-    tor_url = (variables.get("TOR_SOCKS_URL") or ("",))[0]
-    try:
-        if raw == "tor":
-            if not tor_url:
-                raise RoutesError(f"{where}.egress: 'tor' needs TOR_SOCKS_URL")
-            egress = parse_egress(tor_url, "TOR_SOCKS_URL")
-        elif raw is not None:
-            egress = parse_egress(raw, f"{where}.egress")
-        elif tor_url and any(_host_of(u).endswith(".onion") for u in endpoints):
-            egress = parse_egress(tor_url, "TOR_SOCKS_URL")
-        if egress is None and any(_host_of(u).endswith(".onion") for u in endpoints):
-            raise RoutesError(f"{where}.endpoints: a .onion endpoint needs egress (or TOR_SOCKS_URL)")
-        if egress is not None and not egress.remote_dns and any(_host_of(u).endswith(".onion") for u in endpoints):
-            raise RoutesError(f"{where}.egress: .onion names need socks5h:// (resolved by the SOCKS server)")
-        tls = body.get("tls")
-        if tls is not None and not any(u.startswith("https://") for u in endpoints):
-            raise RoutesError(f"{where}.tls: only for https:// endpoints")
-        return egress, (parse_tls_spec(tls, f"{where}.tls") if tls is not None else None)
-    except (EgressSpecError, TlsSpecError) as exc:
-        raise RoutesError(str(exc)) from None
 
 
 def _host_of(url):
     return url.split("://", 1)[1].split("/", 1)[0].rsplit(":", 1)[0].strip("[]").lower()
 
 
-def _parse_cluster(name, body, variables, where):
-    if not isinstance(body, dict):
-        raise RoutesError(f"{where}: expected a mapping")
-    unknown = sorted(str(k) for k in body if k not in _CLUSTER_KEYS)
-    if unknown:
-        raise RoutesError(f"{where}.{unknown[0]}: unknown key (one of {', '.join(sorted(_CLUSTER_KEYS))})")
-    if "endpoints" not in body:
-        raise RoutesError(f"{where}: 'endpoints' is required")
-    endpoints = _expand_endpoints(body["endpoints"], variables, where)
-    egress, tls = _egress_and_tls(body, endpoints, variables, where)
-    lb = body.get("lb", "round_robin")
-    if lb not in _LB_POLICIES:
-        raise RoutesError(f"{where}.lb: one of {', '.join(_LB_POLICIES)}")
-    hash_on = body.get("hash_on") or {}
-    if lb == "consistent_hash" and not (hash_on.get("header") or hash_on.get("cookie")):
-        raise RoutesError(f"{where}.hash_on: consistent_hash needs a header or cookie")
-    health = body.get("health_check")
-    health_check = None
-    if health:
-        health_check = HealthCheck(
-            path=str(health.get("path", "/health")),
-            interval_s=_num(health, "interval_s", 10, f"{where}.health_check", minimum=0.05),
-            timeout_s=_num(health, "timeout_ms", 1000, f"{where}.health_check", minimum=1) / 1000,
-            unhealthy_threshold=_num(health, "unhealthy_threshold", 2, f"{where}.health_check", int, 1),
-            healthy_threshold=_num(health, "healthy_threshold", 1, f"{where}.health_check", int, 1),
-        )
-    breaker = body.get("breaker") or {}
-    eject = body.get("ejection") or {}
-    retry = body.get("retry") or {}
-    return ClusterSpec(
-        name=name,
-        endpoints=endpoints,
-        lb=lb,
-        hash_header=(hash_on.get("header") or None) and hash_on["header"].lower(),
-        hash_cookie=hash_on.get("cookie") or None,
-        health_check=health_check,
-        eject_consecutive=_num(eject, "consecutive_errors", 5, f"{where}.ejection", int, 1),
-        eject_s=_num(eject, "base_ejection_s", 30, f"{where}.ejection", minimum=0.01),
-        breaker=BreakerSpec(
-            max_concurrent=_num(breaker, "max_concurrent", 1024, f"{where}.breaker", int, 1),
-            max_pending=_num(breaker, "max_pending", 256, f"{where}.breaker", int, 0),
-            failure_threshold=_num(breaker, "failure_threshold", 5, f"{where}.breaker", int, 1),
-            open_s=_num(breaker, "open_s", 10, f"{where}.breaker", minimum=0.01),
-            half_open_max=_num(breaker, "half_open_max", 1, f"{where}.breaker", int, 1),
-        ),
-        retry_attempts=_num(retry, "attempts", 1, f"{where}.retry", int, 0),
-        retry_budget_percent=_num(retry, "budget_percent", 20, f"{where}.retry", minimum=0),
-        retry_min_concurrency=_num(retry, "min_concurrency", 3, f"{where}.retry", int, 0),
-        timeouts=_timeouts(body.get("timeouts"), f"{where}.timeouts"),
-        max_connections=_num(body, "max_connections", 256, where, int, 1),
-        tls=tls,
-        egress=egress,
-    )
+def _egress(raw, endpoints, variables, where):
+    """The cluster's `egress` (a SOCKS URL, or `tor` for TOR_SOCKS_URL)."""
+    from .egress import EgressSpecError, parse_egress
+    tor_url = variables.get("TOR_SOCKS_URL") or ""
+    if isinstance(tor_url, (tuple, list)):
+        tor_url = tor_url[0] if tor_url else ""
+    onion = any(_host_of(u).endswith(".onion") for u in endpoints)
+    egress = None
+    try:
+        if raw == "tor":
+            if not tor_url:
+                raise SchemaError(join(where, "egress"), "'tor' needs TOR_SOCKS_URL")
+            egress = parse_egress(tor_url, "TOR_SOCKS_URL")
+        elif raw is not None:
+            egress = parse_egress(raw, join(where, "egress"))
+        elif tor_url and onion:
+            egress = parse_egress(tor_url, "TOR_SOCKS_URL")
+    except EgressSpecError as exc:
+        raise SchemaError("", str(exc)) from None
+    if egress is None and onion:
+        raise SchemaError(join(where, "endpoints"), "a .onion endpoint needs egress (or TOR_SOCKS_URL)")
+    if egress is not None and not egress.remote_dns and onion:
+        raise SchemaError(join(where, "egress"), ".onion names need socks5h:// (resolved by the SOCKS server)")
+    return egress
 
 
-def _header_map(body, where):
-    if body is None:
-        return (), frozenset()
-    if not isinstance(body, dict):
-        raise RoutesError(f"{where}: expected a mapping with add/remove")
-    add = tuple((str(k).lower(), str(v)) for k, v in (body.get("add") or {}).items())
-    remove = frozenset(str(h).lower() for h in (body.get("remove") or []))
-    return add, remove
+def _build_cluster(name, attrs, variables, where):
+    attrs = dict(attrs)
+    endpoints = _endpoints(attrs.pop("endpoints"), variables, join(where, "endpoints"))
+    egress = _egress(attrs.pop("egress", None), endpoints, variables, where)
+    if attrs.get("tls") is not None and not any(u.startswith("https://") for u in endpoints):
+        raise SchemaError(join(where, "tls"), "only for https:// endpoints")
+    if attrs.get("lb") == "consistent_hash" and not (attrs.get("hash_header") or attrs.get("hash_cookie")):
+        raise SchemaError(join(where, "hash_on"), "consistent_hash needs a header or cookie")
+    return ClusterSpec(name=name, endpoints=endpoints, egress=egress, **attrs)
 
 
-_HEADER_TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9a-z]+$")
-
-
-def _client_headers(body, where):
-    """`client_headers: {allow: [name, ...]}`: default-dropped client headers this route passes on.
-
-    Strict: any other key, a non-list, or a name the proxy does not drop by
-    default is an error, so that a typo cannot silently keep a header out or in.
-    """
-    from .forwarding import target_changing
-
-    if body is None:
-        return frozenset()
-    if not isinstance(body, dict):
-        raise RoutesError(f"{where}: expected a mapping with 'allow'")
-    for key in body:
-        if key != "allow":
-            raise RoutesError(f"{where}.{key}: unknown key (only 'allow')")
-    names = body.get("allow")
-    if names is None:
-        return frozenset()
-    if not isinstance(names, list):
-        raise RoutesError(f"{where}.allow: expected a list of header names")
-    allowed = set()
-    for i, name in enumerate(names):
-        if not isinstance(name, str) or not _HEADER_TOKEN.match(name.lower()):
-            raise RoutesError(f"{where}.allow[{i}]: expected a header name, got {name!r}")
-        if not target_changing(name.lower()):
-            raise RoutesError(f"{where}.allow[{i}]: {name!r} is not a header the proxy drops by default")
-        allowed.add(name.lower())
-    return frozenset(allowed)
-
-
-_ROUTE_KEYS = frozenset(("name", "match", "cluster", "meta", "fail_mode", "strip_prefix", "rewrite", "timeouts",
-                         "request_headers", "response_headers", "response_body", "cors", "websocket",
-                         "client_headers"))
-
-
-def _parse_route(index, body, where):
-    if not isinstance(body, dict):
-        raise RoutesError(f"{where}: expected a mapping")
-    unknown = sorted(str(k) for k in body if k not in _ROUTE_KEYS)
-    if unknown:
-        raise RoutesError(f"{where}.{unknown[0]}: unknown key (one of {', '.join(sorted(_ROUTE_KEYS))})")
-    match = body.get("match") or {}
+def _build_route(index, attrs, where):
+    attrs = dict(attrs)
+    match = attrs.pop("match")
     kinds = [k for k in ("exact", "prefix", "glob") if k in match]
     if len(kinds) != 1:
-        raise RoutesError(f"{where}.match: exactly one of exact, prefix, glob")
+        raise SchemaError(join(where, "match"), "expected exactly one of exact, prefix, glob")
     kind = kinds[0]
-    pattern = str(match[kind])
-    if not pattern.startswith("/"):
-        raise RoutesError(f"{where}.match.{kind}: must start with /")
-    methods = match.get("methods")
-    if methods is not None:
-        methods = frozenset(str(m).upper() for m in methods)
-        unknown = methods - _METHODS
-        if unknown:
-            raise RoutesError(f"{where}.match.methods: unknown {sorted(unknown)}")
-    is_meta = bool(body.get("meta", False))
-    cluster = body.get("cluster")
-    if is_meta == bool(cluster):
-        raise RoutesError(f"{where}: exactly one of 'cluster' or 'meta: true'")
-    fail_mode = body.get("fail_mode", "closed")
-    if fail_mode not in ("closed", "open"):
-        raise RoutesError(f"{where}.fail_mode: closed or open")
-    rewrite = body.get("rewrite")
+    pattern = match[kind]
+    is_meta = attrs.pop("meta", False)
+    if is_meta == bool(attrs.get("cluster")):
+        raise SchemaError(where, "expected exactly one of 'cluster' or 'meta: true'")
+    rewrite = attrs.pop("rewrite", None)
     if rewrite is not None and kind != "prefix":
-        raise RoutesError(f"{where}.rewrite: only for prefix routes")
-    request_add, request_remove = _header_map(body.get("request_headers"), f"{where}.request_headers")
-    try:
-        response = parse_route_response(body, where)
-    except ResponseSpecError as exc:
-        raise RoutesError(str(exc)) from None
-    if response.redaction is not None:
+        raise SchemaError(join(where, "rewrite"), "only for prefix routes")
+    headers = attrs.pop("request_headers", {})
+    request_remove = headers.get("remove", frozenset())
+    redaction = attrs.pop("response_body", None)
+    if redaction is not None:
         # The body must arrive uncompressed to be redacted: never let the client ask for gzip.
         request_remove = request_remove | {"accept-encoding"}
-    cors = None
-    if body.get("cors"):
-        c = body["cors"]
-        if not c.get("allow_origins"):
-            raise RoutesError(f"{where}.cors.allow_origins: required")
-        defaults = Cors(allow_origins=())
-        cors = Cors(
-            allow_origins=tuple(c["allow_origins"]),
-            allow_methods=tuple(m.upper() for m in c.get("allow_methods", defaults.allow_methods)),
-            allow_headers=tuple(h.lower() for h in c.get("allow_headers", defaults.allow_headers)),
-            expose_headers=tuple(h.lower() for h in c.get("expose_headers", defaults.expose_headers)),
-            max_age_s=int(c.get("max_age_s", defaults.max_age_s)),
-            allow_credentials=bool(c.get("allow_credentials", False)),
-        )
+    response = attrs.pop("response_headers", None)
+    if response is not None:
+        attrs["response_add"], attrs["response_remove"], attrs["response_rename"] = response
+    cors = attrs.get("cors")
+    if cors is not None:
+        if cors.allow_credentials and "*" in cors.allow_origins:
+            # Reflecting any origin with credentials would let every site read the user's answers.
+            raise SchemaError(join(join(where, "cors"), "allow_credentials"),
+                              "true needs the origins listed in allow_origins, not '*'")
+    if "fail_open" in attrs:
+        attrs["fail_open"] = attrs["fail_open"] == "open"
+    if "client_headers" in attrs:
+        attrs["client_headers_allow"] = attrs.pop("client_headers")
     return Route(
-        name=str(body.get("name") or f"route{index}"),
+        name=attrs.pop("name", None) or f"route{index}",
         kind=kind,
         pattern=pattern,
-        methods=methods,
-        cluster=cluster,
+        methods=match.get("methods"),
         meta=is_meta,
-        strip_prefix=body.get("strip_prefix"),
-        rewrite_prefix=(rewrite or {}).get("prefix") if isinstance(rewrite, dict) else rewrite,
-        timeouts=_timeouts(body.get("timeouts"), f"{where}.timeouts") if body.get("timeouts") else None,
-        fail_open=fail_mode == "open",
-        request_add=request_add,
+        rewrite_prefix=rewrite["prefix"] if isinstance(rewrite, dict) else rewrite,
+        request_add=tuple(headers.get("add", {}).items()),
         request_remove=request_remove,
-        response_add=response.add,
-        response_remove=response.remove,
-        response_rename=response.rename,
-        redaction=response.redaction,
-        cors=cors,
-        websocket=bool(body.get("websocket", True)),
-        client_headers_allow=_client_headers(body.get("client_headers"), f"{where}.client_headers"),
+        redaction=redaction,
         regex=glob_regex(pattern) if kind == "glob" else None,
+        **attrs,
     )

@@ -6,7 +6,7 @@ from tests.support.processes import ROOT
 
 
 def test_pyflakes_is_clean():
-    folders = ["pdp", "proxy", "bench", "tests", "devenv"]
+    folders = ["pdp", "proxy", "servicekit", "bench", "tests", "devenv"]
     out = subprocess.run([sys.executable, "-m", "pyflakes", *folders], cwd=ROOT,
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stdout + out.stderr

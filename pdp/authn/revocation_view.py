@@ -89,6 +89,11 @@ class LocalRevocationView:
         expires = self._entries.get(digest)
         return expires is not None and expires > self._clock()
 
+    def synced_within(self, seconds: float) -> bool:
+        """True when the last good sync is at most `seconds` old and holds every revocation."""
+        return (self._synced_at is not None and not self._overflow
+                and self._mono() - self._synced_at <= seconds)
+
     def knows(self, digest: str) -> bool:
         expires = self._entries.get(digest)
         return expires is not None and expires > self._clock()

@@ -15,6 +15,7 @@ import os
 import tarfile
 from pathlib import Path
 
+from .data_schema import check_data_file
 from .errors import PolicyError
 
 _MAX_FILE_BYTES = 8 * 1024 * 1024
@@ -129,13 +130,30 @@ def load_bundle_file(path: Path, settings_overlay: dict | None = None) -> Policy
     return PolicyBundle(str(path), modules, tests, data, "sha256:" + digest.hexdigest()[:16], wasm)
 
 
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _no_duplicates(pairs):
+    """A JSON object whose key appears twice is refused (json keeps the last silently)."""
+    out = {}
+    for key, value in pairs:
+        if key in out:
+            raise _DuplicateKey(f"duplicate key {key!r} (expected each key once per object)")
+        out[key] = value
+    return out
+
+
 def _merge_data(data: dict, rel: str, text: str) -> None:
     try:
-        doc = json.loads(text)
+        doc = json.loads(text, object_pairs_hook=_no_duplicates)
     except json.JSONDecodeError as err:
         raise PolicyError(err.msg, f"{rel}:{err.lineno}:{err.colno}") from None
+    except _DuplicateKey as err:
+        raise PolicyError(str(err), rel) from None
     if not isinstance(doc, dict):
         raise PolicyError("a data.json file must hold a JSON object", rel)
+    check_data_file(Path(rel).parent.parts, doc, rel)
     node = data
     for part in Path(rel).parent.parts:
         node = node.setdefault(part, {})

@@ -6,6 +6,7 @@ a pod would do before serving. It runs here on the env and args the chart
 renders, with the files the kubelet would mount written to a temp folder.
 """
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -16,6 +17,9 @@ from .conftest import CHART, CI_VALUES, ROOT, container
 
 pytest.importorskip("proxy.config", reason="the proxy is not merged into this tree yet")
 from proxy.config import SETTINGS  # noqa: E402
+from proxy.routes import DEFAULT_ROUTES_FILE  # noqa: E402
+
+DEFAULT_ROUTES = __import__("pathlib").Path(DEFAULT_ROUTES_FILE)
 
 ALL_VALUES = [None, *CI_VALUES]
 
@@ -46,18 +50,23 @@ def test_rendered_proxy_passes_the_proxy_startup_checks(helm, values_file, tmp_p
     rendered = helm.render([values_file] if values_file else [])
     pods = _proxy_pods(rendered)
     assert pods, "every mode here runs the proxy"
-    known = {s.env for s in SETTINGS}
     for spec, proxy in pods:
         env = {e["name"]: e["value"] for e in proxy["env"]}
-        assert set(env) <= known, f"the proxy does not read {sorted(set(env) - known)}"
         # The files the kubelet would mount, at temp paths.
         if env.get("SSL_ENABLED") == "true":
             env["SSL_CERT_PATH"], env["SSL_KEY_PATH"] = map(str, _self_signed_pair(tmp_path))
+        routes_text = DEFAULT_ROUTES.read_text()
         if env.get("ROUTES_FILE"):
             routes = [c for c in rendered.of_kind("ConfigMap") if c["metadata"]["name"].endswith("-routes")]
             path = tmp_path / "routes.yaml"
-            path.write_text(routes[0]["data"]["routes.yaml"])
+            routes_text = routes[0]["data"]["routes.yaml"]
+            path.write_text(routes_text)
             env["ROUTES_FILE"] = str(path)
+        # What the proxy reads: its settings, and the ${VAR}s of its routes file (the backends).
+        known = {s.env for s in SETTINGS}
+        if "--upstream" not in proxy.get("args", []):
+            known |= set(re.findall(r"\$\{([A-Za-z_][A-Za-z0-9_]*)", routes_text))
+        assert set(env) <= known, f"the proxy does not read {sorted(set(env) - known)}"
         argv = [sys.executable, "-m", "proxy", *proxy.get("args", []), "--check"]
         # Only the rendered env (plus how to find programs and modules): nothing
         # from the test's own environment may make a bad render pass.
@@ -76,8 +85,64 @@ def test_chart_defaults_match_the_proxy_defaults():
     assert str(values["proxy"]["httpPort"]) == defaults["HTTP_PORT"]
     assert str(values["proxy"]["httpsPort"]) == defaults["HTTPS_PORT"]
     assert values["proxy"]["tls"]["minVersion"] == defaults["SSL_MIN_VERSION"]
-    backends = values["proxy"]["backends"]
-    assert backends == {"blockchainCore": defaults["BLOCKCHAIN_CORE_URL"],
-                        "sessionManagement": defaults["SESSION_MANAGEMENT_URL"],
-                        "authService": defaults["AUTH_SERVICE_URL"],
-                        "tronPayment": defaults["TRON_PAYMENT_URL"]}
+    # The backends' defaults live in the shipped routes file (${VAR:-default}) only: the chart sets none.
+    assert values["proxy"]["backends"] == {}
+
+
+ORDERS_ROUTES = """\
+clusters:
+  orders: {endpoints: "${ORDERS_URL}"}
+routes:
+  - {name: meta-public, match: {glob: "/api/v1/meta/{health,info,version}", methods: [GET, HEAD]}, meta: true,
+     fail_mode: open}
+  - {match: {prefix: /api/v1/orders}, cluster: orders}
+"""
+
+
+def _check_rendered_proxy(rendered, tmp_path):
+    (_, proxy), = _proxy_pods(rendered)
+    env = {e["name"]: e["value"] for e in proxy["env"]}
+    if env.get("ROUTES_FILE"):
+        routes = [c for c in rendered.of_kind("ConfigMap") if c["metadata"]["name"].endswith("-routes")]
+        (tmp_path / "routes.yaml").write_text(routes[0]["data"]["routes.yaml"])
+        env["ROUTES_FILE"] = str(tmp_path / "routes.yaml")
+    base = {k: os.environ[k] for k in ("PATH", "PYTHONPATH") if k in os.environ}
+    return env, subprocess.run([sys.executable, "-m", "proxy", "--check"], env={**base, **env}, cwd=ROOT,
+                               capture_output=True, text=True, timeout=60)
+
+
+def test_a_new_backend_is_a_routes_file_and_a_value_only(helm, tmp_path):
+    # No template names a backend: proxy.backends become env, the routes file reads them.
+    import yaml
+    values = tmp_path / "orders-values.yaml"
+    values.write_text(yaml.safe_dump({"proxy": {"routes": ORDERS_ROUTES,
+                                                "backends": {"ORDERS_URL": "http://orders:8080,http://orders-2:8080"}}}))
+    env, proc = _check_rendered_proxy(helm.render([values]), tmp_path)
+    assert env["ORDERS_URL"] == "http://orders:8080,http://orders-2:8080"
+    assert proc.returncode == 0, proc.stderr
+    # Without the value, the pod would stop at startup with one line naming the variable.
+    values.write_text(yaml.safe_dump({"proxy": {"routes": ORDERS_ROUTES}}))
+    env, proc = _check_rendered_proxy(helm.render([values]), tmp_path)
+    assert "ORDERS_URL" not in env
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        f"lucid-proxy: {tmp_path / 'routes.yaml'}: clusters.orders.endpoints: unknown variable ${{ORDERS_URL}}: "
+        "not set in the environment (expected comma-separated http(s):// URLs; or write ${ORDERS_URL:-default})"]
+
+
+def test_the_seed_backends_are_values_like_any_other(helm, tmp_path):
+    rendered = helm.render(sets=["proxy.backends.BLOCKCHAIN_CORE_URL=http://core.chain:8084"])
+    env, proc = _check_rendered_proxy(rendered, tmp_path)
+    assert env["BLOCKCHAIN_CORE_URL"] == "http://core.chain:8084"
+    assert not {"SESSION_MANAGEMENT_URL", "AUTH_SERVICE_URL", "TRON_PAYMENT_URL"} & set(env)
+    assert proc.returncode == 0, proc.stderr
+
+
+@pytest.mark.parametrize("value,path", [
+    ("proxy.backends.orders_url=http://orders:8080", "/proxy/backends"),
+    ("proxy.backends.ORDERS_URL=orders:8080", "/proxy/backends/ORDERS_URL"),
+])
+def test_the_schema_refuses_a_bad_backend(helm, value, path):
+    proc = helm.run("template", "t", str(CHART), "--set-string", value, check=False)
+    assert proc.returncode != 0, proc.stdout
+    assert "schema" in proc.stderr and path in proc.stderr, proc.stderr

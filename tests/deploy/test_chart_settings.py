@@ -104,3 +104,62 @@ def test_sign_in_settings_from_values_pass_the_pdp_validation(helm):
     spec = rendered.get("Deployment", PDP)["spec"]["template"]["spec"]
     plain = {e["name"] for e in container(spec, "pdp")["env"] if "value" in e}
     assert not plain & {"SMTP_URL", "TOTP_ENCRYPTION_KEYS", "MONGODB_URI"}
+
+
+def _typed(row):
+    """A row's default as a values file would write it (the schema's type)."""
+    kind = row.schema.get("type")
+    if kind == "integer":
+        return int(row.default)
+    if kind == "number":
+        return float(row.default)
+    if kind == "boolean":
+        return row.default_value
+    return row.default
+
+
+def _passed_through(table):
+    return [row for row in table if row.chart is None and row.default]
+
+
+def test_every_other_setting_can_be_set_through_the_pass_through_maps(helm, tmp_path):
+    """pdp.settings / proxy.settings take every setting without a values path, each at its
+    default as a values file writes it; the schema accepts them, the env carries them as
+    the services read them (whole numbers without an exponent), and both start on it."""
+    from proxy.config import SETTINGS as PROXY_SETTINGS
+    from proxy.config import load as load_proxy
+    pdp_rows, proxy_rows = _passed_through(config.SETTINGS), _passed_through(PROXY_SETTINGS)
+    values = tmp_path / "all.yaml"
+    values.write_text(yaml.safe_dump({"pdp": {"settings": {r.env: _typed(r) for r in pdp_rows}},
+                                      "proxy": {"settings": {r.env: _typed(r) for r in proxy_rows}}}))
+    rendered = helm.render([values])
+    environ = _pdp_environ(rendered)
+    for row in pdp_rows:
+        assert row.value_of(environ[row.env]) == row.default_value, row.env
+    config.load_settings(environ)
+    spec = rendered.get("Deployment", "t-lucid-gateway-proxy")["spec"]["template"]["spec"]
+    proxy_env = {e["name"]: e["value"] for e in container(spec, "proxy")["env"]}
+    assert proxy_env["MAX_BODY_BYTES"] == "10485760"  # not 1.048576e+07
+    for row in proxy_rows:
+        assert row.value_of(proxy_env[row.env]) == row.default_value, row.env
+    load_proxy(proxy_env)
+
+
+def test_a_pass_through_setting_reaches_the_container(helm):
+    rendered = helm.render(sets=["pdp.settings.JWT_LEEWAY_S=60", "pdp.settings.FORWARD_AUTH_FRONT=traefik"])
+    settings = config.load_settings(_pdp_environ(rendered))
+    assert settings.jwt_leeway_s == 60 and settings.forward_auth_front == "traefik"
+
+
+@pytest.mark.parametrize("setting,path", [
+    ("pdp.settings.NO_SUCH_SETTING=1", "/pdp/settings"),           # unknown variable
+    ("pdp.settings.JWT_LEEWAY_S=1000", "/pdp/settings/JWT_LEEWAY_S"),  # the row's own range
+    ("pdp.settings.FORWARD_AUTH_FRONT=haproxy", "/pdp/settings/FORWARD_AUTH_FRONT"),
+    ("pdp.settings.AUTH_PORT=9000", "/pdp/settings"),              # has its values path: pdp.port
+    ("pdp.settings.REDIS_URL=redis://r:6379/0", "/pdp/settings"),  # the chart sets it (a Secret)
+    ("proxy.settings.MAX_HEADER_BYTES=10", "/proxy/settings/MAX_HEADER_BYTES"),
+    ("proxy.settings.PDP_URL=http://elsewhere:8082", "/proxy/settings"),
+], ids=lambda v: v if "=" in v else "")
+def test_the_schema_checks_the_pass_through_maps(helm, setting, path):
+    done = helm.run(*helm.template_args(sets=[setting]), check=False)
+    assert done.returncode != 0 and f"'{path}'" in done.stderr, done.stderr

@@ -13,6 +13,7 @@ import yaml
 
 import proxy.config
 from proxy.cli import build_route_table
+from proxy.routes import DEFAULT_ROUTES_FILE
 from pdp.config import SETTINGS as PDP_SETTINGS, load_settings
 from pdp.resources.openapi import load_spec
 from .conftest import CHART, ROOT
@@ -92,9 +93,14 @@ def test_the_gateway_sends_sign_in_to_the_pdp(compose):
 
 def test_gateway_environment_is_real_settings_that_load(compose):
     env = env_of(compose["services"]["api-gateway"])
-    known = {s.env for s in proxy.config.SETTINGS}
+    # The proxy's settings, and the backends the shipped routes file reads (${VAR}).
+    with open(DEFAULT_ROUTES_FILE) as handle:
+        backends = set(re.findall(r"\$\{([A-Z_]+):-", handle.read()))
+    known = {s.env for s in proxy.config.SETTINGS} | backends
     assert set(env) <= known, f"not proxy settings: {set(env) - known}"
     config = proxy.config.load(env)
+    tables = build_route_table(config)[0].clusters
+    assert tables["auth"].endpoints == (env["AUTH_SERVICE_URL"],)
     pdp = urlsplit(config.pdp_url)
     pdp_env = env_of(compose["services"]["pdp"])
     assert (pdp.hostname, pdp.port) == ("pdp", int(pdp_env["AUTH_PORT"]))

@@ -252,7 +252,9 @@ def test_schema_rejects_bad_values(helm, args, path):
     (["mode=sidecar"], "app.image.repository"),
     (["mode=sidecar", "app.image.repository=x", "app.port=8080"], "app.port 8080 collides"),
     (["policies.existingConfigMap=a", "policies.files.x\\.rego=package x"], "not both"),
-], ids=["tls-without-secret", "sidecar-without-app", "port-collision", "two-policy-sources"])
+    (["mongodb.uri=mongodb://m:27017/db", "signin.smtpUrl=smtp://mail:25", "signin.totpKeys=k1:" + "A" * 43],
+     "signin.publicBaseUrl is required with mongodb"),
+], ids=["tls-without-secret", "sidecar-without-app", "port-collision", "two-policy-sources", "signin-without-base-url"])
 def test_inconsistent_values_fail_with_one_clear_line(helm, sets, message):
     args = ["template", "t", str(CHART)] + [a for s in sets for a in ("--set", s)]
     proc = helm.run(*args, check=False)

@@ -40,6 +40,7 @@ def test_decision_header_names_take_prefixes():
     ({"JWT_ALGORITHM": "HS256,RS256"}, "JWT_ALGORITHM"),
     ({"REDIS_URL": "http://x"}, "REDIS_URL"),
     ({"DECISION_LOG": "2"}, "DECISION_LOG"),
+    ({"JWT_ALGORITHM": "RS256", "JWKS_URL": "issuer.test/jwks.json"}, "JWKS_URL"),
 ])
 def test_bad_value_names_the_variable(env, named):
     with pytest.raises(ConfigError) as err:

@@ -192,50 +192,32 @@ The proxy container, shared by the gateway Deployment and the sidecar pod.
   env:
     - name: SERVICE_NAME
       value: {{ $p.serviceName | default (include "lucid-gateway.componentFullname" (dict "ctx" . "component" "proxy")) | quote }}
-    - name: HTTP_PORT
-      value: {{ $p.httpPort | quote }}
-    - name: HTTPS_PORT
-      value: {{ $p.httpsPort | quote }}
-    - name: SSL_ENABLED
-      value: {{ $p.tls.enabled | quote }}
+    {{- /* Set here by hand (proxy/config.py marks these rows Helm(template=...)); every
+           other setting comes from templates/_settings.tpl, generated. */}}
     {{- if $p.tls.enabled }}
     - name: SSL_CERT_PATH
       value: /certs/tls.crt
     - name: SSL_KEY_PATH
       value: /certs/tls.key
-    - name: SSL_MIN_VERSION
-      value: {{ $p.tls.minVersion | toString | quote }}
-    - name: HTTP_REDIRECT_TO_HTTPS
-      value: {{ $p.tls.redirectHttp | quote }}
-    {{- if $p.tls.redirectHttp }}
-    - name: PUBLIC_HOST
-      value: {{ required "proxy.tls.publicHost is required with proxy.tls.redirectHttp" $p.tls.publicHost | quote }}
-    {{- end }}
     {{- end }}
     - name: PDP_URL
       value: {{ include "lucid-gateway.pdpUrl" . | quote }}
     {{- if not $sidecar }}
-    - name: BLOCKCHAIN_CORE_URL
-      value: {{ $p.backends.blockchainCore | quote }}
-    - name: SESSION_MANAGEMENT_URL
-      value: {{ $p.backends.sessionManagement | quote }}
-    - name: AUTH_SERVICE_URL
-      value: {{ $p.backends.authService | quote }}
-    - name: TRON_PAYMENT_URL
-      value: {{ $p.backends.tronPayment | quote }}
+    {{- /* Backend URLs, one variable each, for the routes file's ${VAR}s: no name is built in. */}}
+    {{- range $name, $url := $p.backends }}
+    - name: {{ $name }}
+      value: {{ $url | quote }}
+    {{- end }}
     {{- if $p.routes }}
     - name: ROUTES_FILE
       value: /etc/lucid-gateway/routes.yaml
     {{- end }}
     {{- end }}
-    - name: TRUSTED_PROXIES
-      value: {{ $p.trustedProxies | quote }}
-    - name: PROXY_WORKERS
-      value: {{ $p.workers | quote }}
     # In-flight requests get what is left of the pod's grace period after the
     # preStop sleep, minus a margin for the exit itself.
     - name: GRACE_PERIOD_S
       value: {{ max 1 (sub (sub (int (include "lucid-gateway.proxyTerminationGrace" .)) (int $p.preStopSleepSeconds)) 5) | quote }}
+    {{- include "lucid-gateway.proxySettingsEnv" . | trim | nindent 4 }}
     {{- with $p.extraEnv }}
     {{- toYaml . | nindent 4 }}
     {{- end }}
@@ -345,6 +327,12 @@ Checks that no schema can express; each fails the render with one clear line.
 {{- end }}
 {{- if and (contains "HS" .Values.jwt.algorithm) (regexMatch "RS|ES|PS" .Values.jwt.algorithm) }}
 {{- fail "jwt.algorithm: do not mix HS* with RS*/ES*/PS* (key confusion)" }}
+{{- end }}
+{{- if and .Values.proxy.tls.enabled .Values.proxy.tls.redirectHttp (not .Values.proxy.tls.publicHost) }}
+{{- fail "proxy.tls.publicHost is required with proxy.tls.redirectHttp" }}
+{{- end }}
+{{- if and (or .Values.mongodb.uri .Values.mongodb.existingSecret) (not .Values.signin.publicBaseUrl) }}
+{{- fail "signin.publicBaseUrl is required with mongodb (links in sign-in mails)" }}
 {{- end }}
 {{- if and (eq .Values.pdp.engine "opa") (eq (int .Values.pdp.port) (int .Values.pdp.opa.port)) }}
 {{- fail "pdp.port and pdp.opa.port collide in the PDP pod" }}

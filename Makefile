@@ -39,7 +39,7 @@ bootstrap: $(STAMP)
 	@bash scripts/bootstrap.sh
 
 run: bootstrap
-	bash scripts/run.sh
+	$(PY) -m devenv.run
 
 test: bootstrap
 	$(PY) -m pytest

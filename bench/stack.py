@@ -117,10 +117,6 @@ def start_pdp_grpc(env: dict, ready_timeout: float = 120) -> Server:
     return Server([sys.executable, "-m", "pdp", "serve-grpc"], port, env=full, ready_timeout=ready_timeout)
 
 
-def proxy_available() -> bool:
-    return (ROOT / "proxy" / "__main__.py").exists()
-
-
 def start_proxy(upstream_url: str, pdp_url: str, extra_env: dict | None = None) -> Server:
     """Our proxy with every cluster of the default routes pointing at one upstream."""
     port = free_port()

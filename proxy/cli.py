@@ -107,7 +107,8 @@ def build_gateway(config: config_module.Config, table: RouteTable, mode: str) ->
     metrics = Metrics()
     clusters = {name: Cluster(spec, clock) for name, spec in table.clusters.items()}
     pdp = PdpClient(config.pdp_url, config.pdp_timeout_ms / 1000.0, config.pdp_pool_size,
-                    config.pdp_queue_timeout_ms / 1000.0)
+                    config.pdp_queue_timeout_ms / 1000.0,
+                    tls_spec=config_module.pdp_tls_spec(config) if config.pdp_url.startswith("https://") else None)
     verdicts = VerdictCache(config.verdict_cache_size, clock) if config.verdict_cache_size else None
     leases = None
     if config.quota_leases:

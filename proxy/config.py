@@ -6,15 +6,21 @@ it from. Everything else (the CLI help, startup errors, and through
 scripts/gen_settings.py docs/settings.md and the chart's env and schema) is
 derived from `SETTINGS`.
 """
+from __future__ import annotations
+
 import os
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 from servicekit.settings import ConfigError, Helm, Setting, boolean, cidr_list, int_range, text, with_schema
 from servicekit.settings import describe as _describe
 from servicekit.settings import load as _load
 from servicekit.settings import markdown_table as _markdown_table
 
-__all__ = ["BY_NAME", "Config", "ConfigError", "SETTINGS", "Setting", "load", "markdown_table", "usable_cores"]
+if TYPE_CHECKING:
+    from .upstream_tls import UpstreamTlsSpec
+
+__all__ = ["BY_NAME", "Config", "ConfigError", "SETTINGS", "Setting", "load", "markdown_table", "pdp_tls_spec",
+           "usable_cores"]
 
 
 @with_schema({"type": "number", "exclusiveMinimum": 0})
@@ -92,6 +98,15 @@ def _optional_path(raw):
     return raw.strip() or None
 
 
+@with_schema({"type": "string", "pattern": "^([a-z0-9]([a-z0-9.-]*[a-z0-9])?)?$"})
+def _server_name(raw):
+    import re
+    value = raw.strip().lower()
+    if value and (len(value) > 253 or not re.fullmatch(r"[a-z0-9]([a-z0-9.-]*[a-z0-9])?", value)):
+        raise ValueError("expected a DNS name, such as pdp.internal")
+    return value or None
+
+
 @with_schema({"type": "string", "pattern": "^socks5h?://"})
 def _socks_url(raw):
     from .egress import EgressSpecError, parse_egress
@@ -130,13 +145,24 @@ SETTINGS = (
             "host[:port] clients use for HTTPS; the redirect's Location is built from it, never from Host.",
             helm=Helm("proxy.tls.publicHost", when="proxy.tls.enabled")),
     Setting("pdp_url", "PDP_URL", _url, "http://127.0.0.1:8082", "Base URL of the PDP (POST /v1/check).",
-            helm=Helm(template="the PDP's Service (http://<release>-pdp:pdp.service.port)")),
+            helm=Helm(template="proxy.pdp.url, else the PDP's Service (http://<release>-pdp:pdp.service.port)")),
     Setting("pdp_timeout_ms", "PDP_TIMEOUT_MS", int_range(1, 60000), "1000",
             "Deadline for one PDP decision, once a pooled connection is free (a hung PDP, not load: load is shed first)."),
     Setting("pdp_pool_size", "PDP_POOL_SIZE", int_range(1, 4096), "8",
             "Keep-alive connections to the PDP per worker; more requests wait for one (few: the PDP is CPU-bound)."),
     Setting("pdp_queue_timeout_ms", "PDP_QUEUE_TIMEOUT_MS", int_range(1, 60000), "3000",
             "How long a request may wait for a free PDP connection; one that would wait longer is shed at once (503, Retry-After)."),
+    Setting("pdp_ca_file", "PDP_CA_FILE", _optional_path, "",
+            "PEM CA bundle the https:// PDP's certificate is verified against (default: the system's trust store).",
+            helm=Helm(template="/pdp-tls/ca.crt from the Secret proxy.pdp.tls.secretName")),
+    Setting("pdp_tls_server_name", "PDP_TLS_SERVER_NAME", _server_name, "",
+            "Name sent as SNI and verified in the PDP's certificate (default: the host of PDP_URL).",
+            helm=Helm(template="proxy.pdp.tls.serverName")),
+    Setting("pdp_client_cert", "PDP_CLIENT_CERT", _optional_path, "",
+            "PEM certificate chain the proxy presents to an https:// PDP (mTLS); with PDP_CLIENT_KEY.",
+            helm=Helm(template="/pdp-tls/tls.crt from the Secret proxy.pdp.tls.secretName, with proxy.pdp.tls.clientCert")),
+    Setting("pdp_client_key", "PDP_CLIENT_KEY", _optional_path, "", "PEM private key of PDP_CLIENT_CERT.",
+            helm=Helm(template="/pdp-tls/tls.key from the Secret proxy.pdp.tls.secretName, with proxy.pdp.tls.clientCert")),
     Setting("workers", "PROXY_WORKERS", _workers, "", "Worker processes (default: usable cores, cgroup CPU quota included).",
             helm="proxy.workers"),
     Setting("routes_file", "ROUTES_FILE", _optional_path, "",
@@ -229,6 +255,42 @@ def _check_together(config: Config) -> None:
         raise ConfigError("HTTP_REDIRECT_TO_HTTPS: needs PUBLIC_HOST (the host clients use for HTTPS)")
     if config.routes_file and not os.path.isfile(config.routes_file):
         raise ConfigError(f"ROUTES_FILE: no such file, got {config.routes_file!r}")
+    _check_pdp_tls(config)
+
+
+_PDP_TLS = ("pdp_ca_file", "pdp_tls_server_name", "pdp_client_cert", "pdp_client_key")
+
+
+def _check_pdp_tls(config: Config) -> None:
+    """The PDP's TLS settings need an https:// PDP_URL (never a silent plain-text link) and
+    loadable files; the context is built once here so a bad file is one startup line."""
+    given = [name for name in _PDP_TLS if getattr(config, name)]
+    if not given:
+        return
+    if not config.pdp_url.startswith("https://"):
+        raise ConfigError(f"{BY_NAME[given[0]].env}: needs an https:// PDP_URL, got PDP_URL={config.pdp_url} "
+                          "(plain text)")
+    if bool(config.pdp_client_cert) != bool(config.pdp_client_key):
+        raise ConfigError("PDP_CLIENT_CERT/PDP_CLIENT_KEY: set both or neither")
+    for name in ("pdp_ca_file", "pdp_client_cert", "pdp_client_key"):
+        path = getattr(config, name)
+        if path and not os.path.isfile(path):
+            raise ConfigError(f"{BY_NAME[name].env}: no such file, got {path!r}")
+    import ssl
+
+    from .upstream_tls import build_context
+    try:
+        build_context(pdp_tls_spec(config))
+    except (OSError, ssl.SSLError) as exc:
+        names = "PDP_CA_FILE" if not config.pdp_client_cert else "PDP_CA_FILE/PDP_CLIENT_CERT/PDP_CLIENT_KEY"
+        raise ConfigError(f"{names}: cannot load the certificates: {exc}") from None
+
+
+def pdp_tls_spec(config: Config) -> UpstreamTlsSpec:
+    """The TLS of the link to an https:// PDP (verified, SNI, optional client certificate)."""
+    from .upstream_tls import UpstreamTlsSpec
+    return UpstreamTlsSpec(ca_file=config.pdp_ca_file, server_name=config.pdp_tls_server_name,
+                           client_cert=config.pdp_client_cert, client_key=config.pdp_client_key)
 
 
 def markdown_table() -> str:

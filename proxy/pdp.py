@@ -12,13 +12,15 @@ from typing import TYPE_CHECKING
 from . import upstream
 
 if TYPE_CHECKING:
+    from .upstream_tls import UpstreamTlsSpec
     from servicekit.trace_context import TraceContext
 
 
 class PdpUnavailable(Exception):
     """No usable decision (down, slow, malformed answer): fail closed unless the route opts out.
 
-    `kind` is one of: deadline, queue, unreachable, bad_answer, status (a metric label).
+    `kind` is one of: deadline, queue, shed, unreachable, tls (the handshake with an https://
+    PDP failed), bad_answer, status (a metric label).
     """
 
     def __init__(self, message: str, kind: str = "bad_answer"):
@@ -135,9 +137,12 @@ class PdpClient:
     """
 
     def __init__(self, base_url: str, timeout_s: float, pool_size: int, queue_s: float = 1.0,
-                 clock: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = time.monotonic, tls_spec: UpstreamTlsSpec | None = None):
         host, port = upstream.split_host_port(base_url)
-        self._pool = upstream.make_pool(base_url, pool_size, timeout_s, timeout_s)
+        # https://: verified TLS (tls_spec: CA bundle, SNI name, client certificate; None: the
+        # system's trust store). A failed handshake is PdpUnavailable "tls", never plain text.
+        self._pool = upstream.make_pool(base_url, pool_size, timeout_s, timeout_s, tls_spec=tls_spec,
+                                        label=f"the PDP at {base_url}")
         self._host = upstream.authority(host, port)
         self._timeout_s = timeout_s
         # A burst queues for a pooled connection (bounded) instead of piling onto the PDP.
@@ -191,6 +196,8 @@ class PdpClient:
             kind = "queue" if "no free connection" in str(exc) else "deadline"
             raise PdpUnavailable(f"PDP unreachable: {exc}", kind) from None
         except upstream.UpstreamBroken as exc:
+            if exc.tls:
+                raise PdpUnavailable(f"PDP unreachable over TLS: {exc}", "tls") from None
             raise PdpUnavailable(f"PDP unreachable: {exc}", "unreachable") from None
         finally:
             self._waiting -= 1

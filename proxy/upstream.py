@@ -8,6 +8,7 @@ retry), a timeout (504) or a broken exchange (502). Bodies stream both ways.
 from __future__ import annotations
 
 import socket
+import sys
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING
 
@@ -31,7 +32,11 @@ class UpstreamTimeout(Exception):
 
 
 class UpstreamBroken(Exception):
-    """The upstream broke the exchange or sent garbage (502)."""
+    """The upstream broke the exchange or sent garbage (502); `tls`: its TLS handshake failed."""
+
+    def __init__(self, message: str = "", tls: bool = False):
+        super().__init__(message)
+        self.tls = tls
 
 
 _poll_now = monkey.get_original("select", "select")
@@ -85,8 +90,10 @@ class _DialingPool(_NoDelayPool):
 
 
 def make_pool(url: str, size: int, connect_s: float, read_s: float, tls_spec: UpstreamTlsSpec | None = None,
-              egress: Socks5Egress | None = None) -> ConnectionPool:
-    """A keep-alive pool for one http:// or https:// endpoint, optionally through SOCKS egress."""
+              egress: Socks5Egress | None = None, label: str | None = None) -> ConnectionPool:
+    """A keep-alive pool for one http:// or https:// endpoint, optionally through SOCKS egress.
+
+    `label` names the endpoint in a failed handshake's log line (default: the URL)."""
     host, port = split_host_port(url)
     if url.startswith("https://") or egress is not None:
         tls = None
@@ -94,7 +101,7 @@ def make_pool(url: str, size: int, connect_s: float, read_s: float, tls_spec: Up
             from .upstream_tls import UpstreamTls, UpstreamTlsSpec
             tls = UpstreamTls(tls_spec or UpstreamTlsSpec(), host)
         return _DialingPool(host, port, host, port, size=size, connection_timeout=connect_s,
-                            network_timeout=read_s, tls=tls, egress=egress, label=url)
+                            network_timeout=read_s, tls=tls, egress=egress, label=label or url)
     return _NoDelayPool(host, port, host, port, size=size, connection_timeout=connect_s,
                         network_timeout=read_s)
 
@@ -287,5 +294,16 @@ def simple_request(pool: ConnectionPool, head: bytes, body: bytes, deadline_s: f
         if isinstance(exc, socket.timeout):
             raise UpstreamTimeout("read timeout") from None
         if isinstance(exc, (OSError, http11.ConnectionClosed, http11.ProtocolError)):
-            raise UpstreamBroken(str(exc) or exc.__class__.__name__) from None
+            # A refused client certificate under TLS 1.3 arrives as an alert on the first
+            # read, after the handshake looked complete: a TLS failure too.
+            raise UpstreamBroken(str(exc) or exc.__class__.__name__,
+                                 tls=_tls_failure(exc)) from None
         raise
+
+
+def _tls_failure(exc) -> bool:
+    """A failed handshake (UpstreamTlsError) or a TLS alert later in the exchange."""
+    if getattr(exc, "tls_failure", False):
+        return True
+    ssl_module = sys.modules.get("ssl")   # not imported: no TLS was ever spoken
+    return ssl_module is not None and isinstance(exc, ssl_module.SSLError)

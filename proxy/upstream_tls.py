@@ -9,6 +9,8 @@ from __future__ import annotations
 import logging
 import os
 import ssl
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -78,13 +80,18 @@ def build_context(spec: UpstreamTlsSpec) -> ssl.SSLContext:
 class UpstreamTlsError(OSError):
     """The TLS handshake with an upstream failed (untrusted, wrong name, refused client cert...)."""
 
+    tls_failure = True
+
 
 class UpstreamTls:
     """Wraps connected sockets in TLS for one endpoint (gevent's ssl under the proxy's patching)."""
 
-    def __init__(self, spec: UpstreamTlsSpec, host: str):
+    def __init__(self, spec: UpstreamTlsSpec, host: str, clock: Callable[[], float] = time.monotonic):
         self.server_name = spec.server_name or host
         self._context = build_context(spec)
+        self._clock = clock
+        self._logged_at = None
+        self._suppressed = 0
 
     def wrap(self, sock: socket.socket, endpoint: str) -> ssl.SSLSocket:
         """The TLS socket after a complete handshake, or UpstreamTlsError (sock closed)."""
@@ -96,5 +103,16 @@ class UpstreamTls:
                 reason = f"certificate verify failed: {exc.verify_message}"
             else:
                 reason = getattr(exc, "reason", None) or str(exc)
-            log.error("TLS handshake with %s (server name %s) failed: %s", endpoint, self.server_name, reason)
+            self._log_failure(endpoint, reason)
             raise UpstreamTlsError(f"TLS handshake failed: {reason}") from None
+
+    def _log_failure(self, endpoint: str, reason: str) -> None:
+        """One line per endpoint and second at most: every request of an outage retries the handshake."""
+        now = self._clock()
+        if self._logged_at is not None and now - self._logged_at < 1.0:
+            self._suppressed += 1
+            return
+        more = f" ({self._suppressed} more in the last second)" if self._suppressed else ""
+        log.error("TLS handshake with %s (server name %s) failed: %s%s", endpoint, self.server_name, reason, more)
+        self._logged_at = now
+        self._suppressed = 0

@@ -257,8 +257,7 @@ class Redirect:
 
 def add_routes(app, services, recent) -> None:
     """Mounts /ui/ on the PDP's app."""
-    from ..engines import make_engine
-    import dataclasses
+    from ..engines.wasm import WasmEngine
 
     s = services
     guard = UiGuard(s.authenticator)
@@ -266,8 +265,12 @@ def add_routes(app, services, recent) -> None:
     if s.quota is not None:
         from ..quota.admin import QuotaAdmin
         quota_admin = QuotaAdmin(s.quota)
-    playground = Playground(s.policies, s.engine,
-                            lambda: make_engine(dataclasses.replace(s.settings, engine="wasm")))
+    from .opa_side import OpaSide
+    # The wasm engine beside an opa one (drafts, side by side). Not make_engine() on a
+    # copy of the settings: Settings is no dataclass with an `engine` field, and that
+    # replace() was a 500 for every draft on PDP_ENGINE=opa.
+    playground = Playground(s.policies, s.engine, lambda: WasmEngine(s.settings.opa_binary),
+                            OpaSide(s.engine, s.settings.opa_binary))
     app.add_route("/ui", Redirect())
     app.add_route("/ui/", Page())
     app.add_route("/ui/static/{name}", Static())

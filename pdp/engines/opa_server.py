@@ -150,6 +150,29 @@ class OpaServerEngine:
             raise EngineError("OPA has no data.gateway.decision (policies not loaded)")
         return answer["result"]
 
+    def query(self, path: str, input_doc: dict, metrics: bool = False) -> dict:
+        """OPA's whole answer to POST /v1/data/<path> (the playground: result and, with
+        metrics, OPA's own timers). Raises EngineError."""
+        body = json.dumps({"input": input_doc}, separators=(",", ":")).encode()
+        url = "/v1/data" + ("/" + path.strip("/") if path.strip("/") else "") + ("?metrics=true" if metrics else "")
+        try:
+            answer = self._decisions.request("POST", url, body, {"Content-Type": "application/json"})
+            try:
+                status, raw = answer.status_code, answer.read()
+            finally:
+                answer.release()
+        except (OSError, HTTPParseError) as err:
+            raise EngineError(f"OPA query failed: {err.__class__.__name__}") from None
+        if status != 200:
+            raise EngineError(f"OPA query failed: status {status}")
+        try:
+            doc = json.loads(raw)
+        except ValueError:
+            raise EngineError("OPA answered with invalid JSON") from None
+        if not isinstance(doc, dict):
+            raise EngineError("OPA answered with something other than an object")
+        return doc
+
     def ready(self) -> bool:
         return self._query.check_health()
 

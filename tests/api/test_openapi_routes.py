@@ -9,7 +9,9 @@ from pdp import __version__
 from pdp.app import build_services, create_app
 from pdp.config import load_settings
 from pdp.resources.openapi import load_spec
+from tests.accounts.stack import signin_env
 from tests.conftest import FIXTURE_POLICIES
+from tests.support.mongo_server import start_mongo
 
 _HTTP_METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
 
@@ -30,10 +32,26 @@ def app_operations(app) -> set:
 
 @pytest.fixture
 def full_app(redis_server, jwt_secret):
-    """The app as `pdp serve` builds it, quotas on, so every optional route is mounted."""
-    settings = load_settings({"JWT_SECRET_KEY": jwt_secret, "REDIS_URL": redis_server.redis_url,
-                              "POLICY_DIR": str(FIXTURE_POLICIES), "RATE_LIMIT_ENABLED": "true"})
-    return create_app(build_services(settings))
+    """The app as `pdp serve` builds it, quotas and the sign-in API (a real SecantusDB) on,
+    so every optional route is mounted: decisions, quotas, admin page, accounts, wallets."""
+    mongo = start_mongo()
+    try:
+        env = signin_env(redis_server.redis_url, mongo.mongodb_uri, "smtp://127.0.0.1:1",
+                         JWT_SECRET_KEY=jwt_secret, POLICY_DIR=str(FIXTURE_POLICIES), RATE_LIMIT_ENABLED="true")
+        yield create_app(build_services(load_settings(env)))
+    finally:
+        mongo.stop()
+
+
+def test_sign_in_and_wallet_routes_are_mounted_and_documented(full_app):
+    """The sign-in API is part of what the spec must match (not left out as optional)."""
+    app, spec = app_operations(full_app), spec_operations(load_spec())
+    expected = {("/api/v1/auth/login", "POST"), ("/api/v1/auth/verify", "POST"), ("/api/v1/auth/magic", "GET"),
+                ("/api/v1/auth/refresh", "POST"), ("/api/v1/auth/logout", "POST"), ("/api/v1/users", "POST"),
+                ("/api/v1/users/me/totp", "POST"), ("/api/v1/users/{user_id}/roles", "PUT"),
+                ("/api/v1/auth/wallet/challenge", "POST"), ("/api/v1/auth/wallet/verify", "POST"),
+                ("/api/v1/users/me/wallets/{address}", "DELETE")}
+    assert expected <= app and expected <= spec
 
 
 def test_spec_paths_and_methods_are_the_apps_routes(full_app):

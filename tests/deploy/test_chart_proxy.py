@@ -146,3 +146,55 @@ def test_the_schema_refuses_a_bad_backend(helm, value, path):
     proc = helm.run("template", "t", str(CHART), "--set-string", value, check=False)
     assert proc.returncode != 0, proc.stdout
     assert "schema" in proc.stderr and path in proc.stderr, proc.stderr
+
+
+PDP_TLS = ["proxy.pdp.url=https://pdp.mesh.internal:8443", "proxy.pdp.tls.secretName=pdp-link",
+           "proxy.pdp.tls.clientCert=true", "proxy.pdp.tls.serverName=pdp.internal"]
+
+
+@pytest.mark.parametrize("values_file", [None, CHART / "ci" / "sidecar-values.yaml"], ids=["gateway", "sidecar"])
+def test_tls_to_the_pdp_mounts_its_secret_and_passes_the_startup_checks(helm, values_file, tmp_path):
+    """proxy.pdp.tls: the Secret's ca.crt/tls.crt/tls.key at /pdp-tls, the settings naming them,
+    accepted by `python -m proxy --check` with the files where the kubelet would put them."""
+    from tests.support.certs import CertAuthority
+    rendered = helm.render([values_file] if values_file else [], sets=PDP_TLS)
+    pods = _proxy_pods(rendered)
+    assert pods
+    ca = CertAuthority(tmp_path / "ca", "pdp link CA")
+    client_cert, client_key = ca.issue("lucid-proxy", client=True)
+    files = {"/pdp-tls/ca.crt": str(ca.cert_path), "/pdp-tls/tls.crt": client_cert, "/pdp-tls/tls.key": client_key}
+    for spec, proxy in pods:
+        env = {e["name"]: e["value"] for e in proxy["env"]}
+        assert env["PDP_URL"] == "https://pdp.mesh.internal:8443"
+        assert env["PDP_TLS_SERVER_NAME"] == "pdp.internal"
+        assert {env["PDP_CA_FILE"], env["PDP_CLIENT_CERT"], env["PDP_CLIENT_KEY"]} == set(files)
+        assert {"name": "pdp-tls", "mountPath": "/pdp-tls", "readOnly": True} in proxy["volumeMounts"]
+        assert {"name": "pdp-tls", "secret": {"secretName": "pdp-link"}} in spec["volumes"]
+        for name in ("PDP_CA_FILE", "PDP_CLIENT_CERT", "PDP_CLIENT_KEY"):
+            env[name] = files[env[name]]
+        env.pop("ROUTES_FILE", None)
+        base = {k: os.environ[k] for k in ("PATH", "PYTHONPATH") if k in os.environ}
+        proc = subprocess.run([sys.executable, "-m", "proxy", *proxy.get("args", []), "--check"],
+                              env={**base, **env}, cwd=ROOT, capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 0, proc.stderr
+
+
+def test_pdp_link_is_plain_http_to_the_charts_pdp_by_default(default_render):
+    for _, proxy in _proxy_pods(default_render):
+        env = {e["name"]: e.get("value") for e in proxy["env"]}
+        assert env["PDP_URL"] == "http://t-lucid-gateway-pdp:8082"
+        assert not {"PDP_CA_FILE", "PDP_CLIENT_CERT", "PDP_CLIENT_KEY", "PDP_TLS_SERVER_NAME"} & set(env)
+        assert all(m["name"] != "pdp-tls" for m in proxy["volumeMounts"])
+
+
+@pytest.mark.parametrize("sets, message", [
+    (["proxy.pdp.tls.secretName=pdp-link"], "proxy.pdp.tls needs an https:// proxy.pdp.url"),
+    (["proxy.pdp.url=http://pdp:8082", "proxy.pdp.tls.serverName=pdp"], "proxy.pdp.tls needs an https://"),
+    (["proxy.pdp.url=https://pdp:8443", "proxy.pdp.tls.clientCert=true"],
+     "proxy.pdp.tls.clientCert needs proxy.pdp.tls.secretName"),
+    (["proxy.pdp.url=pdp:8082"], "url"),
+    (["proxy.pdp.tls.caFile=/x"], "caFile"),
+])
+def test_bad_pdp_link_values_fail_the_render_with_one_line(helm, sets, message):
+    done = helm.run(*helm.template_args(sets=sets), check=False)
+    assert done.returncode != 0 and message in done.stderr, done.stderr

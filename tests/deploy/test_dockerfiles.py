@@ -14,7 +14,7 @@ from .dockerfile import dockerignored, env_pairs, parse, read_dockerignore
 
 IMAGES = {
     # Dockerfile -> (entrypoint module, its command args, ports the settings default to)
-    "Dockerfile.pdp": ("pdp", ["serve"], {8082}),
+    "Dockerfile.pdp": ("pdp", ["serve"], {8082, 9191}),   # the HTTP API, Envoy's gRPC ext_authz
     "Dockerfile.proxy": ("proxy", [], {8080, 8081}),
 }
 RUNTIME = re.compile(r"^gcr\.io/distroless/python3-debian13(:[\w.-]+)?(@sha256:[a-f0-9]{64})?$")
@@ -129,12 +129,12 @@ def test_exposed_ports_match_the_settings_defaults_and_the_chart(name):
     exposed = {int(p.split("/")[0]) for i in _runtime(name).all("EXPOSE") for p in i.operands()}
     assert exposed == ports
     values = yaml.safe_load((CHART / "values.yaml").read_text())
-    chart_ports = {"Dockerfile.pdp": {values["pdp"]["port"]},
+    chart_ports = {"Dockerfile.pdp": {values["pdp"]["port"], values["pdp"]["grpc"]["port"]},
                    "Dockerfile.proxy": {values["proxy"]["httpPort"], values["proxy"]["httpsPort"]}}
     assert exposed == chart_ports[name]
     if name == "Dockerfile.pdp" and not _missing_packages("pdp"):
         from pdp.config import SETTINGS
-        assert exposed == {s.default_value for s in SETTINGS if s.env == "AUTH_PORT"}
+        assert exposed == {s.default_value for s in SETTINGS if s.env in ("AUTH_PORT", "PDP_GRPC_PORT")}
     env = {k: v for i in _runtime(name).all("ENV") for k, v in env_pairs(i).items()}
     for var in ("AUTH_PORT", "HTTP_PORT", "HTTPS_PORT"):
         if var in env:

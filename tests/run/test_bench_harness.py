@@ -58,3 +58,56 @@ def test_cycles_over_a_targets_file_of_paths_and_tokens(tmp_path, upstream, pdp_
         front.stop()
     assert set(result.by_status) == {200, 401}
     assert result.by_status[200] > result.by_status[401] > 0
+
+
+def _remaining(header: str) -> int:
+    """r= of a RateLimit header (`"name";r=<remaining>;t=<s>`)."""
+    return int(header.split(";r=", 1)[1].split(";", 1)[0])
+
+
+def test_grpc_chain_starts_and_answers_200_through_envoy_with_quota_spent(tmp_path, upstream, redis_server,
+                                                                          jwt_secret):
+    """Chain (g) of `make bench` as run_bench starts it: Envoy -> `pdp serve-grpc` -> the upstream,
+    quotas spent in Redis on every allowed request (enterprise plan, as the bench's tokens)."""
+    import contextlib
+
+    import redis
+    import requests
+
+    from bench import run_bench, workloads
+    if not stack.find_envoy():
+        from tests.support.tools import require_tool
+        require_tool("envoy")
+    sub = "harness-grpc"
+    token = workloads.mint(jwt_secret, sub)
+    with contextlib.ExitStack() as running:
+        def keep(server):
+            running.callback(server.stop)
+            return server
+
+        chain = run_bench.start_grpc_chain(keep, tmp_path, redis_server.redis_url, jwt_secret, upstream.port,
+                                           quotas=True, workers="1", concurrency=1)
+        assert not chain.skipped and chain.url.startswith("http://127.0.0.1:")
+        url = chain.url + workloads.HOT_PATH
+        # The bench's own check: the token allowed (200), no token refused (401).
+        checked = run_bench.Chain("g", "", url, enforces=True)
+        run_bench.check_chain(checked, token)
+        assert checked.skipped == ""
+
+        auth = {"Authorization": f"Bearer {token}"}
+        first = requests.get(url, headers=auth, timeout=5)
+        assert first.status_code == 200, first.text
+        assert first.json()  # the upstream's static JSON body, through Envoy
+        assert first.headers["ratelimit-policy"]
+        result = run_wrk(url, 1, 2, threads=1, count_status=True, headers=auth)
+        assert result.requests > 0 and result.by_status == {200: result.requests}
+        last = requests.get(url, headers=auth, timeout=5)
+        assert last.status_code == 200
+        # Every request through the chain spent quota: wrk's requests and this one.
+        spent = _remaining(first.headers["ratelimit"]) - _remaining(last.headers["ratelimit"])
+        assert spent >= result.requests + 1, (first.headers["ratelimit"], last.headers["ratelimit"])
+        client = redis.Redis.from_url(redis_server.redis_url)
+        try:
+            assert client.keys(f"lucid:q:{{user:{sub}}}*"), "no quota counter in Redis"
+        finally:
+            client.close()

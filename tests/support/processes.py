@@ -1,14 +1,18 @@
-"""Start and stop real server processes for tests, always bounded in time."""
+"""Start and stop real server processes for tests, always bounded in time.
+
+The process handling itself (own session, group signals, readiness) is
+devenv/processes.py, which `make run` (devenv/run.py) uses too.
+"""
 import os
-import signal
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
+from devenv.processes import ROOT, Child
+
 from .ports import wait_for_port
 
-ROOT = Path(__file__).resolve().parents[2]
+__all__ = ["ROOT", "Server", "python_argv"]
 
 
 class Server:
@@ -17,12 +21,8 @@ class Server:
     def __init__(self, argv, port, env=None, cwd=None, ready_timeout=30.0):
         self.port = port
         self.log = tempfile.NamedTemporaryFile(prefix="lucid-test-", suffix=".log", delete=False)
-        full_env = dict(os.environ)
-        full_env.update(env or {})
-        self.proc = subprocess.Popen(
-            argv, stdout=self.log, stderr=subprocess.STDOUT, env=full_env,
-            cwd=cwd or ROOT, start_new_session=True,
-        )
+        self._child = Child(Path(argv[0]).name, argv, self.log, env={**os.environ, **(env or {})}, cwd=cwd or ROOT)
+        self.proc = self._child.proc
         try:
             wait_for_port(port, timeout=ready_timeout, proc=self.proc)
         except Exception:
@@ -40,14 +40,8 @@ class Server:
         self.proc.send_signal(sig)
 
     def stop(self, timeout: float = 10.0) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(5)
-        return self.proc.returncode
+        # SIGTERM to the child only (gunicorn's master stops its own workers), then the group is killed.
+        return self._child.stop(timeout, group=False)
 
 
 def python_argv(*args) -> list:

@@ -81,6 +81,13 @@ try {
   await page.waitForFunction(() => document.getElementById("pg-allow").textContent === "true");
   seen.pg_loaded = { status: await page.textContent("#pg-status"), meta: await page.textContent("#pg-meta"),
     ms: await page.textContent("#pg-ms"), rules: await page.textContent("#pg-rules") };
+  // Side by side: one row per engine, both decisions and timings, whether they agree, the rules that fired.
+  await page.waitForSelector('#pg-engines tr[data-engine="opa"]');
+  const engineRow = async (name) => (await page.locator(`#pg-engines tr[data-engine="${name}"] td`).allTextContents());
+  seen.pg_engines = { wasm: await engineRow("wasm"), opa: await engineRow("opa"),
+    agree: await page.textContent("#pg-agree"), fired: await page.locator("#pg-fired li").allTextContents() };
+  await page.locator("#pg-engines").scrollIntoViewIfNeeded();
+  await page.locator("#playground").screenshot({ path: `${artifacts}/admin-playground-engines.png` });
   await page.fill("#pg-draft", 'package gateway\n\ndecision := {"allow": false, "status": 451, "reason": "draft says no"}\n');
   await page.click("#pg-eval");
   await page.waitForFunction(() => document.getElementById("pg-status").textContent === "451");

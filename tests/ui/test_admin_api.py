@@ -110,12 +110,21 @@ def test_playground_on_the_loaded_policy_a_draft_and_a_replay(ui_pdp, token):
     loaded = requests.post(url, json={"input": user_input}, headers=admin, timeout=5).json()
     assert loaded["ok"] and not loaded["draft"] and loaded["decision"]["allow"] is True
     assert loaded["revision"].startswith("sha256:") and loaded["eval_ms"] > 0
-    assert loaded["rules"] is None and "does not report" in loaded["rules_note"]
+    # Side by side: the embedded engine and OPA (opa eval with the PDP's OPA binary) decide alike.
+    wasm, opa = loaded["engines"]["wasm"], loaded["engines"]["opa"]
+    assert wasm["ok"] and opa["ok"] and loaded["agree"] is True, loaded["engines"]
+    assert wasm["via"].startswith("embedded wasm") and opa["via"].startswith("opa eval")
+    assert opa["decision"] == wasm["decision"] == loaded["decision"]
+    assert wasm["eval_ms"] > 0 and opa["eval_ms"] > 0 and "timer_rego_query_eval_ns" in opa["timing"]
+    # The rules that fired, as OPA evaluated each named rule for this input.
+    assert {"gateway.decision", "gateway.subject_authenticated"} <= set(loaded["rules"]), loaded["rules"]
+    assert "evaluated by OPA" in loaded["rules_note"]
     draft = 'package gateway\n\ndecision := {"allow": false, "status": 451, "reason": "draft says no"}\n'
     drafted = requests.post(url, json={"input": user_input, "draft": {"gateway/decision.rego": draft}},
                             headers=admin, timeout=10).json()
     assert drafted["ok"] and drafted["draft"] and drafted["revision"].startswith("draft:")
     assert (drafted["decision"]["status"], drafted["decision"]["reason"]) == (451, "draft says no")
+    assert drafted["engines"]["opa"]["decision"]["status"] == 451 and drafted["agree"] is True
     # ... and the draft was never loaded: the served policy still allows.
     assert check(ui_pdp, token("frank", ["user"]))["allow"] is True
     broken = requests.post(url, json={"input": user_input, "draft": {"gateway/decision.rego": "package gateway\n\ndecision := {"}},
@@ -131,3 +140,44 @@ def test_playground_on_the_loaded_policy_a_draft_and_a_replay(ui_pdp, token):
         resp = requests.post(url, json=bad, headers=admin, timeout=5)
         assert resp.status_code == 400, bad
     assert requests.post(url, json={"replay": "0" * 32}, headers=admin, timeout=5).status_code == 404
+
+
+NAMED_RULES_DRAFT = """package gateway
+
+default draft_allow := false
+
+draft_allow if input.subject.authenticated
+
+default draft_admin := false
+
+draft_admin if "admin" in input.subject.roles
+
+draft_roles contains role if some role in input.subject.roles
+
+draft_never contains role if {
+	some role in input.subject.roles
+	role == "nobody"
+}
+
+decision := {"allow": draft_allow, "status": 200, "reason": "drafted"}
+"""
+
+
+def test_playground_names_the_rules_that_fired(ui_pdp, token):
+    """Each named rule evaluated for the input: true or non-empty fired, false or empty did not."""
+    admin = {"Authorization": "Bearer " + token()}
+    url = ui_pdp.url + "/ui/api/playground"
+    user_input = requests.get(url + "/samples", headers=admin, timeout=5).json()["samples"]["user GET /api/v1/sessions"]
+    doc = requests.post(url, json={"input": user_input, "draft": {"gateway/decision.rego": NAMED_RULES_DRAFT}},
+                        headers=admin, timeout=20).json()
+    assert doc["ok"] and doc["agree"] is True and doc["decision"]["reason"] == "drafted", doc
+    fired, not_fired = set(doc["rules"]), set(doc["rules_not_fired"])
+    assert {"gateway.draft_allow", "gateway.draft_roles", "gateway.decision"} <= fired
+    assert {"gateway.draft_admin", "gateway.draft_never"} <= not_fired
+    assert not fired & not_fired
+    # Plain data (data.json's gateway.settings) is not a rule.
+    assert not any(name.startswith("gateway.settings") for name in fired | not_fired)
+    # A draft OPA cannot compile is said so on both sides, not a 500.
+    bad = requests.post(url, json={"input": user_input, "draft": {"gateway/decision.rego": "package gateway\n\nx := y\n"}},
+                        headers=admin, timeout=20)
+    assert bad.status_code == 200 and bad.json()["ok"] is False and bad.json()["stage"] == "compile"

@@ -15,6 +15,17 @@ import pytest
 
 HERE = Path(__file__).resolve().parent
 ARTIFACTS = Path(os.environ.get("UI_ARTIFACTS", HERE / "artifacts"))
+# What admin_page.mjs saves; docs/operations.md links a copy of each (docs/images/).
+SCREENSHOTS = ("admin-signin", "admin-live", "admin-decisions", "admin-playground", "admin-playground-engines")
+DOCS = HERE.parent.parent / "docs"
+
+
+def test_operations_doc_links_every_screenshot():
+    """Each screenshot the browser test takes is linked from docs/operations.md, and the linked file is there."""
+    text = (DOCS / "operations.md").read_text()
+    for name in SCREENSHOTS:
+        assert f"(images/{name}.png)" in text, name
+        assert (DOCS / "images" / f"{name}.png").stat().st_size > 10_000, name
 
 
 def _require_browser():
@@ -49,10 +60,17 @@ def test_admin_page_in_chromium(ui_pdp, token):
     assert "user_per_minute: 200 left" in seen["quota_after"]
     assert seen["log_rows"] and set(seen["log_rows"]) == {"loadgen"}
     assert seen["pg_loaded"]["status"] == "200" and "loaded policy sha256:" in seen["pg_loaded"]["meta"]
-    assert float(seen["pg_loaded"]["ms"]) > 0 and "does not report" in seen["pg_loaded"]["rules"]
+    assert float(seen["pg_loaded"]["ms"]) > 0 and "evaluated by OPA" in seen["pg_loaded"]["rules"]
+    # Columns: engine, how, allow, status, reason, eval ms, timing.
+    wasm, opa = seen["pg_engines"]["wasm"], seen["pg_engines"]["opa"]
+    assert wasm[0] == "wasm" and wasm[1].startswith("embedded wasm") and wasm[2:5] == ["true", "200", "ok"], wasm
+    assert opa[0] == "opa" and opa[1].startswith("opa eval") and opa[2:5] == ["true", "200", "ok"], opa
+    assert float(wasm[5]) > 0 and float(opa[5]) > 0 and "timer_rego_query_eval_ns" in opa[6]
+    assert seen["pg_engines"]["agree"] == "The engines agree."
+    assert {"gateway.decision", "gateway.subject_authenticated"} <= set(seen["pg_engines"]["fired"])
     assert seen["pg_draft"] == {"allow": "false", "reason": "draft says no", "meta": seen["pg_draft"]["meta"]}
     assert seen["pg_draft"]["meta"].startswith("draft draft:")
     assert seen["pg_replay_input_has_token"] is False
     assert seen["signed_out"] is True
-    for name in ("admin-signin", "admin-live", "admin-decisions", "admin-playground"):
+    for name in SCREENSHOTS:
         assert (ARTIFACTS / f"{name}.png").stat().st_size > 10_000, name

@@ -201,7 +201,21 @@ The proxy container, shared by the gateway Deployment and the sidecar pod.
       value: /certs/tls.key
     {{- end }}
     - name: PDP_URL
-      value: {{ include "lucid-gateway.pdpUrl" . | quote }}
+      value: {{ $p.pdp.url | default (include "lucid-gateway.pdpUrl" .) | quote }}
+    {{- if $p.pdp.tls.secretName }}
+    - name: PDP_CA_FILE
+      value: /pdp-tls/ca.crt
+    {{- if $p.pdp.tls.clientCert }}
+    - name: PDP_CLIENT_CERT
+      value: /pdp-tls/tls.crt
+    - name: PDP_CLIENT_KEY
+      value: /pdp-tls/tls.key
+    {{- end }}
+    {{- end }}
+    {{- with $p.pdp.tls.serverName }}
+    - name: PDP_TLS_SERVER_NAME
+      value: {{ . | quote }}
+    {{- end }}
     {{- if not $sidecar }}
     {{- /* Backend URLs, one variable each, for the routes file's ${VAR}s: no name is built in. */}}
     {{- range $name, $url := $p.backends }}
@@ -256,6 +270,11 @@ The proxy container, shared by the gateway Deployment and the sidecar pod.
       mountPath: /etc/lucid-gateway
       readOnly: true
     {{- end }}
+    {{- if $p.pdp.tls.secretName }}
+    - name: pdp-tls
+      mountPath: /pdp-tls
+      readOnly: true
+    {{- end }}
 {{- end }}
 
 {{/*
@@ -278,6 +297,11 @@ Volumes the proxy container needs besides /tmp.
 - name: routes
   configMap:
     name: {{ include "lucid-gateway.componentFullname" (dict "ctx" . "component" "routes") }}
+{{- end }}
+{{- if .Values.proxy.pdp.tls.secretName }}
+- name: pdp-tls
+  secret:
+    secretName: {{ .Values.proxy.pdp.tls.secretName }}
 {{- end }}
 {{- end }}
 
@@ -336,5 +360,18 @@ Checks that no schema can express; each fails the render with one clear line.
 {{- end }}
 {{- if and (eq .Values.pdp.engine "opa") (eq (int .Values.pdp.port) (int .Values.pdp.opa.port)) }}
 {{- fail "pdp.port and pdp.opa.port collide in the PDP pod" }}
+{{- end }}
+{{- if and .Values.pdp.grpc.enabled (eq (int .Values.pdp.port) (int .Values.pdp.grpc.port)) }}
+{{- fail "pdp.port and pdp.grpc.port collide in the PDP container" }}
+{{- end }}
+{{- if and .Values.pdp.grpc.enabled (eq .Values.pdp.engine "opa") (eq (int .Values.pdp.grpc.port) (int .Values.pdp.opa.port)) }}
+{{- fail "pdp.grpc.port and pdp.opa.port collide in the PDP pod" }}
+{{- end }}
+{{- $pdpTls := .Values.proxy.pdp.tls }}
+{{- if and (or $pdpTls.secretName $pdpTls.serverName $pdpTls.clientCert) (not (hasPrefix "https://" .Values.proxy.pdp.url)) }}
+{{- fail "proxy.pdp.tls needs an https:// proxy.pdp.url (the chart's own PDP Service is plain HTTP)" }}
+{{- end }}
+{{- if and $pdpTls.clientCert (not $pdpTls.secretName) }}
+{{- fail "proxy.pdp.tls.clientCert needs proxy.pdp.tls.secretName (a Secret with ca.crt, tls.crt and tls.key)" }}
 {{- end }}
 {{- end }}

@@ -155,6 +155,7 @@ async function evaluate(body) {
     if (doc.input) $("pg-input").value = JSON.stringify(doc.input, null, 2);
     if (!doc.ok) {
       for (const id of ["pg-allow", "pg-status", "pg-reason", "pg-ms"]) $(id).textContent = "–";
+      renderEngines({ engines: {}, agree: null, rules: null, rules_not_fired: null, rules_note: "" });
       $("pg-meta").textContent = `${doc.stage} failed on the ${doc.engine} engine (${doc.revision})`;
       $("pg-raw").textContent = doc.error;
       return;
@@ -166,11 +167,34 @@ async function evaluate(body) {
     $("pg-ms").textContent = fmt(doc.eval_ms, 3);
     $("pg-meta").textContent = `${doc.draft ? "draft" : "loaded policy"} ${doc.revision} on the ${doc.engine} engine` +
       (doc.compile_ms !== null ? `, compiled in ${fmt(doc.compile_ms, 1)} ms` : "");
-    $("pg-rules").textContent = doc.rules ? "rules: " + doc.rules.join(", ") : doc.rules_note;
+    renderEngines(doc);
     $("pg-raw").textContent = JSON.stringify(doc.result, null, 2);
   } catch (err) {
     $("pg-raw").textContent = "error: " + err.message;
   }
+}
+
+// Both engines' decisions and timings, whether they agree, and the rules that fired (as OPA evaluated them).
+function renderEngines(doc) {
+  const tbody = $("pg-engines").tBodies[0]; tbody.replaceChildren();
+  for (const [name, e] of Object.entries(doc.engines || {})) {
+    const d = e.decision || {};
+    const ms = e.eval_ms === null || e.eval_ms === undefined ? "–" : fmt(e.eval_ms, 3);
+    const tr = e.ok
+      ? row(tbody, [name, e.via, el("span", d.allow, d.allow ? "allow" : "deny"), d.status, d.reason, ms,
+          e.timing + (e.process_ms !== undefined ? `; opa eval process ${fmt(e.process_ms, 1)} ms` : "") +
+          (e.round_trip_ms !== undefined ? `; round trip ${fmt(e.round_trip_ms, 3)} ms` : "")])
+      : row(tbody, [name, e.via || "–", "–", "–", el("span", (e.stage ? e.stage + ": " : "") + e.error, "deny"), "–", "–"]);
+    tr.dataset.engine = name;
+  }
+  $("pg-agree").textContent = doc.agree === true ? "The engines agree."
+    : doc.agree === false ? "The engines DISAGREE: compare the raw results." : "";
+  $("pg-agree").className = doc.agree === false ? "deny" : "";
+  const fired = $("pg-fired"); fired.replaceChildren();
+  for (const name of doc.rules || []) fired.appendChild(el("li", name, "allow"));
+  const notFired = $("pg-not-fired"); notFired.replaceChildren();
+  for (const name of doc.rules_not_fired || []) notFired.appendChild(el("li", name));
+  $("pg-rules").textContent = doc.rules_note || "";
 }
 
 function playgroundRequest() {

@@ -11,12 +11,13 @@ it takes its turn to come round and is not shed.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 from gevent.lock import Semaphore
 
 
 class Admission:
-    def __init__(self, max_active: int, budget_s: float, clock=time.monotonic):
+    def __init__(self, max_active: int, budget_s: float, clock: Callable[[], float] = time.monotonic):
         self._slots = Semaphore(max_active)
         self._budget_s = budget_s
         self._clock = clock

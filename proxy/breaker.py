@@ -1,10 +1,17 @@
 """A cluster's circuit breaker (servicekit/breaker.py) plus a bulkhead: at most
 `max_concurrent` requests at once, `max_pending` more waiting (one per worker)."""
+from __future__ import annotations
+
 import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import gevent.lock
 
 from servicekit.breaker import CLOSED, HALF_OPEN, OPEN, STATE_VALUES, CircuitBreaker
+
+if TYPE_CHECKING:
+    from .routes import BreakerSpec
 
 __all__ = ["Breaker", "BreakerRejected", "CLOSED", "HALF_OPEN", "OPEN", "STATE_VALUES"]
 
@@ -20,7 +27,7 @@ class BreakerRejected(Exception):
 
 
 class Breaker:
-    def __init__(self, spec, clock, name: str = "cluster"):
+    def __init__(self, spec: BreakerSpec, clock: Callable[[], float], name: str = "cluster"):
         self._name = name
         self._circuit = CircuitBreaker(spec.failure_threshold, spec.open_s, spec.half_open_max, clock)
         self._slots = gevent.lock.Semaphore(spec.max_concurrent)

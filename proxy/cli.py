@@ -1,8 +1,12 @@
 """`lucid-proxy` / `python -m proxy`: validate everything, then fork the workers."""
+from __future__ import annotations
+
 import argparse
 import logging
 import sys
 import time
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from servicekit import logs
 from servicekit.tracing import make_tracer
@@ -10,10 +14,15 @@ from servicekit.tracing import make_tracer
 from . import config as config_module
 from .routes import DEFAULT_ROUTES_FILE, RoutesError, load_routes, sidecar_table
 
-log = logging.getLogger("proxy.cli")
+log = logging.getLogger("lucid.proxy.cli")
+
+if TYPE_CHECKING:
+    from .gateway import Gateway
+    from .metrics import Metrics
+    from .routes import RouteTable
 
 
-def parse_args(argv):
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="lucid-proxy",
         description="Thin gevent proxy that asks the PDP before forwarding. "
@@ -30,7 +39,7 @@ def parse_args(argv):
     return parser.parse_args(argv)
 
 
-def build_route_table(config, upstream_url=None):
+def build_route_table(config: config_module.Config, upstream_url: str | None = None) -> tuple[RouteTable, str]:
     if upstream_url:
         url = config_module.BY_NAME["pdp_url"].parse(upstream_url)
         if not url.startswith("http://"):
@@ -41,7 +50,7 @@ def build_route_table(config, upstream_url=None):
     return load_routes(config.routes_file or DEFAULT_ROUTES_FILE, variables), "gateway"
 
 
-def main(argv=None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     if args.settings:
         print(config_module.markdown_table())
@@ -97,16 +106,17 @@ def main(argv=None) -> int:
     return master.run()
 
 
-def reread_routes(reread):
+def reread_routes(reread: Callable[[], RouteTable]) -> RouteTable | None:
     """The routes file read again, or None (logged) when it does not load: the last good stays."""
     try:
         return reread()
     except (RoutesError, ValueError) as exc:
-        logging.getLogger("proxy.routes").error("routes reload failed, keeping the previous routes: %s", exc)
+        logging.getLogger("lucid.proxy.routes").error("routes reload failed, keeping the previous routes: %s", exc)
         return None
 
 
-def build_gateway(config, table, mode, reread=None):
+def build_gateway(config: config_module.Config, table: RouteTable, mode: str,
+                  reread: Callable[[], RouteTable] | None = None) -> tuple[Gateway, Metrics, list]:
     """Wires one worker's Gateway from its parts (called after fork).
 
     reread: returns the routes file's table again (SIGHUP); None in sidecar mode."""
@@ -142,7 +152,7 @@ def build_gateway(config, table, mode, reread=None):
                       leases=leases, admission=admission)
 
     def health_head(endpoint, path):
-        return f"GET {path} HTTP/1.1\r\nHost: {endpoint.host}:{endpoint.port}\r\nUser-Agent: lucid-proxy-health\r\n\r\n" \
+        return f"GET {path} HTTP/1.1\r\nHost: {endpoint.authority}\r\nUser-Agent: lucid-proxy-health\r\n\r\n" \
             .encode("latin-1")
 
     checks = {name: c.start_health_checks(health_head) for name, c in clusters.items()}

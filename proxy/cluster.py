@@ -1,16 +1,28 @@
-"""Clusters of upstream endpoints: load balancing, passive ejection, active health checks.
+"""Clusters of upstream endpoints: load balancing, passive ejection, active health checks, leases.
 
 State lives per worker process: each worker balances, ejects and checks on
-its own (no shared memory on the hot path).
+its own (no shared memory on the hot path). A request holds a cluster through
+a `Lease` (`with cluster.lease(...) as lease:`), which owns every counter the
+request changes: the breaker slot, the cluster's active requests, retries and
+streamed bodies, and the outstanding count of the endpoint it is using.
 """
+from __future__ import annotations
+
 import bisect
 import hashlib
 import logging
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 import gevent
 
 from . import upstream
 from .breaker import Breaker
+
+if TYPE_CHECKING:
+    import socket
+
+    from .routes import ClusterSpec, HealthCheck
 
 log = logging.getLogger("lucid.proxy.cluster")
 _RING_POINTS = 100
@@ -23,9 +35,10 @@ def _hash64(text: str) -> int:
 class Endpoint:
     """One upstream instance with its pool and health."""
 
-    def __init__(self, url, spec, clock):
+    def __init__(self, url: str, spec: ClusterSpec, clock: Callable[[], float]):
         self.url = url
         self.host, self.port = upstream.split_host_port(url)
+        self.authority = upstream.authority(self.host, self.port)  # for a Host header
         self.pool = upstream.make_pool(url, spec.max_connections, spec.timeouts.connect_s, spec.timeouts.read_s,
                                        tls_spec=spec.tls, egress=spec.egress)
         self.outstanding = 0
@@ -38,11 +51,11 @@ class Endpoint:
         self._spec = spec
         self._clock = clock
 
-    def open_connection(self):
+    def open_connection(self) -> socket.socket:
         """A connection of its own to this endpoint (TLS and egress as the pool's); OSError on failure."""
         return upstream.open_connection(self.pool)
 
-    def available(self, now) -> bool:
+    def available(self, now: float) -> bool:
         return self.healthy and self.ejected_until <= now
 
     def is_ejected(self) -> bool:
@@ -61,7 +74,7 @@ class Endpoint:
             log.warning("ejected %s for %.1fs after %d consecutive failures",
                         self.url, self._spec.eject_s, self._spec.eject_consecutive)
 
-    def record_check(self, ok: bool, check) -> None:
+    def record_check(self, ok: bool, check: HealthCheck) -> None:
         if ok:
             self._check_failures = 0
             self._check_successes += 1
@@ -79,7 +92,7 @@ class Endpoint:
 class Cluster:
     """Endpoints of one cluster, the balancer over them, the breaker and the retry budget."""
 
-    def __init__(self, spec, clock):
+    def __init__(self, spec: ClusterSpec, clock: Callable[[], float]):
         self.spec = spec
         self.name = spec.name
         self._clock = clock
@@ -99,7 +112,7 @@ class Cluster:
             self._ring = points
             self._ring_keys = [p[0] for p in points]
 
-    def pick(self, headers, exclude=()):
+    def pick(self, headers: Sequence[tuple[str, str]], exclude: Sequence[Endpoint] = ()) -> Endpoint | None:
         """Chooses an available endpoint (None if none): by LB policy, skipping `exclude`."""
         now = self._clock()
         candidates = [e for e in self.endpoints if e.available(now) and e not in exclude]
@@ -142,7 +155,39 @@ class Cluster:
                 return endpoint
         return None
 
-    def may_retry(self) -> bool:
+    def lease(self, wait_s: float, retries: int = 0, streamed_body_limit: int | None = None) -> Lease:
+        """One request's hold on this cluster, for a `with` block; see Lease.
+
+        Args:
+            wait_s: how long to wait for a breaker slot when all are taken.
+            retries: how many connect failures may be retried (0 for a
+                non-idempotent request), within the cluster's retry budget.
+            streamed_body_limit: set when the request streams a body too large
+                to buffer: how many such requests this cluster may have at once.
+
+        Raises:
+            StreamsFull: `streamed_body_limit` requests are streaming already.
+            BreakerRejected: the breaker refused the request (proxy/breaker.py).
+
+        The counters are taken here, so use the lease in a `with` statement at
+        once: leaving the block gives them back.
+        """
+        streamed = streamed_body_limit is not None
+        if streamed:
+            if self.streaming_bodies >= streamed_body_limit:
+                raise StreamsFull()
+            # Counted while it waits for a breaker slot too: it holds its client meanwhile.
+            self.streaming_bodies += 1
+        try:
+            probe = self.breaker.acquire(wait_s)
+        except BaseException:
+            if streamed:
+                self.streaming_bodies -= 1
+            raise
+        self.active_requests += 1
+        return Lease(self, probe, retries, streamed)
+
+    def _within_retry_budget(self) -> bool:
         """Retry budget: retries in flight stay under a share of active requests."""
         budget = max(self.spec.retry_min_concurrency,
                      self.spec.retry_budget_percent / 100.0 * self.active_requests)
@@ -152,7 +197,7 @@ class Cluster:
         now = self._clock()
         return sum(1 for e in self.endpoints if e.available(now))
 
-    def start_health_checks(self, head_for):
+    def start_health_checks(self, head_for: Callable[[Endpoint, str], bytes]) -> gevent.Greenlet | None:
         """Spawns a greenlet that probes every endpoint each interval; returns it (or None)."""
         check = self.spec.health_check
         if check is None:
@@ -174,3 +219,109 @@ class Cluster:
         except (upstream.UpstreamTimeout, upstream.UpstreamBroken, upstream.ConnectFailed, OSError):
             ok = False
         endpoint.record_check(ok, check)
+
+
+class StreamsFull(Exception):
+    """The cluster has as many requests streaming their bodies as it may (503)."""
+
+
+class Lease:
+    """One request's hold on a cluster, from taking a breaker slot to giving it back.
+
+    Taken by `Cluster.lease` (which takes the breaker slot and counts the request)
+    and used as a context manager; leaving the block gives back everything the
+    request counted, whatever happened:
+
+        with cluster.lease(connect_s, retries) as lease:
+            endpoint = lease.pick(headers)      # counted as outstanding on it
+            ... on a connect error: lease.failed(); retry if lease.may_retry()
+            ... on a response: lease.answered(status < 500)
+
+    The breaker hears a success only from `answered(True)` or `client_failed()`;
+    a request that ends any other way counts as a failure.
+    """
+
+    __slots__ = ("_cluster", "_probe", "_retries_left", "_retrying", "_streamed", "_tried", "_success",
+                 "endpoint")
+
+    def __init__(self, cluster: Cluster, probe: bool, retries: int, streamed: bool):
+        self._cluster = cluster
+        self._probe = probe
+        self._retries_left = retries
+        self._retrying = False
+        self._streamed = streamed
+        self._tried = ()  # endpoints that failed to connect (a list once there is one)
+        self._success = False
+        self.endpoint = None  # the endpoint in use, counted in its `outstanding`
+
+    def __enter__(self) -> Lease:
+        return self
+
+    def __exit__(self, exc_type, exc, traceback) -> None:  # no *args: no tuple per request
+        cluster = self._cluster
+        endpoint = self.endpoint
+        if endpoint is not None:
+            endpoint.outstanding -= 1
+            self.endpoint = None
+        if self._streamed:
+            cluster.streaming_bodies -= 1
+        cluster.active_requests -= 1
+        if self._retrying:
+            cluster.active_retries -= 1
+        cluster.breaker.release(self._success, self._probe)
+
+    @property
+    def tried(self) -> bool:
+        """Whether an endpoint has failed to connect for this request already."""
+        return bool(self._tried)
+
+    def pick(self, headers: Sequence[tuple[str, str]]) -> Endpoint | None:
+        """An available endpoint that has not failed this request (None if none), now counted as in use."""
+        if self.endpoint is not None:
+            self._put_down()
+        endpoint = self._cluster.pick(headers, exclude=self._tried)
+        if endpoint is not None:
+            endpoint.outstanding += 1
+            self.endpoint = endpoint
+        return endpoint
+
+    def failed(self, connect: bool = False) -> None:
+        """The endpoint in use failed (a connect error, a timeout, a broken exchange).
+
+        It counts towards the endpoint's ejection; `connect` failures also keep
+        this request from picking it again.
+        """
+        endpoint = self.endpoint
+        self._put_down()
+        endpoint.record(False)
+        if connect:
+            if not self._tried:
+                self._tried = []
+            self._tried.append(endpoint)
+
+    def may_retry(self) -> bool:
+        """After a connect failure: whether to try another endpoint (attempts left, within the budget)."""
+        cluster = self._cluster
+        if self._retries_left <= 0 or not cluster._within_retry_budget():
+            return False
+        self._retries_left -= 1
+        if not self._retrying:
+            self._retrying = True
+            cluster.active_retries += 1
+        return True
+
+    def client_failed(self) -> None:
+        """The client, not the upstream, broke the exchange (its body): neither is held against the endpoint."""
+        self._put_down()
+        self._success = True
+
+    def answered(self, success: bool) -> None:
+        """The endpoint answered; `success` (not a 5xx) is what its ejection and the breaker learn."""
+        self.endpoint.record(success)
+        self._success = success
+
+    def _put_down(self) -> None:
+        endpoint = self.endpoint
+        if endpoint is not None:
+            endpoint.outstanding -= 1
+            self.endpoint = None

@@ -6,13 +6,18 @@ it from. Everything else (the CLI help, startup errors, and through
 scripts/gen_settings.py docs/settings.md and the chart's env and schema) is
 derived from `SETTINGS`.
 """
+from __future__ import annotations
+
 import os
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 from servicekit.settings import ConfigError, Helm, Setting, boolean, cidr_list, int_range, text, with_schema
 from servicekit.settings import describe as _describe
 from servicekit.settings import load as _load
 from servicekit.settings import markdown_table as _markdown_table
+
+if TYPE_CHECKING:
+    from .upstream_tls import UpstreamTlsSpec
 
 __all__ = ["BY_NAME", "Config", "ConfigError", "SETTINGS", "Setting", "load", "markdown_table", "pdp_tls_spec",
            "usable_cores"]
@@ -281,7 +286,7 @@ def _check_pdp_tls(config: Config) -> None:
         raise ConfigError(f"{names}: cannot load the certificates: {exc}") from None
 
 
-def pdp_tls_spec(config: Config):
+def pdp_tls_spec(config: Config) -> UpstreamTlsSpec:
     """The TLS of the link to an https:// PDP (verified, SNI, optional client certificate)."""
     from .upstream_tls import UpstreamTlsSpec
     return UpstreamTlsSpec(ca_file=config.pdp_ca_file, server_name=config.pdp_tls_server_name,

@@ -5,6 +5,8 @@ only way to reach a .onion name, and no DNS leak); `socks5://` resolves
 locally and sends the address. A SOCKS failure is an EgressError (an
 OSError): the request fails closed with a 502/503, never goes direct.
 """
+from __future__ import annotations
+
 import ipaddress
 import logging
 import socket
@@ -43,7 +45,7 @@ class Socks5Egress:
         user = f"{self.username}:***@" if self.username is not None else ""
         return f"{scheme}://{user}{self.host}:{self.port}"
 
-    def open(self, host: str, port: int, timeout: float):
+    def open(self, host: str, port: int, timeout: float) -> socket.socket:
         """A socket connected through the SOCKS server to host:port (its timeout left at `timeout`)."""
         try:
             sock = socket.create_connection((self.host, self.port), timeout=timeout)
@@ -121,7 +123,7 @@ def _recv_exact(sock, count: int) -> bytes:
     return data
 
 
-def parse_egress(value, where: str):
+def parse_egress(value: object, where: str) -> Socks5Egress:
     """`socks5h://[user:pass@]host:port` (or socks5://) -> Socks5Egress; raises EgressSpecError."""
     if not isinstance(value, str) or not value.strip():
         raise EgressSpecError(f"{where}: expected a socks5h:// or socks5:// URL")

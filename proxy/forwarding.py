@@ -1,10 +1,17 @@
 """Which headers cross the proxy, in which direction, and who the client is."""
+from __future__ import annotations
+
 import ipaddress
 import os
 import re
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING
 
 from .http11 import valid_host
 from .response_transform import rename_headers
+
+if TYPE_CHECKING:
+    from .routes import Route
 
 # RFC 9110 7.6.1 connection-specific fields, plus the non-standard ones proxies use.
 HOP_BY_HOP = frozenset((
@@ -32,14 +39,14 @@ TARGET_CHANGING = frozenset((
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{8,128}$")
 
 
-def request_id(incoming) -> str:
+def request_id(incoming: str | None) -> str:
     """Keeps a well-formed incoming X-Request-ID, else makes one."""
     if incoming and _REQUEST_ID.match(incoming):
         return incoming
     return os.urandom(16).hex()
 
 
-def connection_tokens(headers) -> set:
+def connection_tokens(headers: Iterable[tuple[str, str]]) -> set[str]:
     tokens = set()
     for name, value in headers:
         if name == "connection":
@@ -50,7 +57,7 @@ def connection_tokens(headers) -> set:
 class ClientAddress:
     """Resolves the client IP and X-Forwarded-* given the peer and TRUSTED_PROXIES."""
 
-    def __init__(self, trusted_networks):
+    def __init__(self, trusted_networks: Iterable[str]):
         # One trust decision for the proxy and the PDP's forward-auth (servicekit/client_ip.py).
         from servicekit.client_ip import TrustedProxies
         self._trusted = TrustedProxies(trusted_networks)
@@ -58,7 +65,8 @@ class ClientAddress:
     def is_trusted(self, ip: str) -> bool:
         return self._trusted.is_trusted(ip)
 
-    def resolve(self, peer_ip, headers, scheme, host):
+    def resolve(self, peer_ip: str, headers: Iterable[tuple[str, str]], scheme: str,
+                host: str) -> tuple[str, str, str, str]:
         """Returns (client_ip, x-forwarded-for, x-forwarded-proto, x-forwarded-host).
 
         An incoming X-Forwarded-For is believed only when the peer is a trusted
@@ -105,14 +113,15 @@ def target_changing(name: str) -> bool:
     return name in TARGET_CHANGING or name.startswith("x-envoy-") or "_" in name
 
 
-def client_header_passes(name: str, route) -> bool:
+def client_header_passes(name: str, route: Route | None) -> bool:
     """Whether a client header may reach the PDP and the upstream (identity and proxy-set aside)."""
     if not target_changing(name):
         return True
     return route is not None and name in route.client_headers_allow
 
 
-def upstream_headers(headers, decision_headers, route, extra):
+def upstream_headers(headers: Iterable[tuple[str, str]], decision_headers: Mapping[str, str], route: Route,
+                     extra: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
     """Client headers minus hop-by-hop, identity and proxy-set ones, plus the PDP's and ours.
 
     Args:
@@ -135,7 +144,7 @@ def upstream_headers(headers, decision_headers, route, extra):
     return out
 
 
-def response_headers(upstream_headers_, route):
+def response_headers(upstream_headers_: Iterable[tuple[str, str]], route: Route) -> list[tuple[str, str]]:
     """The upstream's headers as the client gets them: hop-by-hop and the route's
     removals (Server, X-Powered-By by default) dropped, renames, then additions."""
     drop = HOP_BY_HOP | connection_tokens(upstream_headers_) | route.response_remove | {"content-length"}

@@ -4,7 +4,14 @@ Strict on purpose: anything two parsers could read differently (both
 Content-Length and Transfer-Encoding, obs-fold, bare LF, odd whitespace) is
 rejected, because request smuggling lives in those differences.
 """
+from __future__ import annotations
+
 import re
+from collections.abc import Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import socket
 
 _TOKEN = re.compile(rb"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 _FIELD_VALUE_BAD = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
@@ -52,7 +59,7 @@ class SocketReader:
 
     __slots__ = ("_sock", "_buf")
 
-    def __init__(self, sock):
+    def __init__(self, sock: socket.socket):
         self._sock = sock
         self._buf = b""
 
@@ -124,7 +131,7 @@ class SocketReader:
         return data
 
 
-def parse_headers(lines) -> list:
+def parse_headers(lines: Iterable[bytes]) -> list[tuple[str, str]]:
     """[(lower-case name, value)] from header lines; rejects obs-fold and bad names."""
     headers = []
     for line in lines:
@@ -148,13 +155,13 @@ class Request:
     __slots__ = ("method", "target", "version", "headers", "body_length", "chunked",
                  "keep_alive", "raw_head_bytes")
 
-    def header(self, name: str, default=None):
+    def header(self, name: str, default: str | None = None) -> str | None:
         for key, value in self.headers:
             if key == name:
                 return value
         return default
 
-    def header_values(self, name: str) -> list:
+    def header_values(self, name: str) -> list[str]:
         return [value for key, value in self.headers if key == name]
 
     def has_body(self) -> bool:
@@ -229,7 +236,7 @@ def valid_host(value: str) -> bool:
     return True
 
 
-def parse_content_length(values) -> int:
+def parse_content_length(values: Sequence[str]) -> int:
     # Values arrive without SP/HTAB around them (parse_headers); no other
     # whitespace is taken away.
     distinct = set(values)
@@ -241,7 +248,7 @@ def parse_content_length(values) -> int:
     return int(value)
 
 
-def iter_fixed_body(reader: SocketReader, length: int, chunk_bytes: int = RECV_BYTES):
+def iter_fixed_body(reader: SocketReader, length: int, chunk_bytes: int = RECV_BYTES) -> Iterator[bytes]:
     """Yields exactly `length` bytes in pieces; ConnectionClosed if the peer stops early."""
     remaining = length
     while remaining > 0:
@@ -252,7 +259,7 @@ def iter_fixed_body(reader: SocketReader, length: int, chunk_bytes: int = RECV_B
         yield data
 
 
-def iter_chunked_body(reader: SocketReader, chunk_bytes: int = RECV_BYTES):
+def iter_chunked_body(reader: SocketReader, chunk_bytes: int = RECV_BYTES) -> Iterator[bytes]:
     """Decodes a chunked body, yielding data pieces; trailers are read and dropped."""
     while True:
         size = parse_chunk_line(reader.read_line(_CHUNK_LINE_MAX))
@@ -289,7 +296,7 @@ def parse_trailer(line: bytes) -> None:
             raise ProtocolError(400, "framing or routing field in trailers")
 
 
-def iter_until_close(reader: SocketReader, chunk_bytes: int = RECV_BYTES):
+def iter_until_close(reader: SocketReader, chunk_bytes: int = RECV_BYTES) -> Iterator[bytes]:
     while True:
         data = reader.read_some(chunk_bytes)
         if not data:
@@ -343,7 +350,7 @@ def parse_response_head(head: bytes, request_method: str) -> Response:
     return resp
 
 
-def response_body(reader: SocketReader, resp: Response):
+def response_body(reader: SocketReader, resp: Response) -> Iterator[bytes]:
     if resp.chunked:
         return iter_chunked_body(reader)
     if resp.body_length is not None:
@@ -363,10 +370,19 @@ REASONS = {
 }
 
 
-def render_head(status: int, headers, reason: str = None) -> bytes:
+def render_head(status: int, headers: Iterable[tuple[str, str]], reason: str | None = None) -> bytes:
     """Status line plus headers plus the blank line, as bytes."""
     reason = reason or REASONS.get(status, "Unknown")
     parts = [f"HTTP/1.1 {status} {reason}\r\n"]
+    for name, value in headers:
+        parts.append(f"{name}: {value}\r\n")
+    parts.append("\r\n")
+    return "".join(parts).encode("latin-1")
+
+
+def render_request_head(method: str, target: str, headers: Iterable[tuple[str, str]]) -> bytes:
+    """Request line plus headers plus the blank line, as bytes (for the upstream)."""
+    parts = [f"{method} {target} HTTP/1.1\r\n"]
     for name, value in headers:
         parts.append(f"{name}: {value}\r\n")
     parts.append("\r\n")

@@ -19,7 +19,12 @@ from __future__ import annotations
 import math
 import re
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .pdp import Decision
 
 # The remaining count of a RateLimit header (draft-11 `r=`) or of the legacy header.
 _REMAINING = re.compile(r";r=(\d+)")
@@ -46,7 +51,8 @@ class _Rate:
 
 
 class LeaseStore:
-    def __init__(self, clock, returner, max_entries: int = 10000, max_want: int = 256):
+    def __init__(self, clock: Callable[[], float], returner: Callable[[str, int], None],
+                 max_entries: int = 10000, max_want: int = 256):
         self._clock = clock
         self._return = returner          # callable(lease_id, unused), must not block
         self._max = max_entries
@@ -57,7 +63,7 @@ class LeaseStore:
         self.admitted = 0                # requests admitted on a lease (a metric)
         self.returned = 0                # units given back
 
-    def take(self, key):
+    def take(self, key: bytes) -> Decision | None:
         """The lease's decision for one more request, or None (ask the PDP)."""
         self._expire()
         lease = self._usable(key)
@@ -85,7 +91,7 @@ class LeaseStore:
             self._leases[key] = lease = following
         return None
 
-    def should_renew(self, key) -> bool:
+    def should_renew(self, key: bytes) -> bool:
         """True once per lease, when a quarter of its units is left: the caller
         then asks for the next one in the background, so a key that uses its
         leases up does not wait for the next. (One that does not use them up
@@ -98,12 +104,12 @@ class LeaseStore:
             return True
         return False
 
-    def renewal_failed(self, key) -> None:
+    def renewal_failed(self, key: bytes) -> None:
         lease = self._leases.get(key)
         if lease is not None:
             lease.renewing = False
 
-    def want(self, key) -> int:
+    def want(self, key: bytes) -> int:
         """Units to ask the PDP for, from the key's rate since it was last asked."""
         now = self._clock()
         rate = self._rates.get(key)
@@ -124,12 +130,12 @@ class LeaseStore:
         self._rates.move_to_end(key)
         return want
 
-    def expects_lease(self, key) -> bool:
+    def expects_lease(self, key: bytes) -> bool:
         """Whether the key's next decision will likely carry a lease (worth waiting for)."""
         rate = self._rates.get(key)
         return rate is not None and rate.want > 1
 
-    def observe(self, key, decision, renewal: bool = False) -> None:
+    def observe(self, key: bytes, decision: Decision, renewal: bool = False) -> None:
         """Records the PDP's answer: a new revision ends every lease; a lease is
         kept (a renewal's after the current one). A renewal that is not an
         allow with a lease ends the current lease: the next request asks."""

@@ -1,22 +1,32 @@
 """The endpoints the proxy serves itself: info, version, health, metrics."""
+from __future__ import annotations
+
 import json
 import platform
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 import gevent
 
 from . import __version__
 from .pdp import PdpUnavailable
 
+if TYPE_CHECKING:
+    from .cluster import Cluster
+    from .metrics import Metrics
+    from .pdp import PdpClient
+
 
 class MetaEndpoints:
-    def __init__(self, service_name, pdp, clusters, metrics, mode):
+    def __init__(self, service_name: str, pdp: PdpClient, clusters: Mapping[str, Cluster], metrics: Metrics,
+                 mode: str):
         self._service_name = service_name
         self._pdp = pdp
         self._clusters = clusters
         self._metrics = metrics
         self._mode = mode
 
-    def handle(self, method, path):
+    def handle(self, method: str, path: str) -> tuple[int, list[tuple[str, str]], bytes] | None:
         """Returns (status, headers, body) for /.../meta/<name>."""
         segments = path.rstrip("/").rsplit("/", 2)
         name = segments[-1]

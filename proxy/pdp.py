@@ -1,11 +1,19 @@
 """Asking the PDP (`POST /v1/check`, docs/decision-api.md) and caching what it allows."""
+from __future__ import annotations
+
 import hashlib
 import json
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from . import upstream
+
+if TYPE_CHECKING:
+    from .upstream_tls import UpstreamTlsSpec
+    from servicekit.trace_context import TraceContext
 
 
 class PdpUnavailable(Exception):
@@ -129,13 +137,13 @@ class PdpClient:
     """
 
     def __init__(self, base_url: str, timeout_s: float, pool_size: int, queue_s: float = 1.0,
-                 clock=time.monotonic, tls_spec=None):
+                 clock: Callable[[], float] = time.monotonic, tls_spec: UpstreamTlsSpec | None = None):
         host, port = upstream.split_host_port(base_url)
         # https://: verified TLS (tls_spec: CA bundle, SNI name, client certificate; None: the
         # system's trust store). A failed handshake is PdpUnavailable "tls", never plain text.
         self._pool = upstream.make_pool(base_url, pool_size, timeout_s, timeout_s, tls_spec=tls_spec,
                                         label=f"the PDP at {base_url}")
-        self._host = f"{host}:{port}"
+        self._host = upstream.authority(host, port)
         self._timeout_s = timeout_s
         # A burst queues for a pooled connection (bounded) instead of piling onto the PDP.
         self._queue_s = queue_s
@@ -167,7 +175,8 @@ class PdpClient:
             lines += ["Content-Type: application/json", f"Content-Length: {length}"]
         return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
-    def check(self, request_doc: dict, request_id: str = None, trace=None, lease_want: int = 1) -> Decision:
+    def check(self, request_doc: dict, request_id: str | None = None, trace: TraceContext | None = None,
+              lease_want: int = 1) -> Decision:
         question = {"request": request_doc}
         if lease_want > 1:
             question["lease"] = {"want": lease_want}
@@ -246,7 +255,7 @@ def verdict_key(request_doc: dict, unread: frozenset = frozenset()) -> bytes:
 class VerdictCache:
     """Bounded LRU of cacheable allow verdicts; emptied when the policy revision changes."""
 
-    def __init__(self, max_entries: int, clock):
+    def __init__(self, max_entries: int, clock: Callable[[], float]):
         self._max = max_entries
         self._clock = clock
         self._entries = OrderedDict()
@@ -254,7 +263,7 @@ class VerdictCache:
         self.hits = 0
         self._uncacheable = OrderedDict()  # keys whose last verdict could not be cached (bounded)
 
-    def get(self, key):
+    def get(self, key: bytes) -> Decision | None:
         if not self._max:
             return None
         entry = self._entries.get(key)
@@ -268,7 +277,7 @@ class VerdictCache:
         self.hits += 1
         return decision
 
-    def observe(self, key, decision: Decision) -> None:
+    def observe(self, key: bytes, decision: Decision) -> None:
         """Records the PDP's revision (dropping all on a change) and stores the verdict if cacheable."""
         if decision.policy_revision and decision.policy_revision != self.revision:
             self._entries.clear()
@@ -289,7 +298,7 @@ class VerdictCache:
         while len(self._entries) > self._max:
             self._entries.popitem(last=False)
 
-    def known_uncacheable(self, key) -> bool:
+    def known_uncacheable(self, key: bytes) -> bool:
         return key in self._uncacheable
 
     def __len__(self):

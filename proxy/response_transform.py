@@ -5,9 +5,16 @@ Parsed strictly from a route's `response_headers` and `response_body` blocks
 (routes.py calls `parse_route_response`); applied by forwarding.response_headers
 and `redacting()` around the upstream exchange.
 """
+from __future__ import annotations
+
 import json
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from . import upstream
 
 # Headers that tell the world what runs behind the gateway; dropped unless a route keeps them.
 DROPPED_BY_DEFAULT = frozenset(("server", "x-powered-by"))
@@ -65,7 +72,7 @@ def _mapping(value, where):
     return value
 
 
-def parse_response_headers(body, where) -> tuple:
+def parse_response_headers(body: object, where: str) -> tuple:
     """(add, remove, rename) of a route's response_headers block."""
     if body is None:
         return (), DROPPED_BY_DEFAULT, ()
@@ -88,7 +95,7 @@ def parse_response_headers(body, where) -> tuple:
     return tuple(add), (remove | DROPPED_BY_DEFAULT) - keep, tuple(rename)
 
 
-def parse_response_body(body, where):
+def parse_response_body(body: object, where: str) -> Redaction | None:
     """The Redaction of a route's response_body block, or None."""
     if body is None:
         return None
@@ -112,13 +119,13 @@ def parse_response_body(body, where):
     return Redaction(frozenset(f.lower() for f in fields), max_bytes, replacement, secrets)
 
 
-def parse_route_response(route_body, where) -> ResponseRules:
+def parse_route_response(route_body: dict, where: str) -> ResponseRules:
     add, remove, rename = parse_response_headers(route_body.get("response_headers"), f"{where}.response_headers")
     redaction = parse_response_body(route_body.get("response_body"), f"{where}.response_body")
     return ResponseRules(add, remove, rename, redaction)
 
 
-def rename_headers(headers, rename):
+def rename_headers(headers: list[tuple[str, str]], rename: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
     """[(name, value)] with each `from` header renamed `to` (an existing `to` is replaced)."""
     if not rename:
         return headers
@@ -135,7 +142,7 @@ def rename_headers(headers, rename):
 
 # -- JSON redaction ----------------------------------------------------------------------
 
-def redact_document(doc, redaction: Redaction):
+def redact_document(doc: object, redaction: Redaction) -> object:
     """doc with the values of the keys the redaction names replaced, at any depth (in place)."""
     stack = [doc]
     while stack:  # iterative: a deep document cannot exhaust the recursion limit here
@@ -151,7 +158,7 @@ def redact_document(doc, redaction: Redaction):
     return doc
 
 
-def is_json(headers) -> bool:
+def is_json(headers: Iterable[tuple[str, str]]) -> bool:
     for name, value in headers:
         if name == "content-type":
             media = value.split(";", 1)[0].strip().lower()
@@ -187,7 +194,8 @@ class _Rewritten:
         return self._exchange.detach()
 
 
-def redacting(exchange, redaction: Redaction, method: str, broken_error):
+def redacting(exchange: upstream.Exchange, redaction: Redaction, method: str,
+              broken_error: type[Exception]) -> upstream.Exchange | _Rewritten:
     """The exchange as the client should see it: redacted when its JSON body fits max_bytes.
 
     A body larger than max_bytes (known from Content-Length or found while

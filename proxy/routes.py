@@ -11,8 +11,11 @@ dataclasses below, nowhere else.
 environment at startup, so one variable may list several instances; the
 shipped routes.default.yaml names the seed's four backends this way.
 """
+from __future__ import annotations
+
 import os
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 import yaml
@@ -134,11 +137,11 @@ class Route:
 class RouteTable:
     """Routes in file order; the first that matches path and method wins."""
 
-    def __init__(self, routes, clusters):
+    def __init__(self, routes: Iterable[Route], clusters: Mapping[str, ClusterSpec]):
         self.routes = tuple(routes)
         self.clusters = dict(clusters)
 
-    def match(self, method: str, path: str):
+    def match(self, method: str, path: str) -> tuple[Route | None, int | None]:
         """Returns (route, None), or (None, 404 or 405)."""
         path_matched = False
         for route in self.routes:
@@ -149,7 +152,7 @@ class RouteTable:
         return None, (405 if path_matched else 404)
 
 
-def glob_regex(pattern: str):
+def glob_regex(pattern: str) -> re.Pattern:
     """`*` matches within one segment, `**` across segments, `{a,b}` either word."""
     out = []
     i = 0
@@ -392,7 +395,7 @@ class _StrictLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep)
 
 
-def load_routes(path: str, variables) -> RouteTable:
+def load_routes(path: str, variables: Mapping[str, str]) -> RouteTable:
     """Reads and validates a routes file; `variables` maps ${NAME} to its text (the environment)."""
     try:
         with open(path, encoding="utf-8") as handle:
@@ -405,7 +408,7 @@ def load_routes(path: str, variables) -> RouteTable:
     return parse_routes(document, variables, source=path)
 
 
-def parse_routes(document, variables, source="routes") -> RouteTable:
+def parse_routes(document: object, variables: Mapping[str, str], source: str = "routes") -> RouteTable:
     """The RouteTable of a parsed document; RoutesError `source: key.path: what was expected`."""
     try:
         checked = ROUTES_SCHEMA.check(document, "")
@@ -424,7 +427,7 @@ def parse_routes(document, variables, source="routes") -> RouteTable:
     return RouteTable(routes, clusters)
 
 
-def expand_variables(text: str, variables, where: str, expected: str) -> tuple:
+def expand_variables(text: str, variables: Mapping[str, str], where: str, expected: str) -> tuple:
     """text with each ${NAME} (or ${NAME:-default}) filled in; also the names used.
     An unset or empty variable without a default is a SchemaError at `where`."""
     used = []

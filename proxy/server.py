@@ -7,6 +7,8 @@ SIGTERM: stop accepting, let in-flight requests finish within GRACE_PERIOD_S,
 exit 0. SIGHUP: reload the TLS certificate and the routes file (a bad one keeps
 the last good routes).
 """
+from __future__ import annotations
+
 import logging
 import os
 import shutil
@@ -15,13 +17,19 @@ import socket
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .config import Config
+    from .tls import ServerTls
 
 from servicekit.problem import problem_body
 
 log = logging.getLogger("lucid.proxy.server")
 
 
-def bind_listener(host: str, port: int, reuse_port: bool = True, listen: bool = True):
+def bind_listener(host: str, port: int, reuse_port: bool = True, listen: bool = True) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -33,7 +41,7 @@ def bind_listener(host: str, port: int, reuse_port: bool = True, listen: bool = 
     return sock
 
 
-def check_ports_free(config) -> None:
+def check_ports_free(config: Config) -> None:
     """Fails at startup, in the master, with a clear line when a port is taken."""
     ports = [("HTTP_PORT", config.http_port)]
     if config.ssl_enabled:
@@ -53,7 +61,8 @@ def check_ports_free(config) -> None:
 class Worker:
     """One gevent process serving the listeners with a Gateway."""
 
-    def __init__(self, config, build_gateway, tls=None, inherited=None):
+    def __init__(self, config: Config, build_gateway: Callable[[], tuple], tls: ServerTls | None = None,
+                 inherited: dict[int, socket.socket] | None = None):
         self._config = config
         self._inherited = inherited or {}
         self._build_gateway = build_gateway
@@ -158,7 +167,7 @@ def _refuse(sock):
 class Master:
     """Forks the workers, restarts any that die, relays SIGHUP, and drains on SIGTERM."""
 
-    def __init__(self, config, run_worker, on_hup=None):
+    def __init__(self, config: Config, run_worker: Callable[[], int], on_hup: Callable[[], None] | None = None):
         self._config = config
         self._run_worker = run_worker
         self._hup_hook = on_hup  # the master's part of a SIGHUP (re-reading the routes for later forks)

@@ -6,9 +6,15 @@ and no rollout; SIGHUP still reloads at once. A new pair is loaded into a
 fresh context, swapped in only when it loaded whole: a half-written or
 mismatched pair keeps the last good one.
 """
+from __future__ import annotations
+
 import logging
 import os
 import ssl
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import gevent
 
 log = logging.getLogger("lucid.proxy.tls")
 _VERSIONS = {"1.2": ssl.TLSVersion.TLSv1_2, "1.3": ssl.TLSVersion.TLSv1_3}
@@ -69,7 +75,7 @@ class ServerTls:
             return False
         return self.reload()
 
-    def watch(self, interval_s: float):
+    def watch(self, interval_s: float) -> gevent.Greenlet | None:
         """A greenlet polling the files every interval_s (None when interval_s is 0)."""
         if interval_s <= 0:
             return None

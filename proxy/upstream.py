@@ -5,14 +5,22 @@ queue + liveness check before reuse); the messages are written and read here,
 so the proxy knows exactly which phase failed: nothing sent yet (safe to
 retry), a timeout (504) or a broken exchange (502). Bodies stream both ways.
 """
+from __future__ import annotations
+
 import socket
 import sys
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING
 
 import gevent
 from gevent import monkey
 from geventhttpclient.connectionpool import ConnectionPool
 
 from . import http11
+
+if TYPE_CHECKING:
+    from .egress import Socks5Egress
+    from .upstream_tls import UpstreamTlsSpec
 
 
 class ConnectFailed(Exception):
@@ -81,8 +89,8 @@ class _DialingPool(_NoDelayPool):
         return sock
 
 
-def make_pool(url: str, size: int, connect_s: float, read_s: float, tls_spec=None, egress=None,
-              label: str = None) -> ConnectionPool:
+def make_pool(url: str, size: int, connect_s: float, read_s: float, tls_spec: UpstreamTlsSpec | None = None,
+              egress: Socks5Egress | None = None, label: str | None = None) -> ConnectionPool:
     """A keep-alive pool for one http:// or https:// endpoint, optionally through SOCKS egress.
 
     `label` names the endpoint in a failed handshake's log line (default: the URL)."""
@@ -98,12 +106,12 @@ def make_pool(url: str, size: int, connect_s: float, read_s: float, tls_spec=Non
                         network_timeout=read_s)
 
 
-def open_connection(pool):
+def open_connection(pool: ConnectionPool) -> socket.socket:
     """A new connection outside the pool's accounting (a WebSocket tunnel owns it)."""
     return pool._create_socket()
 
 
-def split_host_port(url: str):
+def split_host_port(url: str) -> tuple[str, int]:
     rest = url.split("://", 1)[1].split("/", 1)[0]
     if rest.startswith("["):
         host, _, port = rest[1:].partition("]:")
@@ -112,7 +120,12 @@ def split_host_port(url: str):
     return host, int(port or (443 if url.startswith("https://") else 80))
 
 
-def connect(pool: ConnectionPool, connect_s: float):
+def authority(host: str, port: int) -> str:
+    """host:port as a Host header carries it: an IPv6 literal in brackets (RFC 3986 3.2.2)."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def connect(pool: ConnectionPool, connect_s: float) -> socket.socket:
     """A pooled socket, or ConnectFailed (refused, unreachable, connect timeout)."""
     try:
         with gevent.Timeout(connect_s, ConnectFailed("connect timeout")):
@@ -126,7 +139,8 @@ def connect(pool: ConnectionPool, connect_s: float):
 class Exchange:
     """A response whose head has been read; stream `body()`, then `finish()`."""
 
-    def __init__(self, pool, sock, reader, response, started_at):
+    def __init__(self, pool: ConnectionPool, sock: socket.socket, reader: http11.SocketReader,
+                 response: http11.Response, started_at: float):
         self._pool = pool
         self._sock = sock
         self._reader = reader
@@ -134,7 +148,7 @@ class Exchange:
         self.started_at = started_at
         self._complete = response.body_length == 0
 
-    def body(self):
+    def body(self) -> Iterator[bytes]:
         try:
             for piece in http11.response_body(self._reader, self.response):
                 yield piece
@@ -144,7 +158,7 @@ class Exchange:
             raise UpstreamBroken(f"upstream broke the response body: {exc}") from None
         self._complete = True
 
-    def finish(self):
+    def finish(self) -> None:
         """Returns the connection to the pool if the exchange ended cleanly, else closes it."""
         sock, self._sock = self._sock, None
         if sock is None:
@@ -154,14 +168,14 @@ class Exchange:
         else:
             self._pool.release_socket(sock)
 
-    def detach(self):
+    def detach(self) -> tuple[socket.socket | None, http11.SocketReader]:
         """Takes the socket out of the pool's hands (a WebSocket tunnel owns it now)."""
         sock, self._sock = self._sock, None
         return sock, self._reader
 
 
-def send_request(pool, head: bytes, body, chunked: bool, connect_s: float, read_s: float,
-                 retry_stale: bool, clock) -> Exchange:
+def send_request(pool: ConnectionPool, head: bytes, body: Iterable[bytes] | None, chunked: bool, connect_s: float,
+                 read_s: float, retry_stale: bool, clock: Callable[[], float]) -> Exchange:
     """Sends one request and reads the response head.
 
     Args:
@@ -242,7 +256,8 @@ def _read_final_head(reader, request_head: bytes):
         return response
 
 
-def simple_request(pool, head: bytes, body: bytes, deadline_s: float, queue_s: float = None):
+def simple_request(pool: ConnectionPool, head: bytes, body: bytes, deadline_s: float,
+                   queue_s: float | None = None) -> tuple[int, list[tuple[str, str]], bytes]:
     """A small buffered exchange (the PDP, health checks) within one deadline.
 
     Args:

@@ -4,11 +4,18 @@ A failed handshake or verification is an UpstreamTlsError (a 502 with one log
 line naming the endpoint and the reason); nothing ever falls back to plain
 text. The routes file's `tls:` block of a cluster is parsed here, strictly.
 """
+from __future__ import annotations
+
 import logging
 import os
 import ssl
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import socket
 
 log = logging.getLogger("lucid.proxy.upstream_tls")
 _VERSIONS = {"1.2": ssl.TLSVersion.TLSv1_2, "1.3": ssl.TLSVersion.TLSv1_3}
@@ -30,7 +37,7 @@ class UpstreamTlsSpec:
     verify: bool = True        # false only for a lab; still TLS, never plain text
 
 
-def parse_tls_spec(body, where: str) -> UpstreamTlsSpec:
+def parse_tls_spec(body: object, where: str) -> UpstreamTlsSpec:
     """The `tls:` mapping of a cluster; raises TlsSpecError naming `where.key`."""
     if body is None:
         return UpstreamTlsSpec()
@@ -79,14 +86,14 @@ class UpstreamTlsError(OSError):
 class UpstreamTls:
     """Wraps connected sockets in TLS for one endpoint (gevent's ssl under the proxy's patching)."""
 
-    def __init__(self, spec: UpstreamTlsSpec, host: str, clock=time.monotonic):
+    def __init__(self, spec: UpstreamTlsSpec, host: str, clock: Callable[[], float] = time.monotonic):
         self.server_name = spec.server_name or host
         self._context = build_context(spec)
         self._clock = clock
         self._logged_at = None
         self._suppressed = 0
 
-    def wrap(self, sock, endpoint: str):
+    def wrap(self, sock: socket.socket, endpoint: str) -> ssl.SSLSocket:
         """The TLS socket after a complete handshake, or UpstreamTlsError (sock closed)."""
         try:
             return self._context.wrap_socket(sock, server_hostname=self.server_name)

@@ -97,6 +97,16 @@ def test_cors_preflight_and_actual_request(stack):
     assert stranger.header("access-control-allow-origin") is None
 
 
+def test_cors_preflight_sends_each_cors_header_once(stack):
+    # Browsers refuse a preflight whose Access-Control-Allow-Origin has more
+    # than one value, and two such headers are read as one with two values.
+    preflight = get(stack.port, "/cors/x", method="OPTIONS",
+                    headers={"Origin": "https://app.example", "Access-Control-Request-Method": "PUT"})
+    names = [name for name, _ in preflight.headers]
+    for name in ("access-control-allow-origin", "access-control-allow-credentials", "vary"):
+        assert names.count(name) == 1, preflight.headers
+
+
 def test_fail_closed_route_answers_503_when_pdp_is_down(stack):
     response = get(stack.port, "/closed/x")
     assert response.status == 503

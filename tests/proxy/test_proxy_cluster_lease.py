@@ -1,0 +1,117 @@
+"""The cluster lease (proxy/cluster.py): every counter a request takes is given back, however it ends."""
+import pytest
+
+from proxy.breaker import CLOSED, OPEN, BreakerRejected
+from proxy.cluster import Cluster, StreamsFull
+from proxy.routes import BreakerSpec, ClusterSpec
+
+HEADERS = [("host", "x")]
+
+
+class Clock:
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self):
+        return self.now
+
+
+def cluster_of(count=2, **spec):
+    # Nothing listens on these: a pool only connects when a request asks it to.
+    urls = tuple(f"http://127.0.0.1:{9 + i}" for i in range(count))
+    return Cluster(ClusterSpec(name="c", endpoints=urls, **spec), Clock())
+
+
+def counters(cluster):
+    return (cluster.active_requests, cluster.active_retries, cluster.streaming_bodies,
+            cluster.breaker.concurrent, [e.outstanding for e in cluster.endpoints])
+
+
+IDLE = (0, 0, 0, 0, [0, 0])
+
+
+def test_a_lease_counts_the_request_and_its_endpoint_until_the_block_ends():
+    cluster = cluster_of()
+    with cluster.lease(1.0) as lease:
+        endpoint = lease.pick(HEADERS)
+        assert cluster.active_requests == 1 and cluster.breaker.concurrent == 1
+        assert endpoint.outstanding == 1
+        lease.answered(True)
+        assert endpoint.outstanding == 1  # still relaying the body
+    assert counters(cluster) == IDLE
+
+
+def test_an_exception_in_the_block_gives_everything_back_and_counts_as_a_failure():
+    cluster = cluster_of(breaker=BreakerSpec(failure_threshold=1))
+    with pytest.raises(RuntimeError):
+        with cluster.lease(1.0, streamed_body_limit=4) as lease:
+            lease.pick(HEADERS)
+            raise RuntimeError("relaying broke")
+    assert counters(cluster) == IDLE
+    assert cluster.breaker.state == OPEN
+
+
+def test_a_connect_failure_moves_to_another_endpoint_within_the_attempts():
+    cluster = cluster_of(retry_min_concurrency=5)
+    with cluster.lease(1.0, retries=1) as lease:
+        first = lease.pick(HEADERS)
+        lease.failed(connect=True)
+        assert first.outstanding == 0 and lease.tried
+        assert lease.may_retry() and cluster.active_retries == 1
+        second = lease.pick(HEADERS)
+        assert second is not first and second.outstanding == 1
+        lease.failed(connect=True)
+        assert not lease.may_retry()  # its one retry is spent
+        assert lease.pick(HEADERS) is None  # both failed it
+    assert counters(cluster) == IDLE
+
+
+def test_retries_stay_within_the_clusters_budget():
+    cluster = cluster_of(retry_min_concurrency=1, retry_budget_percent=0)
+    with cluster.lease(1.0, retries=3) as one, cluster.lease(1.0, retries=3) as other:
+        one.pick(HEADERS)
+        one.failed(connect=True)
+        assert one.may_retry()
+        other.pick(HEADERS)
+        other.failed(connect=True)
+        assert not other.may_retry()  # one retry in flight is the budget
+    assert counters(cluster) == IDLE
+
+
+def test_a_client_failure_is_held_against_neither_the_endpoint_nor_the_breaker():
+    cluster = cluster_of(breaker=BreakerSpec(failure_threshold=1), eject_consecutive=1)
+    with cluster.lease(1.0) as lease:
+        endpoint = lease.pick(HEADERS)
+        lease.client_failed()
+        assert endpoint.outstanding == 0
+    assert cluster.breaker.state == CLOSED and not endpoint.is_ejected()
+    assert counters(cluster) == IDLE
+
+
+def test_a_5xx_answer_counts_against_the_endpoint_and_the_breaker():
+    cluster = cluster_of(breaker=BreakerSpec(failure_threshold=1), eject_consecutive=1)
+    with cluster.lease(1.0) as lease:
+        endpoint = lease.pick(HEADERS)
+        lease.answered(False)
+    assert cluster.breaker.state == OPEN and endpoint.is_ejected()
+    assert counters(cluster) == IDLE
+
+
+def test_streamed_bodies_are_limited_and_counted_until_the_lease_ends():
+    cluster = cluster_of()
+    with cluster.lease(1.0, streamed_body_limit=1):
+        assert cluster.streaming_bodies == 1
+        with pytest.raises(StreamsFull):
+            cluster.lease(1.0, streamed_body_limit=1)
+        with cluster.lease(1.0):  # a buffered body is not limited
+            pass
+    assert counters(cluster) == IDLE
+
+
+def test_a_refused_lease_takes_nothing():
+    cluster = cluster_of(breaker=BreakerSpec(max_concurrent=1, max_pending=0))
+    with cluster.lease(1.0):
+        with pytest.raises(BreakerRejected):
+            cluster.lease(1.0, streamed_body_limit=5)
+        assert cluster.streaming_bodies == 0 and cluster.active_requests == 1
+    assert counters(cluster) == IDLE

@@ -6,12 +6,13 @@ STAMP := $(VENV)/.installed
 TOOLS_BIN := $(HOME)/.cache/lucid-gateway/tools/bin
 export PATH := $(CURDIR)/$(VENV)/bin:$(TOOLS_BIN):$(PATH)
 
-.PHONY: bootstrap run test
+.PHONY: bootstrap run test lint format
 .DEFAULT_GOAL := help
 
 help:
 	@echo "make run        start the gateway locally on its defaults (wasm engine)"
-	@echo "make test       bootstrap and run the whole test suite"
+	@echo "make test       bootstrap, make lint, and run the whole test suite"
+	@echo "make lint       ruff: lint and format check (make format fixes both)"
 	@echo "make bench      ours beside the reference (Envoy+OPA+ratelimit+Redis) and nginx auth_request"
 	@echo "make bench-tail where our open-loop latency goes, layer by layer"
 	@echo "make bench-pdp  PDP decisions/s, every engine, memo on/off, high cardinality, beside an OPA server"
@@ -41,7 +42,7 @@ bootstrap: $(STAMP)
 run: bootstrap
 	$(PY) -m devenv.run
 
-test: bootstrap
+test: bootstrap lint
 	$(PY) -m pytest
 
 # Each area adds its own targets (benchmarks, chart checks) in mk/<area>.mk.

@@ -11,6 +11,7 @@ Prints requests/s and p50/p99 latency for each. A benchmark: it asserts
 nothing. SecantusDB is not MongoDB: the Mongo-bound numbers (login, refresh)
 say what this machine's dev stack does, not what production will.
 """
+
 from __future__ import annotations
 
 import concurrent.futures
@@ -43,25 +44,35 @@ def _run(label: str, make_call, threads: int = THREADS, seconds: float = SECONDS
             latencies.append(time.perf_counter() - started)
             errors += 0 if ok else 1
         return latencies, errors
+
     with concurrent.futures.ThreadPoolExecutor(threads) as pool:
         results = list(pool.map(worker, range(threads)))
     latencies = sorted(x for r, _ in results for x in r)
     errors = sum(e for _, e in results)
     p99 = latencies[int(len(latencies) * 0.99) - 1] if latencies else 0
-    print(f"  {label:<10} {len(latencies) / seconds:8.1f} req/s   p50 {statistics.median(latencies) * 1000:7.1f} ms"
-          f"   p99 {p99 * 1000:7.1f} ms   errors {errors}   ({threads} threads, {seconds:.0f} s)")
+    print(
+        f"  {label:<10} {len(latencies) / seconds:8.1f} req/s   p50 {statistics.median(latencies) * 1000:7.1f} ms"
+        f"   p99 {p99 * 1000:7.1f} ms   errors {errors}   ({threads} threads, {seconds:.0f} s)"
+    )
 
 
 def main() -> int:
-    stack = Stack(workers=2, AUTH_LOGIN_PER_IP_PER_MINUTE="100000", AUTH_LOGIN_PER_EMAIL_PER_HOUR="1000",
-                  AUTH_VERIFY_PER_IP_PER_MINUTE="100000")
+    stack = Stack(
+        workers=2,
+        AUTH_LOGIN_PER_IP_PER_MINUTE="100000",
+        AUTH_LOGIN_PER_EMAIL_PER_HOUR="1000",
+        AUTH_VERIFY_PER_IP_PER_MINUTE="100000",
+    )
     try:
         users = [f"bench{i}@example.com" for i in range(THREADS)]
         sessions = []
         for email in users:
             stack.sign_up(email)
             sessions.append(stack.sign_in(email))
-        print(f"sign-in API on one PDP (2 workers), Redis, SecantusDB {os.environ.get('SECANTUSDB_VERSION', '0.7.0b3')}, aiosmtpd:")
+        print(
+            f"sign-in API on one PDP (2 workers), Redis, SecantusDB "
+            f"{os.environ.get('SECANTUSDB_VERSION', '0.7.0b3')}, aiosmtpd:"
+        )
 
         def refresh(i):
             state = {"token": sessions[i]["refresh_token"]}
@@ -71,13 +82,19 @@ def main() -> int:
                 if r.status_code == 200:
                     state["token"] = r.json()["refresh_token"]
                 return r.status_code == 200
+
             return call
 
         def login(i):
             def call(session):
-                r = session.post(stack.api + "/auth/login", json={"email": users[i]}, timeout=30,
-                                 headers={"X-Forwarded-For": f"198.51.100.{i + 1}"})
+                r = session.post(
+                    stack.api + "/auth/login",
+                    json={"email": users[i]},
+                    timeout=30,
+                    headers={"X-Forwarded-For": f"198.51.100.{i + 1}"},
+                )
                 return r.status_code == 202
+
             return call
 
         def status(i):
@@ -85,13 +102,19 @@ def main() -> int:
 
             def call(session):
                 return session.get(stack.api + "/auth/status", headers=header, timeout=30).status_code == 200
+
             return call
 
         def login_unknown(i):
             def call(session):
-                r = session.post(stack.api + "/auth/login", json={"email": f"ghost{i}@example.com"}, timeout=30,
-                                 headers={"X-Forwarded-For": f"198.51.100.{i + 101}"})
+                r = session.post(
+                    stack.api + "/auth/login",
+                    json={"email": f"ghost{i}@example.com"},
+                    timeout=30,
+                    headers={"X-Forwarded-For": f"198.51.100.{i + 101}"},
+                )
                 return r.status_code == 202
+
             return call
 
         _run("status", status)

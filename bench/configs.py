@@ -4,6 +4,7 @@ Each function returns the text of one config; `write_*` puts it in a work
 folder. Everything listens on 127.0.0.1 only. The same functions serve the
 benchmark and the tests that check these configs are valid and enforce.
 """
+
 from pathlib import Path
 
 # The identity headers the PDP returns on allow (pdp/identity.py); the
@@ -28,14 +29,15 @@ def _nginx_temp_paths(workdir: Path) -> str:
     # Explicit temp paths inside the work folder: nginx -p alone still wants
     # its compiled-in /var/lib/nginx paths to exist.
     return "\n".join(
-        f"  {kind}_temp_path {workdir}/{kind}_temp;"
-        for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+        f"  {kind}_temp_path {workdir}/{kind}_temp;" for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
     )
 
 
 def upstream_nginx_conf(workdir: Path, port: int) -> str:
     """nginx answering every request with the same small JSON body."""
-    return _nginx_common(workdir, "auto") + f"""http {{
+    return (
+        _nginx_common(workdir, "auto")
+        + f"""http {{
   access_log off;
 {_nginx_temp_paths(workdir)}
   keepalive_requests 1000000;
@@ -48,10 +50,10 @@ def upstream_nginx_conf(workdir: Path, port: int) -> str:
   }}
 }}
 """
+    )
 
 
-def front_nginx_conf(workdir: Path, proxy_port: int, auth_port: int,
-                     upstream_port: int, pdp_port: int) -> str:
+def front_nginx_conf(workdir: Path, proxy_port: int, auth_port: int, upstream_port: int, pdp_port: int) -> str:
     """nginx with two servers: plain proxy_pass, and auth_request to the PDP.
 
     The auth_request server is the documented way to put our PDP behind
@@ -66,7 +68,9 @@ def front_nginx_conf(workdir: Path, proxy_port: int, auth_port: int,
     )
     keepalive_upstream = """      proxy_http_version 1.1;
       proxy_set_header Connection "";"""
-    return _nginx_common(workdir, "auto") + f"""http {{
+    return (
+        _nginx_common(workdir, "auto")
+        + f"""http {{
   access_log off;
 {_nginx_temp_paths(workdir)}
   keepalive_requests 1000000;
@@ -127,10 +131,10 @@ def front_nginx_conf(workdir: Path, proxy_port: int, auth_port: int,
   }}
 }}
 """
+    )
 
 
-def envoy_conf(listen_port: int, upstream_port: int, pdp_port: int,
-               admin_port: int | None = None) -> str:
+def envoy_conf(listen_port: int, upstream_port: int, pdp_port: int, admin_port: int | None = None) -> str:
     """Envoy with the HTTP ext_authz filter asking the PDP's /v1/ext-authz.
 
     Envoy sends the original method and path (after path_prefix) with the
@@ -138,17 +142,17 @@ def envoy_conf(listen_port: int, upstream_port: int, pdp_port: int,
     the upstream request, otherwise it answers the client with the PDP's
     status, body and problem headers.
     """
-    upstream_headers = "\n".join(
-        f"                    - exact: {h}" for h in IDENTITY_HEADERS)
-    strip_identity = "\n".join(
-        f"                - remove: {h}" for h in IDENTITY_HEADERS)
+    upstream_headers = "\n".join(f"                    - exact: {h}" for h in IDENTITY_HEADERS)
+    strip_identity = "\n".join(f"                - remove: {h}" for h in IDENTITY_HEADERS)
     admin = ""
     if admin_port is not None:
         admin = f"""admin:
   address:
     socket_address: {{ address: 127.0.0.1, port_value: {admin_port} }}
 """
-    return admin + f"""static_resources:
+    return (
+        admin
+        + f"""static_resources:
   listeners:
   - name: gateway
     address:
@@ -224,10 +228,12 @@ def envoy_conf(listen_port: int, upstream_port: int, pdp_port: int,
             address:
               socket_address: {{ address: 127.0.0.1, port_value: {pdp_port} }}
 """
+    )
 
 
-def envoy_grpc_conf(listen_port: int, upstream_port: int, grpc_port: int,
-                    admin_port: int | None = None, timeout: str = "1s") -> str:
+def envoy_grpc_conf(
+    listen_port: int, upstream_port: int, grpc_port: int, admin_port: int | None = None, timeout: str = "1s"
+) -> str:
     """Envoy with the gRPC ext_authz filter asking `pdp serve-grpc` (Authorization/Check).
 
     The PDP answers OkHttpResponse with the identity headers to set and the
@@ -243,7 +249,9 @@ def envoy_grpc_conf(listen_port: int, upstream_port: int, grpc_port: int,
   address:
     socket_address: {{ address: 127.0.0.1, port_value: {admin_port} }}
 """
-    return admin + f"""static_resources:
+    return (
+        admin
+        + f"""static_resources:
   listeners:
   - name: gateway
     address:
@@ -307,6 +315,7 @@ def envoy_grpc_conf(listen_port: int, upstream_port: int, grpc_port: int,
             address:
               socket_address: {{ address: 127.0.0.1, port_value: {grpc_port} }}
 """
+    )
 
 
 def write_config(workdir: Path, name: str, text: str) -> Path:

@@ -14,6 +14,7 @@ Usage: python -m bench.openloop --url URL --duration S --out FILE
 in it becomes the request's number in its stream, so each request differs);
 --ca verifies https:// URLs against that CA file.
 """
+
 from gevent import monkey
 
 monkey.patch_all()
@@ -43,19 +44,22 @@ def main(argv=None) -> int:
         print("openloop: --duration must be in (0, 7200]", file=sys.stderr)
         return 2
     tls = {"ca_certs": args.ca, "assert_hostname": False} if args.ca else {}
-    http = urllib3.PoolManager(maxsize=args.max_inflight, block=False, retries=False,
-                               timeout=urllib3.Timeout(total=args.timeout), **tls)
+    http = urllib3.PoolManager(
+        maxsize=args.max_inflight, block=False, retries=False, timeout=urllib3.Timeout(total=args.timeout), **tls
+    )
     pool = gevent.pool.Pool(args.max_inflight)
     lines = []
     t0 = time.monotonic()
     wall0 = time.time()
-    print(f"t0 {wall0:.4f}", flush=True)   # the caller times its fault from here
+    print(f"t0 {wall0:.4f}", flush=True)  # the caller times its fault from here
 
     def one(name, token, sent, n):
         headers = {"authorization": f"Bearer {token}"} if token else {}
         start = time.monotonic()
         try:
-            resp = http.request("GET", urls.get(name, args.url).replace("{n}", str(n)), headers=headers, preload_content=True)
+            resp = http.request(
+                "GET", urls.get(name, args.url).replace("{n}", str(n)), headers=headers, preload_content=True
+            )
             status = resp.status
         except Exception:
             status = 0

@@ -7,6 +7,7 @@ distinct signed tokens over 7 routes cycled so that one body comes back only
 every 70,000 requests (the memo, 10,000 entries per worker, rarely hits). A
 benchmark, not a test: it asserts nothing about speed.
 """
+
 from __future__ import annotations
 
 import json
@@ -50,37 +51,56 @@ def start_opa() -> Server:
 
 
 def start_pdp(env: dict) -> Server:
-    return start_pdp_process({"DECISION_LOG": "off", "LOG_LEVEL": "warning", "POLICY_RELOAD_INTERVAL_S": "0", **env},
-                             workers=WORKERS)
+    return start_pdp_process(
+        {"DECISION_LOG": "off", "LOG_LEVEL": "warning", "POLICY_RELOAD_INTERVAL_S": "0", **env}, workers=WORKERS
+    )
 
 
 def check_body(token: str | None, path: str = ROUTE, extra_headers: int = 0) -> dict:
     headers = {"authorization": f"Bearer {token}"} if token else {}
     headers.update({"user-agent": "wrk", "accept": "*/*", "x-request-id": "bench"})
     headers.update({f"x-extra-{i}": f"value-{i}" for i in range(extra_headers)})
-    return {"request": {"method": "GET", "path": path, "headers": headers, "host": "gateway.local",
-                        "scheme": "https", "client_ip": "127.0.0.1"}}
+    return {
+        "request": {
+            "method": "GET",
+            "path": path,
+            "headers": headers,
+            "host": "gateway.local",
+            "scheme": "https",
+            "client_ip": "127.0.0.1",
+        }
+    }
 
 
 def mint(secret: str, sub: str = "bench-user") -> str:
     """An access token from the shared minting helper (typ at+jwt, RFC 9068)."""
     from pdp.authn.tokens import mint_access_token
+
     # enterprise: no daily quota and 10M a month, so every decision is an allow that spends quota
-    token, _ = mint_access_token(secret, "HS256", sub=sub, roles=["user"], plan="enterprise", mfa=True,
-                                 lifetime_s=3600)
+    token, _ = mint_access_token(secret, "HS256", sub=sub, roles=["user"], plan="enterprise", mfa=True, lifetime_s=3600)
     return token
 
 
 TOKENS = int(os.environ.get("BENCH_TOKENS", "10000"))
 # 7 routes (coprime with 10,000): an enterprise user with MFA is allowed on each.
-MIXED_ROUTES = [("GET", "/api/v1/users/me"), ("GET", "/api/v1/sessions"), ("GET", "/api/v1/wallets"),
-                ("GET", "/api/v1/chain/info"), ("GET", "/api/v1/trust/policies"),
-                ("POST", "/api/v1/wallets/w-1/transactions"), ("GET", "/api/v1/manifests/m-1")]
-_CHECK_TEMPLATE = ('{"request":{"method":"{method}","path":"{path}","headers":{"authorization":"Bearer {item}",'
-                   '"user-agent":"wrk"},"host":"gateway.local","scheme":"https","client_ip":"127.0.0.1"}}')
-_OPA_TEMPLATE = ('{"input":{"request":{"method":"{method}","path":"{path}","parsed_path":{parsed},'
-                 '"client_ip":"127.0.0.1"},"subject":{"authenticated":true,"sub":"{item}","roles":["user"],'
-                 '"plan":"enterprise","mfa":true}}}')
+MIXED_ROUTES = [
+    ("GET", "/api/v1/users/me"),
+    ("GET", "/api/v1/sessions"),
+    ("GET", "/api/v1/wallets"),
+    ("GET", "/api/v1/chain/info"),
+    ("GET", "/api/v1/trust/policies"),
+    ("POST", "/api/v1/wallets/w-1/transactions"),
+    ("GET", "/api/v1/manifests/m-1"),
+]
+_CHECK_TEMPLATE = (
+    '{"request":{"method":"{method}","path":"{path}","headers":{"authorization":"Bearer {item}",'
+    '"user-agent":"wrk"},"host":"gateway.local","scheme":"https","client_ip":"127.0.0.1"}}'
+)
+_OPA_TEMPLATE = (
+    '{"input":{"request":{"method":"{method}","path":"{path}","parsed_path":{parsed},'
+    '"client_ip":"127.0.0.1"},"subject":{"authenticated":true,"sub":"{item}","roles":["user"],'
+    '"plan":"enterprise","mfa":true}}}'
+)
 
 
 def _routes() -> list[tuple[str, str, str]]:
@@ -92,8 +112,9 @@ def measure_mixed(name: str, url: str, template: str, items: list[str]) -> tuple
     allowed = 0
     for (method, path, parsed), item in zip(_routes(), items):
         body = template.replace("{method}", method).replace("{path}", path).replace("{parsed}", parsed)
-        answer = requests.post(url, data=body.replace("{item}", item), timeout=5,
-                               headers={"content-type": "application/json"}).json()
+        answer = requests.post(
+            url, data=body.replace("{item}", item), timeout=5, headers={"content-type": "application/json"}
+        ).json()
         allowed += bool(answer.get("allow", answer.get("result", {}).get("allow")))
     result = wrk.run_script(name, url, SECONDS, CONNECTIONS, wrk.cycled_lua(_routes(), template, items))
     return result, allowed == len(MIXED_ROUTES)
@@ -101,8 +122,10 @@ def measure_mixed(name: str, url: str, template: str, items: list[str]) -> tuple
 
 def memo_hit_ratio(pdp_url: str) -> str:
     text = requests.get(pdp_url + "/metrics", timeout=5).text
-    counts = {m.group(1): float(m.group(2)) for m in
-              re.finditer(r'^lucid_pdp_memo_lookups_total\{result="(hit|miss)"\} ([0-9.e+]+)$', text, re.M)}
+    counts = {
+        m.group(1): float(m.group(2))
+        for m in re.finditer(r'^lucid_pdp_memo_lookups_total\{result="(hit|miss)"\} ([0-9.e+]+)$', text, re.M)
+    }
     total = sum(counts.values())
     return f"memo hits {counts.get('hit', 0) / total:.0%}" if total else "no memo"
 
@@ -110,9 +133,20 @@ def memo_hit_ratio(pdp_url: str) -> str:
 def policy_input(body: dict) -> dict:
     """What the PDP would hand the policy for this check (for OPA's REST API)."""
     from pdp.policy_input import build_request
+
     req = build_request(body["request"])
-    return {"request": req, "subject": {"authenticated": True, "sub": "bench-user", "roles": ["user"],
-                                         "plan": "enterprise", "mfa": True, "iss": None}, "now_ns": time.time_ns()}
+    return {
+        "request": req,
+        "subject": {
+            "authenticated": True,
+            "sub": "bench-user",
+            "roles": ["user"],
+            "plan": "enterprise",
+            "mfa": True,
+            "iss": None,
+        },
+        "now_ns": time.time_ns(),
+    }
 
 
 def measure(name, url, body, connections=CONNECTIONS, seconds=SECONDS):
@@ -132,11 +166,12 @@ def growth_policy(folder: Path, entries: int) -> Path:
     pkg.mkdir(parents=True)
     (pkg / "decision.rego").write_text(
         "package gateway\n\n"
-        "default decision := {\"allow\": false, \"status\": 403, \"reason\": \"forbidden\"}\n\n"
-        "decision := {\"allow\": true, \"status\": 200, \"reason\": \"ok\"} if {\n"
+        'default decision := {"allow": false, "status": 403, "reason": "forbidden"}\n\n'
+        'decision := {"allow": true, "status": 200, "reason": "ok"} if {\n'
         "\tsome role in input.subject.roles\n"
         "\tdata.gateway.grants[input.request.path][role]\n"
-        "}\n")
+        "}\n"
+    )
     grants = {f"/api/v1/resource/{i}": {"user": True} for i in range(entries - 1)}
     grants[ROUTE] = {"user": True}
     (pkg / "data.json").write_text(json.dumps({"grants": grants}))
@@ -153,16 +188,26 @@ def main() -> None:
     opa = start_opa()
     servers = [redis, opa]
     # Quota is spent on every decision (as deployed by default), with limits out of reach.
-    base_env = {"JWT_SECRET_KEY": secret, "REDIS_URL": redis.redis_url, "POLICY_DIR": str(policies),
-                "RATE_LIMIT_REQUESTS_PER_MINUTE": "10000000", "RATE_LIMIT_BURST_SIZE": "10000000"}
-    engines = [("pdp wasm", {}), ("pdp wasm, memo off", {"PDP_MEMO_SIZE": "0"}),
-               # The opa engine never memoizes (OPA's data may change behind the PDP's back).
-               ("pdp opa engine (never memoized)", {"PDP_ENGINE": "opa", "OPA_URL": opa.url})]
+    base_env = {
+        "JWT_SECRET_KEY": secret,
+        "REDIS_URL": redis.redis_url,
+        "POLICY_DIR": str(policies),
+        "RATE_LIMIT_REQUESTS_PER_MINUTE": "10000000",
+        "RATE_LIMIT_BURST_SIZE": "10000000",
+    }
+    engines = [
+        ("pdp wasm", {}),
+        ("pdp wasm, memo off", {"PDP_MEMO_SIZE": "0"}),
+        # The opa engine never memoizes (OPA's data may change behind the PDP's back).
+        ("pdp opa engine (never memoized)", {"PDP_ENGINE": "opa", "OPA_URL": opa.url}),
+    ]
     single, mixed = {}, {}
     try:
-        print(f"# bench-pdp: {WORKERS} PDP workers, wrk {CONNECTIONS} connections, {SECONDS}s per point, "
-              f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}, policies {policies.relative_to(ROOT)}, "
-              f"quota spent on every decision")
+        print(
+            f"# bench-pdp: {WORKERS} PDP workers, wrk {CONNECTIONS} connections, {SECONDS}s per point, "
+            f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}, policies {policies.relative_to(ROOT)}, "
+            f"quota spent on every decision"
+        )
         print(f"\n## one token, GET {ROUTE} (the memo's best case)")
         print(wrk.HEADER)
         body = check_body(token)
@@ -191,13 +236,16 @@ def main() -> None:
             mixed[name] = r
             server.stop()
         subs = [f"user-{k:05d}" for k in range(TOKENS)]
-        r, allowed = measure_mixed("opa REST /v1/data/gateway/decision", opa.url + "/v1/data/gateway/decision",
-                                   _OPA_TEMPLATE, subs)
+        r, allowed = measure_mixed(
+            "opa REST /v1/data/gateway/decision", opa.url + "/v1/data/gateway/decision", _OPA_TEMPLATE, subs
+        )
         print(r.row(), "" if allowed else "(deny!)", flush=True)
         mixed["opa"] = r
-        print(f"\nratio pdp wasm / OPA REST: one token {single['pdp wasm'].rps / single['opa'].rps:.2f}x, "
-              f"high cardinality {mixed['pdp wasm'].rps / mixed['opa'].rps:.2f}x decisions/s "
-              "(the PDP also verifies the JWT, spends quota in Redis and speaks HTTP+JSON to its caller)")
+        print(
+            f"\nratio pdp wasm / OPA REST: one token {single['pdp wasm'].rps / single['opa'].rps:.2f}x, "
+            f"high cardinality {mixed['pdp wasm'].rps / mixed['opa'].rps:.2f}x decisions/s "
+            "(the PDP also verifies the JWT, spends quota in Redis and speaks HTTP+JSON to its caller)"
+        )
         in_process(base_env, engines, token, tokens)
         growth(base_env, opa, token)
     finally:
@@ -215,6 +263,7 @@ def _decisions_p50_ms(env: dict, requests_: list[dict], n: int) -> float:
     """p50 of Decider.decide() over requests_ cycled (nan if any is denied)."""
     from pdp.app import build_services
     from pdp.config import load_settings
+
     services = build_services(load_settings({**env, "DECISION_LOG": "off"}))
     for request in requests_[:200]:
         if not services.decider.decide(request).allow:
@@ -259,7 +308,9 @@ def growth(base_env, opa, token) -> None:
     try:
         for entries in (10, 1000, 10000):
             folder = growth_policy(tmp / f"d{entries}", entries)
-            row = [_decision_p50_ms({**base_env, "POLICY_DIR": str(folder), **env}, check_body(token)) for env in engines]
+            row = [
+                _decision_p50_ms({**base_env, "POLICY_DIR": str(folder), **env}, check_body(token)) for env in engines
+            ]
             rows[entries] = row
             print(f"{entries:>6} data entries{'':<16} {row[0]:>10.3f} {row[1]:>14.3f} {row[2]:>11.3f}", flush=True)
         for headers in (5, 100):
@@ -267,8 +318,10 @@ def growth(base_env, opa, token) -> None:
             row = [_decision_p50_ms({**base_env, "POLICY_DIR": str(tmp / "d10"), **env}, body) for env in engines]
             print(f"{headers:>6} request headers{'':<13} {row[0]:>10.3f} {row[1]:>14.3f} {row[2]:>11.3f}", flush=True)
         small, big = rows[10], rows[10000]
-        print(f"\np50 ratio 10,000 vs 10 entries: wasm {big[0] / small[0]:.2f}x, "
-              f"wasm memo off {big[1] / small[1]:.2f}x, opa engine {big[2] / small[2]:.2f}x")
+        print(
+            f"\np50 ratio 10,000 vs 10 entries: wasm {big[0] / small[0]:.2f}x, "
+            f"wasm memo off {big[1] / small[1]:.2f}x, opa engine {big[2] / small[2]:.2f}x"
+        )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -5,6 +5,7 @@ the fields the policy reads), then evaluates data.gateway.decision in a loop on
 a few representative inputs, with no memoization. A benchmark, not a test: it
 asserts nothing about speed. BENCH_ITERATIONS sets the loop length.
 """
+
 from __future__ import annotations
 
 import os
@@ -24,32 +25,51 @@ ITERATIONS = int(os.environ.get("BENCH_ITERATIONS", "2000"))
 
 
 def request(method: str, path: str) -> dict:
-    return {"method": method, "path": path, "parsed_path": [s for s in path.split("/") if s],
-            "query": {}, "headers": {"x-request-id": "bench"}, "host": "gateway.example",
-            "scheme": "https", "client_ip": "203.0.113.7"}
+    return {
+        "method": method,
+        "path": path,
+        "parsed_path": [s for s in path.split("/") if s],
+        "query": {},
+        "headers": {"x-request-id": "bench"},
+        "host": "gateway.example",
+        "scheme": "https",
+        "client_ip": "203.0.113.7",
+    }
 
 
 def subject(sub: str, roles: list, plan: str, mfa: bool) -> dict:
-    return {"authenticated": True, "sub": sub, "roles": roles, "plan": plan, "mfa": mfa,
-            "iss": "https://issuer.example", "claims": {"sub": sub, "jti": "j-1", "exp": 1767229200}}
+    return {
+        "authenticated": True,
+        "sub": sub,
+        "roles": roles,
+        "plan": plan,
+        "mfa": mfa,
+        "iss": "https://issuer.example",
+        "claims": {"sub": sub, "jti": "j-1", "exp": 1767229200},
+    }
 
 
 INPUTS = {
     "anonymous GET /meta/health (no quota)": {
         "request": request("GET", "/api/v1/meta/health"),
-        "subject": {"authenticated": False, "roles": []}},
+        "subject": {"authenticated": False, "roles": []},
+    },
     "user GET /users/{own id} (3 quotas)": {
         "request": request("GET", "/api/v1/users/alice"),
-        "subject": subject("alice", ["user"], "pro", False)},
+        "subject": subject("alice", ["user"], "pro", False),
+    },
     "user+MFA POST /wallets/{id}/transactions": {
         "request": request("POST", "/api/v1/wallets/w-1/transactions"),
-        "subject": subject("alice", ["user", "operator"], "free", True)},
+        "subject": subject("alice", ["user", "operator"], "free", True),
+    },
     "anonymous POST /auth/login (2 quotas)": {
         "request": request("POST", "/api/v1/auth/login"),
-        "subject": {"authenticated": False, "roles": []}},
+        "subject": {"authenticated": False, "roles": []},
+    },
     "anonymous GET /users/me (401)": {
         "request": request("GET", "/api/v1/users/me"),
-        "subject": {"authenticated": False, "roles": []}},
+        "subject": {"authenticated": False, "roles": []},
+    },
 }
 
 
@@ -71,8 +91,10 @@ def main() -> None:
             times.append(time.perf_counter() - t0)
         times.sort()
         q = statistics.quantiles(times, n=100)
-        print(f"{name:45s} {q[49] * 1e6:8.0f} {q[89] * 1e6:8.0f} {q[98] * 1e6:8.0f} {times[0] * 1e6:8.0f}"
-              f"  {decision['status']} {decision['reason']}, {len(decision['quotas'])} quotas")
+        print(
+            f"{name:45s} {q[49] * 1e6:8.0f} {q[89] * 1e6:8.0f} {q[98] * 1e6:8.0f} {times[0] * 1e6:8.0f}"
+            f"  {decision['status']} {decision['reason']}, {len(decision['quotas'])} quotas"
+        )
     print(f"({ITERATIONS} evaluations per input, one process, no memoization; load average {os.getloadavg()[0]:.1f})")
 
 

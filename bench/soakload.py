@@ -7,6 +7,7 @@ errors and latency percentiles (ms) of that interval. Bounded: --duration.
 
 Usage: python -m bench.soakload --url URL --connections N --rate R --duration S --token T
 """
+
 from gevent import monkey
 
 monkey.patch_all()
@@ -50,7 +51,7 @@ def main(argv=None) -> int:
 
     def connection():
         conn = None
-        gevent.sleep(random.random() * period)   # spread the first requests
+        gevent.sleep(random.random() * period)  # spread the first requests
         while time.monotonic() < end:
             due = time.monotonic() + period
             if conn is None:
@@ -81,10 +82,22 @@ def main(argv=None) -> int:
     while time.monotonic() < end:
         gevent.sleep(max(0.0, min(next_report, end) - time.monotonic()))
         lat = sorted(current["lat"])
-        print(json.dumps({"t": round(time.monotonic() - t0, 1), "requests": len(lat),
-                          "2xx": current["2xx"], "4xx": current["4xx"], "5xx": current["5xx"],
-                          "err": current["err"], "p50": percentile(lat, 0.5), "p90": percentile(lat, 0.9),
-                          "p99": percentile(lat, 0.99)}), flush=True)
+        print(
+            json.dumps(
+                {
+                    "t": round(time.monotonic() - t0, 1),
+                    "requests": len(lat),
+                    "2xx": current["2xx"],
+                    "4xx": current["4xx"],
+                    "5xx": current["5xx"],
+                    "err": current["err"],
+                    "p50": percentile(lat, 0.5),
+                    "p90": percentile(lat, 0.9),
+                    "p99": percentile(lat, 0.99),
+                }
+            ),
+            flush=True,
+        )
         current.update({"lat": [], "2xx": 0, "4xx": 0, "5xx": 0, "err": 0})
         next_report += args.interval
     gevent.joinall(workers, timeout=6)

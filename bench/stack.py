@@ -3,6 +3,7 @@
 Every start_* returns a tests.support Server (a child in its own session, with
 its output in a log file); the caller stops it. Nothing listens beyond 127.0.0.1.
 """
+
 import os
 import shutil
 import subprocess
@@ -49,8 +50,13 @@ def pdp_env(redis_url: str, secret: str, port: int, quotas: bool = False) -> dic
         "LOG_LEVEL": "warning",
     }
     if quotas:
-        env.update({"RATE_LIMIT_ENABLED": "true", "RATE_LIMIT_REQUESTS_PER_MINUTE": "10000000",
-                    "RATE_LIMIT_BURST_SIZE": "10000000"})
+        env.update(
+            {
+                "RATE_LIMIT_ENABLED": "true",
+                "RATE_LIMIT_REQUESTS_PER_MINUTE": "10000000",
+                "RATE_LIMIT_BURST_SIZE": "10000000",
+            }
+        )
     return env
 
 
@@ -59,13 +65,13 @@ def start_pdp(env: dict, ready_timeout: float = 120) -> Server:
     return start_pdp_process(env, workers=None, timeout=ready_timeout, ready_path="/v1/ready")
 
 
-def mint_token(secret: str, sub: str = "bench", roles: str = "user", mfa: bool = True,
-               plan: str = "free") -> str:
+def mint_token(secret: str, sub: str = "bench", roles: str = "user", mfa: bool = True, plan: str = "free") -> str:
     argv = [sys.executable, "-m", "pdp", "token", "--sub", sub, "--roles", roles, "--plan", plan]
     if mfa:
         argv.append("--mfa")
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=30, cwd=ROOT,
-                          env={**os.environ, "JWT_SECRET_KEY": secret})
+    done = subprocess.run(
+        argv, capture_output=True, text=True, timeout=30, cwd=ROOT, env={**os.environ, "JWT_SECRET_KEY": secret}
+    )
     if done.returncode != 0:
         raise RuntimeError(f"pdp token failed: {done.stderr.strip()}")
     return done.stdout.strip().splitlines()[-1]
@@ -92,20 +98,36 @@ def start_front_nginx(workdir: Path, upstream_port: int, pdp_port: int) -> Serve
 
 def start_envoy(workdir: Path, upstream_port: int, pdp_port: int, concurrency: int = 2) -> Server:
     port = free_port()
-    conf = configs.write_config(workdir / "envoy", "envoy.yaml",
-                                configs.envoy_conf(port, upstream_port, pdp_port))
-    argv = [find_envoy() or "envoy", "-c", str(conf), "--concurrency", str(concurrency),
-            "--log-level", "warn", "--disable-hot-restart"]
+    conf = configs.write_config(workdir / "envoy", "envoy.yaml", configs.envoy_conf(port, upstream_port, pdp_port))
+    argv = [
+        find_envoy() or "envoy",
+        "-c",
+        str(conf),
+        "--concurrency",
+        str(concurrency),
+        "--log-level",
+        "warn",
+        "--disable-hot-restart",
+    ]
     return Server(argv, port, ready_timeout=60)
 
 
 def start_envoy_grpc(workdir: Path, upstream_port: int, grpc_port: int, concurrency: int = 2) -> Server:
     """Envoy with gRPC ext_authz to `pdp serve-grpc` on grpc_port."""
     port = free_port()
-    conf = configs.write_config(workdir / "envoy-grpc", "envoy.yaml",
-                                configs.envoy_grpc_conf(port, upstream_port, grpc_port))
-    argv = [find_envoy() or "envoy", "-c", str(conf), "--concurrency", str(concurrency),
-            "--log-level", "warn", "--disable-hot-restart"]
+    conf = configs.write_config(
+        workdir / "envoy-grpc", "envoy.yaml", configs.envoy_grpc_conf(port, upstream_port, grpc_port)
+    )
+    argv = [
+        find_envoy() or "envoy",
+        "-c",
+        str(conf),
+        "--concurrency",
+        str(concurrency),
+        "--log-level",
+        "warn",
+        "--disable-hot-restart",
+    ]
     return Server(argv, port, ready_timeout=60)
 
 
@@ -121,10 +143,15 @@ def start_proxy(upstream_url: str, pdp_url: str, extra_env: dict | None = None) 
     """Our proxy with every cluster of the default routes pointing at one upstream."""
     port = free_port()
     env = {
-        "HTTP_PORT": str(port), "HTTPS_PORT": str(free_port()), "SSL_ENABLED": "false",
-        "LISTEN_HOST": "127.0.0.1", "PDP_URL": pdp_url,
-        "BLOCKCHAIN_CORE_URL": upstream_url, "SESSION_MANAGEMENT_URL": upstream_url,
-        "AUTH_SERVICE_URL": upstream_url, "TRON_PAYMENT_URL": upstream_url,
+        "HTTP_PORT": str(port),
+        "HTTPS_PORT": str(free_port()),
+        "SSL_ENABLED": "false",
+        "LISTEN_HOST": "127.0.0.1",
+        "PDP_URL": pdp_url,
+        "BLOCKCHAIN_CORE_URL": upstream_url,
+        "SESSION_MANAGEMENT_URL": upstream_url,
+        "AUTH_SERVICE_URL": upstream_url,
+        "TRON_PAYMENT_URL": upstream_url,
         "LOG_LEVEL": "warning",
         # nginx and Envoy run with their access logs off in the bench too.
         "ACCESS_LOG": "false",
@@ -156,7 +183,6 @@ def rss_by_process(root_pid: int) -> list[tuple[int, float, float]]:
             status = Path(f"/proc/{pid}/status").read_text().splitlines()
         except OSError:
             continue
-        kb = {line.split(":")[0]: int(line.split()[1]) for line in status
-              if line.startswith(("VmRSS:", "VmHWM:"))}
+        kb = {line.split(":")[0]: int(line.split()[1]) for line in status if line.startswith(("VmRSS:", "VmHWM:"))}
         out.append((pid, kb.get("VmRSS", 0) / 1024, kb.get("VmHWM", 0) / 1024))
     return out

@@ -22,6 +22,7 @@ workers), before and after each run, so they are bucket estimates (linear
 within a bucket). Settings: BENCH_OPEN_SECONDS (8), BENCH_RATES (1000,2000),
 BENCH_HIGH_CONNECTIONS (1000), BENCH_TOKENS (10000).
 """
+
 import contextlib
 import os
 import re
@@ -105,12 +106,17 @@ def main() -> int:
         admin = {"Authorization": f"Bearer {workloads_mod.mint(secret, 'tail-admin', roles=('admin',))}"}
 
         def scrape() -> dict:
-            return {"proxy": buckets(requests.get(f"{proxy.url}/api/v1/meta/metrics", headers=admin, timeout=10).text),
-                    "pdp": buckets(requests.get(f"{pdp.url}/metrics", timeout=10).text)}
+            return {
+                "proxy": buckets(requests.get(f"{proxy.url}/api/v1/meta/metrics", headers=admin, timeout=10).text),
+                "pdp": buckets(requests.get(f"{pdp.url}/metrics", timeout=10).text),
+            }
 
         print(f"\nopen loop (vegeta), {seconds:g} s per rate over {connections} connections; p50 / p99 in ms")
-        print(f"  {'workload':<8} {'rate':>6}  {'success':>8}  {'client':>15}" +
-              "".join(f"  {label:>15}" for label, _, _ in LAYERS) + f"  {'PDP calls':>8}  {'decisions':>8}")
+        print(
+            f"  {'workload':<8} {'rate':>6}  {'success':>8}  {'client':>15}"
+            + "".join(f"  {label:>15}" for label, _, _ in LAYERS)
+            + f"  {'PDP calls':>8}  {'decisions':>8}"
+        )
         for workload in ("hot", "mixed"):
             pairs = workloads_mod.targets(secret, workload, tokens)
             path = workloads_mod.write_vegeta_targets(workdir / f"{workload}.vegeta", proxy.url, pairs)
@@ -127,9 +133,12 @@ def main() -> int:
                 for label, metric, source in LAYERS[1:3]:
                     b, a = before[source].get(metric, {}), after[source].get(metric, {})
                     calls[label] = a.get(float("inf"), 0) - b.get(float("inf"), 0)
-                print(f"  {workload:<8} {rate:>5}/s  {v.success * 100:7.2f}%  "
-                      f"{f'{v.p50_ms:.1f} / {v.p99_ms:.1f}':>15}" + "".join(f"  {c:>15}" for c in cells) +
-                      f"  {calls['proxy->PDP']:>8,.0f}  {calls['PDP decision']:>8,.0f}  ({v.requests:,} sent)")
+                print(
+                    f"  {workload:<8} {rate:>5}/s  {v.success * 100:7.2f}%  "
+                    f"{f'{v.p50_ms:.1f} / {v.p99_ms:.1f}':>15}"
+                    + "".join(f"  {c:>15}" for c in cells)
+                    + f"  {calls['proxy->PDP']:>8,.0f}  {calls['PDP decision']:>8,.0f}  ({v.requests:,} sent)"
+                )
     return 0
 
 

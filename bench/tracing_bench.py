@@ -8,6 +8,7 @@ OTEL_TRACES_SAMPLER=parentbased_traceidratio at 1% (OTel's usual way to keep
 the cost down). Prints req/s, p50 and p99 for each, and the spans received.
 BENCH_SECONDS (10) and BENCH_CONNECTIONS (16) tune it.
 """
+
 import os
 import secrets
 import sys
@@ -37,16 +38,24 @@ def main() -> int:
         upstream = stack.start_upstream(Path(tempfile.mkdtemp(prefix="lucid-bench-tracing-")))
         running.append(upstream)
         otel = {"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.url}
-        for name, extra in (("tracing off", {}), ("tracing on, every span exported", otel),
-                            ("tracing on, 1% sampled", {**otel, "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
-                                                        "OTEL_TRACES_SAMPLER_ARG": "0.01"})):
+        for name, extra in (
+            ("tracing off", {}),
+            ("tracing on, every span exported", otel),
+            (
+                "tracing on, 1% sampled",
+                {**otel, "OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0.01"},
+            ),
+        ):
             pdp = stack.start_pdp({**stack.pdp_env(redis.redis_url, secret, free_port()), **extra})
-            proxy = stack.start_proxy(upstream.url, pdp.url, {"VERDICT_CACHE_SIZE": "0", "PDP_TIMEOUT_MS": "2000", **extra})
+            proxy = stack.start_proxy(
+                upstream.url, pdp.url, {"VERDICT_CACHE_SIZE": "0", "PDP_TIMEOUT_MS": "2000", **extra}
+            )
             try:
                 before = len(receiver.spans)
                 wrk.run("warm-up", proxy.url + path, 2, connections, headers={"Authorization": f"Bearer {token}"})
-                result = wrk.run(name, proxy.url + path, seconds, connections,
-                                 headers={"Authorization": f"Bearer {token}"})
+                result = wrk.run(
+                    name, proxy.url + path, seconds, connections, headers={"Authorization": f"Bearer {token}"}
+                )
             finally:
                 proxy.stop()
                 pdp.stop()

@@ -6,6 +6,7 @@ client IP (so nothing is memoized, and every input is new), and prints the
 process's RSS and the instances' Wasm memory ten times along the way. A flat
 RSS means the heap is reset between evaluations. Asserts nothing.
 """
+
 from __future__ import annotations
 
 import os
@@ -41,10 +42,14 @@ def main() -> None:
     started = time.perf_counter()
     last = started
     for i in range(EVALUATIONS + 1):
-        doc = {"request": {"method": "GET", "parsed_path": ["api", "v1", "users", "me"],
-                           "client_ip": f"10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}"},
-               "subject": {"authenticated": True, "sub": f"user-{i}", "roles": ["user"], "plan": "pro",
-                           "mfa": False}}
+        doc = {
+            "request": {
+                "method": "GET",
+                "parsed_path": ["api", "v1", "users", "me"],
+                "client_ip": f"10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}",
+            },
+            "subject": {"authenticated": True, "sub": f"user-{i}", "roles": ["user"], "plan": "pro", "mfa": False},
+        }
         engine.evaluate(compiled, needs.trim(doc))
         if i % step == 0:
             now = time.perf_counter()

@@ -8,6 +8,7 @@ mixed: TOKENS distinct users (signed tokens, enterprise plan) cycling over a
 Enterprise plan: its only quota is 10M a month, so every request spends quota
 without ever running out (a free-plan token turns a run into 429s after 1,000).
 """
+
 import time
 import uuid
 from pathlib import Path
@@ -16,16 +17,28 @@ import jwt
 
 HOT_PATH = "/api/v1/sessions"
 # Read routes every chain allows to a token with the role "user".
-MIXED_PATHS = ("/api/v1/sessions", "/api/v1/sessions/s-{n}", "/api/v1/users/me",
-               "/api/v1/wallets", "/api/v1/manifests/m-{n}", "/api/v1/trust/policies")
+MIXED_PATHS = (
+    "/api/v1/sessions",
+    "/api/v1/sessions/s-{n}",
+    "/api/v1/users/me",
+    "/api/v1/wallets",
+    "/api/v1/manifests/m-{n}",
+    "/api/v1/trust/policies",
+)
 
 
-def mint(secret: str, sub: str, roles=("user",), plan: str = "enterprise",
-         lifetime_s: int = 3600) -> str:
+def mint(secret: str, sub: str, roles=("user",), plan: str = "enterprise", lifetime_s: int = 3600) -> str:
     """An access token as the PDP mints them (RFC 9068 typ), HS256."""
     now = int(time.time())
-    claims = {"sub": sub, "roles": list(roles), "plan": plan, "mfa": True, "iat": now,
-              "exp": now + lifetime_s, "jti": uuid.uuid4().hex}
+    claims = {
+        "sub": sub,
+        "roles": list(roles),
+        "plan": plan,
+        "mfa": True,
+        "iat": now,
+        "exp": now + lifetime_s,
+        "jti": uuid.uuid4().hex,
+    }
     return jwt.encode(claims, secret, algorithm="HS256", headers={"typ": "at+jwt"})
 
 

@@ -1,4 +1,5 @@
 """Run wrk against one URL and read its numbers (req/s, p50, p99, errors)."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -36,12 +37,33 @@ def lua_for(method: str, body: dict | None, headers: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def run(name: str, url: str, seconds: int, connections: int, threads: int = 2,
-        method: str = "GET", body: dict | None = None, headers: dict | None = None) -> Result:
+def run(
+    name: str,
+    url: str,
+    seconds: int,
+    connections: int,
+    threads: int = 2,
+    method: str = "GET",
+    body: dict | None = None,
+    headers: dict | None = None,
+) -> Result:
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
         script.write(lua_for(method, body, headers or {}))
-    argv = ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{seconds}s", "--latency",
-            "--timeout", "5s", "-s", script.name, url]
+    argv = [
+        "wrk",
+        "-t",
+        str(threads),
+        "-c",
+        str(connections),
+        "-d",
+        f"{seconds}s",
+        "--latency",
+        "--timeout",
+        "5s",
+        "-s",
+        script.name,
+        url,
+    ]
     out = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 30).stdout
     return parse(name, out)
 
@@ -52,29 +74,44 @@ def cycled_lua(routes: list[tuple[str, str, str]], template: str, items: list[st
     by items[i % n]: with m coprime to n, one body comes back only every m*n requests."""
     rows = ",".join("{%s,%s,%s}" % tuple(json.dumps(x) for x in r) for r in routes)
     values = ",\n".join(json.dumps(v) for v in items)
-    return (f"local routes = {{{rows}}}\nlocal items = {{\n{values}\n}}\n"
-            f"local template = {json.dumps(template)}\n"
-            "local i = 0\n"
-            "function init(args) i = math.random(0, #items * #routes) end\n"
-            "local function put(text, key, value)\n"
-            "  local at = text:find(key, 1, true)\n"
-            "  if not at then return text end\n"
-            "  return text:sub(1, at - 1) .. value .. text:sub(at + #key)\n"
-            "end\n"
-            "function request()\n"
-            "  i = i + 1\n"
-            "  local r = routes[i % #routes + 1]\n"
-            "  local body = put(put(put(put(template, '{method}', r[1]), '{path}', r[2]), '{parsed}', r[3]),\n"
-            "                   '{item}', items[i % #items + 1])\n"
-            "  return wrk.format('POST', nil, {['Content-Type'] = 'application/json'}, body)\n"
-            "end\n")
+    return (
+        f"local routes = {{{rows}}}\nlocal items = {{\n{values}\n}}\n"
+        f"local template = {json.dumps(template)}\n"
+        "local i = 0\n"
+        "function init(args) i = math.random(0, #items * #routes) end\n"
+        "local function put(text, key, value)\n"
+        "  local at = text:find(key, 1, true)\n"
+        "  if not at then return text end\n"
+        "  return text:sub(1, at - 1) .. value .. text:sub(at + #key)\n"
+        "end\n"
+        "function request()\n"
+        "  i = i + 1\n"
+        "  local r = routes[i % #routes + 1]\n"
+        "  local body = put(put(put(put(template, '{method}', r[1]), '{path}', r[2]), '{parsed}', r[3]),\n"
+        "                   '{item}', items[i % #items + 1])\n"
+        "  return wrk.format('POST', nil, {['Content-Type'] = 'application/json'}, body)\n"
+        "end\n"
+    )
 
 
 def run_script(name: str, url: str, seconds: int, connections: int, script_text: str, threads: int = 2) -> Result:
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
         script.write(script_text)
-    argv = ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{seconds}s", "--latency",
-            "--timeout", "5s", "-s", script.name, url]
+    argv = [
+        "wrk",
+        "-t",
+        str(threads),
+        "-c",
+        str(connections),
+        "-d",
+        f"{seconds}s",
+        "--latency",
+        "--timeout",
+        "5s",
+        "-s",
+        script.name,
+        url,
+    ]
     done = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60)
     if "Requests/sec" not in done.stdout:
         raise RuntimeError(f"wrk failed for {name}: {(done.stdout + done.stderr)[-1500:]}")

@@ -1,5 +1,6 @@
 """Run wrk against one loopback URL and read its numbers back through a Lua reporter
 (bench/report.lua): exact percentiles, socket errors and answers by status."""
+
 import dataclasses
 import json
 import os
@@ -39,9 +40,16 @@ def find_wrk() -> str | None:
     return shutil.which("wrk")
 
 
-def run_wrk(url: str, seconds: float, connections: int, threads: int = 2,
-            headers: dict | None = None, timeout_s: int = 2,
-            count_status: bool = False, targets: Path | None = None) -> WrkResult:
+def run_wrk(
+    url: str,
+    seconds: float,
+    connections: int,
+    threads: int = 2,
+    headers: dict | None = None,
+    timeout_s: int = 2,
+    count_status: bool = False,
+    targets: Path | None = None,
+) -> WrkResult:
     """Runs wrk for `seconds`; raises RuntimeError with wrk's output if it fails.
 
     Only loopback URLs are accepted: the benchmark never sends traffic elsewhere.
@@ -51,17 +59,28 @@ def run_wrk(url: str, seconds: float, connections: int, threads: int = 2,
     """
     if not url.startswith(("http://127.0.0.1:", "http://localhost:")):
         raise ValueError(f"refusing to load a non-loopback URL: {url}")
-    argv = [find_wrk() or "wrk", f"-t{min(threads, connections)}", f"-c{connections}",
-            f"-d{max(1, round(seconds))}s", "--timeout", f"{int(timeout_s)}s", "-s", str(_REPORTER)]
+    argv = [
+        find_wrk() or "wrk",
+        f"-t{min(threads, connections)}",
+        f"-c{connections}",
+        f"-d{max(1, round(seconds))}s",
+        "--timeout",
+        f"{int(timeout_s)}s",
+        "-s",
+        str(_REPORTER),
+    ]
     for name, value in (headers or {}).items():
         argv += ["-H", f"{name}: {value}"]
     argv.append(url)
-    env = {**os.environ, "WRK_COUNT_STATUS": "1" if count_status else "0",
-           "WRK_TARGETS": str(targets) if targets else ""}
+    env = {
+        **os.environ,
+        "WRK_COUNT_STATUS": "1" if count_status else "0",
+        "WRK_TARGETS": str(targets) if targets else "",
+    }
     done = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60, env=env)
     for line in done.stdout.splitlines():
         if line.startswith("WRK_JSON "):
-            raw = json.loads(line[len("WRK_JSON "):])
+            raw = json.loads(line[len("WRK_JSON ") :])
             return WrkResult(
                 requests=raw["requests"],
                 seconds=raw["duration_us"] / 1e6,

@@ -8,6 +8,7 @@ refused at DATA (554), as a provider refuses a message: the tests use it.
 
 Usage: python -m devenv.mail_sink --dir run/mail [--host 127.0.0.1] [--port 8025]
 """
+
 import argparse
 import datetime as dt
 import itertools
@@ -51,8 +52,9 @@ def main(argv=None) -> int:
     parser.add_argument("--port", type=int, default=8025)
     args = parser.parse_args(argv)
     args.dir.mkdir(parents=True, exist_ok=True)
-    controller = Controller(SaveToDir(args.dir), hostname=args.host, port=args.port,
-                            data_size_limit=_MAX_MESSAGE_BYTES, ready_timeout=10)
+    controller = Controller(
+        SaveToDir(args.dir), hostname=args.host, port=args.port, data_size_limit=_MAX_MESSAGE_BYTES, ready_timeout=10
+    )
     controller.start()
     print(f"mail sink listening on {args.host}:{args.port}, saving to {args.dir}", flush=True)
     stop = threading.Event()

@@ -4,6 +4,7 @@ A Child leads its own session and process group, so signalling the group also
 reaches what it forked (gunicorn's and the proxy's workers), and an empty
 group means all of it is gone. Nothing here waits without a deadline.
 """
+
 from __future__ import annotations
 
 import os
@@ -28,6 +29,7 @@ def _die_with_parent() -> None:
     """
     try:
         import ctypes
+
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
     except (OSError, AttributeError):
         pass
@@ -36,13 +38,25 @@ def _die_with_parent() -> None:
 class Child:
     """One process in its own session, stdin closed, stdout and stderr into `log`."""
 
-    def __init__(self, name: str, argv: list, log, env: dict | None = None, cwd: Path | None = None,
-                 die_with_parent: bool = False):
+    def __init__(
+        self,
+        name: str,
+        argv: list,
+        log,
+        env: dict | None = None,
+        cwd: Path | None = None,
+        die_with_parent: bool = False,
+    ):
         self.name = name
         self.argv = list(argv)
         self.proc = subprocess.Popen(
-            self.argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            env=env, cwd=cwd or ROOT, start_new_session=True,
+            self.argv,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            cwd=cwd or ROOT,
+            start_new_session=True,
             preexec_fn=_die_with_parent if die_with_parent else None,
         )
 
@@ -100,8 +114,7 @@ def stop_all(children: list, grace: float, say=lambda line: None) -> list:
         if not alive:
             break
         if time.monotonic() >= deadline:
-            say(f"still running after {grace:g}s, killing process groups "
-                + " ".join(str(c.pid) for c in alive))
+            say(f"still running after {grace:g}s, killing process groups " + " ".join(str(c.pid) for c in alive))
             for child in alive:
                 child.signal_group(signal.SIGKILL)
                 killed.append(child.name)

@@ -19,6 +19,7 @@ also stops what it forked (gunicorn and proxy workers), and each is asked by
 the kernel to stop should this supervisor die without stopping it. Ctrl-C,
 SIGTERM or SIGHUP stops them all, newest first, and waits for them.
 """
+
 from __future__ import annotations
 
 import os
@@ -45,16 +46,41 @@ _LOG_TAIL_LINES = 20
 # --- make run's own settings (the services' are in pdp/config.py and proxy/config.py) ---
 
 RUN_SETTINGS = (
-    Setting("run_dir", "LUCID_RUN_DIR", text, str(ROOT / "run"),
-            "State of `make run`: jwt-secret, totp-keys, certs/, redis/, mongodb/, mail/, logs/, pids/."),
-    Setting("ready_timeout_s", "RUN_READY_TIMEOUT_S", float_range(0.1, 3600), "60",
-            "How long each part may take to become ready."),
-    Setting("stop_grace_s", "RUN_STOP_GRACE_S", float_range(0.1, 3600), "15",
-            "How long each part may take to stop before it is killed."),
-    Setting("mongodb_port", "LUCID_MONGODB_PORT", int_range(1, 65535), "27017",
-            "Port of the MongoDB used when MONGODB_URI is unset."),
-    Setting("smtp_port", "LUCID_SMTP_PORT", int_range(1, 65535), "8025",
-            "Port of the SMTP server used when SMTP_URL is unset."),
+    Setting(
+        "run_dir",
+        "LUCID_RUN_DIR",
+        text,
+        str(ROOT / "run"),
+        "State of `make run`: jwt-secret, totp-keys, certs/, redis/, mongodb/, mail/, logs/, pids/.",
+    ),
+    Setting(
+        "ready_timeout_s",
+        "RUN_READY_TIMEOUT_S",
+        float_range(0.1, 3600),
+        "60",
+        "How long each part may take to become ready.",
+    ),
+    Setting(
+        "stop_grace_s",
+        "RUN_STOP_GRACE_S",
+        float_range(0.1, 3600),
+        "15",
+        "How long each part may take to stop before it is killed.",
+    ),
+    Setting(
+        "mongodb_port",
+        "LUCID_MONGODB_PORT",
+        int_range(1, 65535),
+        "27017",
+        "Port of the MongoDB used when MONGODB_URI is unset.",
+    ),
+    Setting(
+        "smtp_port",
+        "LUCID_SMTP_PORT",
+        int_range(1, 65535),
+        "8025",
+        "Port of the SMTP server used when SMTP_URL is unset.",
+    ),
 )
 
 
@@ -156,6 +182,7 @@ def smtp_answers(host: str, port: int, tls: bool) -> bool:
 def mongodb_answers(uri: str) -> bool:
     from pymongo import MongoClient
     from pymongo.errors import PyMongoError
+
     try:
         client = MongoClient(uri, serverSelectionTimeoutMS=2000, connectTimeoutMS=1000, socketTimeoutMS=2000)
     except PyMongoError:
@@ -174,9 +201,9 @@ def mongodb_answers(uri: str) -> bool:
 
 @dataclass
 class Backend:
-    name: str      # the stand-in's name, from its variable (BLOCKCHAIN_CORE_URL: blockchain-core) or cluster
+    name: str  # the stand-in's name, from its variable (BLOCKCHAIN_CORE_URL: blockchain-core) or cluster
     cluster: str
-    setting: str   # the variable the URL came from, or the cluster, for error lines
+    setting: str  # the variable the URL came from, or the cluster, for error lines
     url: str
     host: str
     port: int
@@ -190,6 +217,7 @@ _ROUTES_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 def routes_variables(env: dict) -> dict[str, str]:
     """The ${VAR}s of the routes file the proxy will read, in file order, with a ${VAR:-default}'s default."""
     from proxy.routes import DEFAULT_ROUTES_FILE
+
     try:
         text = Path(env.get("ROUTES_FILE") or DEFAULT_ROUTES_FILE).read_text(encoding="utf-8")
     except OSError:
@@ -218,6 +246,7 @@ def load_proxy_routes(env: dict):
     from proxy import config as proxy_config
     from proxy.cli import build_route_table
     from proxy.routes import RoutesError
+
     try:
         config = proxy_config.load(env)
         table, _mode = build_route_table(config)
@@ -228,6 +257,7 @@ def load_proxy_routes(env: dict):
 
 def plan_backends(env: dict, table, variables, pdp_port: int) -> list[Backend]:
     """One Backend per distinct endpoint of the route table, saying what `make run` does for it."""
+
     def values(var):
         return [u.strip().rstrip("/") for u in env.get(var, "").split(",") if u.strip()]
 
@@ -298,7 +328,9 @@ class Supervisor:
 
     def require_free_port(self, port: int, setting: str, host: str = HOST) -> None:
         if port_answers(host, port):
-            raise Fatal(f"port {port} ({setting}) is already in use on {host}; stop what listens there or set {setting}")
+            raise Fatal(
+                f"port {port} ({setting}) is already in use on {host}; stop what listens there or set {setting}"
+            )
 
     def wait_ready(self, child: Child, host: str, port: int, path: str = "") -> None:
         deadline = time.monotonic() + self.ready_timeout_s
@@ -306,8 +338,11 @@ class Supervisor:
             if not child.running():
                 raise Fatal(f"{child.name} exited during startup", code=1, log=self.log_of(child.name))
             if time.monotonic() > deadline:
-                raise Fatal(f"{child.name} was not ready on {host}:{port} within {self.ready_timeout_s:g}s",
-                            code=1, log=self.log_of(child.name))
+                raise Fatal(
+                    f"{child.name} was not ready on {host}:{port} within {self.ready_timeout_s:g}s",
+                    code=1,
+                    log=self.log_of(child.name),
+                )
             pause(0.1)
 
     def watch(self) -> None:
@@ -315,8 +350,9 @@ class Supervisor:
         while True:
             for child in self.children:
                 if not child.running():
-                    raise Fatal(f"{child.name} exited unexpectedly; stopping the rest", code=1,
-                                log=self.log_of(child.name))
+                    raise Fatal(
+                        f"{child.name} exited unexpectedly; stopping the rest", code=1, log=self.log_of(child.name)
+                    )
             pause(0.2)
 
     def stop(self) -> None:
@@ -396,13 +432,20 @@ def run(sup: Supervisor, settings: dict, environ: dict) -> None:
     if not env.get("TOTP_ENCRYPTION_KEYS"):
         keys_file = sup.run_dir / "totp-keys"
         env["TOTP_ENCRYPTION_KEYS"] = _secret_file(keys_file, lambda: "k1:" + secrets.token_urlsafe(32))
-    for name, value in (("HTTP_PORT", "8080"), ("HTTPS_PORT", "8081"), ("AUTH_PORT", "8082"),
-                        ("REDIS_URL", f"redis://{HOST}:6379/0"), ("SSL_ENABLED", "true"),
-                        ("LISTEN_HOST", HOST), ("PDP_BIND_HOST", HOST), ("POLICY_DIR", str(ROOT / "policies")),
-                        ("MONGODB_URI", f"mongodb://{HOST}:{settings['mongodb_port']}/lucid_gateway"),
-                        ("SMTP_URL", f"smtp://{HOST}:{settings['smtp_port']}"),
-                        # Local runs let anyone sign up (the PDP's own default is admin-only).
-                        ("SIGNUP_MODE", "open")):
+    for name, value in (
+        ("HTTP_PORT", "8080"),
+        ("HTTPS_PORT", "8081"),
+        ("AUTH_PORT", "8082"),
+        ("REDIS_URL", f"redis://{HOST}:6379/0"),
+        ("SSL_ENABLED", "true"),
+        ("LISTEN_HOST", HOST),
+        ("PDP_BIND_HOST", HOST),
+        ("POLICY_DIR", str(ROOT / "policies")),
+        ("MONGODB_URI", f"mongodb://{HOST}:{settings['mongodb_port']}/lucid_gateway"),
+        ("SMTP_URL", f"smtp://{HOST}:{settings['smtp_port']}"),
+        # Local runs let anyone sign up (the PDP's own default is admin-only).
+        ("SIGNUP_MODE", "open"),
+    ):
         default(name, value)
     default("PUBLIC_BASE_URL", f"http://{HOST}:{env['HTTP_PORT']}")
     # The PDP serves the sign-in API (docs/auth.md): the auth cluster is the PDP unless told otherwise.
@@ -414,6 +457,7 @@ def run(sup: Supervisor, settings: dict, environ: dict) -> None:
     env["PDP_URL"] = f"http://{HOST}:{env['AUTH_PORT']}"  # the proxy asks the PDP started here
 
     from proxy import config as proxy_config
+
     ssl_setting = proxy_config.BY_NAME["ssl_enabled"]
     try:
         ssl_enabled = ssl_setting.parse(env["SSL_ENABLED"])
@@ -429,6 +473,7 @@ def run(sup: Supervisor, settings: dict, environ: dict) -> None:
     proxy_env = {**env, "SSL_ENABLED": "false"} if cert_missing else env  # our certificate is written below
     proxy_cfg, table = load_proxy_routes(proxy_env)
     from pdp.config import load_settings
+
     try:
         pdp_cfg = load_settings(env)
     except ConfigError as exc:
@@ -462,17 +507,45 @@ def run(sup: Supervisor, settings: dict, environ: dict) -> None:
         if not binary:
             raise Fatal("redis-server not found: run 'make bootstrap' (or set REDIS_URL to a running Redis)")
         (sup.run_dir / "redis").mkdir(exist_ok=True)
-        child = sup.start("redis", [binary, "--bind", bind_host(redis.host), "--port", str(redis.port),
-                                    "--dir", str(sup.run_dir / "redis"), "--save", "60 1000",
-                                    "--appendonly", "no", "--daemonize", "no"], env)
+        child = sup.start(
+            "redis",
+            [
+                binary,
+                "--bind",
+                bind_host(redis.host),
+                "--port",
+                str(redis.port),
+                "--dir",
+                str(sup.run_dir / "redis"),
+                "--save",
+                "60 1000",
+                "--appendonly",
+                "no",
+                "--daemonize",
+                "no",
+            ],
+            env,
+        )
         redis.note = f"started here, data in {short(sup.run_dir / 'redis')}"
         waits.append((child, bind_host(redis.host), redis.port))
 
     # --- stand-ins where nothing answers at a backend URL -----------------------------------
     for backend in backends:
         if backend.start:
-            child = sup.start(backend.name, [py, "-m", "devenv.standins.echo_service", backend.name,
-                                             "--host", bind_host(backend.host), "--port", str(backend.port)], env)
+            child = sup.start(
+                backend.name,
+                [
+                    py,
+                    "-m",
+                    "devenv.standins.echo_service",
+                    backend.name,
+                    "--host",
+                    bind_host(backend.host),
+                    "--port",
+                    str(backend.port),
+                ],
+                env,
+            )
             waits.append((child, bind_host(backend.host), backend.port))
 
     # --- MongoDB (SecantusDB) and the mail sink ---------------------------------------------
@@ -482,9 +555,24 @@ def run(sup: Supervisor, settings: dict, environ: dict) -> None:
         if not binary:
             raise Fatal("secantusd-py not found: run 'make bootstrap' (or set MONGODB_URI to a running MongoDB)")
         (sup.run_dir / "mongodb").mkdir(exist_ok=True)
-        child = sup.start("mongodb", [binary, "--host", bind_host(mongodb.host), "--port", str(mongodb.port),
-                                      "--storage-path", str(sup.run_dir / "mongodb"), "--standalone",
-                                      "--cache-size", "128M", "--log-level", "WARNING"], env)
+        child = sup.start(
+            "mongodb",
+            [
+                binary,
+                "--host",
+                bind_host(mongodb.host),
+                "--port",
+                str(mongodb.port),
+                "--storage-path",
+                str(sup.run_dir / "mongodb"),
+                "--standalone",
+                "--cache-size",
+                "128M",
+                "--log-level",
+                "WARNING",
+            ],
+            env,
+        )
         mongodb.note = f"SecantusDB started here, data in {short(sup.run_dir / 'mongodb')} (production uses MongoDB)"
         waits.append((child, bind_host(mongodb.host), mongodb.port))
     mail_dir = None
@@ -492,8 +580,21 @@ def run(sup: Supervisor, settings: dict, environ: dict) -> None:
         sup.require_free_port(smtp.port, smtp.setting, bind_host(smtp.host))
         mail_dir = sup.run_dir / "mail"
         mail_dir.mkdir(exist_ok=True)
-        child = sup.start("smtp", [py, "-m", "devenv.mail_sink", "--host", bind_host(smtp.host),
-                                   "--port", str(smtp.port), "--dir", str(mail_dir)], env)
+        child = sup.start(
+            "smtp",
+            [
+                py,
+                "-m",
+                "devenv.mail_sink",
+                "--host",
+                bind_host(smtp.host),
+                "--port",
+                str(smtp.port),
+                "--dir",
+                str(mail_dir),
+            ],
+            env,
+        )
         waits.append((child, bind_host(smtp.host), smtp.port))
     for child, host, port in waits:
         sup.wait_ready(child, host, port)
@@ -519,6 +620,7 @@ def run(sup: Supervisor, settings: dict, environ: dict) -> None:
 @dataclass
 class Service:
     """Redis, MongoDB or SMTP: used where it answers, started here on a loopback URL where nothing does."""
+
     setting: str
     host: str
     port: int
@@ -539,6 +641,7 @@ def _reuse_or_start(setting: str, host: str, port: int, answers, what: str) -> S
 
 def _redis_plan(url: str) -> Service:
     from pdp.redis_url import parse_url
+
     target = parse_url(url)
     if target.kind != "single" or url.startswith("unix:"):
         return Service("REDIS_URL", "", 0, note="yours, not started here")
@@ -561,20 +664,25 @@ def _mongodb_plan(uri: str, given: bool) -> Service:
     except ValueError:
         raise Fatal(f"MONGODB_URI: expected a port from 1 to 65535 in {shown_url(uri)!r}") from None
     setting = "MONGODB_URI" if given else "LUCID_MONGODB_PORT"
-    return _reuse_or_start(setting, host, port,
-                           lambda: port_answers(host, port) and mongodb_answers(uri), "MongoDB (SecantusDB)")
+    return _reuse_or_start(
+        setting, host, port, lambda: port_answers(host, port) and mongodb_answers(uri), "MongoDB (SecantusDB)"
+    )
 
 
 def _smtp_plan(url: str, given: bool) -> Service:
     from pdp.accounts.mailer import parse_smtp_url
+
     target = parse_smtp_url(url)
     tls = target["scheme"] != "smtp"
     setting = "SMTP_URL" if given else "LUCID_SMTP_PORT"
-    service = _reuse_or_start(setting, target["host"], target["port"],
-                              lambda: smtp_answers(target["host"], target["port"], tls), "mail sink")
+    service = _reuse_or_start(
+        setting, target["host"], target["port"], lambda: smtp_answers(target["host"], target["port"], tls), "mail sink"
+    )
     if service.start and tls:
-        raise Fatal(f"SMTP_URL: nothing answers at {target['host']}:{target['port']} "
-                    "(only a plain smtp:// mail sink is started here)")
+        raise Fatal(
+            f"SMTP_URL: nothing answers at {target['host']}:{target['port']} "
+            "(only a plain smtp:// mail sink is started here)"
+        )
     return service
 
 
@@ -584,10 +692,31 @@ def _generate_certificate(cert_dir: Path, log: Path) -> None:
     try:
         with open(log, "wb") as out:
             done = subprocess.run(
-                ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-                 "-days", "365", "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
-                 "-keyout", str(cert_dir / "gateway.key"), "-out", str(cert_dir / "gateway.crt")],
-                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, timeout=60)
+                [
+                    "openssl",
+                    "req",
+                    "-x509",
+                    "-newkey",
+                    "ec",
+                    "-pkeyopt",
+                    "ec_paramgen_curve:prime256v1",
+                    "-nodes",
+                    "-days",
+                    "365",
+                    "-subj",
+                    "/CN=localhost",
+                    "-addext",
+                    "subjectAltName=DNS:localhost,IP:127.0.0.1",
+                    "-keyout",
+                    str(cert_dir / "gateway.key"),
+                    "-out",
+                    str(cert_dir / "gateway.crt"),
+                ],
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                timeout=60,
+            )
     except (OSError, subprocess.TimeoutExpired):
         done = None
     finally:
@@ -599,9 +728,16 @@ def _generate_certificate(cert_dir: Path, log: Path) -> None:
 def _mint_token(env: dict, log: Path) -> str:
     try:
         with open(log, "wb") as err:
-            done = subprocess.run([sys.executable, "-m", "pdp", "token", "--sub", "alice", "--roles", "user", "--mfa"],
-                                  env=env, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err,
-                                  text=True, timeout=60)
+            done = subprocess.run(
+                [sys.executable, "-m", "pdp", "token", "--sub", "alice", "--roles", "user", "--mfa"],
+                env=env,
+                cwd=ROOT,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=err,
+                text=True,
+                timeout=60,
+            )
     except (OSError, subprocess.TimeoutExpired):
         return ""
     lines = done.stdout.strip().splitlines()
@@ -627,7 +763,8 @@ def print_banner(sup, env, pdp_cfg, proxy_cfg, redis, mongodb, smtp, mail_dir, b
         f"  PDP        {pdp_url}  (/v1/check, /v1/forward-auth, /v1/ready, /metrics)",
         f"  redis      {shown_url(env['REDIS_URL'])}  ({redis.note})",
         f"  mongodb    {shown_url(env['MONGODB_URI'])}  ({mongodb.note})",
-        f"  mail       {smtp_url}: every sign-in mail is saved as {mail_note}" if mail_dir
+        f"  mail       {smtp_url}: every sign-in mail is saved as {mail_note}"
+        if mail_dir
         else f"  mail       {smtp_url}  ({smtp.note})",
         "  backends   " + ", ".join(b.note for b in backends),
         f"  logs       {short(sup.log_dir)}/*.log",
@@ -637,24 +774,28 @@ def print_banner(sup, env, pdp_cfg, proxy_cfg, redis, mongodb, smtp, mail_dir, b
         out.append(f"  JWT secret dev only, generated into {short(generated_secret)}: {env['JWT_SECRET_KEY']}")
     out.append("")
     if token:
-        secret_hint = (f"JWT_SECRET_KEY=$(cat {short(generated_secret)})" if generated_secret
-                       else "JWT_SECRET_KEY=<yours>")
+        secret_hint = (
+            f"JWT_SECRET_KEY=$(cat {short(generated_secret)})" if generated_secret else "JWT_SECRET_KEY=<yours>"
+        )
         out += [
             f"Try it (a token for alice, role user, with MFA, valid {pdp_cfg.jwt_access_minutes} min):",
             f"  TOKEN={token}",
             f"  curl -s {gw}/api/v1/meta/info",
-            f"  curl -s -H \"Authorization: Bearer $TOKEN\" {gw}/api/v1/sessions",
+            f'  curl -s -H "Authorization: Bearer $TOKEN" {gw}/api/v1/sessions',
             f"  curl -s -i {gw}/api/v1/sessions     # no token: 401",
         ]
         if ssl_enabled:
-            out.append(f"  curl -s --cacert {cert} -H \"Authorization: Bearer $TOKEN\" "
-                       f"https://localhost:{https_port}/api/v1/chain/info")
+            out.append(
+                f'  curl -s --cacert {cert} -H "Authorization: Bearer $TOKEN" '
+                f"https://localhost:{https_port}/api/v1/chain/info"
+            )
         out += [
             f"More tokens: {secret_hint} {short(sys.executable)} -m pdp token --sub bob --roles user,admin --mfa",
             "",
             f"Sign in for real (docs/auth.md; sign-up is {env['SIGNUP_MODE']}):",
             f"  curl -s -H 'Content-Type: application/json' -d '{{\"email\":\"you@example.com\"}}' {gw}/api/v1/users",
-            f"  curl -s -H 'Content-Type: application/json' -d '{{\"email\":\"you@example.com\"}}' {gw}/api/v1/auth/login",
+            f"  curl -s -H 'Content-Type: application/json' -d '{{\"email\":\"you@example.com\"}}' "
+            f"{gw}/api/v1/auth/login",
         ]
         if mail_dir:
             out.append(f"  then open the link in the newest {mail_note}")

@@ -2,6 +2,7 @@
 dependencies; `get_app()` reads the environment and builds those (falcon's
 look tutorial model), and is what gunicorn loads in each worker.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -11,13 +12,14 @@ import uuid
 import falcon
 
 from servicekit.client_ip import TrustedProxies
+from servicekit.logs import request_id_var
+from servicekit.trace_context import parse as parse_trace_context
+
 from .problem import serialize_error
 from .resources.check import Check, LeaseReturn
 from .resources.forward_auth import ExtAuthz, ForwardAuth
 from .resources.openapi import OpenApi
 from .resources.operations import Health, Metrics, Policies, Ready, Version
-from servicekit.logs import request_id_var
-from servicekit.trace_context import parse as parse_trace_context
 
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
@@ -26,15 +28,15 @@ _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 class Services:
     settings: object
     engine: object
-    policies: object          # PolicyStore
-    decider: object           # Decider
+    policies: object  # PolicyStore
+    decider: object  # Decider
     redis: object
-    metrics: object           # PdpMetrics
+    metrics: object  # PdpMetrics
     authenticator: object
-    quota: object = None      # QuotaService, None when RATE_LIMIT_ENABLED=false
-    tracer: object = None     # servicekit.tracing tracer (NoTracer unless OTEL_EXPORTER_OTLP_ENDPOINT is set)
-    recent: object = None     # admin_ui.recent.RecentDecisions: the decision log's last entries
-    signin: object = None     # SignInService (pdp.signin), None without MONGODB_URI
+    quota: object = None  # QuotaService, None when RATE_LIMIT_ENABLED=false
+    tracer: object = None  # servicekit.tracing tracer (NoTracer unless OTEL_EXPORTER_OTLP_ENDPOINT is set)
+    recent: object = None  # admin_ui.recent.RecentDecisions: the decision log's last entries
+    signin: object = None  # SignInService (pdp.signin), None without MONGODB_URI
 
 
 class RequestIdMiddleware:
@@ -73,6 +75,7 @@ class FairnessMiddleware:
 
 def _gevent_yield():
     import gevent
+
     return lambda: gevent.sleep(0)
 
 
@@ -103,18 +106,23 @@ def create_app(services: Services, yield_fn=None) -> falcon.App:
     app.add_route("/v1/openapi.json", OpenApi())
     if s.quota is not None:
         from .resources.quotas import add_routes as add_quota_routes
+
         add_quota_routes(app, s.quota, s.authenticator)
     if s.signin is not None:
         from .signin.routes import add_routes as add_signin_routes
+
         add_signin_routes(app, s.signin, s.authenticator)
     from .admin_ui import add_routes as add_ui_routes
     from .admin_ui.recent import RecentDecisions
+
     add_ui_routes(app, s, s.recent if s.recent is not None else RecentDecisions())
     return app
 
 
 def build_services(settings, fallback_bundle=None) -> Services:
     """Builds every dependency from settings; raises PolicyError/ConfigError on bad ones."""
+    from servicekit.tracing import make_tracer
+
     from .authn.jwt_auth import JwtAuthenticator
     from .authn.keys import JwksKeys, PemKey, SecretKey
     from .decider import Decider
@@ -123,7 +131,6 @@ def build_services(settings, fallback_bundle=None) -> Services:
     from .metrics import PdpMetrics
     from .policy.store import PolicyStore
     from .redis_client import connect
-    from servicekit.tracing import make_tracer
 
     metrics = PdpMetrics()
     redis_client = connect(settings.redis_url, settings.redis_timeout_ms / 1000)
@@ -134,36 +141,59 @@ def build_services(settings, fallback_bundle=None) -> Services:
     else:
         keys = PemKey(settings.jwt_public_key)
     authenticator = JwtAuthenticator(
-        keys, settings.jwt_algorithms, denylist=build_denylist(settings, redis_client),
-        issuer=settings.jwt_issuer, audience=settings.jwt_audience,
-        leeway_s=settings.jwt_leeway_s, revocation_fail_open=settings.revocation_fail_open,
-        cache_size=settings.token_cache_size, revocation_cache_s=settings.revocation_cache_s,
-        token_types=settings.jwt_access_token_types)
+        keys,
+        settings.jwt_algorithms,
+        denylist=build_denylist(settings, redis_client),
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
+        leeway_s=settings.jwt_leeway_s,
+        revocation_fail_open=settings.revocation_fail_open,
+        cache_size=settings.token_cache_size,
+        revocation_cache_s=settings.revocation_cache_s,
+        token_types=settings.jwt_access_token_types,
+    )
     engine = make_engine(settings)
-    policies = PolicyStore(engine, settings.policy_dir, settings_overlay=policy_settings(settings),
-                           memo_size=settings.memo_size, metrics=metrics)
+    policies = PolicyStore(
+        engine,
+        settings.policy_dir,
+        settings_overlay=policy_settings(settings),
+        memo_size=settings.memo_size,
+        metrics=metrics,
+    )
     policies.start(fallback_bundle)
     quota = None
     if settings.rate_limit_enabled:
         from .quota.factory import build_quota_service
+
         quota = build_quota_service(settings, redis_client, registry=metrics.registry)
     from .admin_ui.recent import RecentDecisions
     from .decision import HeaderAllowList
+
     tracer = make_tracer("lucid-pdp")
     recent = RecentDecisions()
     decision_log = DecisionLog(settings.decision_log, tap=recent.add)
-    decider = Decider(authenticator, policies, engine, quota=quota, decision_log=decision_log, metrics=metrics,
-                      tracer=tracer, allowed_headers=HeaderAllowList(settings.decision_header_names))
+    decider = Decider(
+        authenticator,
+        policies,
+        engine,
+        quota=quota,
+        decision_log=decision_log,
+        metrics=metrics,
+        tracer=tracer,
+        allowed_headers=HeaderAllowList(settings.decision_header_names),
+    )
     signin = None
     if settings.mongodb_uri:
-        from .signin.routes import build as build_signin
         from .authn.revocation import RedisDenylist
+        from .signin.routes import build as build_signin
+
         # Sign-in state gets its own client: a 20 ms decision-path timeout is
         # right for quotas, too tight for a Lua redeem on a busy machine.
         auth_redis = connect(settings.redis_url, max(settings.redis_timeout_ms, 500) / 1000)
         signin = build_signin(settings, auth_redis, RedisDenylist(auth_redis), metrics.registry)
-    return Services(settings, engine, policies, decider, redis_client, metrics, authenticator, quota, tracer,
-                    recent, signin)
+    return Services(
+        settings, engine, policies, decider, redis_client, metrics, authenticator, quota, tracer, recent, signin
+    )
 
 
 def build_denylist(settings, redis_client):
@@ -194,6 +224,7 @@ def get_app(fallback_bundle=None) -> falcon.App:
     fallback_bundle: the policy `pdp serve` checked at startup, served when the
     files on disk are broken by the time this worker starts."""
     from servicekit import heap, logs
+
     from .config import load_settings
 
     settings = load_settings()

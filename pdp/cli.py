@@ -1,4 +1,5 @@
 """The `pdp` command: serve, and tools for policy authors (check, test, eval), and token."""
+
 from __future__ import annotations
 
 import argparse
@@ -36,6 +37,7 @@ def main(argv=None) -> None:
 
 def _settings():
     from .config import ConfigError, load_settings
+
     try:
         return load_settings()
     except ConfigError as err:
@@ -45,6 +47,7 @@ def _settings():
 
 def _policy_dir(args_path):
     import os
+
     return args_path or os.environ.get("POLICY_DIR") or "policies"
 
 
@@ -55,6 +58,7 @@ def _engine_settings():
     from servicekit.settings import load
 
     from .config import SETTINGS, ConfigError, Settings
+
     wanted = {"engine", "opa_binary", "opa_url", "opa_timeout_ms", "opa_push_policies"}
     try:
         return Settings(load([s for s in SETTINGS if s.name in wanted], os.environ))
@@ -70,6 +74,7 @@ def cmd_serve(args) -> int:
     # compiled Wasm is inherited by the workers, which then skip opa build).
     bundle = _checked_bundle(settings)
     from .server import serve
+
     serve(settings, bundle)
     return 0
 
@@ -80,6 +85,7 @@ def _checked_bundle(settings):
     from .engines.wasm import WasmEngine
     from .policy.bundle import load_bundle
     from .policy.errors import PolicyError
+
     try:
         bundle = load_bundle(settings.policy_dir, policy_settings(settings))
         if settings.engine == "wasm":
@@ -94,6 +100,7 @@ def cmd_serve_grpc(args) -> int:
     settings = _settings()
     bundle = _checked_bundle(settings)
     from .grpc_authz.server import serve
+
     return serve(settings, bundle)
 
 
@@ -105,6 +112,7 @@ def cmd_check(args) -> int:
     from .engines.wasm import WasmEngine
     from .policy.bundle import is_bundle_file, load_bundle
     from .policy.errors import PolicyError
+
     settings = _engine_settings()
     path = _policy_dir(args.path)
     try:
@@ -126,6 +134,7 @@ def cmd_test(args) -> int:
     from .engines.opa_build import find_opa, run_opa_test
     from .policy.bundle import load_bundle
     from .policy.errors import PolicyError
+
     try:
         bundle = load_bundle(_policy_dir(args.path))
         return run_opa_test(find_opa(_engine_settings().opa_binary), bundle.all_modules, bundle.data, args.verbose)
@@ -139,6 +148,7 @@ def cmd_eval(args) -> int:
     from .engines.base import EngineError
     from .policy.bundle import load_bundle
     from .policy.errors import PolicyError
+
     try:
         raw = sys.stdin.read() if args.input == "-" else open(args.input).read()
         input_doc = json.loads(raw)
@@ -161,10 +171,18 @@ def cmd_eval(args) -> int:
 
 def cmd_token(args) -> int:
     from .authn.tokens import mint_with_settings
+
     settings = _settings()
     try:
-        token = mint_with_settings(settings, sub=args.sub, roles=[r for r in args.roles.split(",") if r],
-                                   plan=args.plan, mfa=args.mfa, minutes=args.minutes, jti=args.jti)
+        token = mint_with_settings(
+            settings,
+            sub=args.sub,
+            roles=[r for r in args.roles.split(",") if r],
+            plan=args.plan,
+            mfa=args.mfa,
+            minutes=args.minutes,
+            jti=args.jti,
+        )
     except ValueError as err:
         print(f"pdp token: {err}", file=sys.stderr)
         return 2
@@ -174,12 +192,14 @@ def cmd_token(args) -> int:
 
 def cmd_settings(args) -> int:
     from .config import describe
+
     print(describe())
     return 0
 
 
 def cmd_totp_qr(args) -> int:
     from .accounts.totp import qr_terminal
+
     if not args.uri.startswith("otpauth://totp/") or len(args.uri) > 1024:
         print("pdp totp-qr: expected the otpauth://totp/... URI of an enrolment", file=sys.stderr)
         return 2
@@ -187,5 +207,13 @@ def cmd_totp_qr(args) -> int:
     return 0
 
 
-_COMMANDS = {"totp-qr": cmd_totp_qr, "serve": cmd_serve, "serve-grpc": cmd_serve_grpc, "check": cmd_check, "test": cmd_test, "eval": cmd_eval,
-             "token": cmd_token, "settings": cmd_settings}
+_COMMANDS = {
+    "totp-qr": cmd_totp_qr,
+    "serve": cmd_serve,
+    "serve-grpc": cmd_serve_grpc,
+    "check": cmd_check,
+    "test": cmd_test,
+    "eval": cmd_eval,
+    "token": cmd_token,
+    "settings": cmd_settings,
+}

@@ -3,18 +3,20 @@
 Every failure on the way is a deny with a status (fail closed), never an
 exception out of here.
 """
+
 from __future__ import annotations
 
 import logging
 import time
 import uuid
 
+from servicekit.request_path import AmbiguousPath
+from servicekit.tracing import NoTracer
+
 from .authn.errors import AuthUnavailable, InvalidCredential
 from .decision import DEFAULT_HEADERS, Decision, deny, from_policy
 from .engines.base import EngineError, InvalidInput
 from .policy_input import CREDENTIAL_HEADERS, build_request
-from servicekit.request_path import AmbiguousPath
-from servicekit.tracing import NoTracer
 
 log = logging.getLogger("lucid.pdp.decider")
 _BEARER_CHALLENGE = 'Bearer error="invalid_token"'
@@ -25,13 +27,22 @@ def _unread_headers(check: dict, input_doc: dict) -> list:
     (they were trimmed from its input) nor authentication (credentials).
     The proxy may reuse this decision for a request differing only in them."""
     read = input_doc.get("request", {}).get("headers", {})
-    return sorted(h for h in check.get("headers", {})
-                  if h not in read and h not in CREDENTIAL_HEADERS)
+    return sorted(h for h in check.get("headers", {}) if h not in read and h not in CREDENTIAL_HEADERS)
 
 
 class Decider:
-    def __init__(self, authenticator, policies, engine, quota=None, decision_log=None, metrics=None,
-                 clock_ns=time.time_ns, tracer=None, allowed_headers=DEFAULT_HEADERS):
+    def __init__(
+        self,
+        authenticator,
+        policies,
+        engine,
+        quota=None,
+        decision_log=None,
+        metrics=None,
+        clock_ns=time.time_ns,
+        tracer=None,
+        allowed_headers=DEFAULT_HEADERS,
+    ):
         self._authn = authenticator
         self._policies = policies
         self._engine = engine
@@ -70,7 +81,11 @@ class Decider:
             with self._tracer.span("pdp.jwt", trace):
                 subject = self._authn.authenticate(check.get("headers", {}).get("authorization"))
         except InvalidCredential as err:
-            return deny(401, f"invalid_token: {err}", response_headers={"www-authenticate": _BEARER_CHALLENGE}), request, None
+            return (
+                deny(401, f"invalid_token: {err}", response_headers={"www-authenticate": _BEARER_CHALLENGE}),
+                request,
+                None,
+            )
         except AuthUnavailable as err:
             log.warning("authentication dependency down: %s", err)
             return deny(503, "auth_unavailable"), request, None
@@ -99,9 +114,9 @@ class Decider:
             decision.ignores = _unread_headers(check, input_doc)
         return decision, request, subject
 
-    def _spend_quota(self, decision: Decision, served, input_doc: dict, subject: dict,
-                     lease_want: int = 1) -> Decision:
+    def _spend_quota(self, decision: Decision, served, input_doc: dict, subject: dict, lease_want: int = 1) -> Decision:
         """All of the request's descriptors in one Redis call; a rejection is the decision."""
+
         def replan(plan: str) -> list:
             # An admin's plan override: the policy's quotas as if the token said that plan.
             replanned = {**input_doc, "subject": {**input_doc.get("subject", subject), "plan": plan}}
@@ -114,14 +129,16 @@ class Decider:
 
         verdict = self._quota.spend(decision.quotas, subject, replan=replan, lease_want=lease_want)
         if not verdict.allowed:
-            return deny(verdict.status, verdict.reason,
-                        response_headers={**decision.response_headers, **verdict.response_headers})
+            return deny(
+                verdict.status,
+                verdict.reason,
+                response_headers={**decision.response_headers, **verdict.response_headers},
+            )
         decision.response_headers.update(verdict.response_headers)
         if verdict.spent_quota:
             decision.cache_ttl_s = 0.0  # an allow that spent quota must be asked again
         if verdict.units > 1 and verdict.lease_id:
-            decision.lease = {"id": verdict.lease_id, "units": verdict.units - 1,
-                              "ttl_s": self._quota.lease_ttl_s}
+            decision.lease = {"id": verdict.lease_id, "units": verdict.units - 1, "ttl_s": self._quota.lease_ttl_s}
         return decision
 
     def _from_policy(self, doc) -> Decision:

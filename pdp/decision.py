@@ -1,4 +1,5 @@
 """The decision: what the policy said, made safe (fail closed) and complete."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -23,6 +24,7 @@ class HeaderAllowList:
 
 def _default_allow_list() -> HeaderAllowList:
     from .config import SETTINGS
+
     return HeaderAllowList(next(s.default_value for s in SETTINGS if s.name == "decision_header_names"))
 
 
@@ -41,7 +43,7 @@ class Decision:
     decision_id: str = ""
     policy_revision: str = ""
     eval_ms: float = 0.0
-    detail: str = ""   # why a policy's decision was refused (logged, never sent)
+    detail: str = ""  # why a policy's decision was refused (logged, never sent)
     # {"id", "units", "ttl_s"}: further requests' worth of quota reserved for
     # the asker (pdp/quota/leases.py); None without a lease.
     lease: dict | None = None
@@ -50,9 +52,13 @@ class Decision:
 
     def to_json(self) -> dict:
         doc = {
-            "allow": self.allow, "status": self.status, "reason": self.reason,
-            "decision_id": self.decision_id, "policy_revision": self.policy_revision,
-            "headers": self.headers, "response_headers": self.response_headers,
+            "allow": self.allow,
+            "status": self.status,
+            "reason": self.reason,
+            "decision_id": self.decision_id,
+            "policy_revision": self.policy_revision,
+            "headers": self.headers,
+            "response_headers": self.response_headers,
             "cache_ttl_s": self.cache_ttl_s,
         }
         if self.lease:

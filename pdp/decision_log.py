@@ -1,4 +1,5 @@
 """One JSON line per decision, for audit: masked input, result, timing, revision."""
+
 from __future__ import annotations
 
 import json
@@ -6,8 +7,9 @@ import logging
 import random
 import time
 
-from .policy_input import public_subject
 from servicekit.secret_params import redact_query
+
+from .policy_input import public_subject
 
 # Headers whose value is a URL that may carry secret query parameters (an OAuth callback's code).
 _URL_HEADERS = ("referer", "origin", "x-original-url", "x-rewrite-url")

@@ -3,6 +3,7 @@
 Keyed by exactly the input the policies read (see policy/analysis.py), and
 thrown away whole when a new policy revision loads.
 """
+
 from __future__ import annotations
 
 import json

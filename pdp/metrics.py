@@ -1,10 +1,10 @@
 """Prometheus metrics of the PDP; aggregated across gunicorn workers (multiprocess mode)."""
+
 from __future__ import annotations
 
 import os
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client import multiprocess
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
 
 _LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
 
@@ -18,14 +18,24 @@ class PdpMetrics:
     def __init__(self, registry: CollectorRegistry | None = None):
         self.registry = registry or CollectorRegistry()
         r = self.registry
-        self.decisions = Counter("lucid_pdp_decisions_total", "Decisions by result and reason", ["result", "reason"], registry=r)
-        self.decision_seconds = Histogram("lucid_pdp_decision_seconds", "Whole decision latency", buckets=_LATENCY_BUCKETS, registry=r)
-        self.eval_seconds = Histogram("lucid_pdp_policy_eval_seconds", "Policy evaluation latency", buckets=_LATENCY_BUCKETS, registry=r)
+        self.decisions = Counter(
+            "lucid_pdp_decisions_total", "Decisions by result and reason", ["result", "reason"], registry=r
+        )
+        self.decision_seconds = Histogram(
+            "lucid_pdp_decision_seconds", "Whole decision latency", buckets=_LATENCY_BUCKETS, registry=r
+        )
+        self.eval_seconds = Histogram(
+            "lucid_pdp_policy_eval_seconds", "Policy evaluation latency", buckets=_LATENCY_BUCKETS, registry=r
+        )
         self.reloads = Counter("lucid_pdp_policy_reloads_total", "Policy reloads by result", ["result"], registry=r)
         self.memo = Counter("lucid_pdp_memo_lookups_total", "Memoized decision lookups", ["result"], registry=r)
         self.errors = Counter("lucid_pdp_errors_total", "Errors by kind", ["kind"], registry=r)
-        self.policy_error = Gauge("lucid_pdp_policy_last_reload_failed", "1 when the last policy edit failed to load",
-                                  multiprocess_mode="max", registry=r)
+        self.policy_error = Gauge(
+            "lucid_pdp_policy_last_reload_failed",
+            "1 when the last policy edit failed to load",
+            multiprocess_mode="max",
+            registry=r,
+        )
 
     def observe_decision(self, decision) -> None:
         self.decisions.labels(result="allow" if decision.allow else "deny", reason=_reason_label(decision.reason)).inc()

@@ -1,4 +1,5 @@
 """Builds the policy's `input` from a check request, once per decision."""
+
 from __future__ import annotations
 
 from urllib.parse import parse_qs

@@ -1,4 +1,5 @@
 """problem+json (servicekit/problem.py) as falcon errors: the one error format of the PDP's API."""
+
 from __future__ import annotations
 
 import falcon
@@ -21,6 +22,10 @@ class Problem(falcon.HTTPError):
 
 def serialize_error(req, resp, exc: falcon.HTTPError) -> None:
     """Error serializer for the falcon app: every error is problem+json."""
-    body = exc.to_problem() if isinstance(exc, Problem) else problem_body(exc.status_code, exc.title or "Error", exc.description)
+    body = (
+        exc.to_problem()
+        if isinstance(exc, Problem)
+        else problem_body(exc.status_code, exc.title or "Error", exc.description)
+    )
     resp.data = body
     resp.content_type = PROBLEM_JSON

@@ -13,6 +13,7 @@ Every client gets socket connect and read timeouts and NO retries: the PDP
 decides what a failed call means (fail modes, circuit breaker), and a retry
 with back-off would turn a 20 ms timeout into seconds.
 """
+
 from __future__ import annotations
 
 import inspect
@@ -59,8 +60,13 @@ def connect(url: str, timeout_s: float, *, max_connections: int | None = None):
     if not timeout_s or timeout_s <= 0:
         raise ValueError("timeout_s must be > 0")
     target = parse_url(url)
-    common = dict(socket_timeout=timeout_s, socket_connect_timeout=timeout_s,
-                  retry=_no_retry(), health_check_interval=0, **_no_handshake())
+    common = dict(
+        socket_timeout=timeout_s,
+        socket_connect_timeout=timeout_s,
+        retry=_no_retry(),
+        health_check_interval=0,
+        **_no_handshake(),
+    )
     if max_connections:
         common["max_connections"] = max_connections
     if target.kind == "single":
@@ -73,13 +79,24 @@ def connect(url: str, timeout_s: float, *, max_connections: int | None = None):
     if target.kind == "sentinel":
         sentinel = Sentinel(
             list(target.nodes),
-            sentinel_kwargs=dict(socket_timeout=timeout_s, socket_connect_timeout=timeout_s,
-                                 retry=_no_retry()),
-            **common, **auth)
-        return sentinel.master_for(target.master, db=target.db, ssl=target.tls, **auth,
-                                   socket_timeout=timeout_s,
-                                   socket_connect_timeout=timeout_s, retry=_no_retry())
+            sentinel_kwargs=dict(socket_timeout=timeout_s, socket_connect_timeout=timeout_s, retry=_no_retry()),
+            **common,
+            **auth,
+        )
+        return sentinel.master_for(
+            target.master,
+            db=target.db,
+            ssl=target.tls,
+            **auth,
+            socket_timeout=timeout_s,
+            socket_connect_timeout=timeout_s,
+            retry=_no_retry(),
+        )
     common.pop("health_check_interval")
     return RedisCluster(
         startup_nodes=[ClusterNode(h, p) for h, p in target.nodes],
-        ssl=target.tls, require_full_coverage=True, **common, **auth)
+        ssl=target.tls,
+        require_full_coverage=True,
+        **common,
+        **auth,
+    )

@@ -3,6 +3,7 @@
 Kept apart from pdp.redis_client so that validating settings in gunicorn's
 master does not import redis (and ssl) before the gevent workers patch them.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -101,8 +102,9 @@ def parse_url(url: str) -> RedisTarget:
         raise RedisURLError("REDIS_URL is empty")
     scheme, sep, rest = url.partition("://")
     if not sep:
-        raise RedisURLError("REDIS_URL must start with redis://, rediss://, unix://, "
-                            "redis+sentinel:// or redis+cluster://")
+        raise RedisURLError(
+            "REDIS_URL must start with redis://, rediss://, unix://, redis+sentinel:// or redis+cluster://"
+        )
     scheme = scheme.lower()
     if scheme in ("redis", "rediss", "unix"):
         _check_single(url, scheme)
@@ -116,15 +118,16 @@ def parse_url(url: str) -> RedisTarget:
         nodes = _split_nodes(hosts, _DEFAULT_SENTINEL_PORT)
         path = [p for p in parts.path.split("/") if p]
         if not path:
-            raise RedisURLError("REDIS_URL: a Sentinel URL needs the master name: "
-                                "redis+sentinel://host:port,host:port/mastername/db")
+            raise RedisURLError(
+                "REDIS_URL: a Sentinel URL needs the master name: redis+sentinel://host:port,host:port/mastername/db"
+            )
         if len(path) > 2:
             raise RedisURLError("REDIS_URL: Sentinel path is /mastername[/db]")
         db = _db(path[1]) if len(path) == 2 else _db(parse_qs(parts.query).get("db", ["0"])[0])
-        return RedisTarget(kind="sentinel", tls=tls, nodes=nodes, master=unquote(path[0]),
-                           db=db, username=username, password=password)
+        return RedisTarget(
+            kind="sentinel", tls=tls, nodes=nodes, master=unquote(path[0]), db=db, username=username, password=password
+        )
     nodes = _split_nodes(hosts, _DEFAULT_PORT)
     if parts.path.strip("/") not in ("", "0"):
         raise RedisURLError("REDIS_URL: Redis Cluster has only database 0")
-    return RedisTarget(kind="cluster", tls=tls, nodes=nodes, username=username,
-                       password=password)
+    return RedisTarget(kind="cluster", tls=tls, nodes=nodes, username=username, password=password)

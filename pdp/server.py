@@ -3,6 +3,7 @@
 The app is built in each worker after fork (never preloaded: gevent patches
 the worker after fork, and ssl/requests imported before that break).
 """
+
 from __future__ import annotations
 
 import os
@@ -13,6 +14,7 @@ from gunicorn.app.base import BaseApplication
 
 def _child_exit(server, worker):
     from prometheus_client import multiprocess
+
     multiprocess.mark_process_dead(worker.pid)
 
 
@@ -29,11 +31,11 @@ class PdpServer(BaseApplication):
             "workers": s.workers,
             "worker_class": "gevent",
             "worker_connections": s.worker_connections,
-            "keepalive": 75,               # callers keep pooled connections open
+            "keepalive": 75,  # callers keep pooled connections open
             "timeout": 30,
             "graceful_timeout": 10,
-            "limit_request_fields": 256,   # forward-auth carries the client's headers
-            "accesslog": None,             # the decision log is the access record
+            "limit_request_fields": 256,  # forward-auth carries the client's headers
+            "accesslog": None,  # the decision log is the access record
             "errorlog": "-",
             "loglevel": "warning" if s.log_level == "info" else s.log_level,
             "child_exit": _child_exit,
@@ -44,6 +46,7 @@ class PdpServer(BaseApplication):
 
     def load(self):
         from .app import get_app
+
         return get_app(self._startup_bundle)
 
 
@@ -69,6 +72,7 @@ def _start_grpc(settings, startup_bundle):
     if it fails (a port taken, a worker dead), it stops the whole PDP, so the
     orchestrator restarts both rather than leaving half of it serving."""
     import signal
+
     report_r, report_w = os.pipe()
     pid = os.fork()
     if pid:
@@ -78,8 +82,10 @@ def _start_grpc(settings, startup_bundle):
     code = 1
     try:
         import ctypes
+
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
         from .grpc_authz.server import serve as serve_grpc
+
         code = serve_grpc(settings, startup_bundle)
     finally:
         if code != 0:
@@ -92,6 +98,7 @@ def _stop_grpc(pid: int, report_fd: int):
     """Stops the gRPC server; returns its exit code if it had failed on its own, else None."""
     import signal
     import time
+
     os.set_blocking(report_fd, False)
     try:
         report = os.read(report_fd, 1)

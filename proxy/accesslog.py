@@ -1,4 +1,5 @@
 """One JSON line per request on stdout, with secrets redacted."""
+
 import json
 import os
 import time

@@ -8,6 +8,7 @@ queues, instead of after waiting out a deadline. A long closed-loop queue
 that keeps moving (1,000 connections on a busy box) waits about as long as
 it takes its turn to come round and is not shed.
 """
+
 from __future__ import annotations
 
 import time
@@ -22,7 +23,7 @@ class Admission:
         self._budget_s = budget_s
         self._clock = clock
         self._waiting = 0
-        self._wait_s = 0.0   # moving average of the wait of requests let in
+        self._wait_s = 0.0  # moving average of the wait of requests let in
         self.shed = 0
 
     def enter(self) -> bool:

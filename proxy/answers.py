@@ -5,6 +5,7 @@ preflight, a meta endpoint) goes through `Answers.answer`; relaying
 (proxy/relay.py) and tunnelling (proxy/tunnel.py) write through `send` and ask
 `Answers.must_close` for the responses they pass on from the upstream.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable
@@ -38,8 +39,10 @@ def cors_headers(ex: Exchange) -> Headers:
     origin = ex.request.header("origin")
     if not cors or not origin or not cors.allows(origin):
         return []
-    out = [("access-control-allow-origin", origin if cors.allow_credentials or "*" not in cors.allow_origins
-            else "*"), ("vary", "Origin")]
+    out = [
+        ("access-control-allow-origin", origin if cors.allow_credentials or "*" not in cors.allow_origins else "*"),
+        ("vary", "Origin"),
+    ]
     if cors.allow_credentials:
         out.append(("access-control-allow-credentials", "true"))
     if cors.expose_headers:
@@ -69,16 +72,24 @@ class Answers:
             return True
         return False
 
-    def problem(self, ex: Exchange, sock: socket.socket, status: int, detail: str, slug: str,
-                extra: Iterable[tuple[str, str]] = ()) -> None:
+    def problem(
+        self,
+        ex: Exchange,
+        sock: socket.socket,
+        status: int,
+        detail: str,
+        slug: str,
+        extra: Iterable[tuple[str, str]] = (),
+    ) -> None:
         """An RFC 9457 problem+json answer; a 5xx is also the exchange's error for the access log."""
         if status >= 500 and not ex.error:
             ex.error = detail
         status, headers, body = problems.problem(status, detail, ex.request_id, slug)
         self.answer(ex, sock, status, headers + list(extra), body)
 
-    def answer(self, ex: Exchange, sock: socket.socket, status: int, headers: Iterable[tuple[str, str]],
-               body: bytes) -> None:
+    def answer(
+        self, ex: Exchange, sock: socket.socket, status: int, headers: Iterable[tuple[str, str]], body: bytes
+    ) -> None:
         """A whole response with the request id and CORS headers added."""
         headers = list(headers)
         headers.append(("x-request-id", ex.request_id))

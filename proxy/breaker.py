@@ -1,5 +1,6 @@
 """A cluster's circuit breaker (servicekit/breaker.py) plus a bulkhead: at most
 `max_concurrent` requests at once, `max_pending` more waiting (one per worker)."""
+
 from __future__ import annotations
 
 import logging
@@ -43,8 +44,9 @@ class Breaker:
         """Admits a request or raises BreakerRejected. Returns True if it is a half-open probe."""
         probe = self._circuit.enter()
         if probe is None:
-            raise BreakerRejected("circuit open" if self._circuit.state == OPEN
-                                  else "circuit half-open, probe in flight")
+            raise BreakerRejected(
+                "circuit open" if self._circuit.state == OPEN else "circuit half-open, probe in flight"
+            )
         if not self._slots.acquire(blocking=False):
             if self.pending >= self._max_pending:
                 self._circuit.cancel(probe)
@@ -64,5 +66,9 @@ class Breaker:
         self.concurrent -= 1
         self._slots.release()
         if self._circuit.leave(success, probe) == "opened":
-            log.warning("circuit for %s opens for %.1fs after %d failure(s)", self._name,
-                        self._circuit.open_s, self._circuit.opened_after)
+            log.warning(
+                "circuit for %s opens for %.1fs after %d failure(s)",
+                self._name,
+                self._circuit.open_s,
+                self._circuit.opened_after,
+            )

@@ -1,4 +1,5 @@
 """`lucid-proxy` / `python -m proxy`: validate everything, then fork the workers."""
+
 from __future__ import annotations
 
 import argparse
@@ -26,15 +27,20 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="lucid-proxy",
         description="Thin gevent proxy that asks the PDP before forwarding. "
-                    "Settings come from the environment (see --settings).")
-    parser.add_argument("--upstream", metavar="URL",
-                        help="sidecar mode: forward everything to this one app (no routes file)")
+        "Settings come from the environment (see --settings).",
+    )
+    parser.add_argument(
+        "--upstream", metavar="URL", help="sidecar mode: forward everything to this one app (no routes file)"
+    )
     parser.add_argument("--routes", metavar="FILE", help="routes YAML (overrides ROUTES_FILE)")
     parser.add_argument("--workers", metavar="N", help="worker processes (overrides PROXY_WORKERS)")
     parser.add_argument("--port", metavar="PORT", help="HTTP port (overrides HTTP_PORT)")
     parser.add_argument("--settings", action="store_true", help="print the settings table and exit")
-    parser.add_argument("--routes-reference", action="store_true",
-                        help="print the routes file reference (every key, its type and default) and exit")
+    parser.add_argument(
+        "--routes-reference",
+        action="store_true",
+        help="print the routes file reference (every key, its type and default) and exit",
+    )
     parser.add_argument("--check", action="store_true", help="validate settings and routes, then exit")
     return parser.parse_args(argv)
 
@@ -50,20 +56,22 @@ def build_route_table(config: config_module.Config, upstream_url: str | None = N
     return load_routes(config.routes_file or DEFAULT_ROUTES_FILE, variables), "gateway"
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:  # noqa: C901
     args = parse_args(sys.argv[1:] if argv is None else argv)
     if args.settings:
         print(config_module.markdown_table())
         return 0
     if args.routes_reference:
         from .routes import routes_reference
+
         print(routes_reference())
         return 0
     # JSON lines like the PDP's (servicekit/logs.py); stdout carries the access log.
     logs.configure("warning", stream=sys.stderr)
     try:
-        config = config_module.load(overrides={"routes_file": args.routes, "workers": args.workers,
-                                               "http_port": args.port})
+        config = config_module.load(
+            overrides={"routes_file": args.routes, "workers": args.workers, "http_port": args.port}
+        )
         table, mode = build_route_table(config, args.upstream)
     except (config_module.ConfigError, RoutesError) as exc:
         print(f"lucid-proxy: {exc}", file=sys.stderr)
@@ -74,6 +82,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     tls = None
     if config.ssl_enabled:
         from .tls import ServerTls
+
         try:
             tls = ServerTls(config.ssl_cert_path, config.ssl_key_path, config.ssl_min_version)
         except (OSError, ValueError) as exc:
@@ -83,6 +92,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"lucid-proxy: configuration ok ({mode}, {len(table.routes)} routes)")
         return 0
     from .server import Master, Worker, check_ports_free
+
     check_ports_free(config)
 
     master = None
@@ -93,8 +103,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     reread = (lambda: build_route_table(config)[0]) if mode == "gateway" else None
 
     def run_worker():
-        return Worker(config, lambda: build_gateway(config, current["table"], mode, reread), tls,
-                      master.inherited).run()
+        return Worker(
+            config, lambda: build_gateway(config, current["table"], mode, reread), tls, master.inherited
+        ).run()
 
     def on_hup():
         if reread is not None:
@@ -115,8 +126,9 @@ def reread_routes(reread: Callable[[], RouteTable]) -> RouteTable | None:
         return None
 
 
-def build_gateway(config: config_module.Config, table: RouteTable, mode: str,
-                  reread: Callable[[], RouteTable] | None = None) -> tuple[Gateway, Metrics, list]:
+def build_gateway(  # noqa: C901
+    config: config_module.Config, table: RouteTable, mode: str, reread: Callable[[], RouteTable] | None = None
+) -> tuple[Gateway, Metrics, list]:
     """Wires one worker's Gateway from its parts (called after fork).
 
     reread: returns the routes file's table again (SIGHUP); None in sidecar mode."""
@@ -133,27 +145,45 @@ def build_gateway(config: config_module.Config, table: RouteTable, mode: str,
     clock = time.monotonic
     metrics = Metrics()
     clusters = {name: Cluster(spec, clock) for name, spec in table.clusters.items()}
-    pdp = PdpClient(config.pdp_url, config.pdp_timeout_ms / 1000.0, config.pdp_pool_size,
-                    config.pdp_queue_timeout_ms / 1000.0,
-                    tls_spec=config_module.pdp_tls_spec(config) if config.pdp_url.startswith("https://") else None)
+    pdp = PdpClient(
+        config.pdp_url,
+        config.pdp_timeout_ms / 1000.0,
+        config.pdp_pool_size,
+        config.pdp_queue_timeout_ms / 1000.0,
+        tls_spec=config_module.pdp_tls_spec(config) if config.pdp_url.startswith("https://") else None,
+    )
     verdicts = VerdictCache(config.verdict_cache_size, clock) if config.verdict_cache_size else None
     leases = None
     if config.quota_leases:
         from .leases import LeaseStore
-        leases = LeaseStore(clock, pdp.return_lease_later, max(1, config.verdict_cache_size),
-                            config.lease_max_want)
+
+        leases = LeaseStore(clock, pdp.return_lease_later, max(1, config.verdict_cache_size), config.lease_max_want)
     admission = None
     if config.max_active:
         from .admission import Admission
+
         admission = Admission(config.max_active, config.queue_budget_ms / 1000.0, clock)
     meta = MetaEndpoints(config.service_name, pdp, clusters, metrics, mode)
-    gateway = Gateway(config, table, clusters, pdp, verdicts, ClientAddress(config.trusted_proxies), meta,
-                      metrics, AccessLog(config.access_log), clock, tracer=make_tracer("lucid-proxy"),
-                      leases=leases, admission=admission)
+    gateway = Gateway(
+        config,
+        table,
+        clusters,
+        pdp,
+        verdicts,
+        ClientAddress(config.trusted_proxies),
+        meta,
+        metrics,
+        AccessLog(config.access_log),
+        clock,
+        tracer=make_tracer("lucid-proxy"),
+        leases=leases,
+        admission=admission,
+    )
 
     def health_head(endpoint, path):
-        return f"GET {path} HTTP/1.1\r\nHost: {endpoint.authority}\r\nUser-Agent: lucid-proxy-health\r\n\r\n" \
-            .encode("latin-1")
+        return f"GET {path} HTTP/1.1\r\nHost: {endpoint.authority}\r\nUser-Agent: lucid-proxy-health\r\n\r\n".encode(
+            "latin-1"
+        )
 
     checks = {name: c.start_health_checks(health_head) for name, c in clusters.items()}
     background = [g for g in checks.values() if g]
@@ -186,6 +216,7 @@ def build_gateway(config: config_module.Config, table: RouteTable, mode: str,
 
     def publish_cluster_state():
         from .breaker import STATE_VALUES
+
         while True:
             for name, cluster in clusters.items():
                 metrics.healthy_endpoints.labels(name).set(cluster.healthy_count())
@@ -195,6 +226,7 @@ def build_gateway(config: config_module.Config, table: RouteTable, mode: str,
     background.append(gevent.spawn(publish_cluster_state))
 
     if leases is not None:
+
         def return_expired_leases():
             # Leases of keys that went quiet give their unused units back
             # within a quarter of a lifetime after they expire.

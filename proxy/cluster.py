@@ -6,6 +6,7 @@ a `Lease` (`with cluster.lease(...) as lease:`), which owns every counter the
 request changes: the breaker slot, the cluster's active requests, retries and
 streamed bodies, and the outstanding count of the endpoint it is using.
 """
+
 from __future__ import annotations
 
 import bisect
@@ -39,8 +40,14 @@ class Endpoint:
         self.url = url
         self.host, self.port = upstream.split_host_port(url)
         self.authority = upstream.authority(self.host, self.port)  # for a Host header
-        self.pool = upstream.make_pool(url, spec.max_connections, spec.timeouts.connect_s, spec.timeouts.read_s,
-                                       tls_spec=spec.tls, egress=spec.egress)
+        self.pool = upstream.make_pool(
+            url,
+            spec.max_connections,
+            spec.timeouts.connect_s,
+            spec.timeouts.read_s,
+            tls_spec=spec.tls,
+            egress=spec.egress,
+        )
         self.outstanding = 0
         self.healthy = True  # active checks
         self.ejected_until = 0.0  # passive ejection
@@ -71,8 +78,12 @@ class Endpoint:
             self._failures = 0
             self.ejections += 1
             self.ejected_until = self._clock() + self._spec.eject_s
-            log.warning("ejected %s for %.1fs after %d consecutive failures",
-                        self.url, self._spec.eject_s, self._spec.eject_consecutive)
+            log.warning(
+                "ejected %s for %.1fs after %d consecutive failures",
+                self.url,
+                self._spec.eject_s,
+                self._spec.eject_consecutive,
+            )
 
     def record_check(self, ok: bool, check: HealthCheck) -> None:
         if ok:
@@ -189,8 +200,7 @@ class Cluster:
 
     def _within_retry_budget(self) -> bool:
         """Retry budget: retries in flight stay under a share of active requests."""
-        budget = max(self.spec.retry_min_concurrency,
-                     self.spec.retry_budget_percent / 100.0 * self.active_requests)
+        budget = max(self.spec.retry_min_concurrency, self.spec.retry_budget_percent / 100.0 * self.active_requests)
         return self.active_retries < budget
 
     def healthy_count(self) -> int:
@@ -205,8 +215,10 @@ class Cluster:
 
         def loop():
             while True:
-                jobs = [gevent.spawn(self._probe, endpoint, check, head_for(endpoint, check.path))
-                        for endpoint in self.endpoints]
+                jobs = [
+                    gevent.spawn(self._probe, endpoint, check, head_for(endpoint, check.path))
+                    for endpoint in self.endpoints
+                ]
                 gevent.joinall(jobs, timeout=check.timeout_s + 1)
                 gevent.sleep(check.interval_s)
 
@@ -241,8 +253,7 @@ class Lease:
     a request that ends any other way counts as a failure.
     """
 
-    __slots__ = ("_cluster", "_probe", "_retries_left", "_retrying", "_streamed", "_tried", "_success",
-                 "endpoint")
+    __slots__ = ("_cluster", "_probe", "_retries_left", "_retrying", "_streamed", "_tried", "_success", "endpoint")
 
     def __init__(self, cluster: Cluster, probe: bool, retries: int, streamed: bool):
         self._cluster = cluster

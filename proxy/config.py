@@ -6,6 +6,7 @@ it from. Everything else (the CLI help, startup errors, and through
 scripts/gen_settings.py docs/settings.md and the chart's env and schema) is
 derived from `SETTINGS`.
 """
+
 from __future__ import annotations
 
 import os
@@ -19,8 +20,17 @@ from servicekit.settings import markdown_table as _markdown_table
 if TYPE_CHECKING:
     from .upstream_tls import UpstreamTlsSpec
 
-__all__ = ["BY_NAME", "Config", "ConfigError", "SETTINGS", "Setting", "load", "markdown_table", "pdp_tls_spec",
-           "usable_cores"]
+__all__ = [
+    "BY_NAME",
+    "Config",
+    "ConfigError",
+    "SETTINGS",
+    "Setting",
+    "load",
+    "markdown_table",
+    "pdp_tls_spec",
+    "usable_cores",
+]
 
 
 @with_schema({"type": "number", "exclusiveMinimum": 0})
@@ -101,6 +111,7 @@ def _optional_path(raw):
 @with_schema({"type": "string", "pattern": "^([a-z0-9]([a-z0-9.-]*[a-z0-9])?)?$"})
 def _server_name(raw):
     import re
+
     value = raw.strip().lower()
     if value and (len(value) > 253 or not re.fullmatch(r"[a-z0-9]([a-z0-9.-]*[a-z0-9])?", value)):
         raise ValueError("expected a DNS name, such as pdp.internal")
@@ -110,6 +121,7 @@ def _server_name(raw):
 @with_schema({"type": "string", "pattern": "^socks5h?://"})
 def _socks_url(raw):
     from .egress import EgressSpecError, parse_egress
+
     if not raw.strip():
         return None
     try:
@@ -124,91 +136,273 @@ def _socks_url(raw):
 # set through the pass-through map proxy.settings (ENV: value).
 SETTINGS = (
     Setting("listen_host", "LISTEN_HOST", text, "0.0.0.0", "Address the listeners bind to."),
-    Setting("http_port", "HTTP_PORT", int_range(1, 65535), "8080", "Plain HTTP listener port.",
-            helm="proxy.httpPort"),
-    Setting("https_port", "HTTPS_PORT", int_range(1, 65535), "8081", "HTTPS listener port (when SSL_ENABLED).",
-            helm="proxy.httpsPort"),
-    Setting("ssl_enabled", "SSL_ENABLED", boolean, "false", "Serve HTTPS on HTTPS_PORT.",
-            helm="proxy.tls.enabled"),
-    Setting("ssl_cert_path", "SSL_CERT_PATH", _optional_path, "", "PEM certificate chain (reloaded when the file changes, or on SIGHUP).",
-            helm=Helm(template="/certs/tls.crt from the Secret proxy.tls.secretName, with proxy.tls.enabled")),
-    Setting("ssl_key_path", "SSL_KEY_PATH", _optional_path, "", "PEM private key (reloaded when the file changes, or on SIGHUP).",
-            helm=Helm(template="/certs/tls.key from the Secret proxy.tls.secretName, with proxy.tls.enabled")),
-    Setting("ssl_reload_interval_s", "SSL_RELOAD_INTERVAL_S", _non_negative_float, "5",
-            "How often each worker looks for rewritten certificate/key files (0: only on SIGHUP)."),
-    Setting("ssl_min_version", "SSL_MIN_VERSION", _tls_version, "1.3", "Lowest TLS version accepted: 1.3 or 1.2.",
-            helm=Helm("proxy.tls.minVersion", when="proxy.tls.enabled")),
-    Setting("http_redirect_to_https", "HTTP_REDIRECT_TO_HTTPS", boolean, "false",
-            "Answer plain HTTP with a 308 redirect to https://PUBLIC_HOST (meta endpoints excepted).",
-            helm=Helm("proxy.tls.redirectHttp", when="proxy.tls.enabled")),
-    Setting("public_host", "PUBLIC_HOST", _public_host, "",
-            "host[:port] clients use for HTTPS; the redirect's Location is built from it, never from Host.",
-            helm=Helm("proxy.tls.publicHost", when="proxy.tls.enabled")),
-    Setting("pdp_url", "PDP_URL", _url, "http://127.0.0.1:8082", "Base URL of the PDP (POST /v1/check).",
-            helm=Helm(template="proxy.pdp.url, else the PDP's Service (http://<release>-pdp:pdp.service.port)")),
-    Setting("pdp_timeout_ms", "PDP_TIMEOUT_MS", int_range(1, 60000), "1000",
-            "Deadline for one PDP decision, once a pooled connection is free (a hung PDP, not load: load is shed first)."),
-    Setting("pdp_pool_size", "PDP_POOL_SIZE", int_range(1, 4096), "8",
-            "Keep-alive connections to the PDP per worker; more requests wait for one (few: the PDP is CPU-bound)."),
-    Setting("pdp_queue_timeout_ms", "PDP_QUEUE_TIMEOUT_MS", int_range(1, 60000), "3000",
-            "How long a request may wait for a free PDP connection; one that would wait longer is shed at once (503, Retry-After)."),
-    Setting("pdp_ca_file", "PDP_CA_FILE", _optional_path, "",
-            "PEM CA bundle the https:// PDP's certificate is verified against (default: the system's trust store).",
-            helm=Helm(template="/pdp-tls/ca.crt from the Secret proxy.pdp.tls.secretName")),
-    Setting("pdp_tls_server_name", "PDP_TLS_SERVER_NAME", _server_name, "",
-            "Name sent as SNI and verified in the PDP's certificate (default: the host of PDP_URL).",
-            helm=Helm(template="proxy.pdp.tls.serverName")),
-    Setting("pdp_client_cert", "PDP_CLIENT_CERT", _optional_path, "",
-            "PEM certificate chain the proxy presents to an https:// PDP (mTLS); with PDP_CLIENT_KEY.",
-            helm=Helm(template="/pdp-tls/tls.crt from the Secret proxy.pdp.tls.secretName, with proxy.pdp.tls.clientCert")),
-    Setting("pdp_client_key", "PDP_CLIENT_KEY", _optional_path, "", "PEM private key of PDP_CLIENT_CERT.",
-            helm=Helm(template="/pdp-tls/tls.key from the Secret proxy.pdp.tls.secretName, with proxy.pdp.tls.clientCert")),
-    Setting("workers", "PROXY_WORKERS", _workers, "", "Worker processes (default: usable cores, cgroup CPU quota included).",
-            helm="proxy.workers"),
-    Setting("routes_file", "ROUTES_FILE", _optional_path, "",
-            "Routes YAML (default: the shipped seed routes). Its `${VAR}`s are read from the environment: "
-            "the seed's backends are BLOCKCHAIN_CORE_URL, SESSION_MANAGEMENT_URL, AUTH_SERVICE_URL and "
-            "TRON_PAYMENT_URL (see Routes).",
-            helm=Helm(template="/etc/lucid-gateway/routes.yaml from proxy.routes (gateway mode)")),
-    Setting("trusted_proxies", "TRUSTED_PROXIES", cidr_list, "",
-            "CIDRs whose X-Forwarded-For is trusted (comma-separated).",
-            helm="proxy.trustedProxies"),
-    Setting("tor_socks_url", "TOR_SOCKS_URL", _socks_url, "",
-            "SOCKS5 egress for clusters with `egress: tor` and for .onion endpoints (Tor's SocksPort)."),
-    Setting("max_header_bytes", "MAX_HEADER_BYTES", int_range(1024, 1048576), "16384",
-            "Request line plus headers larger than this answer 431."),
-    Setting("max_body_bytes", "MAX_BODY_BYTES", int_range(0, 1 << 40), "10485760",
-            "Request bodies larger than this answer 413 (0: no body allowed)."),
-    Setting("header_read_timeout_s", "HEADER_READ_TIMEOUT_S", _positive_float, "10",
-            "Time allowed to send a whole request head (slowloris guard)."),
-    Setting("body_read_timeout_s", "BODY_READ_TIMEOUT_S", _positive_float, "30",
-            "Time allowed to send a whole request body (then 408)."),
-    Setting("body_buffer_bytes", "BODY_BUFFER_BYTES", int_range(0, 1 << 30), "262144",
-            "Bodies up to this size are read whole before an upstream connection is taken."),
-    Setting("streamed_bodies_per_cluster", "STREAMED_BODIES_PER_CLUSTER", int_range(1, 1000000), "32",
-            "Larger bodies stream to the upstream; at most this many at once per cluster and worker (then 503)."),
-    Setting("keepalive_timeout_s", "KEEPALIVE_TIMEOUT_S", _positive_float, "60",
-            "Idle time allowed between requests on a client connection."),
-    Setting("max_connections", "MAX_CONNECTIONS", int_range(1, 1000000), "10000",
-            "Concurrent client connections per worker; more are refused with 503."),
-    Setting("reuse_port", "PROXY_REUSE_PORT", boolean, "true",
-            "Each worker binds its own SO_REUSEPORT socket (false: workers share one inherited socket)."),
-    Setting("grace_period_s", "GRACE_PERIOD_S", _positive_float, "20",
-            "On SIGTERM, time allowed for in-flight requests to finish.",
-            helm=Helm(template="the pod's terminationGracePeriodSeconds less proxy.preStopSleepSeconds and 5 s")),
-    Setting("verdict_cache_size", "VERDICT_CACHE_SIZE", int_range(0, 10000000), "10000",
-            "Cacheable allow verdicts kept per worker (0 disables the fast path)."),
-    Setting("max_active", "MAX_ACTIVE_DECISIONS", int_range(0, 100000), "64",
-            "Requests per worker inside the decision at once; more wait their turn (0: no limit)."),
-    Setting("queue_budget_ms", "QUEUE_BUDGET_MS", int_range(1, 60000), "3000",
-            "A request that would wait longer than this for its turn is shed at once (503, Retry-After)."),
-    Setting("quota_leases", "QUOTA_LEASES", boolean, "true",
-            "Ask the PDP for quota leases and admit a hot key's requests against them locally (docs/leases.md)."),
-    Setting("lease_max_want", "LEASE_MAX_WANT", int_range(1, 100000), "256",
-            "Most requests' worth of quota one lease request asks for (the PDP caps it further)."),
+    Setting("http_port", "HTTP_PORT", int_range(1, 65535), "8080", "Plain HTTP listener port.", helm="proxy.httpPort"),
+    Setting(
+        "https_port",
+        "HTTPS_PORT",
+        int_range(1, 65535),
+        "8081",
+        "HTTPS listener port (when SSL_ENABLED).",
+        helm="proxy.httpsPort",
+    ),
+    Setting("ssl_enabled", "SSL_ENABLED", boolean, "false", "Serve HTTPS on HTTPS_PORT.", helm="proxy.tls.enabled"),
+    Setting(
+        "ssl_cert_path",
+        "SSL_CERT_PATH",
+        _optional_path,
+        "",
+        "PEM certificate chain (reloaded when the file changes, or on SIGHUP).",
+        helm=Helm(template="/certs/tls.crt from the Secret proxy.tls.secretName, with proxy.tls.enabled"),
+    ),
+    Setting(
+        "ssl_key_path",
+        "SSL_KEY_PATH",
+        _optional_path,
+        "",
+        "PEM private key (reloaded when the file changes, or on SIGHUP).",
+        helm=Helm(template="/certs/tls.key from the Secret proxy.tls.secretName, with proxy.tls.enabled"),
+    ),
+    Setting(
+        "ssl_reload_interval_s",
+        "SSL_RELOAD_INTERVAL_S",
+        _non_negative_float,
+        "5",
+        "How often each worker looks for rewritten certificate/key files (0: only on SIGHUP).",
+    ),
+    Setting(
+        "ssl_min_version",
+        "SSL_MIN_VERSION",
+        _tls_version,
+        "1.3",
+        "Lowest TLS version accepted: 1.3 or 1.2.",
+        helm=Helm("proxy.tls.minVersion", when="proxy.tls.enabled"),
+    ),
+    Setting(
+        "http_redirect_to_https",
+        "HTTP_REDIRECT_TO_HTTPS",
+        boolean,
+        "false",
+        "Answer plain HTTP with a 308 redirect to https://PUBLIC_HOST (meta endpoints excepted).",
+        helm=Helm("proxy.tls.redirectHttp", when="proxy.tls.enabled"),
+    ),
+    Setting(
+        "public_host",
+        "PUBLIC_HOST",
+        _public_host,
+        "",
+        "host[:port] clients use for HTTPS; the redirect's Location is built from it, never from Host.",
+        helm=Helm("proxy.tls.publicHost", when="proxy.tls.enabled"),
+    ),
+    Setting(
+        "pdp_url",
+        "PDP_URL",
+        _url,
+        "http://127.0.0.1:8082",
+        "Base URL of the PDP (POST /v1/check).",
+        helm=Helm(template="proxy.pdp.url, else the PDP's Service (http://<release>-pdp:pdp.service.port)"),
+    ),
+    Setting(
+        "pdp_timeout_ms",
+        "PDP_TIMEOUT_MS",
+        int_range(1, 60000),
+        "1000",
+        "Deadline for one PDP decision, once a pooled connection is free (a hung PDP, not load: load is shed first).",
+    ),
+    Setting(
+        "pdp_pool_size",
+        "PDP_POOL_SIZE",
+        int_range(1, 4096),
+        "8",
+        "Keep-alive connections to the PDP per worker; more requests wait for one (few: the PDP is CPU-bound).",
+    ),
+    Setting(
+        "pdp_queue_timeout_ms",
+        "PDP_QUEUE_TIMEOUT_MS",
+        int_range(1, 60000),
+        "3000",
+        "How long a request may wait for a free PDP connection; one that would wait longer is shed at once (503, "
+        "Retry-After).",
+    ),
+    Setting(
+        "pdp_ca_file",
+        "PDP_CA_FILE",
+        _optional_path,
+        "",
+        "PEM CA bundle the https:// PDP's certificate is verified against (default: the system's trust store).",
+        helm=Helm(template="/pdp-tls/ca.crt from the Secret proxy.pdp.tls.secretName"),
+    ),
+    Setting(
+        "pdp_tls_server_name",
+        "PDP_TLS_SERVER_NAME",
+        _server_name,
+        "",
+        "Name sent as SNI and verified in the PDP's certificate (default: the host of PDP_URL).",
+        helm=Helm(template="proxy.pdp.tls.serverName"),
+    ),
+    Setting(
+        "pdp_client_cert",
+        "PDP_CLIENT_CERT",
+        _optional_path,
+        "",
+        "PEM certificate chain the proxy presents to an https:// PDP (mTLS); with PDP_CLIENT_KEY.",
+        helm=Helm(template="/pdp-tls/tls.crt from the Secret proxy.pdp.tls.secretName, with proxy.pdp.tls.clientCert"),
+    ),
+    Setting(
+        "pdp_client_key",
+        "PDP_CLIENT_KEY",
+        _optional_path,
+        "",
+        "PEM private key of PDP_CLIENT_CERT.",
+        helm=Helm(template="/pdp-tls/tls.key from the Secret proxy.pdp.tls.secretName, with proxy.pdp.tls.clientCert"),
+    ),
+    Setting(
+        "workers",
+        "PROXY_WORKERS",
+        _workers,
+        "",
+        "Worker processes (default: usable cores, cgroup CPU quota included).",
+        helm="proxy.workers",
+    ),
+    Setting(
+        "routes_file",
+        "ROUTES_FILE",
+        _optional_path,
+        "",
+        "Routes YAML (default: the shipped seed routes). Its `${VAR}`s are read from the environment: "
+        "the seed's backends are BLOCKCHAIN_CORE_URL, SESSION_MANAGEMENT_URL, AUTH_SERVICE_URL and "
+        "TRON_PAYMENT_URL (see Routes).",
+        helm=Helm(template="/etc/lucid-gateway/routes.yaml from proxy.routes (gateway mode)"),
+    ),
+    Setting(
+        "trusted_proxies",
+        "TRUSTED_PROXIES",
+        cidr_list,
+        "",
+        "CIDRs whose X-Forwarded-For is trusted (comma-separated).",
+        helm="proxy.trustedProxies",
+    ),
+    Setting(
+        "tor_socks_url",
+        "TOR_SOCKS_URL",
+        _socks_url,
+        "",
+        "SOCKS5 egress for clusters with `egress: tor` and for .onion endpoints (Tor's SocksPort).",
+    ),
+    Setting(
+        "max_header_bytes",
+        "MAX_HEADER_BYTES",
+        int_range(1024, 1048576),
+        "16384",
+        "Request line plus headers larger than this answer 431.",
+    ),
+    Setting(
+        "max_body_bytes",
+        "MAX_BODY_BYTES",
+        int_range(0, 1 << 40),
+        "10485760",
+        "Request bodies larger than this answer 413 (0: no body allowed).",
+    ),
+    Setting(
+        "header_read_timeout_s",
+        "HEADER_READ_TIMEOUT_S",
+        _positive_float,
+        "10",
+        "Time allowed to send a whole request head (slowloris guard).",
+    ),
+    Setting(
+        "body_read_timeout_s",
+        "BODY_READ_TIMEOUT_S",
+        _positive_float,
+        "30",
+        "Time allowed to send a whole request body (then 408).",
+    ),
+    Setting(
+        "body_buffer_bytes",
+        "BODY_BUFFER_BYTES",
+        int_range(0, 1 << 30),
+        "262144",
+        "Bodies up to this size are read whole before an upstream connection is taken.",
+    ),
+    Setting(
+        "streamed_bodies_per_cluster",
+        "STREAMED_BODIES_PER_CLUSTER",
+        int_range(1, 1000000),
+        "32",
+        "Larger bodies stream to the upstream; at most this many at once per cluster and worker (then 503).",
+    ),
+    Setting(
+        "keepalive_timeout_s",
+        "KEEPALIVE_TIMEOUT_S",
+        _positive_float,
+        "60",
+        "Idle time allowed between requests on a client connection.",
+    ),
+    Setting(
+        "max_connections",
+        "MAX_CONNECTIONS",
+        int_range(1, 1000000),
+        "10000",
+        "Concurrent client connections per worker; more are refused with 503.",
+    ),
+    Setting(
+        "reuse_port",
+        "PROXY_REUSE_PORT",
+        boolean,
+        "true",
+        "Each worker binds its own SO_REUSEPORT socket (false: workers share one inherited socket).",
+    ),
+    Setting(
+        "grace_period_s",
+        "GRACE_PERIOD_S",
+        _positive_float,
+        "20",
+        "On SIGTERM, time allowed for in-flight requests to finish.",
+        helm=Helm(template="the pod's terminationGracePeriodSeconds less proxy.preStopSleepSeconds and 5 s"),
+    ),
+    Setting(
+        "verdict_cache_size",
+        "VERDICT_CACHE_SIZE",
+        int_range(0, 10000000),
+        "10000",
+        "Cacheable allow verdicts kept per worker (0 disables the fast path).",
+    ),
+    Setting(
+        "max_active",
+        "MAX_ACTIVE_DECISIONS",
+        int_range(0, 100000),
+        "64",
+        "Requests per worker inside the decision at once; more wait their turn (0: no limit).",
+    ),
+    Setting(
+        "queue_budget_ms",
+        "QUEUE_BUDGET_MS",
+        int_range(1, 60000),
+        "3000",
+        "A request that would wait longer than this for its turn is shed at once (503, Retry-After).",
+    ),
+    Setting(
+        "quota_leases",
+        "QUOTA_LEASES",
+        boolean,
+        "true",
+        "Ask the PDP for quota leases and admit a hot key's requests against them locally (docs/leases.md).",
+    ),
+    Setting(
+        "lease_max_want",
+        "LEASE_MAX_WANT",
+        int_range(1, 100000),
+        "256",
+        "Most requests' worth of quota one lease request asks for (the PDP caps it further).",
+    ),
     Setting("access_log", "ACCESS_LOG", boolean, "true", "One JSON line per request on stdout."),
-    Setting("service_name", "SERVICE_NAME", text, "api-gateway", "Name shown by /meta/info.",
-            helm=Helm(template="proxy.serviceName, else the proxy's fullname")),
+    Setting(
+        "service_name",
+        "SERVICE_NAME",
+        text,
+        "api-gateway",
+        "Name shown by /meta/info.",
+        helm=Helm(template="proxy.serviceName, else the proxy's fullname"),
+    ),
 )
 
 BY_NAME = {s.name: s for s in SETTINGS}
@@ -268,8 +462,9 @@ def _check_pdp_tls(config: Config) -> None:
     if not given:
         return
     if not config.pdp_url.startswith("https://"):
-        raise ConfigError(f"{BY_NAME[given[0]].env}: needs an https:// PDP_URL, got PDP_URL={config.pdp_url} "
-                          "(plain text)")
+        raise ConfigError(
+            f"{BY_NAME[given[0]].env}: needs an https:// PDP_URL, got PDP_URL={config.pdp_url} (plain text)"
+        )
     if bool(config.pdp_client_cert) != bool(config.pdp_client_key):
         raise ConfigError("PDP_CLIENT_CERT/PDP_CLIENT_KEY: set both or neither")
     for name in ("pdp_ca_file", "pdp_client_cert", "pdp_client_key"):
@@ -279,6 +474,7 @@ def _check_pdp_tls(config: Config) -> None:
     import ssl
 
     from .upstream_tls import build_context
+
     try:
         build_context(pdp_tls_spec(config))
     except (OSError, ssl.SSLError) as exc:
@@ -289,8 +485,13 @@ def _check_pdp_tls(config: Config) -> None:
 def pdp_tls_spec(config: Config) -> UpstreamTlsSpec:
     """The TLS of the link to an https:// PDP (verified, SNI, optional client certificate)."""
     from .upstream_tls import UpstreamTlsSpec
-    return UpstreamTlsSpec(ca_file=config.pdp_ca_file, server_name=config.pdp_tls_server_name,
-                           client_cert=config.pdp_client_cert, client_key=config.pdp_client_key)
+
+    return UpstreamTlsSpec(
+        ca_file=config.pdp_ca_file,
+        server_name=config.pdp_tls_server_name,
+        client_cert=config.pdp_client_cert,
+        client_key=config.pdp_client_key,
+    )
 
 
 def markdown_table() -> str:

@@ -13,6 +13,7 @@ first of:
 - the PDP's answer (proxy/pdp.py PdpClient), or, when it is unavailable, the
   route's fail mode (a warning at most once a second).
 """
+
 from __future__ import annotations
 
 import logging
@@ -27,11 +28,12 @@ from . import forwarding
 from .pdp import FAIL_OPEN, Decision, PdpRejected, PdpUnavailable, verdict_key
 
 if TYPE_CHECKING:
+    from servicekit.tracing import NoTracer, OtelTracer
+
+    from .gateway import Exchange
     from .leases import LeaseStore
     from .metrics import Metrics
     from .pdp import PdpClient, VerdictCache
-    from servicekit.tracing import NoTracer, OtelTracer
-    from .gateway import Exchange
 
 log = logging.getLogger("lucid.proxy.decisions")
 
@@ -43,8 +45,15 @@ _NO_ANSWER = object()
 class Decisions:
     """One worker's decisions: the PDP client, the verdict cache and the quota leases, and who waits for whom."""
 
-    def __init__(self, pdp: PdpClient, verdicts: VerdictCache | None, leases: LeaseStore | None,
-                 metrics: Metrics, clock: Callable[[], float], tracer: NoTracer | OtelTracer):
+    def __init__(
+        self,
+        pdp: PdpClient,
+        verdicts: VerdictCache | None,
+        leases: LeaseStore | None,
+        metrics: Metrics,
+        clock: Callable[[], float],
+        tracer: NoTracer | OtelTracer,
+    ):
         self._pdp = pdp
         self._verdicts = verdicts  # proxy/pdp.py VerdictCache, or None
         self._leases = leases  # proxy/leases.py LeaseStore, or None
@@ -149,7 +158,7 @@ class Decisions:
             self._warn_pdp_unavailable(ex.request_id, exc)
             return FAIL_OPEN if ex.route.fail_open else None
         finally:
-            outcome = _NO_ANSWER if unavailable else decision   # None: rejected, or an error
+            outcome = _NO_ANSWER if unavailable else decision  # None: rejected, or an error
             if leading is not None:
                 del self._inflight[cache_key]
                 leading.set(outcome)
@@ -199,8 +208,9 @@ class Decisions:
         """At most one warning per second: an outage must not flood the log (the metric counts all)."""
         now = self._clock()
         if now - self._pdp_warned_at >= 1.0:
-            suffix = f" ({self._pdp_warnings_suppressed} more in the last second)" \
-                if self._pdp_warnings_suppressed else ""
+            suffix = (
+                f" ({self._pdp_warnings_suppressed} more in the last second)" if self._pdp_warnings_suppressed else ""
+            )
             log.warning("PDP unavailable for %s: %s%s", request_id, exc, suffix)
             self._pdp_warned_at = now
             self._pdp_warnings_suppressed = 0
@@ -221,7 +231,7 @@ class Decisions:
             return None
         shared = leader.wait(self._pdp.max_wait_s)
         if shared is _NO_ANSWER or (shared is None and not leader.ready()):
-            return _NO_ANSWER   # the PDP did not answer it in time: neither would it this one
+            return _NO_ANSWER  # the PDP did not answer it in time: neither would it this one
         if shared is None or not shared.allow or shared.cache_ttl_s <= 0:
             return None
         return replace(shared, cached=True)
@@ -243,7 +253,7 @@ class Decisions:
             if taken is not None:
                 return taken
             if shared is _NO_ANSWER or (shared is None and not asking.ready()):
-                return _NO_ANSWER   # the lease request got no answer in time
+                return _NO_ANSWER  # the lease request got no answer in time
             if shared is None or not shared.allow:
                 return None
         return None

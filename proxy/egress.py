@@ -5,6 +5,7 @@ only way to reach a .onion name, and no DNS leak); `socks5://` resolves
 locally and sends the address. A SOCKS failure is an EgressError (an
 OSError): the request fails closed with a 502/503, never goes direct.
 """
+
 from __future__ import annotations
 
 import ipaddress
@@ -15,9 +16,16 @@ from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
 log = logging.getLogger("lucid.proxy.egress")
-_REPLIES = {1: "general SOCKS server failure", 2: "connection not allowed by ruleset", 3: "network unreachable",
-            4: "host unreachable", 5: "connection refused", 6: "TTL expired", 7: "command not supported",
-            8: "address type not supported"}
+_REPLIES = {
+    1: "general SOCKS server failure",
+    2: "connection not allowed by ruleset",
+    3: "network unreachable",
+    4: "host unreachable",
+    5: "connection refused",
+    6: "TTL expired",
+    7: "command not supported",
+    8: "address type not supported",
+}
 
 
 class EgressSpecError(ValueError):
@@ -32,7 +40,7 @@ class EgressError(OSError):
 class Socks5Egress:
     host: str
     port: int
-    remote_dns: bool          # socks5h
+    remote_dns: bool  # socks5h
     username: str = None
     password: str = None
 
@@ -66,7 +74,7 @@ class Socks5Egress:
                 raise EgressError(f"SOCKS exchange failed: {exc}") from None
             raise
 
-    def _handshake(self, sock, host, port):
+    def _handshake(self, sock, host, port):  # noqa: C901
         methods = b"\x00\x02" if self.username is not None else b"\x00"
         sock.sendall(b"\x05" + bytes([len(methods)]) + methods)
         version, method = _recv_exact(sock, 2)

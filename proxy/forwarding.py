@@ -1,4 +1,5 @@
 """Which headers cross the proxy, in which direction, and who the client is."""
+
 from __future__ import annotations
 
 import ipaddress
@@ -14,28 +15,62 @@ if TYPE_CHECKING:
     from .routes import Route
 
 # RFC 9110 7.6.1 connection-specific fields, plus the non-standard ones proxies use.
-HOP_BY_HOP = frozenset((
-    "connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding",
-    "upgrade", "proxy-authorization", "proxy-authenticate",
-))
+HOP_BY_HOP = frozenset(
+    (
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "proxy-authorization",
+        "proxy-authenticate",
+    )
+)
 # Identity headers only the PDP may set (docs/decision-api.md); any
 # client-sent x-user-* is dropped as well.
-IDENTITY_HEADERS = frozenset(("x-user-id", "x-user-roles", "x-user-plan", "x-user-mfa",
-                              "x-user-sub", "x-user-email", "x-auth-subject"))
+IDENTITY_HEADERS = frozenset(
+    ("x-user-id", "x-user-roles", "x-user-plan", "x-user-mfa", "x-user-sub", "x-user-email", "x-auth-subject")
+)
 # Set by the proxy from what it saw; never passed through from the client.
-PROXY_SET = frozenset(("x-request-id", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host",
-                       "x-real-ip", "forwarded", "expect", "content-length", "host",
-                       # W3C trace context: the proxy passes on its own span's (servicekit/trace_context.py).
-                       "traceparent", "tracestate"))
+PROXY_SET = frozenset(
+    (
+        "x-request-id",
+        "x-forwarded-for",
+        "x-forwarded-proto",
+        "x-forwarded-host",
+        "x-real-ip",
+        "forwarded",
+        "expect",
+        "content-length",
+        "host",
+        # W3C trace context: the proxy passes on its own span's (servicekit/trace_context.py).
+        "traceparent",
+        "tracestate",
+    )
+)
 # Client headers that make a backend (or a framework in it) use another method,
 # path, scheme, port or prefix than the one the PDP judged: dropped unless a
 # route allows one by name (`client_headers.allow` in the routes file).
-TARGET_CHANGING = frozenset((
-    "x-http-method-override", "x-http-method", "x-method-override", "x-original-url", "x-rewrite-url",
-    "x-original-uri", "x-original-method",
-    "x-forwarded-prefix", "x-forwarded-port", "x-forwarded-server", "x-forwarded-uri",
-    "x-forwarded-method", "x-forwarded-ssl", "x-forwarded-scheme",
-))
+TARGET_CHANGING = frozenset(
+    (
+        "x-http-method-override",
+        "x-http-method",
+        "x-method-override",
+        "x-original-url",
+        "x-rewrite-url",
+        "x-original-uri",
+        "x-original-method",
+        "x-forwarded-prefix",
+        "x-forwarded-port",
+        "x-forwarded-server",
+        "x-forwarded-uri",
+        "x-forwarded-method",
+        "x-forwarded-ssl",
+        "x-forwarded-scheme",
+    )
+)
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{8,128}$")
 
 
@@ -60,13 +95,15 @@ class ClientAddress:
     def __init__(self, trusted_networks: Iterable[str]):
         # One trust decision for the proxy and the PDP's forward-auth (servicekit/client_ip.py).
         from servicekit.client_ip import TrustedProxies
+
         self._trusted = TrustedProxies(trusted_networks)
 
     def is_trusted(self, ip: str) -> bool:
         return self._trusted.is_trusted(ip)
 
-    def resolve(self, peer_ip: str, headers: Iterable[tuple[str, str]], scheme: str,
-                host: str) -> tuple[str, str, str, str]:
+    def resolve(
+        self, peer_ip: str, headers: Iterable[tuple[str, str]], scheme: str, host: str
+    ) -> tuple[str, str, str, str]:
         """Returns (client_ip, x-forwarded-for, x-forwarded-proto, x-forwarded-host).
 
         An incoming X-Forwarded-For is believed only when the peer is a trusted
@@ -120,8 +157,12 @@ def client_header_passes(name: str, route: Route | None) -> bool:
     return route is not None and name in route.client_headers_allow
 
 
-def upstream_headers(headers: Iterable[tuple[str, str]], decision_headers: Mapping[str, str], route: Route,
-                     extra: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+def upstream_headers(
+    headers: Iterable[tuple[str, str]],
+    decision_headers: Mapping[str, str],
+    route: Route,
+    extra: Iterable[tuple[str, str]],
+) -> list[tuple[str, str]]:
     """Client headers minus hop-by-hop, identity and proxy-set ones, plus the PDP's and ours.
 
     Args:

@@ -18,6 +18,7 @@ them may answer the client itself (proxy/answers.py), and the request stops ther
    an allowed WebSocket upgrade, tunnelling (proxy/tunnel.py).
 7. `log_access`: the access log line and the request metrics, whatever happened.
 """
+
 from __future__ import annotations
 
 import logging
@@ -28,6 +29,10 @@ from typing import TYPE_CHECKING
 
 import gevent
 
+from servicekit.request_path import AmbiguousPath, normalize_target
+from servicekit.trace_context import parse as parse_trace_context
+from servicekit.tracing import NoTracer
+
 from . import forwarding, http11, problems
 from .accesslog import redact_query
 from .answers import Abort, Answers
@@ -35,11 +40,10 @@ from .decisions import Decisions
 from .pdp import PdpRejected
 from .relay import Relay
 from .tunnel import is_websocket, tunnel
-from servicekit.request_path import AmbiguousPath, normalize_target
-from servicekit.trace_context import parse as parse_trace_context
-from servicekit.tracing import NoTracer
 
 if TYPE_CHECKING:
+    from servicekit.tracing import OtelTracer
+
     from .accesslog import AccessLog
     from .admission import Admission
     from .cluster import Cluster
@@ -50,7 +54,6 @@ if TYPE_CHECKING:
     from .metrics import Metrics
     from .pdp import PdpClient, VerdictCache
     from .routes import RouteTable
-    from servicekit.tracing import OtelTracer
 
 log = logging.getLogger("lucid.proxy.gateway")
 
@@ -58,10 +61,31 @@ log = logging.getLogger("lucid.proxy.gateway")
 class Exchange:
     """What the proxy learns about one request, for the stages and the access log."""
 
-    __slots__ = ("request", "peer_ip", "scheme", "request_id", "path", "query", "route", "decision",
-                 "client_ip", "status", "bytes_in", "bytes_out", "started", "pdp_s", "upstream_s",
-                 "upstream_url", "body_consumed", "keep_alive", "forwarded", "error", "upstream_headers",
-                 "trace", "upstream_trace")
+    __slots__ = (
+        "request",
+        "peer_ip",
+        "scheme",
+        "request_id",
+        "path",
+        "query",
+        "route",
+        "decision",
+        "client_ip",
+        "status",
+        "bytes_in",
+        "bytes_out",
+        "started",
+        "pdp_s",
+        "upstream_s",
+        "upstream_url",
+        "body_consumed",
+        "keep_alive",
+        "forwarded",
+        "error",
+        "upstream_headers",
+        "trace",
+        "upstream_trace",
+    )
 
     def __init__(self, request: http11.Request, peer_ip: str, scheme: str, started: float):
         self.request = request
@@ -85,18 +109,29 @@ class Exchange:
         self.forwarded = None
         self.error = None
         self.upstream_headers = ()
-        self.trace = None           # this request's span context (pdp/trace_context.TraceContext)
+        self.trace = None  # this request's span context (pdp/trace_context.TraceContext)
         self.upstream_trace = None  # the upstream call's, sent to the upstream as traceparent
 
 
 class Gateway:
     """The per-worker request pipeline; everything it needs is passed in."""
 
-    def __init__(self, config: Config, routes: RouteTable, clusters: Mapping[str, Cluster], pdp: PdpClient,
-                 verdicts: VerdictCache | None, client_address: ClientAddress, meta: MetaEndpoints,
-                 metrics: Metrics, access_log: AccessLog, clock: Callable[[], float] = time.monotonic,
-                 tracer: NoTracer | OtelTracer | None = None, leases: LeaseStore | None = None,
-                 admission: Admission | None = None):
+    def __init__(
+        self,
+        config: Config,
+        routes: RouteTable,
+        clusters: Mapping[str, Cluster],
+        pdp: PdpClient,
+        verdicts: VerdictCache | None,
+        client_address: ClientAddress,
+        meta: MetaEndpoints,
+        metrics: Metrics,
+        access_log: AccessLog,
+        clock: Callable[[], float] = time.monotonic,
+        tracer: NoTracer | OtelTracer | None = None,
+        leases: LeaseStore | None = None,
+        admission: Admission | None = None,
+    ):
         self._config = config
         self._routes = routes
         self._clusters = clusters
@@ -150,8 +185,9 @@ class Gateway:
                 exchange = Exchange(request, peer_ip, scheme, started)
                 try:
                     incoming = parse_trace_context(request.header("traceparent"), request.header("tracestate"))
-                    with self._tracer.span("proxy.request", incoming, "server",
-                                           {"http.request.method": request.method}) as span:
+                    with self._tracer.span(
+                        "proxy.request", incoming, "server", {"http.request.method": request.method}
+                    ) as span:
                         exchange.trace = span.context
                         self.admit(exchange, sock, reader)
                         span.set("http.response.status_code", exchange.status)
@@ -201,13 +237,24 @@ class Gateway:
         rid = forwarding.request_id(None)
         status, headers, body = problems.problem(status, detail, rid, slug)
         try:
-            sock.sendall(http11.render_head(status, headers + [("content-length", str(len(body))),
-                                                               ("connection", "close")]) + body)
+            sock.sendall(
+                http11.render_head(status, headers + [("content-length", str(len(body))), ("connection", "close")])
+                + body
+            )
         except OSError:
             pass
         self._metrics.requests.labels("-", str(status)).inc()
-        self._access_log.write({"request_id": rid, "client_ip": peer_ip, "method": None, "path": None,
-                                "route": "-", "status": status, "error": detail})
+        self._access_log.write(
+            {
+                "request_id": rid,
+                "client_ip": peer_ip,
+                "method": None,
+                "path": None,
+                "route": "-",
+                "status": status,
+                "error": detail,
+            }
+        )
 
     def admit(self, ex: Exchange, sock: socket.socket, reader: http11.SocketReader) -> None:
         """The stages after this one for at most max_active requests of this worker at a time.
@@ -224,8 +271,9 @@ class Gateway:
         if not self._admission.enter():
             self._metrics.pdp_errors.labels("shed").inc()
             ex.keep_alive = False
-            return self._answers.problem(ex, sock, 503, "too many requests waiting; retry shortly", "overloaded",
-                                         extra=[("retry-after", "1")])
+            return self._answers.problem(
+                ex, sock, 503, "too many requests waiting; retry shortly", "overloaded", extra=[("retry-after", "1")]
+            )
         try:
             return self._admitted(ex, sock, reader)
         finally:
@@ -245,8 +293,9 @@ class Gateway:
         except AmbiguousPath as exc:
             return self._stop(ex, sock, 400, str(exc), "ambiguous-path")
         if req.body_length and req.body_length > self._config.max_body_bytes:
-            return self._stop(ex, sock, 413, f"request body exceeds {self._config.max_body_bytes} bytes",
-                              "body-too-large")
+            return self._stop(
+                ex, sock, 413, f"request body exceeds {self._config.max_body_bytes} bytes", "body-too-large"
+            )
         route, miss = self._routes.match(req.method, ex.path)
         if route is None:
             return self._stop(ex, sock, miss, "no route for this method and path", "no-route")
@@ -257,8 +306,12 @@ class Gateway:
         host = req.header("host", "")
         ex.client_ip, xff, proto, fwd_host = self._client_address.resolve(ex.peer_ip, req.headers, ex.scheme, host)
         ex.forwarded = (xff, proto, fwd_host)
-        if route.cors and req.method == "OPTIONS" and req.header("origin") and \
-                req.header("access-control-request-method"):
+        if (
+            route.cors
+            and req.method == "OPTIONS"
+            and req.header("origin")
+            and req.header("access-control-request-method")
+        ):
             return self._answer_preflight(ex, sock)
         return False
 
@@ -270,12 +323,24 @@ class Gateway:
             return self._stop(ex, sock, 400, str(exc), "unjudgeable-request")
         if decision is None:
             # Retry-After: a shed or a timeout is load, worth retrying in a second.
-            return self._stop(ex, sock, 503, "the policy decision point is unavailable", "pdp-unavailable",
-                              extra=[("retry-after", "1")])
+            return self._stop(
+                ex,
+                sock,
+                503,
+                "the policy decision point is unavailable",
+                "pdp-unavailable",
+                extra=[("retry-after", "1")],
+            )
         ex.decision = decision
         if not decision.allow:
-            return self._stop(ex, sock, decision.status, decision.reason or "denied by policy", "denied",
-                              extra=list(decision.response_headers.items()))
+            return self._stop(
+                ex,
+                sock,
+                decision.status,
+                decision.reason or "denied by policy",
+                "denied",
+                extra=list(decision.response_headers.items()),
+            )
         return False
 
     def answer_meta(self, ex: Exchange, sock: socket.socket) -> bool:
@@ -287,15 +352,20 @@ class Gateway:
         if answer is None:
             return self._stop(ex, sock, 404, "no such meta endpoint", "no-route")
         status, headers, body = answer
-        self._answers.answer(ex, sock, status, headers + list(ex.decision.response_headers.items()),
-                             b"" if req.method == "HEAD" else body)
+        self._answers.answer(
+            ex,
+            sock,
+            status,
+            headers + list(ex.decision.response_headers.items()),
+            b"" if req.method == "HEAD" else body,
+        )
         return True
 
     def forward(self, ex: Exchange, sock: socket.socket, reader: http11.SocketReader) -> None:
         """The request to its cluster and the answer back: relayed, or tunnelled for a WebSocket upgrade."""
         route = ex.route
         cluster = self._clusters.get(route.cluster)
-        if cluster is None:   # the route was matched before a reload removed its cluster
+        if cluster is None:  # the route was matched before a reload removed its cluster
             self._stop(ex, sock, 503, f"cluster {route.cluster}: removed by a routes reload", "no-upstream")
             return None
         timeouts = route.timeouts or cluster.spec.timeouts
@@ -314,19 +384,27 @@ class Gateway:
         self._metrics.requests.labels(route_name, str(status)).inc()
         self._metrics.duration.labels(route_name).observe(elapsed)
         decision = ex.decision
-        self._access_log.write({
-            "request_id": ex.request_id, "trace_id": ex.trace.trace_id if ex.trace else None,
-            "client_ip": ex.client_ip, "method": ex.request.method,
-            "path": (ex.path or "-") + ("?" + redact_query(ex.query) if ex.query else ""),
-            "route": route_name, "status": status, "bytes_in": ex.bytes_in, "bytes_out": ex.bytes_out,
-            "total_ms": round(elapsed * 1000, 3),
-            "upstream_ms": round(ex.upstream_s * 1000, 3) if ex.upstream_s is not None else None,
-            "pdp_ms": round(ex.pdp_s * 1000, 3) if ex.pdp_s is not None else None,
-            "decision_id": decision.decision_id if decision else None,
-            "cached": decision.cached if decision else False,
-            "subject": decision.headers.get("x-user-id") if decision else None,
-            "upstream": ex.upstream_url, "error": ex.error,
-        })
+        self._access_log.write(
+            {
+                "request_id": ex.request_id,
+                "trace_id": ex.trace.trace_id if ex.trace else None,
+                "client_ip": ex.client_ip,
+                "method": ex.request.method,
+                "path": (ex.path or "-") + ("?" + redact_query(ex.query) if ex.query else ""),
+                "route": route_name,
+                "status": status,
+                "bytes_in": ex.bytes_in,
+                "bytes_out": ex.bytes_out,
+                "total_ms": round(elapsed * 1000, 3),
+                "upstream_ms": round(ex.upstream_s * 1000, 3) if ex.upstream_s is not None else None,
+                "pdp_ms": round(ex.pdp_s * 1000, 3) if ex.pdp_s is not None else None,
+                "decision_id": decision.decision_id if decision else None,
+                "cached": decision.cached if decision else False,
+                "subject": decision.headers.get("x-user-id") if decision else None,
+                "upstream": ex.upstream_url,
+                "error": ex.error,
+            }
+        )
 
     # -- what the stages answer -----------------------------------------------------------
 
@@ -362,9 +440,15 @@ class Gateway:
         # An HTTP/1.0 client may send no Host; the upstream speaks 1.1 and needs one.
         host = req.header("host") or cluster.endpoints[0].authority
         hop = ex.upstream_trace or ex.trace
-        extra = [*(hop.headers() if hop else ()), ("host", host), ("x-request-id", ex.request_id),
-                 ("x-forwarded-for", xff), ("x-forwarded-proto", proto), ("x-forwarded-host", fwd_host),
-                 ("x-real-ip", ex.client_ip)]
+        extra = [
+            *(hop.headers() if hop else ()),
+            ("host", host),
+            ("x-request-id", ex.request_id),
+            ("x-forwarded-for", xff),
+            ("x-forwarded-proto", proto),
+            ("x-forwarded-host", fwd_host),
+            ("x-real-ip", ex.client_ip),
+        ]
         return forwarding.upstream_headers(req.headers, ex.decision.headers, ex.route, extra)
 
 

@@ -4,6 +4,7 @@ Strict on purpose: anything two parsers could read differently (both
 Content-Length and Transfer-Encoding, obs-fold, bare LF, odd whitespace) is
 rejected, because request smuggling lives in those differences.
 """
+
 from __future__ import annotations
 
 import re
@@ -84,7 +85,7 @@ class SocketReader:
             if end >= 0:
                 if end > limit:
                     raise HeadTooLarge(limit)
-                self._buf = buf[end + 4:]
+                self._buf = buf[end + 4 :]
                 return buf[:end]
             if len(buf) > limit:
                 raise HeadTooLarge(limit)
@@ -110,7 +111,7 @@ class SocketReader:
         while True:
             end = buf.find(b"\r\n")
             if end >= 0:
-                self._buf = buf[end + 2:]
+                self._buf = buf[end + 2 :]
                 return buf[:end]
             if len(buf) > limit:
                 raise ProtocolError(400, "line too long")
@@ -152,8 +153,7 @@ def parse_headers(lines: Iterable[bytes]) -> list[tuple[str, str]]:
 class Request:
     """A parsed request head. Headers keep their order and repeats."""
 
-    __slots__ = ("method", "target", "version", "headers", "body_length", "chunked",
-                 "keep_alive", "raw_head_bytes")
+    __slots__ = ("method", "target", "version", "headers", "body_length", "chunked", "keep_alive", "raw_head_bytes")
 
     def header(self, name: str, default: str | None = None) -> str | None:
         for key, value in self.headers:
@@ -359,14 +359,36 @@ def response_body(reader: SocketReader, resp: Response) -> Iterator[bytes]:
 
 
 REASONS = {
-    100: "Continue", 101: "Switching Protocols", 200: "OK", 201: "Created", 202: "Accepted",
-    204: "No Content", 206: "Partial Content", 301: "Moved Permanently", 302: "Found",
-    304: "Not Modified", 307: "Temporary Redirect", 308: "Permanent Redirect", 400: "Bad Request",
-    401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed",
-    408: "Request Timeout", 409: "Conflict", 413: "Content Too Large", 414: "URI Too Long",
-    415: "Unsupported Media Type", 429: "Too Many Requests", 431: "Request Header Fields Too Large",
-    500: "Internal Server Error", 501: "Not Implemented", 502: "Bad Gateway",
-    503: "Service Unavailable", 504: "Gateway Timeout", 505: "HTTP Version Not Supported",
+    100: "Continue",
+    101: "Switching Protocols",
+    200: "OK",
+    201: "Created",
+    202: "Accepted",
+    204: "No Content",
+    206: "Partial Content",
+    301: "Moved Permanently",
+    302: "Found",
+    304: "Not Modified",
+    307: "Temporary Redirect",
+    308: "Permanent Redirect",
+    400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    408: "Request Timeout",
+    409: "Conflict",
+    413: "Content Too Large",
+    414: "URI Too Long",
+    415: "Unsupported Media Type",
+    429: "Too Many Requests",
+    431: "Request Header Fields Too Large",
+    500: "Internal Server Error",
+    501: "Not Implemented",
+    502: "Bad Gateway",
+    503: "Service Unavailable",
+    504: "Gateway Timeout",
+    505: "HTTP Version Not Supported",
 }
 
 

@@ -14,6 +14,7 @@ before they expire. The PDP caps it per descriptor.
 One worker is one gevent hub: take() and observe() never yield, so the
 counts need no lock.
 """
+
 from __future__ import annotations
 
 import math
@@ -32,7 +33,7 @@ _REMAINING = re.compile(r";r=(\d+)")
 
 @dataclass
 class Lease:
-    decision: object        # proxy.pdp.Decision the lease was granted with
+    decision: object  # proxy.pdp.Decision the lease was granted with
     lease_id: str
     left: int
     expires_at: float
@@ -45,23 +46,28 @@ class Lease:
 
 @dataclass
 class _Rate:
-    asked_at: float         # when the PDP was last asked for this key
-    seen: int               # requests of the key since then (that one included)
+    asked_at: float  # when the PDP was last asked for this key
+    seen: int  # requests of the key since then (that one included)
     want: int
 
 
 class LeaseStore:
-    def __init__(self, clock: Callable[[], float], returner: Callable[[str, int], None],
-                 max_entries: int = 10000, max_want: int = 256):
+    def __init__(
+        self,
+        clock: Callable[[], float],
+        returner: Callable[[str, int], None],
+        max_entries: int = 10000,
+        max_want: int = 256,
+    ):
         self._clock = clock
-        self._return = returner          # callable(lease_id, unused), must not block
+        self._return = returner  # callable(lease_id, unused), must not block
         self._max = max_entries
         self._max_want = max_want
-        self._leases: OrderedDict = OrderedDict()   # key -> Lease, oldest first
-        self._rates: OrderedDict = OrderedDict()    # key -> _Rate
+        self._leases: OrderedDict = OrderedDict()  # key -> Lease, oldest first
+        self._rates: OrderedDict = OrderedDict()  # key -> _Rate
         self.revision = None
-        self.admitted = 0                # requests admitted on a lease (a metric)
-        self.returned = 0                # units given back
+        self.admitted = 0  # requests admitted on a lease (a metric)
+        self.returned = 0  # units given back
 
     def take(self, key: bytes) -> Decision | None:
         """The lease's decision for one more request, or None (ask the PDP)."""
@@ -121,7 +127,7 @@ class LeaseStore:
         lease = self._leases.get(key)
         ttl = (lease.expires_at - lease.asked_at) if lease is not None else 1.0
         if lease is not None and lease.left <= 0 and elapsed < ttl:
-            want = rate.want * 2               # ran out before it expired: a hot key
+            want = rate.want * 2  # ran out before it expired: a hot key
         else:
             per_s = rate.seen / max(elapsed, 1e-3)
             want = math.ceil(per_s * ttl) if elapsed < 2 * ttl else 1

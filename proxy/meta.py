@@ -1,4 +1,5 @@
 """The endpoints the proxy serves itself: info, version, health, metrics."""
+
 from __future__ import annotations
 
 import json
@@ -18,8 +19,7 @@ if TYPE_CHECKING:
 
 
 class MetaEndpoints:
-    def __init__(self, service_name: str, pdp: PdpClient, clusters: Mapping[str, Cluster], metrics: Metrics,
-                 mode: str):
+    def __init__(self, service_name: str, pdp: PdpClient, clusters: Mapping[str, Cluster], metrics: Metrics, mode: str):
         self._service_name = service_name
         self._pdp = pdp
         self._clusters = clusters
@@ -35,11 +35,17 @@ class MetaEndpoints:
             # monitors only (this path is not on the public meta route).
             return self._health(details=True)
         if name == "info":
-            return self._json(200, {
-                "service": self._service_name, "component": "proxy", "mode": self._mode,
-                "version": __version__, "python": platform.python_version(),
-                "clusters": sorted(self._clusters),
-            })
+            return self._json(
+                200,
+                {
+                    "service": self._service_name,
+                    "component": "proxy",
+                    "mode": self._mode,
+                    "version": __version__,
+                    "python": platform.python_version(),
+                    "clusters": sorted(self._clusters),
+                },
+            )
         if name == "version":
             return self._json(200, {"version": __version__, "api_version": "v1"})
         if name == "health":
@@ -58,8 +64,9 @@ class MetaEndpoints:
             clusters[name] = {
                 "status": "ok" if available else "down",
                 "endpoints": [
-                    {"url": e.url, "healthy": e.healthy, "ejected": e.is_ejected(),
-                     "outstanding": e.outstanding} for e in cluster.endpoints],
+                    {"url": e.url, "healthy": e.healthy, "ejected": e.is_ejected(), "outstanding": e.outstanding}
+                    for e in cluster.endpoints
+                ],
                 "breaker": cluster.breaker.state,
             }
             healthy = healthy and available > 0

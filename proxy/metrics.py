@@ -2,10 +2,10 @@
 
 The master sets PROMETHEUS_MULTIPROC_DIR before any worker imports this module.
 """
+
 import os
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client import multiprocess
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
 
 _BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -13,28 +13,37 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 class Metrics:
     def __init__(self):
-        self.requests = Counter("lucid_proxy_requests_total", "Requests by route and status",
-                                ["route", "status"])
-        self.duration = Histogram("lucid_proxy_request_duration_seconds", "Total time per request",
-                                  ["route"], buckets=_BUCKETS)
-        self.upstream_duration = Histogram("lucid_proxy_upstream_duration_seconds",
-                                           "Time to the upstream's response head", ["cluster"],
-                                           buckets=_BUCKETS)
-        self.pdp_duration = Histogram("lucid_proxy_pdp_duration_seconds", "Time per PDP decision",
-                                      buckets=_BUCKETS)
-        self.pdp_errors = Counter("lucid_proxy_pdp_errors_total", "PDP calls without a usable decision, by kind",
-                                  ["kind"])
+        self.requests = Counter("lucid_proxy_requests_total", "Requests by route and status", ["route", "status"])
+        self.duration = Histogram(
+            "lucid_proxy_request_duration_seconds", "Total time per request", ["route"], buckets=_BUCKETS
+        )
+        self.upstream_duration = Histogram(
+            "lucid_proxy_upstream_duration_seconds",
+            "Time to the upstream's response head",
+            ["cluster"],
+            buckets=_BUCKETS,
+        )
+        self.pdp_duration = Histogram("lucid_proxy_pdp_duration_seconds", "Time per PDP decision", buckets=_BUCKETS)
+        self.pdp_errors = Counter(
+            "lucid_proxy_pdp_errors_total", "PDP calls without a usable decision, by kind", ["kind"]
+        )
         self.cache_hits = Counter("lucid_proxy_verdict_cache_hits_total", "Decisions served from the verdict cache")
-        self.retries = Counter("lucid_proxy_upstream_retries_total", "Retries after a connect failure",
-                               ["cluster"])
-        self.connections = Gauge("lucid_proxy_active_connections", "Open client connections",
-                                 multiprocess_mode="livesum")
-        self.healthy_endpoints = Gauge("lucid_proxy_cluster_healthy_endpoints",
-                                       "Endpoints available (health-checked, not ejected)", ["cluster"],
-                                       multiprocess_mode="livemin")
-        self.breaker_state = Gauge("lucid_proxy_cluster_breaker_state",
-                                   "Circuit breaker: 0 closed, 1 half-open, 2 open", ["cluster"],
-                                   multiprocess_mode="livemax")
+        self.retries = Counter("lucid_proxy_upstream_retries_total", "Retries after a connect failure", ["cluster"])
+        self.connections = Gauge(
+            "lucid_proxy_active_connections", "Open client connections", multiprocess_mode="livesum"
+        )
+        self.healthy_endpoints = Gauge(
+            "lucid_proxy_cluster_healthy_endpoints",
+            "Endpoints available (health-checked, not ejected)",
+            ["cluster"],
+            multiprocess_mode="livemin",
+        )
+        self.breaker_state = Gauge(
+            "lucid_proxy_cluster_breaker_state",
+            "Circuit breaker: 0 closed, 1 half-open, 2 open",
+            ["cluster"],
+            multiprocess_mode="livemax",
+        )
 
     def render(self) -> bytes:
         if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):

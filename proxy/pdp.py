@@ -1,4 +1,5 @@
 """Asking the PDP (`POST /v1/check`, docs/decision-api.md) and caching what it allows."""
+
 from __future__ import annotations
 
 import hashlib
@@ -12,8 +13,9 @@ from typing import TYPE_CHECKING
 from . import upstream
 
 if TYPE_CHECKING:
-    from .upstream_tls import UpstreamTlsSpec
     from servicekit.trace_context import TraceContext
+
+    from .upstream_tls import UpstreamTlsSpec
 
 
 class PdpUnavailable(Exception):
@@ -47,8 +49,7 @@ class Decision:
     ignores: frozenset = frozenset()  # request headers the decision did not read
 
 
-FAIL_OPEN = Decision(allow=True, status=200, reason="pdp unavailable, route fails open",
-                     decision_id="fail-open")
+FAIL_OPEN = Decision(allow=True, status=200, reason="pdp unavailable, route fails open", decision_id="fail-open")
 
 
 def parse_decision(data: bytes) -> Decision:
@@ -70,10 +71,15 @@ def parse_decision(data: bytes) -> Decision:
     if not isinstance(ttl, (int, float)) or isinstance(ttl, bool) or ttl < 0:
         ttl = 0
     return Decision(
-        allow=doc["allow"], status=status, reason=str(doc.get("reason", "")),
-        decision_id=str(doc.get("decision_id", "")), headers=headers,
-        response_headers=response_headers, policy_revision=str(doc.get("policy_revision", "")),
-        cache_ttl_s=float(ttl), lease=_lease(doc.get("lease")) if doc["allow"] else None,
+        allow=doc["allow"],
+        status=status,
+        reason=str(doc.get("reason", "")),
+        decision_id=str(doc.get("decision_id", "")),
+        headers=headers,
+        response_headers=response_headers,
+        policy_revision=str(doc.get("policy_revision", "")),
+        cache_ttl_s=float(ttl),
+        lease=_lease(doc.get("lease")) if doc["allow"] else None,
         ignores=_ignores(doc.get("ignores")) if doc["allow"] else frozenset(),
     )
 
@@ -136,21 +142,29 @@ class PdpClient:
     while every connection is busy, so an idle spell never inflates it.
     """
 
-    def __init__(self, base_url: str, timeout_s: float, pool_size: int, queue_s: float = 1.0,
-                 clock: Callable[[], float] = time.monotonic, tls_spec: UpstreamTlsSpec | None = None):
+    def __init__(
+        self,
+        base_url: str,
+        timeout_s: float,
+        pool_size: int,
+        queue_s: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+        tls_spec: UpstreamTlsSpec | None = None,
+    ):
         host, port = upstream.split_host_port(base_url)
         # https://: verified TLS (tls_spec: CA bundle, SNI name, client certificate; None: the
         # system's trust store). A failed handshake is PdpUnavailable "tls", never plain text.
-        self._pool = upstream.make_pool(base_url, pool_size, timeout_s, timeout_s, tls_spec=tls_spec,
-                                        label=f"the PDP at {base_url}")
+        self._pool = upstream.make_pool(
+            base_url, pool_size, timeout_s, timeout_s, tls_spec=tls_spec, label=f"the PDP at {base_url}"
+        )
         self._host = upstream.authority(host, port)
         self._timeout_s = timeout_s
         # A burst queues for a pooled connection (bounded) instead of piling onto the PDP.
         self._queue_s = queue_s
         self._pool_size = pool_size
         self._clock = clock
-        self._waiting = 0            # check() calls waiting for a connection or an answer
-        self._interval_s = 0.0       # moving average of the time between answers while saturated
+        self._waiting = 0  # check() calls waiting for a connection or an answer
+        self._interval_s = 0.0  # moving average of the time between answers while saturated
         self._last_answer = None
         self.shed = 0
         self.max_wait_s = self._queue_s + timeout_s  # the longest one check() can take
@@ -175,8 +189,9 @@ class PdpClient:
             lines += ["Content-Type: application/json", f"Content-Length: {length}"]
         return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
-    def check(self, request_doc: dict, request_id: str | None = None, trace: TraceContext | None = None,
-              lease_want: int = 1) -> Decision:
+    def check(
+        self, request_doc: dict, request_id: str | None = None, trace: TraceContext | None = None, lease_want: int = 1
+    ) -> Decision:
         question = {"request": request_doc}
         if lease_want > 1:
             question["lease"] = {"want": lease_want}
@@ -211,8 +226,9 @@ class PdpClient:
         """Gives a lease's unused units back; False when the PDP did not take them."""
         body = json.dumps({"lease": lease_id, "unused": unused}, separators=(",", ":")).encode()
         try:
-            status, _, _ = upstream.simple_request(self._pool, self._head("POST", "/v1/lease/return", len(body)),
-                                                   body, self._timeout_s, self._queue_s)
+            status, _, _ = upstream.simple_request(
+                self._pool, self._head("POST", "/v1/lease/return", len(body)), body, self._timeout_s, self._queue_s
+            )
         except (upstream.UpstreamTimeout, upstream.UpstreamBroken):
             return False
         return status == 200
@@ -220,6 +236,7 @@ class PdpClient:
     def return_lease_later(self, lease_id: str, unused: int) -> None:
         """return_lease in its own greenlet: ending a lease never makes a request wait."""
         import gevent
+
         gevent.spawn(self.return_lease, lease_id, unused)
 
     def probe(self, path: str = "/v1/health", timeout_s: float = 1.0) -> int:
@@ -242,8 +259,13 @@ def verdict_key(request_doc: dict, unread: frozenset = frozenset()) -> bytes:
     Fields are joined with LF, which none of them can contain (the parser
     refuses it in a head), so two different questions never join to the same text.
     """
-    parts = [request_doc["method"], request_doc["path"], request_doc["host"], request_doc["scheme"],
-             request_doc["client_ip"]]
+    parts = [
+        request_doc["method"],
+        request_doc["path"],
+        request_doc["host"],
+        request_doc["scheme"],
+        request_doc["client_ip"],
+    ]
     for name, value in request_doc["headers"].items():
         if name in unread:
             continue

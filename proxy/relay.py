@@ -12,6 +12,7 @@
 4. the response, streamed to the client (with the route's header rules and
    JSON redaction), or a 502/503/504 problem when there is none.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -26,8 +27,8 @@ from .breaker import BreakerRejected
 from .cluster import StreamsFull
 
 if TYPE_CHECKING:
-    from .config import Config
     from .cluster import Cluster, Lease
+    from .config import Config
     from .gateway import Exchange
     from .metrics import Metrics
     from .routes import Timeouts
@@ -49,15 +50,21 @@ class ClientBodyError(Exception):
 class Relay:
     """One worker's relaying of requests to upstreams and of their responses back."""
 
-    def __init__(self, config: Config, metrics: Metrics, answers: Answers,
-                 clock: Callable[[], float] = time.monotonic):
+    def __init__(self, config: Config, metrics: Metrics, answers: Answers, clock: Callable[[], float] = time.monotonic):
         self._config = config
         self._metrics = metrics
         self._answers = answers
         self._clock = clock
 
-    def relay(self, ex: Exchange, sock: socket.socket, reader: http11.SocketReader, cluster: Cluster,
-              headers: list[tuple[str, str]], timeouts: Timeouts) -> None:
+    def relay(
+        self,
+        ex: Exchange,
+        sock: socket.socket,
+        reader: http11.SocketReader,
+        cluster: Cluster,
+        headers: list[tuple[str, str]],
+        timeouts: Timeouts,
+    ) -> None:
         """Sends the request with `headers` (the upstream's, framing still to add) and relays the answer."""
         req = ex.request
         try:
@@ -71,12 +78,21 @@ class Relay:
         try:
             # Each streamed body holds a pooled upstream connection for as long
             # as its client takes: a few slow clients must not take them all.
-            lease = cluster.lease(timeouts.connect_s, cluster.spec.retry_attempts if idempotent else 0,
-                                  self._config.streamed_bodies_per_cluster if streamed else None)
+            lease = cluster.lease(
+                timeouts.connect_s,
+                cluster.spec.retry_attempts if idempotent else 0,
+                self._config.streamed_bodies_per_cluster if streamed else None,
+            )
         except StreamsFull:
             ex.keep_alive = False
-            return self._answers.problem(ex, sock, 503, f"cluster {cluster.name}: too many request bodies "
-                                         "streaming at once", "body-streams-full", extra=[("retry-after", "1")])
+            return self._answers.problem(
+                ex,
+                sock,
+                503,
+                f"cluster {cluster.name}: too many request bodies streaming at once",
+                "body-streams-full",
+                extra=[("retry-after", "1")],
+            )
         except BreakerRejected as exc:
             return self._answers.problem(ex, sock, 503, f"cluster {cluster.name}: {exc.reason}", "circuit-open")
         with lease:
@@ -84,7 +100,7 @@ class Relay:
             if exchange is None:
                 return
             success = exchange.response.status < 500
-            broke = []   # the upstream's body broke off (a reset after the head): a failure too
+            broke = []  # the upstream's body broke off (a reset after the head): a failure too
             try:
                 self._relay_response(ex, sock, exchange, broke)
             finally:
@@ -93,8 +109,9 @@ class Relay:
                 lease.answered(success and not broke)
                 exchange.finish()
 
-    def _request_body(self, ex: Exchange, sock: socket.socket, reader: http11.SocketReader,
-                      headers: list[tuple[str, str]]):
+    def _request_body(
+        self, ex: Exchange, sock: socket.socket, reader: http11.SocketReader, headers: list[tuple[str, str]]
+    ):
         """(body, streamed): the client's body for send_request (None if there is none), its framing
         added to `headers`. Raises ClientBodyError."""
         req = ex.request
@@ -113,8 +130,17 @@ class Relay:
             headers.append(("content-length", "0"))
         return None, False
 
-    def _send(self, ex: Exchange, sock: socket.socket, lease: Lease, cluster: Cluster, head: bytes, body,
-              chunked: bool, timeouts: Timeouts) -> upstream.Exchange | None:
+    def _send(
+        self,
+        ex: Exchange,
+        sock: socket.socket,
+        lease: Lease,
+        cluster: Cluster,
+        head: bytes,
+        body,
+        chunked: bool,
+        timeouts: Timeouts,
+    ) -> upstream.Exchange | None:
         """The upstream's response head, from an endpoint the lease picks (another after a connect
         failure, if it may retry); None when there is none and the client has had a problem answer."""
         idempotent = ex.request.method in IDEMPOTENT
@@ -123,26 +149,38 @@ class Relay:
             endpoint = lease.pick(ex.upstream_headers)
             if endpoint is None:
                 if lease.tried:
-                    self._answers.problem(ex, sock, 502, f"cluster {cluster.name}: could not connect "
-                                          f"to any upstream ({last_error})", "upstream-connect")
+                    self._answers.problem(
+                        ex,
+                        sock,
+                        502,
+                        f"cluster {cluster.name}: could not connect to any upstream ({last_error})",
+                        "upstream-connect",
+                    )
                 else:
-                    self._answers.problem(ex, sock, 503, f"cluster {cluster.name}: no healthy upstream",
-                                          "no-upstream")
+                    self._answers.problem(ex, sock, 503, f"cluster {cluster.name}: no healthy upstream", "no-upstream")
                 return None
             ex.upstream_url = endpoint.url
             try:
                 started = self._clock()
                 exchange = upstream.send_request(
-                    endpoint.pool, head, body, chunked, timeouts.connect_s, timeouts.read_s,
-                    retry_stale=idempotent and body is None, clock=self._clock)
+                    endpoint.pool,
+                    head,
+                    body,
+                    chunked,
+                    timeouts.connect_s,
+                    timeouts.read_s,
+                    retry_stale=idempotent and body is None,
+                    clock=self._clock,
+                )
             except upstream.ConnectFailed as exc:
                 last_error = exc
                 lease.failed(connect=True)
                 if lease.may_retry():
                     self._metrics.retries.labels(cluster.name).inc()
                     continue
-                self._answers.problem(ex, sock, 502, f"cluster {cluster.name}: connect failed ({exc})",
-                                      "upstream-connect")
+                self._answers.problem(
+                    ex, sock, 502, f"cluster {cluster.name}: connect failed ({exc})", "upstream-connect"
+                )
                 return None
             except upstream.UpstreamTimeout as exc:
                 lease.failed()
@@ -184,8 +222,11 @@ class Relay:
         req = ex.request
         config = self._config
         limit = config.max_body_bytes
-        source = http11.iter_chunked_body(reader, BODY_CHUNK) if req.chunked else \
-            http11.iter_fixed_body(reader, req.body_length, BODY_CHUNK)
+        source = (
+            http11.iter_chunked_body(reader, BODY_CHUNK)
+            if req.chunked
+            else http11.iter_fixed_body(reader, req.body_length, BODY_CHUNK)
+        )
         deadline = self._clock() + config.body_read_timeout_s
         total = 0
         try:
@@ -205,8 +246,9 @@ class Relay:
         except http11.ProtocolError as exc:
             raise ClientBodyError(400, exc.detail) from None
         except socket.timeout:
-            raise ClientBodyError(408, f"the request body was not received within "
-                                  f"{config.body_read_timeout_s:g} s") from None
+            raise ClientBodyError(
+                408, f"the request body was not received within {config.body_read_timeout_s:g} s"
+            ) from None
         except (http11.ConnectionClosed, OSError):
             raise ClientBodyError(400, "the client stopped sending its body") from None
         finally:
@@ -218,8 +260,9 @@ class Relay:
 
     # -- the upstream's response ----------------------------------------------------------
 
-    def _relay_response(self, ex: Exchange, sock: socket.socket, exchange: upstream.Exchange,
-                        broke: list | None = None) -> None:
+    def _relay_response(  # noqa: C901
+        self, ex: Exchange, sock: socket.socket, exchange: upstream.Exchange, broke: list | None = None
+    ) -> None:
         req = ex.request
         if ex.route.redaction is not None:
             exchange = response_transform.redacting(exchange, ex.route.redaction, req.method, upstream.UpstreamBroken)

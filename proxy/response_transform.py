@@ -5,6 +5,7 @@ Parsed strictly from a route's `response_headers` and `response_body` blocks
 (routes.py calls `parse_route_response`); applied by forwarding.response_headers
 and `redacting()` around the upstream exchange.
 """
+
 from __future__ import annotations
 
 import json
@@ -32,16 +33,17 @@ class ResponseSpecError(ValueError):
 
 @dataclass(frozen=True)
 class Redaction:
-    fields: frozenset          # lower-case JSON keys whose values are replaced, at any depth
+    fields: frozenset  # lower-case JSON keys whose values are replaced, at any depth
     max_bytes: int = DEFAULT_MAX_BYTES
     replacement: str = REDACTED
-    secrets: bool = False      # also every key the shared secret-name list names (servicekit/secret_params.py)
+    secrets: bool = False  # also every key the shared secret-name list names (servicekit/secret_params.py)
 
     def matches(self, key: str) -> bool:
         if key.lower() in self.fields:
             return True
         if self.secrets:
             from servicekit.secret_params import is_secret_param
+
             return is_secret_param(key)
         return False
 
@@ -50,7 +52,7 @@ class Redaction:
 class ResponseRules:
     add: tuple = ()
     remove: frozenset = DROPPED_BY_DEFAULT
-    rename: tuple = ()         # ((from, to), ...), lower-case
+    rename: tuple = ()  # ((from, to), ...), lower-case
     redaction: Redaction = None
 
 
@@ -83,8 +85,11 @@ def parse_response_headers(body: object, where: str) -> tuple:
     add = []
     for name, value in _mapping(body.get("add") or {}, f"{where}.add").items():
         name = _header_name(name, f"{where}.add")
-        if not isinstance(value, (str, int, float)) or isinstance(value, bool) or \
-                _HEADER_VALUE_FORBIDDEN.search(str(value)):
+        if (
+            not isinstance(value, (str, int, float))
+            or isinstance(value, bool)
+            or _HEADER_VALUE_FORBIDDEN.search(str(value))
+        ):
             raise ResponseSpecError(f"{where}.add.{name}: expected a header value (text without CR, LF, NUL)")
         add.append((name, str(value)))
     remove = _name_list(body.get("remove") or [], f"{where}.remove")
@@ -108,8 +113,9 @@ def parse_response_body(body: object, where: str) -> Redaction | None:
         raise ResponseSpecError(f"{where}.redact_secrets: expected true or false")
     fields = body.get("redact_json", [] if secrets else None)
     if not isinstance(fields, list) or not (fields or secrets) or not all(isinstance(f, str) and f for f in fields):
-        raise ResponseSpecError(f"{where}.redact_json: expected a non-empty list of JSON field names "
-                                "(or redact_secrets: true)")
+        raise ResponseSpecError(
+            f"{where}.redact_json: expected a non-empty list of JSON field names (or redact_secrets: true)"
+        )
     max_bytes = body.get("max_bytes", DEFAULT_MAX_BYTES)
     if not isinstance(max_bytes, int) or isinstance(max_bytes, bool) or not 1 <= max_bytes <= 64 << 20:
         raise ResponseSpecError(f"{where}.max_bytes: expected an integer from 1 to {64 << 20}")
@@ -142,6 +148,7 @@ def rename_headers(headers: list[tuple[str, str]], rename: Iterable[tuple[str, s
 
 # -- JSON redaction ----------------------------------------------------------------------
 
+
 def redact_document(doc: object, redaction: Redaction) -> object:
     """doc with the values of the keys the redaction names replaced, at any depth (in place)."""
     stack = [doc]
@@ -167,8 +174,7 @@ def is_json(headers: Iterable[tuple[str, str]]) -> bool:
 
 
 def _encoded(headers) -> bool:
-    return any(name == "content-encoding" and value.strip().lower() not in ("", "identity")
-               for name, value in headers)
+    return any(name == "content-encoding" and value.strip().lower() not in ("", "identity") for name, value in headers)
 
 
 class RedactionFailed(Exception):
@@ -194,8 +200,9 @@ class _Rewritten:
         return self._exchange.detach()
 
 
-def redacting(exchange: upstream.Exchange, redaction: Redaction, method: str,
-              broken_error: type[Exception]) -> upstream.Exchange | _Rewritten:
+def redacting(  # noqa: C901
+    exchange: upstream.Exchange, redaction: Redaction, method: str, broken_error: type[Exception]
+) -> upstream.Exchange | _Rewritten:
     """The exchange as the client should see it: redacted when its JSON body fits max_bytes.
 
     A body larger than max_bytes (known from Content-Length or found while
@@ -204,8 +211,14 @@ def redacting(exchange: upstream.Exchange, redaction: Redaction, method: str,
     exception the caller answers 502 to (the upstream's own read errors
     pass through as they are, from the first body piece)."""
     resp = exchange.response
-    if redaction is None or method == "HEAD" or resp.status in (204, 304) or resp.body_length == 0 \
-            or not is_json(resp.headers) or _encoded(resp.headers):
+    if (
+        redaction is None
+        or method == "HEAD"
+        or resp.status in (204, 304)
+        or resp.body_length == 0
+        or not is_json(resp.headers)
+        or _encoded(resp.headers)
+    ):
         return exchange
     if resp.body_length is not None and resp.body_length > redaction.max_bytes:
         return exchange
@@ -225,27 +238,33 @@ def redacting(exchange: upstream.Exchange, redaction: Redaction, method: str,
         def fail():
             raise error
             yield b""  # a generator
+
         return _Rewritten(exchange, resp, fail)
     if pieces is not None:  # too large after all: what was read, then the rest, untouched
+
         def passthrough():
             yield from buffered
             yield from pieces
+
         return _Rewritten(exchange, resp, passthrough)
     raw = b"".join(buffered)
     try:
         doc = json.loads(raw)
     except (ValueError, UnicodeDecodeError, RecursionError):
+
         def refuse():
             raise broken_error("the upstream's JSON response could not be parsed for redaction")
             yield b""
+
         return _Rewritten(exchange, resp, refuse)
     try:
-        out = json.dumps(redact_document(doc, redaction),
-                         ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        out = json.dumps(redact_document(doc, redaction), ensure_ascii=False, separators=(",", ":")).encode("utf-8")
     except (RecursionError, ValueError):
+
         def refuse_deep():
             raise broken_error("the upstream's JSON response is too deep to redact")
             yield b""
+
         return _Rewritten(exchange, resp, refuse_deep)
     rewritten = type(resp)()
     for slot in type(resp).__slots__:

@@ -11,6 +11,7 @@ dataclasses below, nowhere else.
 environment at startup, so one variable may list several instances; the
 shipped routes.default.yaml names the seed's four backends this way.
 """
+
 from __future__ import annotations
 
 import os
@@ -20,8 +21,23 @@ from dataclasses import dataclass, field
 
 import yaml
 
-from servicekit.schema import (AnyOf, Bool, Custom, Field, Int, ListOf, MapOf, Number, Record, SchemaError, Str,
-                               describe, item, join, markdown_reference)
+from servicekit.schema import (
+    AnyOf,
+    Bool,
+    Custom,
+    Field,
+    Int,
+    ListOf,
+    MapOf,
+    Number,
+    Record,
+    SchemaError,
+    Str,
+    describe,
+    item,
+    join,
+    markdown_reference,
+)
 
 from .response_transform import DROPPED_BY_DEFAULT, ResponseSpecError
 
@@ -75,7 +91,7 @@ class ClusterSpec:
     retry_min_concurrency: int = 3
     timeouts: Timeouts = field(default_factory=Timeouts)
     max_connections: int = 256
-    tls: object = None     # upstream_tls.UpstreamTlsSpec for https:// endpoints (None: defaults)
+    tls: object = None  # upstream_tls.UpstreamTlsSpec for https:// endpoints (None: defaults)
     egress: object = None  # egress.Socks5Egress, or None to dial directly
 
 
@@ -126,10 +142,10 @@ class Route:
     def upstream_path(self, path: str) -> str:
         """The path sent upstream, after strip_prefix or a prefix rewrite."""
         if self.rewrite_prefix is not None and self.kind == "prefix":
-            rest = path[len(self.pattern.rstrip("/")):]
+            rest = path[len(self.pattern.rstrip("/")) :]
             return (self.rewrite_prefix.rstrip("/") + rest) or "/"
         if self.strip_prefix and path.startswith(self.strip_prefix.rstrip("/")):
-            rest = path[len(self.strip_prefix.rstrip("/")):]
+            rest = path[len(self.strip_prefix.rstrip("/")) :]
             return rest if rest.startswith("/") else "/" + rest
         return path
 
@@ -159,7 +175,7 @@ def glob_regex(pattern: str) -> re.Pattern:
     while i < len(pattern):
         if pattern[i] == "{" and "}" in pattern[i:]:
             end = pattern.index("}", i)
-            words = pattern[i + 1:end].split(",")
+            words = pattern[i + 1 : end].split(",")
             out.append("(?:" + "|".join(re.escape(w) for w in words) + ")")
             i = end + 1
         elif pattern.startswith("**", i):
@@ -178,9 +194,15 @@ def sidecar_table(upstream_url: str) -> RouteTable:
     """One app behind the proxy: the proxy's own /api/v1/meta/*, everything else to the app."""
     cluster = ClusterSpec(name="app", endpoints=(upstream_url.rstrip("/"),), health_check=None)
     routes = [
-        Route(name="meta-public", kind="glob", pattern="/api/v1/meta/{health,info,version}",
-              methods=frozenset(("GET", "HEAD")), meta=True, fail_open=True,
-              regex=glob_regex("/api/v1/meta/{health,info,version}")),
+        Route(
+            name="meta-public",
+            kind="glob",
+            pattern="/api/v1/meta/{health,info,version}",
+            methods=frozenset(("GET", "HEAD")),
+            meta=True,
+            fail_open=True,
+            regex=glob_regex("/api/v1/meta/{health,info,version}"),
+        ),
         Route(name="meta", kind="prefix", pattern="/api/v1/meta", methods=frozenset(("GET", "HEAD")), meta=True),
         Route(name="app", kind="prefix", pattern="/", cluster="app"),
     ]
@@ -192,8 +214,7 @@ def sidecar_table(upstream_url: str) -> RouteTable:
 # default. docs/proxy.md's routes file reference is generated from it (`--routes-reference`).
 
 _HEADER_TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9a-z]+$")
-_HEADER_NAME = Str(pattern=r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,128}$", expected="an HTTP header name",
-                   convert=str.lower)
+_HEADER_NAME = Str(pattern=r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,128}$", expected="an HTTP header name", convert=str.lower)
 _HEADER_VALUE = Custom(lambda v, p: _header_value(v, p), "a header value (text without CR, LF, NUL)")
 _PATH = Str(pattern=r"^/", expected="a path starting with /")
 _METHOD = Custom(lambda v, p: _method(v, p), "an HTTP method (" + ", ".join(sorted(_METHODS)) + ")")
@@ -214,16 +235,19 @@ def _method(value, path):
 
 def _spec_check(parse, error_types):
     """A parser of ours that raises its own error naming the path: its message stays as it is."""
+
     def check(value, path):
         try:
             return parse(value, path)
         except error_types as exc:
             raise SchemaError("", str(exc)) from None
+
     return check
 
 
 def _tls_check(value, path):
     from .upstream_tls import TlsSpecError, parse_tls_spec
+
     return _spec_check(parse_tls_spec, TlsSpecError)(value, path)
 
 
@@ -253,124 +277,287 @@ def _client_headers_check(value, path):
 
 def _response_headers_check(value, path):
     from .response_transform import parse_response_headers
+
     return _spec_check(parse_response_headers, ResponseSpecError)(value, path)
 
 
 def _response_body_check(value, path):
     from .response_transform import parse_response_body
+
     return _spec_check(parse_response_body, ResponseSpecError)(value, path)
 
 
 _ENDPOINTS = AnyOf(
     Str(expected="a URL (or comma-separated URLs, or ${VAR})"),
     ListOf(Str(expected="a URL or ${VAR}"), min_items=1),
-    expected="an http(s):// URL, a list of them, or ${VAR} (comma-separated URLs from the environment)")
+    expected="an http(s):// URL, a list of them, or ${VAR} (comma-separated URLs from the environment)",
+)
 
-CLUSTER_SCHEMA = Record([
-    Field("endpoints", _ENDPOINTS, required=True,
-          help="Upstream instances: `http://` or `https://` URLs. `${VAR}` (or `${VAR:-default}`) is "
-               "read from the environment at startup and may list several, comma-separated."),
-    Field("lb", Str(choices=_LB_POLICIES), "Load balancing across the endpoints."),
-    Field("hash_on", Record([
-        Field("header", _HEADER_NAME, "Request header whose value picks the endpoint.", attr="hash_header"),
-        Field("cookie", Str(), "Cookie whose value picks the endpoint.", attr="hash_cookie"),
-    ], defaults_from=ClusterSpec), "For `lb: consistent_hash` (one of header, cookie).", flatten=True),
-    Field("health_check", Record([
-        Field("path", _PATH, "Path probed on every endpoint (2xx: healthy)."),
-        Field("interval_s", Number(minimum=0.05), "Time between probes."),
-        Field("timeout_ms", Number(minimum=1), "Deadline of one probe.", attr="timeout_s", scale=1000),
-        Field("unhealthy_threshold", Int(minimum=1), "Failed probes in a row that take an endpoint out."),
-        Field("healthy_threshold", Int(minimum=1), "Good probes in a row that bring it back."),
-    ], build=HealthCheck), "Active health checks (none without this block)."),
-    Field("ejection", Record([
-        Field("consecutive_errors", Int(minimum=1), "Errors in a row that eject an endpoint.",
-              attr="eject_consecutive"),
-        Field("base_ejection_s", Number(minimum=0.01), "How long an ejected endpoint stays out.", attr="eject_s"),
-    ], defaults_from=ClusterSpec), "Passive outlier ejection.", flatten=True),
-    Field("breaker", Record([
-        Field("max_concurrent", Int(minimum=1), "Requests in flight to the cluster (then 503)."),
-        Field("max_pending", Int(minimum=0), "Requests waiting for a connection (then 503)."),
-        Field("failure_threshold", Int(minimum=1), "Failures in a row that open the breaker."),
-        Field("open_s", Number(minimum=0.01), "How long it stays open before probing."),
-        Field("half_open_max", Int(minimum=1), "Probes let through while half-open."),
-    ], build=BreakerSpec), "Circuit breaker (per worker)."),
-    Field("retry", Record([
-        Field("attempts", Int(minimum=0), "Retries of an idempotent request on another endpoint (0: never).",
-              attr="retry_attempts"),
-        Field("budget_percent", Number(minimum=0), "Retries allowed as a share of active requests.",
-              attr="retry_budget_percent"),
-        Field("min_concurrency", Int(minimum=0), "Retries always allowed, whatever the budget.",
-              attr="retry_min_concurrency"),
-    ], defaults_from=ClusterSpec), "Retries.", flatten=True),
-    Field("timeouts", Record([
-        Field("connect_ms", Number(minimum=1), "Deadline to connect to an endpoint.", attr="connect_s", scale=1000),
-        Field("read_ms", Number(minimum=1), "Deadline for the upstream's answer, between reads.",
-              attr="read_s", scale=1000),
-    ], build=Timeouts), "Upstream timeouts."),
-    Field("max_connections", Int(minimum=1), "Pooled connections per endpoint and worker."),
-    Field("tls", Custom(_tls_check, "a mapping (ca_file, server_name, client_cert, client_key, min_version, "
-                                    "verify)"),
-          "TLS to `https://` endpoints (docs/proxy.md, Upstream TLS)."),
-    Field("egress", Custom(lambda v, p: v, "a socks5h:// or socks5:// URL, or tor"),
-          "SOCKS5 egress: a `socks5h://` URL, or `tor` for TOR_SOCKS_URL."),
-], defaults_from=ClusterSpec, expected="a cluster (a mapping with endpoints)")
+CLUSTER_SCHEMA = Record(
+    [
+        Field(
+            "endpoints",
+            _ENDPOINTS,
+            required=True,
+            help="Upstream instances: `http://` or `https://` URLs. `${VAR}` (or `${VAR:-default}`) is "
+            "read from the environment at startup and may list several, comma-separated.",
+        ),
+        Field("lb", Str(choices=_LB_POLICIES), "Load balancing across the endpoints."),
+        Field(
+            "hash_on",
+            Record(
+                [
+                    Field("header", _HEADER_NAME, "Request header whose value picks the endpoint.", attr="hash_header"),
+                    Field("cookie", Str(), "Cookie whose value picks the endpoint.", attr="hash_cookie"),
+                ],
+                defaults_from=ClusterSpec,
+            ),
+            "For `lb: consistent_hash` (one of header, cookie).",
+            flatten=True,
+        ),
+        Field(
+            "health_check",
+            Record(
+                [
+                    Field("path", _PATH, "Path probed on every endpoint (2xx: healthy)."),
+                    Field("interval_s", Number(minimum=0.05), "Time between probes."),
+                    Field("timeout_ms", Number(minimum=1), "Deadline of one probe.", attr="timeout_s", scale=1000),
+                    Field("unhealthy_threshold", Int(minimum=1), "Failed probes in a row that take an endpoint out."),
+                    Field("healthy_threshold", Int(minimum=1), "Good probes in a row that bring it back."),
+                ],
+                build=HealthCheck,
+            ),
+            "Active health checks (none without this block).",
+        ),
+        Field(
+            "ejection",
+            Record(
+                [
+                    Field(
+                        "consecutive_errors",
+                        Int(minimum=1),
+                        "Errors in a row that eject an endpoint.",
+                        attr="eject_consecutive",
+                    ),
+                    Field(
+                        "base_ejection_s",
+                        Number(minimum=0.01),
+                        "How long an ejected endpoint stays out.",
+                        attr="eject_s",
+                    ),
+                ],
+                defaults_from=ClusterSpec,
+            ),
+            "Passive outlier ejection.",
+            flatten=True,
+        ),
+        Field(
+            "breaker",
+            Record(
+                [
+                    Field("max_concurrent", Int(minimum=1), "Requests in flight to the cluster (then 503)."),
+                    Field("max_pending", Int(minimum=0), "Requests waiting for a connection (then 503)."),
+                    Field("failure_threshold", Int(minimum=1), "Failures in a row that open the breaker."),
+                    Field("open_s", Number(minimum=0.01), "How long it stays open before probing."),
+                    Field("half_open_max", Int(minimum=1), "Probes let through while half-open."),
+                ],
+                build=BreakerSpec,
+            ),
+            "Circuit breaker (per worker).",
+        ),
+        Field(
+            "retry",
+            Record(
+                [
+                    Field(
+                        "attempts",
+                        Int(minimum=0),
+                        "Retries of an idempotent request on another endpoint (0: never).",
+                        attr="retry_attempts",
+                    ),
+                    Field(
+                        "budget_percent",
+                        Number(minimum=0),
+                        "Retries allowed as a share of active requests.",
+                        attr="retry_budget_percent",
+                    ),
+                    Field(
+                        "min_concurrency",
+                        Int(minimum=0),
+                        "Retries always allowed, whatever the budget.",
+                        attr="retry_min_concurrency",
+                    ),
+                ],
+                defaults_from=ClusterSpec,
+            ),
+            "Retries.",
+            flatten=True,
+        ),
+        Field(
+            "timeouts",
+            Record(
+                [
+                    Field(
+                        "connect_ms",
+                        Number(minimum=1),
+                        "Deadline to connect to an endpoint.",
+                        attr="connect_s",
+                        scale=1000,
+                    ),
+                    Field(
+                        "read_ms",
+                        Number(minimum=1),
+                        "Deadline for the upstream's answer, between reads.",
+                        attr="read_s",
+                        scale=1000,
+                    ),
+                ],
+                build=Timeouts,
+            ),
+            "Upstream timeouts.",
+        ),
+        Field("max_connections", Int(minimum=1), "Pooled connections per endpoint and worker."),
+        Field(
+            "tls",
+            Custom(_tls_check, "a mapping (ca_file, server_name, client_cert, client_key, min_version, verify)"),
+            "TLS to `https://` endpoints (docs/proxy.md, Upstream TLS).",
+        ),
+        Field(
+            "egress",
+            Custom(lambda v, p: v, "a socks5h:// or socks5:// URL, or tor"),
+            "SOCKS5 egress: a `socks5h://` URL, or `tor` for TOR_SOCKS_URL.",
+        ),
+    ],
+    defaults_from=ClusterSpec,
+    expected="a cluster (a mapping with endpoints)",
+)
 
-_MATCH = Record([
-    Field("exact", _PATH, "This path only."),
-    Field("prefix", _PATH, "This path and everything below it (segment-wise)."),
-    Field("glob", _PATH, "`*` within a segment, `**` across segments, `{a,b}` either word."),
-    Field("methods", ListOf(_METHOD, min_items=1, convert=frozenset), "Methods matched (default: any)."),
-], expected="a mapping with one of exact, prefix, glob (and methods)")
+_MATCH = Record(
+    [
+        Field("exact", _PATH, "This path only."),
+        Field("prefix", _PATH, "This path and everything below it (segment-wise)."),
+        Field("glob", _PATH, "`*` within a segment, `**` across segments, `{a,b}` either word."),
+        Field("methods", ListOf(_METHOD, min_items=1, convert=frozenset), "Methods matched (default: any)."),
+    ],
+    expected="a mapping with one of exact, prefix, glob (and methods)",
+)
 
-CORS_SCHEMA = Record([
-    Field("allow_origins", ListOf(_ORIGIN, min_items=1), required=True,
-          help="Origins allowed (a list, even of one; `*` for any)."),
-    Field("allow_methods", ListOf(_METHOD, min_items=1), "Methods a preflight allows."),
-    Field("allow_headers", ListOf(_HEADER_NAME), "Request headers a preflight allows."),
-    Field("expose_headers", ListOf(_HEADER_NAME), "Response headers the browser may read."),
-    Field("max_age_s", Int(minimum=0, maximum=86400), "How long a browser may cache a preflight."),
-    Field("allow_credentials", Bool(), "Allow cookies and Authorization (needs listed origins, not `*`)."),
-], build=Cors)
+CORS_SCHEMA = Record(
+    [
+        Field(
+            "allow_origins",
+            ListOf(_ORIGIN, min_items=1),
+            required=True,
+            help="Origins allowed (a list, even of one; `*` for any).",
+        ),
+        Field("allow_methods", ListOf(_METHOD, min_items=1), "Methods a preflight allows."),
+        Field("allow_headers", ListOf(_HEADER_NAME), "Request headers a preflight allows."),
+        Field("expose_headers", ListOf(_HEADER_NAME), "Response headers the browser may read."),
+        Field("max_age_s", Int(minimum=0, maximum=86400), "How long a browser may cache a preflight."),
+        Field("allow_credentials", Bool(), "Allow cookies and Authorization (needs listed origins, not `*`)."),
+    ],
+    build=Cors,
+)
 
-ROUTE_SCHEMA = Record([
-    Field("name", Str(), "Name in logs and metrics.", shown_default="route<index>"),
-    Field("match", _MATCH, required=True, help="What the route matches."),
-    Field("cluster", Str(), "Cluster the route forwards to (or `meta: true`)."),
-    Field("meta", Bool(), "Served by the proxy itself (/api/v1/meta/*)."),
-    Field("fail_mode", Str(choices=("closed", "open")),
-          "`open`: serve the route when the PDP is unreachable (meta endpoints only, as a rule).",
-          attr="fail_open", shown_default="closed"),
-    Field("strip_prefix", _PATH, "Removed from the path sent upstream."),
-    Field("rewrite", AnyOf(_PATH, Record([Field("prefix", _PATH, required=True)]),
-                           expected="a path starting with / or {prefix: /path}"),
-          "Prefix routes: the matched prefix is replaced by this one upstream."),
-    Field("timeouts", Record([
-        Field("connect_ms", Number(minimum=1), "Deadline to connect (not the cluster's: this default).",
-              attr="connect_s", scale=1000),
-        Field("read_ms", Number(minimum=1), "Deadline for the answer, between reads.", attr="read_s", scale=1000),
-    ], build=Timeouts), "This route's timeouts instead of the cluster's."),
-    Field("request_headers", Record([
-        Field("add", MapOf(_HEADER_VALUE, key=_HEADER_NAME), "Headers set on the upstream request."),
-        Field("remove", ListOf(_HEADER_NAME, convert=frozenset), "Headers removed from it."),
-    ]), "Request header changes."),
-    Field("response_headers", Custom(_response_headers_check, "a mapping (add, remove, rename, keep)"),
-          "Response header changes; `Server` and `X-Powered-By` are dropped unless kept."),
-    Field("response_body", Custom(_response_body_check, "a mapping (redact_json, redact_secrets, max_bytes, "
-                                                        "replacement)"),
-          "JSON field redaction of small response bodies."),
-    Field("cors", CORS_SCHEMA, "CORS answered by the proxy."),
-    Field("websocket", Bool(), "Allow WebSocket upgrades."),
-    Field("client_headers", Custom(_client_headers_check, "a mapping with allow"),
-          "Client headers dropped by default that this route passes on (`allow: [name, ...]`)."),
-], defaults_from=Route, expected="a route (a mapping with match, and cluster or meta)")
+ROUTE_SCHEMA = Record(
+    [
+        Field("name", Str(), "Name in logs and metrics.", shown_default="route<index>"),
+        Field("match", _MATCH, required=True, help="What the route matches."),
+        Field("cluster", Str(), "Cluster the route forwards to (or `meta: true`)."),
+        Field("meta", Bool(), "Served by the proxy itself (/api/v1/meta/*)."),
+        Field(
+            "fail_mode",
+            Str(choices=("closed", "open")),
+            "`open`: serve the route when the PDP is unreachable (meta endpoints only, as a rule).",
+            attr="fail_open",
+            shown_default="closed",
+        ),
+        Field("strip_prefix", _PATH, "Removed from the path sent upstream."),
+        Field(
+            "rewrite",
+            AnyOf(
+                _PATH,
+                Record([Field("prefix", _PATH, required=True)]),
+                expected="a path starting with / or {prefix: /path}",
+            ),
+            "Prefix routes: the matched prefix is replaced by this one upstream.",
+        ),
+        Field(
+            "timeouts",
+            Record(
+                [
+                    Field(
+                        "connect_ms",
+                        Number(minimum=1),
+                        "Deadline to connect (not the cluster's: this default).",
+                        attr="connect_s",
+                        scale=1000,
+                    ),
+                    Field(
+                        "read_ms",
+                        Number(minimum=1),
+                        "Deadline for the answer, between reads.",
+                        attr="read_s",
+                        scale=1000,
+                    ),
+                ],
+                build=Timeouts,
+            ),
+            "This route's timeouts instead of the cluster's.",
+        ),
+        Field(
+            "request_headers",
+            Record(
+                [
+                    Field("add", MapOf(_HEADER_VALUE, key=_HEADER_NAME), "Headers set on the upstream request."),
+                    Field("remove", ListOf(_HEADER_NAME, convert=frozenset), "Headers removed from it."),
+                ]
+            ),
+            "Request header changes.",
+        ),
+        Field(
+            "response_headers",
+            Custom(_response_headers_check, "a mapping (add, remove, rename, keep)"),
+            "Response header changes; `Server` and `X-Powered-By` are dropped unless kept.",
+        ),
+        Field(
+            "response_body",
+            Custom(_response_body_check, "a mapping (redact_json, redact_secrets, max_bytes, replacement)"),
+            "JSON field redaction of small response bodies.",
+        ),
+        Field("cors", CORS_SCHEMA, "CORS answered by the proxy."),
+        Field("websocket", Bool(), "Allow WebSocket upgrades."),
+        Field(
+            "client_headers",
+            Custom(_client_headers_check, "a mapping with allow"),
+            "Client headers dropped by default that this route passes on (`allow: [name, ...]`).",
+        ),
+    ],
+    defaults_from=Route,
+    expected="a route (a mapping with match, and cluster or meta)",
+)
 
-ROUTES_SCHEMA = Record([
-    Field("clusters", MapOf(CLUSTER_SCHEMA, key=Str(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$",
-                                                     expected="a cluster name (letters, digits, _ . -)")),
-          "Upstream clusters by name."),
-    Field("routes", ListOf(ROUTE_SCHEMA, min_items=1), required=True,
-          help="Routes in order; the first that matches path and method wins."),
-], expected="a mapping with 'clusters' and 'routes'")
+ROUTES_SCHEMA = Record(
+    [
+        Field(
+            "clusters",
+            MapOf(
+                CLUSTER_SCHEMA,
+                key=Str(
+                    pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$", expected="a cluster name (letters, digits, _ . -)"
+                ),
+            ),
+            "Upstream clusters by name.",
+        ),
+        Field(
+            "routes",
+            ListOf(ROUTE_SCHEMA, min_items=1),
+            required=True,
+            help="Routes in order; the first that matches path and method wins.",
+        ),
+    ],
+    expected="a mapping with 'clusters' and 'routes'",
+)
 
 
 def routes_reference() -> str:
@@ -379,6 +566,7 @@ def routes_reference() -> str:
 
 
 # -- loading ------------------------------------------------------------------------------
+
 
 class _StrictLoader(yaml.SafeLoader):
     """safe_load, except that a key written twice in one mapping is an error (PyYAML keeps the
@@ -412,15 +600,20 @@ def parse_routes(document: object, variables: Mapping[str, str], source: str = "
     """The RouteTable of a parsed document; RoutesError `source: key.path: what was expected`."""
     try:
         checked = ROUTES_SCHEMA.check(document, "")
-        clusters = {name: _build_cluster(name, body, variables, join("clusters", name))
-                    for name, body in (checked.get("clusters") or {}).items()}
+        clusters = {
+            name: _build_cluster(name, body, variables, join("clusters", name))
+            for name, body in (checked.get("clusters") or {}).items()
+        }
         routes = []
         for index, body in enumerate(checked["routes"]):
             where = item("routes", index)
             route = _build_route(index, body, where)
             if route.cluster is not None and route.cluster not in clusters:
-                raise SchemaError(join(where, "cluster"), f"unknown cluster {route.cluster!r} "
-                                  f"(expected one of {', '.join(clusters) or 'no cluster: none is defined'})")
+                raise SchemaError(
+                    join(where, "cluster"),
+                    f"unknown cluster {route.cluster!r} "
+                    f"(expected one of {', '.join(clusters) or 'no cluster: none is defined'})",
+                )
             routes.append(route)
     except SchemaError as exc:
         raise RoutesError(f"{source}: {exc}") from None
@@ -440,15 +633,20 @@ def expand_variables(text: str, variables: Mapping[str, str], where: str, expect
         used.append(name)
         if value is None or not str(value).strip():
             if default is None:
-                raise SchemaError(where, f"unknown variable ${{{name}}}: not set in the environment "
-                                         f"(expected {expected}; or write ${{{name}:-default}})")
+                raise SchemaError(
+                    where,
+                    f"unknown variable ${{{name}}}: not set in the environment "
+                    f"(expected {expected}; or write ${{{name}:-default}})",
+                )
             return default
         return str(value)
 
     filled = _VAR.sub(fill, text)
     if "${" in filled.replace("$${", ""):
-        raise SchemaError(where, f"malformed variable in {text!r} (expected ${{NAME}} or ${{NAME:-default}}, "
-                                 "NAME of letters, digits and _)")
+        raise SchemaError(
+            where,
+            f"malformed variable in {text!r} (expected ${{NAME}} or ${{NAME:-default}}, NAME of letters, digits and _)",
+        )
     return filled, used
 
 
@@ -487,6 +685,7 @@ def _host_of(url):
 def _egress(raw, endpoints, variables, where):
     """The cluster's `egress` (a SOCKS URL, or `tor` for TOR_SOCKS_URL)."""
     from .egress import EgressSpecError, parse_egress
+
     tor_url = variables.get("TOR_SOCKS_URL") or ""
     if isinstance(tor_url, (tuple, list)):
         tor_url = tor_url[0] if tor_url else ""
@@ -548,8 +747,10 @@ def _build_route(index, attrs, where):
     if cors is not None:
         if cors.allow_credentials and "*" in cors.allow_origins:
             # Reflecting any origin with credentials would let every site read the user's answers.
-            raise SchemaError(join(join(where, "cors"), "allow_credentials"),
-                              "true needs the origins listed in allow_origins, not '*'")
+            raise SchemaError(
+                join(join(where, "cors"), "allow_credentials"),
+                "true needs the origins listed in allow_origins, not '*'",
+            )
     if "fail_open" in attrs:
         attrs["fail_open"] = attrs["fail_open"] == "open"
     if "client_headers" in attrs:

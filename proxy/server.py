@@ -7,6 +7,7 @@ SIGTERM: stop accepting, let in-flight requests finish within GRACE_PERIOD_S,
 exit 0. SIGHUP: reload the TLS certificate and the routes file (a bad one keeps
 the last good routes).
 """
+
 from __future__ import annotations
 
 import logging
@@ -54,15 +55,22 @@ def check_ports_free(config: Config) -> None:
             # holding the port still fails here.
             probe = bind_listener(config.listen_host, port, reuse_port=config.reuse_port, listen=False)
         except OSError as exc:
-            raise SystemExit(f"lucid-proxy: cannot listen on {config.listen_host}:{port} ({env}): {exc.strerror}")
+            raise SystemExit(
+                f"lucid-proxy: cannot listen on {config.listen_host}:{port} ({env}): {exc.strerror}"
+            ) from None
         probe.close()
 
 
 class Worker:
     """One gevent process serving the listeners with a Gateway."""
 
-    def __init__(self, config: Config, build_gateway: Callable[[], tuple], tls: ServerTls | None = None,
-                 inherited: dict[int, socket.socket] | None = None):
+    def __init__(
+        self,
+        config: Config,
+        build_gateway: Callable[[], tuple],
+        tls: ServerTls | None = None,
+        inherited: dict[int, socket.socket] | None = None,
+    ):
         self._config = config
         self._inherited = inherited or {}
         self._build_gateway = build_gateway
@@ -82,6 +90,7 @@ class Worker:
             if watcher is not None:
                 background.append(watcher)
         from servicekit import heap
+
         heap.settle()
         listeners = [(config.http_port, "http")]
         if config.ssl_enabled:
@@ -156,8 +165,10 @@ class Worker:
 def _refuse(sock):
     body = problem_body(503, "Service Unavailable", "too many connections", "about:blank")
     try:
-        sock.sendall(b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/problem+json\r\n"
-                     b"connection: close\r\ncontent-length: %d\r\n\r\n%s" % (len(body), body))
+        sock.sendall(
+            b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/problem+json\r\n"
+            b"connection: close\r\ncontent-length: %d\r\n\r\n%s" % (len(body), body)
+        )
     except OSError:
         pass
     finally:
@@ -185,16 +196,21 @@ class Master:
         try:
             if not self._config.reuse_port:
                 self.inherited[self._config.http_port] = bind_listener(
-                    self._config.listen_host, self._config.http_port, reuse_port=False)
+                    self._config.listen_host, self._config.http_port, reuse_port=False
+                )
                 if self._config.ssl_enabled:
                     self.inherited[self._config.https_port] = bind_listener(
-                        self._config.listen_host, self._config.https_port, reuse_port=False)
+                        self._config.listen_host, self._config.https_port, reuse_port=False
+                    )
             for _ in range(self._config.workers):
                 self._spawn()
-            log.warning("proxy listening on %s:%s%s with %d worker(s)", self._config.listen_host,
-                        self._config.http_port,
-                        f" and https {self._config.https_port}" if self._config.ssl_enabled else "",
-                        self._config.workers)
+            log.warning(
+                "proxy listening on %s:%s%s with %d worker(s)",
+                self._config.listen_host,
+                self._config.http_port,
+                f" and https {self._config.https_port}" if self._config.ssl_enabled else "",
+                self._config.workers,
+            )
             while not self._stopping:
                 self._reap(respawn=True)
                 if self._hup:
@@ -247,6 +263,7 @@ class Master:
             started = self._children.pop(pid, None)
             try:
                 from prometheus_client import multiprocess
+
                 multiprocess.mark_process_dead(pid)
             except Exception:  # noqa: BLE001 - metrics cleanup must never stop the master
                 pass

@@ -6,6 +6,7 @@ and no rollout; SIGHUP still reloads at once. A new pair is loaded into a
 fresh context, swapped in only when it loaded whole: a half-written or
 mismatched pair keeps the last good one.
 """
+
 from __future__ import annotations
 
 import logging
@@ -70,8 +71,11 @@ class ServerTls:
             return False
         self._seen = current  # a bad write is reported once, retried on the next change
         if None in current:
-            log.error("certificate reload skipped, keeping the previous one: %s or %s is missing",
-                      self._cert_path, self._key_path)
+            log.error(
+                "certificate reload skipped, keeping the previous one: %s or %s is missing",
+                self._cert_path,
+                self._key_path,
+            )
             return False
         return self.reload()
 

@@ -6,6 +6,7 @@ wants, not one request). When the upstream answers 101, the bytes flow both
 ways until either side closes or TUNNEL_IDLE_S passes without a byte; any other
 answer is passed on and the connection closes.
 """
+
 from __future__ import annotations
 
 import socket
@@ -32,8 +33,15 @@ def is_websocket(req: http11.Request) -> bool:
     return "upgrade" in forwarding.connection_tokens(req.headers)
 
 
-def tunnel(ex: Exchange, sock: socket.socket, reader: http11.SocketReader, cluster: Cluster,
-           headers: list[tuple[str, str]], timeouts: Timeouts, answers: Answers) -> None:
+def tunnel(
+    ex: Exchange,
+    sock: socket.socket,
+    reader: http11.SocketReader,
+    cluster: Cluster,
+    headers: list[tuple[str, str]],
+    timeouts: Timeouts,
+    answers: Answers,
+) -> None:
     """The upgrade request with `headers` (the upstream's) to an endpoint, then the tunnel."""
     headers = headers + [("connection", "Upgrade"), ("upgrade", ex.request.header("upgrade"))]
     target = ex.route.upstream_path(ex.path) + ("?" + ex.query if ex.query else "")
@@ -54,8 +62,10 @@ def tunnel(ex: Exchange, sock: socket.socket, reader: http11.SocketReader, clust
         ex.status = resp.status
         if resp.status != 101:
             body = b"".join(http11.response_body(up_reader, resp)) if resp.body_length != 0 else b""
-            out = forwarding.response_headers(resp.headers, ex.route) + [("content-length", str(len(body))),
-                                                                         ("connection", "close")]
+            out = forwarding.response_headers(resp.headers, ex.route) + [
+                ("content-length", str(len(body))),
+                ("connection", "close"),
+            ]
             ex.keep_alive = False
             send(sock, http11.render_head(resp.status, out) + body)
             return
@@ -75,8 +85,12 @@ def tunnel(ex: Exchange, sock: socket.socket, reader: http11.SocketReader, clust
         up.close()
 
 
-def _pump_both_ways(client_reader: http11.SocketReader, client_sock: socket.socket,
-                    up_reader: http11.SocketReader, up_sock: socket.socket) -> None:
+def _pump_both_ways(
+    client_reader: http11.SocketReader,
+    client_sock: socket.socket,
+    up_reader: http11.SocketReader,
+    up_sock: socket.socket,
+) -> None:
     """gevent's portforwarder loop: two forwarders, first to finish ends both."""
 
     def pump(reader, dst):

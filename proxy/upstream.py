@@ -5,6 +5,7 @@ queue + liveness check before reuse); the messages are written and read here,
 so the proxy knows exactly which phase failed: nothing sent yet (safe to
 retry), a timeout (504) or a broken exchange (502). Bodies stream both ways.
 """
+
 from __future__ import annotations
 
 import socket
@@ -89,8 +90,15 @@ class _DialingPool(_NoDelayPool):
         return sock
 
 
-def make_pool(url: str, size: int, connect_s: float, read_s: float, tls_spec: UpstreamTlsSpec | None = None,
-              egress: Socks5Egress | None = None, label: str | None = None) -> ConnectionPool:
+def make_pool(
+    url: str,
+    size: int,
+    connect_s: float,
+    read_s: float,
+    tls_spec: UpstreamTlsSpec | None = None,
+    egress: Socks5Egress | None = None,
+    label: str | None = None,
+) -> ConnectionPool:
     """A keep-alive pool for one http:// or https:// endpoint, optionally through SOCKS egress.
 
     `label` names the endpoint in a failed handshake's log line (default: the URL)."""
@@ -99,11 +107,21 @@ def make_pool(url: str, size: int, connect_s: float, read_s: float, tls_spec: Up
         tls = None
         if url.startswith("https://"):
             from .upstream_tls import UpstreamTls, UpstreamTlsSpec
+
             tls = UpstreamTls(tls_spec or UpstreamTlsSpec(), host)
-        return _DialingPool(host, port, host, port, size=size, connection_timeout=connect_s,
-                            network_timeout=read_s, tls=tls, egress=egress, label=label or url)
-    return _NoDelayPool(host, port, host, port, size=size, connection_timeout=connect_s,
-                        network_timeout=read_s)
+        return _DialingPool(
+            host,
+            port,
+            host,
+            port,
+            size=size,
+            connection_timeout=connect_s,
+            network_timeout=read_s,
+            tls=tls,
+            egress=egress,
+            label=label or url,
+        )
+    return _NoDelayPool(host, port, host, port, size=size, connection_timeout=connect_s, network_timeout=read_s)
 
 
 def open_connection(pool: ConnectionPool) -> socket.socket:
@@ -139,8 +157,14 @@ def connect(pool: ConnectionPool, connect_s: float) -> socket.socket:
 class Exchange:
     """A response whose head has been read; stream `body()`, then `finish()`."""
 
-    def __init__(self, pool: ConnectionPool, sock: socket.socket, reader: http11.SocketReader,
-                 response: http11.Response, started_at: float):
+    def __init__(
+        self,
+        pool: ConnectionPool,
+        sock: socket.socket,
+        reader: http11.SocketReader,
+        response: http11.Response,
+        started_at: float,
+    ):
         self._pool = pool
         self._sock = sock
         self._reader = reader
@@ -174,8 +198,16 @@ class Exchange:
         return sock, self._reader
 
 
-def send_request(pool: ConnectionPool, head: bytes, body: Iterable[bytes] | None, chunked: bool, connect_s: float,
-                 read_s: float, retry_stale: bool, clock: Callable[[], float]) -> Exchange:
+def send_request(  # noqa: C901
+    pool: ConnectionPool,
+    head: bytes,
+    body: Iterable[bytes] | None,
+    chunked: bool,
+    connect_s: float,
+    read_s: float,
+    retry_stale: bool,
+    clock: Callable[[], float],
+) -> Exchange:
     """Sends one request and reads the response head.
 
     Args:
@@ -247,7 +279,7 @@ def _send_body(sock, body, chunked: bool) -> None:
 
 
 def _read_final_head(reader, request_head: bytes):
-    method = request_head[:request_head.index(b" ")].decode("ascii")
+    method = request_head[: request_head.index(b" ")].decode("ascii")
     while True:
         response = http11.parse_response_head(reader.read_head(65536), method)
         # Interim answers (103 Early Hints, a stray 100) are not forwarded.
@@ -256,8 +288,9 @@ def _read_final_head(reader, request_head: bytes):
         return response
 
 
-def simple_request(pool: ConnectionPool, head: bytes, body: bytes, deadline_s: float,
-                   queue_s: float | None = None) -> tuple[int, list[tuple[str, str]], bytes]:
+def simple_request(
+    pool: ConnectionPool, head: bytes, body: bytes, deadline_s: float, queue_s: float | None = None
+) -> tuple[int, list[tuple[str, str]], bytes]:
     """A small buffered exchange (the PDP, health checks) within one deadline.
 
     Args:
@@ -296,8 +329,7 @@ def simple_request(pool: ConnectionPool, head: bytes, body: bytes, deadline_s: f
         if isinstance(exc, (OSError, http11.ConnectionClosed, http11.ProtocolError)):
             # A refused client certificate under TLS 1.3 arrives as an alert on the first
             # read, after the handshake looked complete: a TLS failure too.
-            raise UpstreamBroken(str(exc) or exc.__class__.__name__,
-                                 tls=_tls_failure(exc)) from None
+            raise UpstreamBroken(str(exc) or exc.__class__.__name__, tls=_tls_failure(exc)) from None
         raise
 
 
@@ -305,5 +337,5 @@ def _tls_failure(exc) -> bool:
     """A failed handshake (UpstreamTlsError) or a TLS alert later in the exchange."""
     if getattr(exc, "tls_failure", False):
         return True
-    ssl_module = sys.modules.get("ssl")   # not imported: no TLS was ever spoken
+    ssl_module = sys.modules.get("ssl")  # not imported: no TLS was ever spoken
     return ssl_module is not None and isinstance(exc, ssl_module.SSLError)

@@ -4,6 +4,7 @@ A failed handshake or verification is an UpstreamTlsError (a 502 with one log
 line naming the endpoint and the reason); nothing ever falls back to plain
 text. The routes file's `tls:` block of a cluster is parsed here, strictly.
 """
+
 from __future__ import annotations
 
 import logging
@@ -19,8 +20,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("lucid.proxy.upstream_tls")
 _VERSIONS = {"1.2": ssl.TLSVersion.TLSv1_2, "1.3": ssl.TLSVersion.TLSv1_3}
-_KEYS = {"ca_file": str, "server_name": str, "client_cert": str, "client_key": str, "min_version": str,
-         "verify": bool}
+_KEYS = {"ca_file": str, "server_name": str, "client_cert": str, "client_key": str, "min_version": str, "verify": bool}
 
 
 class TlsSpecError(ValueError):
@@ -29,15 +29,15 @@ class TlsSpecError(ValueError):
 
 @dataclass(frozen=True)
 class UpstreamTlsSpec:
-    ca_file: str = None        # None: the system's trust store
-    server_name: str = None    # SNI and the name verified; None: the endpoint's host
-    client_cert: str = None    # PEM chain presented to the upstream (mTLS)
+    ca_file: str = None  # None: the system's trust store
+    server_name: str = None  # SNI and the name verified; None: the endpoint's host
+    client_cert: str = None  # PEM chain presented to the upstream (mTLS)
     client_key: str = None
     min_version: str = "1.2"
-    verify: bool = True        # false only for a lab; still TLS, never plain text
+    verify: bool = True  # false only for a lab; still TLS, never plain text
 
 
-def parse_tls_spec(body: object, where: str) -> UpstreamTlsSpec:
+def parse_tls_spec(body: object, where: str) -> UpstreamTlsSpec:  # noqa: C901
     """The `tls:` mapping of a cluster; raises TlsSpecError naming `where.key`."""
     if body is None:
         return UpstreamTlsSpec()
@@ -51,7 +51,7 @@ def parse_tls_spec(body: object, where: str) -> UpstreamTlsSpec:
             raise TlsSpecError(f"{where}.{key}: expected {'true or false' if kind is bool else 'a non-empty string'}")
     spec = UpstreamTlsSpec(**body)
     if spec.min_version not in _VERSIONS:
-        raise TlsSpecError(f"{where}.min_version: expected \"1.2\" or \"1.3\"")
+        raise TlsSpecError(f'{where}.min_version: expected "1.2" or "1.3"')
     if bool(spec.client_cert) != bool(spec.client_key):
         raise TlsSpecError(f"{where}: client_cert and client_key go together")
     for key in ("ca_file", "client_cert", "client_key"):

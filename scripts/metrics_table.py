@@ -3,6 +3,7 @@
 Run: .venv/bin/python scripts/metrics_table.py. tests/test_metrics_docs.py keeps
 the docs current, so a new metric is documented by re-running this.
 """
+
 from __future__ import annotations
 
 import sys
@@ -26,8 +27,7 @@ def families():
     BusinessMetrics(None, pdp)
     proxy_metrics = Metrics()  # registers on the default registry, as in the proxy's workers
     for service, registry in (("pdp", pdp), ("proxy", None)):
-        collectors = registry._collector_to_names if registry else {
-            c: None for c in vars(proxy_metrics).values()}
+        collectors = registry._collector_to_names if registry else {c: None for c in vars(proxy_metrics).values()}
         for collector in collectors:
             for family in collector.describe():
                 labels = getattr(collector, "_labelnames", ())

@@ -12,6 +12,7 @@ answered with it: on any error the file is left as it was and the script exits 1
 `--check` exits 1 when a base image is not pinned yet (for a release pipeline).
 `--registry HOST=URL` points a registry host at another URL (a mirror, or a test's).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,12 +26,14 @@ from pathlib import Path
 
 FROM = re.compile(r"^(FROM\s+(?:--platform=\S+\s+)?)(\S+)(.*)$", re.MULTILINE)
 DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
-ACCEPT = ", ".join((
-    "application/vnd.oci.image.index.v1+json",
-    "application/vnd.docker.distribution.manifest.list.v2+json",
-    "application/vnd.oci.image.manifest.v1+json",
-    "application/vnd.docker.distribution.manifest.v2+json",
-))
+ACCEPT = ", ".join(
+    (
+        "application/vnd.oci.image.index.v1+json",
+        "application/vnd.docker.distribution.manifest.list.v2+json",
+        "application/vnd.oci.image.manifest.v1+json",
+        "application/vnd.docker.distribution.manifest.v2+json",
+    )
+)
 
 
 class PinError(Exception):
@@ -110,8 +113,9 @@ def pin_text(text: str, resolve) -> tuple[str, list[str]]:
 
 def unpinned(text: str) -> list[str]:
     stages = {m.group(3).split()[-1].lower() for m in FROM.finditer(text) if " as " in m.group(3).lower()}
-    return [m.group(2) for m in FROM.finditer(text)
-            if "@sha256:" not in m.group(2) and m.group(2).lower() not in stages]
+    return [
+        m.group(2) for m in FROM.finditer(text) if "@sha256:" not in m.group(2) and m.group(2).lower() not in stages
+    ]
 
 
 def main(argv=None) -> int:

@@ -17,6 +17,7 @@ Usage (the project's venv has coincurve, pycryptodome and base58):
 The key is created on first use in run/wallet.key (mode 0600; --key to choose
 another). It is a development key: never put a real wallet's key in a file.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -68,13 +69,15 @@ def call(base: str, path: str, body: dict, token: str | None = None) -> dict:
     headers = {"Content-Type": "application/json"}
     if token:
         headers["Authorization"] = f"Bearer {token}"
-    req = urllib.request.Request(base.rstrip("/") + path, data=json.dumps(body).encode(), headers=headers, method="POST")
+    req = urllib.request.Request(
+        base.rstrip("/") + path, data=json.dumps(body).encode(), headers=headers, method="POST"
+    )
     try:
         with urllib.request.urlopen(req, timeout=20) as resp:
             return json.loads(resp.read())
     except urllib.error.HTTPError as err:
         print(f"{path}: HTTP {err.code}\n{err.read().decode(errors='replace')}", file=sys.stderr)
-        raise SystemExit(1)
+        raise SystemExit(1) from None
 
 
 def main() -> None:
@@ -97,8 +100,12 @@ def main() -> None:
     purpose = "link" if args.command == "link" else "sign_in"
     if purpose == "link" and not args.token:
         p.error("link needs --token (an access token of the account)")
-    challenge = call(args.gateway, "/api/v1/auth/wallet/challenge",
-                     {"chain": args.chain, "address": mine, "purpose": purpose}, args.token)
+    challenge = call(
+        args.gateway,
+        "/api/v1/auth/wallet/challenge",
+        {"chain": args.chain, "address": mine, "purpose": purpose},
+        args.token,
+    )
     print("--- the wallet shows and signs ---\n" + challenge["message"] + "\n---", file=sys.stderr)
     answer = {"nonce": challenge["nonce"], "signature": sign(key, args.chain, challenge["message"])}
     if purpose == "link":

@@ -8,6 +8,7 @@ closes the breaker, any failure opens it again.
 The PDP guards Redis with one (pdp/quota); the proxy adds a bulkhead around
 one per cluster (proxy/breaker.py).
 """
+
 from __future__ import annotations
 
 import threading
@@ -18,8 +19,7 @@ STATE_VALUES = {CLOSED: 0, HALF_OPEN: 1, OPEN: 2}
 
 
 class CircuitBreaker:
-    def __init__(self, failure_threshold: int = 5, open_s: float = 1.0, half_open_max: int = 1,
-                 clock=time.monotonic):
+    def __init__(self, failure_threshold: int = 5, open_s: float = 1.0, half_open_max: int = 1, clock=time.monotonic):
         self._threshold = max(1, failure_threshold)
         self.open_s = open_s
         self._half_open_max = max(1, half_open_max)

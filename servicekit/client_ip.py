@@ -4,6 +4,7 @@ Shared by the PDP's forward-auth endpoints, its sign-in API and the proxy. A for
 peer in TRUSTED_PROXIES: anyone else could make every request wear a new IP,
 and a per-IP limit (login attempts) would mean nothing.
 """
+
 from __future__ import annotations
 
 import ipaddress

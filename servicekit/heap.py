@@ -1,4 +1,5 @@
 """Garbage-collector settings for long-running gevent workers (PDP and proxy)."""
+
 import gc
 
 

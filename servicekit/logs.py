@@ -1,4 +1,5 @@
 """Structured JSON logs that carry the request's X-Request-ID."""
+
 from __future__ import annotations
 
 import contextvars

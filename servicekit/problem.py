@@ -3,6 +3,7 @@
 Framework-free on purpose: the PDP wraps it in a falcon error (pdp/problem.py),
 the proxy writes it straight to the socket (proxy/problems.py).
 """
+
 from __future__ import annotations
 
 import json
@@ -18,8 +19,7 @@ def problem_type(slug: str | None, title: str) -> str:
     return TYPE_BASE + (slug or "-".join(title.lower().split()))
 
 
-def problem_body(status: int, title: str, detail: str | None = None, type_: str | None = None,
-                 **extra) -> bytes:
+def problem_body(status: int, title: str, detail: str | None = None, type_: str | None = None, **extra) -> bytes:
     doc = {"type": problem_type(type_, title), "title": title, "status": status}
     if detail:
         doc["detail"] = detail

@@ -6,6 +6,7 @@ is refused (400) instead of guessed at: %2F, %5C, %00, double-encoded escapes,
 backslashes, dot segments above the root, "..;" path parameters (which Java
 servers treat as ".."), malformed escapes, and characters outside RFC 3986.
 """
+
 from __future__ import annotations
 
 import re
@@ -42,7 +43,7 @@ def normalize_target(target: str) -> tuple[str, str]:
     return normalize_path(path), query
 
 
-def normalize_path(path: str) -> str:
+def normalize_path(path: str) -> str:  # noqa: C901
     """The canonical form of a request path, or AmbiguousPath.
 
     Decodes percent-escapes of unreserved characters, upper-cases the others,
@@ -79,7 +80,7 @@ def normalize_path(path: str) -> str:
 def _check_escapes(text: str, forbid) -> None:
     i = text.find("%")
     while i >= 0:
-        pair = text[i + 1:i + 3]
+        pair = text[i + 1 : i + 3]
         if len(pair) != 2 or not set(pair) <= _HEX:
             raise AmbiguousPath("malformed percent-escape")
         if pair.upper() in forbid:
@@ -96,7 +97,7 @@ def _decode_unreserved(path: str) -> str:
             out.append(ch)
             i += 1
             continue
-        pair = path[i + 1:i + 3]
+        pair = path[i + 1 : i + 3]
         if len(pair) != 2 or not set(pair) <= _HEX:
             raise AmbiguousPath("malformed percent-escape")
         upper = pair.upper()
@@ -105,7 +106,7 @@ def _decode_unreserved(path: str) -> str:
         byte = int(upper, 16)
         if byte in _UNRESERVED:
             out.append(chr(byte))
-        elif upper == "25" and path[i + 3:i + 5].upper() in ("2F", "5C", "00", "2E"):
+        elif upper == "25" and path[i + 3 : i + 5].upper() in ("2F", "5C", "00", "2E"):
             # %252F becomes %2F in a backend that decodes twice.
             raise AmbiguousPath("double-encoded escape")
         else:

@@ -21,6 +21,7 @@ second place (the schema) and word its errors in JSON-pointer terms the
 ratelimit-style line does not want; pydantic would be a large dependency of
 the proxy image for about 300 lines of checks.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -89,8 +90,14 @@ class Node:
 
 
 class Str(Node):
-    def __init__(self, choices: Iterable[str] = None, pattern: str = None, nonempty: bool = True,
-                 expected: str = None, convert: Callable[[str], Any] = None):
+    def __init__(
+        self,
+        choices: Iterable[str] = None,
+        pattern: str = None,
+        nonempty: bool = True,
+        expected: str = None,
+        convert: Callable[[str], Any] = None,
+    ):
         self.choices = tuple(choices) if choices is not None else None
         self.pattern = re.compile(pattern) if pattern else None
         self.nonempty = nonempty
@@ -138,8 +145,11 @@ class Number(Node):
     def check(self, value, path):
         if not self.accepts(value) or (self.integer and not isinstance(value, int)):
             self.fail(value, path)
-        if value != value or (self.minimum is not None and value < self.minimum) \
-                or (self.maximum is not None and value > self.maximum):
+        if (
+            value != value
+            or (self.minimum is not None and value < self.minimum)
+            or (self.maximum is not None and value > self.maximum)
+        ):
             self.fail(value, path)
         return value if self.integer else float(value)
 
@@ -179,8 +189,11 @@ class MapOf(Node):
 
     def __init__(self, value: Node, key: Node = None, min_items: int = 0, expected: str = None):
         self.value, self.key, self.min_items = value, key or Str(), min_items
-        self.expected = expected or ("a non-empty mapping" if min_items else "a mapping") + \
-            f" (each key {self.key.expected}, each value {self.value.expected})"
+        self.expected = (
+            expected
+            or ("a non-empty mapping" if min_items else "a mapping")
+            + f" (each key {self.key.expected}, each value {self.value.expected})"
+        )
 
     def accepts(self, value):
         return isinstance(value, dict)
@@ -262,7 +275,6 @@ class Field:
     flatten: bool = False
     shown_default: Any = MISSING  # for the docs, when the attribute's default has another form
 
-
     @property
     def target(self) -> str:
         return self.attr or self.key
@@ -335,8 +347,14 @@ class Record(Node):
                 rows.append((where, "a mapping" if isinstance(node, Record) else node.expected, MISSING, field.help))
                 rows.extend(inner[0].reference(inner[1](where)))
                 continue
-            rows.append((where, node.expected, MISSING if field.required else self.default_of(field),
-                         ("**required.** " if field.required else "") + field.help))
+            rows.append(
+                (
+                    where,
+                    node.expected,
+                    MISSING if field.required else self.default_of(field),
+                    ("**required.** " if field.required else "") + field.help,
+                )
+            )
         return rows
 
 

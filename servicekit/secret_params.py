@@ -6,21 +6,55 @@ holds one. Names compare case-insensitively; a name is secret when it is in
 SECRET_QUERY_PARAMS or contains one of SECRET_NAME_PARTS (`my_token`,
 `clientSecret`, `X-Amz-Security-Token`).
 """
+
 from __future__ import annotations
 
-SECRET_QUERY_PARAMS = frozenset({
-    # OAuth 2 / OIDC and our own sign-in
-    "access_token", "id_token", "refresh_token", "token", "jwt", "code", "client_secret",
-    "assertion", "client_assertion", "otp", "totp", "magic",
-    # keys and passwords
-    "api_key", "apikey", "api-key", "key", "secret", "password", "passwd", "pwd", "pass",
-    "auth", "authorization", "credential", "credentials",
-    # sessions
-    "session", "sessionid", "session_id", "sid", "phpsessid", "jsessionid",
-    # signed URLs: AWS SigV4, Google Cloud Storage V4, Azure SAS, generic
-    "x-amz-signature", "x-amz-credential", "x-amz-security-token",
-    "x-goog-signature", "x-goog-credential", "sig", "signature",
-})
+SECRET_QUERY_PARAMS = frozenset(
+    {
+        # OAuth 2 / OIDC and our own sign-in
+        "access_token",
+        "id_token",
+        "refresh_token",
+        "token",
+        "jwt",
+        "code",
+        "client_secret",
+        "assertion",
+        "client_assertion",
+        "otp",
+        "totp",
+        "magic",
+        # keys and passwords
+        "api_key",
+        "apikey",
+        "api-key",
+        "key",
+        "secret",
+        "password",
+        "passwd",
+        "pwd",
+        "pass",
+        "auth",
+        "authorization",
+        "credential",
+        "credentials",
+        # sessions
+        "session",
+        "sessionid",
+        "session_id",
+        "sid",
+        "phpsessid",
+        "jsessionid",
+        # signed URLs: AWS SigV4, Google Cloud Storage V4, Azure SAS, generic
+        "x-amz-signature",
+        "x-amz-credential",
+        "x-amz-security-token",
+        "x-goog-signature",
+        "x-goog-credential",
+        "sig",
+        "signature",
+    }
+)
 SECRET_NAME_PARTS = ("token", "secret", "password", "passwd", "signature", "credential", "apikey", "api_key")
 REDACTED = "REDACTED"
 
@@ -43,4 +77,5 @@ def redact_query(query: str) -> str:
 
 def _unquote(name: str) -> str:
     from urllib.parse import unquote_plus
+
     return unquote_plus(name)

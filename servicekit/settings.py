@@ -14,6 +14,7 @@ and a row may name the Helm values path that feeds it (`helm=`): from these
 tables scripts/gen_settings.py writes the settings docs, the chart's env blocks
 and the settings parts of its values.schema.json.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -38,6 +39,7 @@ class Helm:
     A row with no Helm is set through the service's pass-through map
     (`pdp.settings` / `proxy.settings`: ENV: value).
     """
+
     values: str = ""
     when: tuple[str, ...] = ()
     template: str = ""
@@ -51,13 +53,13 @@ class Helm:
 
 @dataclasses.dataclass(frozen=True)
 class Setting:
-    name: str          # attribute on the loaded settings
-    env: str           # environment variable (the seed's name where it has one)
+    name: str  # attribute on the loaded settings
+    env: str  # environment variable (the seed's name where it has one)
     parse: Callable[[str], Any]
-    default: str       # as the environment would write it; "" = unset
+    default: str  # as the environment would write it; "" = unset
     description: str
     secret: bool = False
-    helm: "Helm | str | None" = None   # a values path (str) is Helm(values=path)
+    helm: "Helm | str | None" = None  # a values path (str) is Helm(values=path)
 
     @property
     def chart(self) -> "Helm | None":
@@ -84,8 +86,9 @@ class Setting:
             raise ConfigError(f"{self.env}: {err}, got {shown}") from None
 
 
-def load(table: Iterable[Setting], environ: Mapping[str, str],
-         overrides: Mapping[str, str | None] | None = None) -> dict[str, Any]:
+def load(
+    table: Iterable[Setting], environ: Mapping[str, str], overrides: Mapping[str, str | None] | None = None
+) -> dict[str, Any]:
     """Every row's value from environ (overrides, by row name, win); the first bad one raises."""
     values = {}
     for row in table:
@@ -118,9 +121,11 @@ def schema_of(parse: Callable[[str], Any]) -> dict:
 def with_schema(fragment: dict) -> Callable:
     """Decorator: the JSON-schema fragment of the values this parser accepts, as a
     values file would write them (an integer as a number, a flag as a boolean)."""
+
     def mark(parse):
         parse.json_schema = fragment
         return parse
+
     return mark
 
 
@@ -135,6 +140,7 @@ def _allow_empty(fragment: dict) -> dict:
 
 # --- parsers: each takes the raw string and returns the value or raises ValueError ---
 
+
 def int_range(lo: int, hi: int) -> Callable[[str], int]:
     def parse(raw: str) -> int:
         try:
@@ -144,6 +150,7 @@ def int_range(lo: int, hi: int) -> Callable[[str], int]:
         if not lo <= value <= hi:
             raise ValueError(f"expected an integer from {lo} to {hi}")
         return value
+
     return with_schema({"type": "integer", "minimum": lo, "maximum": hi})(parse)
 
 
@@ -156,6 +163,7 @@ def float_range(lo: float, hi: float) -> Callable[[str], float]:
         if not lo <= value <= hi:  # also refuses nan
             raise ValueError(f"expected a number from {lo} to {hi}")
         return value
+
     return with_schema({"type": "number", "minimum": lo, "maximum": hi})(parse)
 
 
@@ -175,6 +183,7 @@ def choice(*options: str) -> Callable[[str], str]:
         if value not in options:
             raise ValueError("expected one of " + ", ".join(options))
         return value
+
     return with_schema({"type": "string", "enum": list(options)})(parse)
 
 
@@ -192,6 +201,7 @@ def url(*schemes: str) -> Callable[[str], str]:
         if not any(value.startswith(s + "://") and len(value) > len(s) + 3 for s in schemes):
             raise ValueError("expected a URL starting with " + " or ".join(s + "://" for s in schemes))
         return value
+
     return with_schema({"type": "string", "pattern": "^(" + "|".join(schemes) + ")://."})(parse)
 
 
@@ -199,6 +209,7 @@ def url(*schemes: str) -> Callable[[str], str]:
 def cidr_list(raw: str) -> tuple:
     """Comma-separated networks (the proxy's and the PDP's TRUSTED_PROXIES)."""
     from .client_ip import parse_cidr_list
+
     return parse_cidr_list(raw)
 
 

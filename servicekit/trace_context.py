@@ -4,6 +4,7 @@ Shared by the proxy and the PDP. Propagation always works and costs a few
 string operations; recording spans is servicekit/tracing.py's job, and only when
 OTEL_EXPORTER_OTLP_ENDPOINT is set.
 """
+
 from __future__ import annotations
 
 import os

@@ -9,6 +9,7 @@ reads its own OTEL_* settings (endpoint, headers, sampler, batch delay).
 Contexts are passed by hand, never through a global "current span": gevent
 switches greenlets between any two lines.
 """
+
 from __future__ import annotations
 
 import logging
@@ -53,8 +54,12 @@ class _OtelSpan:
     def __init__(self, span, parent: TraceContext | None):
         self._span = span
         sc = span.get_span_context()
-        self.context = TraceContext(format(sc.trace_id, "032x"), format(sc.span_id, "016x"),
-                                    format(int(sc.trace_flags), "02x"), parent.tracestate if parent else "")
+        self.context = TraceContext(
+            format(sc.trace_id, "032x"),
+            format(sc.span_id, "016x"),
+            format(int(sc.trace_flags), "02x"),
+            parent.tracestate if parent else "",
+        )
 
     def __enter__(self):
         return self
@@ -62,6 +67,7 @@ class _OtelSpan:
     def __exit__(self, exc_type, exc, tb):
         if exc is not None:
             from opentelemetry.trace import Status, StatusCode
+
             self._span.set_status(Status(StatusCode.ERROR, exc_type.__name__))
         self._span.end()
         return False
@@ -87,22 +93,32 @@ class OtelTracer:
         self._provider = TracerProvider(resource=Resource.create({"service.name": service_name}))
         self._provider.add_span_processor(BatchSpanProcessor(exporter or OTLPSpanExporter()))
         self._tracer = self._provider.get_tracer("lucid-gateway")
-        self._kinds = {"server": trace.SpanKind.SERVER, "client": trace.SpanKind.CLIENT,
-                       "internal": trace.SpanKind.INTERNAL}
+        self._kinds = {
+            "server": trace.SpanKind.SERVER,
+            "client": trace.SpanKind.CLIENT,
+            "internal": trace.SpanKind.INTERNAL,
+        }
 
     def _parent(self, parent: TraceContext | None):
         from opentelemetry.context import Context
+
         if parent is None:
             return Context()  # a root span
         t = self._trace
         state = t.TraceState.from_header([parent.tracestate]) if parent.tracestate else None
-        sc = t.SpanContext(int(parent.trace_id, 16), int(parent.span_id, 16), is_remote=True,
-                           trace_flags=t.TraceFlags(int(parent.flags, 16)), trace_state=state)
+        sc = t.SpanContext(
+            int(parent.trace_id, 16),
+            int(parent.span_id, 16),
+            is_remote=True,
+            trace_flags=t.TraceFlags(int(parent.flags, 16)),
+            trace_state=state,
+        )
         return t.set_span_in_context(t.NonRecordingSpan(sc))
 
     def span(self, name: str, parent: TraceContext | None, kind: str = "internal", attributes=None):
-        span = self._tracer.start_span(name, context=self._parent(parent), kind=self._kinds[kind],
-                                       attributes=attributes)
+        span = self._tracer.start_span(
+            name, context=self._parent(parent), kind=self._kinds[kind], attributes=attributes
+        )
         return _OtelSpan(span, parent)
 
     def shutdown(self) -> None:
@@ -120,5 +136,7 @@ def make_tracer(service_name: str, environ=os.environ):
     try:
         return OtelTracer(environ.get("OTEL_SERVICE_NAME") or service_name)
     except ImportError as err:
-        raise RuntimeError("OTEL_EXPORTER_OTLP_ENDPOINT is set but the OpenTelemetry SDK is not installed "
-                           f"(pip install 'lucid-gateway[tracing]'): {err}") from None
+        raise RuntimeError(
+            "OTEL_EXPORTER_OTLP_ENDPOINT is set but the OpenTelemetry SDK is not installed "
+            f"(pip install 'lucid-gateway[tracing]'): {err}"
+        ) from None

@@ -2,6 +2,7 @@
 
 Areas add their own fixtures in tests/<area>/conftest.py.
 """
+
 import os
 import secrets
 import shutil
@@ -40,25 +41,34 @@ def mint(jwt_secret):
     The claims are signed as given (None drops one), so tests can make the
     tokens the verifier must refuse; header_typ=... replaces the header's
     at+jwt (header_typ=None leaves it out)."""
+
     def _mint(sub="alice", roles=("user",), secret=None, alg="HS256", header_typ=ACCESS_TOKEN_TYPE, **claims):
         now = int(time.time())
-        body = {"sub": sub, "roles": list(roles) if isinstance(roles, (list, tuple)) else roles,
-                "iat": now, "exp": now + 600, **claims}
+        body = {
+            "sub": sub,
+            "roles": list(roles) if isinstance(roles, (list, tuple)) else roles,
+            "iat": now,
+            "exp": now + 600,
+            **claims,
+        }
         body = {k: v for k, v in body.items() if v is not None}
         if header_typ == ACCESS_TOKEN_TYPE:
             return sign_access_token(body, secret or jwt_secret, alg)
         # pyjwt adds typ JWT unless told otherwise; header_typ=None really leaves it out.
         return jwt.encode(body, secret or jwt_secret, algorithm=alg, headers={"typ": header_typ})
+
     return _mint
 
 
 @pytest.fixture
 def policy_copy(tmp_path):
     """copy(src) -> a writable copy of a policy folder, for reload tests."""
+
     def _copy(src=FIXTURE_POLICIES):
         dst = tmp_path / "policies"
         shutil.copytree(src, dst)
         return dst
+
     return _copy
 
 
@@ -74,8 +84,7 @@ def pdp_factory(redis_server, jwt_secret):
     started = []
 
     def _start(workers=1, **env):
-        base = {"JWT_SECRET_KEY": jwt_secret, "REDIS_URL": redis_server.redis_url,
-                "POLICY_DIR": str(FIXTURE_POLICIES)}
+        base = {"JWT_SECRET_KEY": jwt_secret, "REDIS_URL": redis_server.redis_url, "POLICY_DIR": str(FIXTURE_POLICIES)}
         server = start_pdp({**base, **{k: str(v) for k, v in env.items()}}, workers=workers)
         started.append(server)
         return server
@@ -88,8 +97,10 @@ def pdp_factory(redis_server, jwt_secret):
 @pytest.fixture(scope="session")
 def pdp(redis_server, jwt_secret):
     """A PDP on the test fixture policies, shared by the tests that only ask it questions."""
-    server = start_pdp({"JWT_SECRET_KEY": jwt_secret, "REDIS_URL": redis_server.redis_url,
-                        "POLICY_DIR": str(FIXTURE_POLICIES)}, workers=2)
+    server = start_pdp(
+        {"JWT_SECRET_KEY": jwt_secret, "REDIS_URL": redis_server.redis_url, "POLICY_DIR": str(FIXTURE_POLICIES)},
+        workers=2,
+    )
     yield server
     server.stop()
 

@@ -4,6 +4,7 @@ docs/settings.md, helm/lucid-gateway/templates/_settings.tpl and the settings
 parts of values.schema.json are written from pdp/config.py and proxy/config.py;
 this replaces the tests that compared hand-written copies with the tables.
 """
+
 import importlib.util
 import shutil
 import subprocess
@@ -43,6 +44,7 @@ def test_check_names_a_stale_file_and_a_run_brings_it_current(tmp_path, monkeypa
 
 def test_every_setting_has_exactly_one_way_in_from_the_chart():
     import json
+
     gen = _generator()
     schema = json.loads(gen.SCHEMA.read_text())
     for svc in gen.services():

@@ -1,4 +1,5 @@
 """docs/security.md names a test for each defence: every one it names must exist."""
+
 import re
 
 from tests.support.processes import ROOT

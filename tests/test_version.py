@@ -1,4 +1,5 @@
 """The version is declared once (servicekit/__init__.py); everything else reads it."""
+
 import tomllib
 from pathlib import Path
 

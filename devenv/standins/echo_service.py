@@ -7,6 +7,7 @@ credentials and spoofed headers were (or were not) stripped.
 
 Usage: python -m devenv.standins.echo_service SERVICE_NAME [--host H] [--port P]
 """
+
 import argparse
 import json
 import signal
@@ -71,11 +72,14 @@ def create_app(service_name: str):
             "body_bytes": body_bytes,
         }
         payload = json.dumps(reply, indent=2, sort_keys=True).encode() + b"\n"
-        start_response("200 OK", [
-            ("Content-Type", "application/json"),
-            ("Content-Length", str(len(payload))),
-            ("X-Standin-Service", service_name),
-        ])
+        start_response(
+            "200 OK",
+            [
+                ("Content-Type", "application/json"),
+                ("Content-Length", str(len(payload))),
+                ("X-Standin-Service", service_name),
+            ],
+        )
         return [payload]
 
     return echo
@@ -88,8 +92,9 @@ def main(argv=None) -> int:
     parser.add_argument("--port", type=int, required=True)
     args = parser.parse_args(argv)
 
-    server = WSGIServer((args.host, args.port), create_app(args.service),
-                        handler_class=RawPathHandler, log=None, error_log=sys.stderr)
+    server = WSGIServer(
+        (args.host, args.port), create_app(args.service), handler_class=RawPathHandler, log=None, error_log=sys.stderr
+    )
     # A signal only asks for the stop; it happens once the server has fully
     # started, so a SIGTERM that arrives during startup cannot break it.
     stop_requested = Event()

@@ -5,6 +5,7 @@ A record: {"_id", "at", "actor", "action", "target", "before", "after",
 is ever unaudited; if the change then does not happen, the record is marked
 ``"applied": false``.
 """
+
 from __future__ import annotations
 
 import secrets
@@ -20,12 +21,19 @@ class AuditLog:
         self._audit = db["audit"]
         self._clock = clock
 
-    def write(self, *, actor: str, action: str, target: str, before: dict, after: dict,
-              request_id: str) -> str:
+    def write(self, *, actor: str, action: str, target: str, before: dict, after: dict, request_id: str) -> str:
         """Records an action about to be applied; returns the record id."""
-        record = {"_id": "a_" + secrets.token_hex(12), "at": self._clock(), "actor": actor,
-                  "action": action, "target": target, "before": before, "after": after,
-                  "request_id": request_id, "applied": True}
+        record = {
+            "_id": "a_" + secrets.token_hex(12),
+            "at": self._clock(),
+            "actor": actor,
+            "action": action,
+            "target": target,
+            "before": before,
+            "after": after,
+            "request_id": request_id,
+            "applied": True,
+        }
         try:
             self._audit.insert_one(record)
         except PyMongoError as err:

@@ -1,4 +1,5 @@
 """Email addresses as account keys: one normalized form per mailbox we can tell apart."""
+
 from __future__ import annotations
 
 import re

@@ -1,4 +1,5 @@
 """What can go wrong in the account flows; the HTTP layer maps each to a status."""
+
 from __future__ import annotations
 
 

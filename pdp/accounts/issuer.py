@@ -6,6 +6,7 @@ refresh family in Redis, records the session in MongoDB, and mints the
 access token. If MongoDB refuses the session record the family is revoked
 again, so no token exists for a session nobody can see or end.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -17,15 +18,25 @@ from .errors import AccountError, AuthFailed
 
 class TokenIssuer:
     """Args:
-        families: RefreshFamilies.
-        store: UserStore (session metadata; current roles and plan on refresh).
-        signing_key, algorithm: the HS* secret and algorithm (JWT_SECRET_KEY, JWT_ALGORITHM).
-        access_s: access token lifetime (JWT_ACCESS_TOKEN_EXPIRE_MINUTES * 60).
-        issuer, audience: JWT_ISSUER / JWT_AUDIENCE when set.
+    families: RefreshFamilies.
+    store: UserStore (session metadata; current roles and plan on refresh).
+    signing_key, algorithm: the HS* secret and algorithm (JWT_SECRET_KEY, JWT_ALGORITHM).
+    access_s: access token lifetime (JWT_ACCESS_TOKEN_EXPIRE_MINUTES * 60).
+    issuer, audience: JWT_ISSUER / JWT_AUDIENCE when set.
     """
 
-    def __init__(self, families, store, *, signing_key, algorithm: str, access_s: int,
-                 issuer: str | None = None, audience: str | None = None, clock=time.time):
+    def __init__(
+        self,
+        families,
+        store,
+        *,
+        signing_key,
+        algorithm: str,
+        access_s: int,
+        issuer: str | None = None,
+        audience: str | None = None,
+        clock=time.time,
+    ):
         self._families = families
         self._store = store
         self._key = signing_key
@@ -39,9 +50,15 @@ class TokenIssuer:
         """The token response for a user whose factors are all verified."""
         family_id, refresh = self._families.start(user["_id"], mfa=mfa, amr=amr)
         try:
-            self._store.record_session(family_id, user["_id"], amr=amr, mfa=mfa,
-                                       expires_at=self._refresh_expiry(),
-                                       client_ip=client_ip, user_agent=user_agent)
+            self._store.record_session(
+                family_id,
+                user["_id"],
+                amr=amr,
+                mfa=mfa,
+                expires_at=self._refresh_expiry(),
+                client_ip=client_ip,
+                user_agent=user_agent,
+            )
         except AccountError:
             self._families.revoke(family_id, "not_recorded")
             raise
@@ -72,9 +89,25 @@ class TokenIssuer:
 
     def _response(self, user: dict, family_id: str, refresh: str, amr: list, mfa: bool) -> dict:
         access, claims = mint_access_token(
-            self._key, self._alg, sub=user["_id"], roles=user.get("roles", []), plan=user.get("plan", "free"),
-            mfa=mfa, lifetime_s=self._access_s, issuer=self._issuer, audience=self._audience,
-            extra_claims={"sid": family_id, "amr": amr}, now=self._clock())
-        return {"access_token": access, "token_type": "Bearer", "expires_in": self._access_s,
-                "refresh_token": refresh, "refresh_expires_in": self._families.ttl_s,
-                "mfa": mfa, "amr": amr, "user_id": user["_id"]}
+            self._key,
+            self._alg,
+            sub=user["_id"],
+            roles=user.get("roles", []),
+            plan=user.get("plan", "free"),
+            mfa=mfa,
+            lifetime_s=self._access_s,
+            issuer=self._issuer,
+            audience=self._audience,
+            extra_claims={"sid": family_id, "amr": amr},
+            now=self._clock(),
+        )
+        return {
+            "access_token": access,
+            "token_type": "Bearer",
+            "expires_in": self._access_s,
+            "refresh_token": refresh,
+            "refresh_expires_in": self._families.ttl_s,
+            "mfa": mfa,
+            "amr": amr,
+            "user_id": user["_id"],
+        }

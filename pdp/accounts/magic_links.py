@@ -7,6 +7,7 @@ mark, so of two concurrent redeems exactly one wins. Records outlive their
 expiry by a day (then Redis drops them), so an expired link is told apart
 from an unknown one.
 """
+
 from __future__ import annotations
 
 import hashlib

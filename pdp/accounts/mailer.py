@@ -5,6 +5,7 @@ server offers it), ``smtp+starttls://...`` (STARTTLS required) and
 ``smtps://...`` (TLS from the first byte). Links in mails are built from
 PUBLIC_BASE_URL by the caller, never from a request's Host header.
 """
+
 from __future__ import annotations
 
 import smtplib
@@ -29,9 +30,13 @@ def parse_smtp_url(raw: str) -> dict:
         raise ValueError("the port must be a number from 1 to 65535") from None
     if not parts.hostname:
         raise ValueError("expected a host")
-    return {"scheme": parts.scheme, "host": parts.hostname, "port": port,
-            "username": urllib.parse.unquote(parts.username) if parts.username else None,
-            "password": urllib.parse.unquote(parts.password) if parts.password else None}
+    return {
+        "scheme": parts.scheme,
+        "host": parts.hostname,
+        "port": port,
+        "username": urllib.parse.unquote(parts.username) if parts.username else None,
+        "password": urllib.parse.unquote(parts.password) if parts.password else None,
+    }
 
 
 def _transfer_encoding(body: str) -> str:
@@ -95,6 +100,7 @@ class Mailer:
 
     def _sender_address(self) -> str:
         from email.utils import parseaddr
+
         return parseaddr(self._sender)[1] or self._sender
 
     def probe(self, timeout_s: float | None = None) -> bool:

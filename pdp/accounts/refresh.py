@@ -12,6 +12,7 @@ Keys (one hash tag per family, so a Redis Cluster keeps a family on one slot):
   lucid:auth:rt:{<family>}:<hash>  hash: state (current|rotated), rotated_at (ms)
 Both expire with the family (JWT_REFRESH_TOKEN_EXPIRE_DAYS, renewed on use).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -95,8 +96,10 @@ class RefreshFamilies:
         token = _new_token(family_id)
         try:
             pipe = self._redis.pipeline(transaction=False)
-            pipe.hset(_family_key(family_id), mapping={
-                "state": "active", "user": user_id, "mfa": "1" if mfa else "0", "amr": json.dumps(amr)})
+            pipe.hset(
+                _family_key(family_id),
+                mapping={"state": "active", "user": user_id, "mfa": "1" if mfa else "0", "amr": json.dumps(amr)},
+            )
             pipe.expire(_family_key(family_id), self._ttl)
             pipe.hset(_token_key(family_id, token), mapping={"state": "current"})
             pipe.expire(_token_key(family_id, token), self._ttl)

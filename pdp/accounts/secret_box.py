@@ -8,6 +8,7 @@ another account does not open. To rotate: put a new key first, keep the old
 ones after it; secrets are resealed under the new key when next used
 (docs/auth.md), and an old key can be dropped once no user document names it.
 """
+
 from __future__ import annotations
 
 import base64

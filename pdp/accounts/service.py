@@ -4,6 +4,7 @@ Each flow validates nothing about HTTP (resources do) and raises the errors of
 errors.py; it writes in an order that leaves nothing half-done when a
 dependency fails in between (see each method).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -11,18 +12,27 @@ import datetime as dt
 import hashlib
 import html
 import json
+import logging
 import re
 import secrets
 import time
-import logging
 import urllib.parse
 
 import redis
 
 from . import totp as totp_lib
 from .emails import normalize_email
-from .errors import (AuthFailed, Conflict, EmailTaken, Forbidden, InvalidInput, LockedOut,
-                     MailUnavailable, NotFound, StateUnavailable)
+from .errors import (
+    AuthFailed,
+    Conflict,
+    EmailTaken,
+    Forbidden,
+    InvalidInput,
+    LockedOut,
+    MailUnavailable,
+    NotFound,
+    StateUnavailable,
+)
 from .store import PROFILE_FIELDS
 
 log = logging.getLogger("lucid.pdp.accounts")
@@ -36,6 +46,7 @@ _MAX_ROLES = 32
 @dataclasses.dataclass(frozen=True)
 class Client:
     """Who is asking, as far as the HTTP layer can tell."""
+
     ip: str = ""
     user_agent: str = ""
     request_id: str = ""
@@ -50,21 +61,44 @@ class Limits:
 
 def user_view(user: dict) -> dict:
     """What the API shows of a user document (never the TOTP secret or recovery hashes)."""
+
     def iso(value):
         return value.isoformat().replace("+00:00", "Z") if isinstance(value, dt.datetime) else value
-    return {"id": user["_id"], "email": user.get("email"), "status": user.get("status", "active"),
-            "roles": user.get("roles", []), "plan": user.get("plan", "free"),
-            "profile": user.get("profile", {}), "totp_enabled": "totp" in user,
-            "wallets": [w["address"] for w in user.get("wallets", [])],
-            "created_at": iso(user.get("created_at")), "last_login_at": iso(user.get("last_login_at"))}
+
+    return {
+        "id": user["_id"],
+        "email": user.get("email"),
+        "status": user.get("status", "active"),
+        "roles": user.get("roles", []),
+        "plan": user.get("plan", "free"),
+        "profile": user.get("profile", {}),
+        "totp_enabled": "totp" in user,
+        "wallets": [w["address"] for w in user.get("wallets", [])],
+        "created_at": iso(user.get("created_at")),
+        "last_login_at": iso(user.get("last_login_at")),
+    }
 
 
 class SignIn:
     """Magic link, then TOTP when the account has it, then tokens."""
 
-    def __init__(self, *, store, links, mailer, issuer, guard, box, throttle, redis_client,
-                 public_base_url: str, service_name: str, limits: Limits = Limits(), clock=time.time,
-                 background=None):
+    def __init__(
+        self,
+        *,
+        store,
+        links,
+        mailer,
+        issuer,
+        guard,
+        box,
+        throttle,
+        redis_client,
+        public_base_url: str,
+        service_name: str,
+        limits: Limits = Limits(),
+        clock=time.time,
+        background=None,
+    ):
         self._store = store
         self._links = links
         self._mailer = mailer
@@ -105,10 +139,14 @@ class SignIn:
     def _send_link(self, email: str, token: str) -> None:
         link = f"{self._base}/api/v1/auth/magic?token={urllib.parse.quote(token)}"
         minutes = max(1, self._links.ttl_s // 60)
-        text = (f"Sign in to {self._service}:\n\n{link}\n\n"
-                f"The link works once, for {minutes} minutes. If you did not ask for it, ignore this mail.\n")
-        page = (f"<p>Sign in to {html.escape(self._service)}:</p><p><a href=\"{html.escape(link)}\">"
-                f"{html.escape(link)}</a></p><p>The link works once, for {minutes} minutes.</p>")
+        text = (
+            f"Sign in to {self._service}:\n\n{link}\n\n"
+            f"The link works once, for {minutes} minutes. If you did not ask for it, ignore this mail.\n"
+        )
+        page = (
+            f'<p>Sign in to {html.escape(self._service)}:</p><p><a href="{html.escape(link)}">'
+            f"{html.escape(link)}</a></p><p>The link works once, for {minutes} minutes.</p>"
+        )
         try:
             self._mailer.send(email, f"Your sign-in link for {self._service}", text, page)
         except MailUnavailable as err:
@@ -124,8 +162,7 @@ class SignIn:
             # The account was deleted or its email changed since the link was sent.
             raise AuthFailed("magic_link_unknown", "this sign-in link is no longer valid")
         if "totp" not in user:
-            return self._issuer.issue(user, amr=["email"], mfa=False, client_ip=client.ip,
-                                      user_agent=client.user_agent)
+            return self._issuer.issue(user, amr=["email"], mfa=False, client_ip=client.ip, user_agent=client.user_agent)
         return self.second_factor_challenge(user, ["email"])
 
     def second_factor_challenge(self, user: dict, amr: list) -> dict:
@@ -137,7 +174,12 @@ class SignIn:
             self._redis.set(_MFA_PREFIX + _digest(challenge), body, ex=_MFA_TTL_S)
         except redis.RedisError as err:
             raise StateUnavailable(f"Redis unavailable ({err.__class__.__name__})") from None
-        return {"mfa_required": True, "mfa_token": challenge, "expires_in": _MFA_TTL_S, "methods": ["totp", "recovery_code"]}
+        return {
+            "mfa_required": True,
+            "mfa_token": challenge,
+            "expires_in": _MFA_TTL_S,
+            "methods": ["totp", "recovery_code"],
+        }
 
     # -- second factor ---------------------------------------------------------------
 
@@ -192,8 +234,11 @@ class SignIn:
 
     def _check_recovery_code(self, user: dict, code) -> None:
         self._guard.check_not_locked(user["_id"])
-        if not isinstance(code, str) or not 1 <= len(code) <= 64 or \
-                not self._store.use_recovery_code(user["_id"], totp_lib.recovery_hash(code)):
+        if (
+            not isinstance(code, str)
+            or not 1 <= len(code) <= 64
+            or not self._store.use_recovery_code(user["_id"], totp_lib.recovery_hash(code))
+        ):
             self._fail(user["_id"])
             raise AuthFailed("recovery_code_invalid", "wrong or already used recovery code")
 
@@ -215,8 +260,13 @@ class SignIn:
         if not self._store.set_totp_pending(user_id, sealed, expires):
             raise Conflict("TOTP is already enrolled")
         uri = totp_lib.provisioning_uri(secret, user.get("email") or user_id, issuer_name)
-        return {"otpauth_uri": uri, "secret": secret, "qr_svg": totp_lib.qr_svg(uri),
-                "expires_in": _ENROL_TTL_S, "confirm": "POST /api/v1/users/me/totp/confirm {\"code\": \"123456\"}"}
+        return {
+            "otpauth_uri": uri,
+            "secret": secret,
+            "qr_svg": totp_lib.qr_svg(uri),
+            "expires_in": _ENROL_TTL_S,
+            "confirm": 'POST /api/v1/users/me/totp/confirm {"code": "123456"}',
+        }
 
     def confirm_totp(self, user_id: str, code) -> dict:
         """The first valid code activates the factor; returns the recovery codes (shown once)."""
@@ -230,8 +280,11 @@ class SignIn:
         codes = totp_lib.new_recovery_codes()
         if not self._store.activate_totp(user_id, pending["secret"], [totp_lib.recovery_hash(c) for c in codes]):
             raise Conflict("the enrolment changed meanwhile; start again")
-        return {"totp_enabled": True, "recovery_codes": codes,
-                "note": "each recovery code works once; store them offline. Sign in again to get mfa: true."}
+        return {
+            "totp_enabled": True,
+            "recovery_codes": codes,
+            "note": "each recovery code works once; store them offline. Sign in again to get mfa: true.",
+        }
 
     def remove_totp(self, caller: dict, code=None, recovery_code=None, *, audit, client: Client) -> dict:
         """Turns TOTP off: needs a session that passed TOTP (mfa) and a fresh
@@ -245,9 +298,14 @@ class SignIn:
             self._check_recovery_code(user, recovery_code)
         else:
             self.check_code(user, user["totp"]["secret"], code)
-        record = audit.write(actor=caller["sub"], action="user.totp.remove", target=user["_id"],
-                             before={"totp_enabled": True}, after={"totp_enabled": False},
-                             request_id=client.request_id)
+        record = audit.write(
+            actor=caller["sub"],
+            action="user.totp.remove",
+            target=user["_id"],
+            before={"totp_enabled": True},
+            after={"totp_enabled": False},
+            request_id=client.request_id,
+        )
         if not self._store.remove_totp(user["_id"], user["totp"]["secret"]):
             audit.mark_not_applied(record, "changed meanwhile")
             raise Conflict("the TOTP factor changed meanwhile")
@@ -294,9 +352,14 @@ class Accounts:
             roles = validate_roles(doc.get("roles", roles))
             plan = self.validate_plan(doc.get("plan", plan))
         if is_admin:
-            record = self._audit.write(actor=caller["sub"], action="user.create", target=email,
-                                       before={}, after={"email": email, "roles": roles, "plan": plan},
-                                       request_id=client.request_id)
+            record = self._audit.write(
+                actor=caller["sub"],
+                action="user.create",
+                target=email,
+                before={},
+                after={"email": email, "roles": roles, "plan": plan},
+                request_id=client.request_id,
+            )
         try:
             user = self._store.create_user(email, roles=roles, plan=plan, profile=profile)
         except EmailTaken:
@@ -328,8 +391,14 @@ class Accounts:
         change is ever unaudited, and a racing edit fails with 409."""
         user = self.get(user_id)
         before = user.get(field)
-        record = self._audit.write(actor=admin["sub"], action=f"user.{field}.set", target=user_id,
-                                   before={field: before}, after={field: value}, request_id=client.request_id)
+        record = self._audit.write(
+            actor=admin["sub"],
+            action=f"user.{field}.set",
+            target=user_id,
+            before={field: before},
+            after={field: value},
+            request_id=client.request_id,
+        )
         updated = self._store.compare_and_set(user_id, {field: before}, {field: value})
         if updated is None:
             self._audit.mark_not_applied(record, "changed meanwhile")
@@ -343,8 +412,11 @@ class Accounts:
 
 
 def validate_roles(roles) -> list[str]:
-    if not isinstance(roles, list) or not 1 <= len(roles) <= _MAX_ROLES or \
-            not all(isinstance(r, str) and ROLE_PATTERN.match(r) for r in roles):
+    if (
+        not isinstance(roles, list)
+        or not 1 <= len(roles) <= _MAX_ROLES
+        or not all(isinstance(r, str) and ROLE_PATTERN.match(r) for r in roles)
+    ):
         raise InvalidInput(f"roles must be a list of 1 to {_MAX_ROLES} names matching {ROLE_PATTERN.pattern}")
     return sorted(set(roles))
 

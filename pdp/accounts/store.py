@@ -21,6 +21,7 @@ Every pymongo failure to reach the server becomes StoreUnavailable; a
 duplicate key becomes EmailTaken / WalletTaken. Writes that would create a
 user refuse to run until the unique indexes are known to exist.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -57,9 +58,16 @@ def connect_database(uri: str, timeout_ms: int):
     server killed -9 lost the last sign-ups it had already acknowledged
     (bench/faults.py mongodb-kill9; tests/accounts/test_durability.py)."""
     client = pymongo.MongoClient(
-        uri, tz_aware=True, connect=False, appname="lucid-gateway-pdp",
-        serverSelectionTimeoutMS=timeout_ms, connectTimeoutMS=timeout_ms,
-        socketTimeoutMS=max(timeout_ms, 2000), retryWrites=True, journal=True)
+        uri,
+        tz_aware=True,
+        connect=False,
+        appname="lucid-gateway-pdp",
+        serverSelectionTimeoutMS=timeout_ms,
+        connectTimeoutMS=timeout_ms,
+        socketTimeoutMS=max(timeout_ms, 2000),
+        retryWrites=True,
+        journal=True,
+    )
     return client.get_default_database("lucid_gateway")
 
 
@@ -90,11 +98,15 @@ class UserStore:
         try:
             # Partial, like the wallet index: an account without an email (a
             # wallet-only one) is not a duplicate of every other such account.
-            self.users.create_index("email", unique=True, name="email_unique",
-                                    partialFilterExpression={"email": {"$type": "string"}})
             self.users.create_index(
-                "wallets.address", unique=True, name="wallet_address_unique",
-                partialFilterExpression={"wallets.address": {"$type": "string"}})
+                "email", unique=True, name="email_unique", partialFilterExpression={"email": {"$type": "string"}}
+            )
+            self.users.create_index(
+                "wallets.address",
+                unique=True,
+                name="wallet_address_unique",
+                partialFilterExpression={"wallets.address": {"$type": "string"}},
+            )
             self.sessions.create_index([("user_id", 1), ("expires_at", 1)], name="user_sessions")
             self.sessions.create_index("expires_at", name="session_expiry")
             self._db["audit"].create_index([("target", 1), ("at", -1)], name="audit_by_target")
@@ -121,14 +133,23 @@ class UserStore:
 
     # -- users -----------------------------------------------------------------
 
-    def create_user(self, email: str, *, roles=("user",), plan: str = "free",
-                    profile: dict | None = None, status: str = "pending") -> dict:
+    def create_user(
+        self, email: str, *, roles=("user",), plan: str = "free", profile: dict | None = None, status: str = "pending"
+    ) -> dict:
         """Inserts a user; raises EmailTaken or StoreUnavailable. email must be normalized."""
         self.require_indexes()
         now = self._clock()
-        doc = {"_id": new_user_id(), "email": email, "status": status, "roles": sorted(set(roles)),
-               "plan": plan, "profile": dict(profile or {}), "created_at": now, "updated_at": now,
-               "last_login_at": None}
+        doc = {
+            "_id": new_user_id(),
+            "email": email,
+            "status": status,
+            "roles": sorted(set(roles)),
+            "plan": plan,
+            "profile": dict(profile or {}),
+            "created_at": now,
+            "updated_at": now,
+            "last_login_at": None,
+        }
         try:
             self.users.insert_one(doc)
         except DuplicateKeyError:
@@ -160,8 +181,8 @@ class UserStore:
         records the sign-in, only if the email is still the one the link was for."""
         now = self._clock()
         return self._find_one_and_update(
-            {"_id": user_id, "email": email},
-            {"$set": {"status": "active", "last_login_at": now, "updated_at": now}})
+            {"_id": user_id, "email": email}, {"$set": {"status": "active", "last_login_at": now, "updated_at": now}}
+        )
 
     def compare_and_set(self, user_id: str, expected: dict, changes: dict) -> dict | None:
         """Sets changes only while the fields in expected still hold (an admin
@@ -181,8 +202,13 @@ class UserStore:
         """Stores a secret awaiting its first code; refused while TOTP is active."""
         result = self._update_one(
             {"_id": user_id, "totp": {"$exists": False}},
-            {"$set": {"totp_pending": {"secret": sealed_secret, "expires_at": expires_at},
-                      "updated_at": self._clock()}})
+            {
+                "$set": {
+                    "totp_pending": {"secret": sealed_secret, "expires_at": expires_at},
+                    "updated_at": self._clock(),
+                }
+            },
+        )
         return result.modified_count == 1
 
     def activate_totp(self, user_id: str, sealed_secret: str, recovery_hashes: list[str]) -> bool:
@@ -190,29 +216,38 @@ class UserStore:
         and unexpired (a second confirm, or a newer enrolment, loses)."""
         now = self._clock()
         result = self._update_one(
-            {"_id": user_id, "totp": {"$exists": False}, "totp_pending.secret": sealed_secret,
-             "totp_pending.expires_at": {"$gt": now}},
-            {"$set": {"totp": {"secret": sealed_secret, "confirmed_at": now, "recovery": recovery_hashes},
-                      "updated_at": now},
-             "$unset": {"totp_pending": ""}})
+            {
+                "_id": user_id,
+                "totp": {"$exists": False},
+                "totp_pending.secret": sealed_secret,
+                "totp_pending.expires_at": {"$gt": now},
+            },
+            {
+                "$set": {
+                    "totp": {"secret": sealed_secret, "confirmed_at": now, "recovery": recovery_hashes},
+                    "updated_at": now,
+                },
+                "$unset": {"totp_pending": ""},
+            },
+        )
         return result.modified_count == 1
 
     def reseal_totp(self, user_id: str, old_sealed: str, new_sealed: str) -> bool:
         """Re-encrypts the active secret under the current key (key rotation)."""
-        result = self._update_one({"_id": user_id, "totp.secret": old_sealed},
-                                  {"$set": {"totp.secret": new_sealed}})
+        result = self._update_one({"_id": user_id, "totp.secret": old_sealed}, {"$set": {"totp.secret": new_sealed}})
         return result.modified_count == 1
 
     def remove_totp(self, user_id: str, sealed_secret: str) -> bool:
         """Removes the factor, only if it is still the one the caller proved."""
-        result = self._update_one({"_id": user_id, "totp.secret": sealed_secret},
-                                  {"$unset": {"totp": "", "totp_pending": ""}, "$set": {"updated_at": self._clock()}})
+        result = self._update_one(
+            {"_id": user_id, "totp.secret": sealed_secret},
+            {"$unset": {"totp": "", "totp_pending": ""}, "$set": {"updated_at": self._clock()}},
+        )
         return result.modified_count == 1
 
     def use_recovery_code(self, user_id: str, code_hash: str) -> bool:
         """Removes one recovery code; True only for the one caller that removed it."""
-        result = self._update_one({"_id": user_id, "totp.recovery": code_hash},
-                                  {"$pull": {"totp.recovery": code_hash}})
+        result = self._update_one({"_id": user_id, "totp.recovery": code_hash}, {"$pull": {"totp.recovery": code_hash}})
         return result.modified_count == 1
 
     # -- wallet bindings (for the hardware-wallet sign-in) -------------------------
@@ -224,9 +259,17 @@ class UserStore:
         wallets.address decides a race. Raises WalletTaken or StoreUnavailable."""
         self.require_indexes()
         now = self._clock()
-        doc = {"_id": user_id, "status": "active", "roles": sorted(set(roles)), "plan": plan, "profile": {},
-               "wallets": [{**binding, "added_at": now}], "created_at": now, "updated_at": now,
-               "last_login_at": now}
+        doc = {
+            "_id": user_id,
+            "status": "active",
+            "roles": sorted(set(roles)),
+            "plan": plan,
+            "profile": {},
+            "wallets": [{**binding, "added_at": now}],
+            "created_at": now,
+            "updated_at": now,
+            "last_login_at": now,
+        }
         try:
             self.users.insert_one(doc)
         except DuplicateKeyError:
@@ -246,7 +289,8 @@ class UserStore:
         try:
             result = self.users.update_one(
                 {"_id": user_id, "wallets.address": {"$ne": address}},
-                {"$push": {"wallets": entry}, "$set": {"updated_at": self._clock()}})
+                {"$push": {"wallets": entry}, "$set": {"updated_at": self._clock()}},
+            )
         except DuplicateKeyError:
             raise WalletTaken("this wallet is bound to an account") from None
         except PyMongoError as err:
@@ -256,31 +300,57 @@ class UserStore:
         return result.modified_count == 1
 
     def remove_wallet(self, user_id: str, address: str) -> bool:
-        result = self._update_one({"_id": user_id, "wallets.address": address},
-                                  {"$pull": {"wallets": {"address": address}},
-                                   "$set": {"updated_at": self._clock()}})
+        result = self._update_one(
+            {"_id": user_id, "wallets.address": address},
+            {"$pull": {"wallets": {"address": address}}, "$set": {"updated_at": self._clock()}},
+        )
         return result.modified_count == 1
 
     # -- session metadata (one per refresh-token family) ------------------------------
 
-    def record_session(self, family_id: str, user_id: str, *, amr: list[str], mfa: bool,
-                       expires_at: dt.datetime, client_ip: str = "", user_agent: str = "") -> None:
+    def record_session(
+        self,
+        family_id: str,
+        user_id: str,
+        *,
+        amr: list[str],
+        mfa: bool,
+        expires_at: dt.datetime,
+        client_ip: str = "",
+        user_agent: str = "",
+    ) -> None:
         now = self._clock()
         try:
-            self.sessions.insert_one({
-                "_id": family_id, "user_id": user_id, "amr": amr, "mfa": mfa,
-                "created_at": now, "last_used_at": now, "expires_at": expires_at,
-                "revoked_at": None, "client_ip": client_ip[:64], "user_agent": user_agent[:256]})
+            self.sessions.insert_one(
+                {
+                    "_id": family_id,
+                    "user_id": user_id,
+                    "amr": amr,
+                    "mfa": mfa,
+                    "created_at": now,
+                    "last_used_at": now,
+                    "expires_at": expires_at,
+                    "revoked_at": None,
+                    "client_ip": client_ip[:64],
+                    "user_agent": user_agent[:256],
+                }
+            )
         except PyMongoError as err:
             raise _unavailable(err) from None
 
     def touch_session(self, family_id: str, expires_at: dt.datetime) -> None:
-        self._update_one({"_id": family_id, "revoked_at": None},
-                         {"$set": {"last_used_at": self._clock(), "expires_at": expires_at}}, self.sessions)
+        self._update_one(
+            {"_id": family_id, "revoked_at": None},
+            {"$set": {"last_used_at": self._clock(), "expires_at": expires_at}},
+            self.sessions,
+        )
 
     def end_session(self, family_id: str, reason: str) -> None:
-        self._update_one({"_id": family_id, "revoked_at": None},
-                         {"$set": {"revoked_at": self._clock(), "revoked_reason": reason}}, self.sessions)
+        self._update_one(
+            {"_id": family_id, "revoked_at": None},
+            {"$set": {"revoked_at": self._clock(), "revoked_reason": reason}},
+            self.sessions,
+        )
 
     def count_active_sessions(self) -> int:
         """Sessions neither revoked nor past expires_at (no TTL index is trusted)."""

@@ -3,6 +3,7 @@
 Fail closed: when Redis cannot count, the attempt is refused (503) rather
 than let through unmetered.
 """
+
 from __future__ import annotations
 
 import hashlib

@@ -7,6 +7,7 @@
   find_time_s lock the account for ban_time_s, doubled for each lockout in
   the last day (Authelia's regulation, growing), up to a day.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -77,7 +78,7 @@ def new_recovery_codes(n: int = 10) -> list[str]:
     codes = []
     for _ in range(n):
         raw = "".join(secrets.choice(alphabet) for _ in range(16))
-        codes.append("-".join(raw[i:i + 4] for i in range(0, 16, 4)))
+        codes.append("-".join(raw[i : i + 4] for i in range(0, 16, 4)))
     return codes
 
 

@@ -5,6 +5,7 @@ page's data comes from /ui/api/*, each a thin reader of what the PDP already
 has: its own metrics, the quota admin, the decision log's recent entries, the
 engine behind pdp/engines/base.py's interface.
 """
+
 from .resources import add_routes
 
 __all__ = ["add_routes"]

@@ -6,6 +6,7 @@ authenticated by the cookie that changes anything must also carry the CSRF
 token (double-submit: cookie `lucid_ui_csrf`, header X-CSRF-Token); a bearer
 token is never sent by a browser on its own, so it needs none.
 """
+
 from __future__ import annotations
 
 import hmac
@@ -29,8 +30,9 @@ def verify_admin(authenticator, token: str) -> dict:
     try:
         subject = authenticator.authenticate("Bearer " + token)
     except InvalidCredential as err:
-        raise Problem(401, "Unauthorized", str(err), headers={"WWW-Authenticate": 'Bearer error="invalid_token"'}) \
-            from None
+        raise Problem(
+            401, "Unauthorized", str(err), headers={"WWW-Authenticate": 'Bearer error="invalid_token"'}
+        ) from None
     except AuthUnavailable:
         raise Problem(503, "Service Unavailable", "cannot verify the token now") from None
     if not subject.get("authenticated"):
@@ -53,8 +55,12 @@ class UiGuard:
             return verify_admin(self._authn, token.strip())
         token = req.cookies.get(SESSION_COOKIE)
         if not token:
-            raise Problem(401, "Unauthorized", "sign in at /ui/ or send a bearer token",
-                          headers={"WWW-Authenticate": 'Bearer realm="lucid-ui"'})
+            raise Problem(
+                401,
+                "Unauthorized",
+                "sign in at /ui/ or send a bearer token",
+                headers={"WWW-Authenticate": 'Bearer realm="lucid-ui"'},
+            )
         subject = verify_admin(self._authn, token)
         if req.method not in _SAFE:
             sent, expected = req.get_header(CSRF_HEADER) or "", req.cookies.get(CSRF_COOKIE) or ""
@@ -70,10 +76,10 @@ def start_session(req, resp, token: str, subject: dict) -> str:
     exp = claims.get("exp")
     max_age = max(1, int(exp - time.time())) if isinstance(exp, (int, float)) else 900
     csrf = secrets.token_urlsafe(32)
-    resp.set_cookie(SESSION_COOKIE, token, max_age=max_age, path="/ui", secure=secure, http_only=True,
-                    same_site="Strict")
-    resp.set_cookie(CSRF_COOKIE, csrf, max_age=max_age, path="/ui", secure=secure, http_only=False,
-                    same_site="Strict")
+    resp.set_cookie(
+        SESSION_COOKIE, token, max_age=max_age, path="/ui", secure=secure, http_only=True, same_site="Strict"
+    )
+    resp.set_cookie(CSRF_COOKIE, csrf, max_age=max_age, path="/ui", secure=secure, http_only=False, same_site="Strict")
     log.info("admin page sign-in by %s", subject.get("sub"))
     return csrf
 

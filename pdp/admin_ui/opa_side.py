@@ -26,6 +26,7 @@ it is not a trace of which rules the decision's own evaluation needed (OPA's
 --explain gives that, too long and too engine-internal to show here). The wasm
 engine cannot say this itself: a compiled policy only exposes its entrypoints.
 """
+
 from __future__ import annotations
 
 import json
@@ -42,8 +43,10 @@ _PACKAGE = re.compile(r"^[ \t]*package[ \t]+([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*)[ \
 _EVAL_TIMEOUT_S = 15
 _NICE = 10
 _MAX_ERROR = 600
-RULES_METHOD = ("each named rule of the policy's packages, evaluated by OPA for this input: fired = true or a "
-                "non-empty value; not fired = false or empty; undefined rules are not listed")
+RULES_METHOD = (
+    "each named rule of the policy's packages, evaluated by OPA for this input: fired = true or a "
+    "non-empty value; not fired = false or empty; undefined rules are not listed"
+)
 
 
 def packages(modules: dict) -> list[str]:
@@ -88,12 +91,13 @@ def rules_from_data(data_doc, modules: dict, base_data: dict) -> tuple[list[str]
 
 class OpaSide:
     def __init__(self, engine, opa_binary: str):
-        self._engine = engine          # the serving engine (OpaServerEngine when PDP_ENGINE=opa)
+        self._engine = engine  # the serving engine (OpaServerEngine when PDP_ENGINE=opa)
         self._opa_binary = opa_binary
 
     def _binary(self) -> str | None:
         from ..engines.opa_build import find_opa
         from ..policy.errors import PolicyError
+
         try:
             return find_opa(self._opa_binary)
         except PolicyError:
@@ -111,26 +115,40 @@ class OpaSide:
             return self._on_server(bundle, input_doc)
         opa = self._binary()
         if opa is None:
-            return {"ok": False, "engine": "opa", "available": False,
-                    "error": f"no OPA: PDP_ENGINE is not opa and OPA_BINARY ({self._opa_binary}) is not found"}
+            return {
+                "ok": False,
+                "engine": "opa",
+                "available": False,
+                "error": f"no OPA: PDP_ENGINE is not opa and OPA_BINARY ({self._opa_binary}) is not found",
+            }
         if not bundle.modules:
-            return {"ok": False, "engine": "opa", "available": False,
-                    "error": "the loaded policy is a prebuilt bundle without its Rego sources"}
+            return {
+                "ok": False,
+                "engine": "opa",
+                "available": False,
+                "error": "the loaded policy is a prebuilt bundle without its Rego sources",
+            }
         return self._with_eval(opa, bundle, input_doc)
 
     def _on_server(self, bundle, input_doc) -> dict:
         via = "OPA server (PDP_ENGINE=opa, OPA_URL)"
         from ..engines.base import EngineError
+
         try:
             answer = self._engine.query("gateway/decision", input_doc, metrics=True)
             everything = self._engine.query("", input_doc)
         except EngineError as err:
             return {"ok": False, "engine": "opa", "via": via, "stage": "evaluate", "error": str(err)}
         eval_ns = (answer.get("metrics") or {}).get("timer_rego_query_eval_ns")
-        return {"ok": True, "engine": "opa", "via": via, "result": answer.get("result"),
-                "eval_ms": round(eval_ns / 1e6, 3) if isinstance(eval_ns, (int, float)) else None,
-                "timing": "OPA's timer_rego_query_eval_ns",
-                "rules": rules_from_data(everything.get("result"), bundle.modules, bundle.data)}
+        return {
+            "ok": True,
+            "engine": "opa",
+            "via": via,
+            "result": answer.get("result"),
+            "eval_ms": round(eval_ns / 1e6, 3) if isinstance(eval_ns, (int, float)) else None,
+            "timing": "OPA's timer_rego_query_eval_ns",
+            "rules": rules_from_data(everything.get("result"), bundle.modules, bundle.data),
+        }
 
     def _with_eval(self, opa: str, bundle, input_doc) -> dict:
         via = "opa eval (OPA_BINARY)"
@@ -158,10 +176,16 @@ class OpaSide:
         data_results = everything.get("result") or []
         data_doc = data_results[0]["expressions"][0]["value"] if data_results else {}
         eval_ns = (decision.get("metrics") or {}).get("timer_rego_query_eval_ns")
-        return {"ok": True, "engine": "opa", "via": via, "result": value,
-                "eval_ms": round(eval_ns / 1e6, 3) if isinstance(eval_ns, (int, float)) else None,
-                "timing": "OPA's timer_rego_query_eval_ns", "process_ms": round(wall_ms, 1),
-                "rules": rules_from_data(data_doc, bundle.modules, bundle.data)}
+        return {
+            "ok": True,
+            "engine": "opa",
+            "via": via,
+            "result": value,
+            "eval_ms": round(eval_ns / 1e6, 3) if isinstance(eval_ns, (int, float)) else None,
+            "timing": "OPA's timer_rego_query_eval_ns",
+            "process_ms": round(wall_ms, 1),
+            "rules": rules_from_data(data_doc, bundle.modules, bundle.data),
+        }
 
 
 class _EvalFailed(Exception):
@@ -178,8 +202,9 @@ def _run(argv: list[str], cwd: Path) -> dict:
     try:
         # Niced: compiling the policy takes OPA a few hundred ms of CPU, which must not
         # be taken from the decisions this PDP serves meanwhile (REDIS_TIMEOUT_MS is 20 ms).
-        done = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, timeout=_EVAL_TIMEOUT_S,
-                              preexec_fn=_lower_priority)
+        done = subprocess.run(
+            argv, cwd=cwd, capture_output=True, text=True, timeout=_EVAL_TIMEOUT_S, preexec_fn=_lower_priority
+        )
     except subprocess.TimeoutExpired:
         raise _EvalFailed(f"opa eval took longer than {_EVAL_TIMEOUT_S} s", "evaluate") from None
     except OSError as err:
@@ -192,9 +217,18 @@ def _run(argv: list[str], cwd: Path) -> dict:
         errors = doc.get("errors") or []
         first = errors[0] if errors and isinstance(errors[0], dict) else {}
         where = first.get("location") or {}
-        stage = "compile" if first.get("code") in ("rego_parse_error", "rego_compile_error",
-                                                   "rego_type_error", "rego_unsafe_var_error",
-                                                   "rego_recursion_error") else "evaluate"
+        stage = (
+            "compile"
+            if first.get("code")
+            in (
+                "rego_parse_error",
+                "rego_compile_error",
+                "rego_type_error",
+                "rego_unsafe_var_error",
+                "rego_recursion_error",
+            )
+            else "evaluate"
+        )
         file = str(where.get("file", "")).removeprefix(str(cwd) + "/")
         place = f"{file}:{where.get('row', '?')}: " if where else ""
         raise _EvalFailed(place + str(first.get("message") or (done.stderr or "opa eval failed").strip()), stage)

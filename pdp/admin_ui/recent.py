@@ -1,4 +1,5 @@
 """The decision log's last entries in this worker, for the admin page's tail and replay."""
+
 from __future__ import annotations
 
 import collections

@@ -1,4 +1,5 @@
 """Falcon resources of /ui/ (the page) and /ui/api/* (its data)."""
+
 from __future__ import annotations
 
 import logging
@@ -19,8 +20,10 @@ STATIC = pathlib.Path(__file__).resolve().parent / "static"
 _MAX_BODY = 512 * 1024
 _STATIC_TYPES = {".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8"}
 # The page runs its own script only; no inline script, no other origin.
-_CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self' data:; "
-        "form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+_CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self' data:; "
+    "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+)
 
 
 def _security_headers(resp):
@@ -115,8 +118,11 @@ class Decisions(_Api):
         if decision not in ("", "allow", "deny"):
             raise Problem(400, "Bad Request", "decision must be allow or deny")
         limit = req.get_param_as_int("limit", min_value=1, max_value=500) or 50
-        resp.media = {"entries": self._recent.tail(limit, subject=req.get_param("subject") or "",
-                                                   route=req.get_param("route") or "", decision=decision)}
+        resp.media = {
+            "entries": self._recent.tail(
+                limit, subject=req.get_param("subject") or "", route=req.get_param("route") or "", decision=decision
+            )
+        }
 
 
 class Health(_Api):
@@ -128,8 +134,11 @@ class Health(_Api):
         self._admin(req)
         current = self._policies.current
         deps = {
-            "policy": {"ok": current is not None, "revision": current.revision if current else None,
-                       "error": self._policies.last_error},
+            "policy": {
+                "ok": current is not None,
+                "revision": current.revision if current else None,
+                "error": self._policies.last_error,
+            },
             "engine": {"ok": bool(self._engine.ready()), "name": self._engine.name},
             "redis": _timed(lambda: bool(self._redis.ping())),
         }
@@ -158,8 +167,10 @@ def mongo_checker(uri: str | None):
         nonlocal client
         if client is None:
             import pymongo
+
             client = pymongo.MongoClient(uri, serverSelectionTimeoutMS=500, connectTimeoutMS=500)
         return _timed(lambda: client.admin.command("ping").get("ok") == 1)
+
     return check
 
 
@@ -264,13 +275,16 @@ def add_routes(app, services, recent) -> None:
     quota_admin = None
     if s.quota is not None:
         from ..quota.admin import QuotaAdmin
+
         quota_admin = QuotaAdmin(s.quota)
     from .opa_side import OpaSide
+
     # The wasm engine beside an opa one (drafts, side by side). Not make_engine() on a
     # copy of the settings: Settings is no dataclass with an `engine` field, and that
     # replace() was a 500 for every draft on PDP_ENGINE=opa.
-    playground = Playground(s.policies, s.engine, lambda: WasmEngine(s.settings.opa_binary),
-                            OpaSide(s.engine, s.settings.opa_binary))
+    playground = Playground(
+        s.policies, s.engine, lambda: WasmEngine(s.settings.opa_binary), OpaSide(s.engine, s.settings.opa_binary)
+    )
     app.add_route("/ui", Redirect())
     app.add_route("/ui/", Page())
     app.add_route("/ui/static/{name}", Static())
@@ -278,8 +292,10 @@ def add_routes(app, services, recent) -> None:
     app.add_route("/ui/api/me", Me(guard))
     app.add_route("/ui/api/stats", Stats(guard, s.metrics))
     app.add_route("/ui/api/decisions", Decisions(guard, recent))
-    app.add_route("/ui/api/health", Health(guard, s.policies, s.engine, s.redis,
-                                           mongo_checker(getattr(s.settings, "mongodb_uri", None))))
+    app.add_route(
+        "/ui/api/health",
+        Health(guard, s.policies, s.engine, s.redis, mongo_checker(getattr(s.settings, "mongodb_uri", None))),
+    )
     app.add_route("/ui/api/quotas", Quotas(guard, quota_admin))
     app.add_route("/ui/api/quotas/reset", QuotaReset(guard, quota_admin))
     app.add_route("/ui/api/playground/samples", PlaygroundSamples(guard, recent))

@@ -1,4 +1,5 @@
 """The PDP's own Prometheus metrics (aggregated across workers) as numbers the page can show."""
+
 from __future__ import annotations
 
 import math
@@ -8,19 +9,25 @@ from prometheus_client.parser import text_string_to_metric_families
 
 def read_metrics(exposition: bytes) -> dict:
     """Cumulative counts, by reason and by quota verdict, and the decision latency buckets."""
-    out = {"decisions": {"allow": 0.0, "deny": 0.0}, "reasons": {}, "quota": {}, "buckets": [], "errors": {},
-           "reload_failed": 0.0}
+    out = {
+        "decisions": {"allow": 0.0, "deny": 0.0},
+        "reasons": {},
+        "quota": {},
+        "buckets": [],
+        "errors": {},
+        "reload_failed": 0.0,
+    }
     for family in text_string_to_metric_families(exposition.decode("utf-8", "replace")):
         for sample in family.samples:
             name, labels, value = sample.name, sample.labels, sample.value
             if name == "lucid_pdp_decisions_total":
                 out["decisions"][labels.get("result", "?")] = out["decisions"].get(labels.get("result", "?"), 0) + value
-                key = f'{labels.get("result")}:{labels.get("reason")}'
+                key = f"{labels.get('result')}:{labels.get('reason')}"
                 out["reasons"][key] = out["reasons"].get(key, 0) + value
             elif name == "lucid_pdp_decision_seconds_bucket":
                 out["buckets"].append([_le(labels["le"]), value])
             elif name == "lucid_pdp_quota_decisions_total":
-                key = f'{labels.get("descriptor")}:{labels.get("result")}'
+                key = f"{labels.get('descriptor')}:{labels.get('result')}"
                 out["quota"][key] = out["quota"].get(key, 0) + value
             elif name == "lucid_pdp_errors_total":
                 out["errors"][labels.get("kind", "?")] = value

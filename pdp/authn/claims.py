@@ -11,6 +11,7 @@ door is defence in depth beside the engines' own escaping:
   `"` `'` `\\` `,` `;` `<` `>` and the backtick: no spaces, no control or
   non-ASCII characters. `auth0|5f7c...`, `user@example.com`, UUIDs and URLs pass.
 """
+
 from __future__ import annotations
 
 import re
@@ -26,8 +27,10 @@ MAX_ROLES = 64
 def check_subject_claims(sub, roles, plan, mfa) -> None:
     """Raises InvalidCredential naming the first claim that breaks the rules."""
     if not isinstance(sub, str) or not SUB_PATTERN.fullmatch(sub):
-        raise InvalidCredential("sub must be 1-256 printable ASCII characters without quotes, "
-                                "backslash, comma, semicolon, angle brackets or spaces")
+        raise InvalidCredential(
+            "sub must be 1-256 printable ASCII characters without quotes, "
+            "backslash, comma, semicolon, angle brackets or spaces"
+        )
     if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
         raise InvalidCredential("roles must be a list of strings")
     if len(roles) > MAX_ROLES:

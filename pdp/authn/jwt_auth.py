@@ -11,6 +11,7 @@
   refresh or ID token signed with the same key is refused;
 - a revoked jti (Redis denylist keyed by iss+jti) is rejected.
 """
+
 from __future__ import annotations
 
 import time
@@ -41,10 +42,20 @@ class _Lru(OrderedDict):
 
 
 class JwtAuthenticator:
-    def __init__(self, keys, algorithms, denylist=None, issuer=None, audience=None,
-                 leeway_s: int = 30, revocation_fail_open: bool = False,
-                 cache_size: int = 10000, revocation_cache_s: float = 1.0, clock=time.time,
-                 token_types=DEFAULT_TOKEN_TYPES):
+    def __init__(
+        self,
+        keys,
+        algorithms,
+        denylist=None,
+        issuer=None,
+        audience=None,
+        leeway_s: int = 30,
+        revocation_fail_open: bool = False,
+        cache_size: int = 10000,
+        revocation_cache_s: float = 1.0,
+        clock=time.time,
+        token_types=DEFAULT_TOKEN_TYPES,
+    ):
         self._keys = keys
         self._algorithms = list(algorithms)
         self._token_types = parse_token_types(token_types)
@@ -113,7 +124,7 @@ class JwtAuthenticator:
         if self._revocation_cache_s > 0:
             self._not_revoked.put(key, now + self._revocation_cache_s)
 
-    def _verify(self, token: str) -> dict:
+    def _verify(self, token: str) -> dict:  # noqa: C901
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:
@@ -125,8 +136,15 @@ class JwtAuthenticator:
         # verify_aud stays on without JWT_AUDIENCE: pyjwt then refuses any token that names an audience.
         options = {"require": ["exp", "sub"], "verify_aud": True, "verify_iss": self._issuer is not None}
         try:
-            claims = jwt.decode(token, key, algorithms=[alg], audience=self._audience,
-                                issuer=self._issuer, leeway=self._leeway, options=options)
+            claims = jwt.decode(
+                token,
+                key,
+                algorithms=[alg],
+                audience=self._audience,
+                issuer=self._issuer,
+                leeway=self._leeway,
+                options=options,
+            )
         except jwt.ExpiredSignatureError:
             raise InvalidCredential("token expired") from None
         except jwt.ImmatureSignatureError:
@@ -155,5 +173,12 @@ def _subject(claims: dict) -> dict:
     plan = claims.get("plan", "free")
     mfa = claims.get("mfa", False)
     check_subject_claims(sub, roles, plan, mfa)
-    return {"authenticated": True, "sub": sub, "roles": sorted(set(roles)), "plan": plan,
-            "mfa": mfa, "iss": claims.get("iss"), "claims": claims}
+    return {
+        "authenticated": True,
+        "sub": sub,
+        "roles": sorted(set(roles)),
+        "plan": plan,
+        "mfa": mfa,
+        "iss": claims.get("iss"),
+        "claims": claims,
+    }

@@ -1,4 +1,5 @@
 """Where verification keys come from: a shared secret, a PEM, or a JWKS URL."""
+
 from __future__ import annotations
 
 import threading
@@ -26,6 +27,7 @@ class PemKey:
 
     def __init__(self, pem_or_path: str):
         from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
         text = pem_or_path if "-----BEGIN" in pem_or_path else Path(pem_or_path).read_text()
         try:
             self._key = load_pem_public_key(text.encode())

@@ -6,6 +6,7 @@ full) and a stream entry (what workers read to stay current). The last two
 feed each worker's local view (revocation_view.py), which answers while Redis
 is unreachable; see docs/reliability.md.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -16,9 +17,9 @@ import redis
 from .errors import AuthUnavailable
 
 _PREFIX = "lucid:revoked:"
-INDEX_KEY = "lucid:revocations:index"     # zset: digest -> expiry (epoch s)
-STREAM_KEY = "lucid:revocations:stream"   # stream: {d: digest, e: expiry}
-STREAM_MAXLEN = 100_000                   # a reader behind the trim reloads the index
+INDEX_KEY = "lucid:revocations:index"  # zset: digest -> expiry (epoch s)
+STREAM_KEY = "lucid:revocations:stream"  # stream: {d: digest, e: expiry}
+STREAM_MAXLEN = 100_000  # a reader behind the trim reloads the index
 
 
 def denylist_digest(issuer: str, jti: str) -> str:
@@ -32,7 +33,7 @@ def denylist_key(issuer: str, jti: str) -> str:
 class RedisDenylist:
     def __init__(self, client: "redis.Redis", view=None, clock=time.time, fresh_s: float = 0.0):
         self._redis = client
-        self._view = view   # LocalRevocationView, or None: fail closed on any error
+        self._view = view  # LocalRevocationView, or None: fail closed on any error
         self._clock = clock
         # A view synced at most fresh_s ago answers "not revoked" without a Redis call:
         # it is as current as a cached answer may be (JWT_REVOCATION_CACHE_S), and a

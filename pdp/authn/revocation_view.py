@@ -13,6 +13,7 @@ A revocation is never undone, so the view is also consulted while Redis is
 up: one Redis has lost (restart without persistence, FLUSHALL) still applies,
 and the next full load writes it back to Redis for the other workers.
 """
+
 from __future__ import annotations
 
 import logging
@@ -31,7 +32,7 @@ FULL_RELOAD_S = 300.0
 # (restart without persistence, FLUSHALL) even when the stream was empty before.
 MARK_KEY = "lucid:revocations:mark"
 _PAGE = 5000
-_SKIP_REDIS_S = 0.25   # after an error, answer from the view this long instead of timing out again
+_SKIP_REDIS_S = 0.25  # after an error, answer from the view this long instead of timing out again
 
 
 def _id_tuple(stream_id) -> tuple:
@@ -42,8 +43,15 @@ def _id_tuple(stream_id) -> tuple:
 
 
 class LocalRevocationView:
-    def __init__(self, client, grace_s: float, sync_s: float = 1.0, max_entries: int = 1_000_000,
-                 clock=time.time, monotonic=time.monotonic):
+    def __init__(
+        self,
+        client,
+        grace_s: float,
+        sync_s: float = 1.0,
+        max_entries: int = 1_000_000,
+        clock=time.time,
+        monotonic=time.monotonic,
+    ):
         self._redis = client
         self._grace_s = grace_s
         self._sync_s = sync_s
@@ -52,7 +60,7 @@ class LocalRevocationView:
         self._mono = monotonic
         self._entries: dict[str, float] = {}
         self._last_id = "0-0"
-        self._synced_at: float | None = None   # monotonic time of the last good sync
+        self._synced_at: float | None = None  # monotonic time of the last good sync
         self._loaded_at = 0.0
         self._needs_full = True
         self._mark = None
@@ -78,21 +86,20 @@ class LocalRevocationView:
         age = self._mono() - self._synced_at
         if age > self._grace_s:
             if self._offline_logged != "closed":
-                log.warning("revocation view %.0f s old, over JWT_REVOCATION_OUTAGE_S=%s: failing closed",
-                            age, self._grace_s)
+                log.warning(
+                    "revocation view %.0f s old, over JWT_REVOCATION_OUTAGE_S=%s: failing closed", age, self._grace_s
+                )
                 self._offline_logged = "closed"
             return None
         if not self._offline_logged:
-            log.warning("Redis unreachable: revocations answered from the local view (%d entries)",
-                        len(self._entries))
+            log.warning("Redis unreachable: revocations answered from the local view (%d entries)", len(self._entries))
             self._offline_logged = True
         expires = self._entries.get(digest)
         return expires is not None and expires > self._clock()
 
     def synced_within(self, seconds: float) -> bool:
         """True when the last good sync is at most `seconds` old and holds every revocation."""
-        return (self._synced_at is not None and not self._overflow
-                and self._mono() - self._synced_at <= seconds)
+        return self._synced_at is not None and not self._overflow and self._mono() - self._synced_at <= seconds
 
     def knows(self, digest: str) -> bool:
         expires = self._entries.get(digest)

@@ -17,6 +17,7 @@ claim, written `HEADER:CLAIM`:
 Header values compare as media types (case-insensitive, `application/`
 optional, RFC 7515 4.1.9); claim values compare case-insensitively.
 """
+
 from __future__ import annotations
 
 DEFAULT_TOKEN_TYPES = ("at+jwt",)

@@ -4,6 +4,7 @@ The one place that decides what an access token minted by the PDP looks
 like: `pdp token`, the sign-in flows, the tests and the benchmarks all mint
 here, so the verifier (jwt_auth.py) and every minter agree.
 """
+
 from __future__ import annotations
 
 import time
@@ -29,10 +30,22 @@ def sign_access_token(claims: dict, key, algorithm: str = "HS256", kid: str | No
     return jwt.encode(claims, key, algorithm=algorithm, headers=headers)
 
 
-def mint_access_token(key, algorithm: str = "HS256", *, sub: str, roles=(), plan: str = "free",
-                      mfa: bool = False, lifetime_s: int = 900, issuer: str | None = None,
-                      audience: str | None = None, extra_claims: dict | None = None, jti: str | None = None,
-                      now: float | None = None, kid: str | None = None) -> tuple[str, dict]:
+def mint_access_token(
+    key,
+    algorithm: str = "HS256",
+    *,
+    sub: str,
+    roles=(),
+    plan: str = "free",
+    mfa: bool = False,
+    lifetime_s: int = 900,
+    issuer: str | None = None,
+    audience: str | None = None,
+    extra_claims: dict | None = None,
+    jti: str | None = None,
+    now: float | None = None,
+    kid: str | None = None,
+) -> tuple[str, dict]:
     """Returns (token, claims); raises ValueError for claims the verifier would refuse.
 
     Claims: sub, roles (list), plan, mfa, jti, iat, exp, plus iss/aud when
@@ -51,8 +64,17 @@ def mint_access_token(key, algorithm: str = "HS256", *, sub: str, roles=(), plan
         raise ValueError("lifetime_s must be positive")
     issued = int(time.time() if now is None else now)
     claims = dict(extra_claims or {})
-    claims.update({"sub": sub, "roles": roles, "plan": plan, "mfa": mfa,
-                   "jti": jti or uuid.uuid4().hex, "iat": issued, "exp": issued + int(lifetime_s)})
+    claims.update(
+        {
+            "sub": sub,
+            "roles": roles,
+            "plan": plan,
+            "mfa": mfa,
+            "jti": jti or uuid.uuid4().hex,
+            "iat": issued,
+            "exp": issued + int(lifetime_s),
+        }
+    )
     if issuer:
         claims["iss"] = issuer
     if audience:
@@ -60,8 +82,16 @@ def mint_access_token(key, algorithm: str = "HS256", *, sub: str, roles=(), plan
     return sign_access_token(claims, key, algorithm, kid), claims
 
 
-def mint_with_settings(settings, *, sub: str, roles=(), plan: str = "free", mfa: bool = False,
-                       minutes: int | None = None, jti: str | None = None) -> str:
+def mint_with_settings(
+    settings,
+    *,
+    sub: str,
+    roles=(),
+    plan: str = "free",
+    mfa: bool = False,
+    minutes: int | None = None,
+    jti: str | None = None,
+) -> str:
     """An access token as this gateway's PDP accepts it (JWT_SECRET_KEY, JWT_ALGORITHM, JWT_ISSUER, JWT_AUDIENCE).
 
     Only HS* algorithms: the PDP holds no private key for the others.
@@ -70,7 +100,16 @@ def mint_with_settings(settings, *, sub: str, roles=(), plan: str = "free", mfa:
     if not algorithm.startswith("HS"):
         raise ValueError("only HS* tokens can be minted (JWT_ALGORITHM is asymmetric)")
     minutes = minutes or settings.jwt_access_minutes
-    token, _ = mint_access_token(settings.jwt_secret_key, algorithm, sub=sub, roles=roles, plan=plan, mfa=mfa,
-                                 lifetime_s=60 * minutes, issuer=settings.jwt_issuer,
-                                 audience=settings.jwt_audience, jti=jti)
+    token, _ = mint_access_token(
+        settings.jwt_secret_key,
+        algorithm,
+        sub=sub,
+        roles=roles,
+        plan=plan,
+        mfa=mfa,
+        lifetime_s=60 * minutes,
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
+        jti=jti,
+    )
     return token

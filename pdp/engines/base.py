@@ -1,11 +1,12 @@
 """The engine interface: load a bundle once, then evaluate the decision many times."""
+
 from __future__ import annotations
 
 from typing import Any, Protocol
 
 from ..policy.bundle import PolicyBundle
 
-DECISION_PATH = "gateway/decision"   # data.gateway.decision
+DECISION_PATH = "gateway/decision"  # data.gateway.decision
 
 
 class EngineError(Exception):
@@ -18,7 +19,7 @@ class InvalidInput(EngineError):
 
 class Engine(Protocol):
     name: str
-    memoizable: bool   # whether a decision may be reused for the same input and revision
+    memoizable: bool  # whether a decision may be reused for the same input and revision
 
     def compile(self, bundle: PolicyBundle) -> Any:
         """Checks and compiles a bundle; returns a handle for evaluate(). Raises PolicyError."""

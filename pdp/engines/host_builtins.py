@@ -6,6 +6,7 @@ answer. Only the ones below are answered; a policy that calls any other is
 refused at load with file:line (pdp/engines/wasm.py). Each one matches OPA's
 Go implementation exactly (the differential tests compare with real OPA).
 """
+
 from __future__ import annotations
 
 import time

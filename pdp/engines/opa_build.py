@@ -5,6 +5,7 @@ by construction. The modules are written to a private folder first: OPA
 compiles exactly the sources the PDP read (and analysed), never a file edited
 in between.
 """
+
 from __future__ import annotations
 
 import io
@@ -31,8 +32,10 @@ def find_opa(configured: str) -> str:
         return found
     if configured == "opa" and os.access(_CACHE_BIN, os.X_OK):
         return str(_CACHE_BIN)
-    raise PolicyError(f"OPA_BINARY: {configured!r} not found (the wasm engine compiles policies with it; "
-                      "scripts/tools.sh builds the pinned one)")
+    raise PolicyError(
+        f"OPA_BINARY: {configured!r} not found (the wasm engine compiles policies with it; "
+        "scripts/tools.sh builds the pinned one)"
+    )
 
 
 def build_wasm(opa: str, modules: dict[str, str], entrypoint: str) -> bytes:

@@ -9,6 +9,7 @@ engine to about 827 decisions/s and blocks a gevent worker's hub on its
 connection pool. They use a pooled geventhttpclient (keep-alive connections,
 one per concurrent decision up to the pool size) posting to /v1/data.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -31,8 +32,14 @@ _POLICY_ID_PREFIX = "lucid_"
 _DECISION_PATH = "/v1/data/gateway/decision"
 # Connections kept to OPA per PDP worker: as many decisions in flight at once.
 _DECISION_POOL = 32
-_OPA_FAILURES = (requests.RequestException, opa_errors.ConnectionsError, opa_errors.RegoParseError,
-                 opa_errors.PolicyNotFoundError, opa_errors.DeletePolicyError, opa_errors.TypeException)
+_OPA_FAILURES = (
+    requests.RequestException,
+    opa_errors.ConnectionsError,
+    opa_errors.RegoParseError,
+    opa_errors.PolicyNotFoundError,
+    opa_errors.DeletePolicyError,
+    opa_errors.TypeException,
+)
 
 
 @dataclasses.dataclass
@@ -42,8 +49,13 @@ class Pushed:
 
 def _client(url: str, timeout_s: float) -> OpaClient:
     parts = urlsplit(url)
-    return OpaClient(host=parts.hostname or "127.0.0.1", port=parts.port or 8181,
-                     ssl=parts.scheme == "https", timeout=timeout_s, retries=0)
+    return OpaClient(
+        host=parts.hostname or "127.0.0.1",
+        port=parts.port or 8181,
+        ssl=parts.scheme == "https",
+        timeout=timeout_s,
+        retries=0,
+    )
 
 
 class OpaServerEngine:
@@ -52,13 +64,17 @@ class OpaServerEngine:
     # cached answer would hide an OPA outage: always ask.
     memoizable = False
 
-    def __init__(self, url: str, timeout_s: float = 0.2, push: bool = True,
-                 pool_size: int = _DECISION_POOL):
+    def __init__(self, url: str, timeout_s: float = 0.2, push: bool = True, pool_size: int = _DECISION_POOL):
         self._query = _client(url, timeout_s)
         parts = urlsplit(url)
-        self._decisions = HTTPClient(parts.hostname or "127.0.0.1", parts.port or 8181,
-                                     ssl=parts.scheme == "https", concurrency=pool_size,
-                                     connection_timeout=timeout_s, network_timeout=timeout_s)
+        self._decisions = HTTPClient(
+            parts.hostname or "127.0.0.1",
+            parts.port or 8181,
+            ssl=parts.scheme == "https",
+            concurrency=pool_size,
+            connection_timeout=timeout_s,
+            network_timeout=timeout_s,
+        )
         self._timeout_s = timeout_s
         # Pushing a bundle may take longer than one decision is allowed to.
         self._admin = _client(url, max(timeout_s, 10.0))
@@ -91,7 +107,9 @@ class OpaServerEngine:
         except PolicyError:
             raise
         except _OPA_FAILURES as err:
-            raise PolicyError(f"OPA at {self._admin.root_url} refused or unreachable: {err.__class__.__name__}") from None
+            raise PolicyError(
+                f"OPA at {self._admin.root_url} refused or unreachable: {err.__class__.__name__}"
+            ) from None
         self.stale = False
         return Pushed(bundle.revision)
 
@@ -131,8 +149,7 @@ class OpaServerEngine:
     def evaluate(self, compiled: Pushed, input_doc: dict):
         body = json.dumps({"input": input_doc}, separators=(",", ":")).encode()
         try:
-            answer = self._decisions.request("POST", _DECISION_PATH, body,
-                                             {"Content-Type": "application/json"})
+            answer = self._decisions.request("POST", _DECISION_PATH, body, {"Content-Type": "application/json"})
             try:
                 status, raw = answer.status_code, answer.read()
             finally:

@@ -15,6 +15,7 @@ One compiled module per worker; instances (one heap each) are pooled, and an
 instance serves one evaluation at a time: it is taken from the pool for the
 call and given back after, so two greenlets or threads never share one.
 """
+
 from __future__ import annotations
 
 import json
@@ -65,12 +66,12 @@ class CompiledWasm:
     def __init__(self, pool: InstancePool, entrypoint_id: int, probe: WasmInstance):
         self.pool = pool
         self.entrypoint_id = entrypoint_id
-        self._probe = probe   # only for telling bad input from a failing policy
+        self._probe = probe  # only for telling bad input from a failing policy
 
 
 class WasmEngine:
     name = "wasm"
-    memoizable = True   # the policy and its data are all in this process
+    memoizable = True  # the policy and its data are all in this process
 
     def __init__(self, opa_binary: str = "opa"):
         self._opa_binary = opa_binary
@@ -88,8 +89,9 @@ class WasmEngine:
         missing = sorted(set(first.builtin_ids) - set(HOST_BUILTINS))
         if missing:
             raise PolicyError(_unsupported(missing, bundle.modules))
-        return CompiledWasm(InstancePool(module, data_json, first), first.entrypoints[DECISION_PATH],
-                            module.instance(data_json))
+        return CompiledWasm(
+            InstancePool(module, data_json, first), first.entrypoints[DECISION_PATH], module.instance(data_json)
+        )
 
     def _build(self, bundle: PolicyBundle) -> bytes:
         opa = find_opa(self._opa_binary)

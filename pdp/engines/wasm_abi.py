@@ -12,6 +12,7 @@ An instance is single-use at a time (it holds one heap); WasmModule.instance()
 makes a new one and the engine pools them. After a trap (an abort, a builtin
 error) an instance is discarded: its heap is in an unknown state.
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -95,8 +96,9 @@ class WasmInstance:
         for arity in range(5):
             name = f"opa_builtin{arity}"
             if name in module._imports:
-                linker.define_func("env", name, wasmtime.FuncType([_I32] * (arity + 2), [_I32]),
-                                   self._on_builtin, access_caller=True)
+                linker.define_func(
+                    "env", name, wasmtime.FuncType([_I32] * (arity + 2), [_I32]), self._on_builtin, access_caller=True
+                )
         try:
             self._instance = linker.instantiate(store, module._module)
         except (wasmtime.WasmtimeError, wasmtime.Trap) as err:
@@ -109,8 +111,11 @@ class WasmInstance:
         self._malloc = exports["opa_malloc"]
         self._json_parse = exports["opa_json_parse"]
         self._json_dump = exports["opa_json_dump"]
-        self._eval = _I32Call(store, exports["opa_eval"], 7) if _wasm_ffi else \
-            (lambda *args, _f=exports["opa_eval"]: _f(store, *args))
+        self._eval = (
+            _I32Call(store, exports["opa_eval"], 7)
+            if _wasm_ffi
+            else (lambda *args, _f=exports["opa_eval"]: _f(store, *args))
+        )
         heap_ptr_get = exports["opa_heap_ptr_get"]
         self._heap_ptr_set = exports["opa_heap_ptr_set"]
         self.builtin_ids: dict[str, int] = self._read_value(exports["builtins"](store))
@@ -135,8 +140,7 @@ class WasmInstance:
         ctypes.memmove(base + self._input_addr, input_json, len(input_json))
         self._abort_message = None
         try:
-            result_addr = self._eval(0, entrypoint_id, self._data_addr, self._input_addr,
-                                     len(input_json), heap_ptr, 0)
+            result_addr = self._eval(0, entrypoint_id, self._data_addr, self._input_addr, len(input_json), heap_ptr, 0)
         except (wasmtime.Trap, wasmtime.WasmtimeError) as err:
             raise WasmAbort(self._abort_message or _first_line(err)) from None
         return self._cstring(store, result_addr)
@@ -222,8 +226,9 @@ class _I32Call:
         for i, value in enumerate(args):
             params[i].of.i32 = value
         with _enter_wasm(self._store) as trap:
-            error = _wasm_ffi.wasmtime_func_call(self._store._context(), self._func, params, self._arity,
-                                                 self._results, 1, trap)
+            error = _wasm_ffi.wasmtime_func_call(
+                self._store._context(), self._func, params, self._arity, self._results, 1, trap
+            )
             if error:
                 raise wasmtime.WasmtimeError._from_ptr(error)
         return self._results[0].of.i32 & 0xFFFFFFFF

@@ -2,6 +2,7 @@
 
 The protos come from PyPI's xds-protos (generated from envoyproxy/data-plane-api).
 """
+
 from __future__ import annotations
 
 import http
@@ -15,11 +16,17 @@ from ..problem import PROBLEM_JSON, problem_body
 
 # Identity headers only the PDP may set: the same names the proxy strips
 # (proxy/forwarding.py IDENTITY_HEADERS), and any other x-user-*.
-IDENTITY_HEADERS = frozenset(("x-user-id", "x-user-roles", "x-user-plan", "x-user-mfa",
-                              "x-user-sub", "x-user-email", "x-auth-subject"))
+IDENTITY_HEADERS = frozenset(
+    ("x-user-id", "x-user-roles", "x-user-plan", "x-user-mfa", "x-user-sub", "x-user-email", "x-auth-subject")
+)
 _OVERWRITE = base_pb2.HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD
-_GRPC_CODE = {400: code_pb2.INVALID_ARGUMENT, 401: code_pb2.UNAUTHENTICATED, 403: code_pb2.PERMISSION_DENIED,
-              429: code_pb2.RESOURCE_EXHAUSTED, 503: code_pb2.UNAVAILABLE}
+_GRPC_CODE = {
+    400: code_pb2.INVALID_ARGUMENT,
+    401: code_pb2.UNAUTHENTICATED,
+    403: code_pb2.PERMISSION_DENIED,
+    429: code_pb2.RESOURCE_EXHAUSTED,
+    503: code_pb2.UNAVAILABLE,
+}
 
 
 def is_identity_header(name: str) -> bool:
@@ -66,8 +73,10 @@ def check_request(request) -> tuple[dict, dict]:
 
 
 def _header_options(headers: dict) -> list:
-    return [base_pb2.HeaderValueOption(header=base_pb2.HeaderValue(key=k, value=v), append_action=_OVERWRITE)
-            for k, v in headers.items()]
+    return [
+        base_pb2.HeaderValueOption(header=base_pb2.HeaderValue(key=k, value=v), append_action=_OVERWRITE)
+        for k, v in headers.items()
+    ]
 
 
 def ok_response(decision, client_headers: dict):
@@ -87,15 +96,16 @@ def denied_response(status: int, reason: str, response_headers: dict | None = No
     problem_type = "quota-exceeded" if reason == "quota_exceeded" else None
     extra = {"decision_id": decision_id} if decision_id else {}
     body = problem_body(status, _title(status), reason, type_=problem_type, **extra)
-    headers = {**(response_headers or {}), "content-type": PROBLEM_JSON,
-               "x-lucid-reason": reason.split(":", 1)[0][:64]}
+    headers = {**(response_headers or {}), "content-type": PROBLEM_JSON, "x-lucid-reason": reason.split(":", 1)[0][:64]}
     if decision_id:
         headers["x-lucid-decision-id"] = decision_id
     denied = external_auth_pb2.DeniedHttpResponse(
-        status=http_status_pb2.HttpStatus(code=status), headers=_header_options(headers), body=body.decode())
+        status=http_status_pb2.HttpStatus(code=status), headers=_header_options(headers), body=body.decode()
+    )
     code = _GRPC_CODE.get(status, code_pb2.PERMISSION_DENIED)
-    return external_auth_pb2.CheckResponse(status=status_pb2.Status(code=code, message=reason[:200]),
-                                           denied_response=denied)
+    return external_auth_pb2.CheckResponse(
+        status=status_pb2.Status(code=code, message=reason[:200]), denied_response=denied
+    )
 
 
 def check_response(decision, client_headers: dict):

@@ -5,6 +5,7 @@ build_services) and serves Check from a thread pool; the processes share
 the port through SO_REUSEPORT. They are forked before grpc is imported:
 gRPC's core does not survive a fork.
 """
+
 from __future__ import annotations
 
 import logging
@@ -15,7 +16,7 @@ import sys
 log = logging.getLogger("lucid.pdp.grpc")
 
 
-def serve(settings, startup_bundle=None) -> int:
+def serve(settings, startup_bundle=None) -> int:  # noqa: C901
     """Runs PDP_GRPC_WORKERS processes until SIGTERM/SIGINT; returns an exit code."""
     workers = settings.grpc_workers
     if workers == 1:
@@ -61,6 +62,7 @@ def _serve_one(settings, startup_bundle) -> int:
     import grpc
 
     from servicekit import logs
+
     from ..app import build_services
     from .service import add_to_server
 
@@ -69,9 +71,9 @@ def _serve_one(settings, startup_bundle) -> int:
     services.policies.watch(settings.policy_reload_s)
     server = grpc.server(
         ThreadPoolExecutor(max_workers=settings.grpc_threads, thread_name_prefix="ext-authz"),
-        options=[("grpc.so_reuseport", 1),
-                 ("grpc.max_receive_message_length", settings.max_body_bytes * 4)],
-        maximum_concurrent_rpcs=settings.grpc_threads * 64)
+        options=[("grpc.so_reuseport", 1), ("grpc.max_receive_message_length", settings.max_body_bytes * 4)],
+        maximum_concurrent_rpcs=settings.grpc_threads * 64,
+    )
     add_to_server(server, services.decider)
     address = f"{settings.bind_host}:{settings.grpc_port}"
     if ":" in settings.bind_host:

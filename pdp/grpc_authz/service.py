@@ -1,4 +1,5 @@
 """The Authorization servicer: one CheckRequest, one decision, never an exception."""
+
 from __future__ import annotations
 
 import logging
@@ -8,6 +9,7 @@ import threading
 from envoy.service.auth.v3 import external_auth_pb2_grpc
 
 from servicekit.logs import request_id_var
+
 from ..problem import Problem
 from ..resources.check import validate_check
 from .mapping import check_request, check_response, denied_response

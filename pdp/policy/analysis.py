@@ -6,6 +6,7 @@
 - whether they read a clock or randomness (then decisions are not memoized);
 - which functions they call, so unsupported builtins fail the load with file:line.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -20,7 +21,9 @@ _SEGMENT = re.compile(r'\.\s*([A-Za-z_]\w*)|\[\s*"((?:[^"\\]|\\.)*)"\s*\]')
 _CALL = re.compile(r"(?<![\w.])([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*)\s*\(")
 _FUNCTION_HEAD = re.compile(r"^[ \t]*([A-Za-z_]\w*)\s*\([^()\n]*\)\s*(?::=|=(?!=)|if\b|\{|contains\b)", re.M)
 _IMPORT = re.compile(r"^[ \t]*import\s+([\w.]+)(?:\s+as\s+(\w+))?", re.M)
-_KEYWORDS = frozenset({"set", "not", "some", "every", "in", "if", "else", "with", "as", "contains", "import", "package", "default"})
+_KEYWORDS = frozenset(
+    {"set", "not", "some", "every", "in", "if", "else", "with", "as", "contains", "import", "package", "default"}
+)
 _NONDETERMINISTIC = ("time.now_ns", "rand.", "uuid.", "http.send", "opa.runtime", "crypto.x509.parse_and_verify")
 
 
@@ -33,7 +36,7 @@ def strip_comments_and_strings(source: str) -> str:
     return _scan(source, blank_strings=True)
 
 
-def _scan(src: str, blank_strings: bool) -> str:
+def _scan(src: str, blank_strings: bool) -> str:  # noqa: C901
     out = list(src)
     i, n = 0, len(src)
     while i < n:
@@ -79,7 +82,8 @@ class InputNeeds:
     cannot be read by name, so it is dropped even below a WHOLE reference.
     (A policy that iterates over an object's keys sees only the named ones.)
     """
-    tree: object            # WHOLE, or {key: subtree}
+
+    tree: object  # WHOLE, or {key: subtree}
     reads_clock: bool
     names: frozenset | None = None
 
@@ -165,7 +169,7 @@ def input_needs(modules: dict[str, str], data: dict | None = None) -> InputNeeds
 @dataclasses.dataclass(frozen=True)
 class Call:
     name: str
-    location: str   # file:line:col
+    location: str  # file:line:col
 
 
 def called_functions(modules: dict[str, str]) -> list[Call]:

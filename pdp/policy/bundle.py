@@ -5,6 +5,7 @@ the .rego sources, OPA's bundle convention).
 Follows OPA's bundle layout, so `opa run policies/` and `opa test policies/`
 see exactly what the PDP serves: `a/b/data.json` becomes `data.a.b`.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -24,11 +25,11 @@ _MAX_FILE_BYTES = 8 * 1024 * 1024
 @dataclasses.dataclass(frozen=True)
 class PolicyBundle:
     root: str
-    modules: dict[str, str]        # relative path -> source (no *_test.rego)
-    test_modules: dict[str, str]   # relative path -> source of *_test.rego
+    modules: dict[str, str]  # relative path -> source (no *_test.rego)
+    test_modules: dict[str, str]  # relative path -> source of *_test.rego
     data: dict
-    revision: str                  # "sha256:<hex>" over every file's path and content
-    wasm: bytes | None = None      # a prebuilt policy.wasm (from a bundle.tar.gz), else None
+    revision: str  # "sha256:<hex>" over every file's path and content
+    wasm: bytes | None = None  # a prebuilt policy.wasm (from a bundle.tar.gz), else None
 
     @property
     def all_modules(self) -> dict[str, str]:

@@ -1,4 +1,5 @@
 """Policy errors carry file:line so authors can find them."""
+
 from __future__ import annotations
 
 import re

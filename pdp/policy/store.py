@@ -4,6 +4,7 @@ A reload compiles the new bundle beside the old one and swaps a single
 reference, so a request in flight finishes on the policy it started with and
 none is dropped. A broken edit keeps the last good policy serving.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -33,8 +34,15 @@ class ServedPolicy:
 
 
 class PolicyStore:
-    def __init__(self, engine, policy_dir: str, settings_overlay: dict | None = None,
-                 memo_size: int = 10000, metrics=None, settle_s: float = 0.05):
+    def __init__(
+        self,
+        engine,
+        policy_dir: str,
+        settings_overlay: dict | None = None,
+        memo_size: int = 10000,
+        metrics=None,
+        settle_s: float = 0.05,
+    ):
         self._engine = engine
         self._dir = policy_dir
         self._overlay = settings_overlay or {}
@@ -96,8 +104,9 @@ class PolicyStore:
         except PolicyError as err:
             self._fingerprint = fp  # do not retry the same broken files every poll
             self.last_error = str(err)
-            log.error("policy reload failed, still serving %s: %s",
-                      self.current.revision if self.current else "nothing", err)
+            log.error(
+                "policy reload failed, still serving %s: %s", self.current.revision if self.current else "nothing", err
+            )
             if self._metrics:
                 self._metrics.reloads.labels(result="error").inc()
                 self._metrics.policy_error.set(1)

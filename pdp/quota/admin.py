@@ -6,6 +6,7 @@ every worker. Field ``<name>:limit`` / ``<name>:burst`` override one
 descriptor; field ``@plan`` makes the policy re-evaluate the subject's quotas
 as if its token said that plan.
 """
+
 from __future__ import annotations
 
 import re
@@ -53,8 +54,16 @@ class QuotaAdmin:
             if algorithm is None:
                 continue  # written by another version; it expires on its own
             found[_text(name)] = Descriptor(
-                name=_text(name), key=key, limit=int(limit), window_s=int(window_ms) // 1000,
-                burst=int(burst), cost=0, algorithm=algorithm, shadow=False, fail_mode="closed")
+                name=_text(name),
+                key=key,
+                limit=int(limit),
+                window_s=int(window_ms) // 1000,
+                burst=int(burst),
+                cost=0,
+                algorithm=algorithm,
+                shadow=False,
+                fail_mode="closed",
+            )
         return found
 
     def overrides(self, key: str) -> dict:
@@ -73,12 +82,18 @@ class QuotaAdmin:
         outcomes = self._service.peek(descriptors) if descriptors else []
         quotas = []
         for d, o in zip(descriptors, outcomes):
-            quotas.append({"name": d.name, "algorithm": d.algorithm, "limit": o.limit,
-                           "burst": o.burst if d.algorithm == "token_bucket" else None,
-                           "window_s": d.window_s, "remaining": o.remaining,
-                           "reset_s": -(-o.reset_ms // 1000)})
-        return {"key": key, "quotas": sorted(quotas, key=lambda q: q["name"]),
-                "overrides": self.overrides(key)}
+            quotas.append(
+                {
+                    "name": d.name,
+                    "algorithm": d.algorithm,
+                    "limit": o.limit,
+                    "burst": o.burst if d.algorithm == "token_bucket" else None,
+                    "window_s": d.window_s,
+                    "remaining": o.remaining,
+                    "reset_s": -(-o.reset_ms // 1000),
+                }
+            )
+        return {"key": key, "quotas": sorted(quotas, key=lambda q: q["name"]), "overrides": self.overrides(key)}
 
     def set_override(self, key: str, name: str, limit: int, burst: int | None) -> dict:
         check_key(key), check_name(name)
@@ -132,4 +147,3 @@ class QuotaAdmin:
             raise AdminInputError("usage analytics are off (QUOTA_ANALYTICS=false)")
         analytics.flush()  # this worker's pending counts, so a fresh read sees them
         return analytics.report(top_n=top_n, window_s=window_s)
-

@@ -6,6 +6,7 @@ a sorted set of the busiest keys, trimmed to ``keep_per_minute`` members, and
 a hash of allowed/rejected counts per descriptor name. So analytics cost no
 extra round trip per request, and lag by at most the flush interval.
 """
+
 from __future__ import annotations
 
 import logging
@@ -21,8 +22,16 @@ _TTL_S = _HOUR_S + 120
 
 
 class UsageAnalytics:
-    def __init__(self, redis_client, keys: KeySpace, *, clock, flush_interval_s: float = 1.0,
-                 keep_per_minute: int = 1000, max_pending_keys: int = 10_000):
+    def __init__(
+        self,
+        redis_client,
+        keys: KeySpace,
+        *,
+        clock,
+        flush_interval_s: float = 1.0,
+        keep_per_minute: int = 1000,
+        max_pending_keys: int = 10_000,
+    ):
         self._redis = redis_client
         self._keys = keys
         self._clock = clock
@@ -45,6 +54,7 @@ class UsageAnalytics:
     def start_background_flush(self) -> threading.Thread:
         """Flushes every interval from a daemon thread (a greenlet under gevent), so an
         idle worker's counts reach Redis too."""
+
         def loop():
             while True:
                 time.sleep(self._flush_interval_s)
@@ -52,6 +62,7 @@ class UsageAnalytics:
                     self.flush()
                 except Exception as exc:  # noqa: BLE001 - analytics must never stop serving
                     log.warning("quota analytics flush failed: %s", exc.__class__.__name__)
+
         thread = threading.Thread(target=loop, name="quota-analytics", daemon=True)
         thread.start()
         return thread

@@ -1,4 +1,5 @@
 """The quota descriptors a policy returns, validated before anything is spent."""
+
 from __future__ import annotations
 
 import re
@@ -10,8 +11,7 @@ MAX_DESCRIPTORS = 16
 _MAX_INT = 10**12
 _NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
 _MAX_KEY_CHARS = 256
-_FIELDS = {"name", "key", "limit", "window_s", "burst", "cost", "algorithm", "shadow",
-           "fail_mode"}
+_FIELDS = {"name", "key", "limit", "window_s", "burst", "cost", "algorithm", "shadow", "fail_mode"}
 
 
 class DescriptorError(ValueError):
@@ -45,8 +45,7 @@ def _integer(raw: dict, field: str, default=None, minimum=0) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise DescriptorError(f"quota descriptor {raw.get('name')!r}: {field} must be an integer")
     if not minimum <= value <= _MAX_INT:
-        raise DescriptorError(
-            f"quota descriptor {raw.get('name')!r}: {field} must be in [{minimum}, {_MAX_INT}]")
+        raise DescriptorError(f"quota descriptor {raw.get('name')!r}: {field} must be in [{minimum}, {_MAX_INT}]")
     return value
 
 
@@ -56,23 +55,21 @@ def parse_descriptor(raw) -> Descriptor:
         raise DescriptorError("quota descriptor must be an object")
     unknown = set(raw) - _FIELDS
     if unknown:
-        raise DescriptorError(f"quota descriptor {raw.get('name')!r}: unknown field(s) "
-                              f"{', '.join(sorted(map(str, unknown)))}")
+        raise DescriptorError(
+            f"quota descriptor {raw.get('name')!r}: unknown field(s) {', '.join(sorted(map(str, unknown)))}"
+        )
     name = raw.get("name")
     if not isinstance(name, str) or not _NAME.match(name):
         raise DescriptorError("quota descriptor name must match [A-Za-z0-9_.-]{1,64}")
     key = raw.get("key")
     if not isinstance(key, str) or not key or len(key) > _MAX_KEY_CHARS or not key.isprintable():
-        raise DescriptorError(f"quota descriptor {name!r}: key must be 1-{_MAX_KEY_CHARS} "
-                              "printable characters")
+        raise DescriptorError(f"quota descriptor {name!r}: key must be 1-{_MAX_KEY_CHARS} printable characters")
     algorithm = raw.get("algorithm", "token_bucket")
     if algorithm not in ALGORITHMS:
-        raise DescriptorError(f"quota descriptor {name!r}: algorithm must be one of "
-                              f"{', '.join(ALGORITHMS)}")
+        raise DescriptorError(f"quota descriptor {name!r}: algorithm must be one of {', '.join(ALGORITHMS)}")
     fail_mode = raw.get("fail_mode", "local")
     if fail_mode not in FAIL_MODES:
-        raise DescriptorError(f"quota descriptor {name!r}: fail_mode must be one of "
-                              f"{', '.join(FAIL_MODES)}")
+        raise DescriptorError(f"quota descriptor {name!r}: fail_mode must be one of {', '.join(FAIL_MODES)}")
     shadow = raw.get("shadow", False)
     if not isinstance(shadow, bool):
         raise DescriptorError(f"quota descriptor {name!r}: shadow must be a boolean")
@@ -81,8 +78,17 @@ def parse_descriptor(raw) -> Descriptor:
     window_s = _integer(raw, "window_s", default_window, minimum=1)
     burst = _integer(raw, "burst", limit, minimum=1)
     cost = _integer(raw, "cost", 1, minimum=0)
-    return Descriptor(name=name, key=key, limit=limit, window_s=window_s, burst=burst,
-                      cost=cost, algorithm=algorithm, shadow=shadow, fail_mode=fail_mode)
+    return Descriptor(
+        name=name,
+        key=key,
+        limit=limit,
+        window_s=window_s,
+        burst=burst,
+        cost=cost,
+        algorithm=algorithm,
+        shadow=shadow,
+        fail_mode=fail_mode,
+    )
 
 
 def parse_descriptors(raw) -> list[Descriptor]:

@@ -1,10 +1,12 @@
 """Builds the QuotaService of one PDP worker from the settings table."""
+
 from __future__ import annotations
 
 import time
 
-from .analytics import UsageAnalytics
 from servicekit.breaker import CircuitBreaker
+
+from .analytics import UsageAnalytics
 from .keys import KeySpace
 from .leases import LeasePolicy
 from .local import LocalLimiter
@@ -20,10 +22,15 @@ def build_quota_service(settings, redis_client, registry=None, clock=time.time) 
         analytics = UsageAnalytics(redis_client, keys, clock=clock)
         analytics.start_background_flush()
     return QuotaService(
-        redis_client, keys=keys, legacy_headers=settings.ratelimit_legacy_headers,
-        breaker=CircuitBreaker(settings.quota_breaker_failures,
-                               settings.quota_breaker_reset_ms / 1000),
-        local=LocalLimiter(settings.quota_local_max_keys), analytics=analytics, clock=clock,
+        redis_client,
+        keys=keys,
+        legacy_headers=settings.ratelimit_legacy_headers,
+        breaker=CircuitBreaker(settings.quota_breaker_failures, settings.quota_breaker_reset_ms / 1000),
+        local=LocalLimiter(settings.quota_local_max_keys),
+        analytics=analytics,
+        clock=clock,
         metrics=QuotaMetrics(registry),
-        leases=LeasePolicy(settings.quota_lease_max_units, settings.quota_lease_fraction,
-                           settings.quota_lease_ttl_s) if settings.quota_lease_max_units > 1 else None)
+        leases=LeasePolicy(settings.quota_lease_max_units, settings.quota_lease_fraction, settings.quota_lease_ttl_s)
+        if settings.quota_lease_max_units > 1
+        else None,
+    )

@@ -5,6 +5,7 @@
 for the tightest descriptor; optionally the older
 ``RateLimit-Limit/-Remaining/-Reset``; ``Retry-After`` on 429.
 """
+
 from __future__ import annotations
 
 import math
@@ -16,8 +17,16 @@ def _sf_string(text: str) -> str:
     return '"' + safe.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def ratelimit_headers(name: str, limit: int, window_s: int, remaining: int, reset_ms: int,
-                      *, legacy: bool = False, retry_after_s: int | None = None) -> dict:
+def ratelimit_headers(
+    name: str,
+    limit: int,
+    window_s: int,
+    remaining: int,
+    reset_ms: int,
+    *,
+    legacy: bool = False,
+    retry_after_s: int | None = None,
+) -> dict:
     reset_s = max(0, math.ceil(reset_ms / 1000))
     label = _sf_string(name)
     headers = {

@@ -4,6 +4,7 @@ All of one subject's keys carry the subject in a hash tag, e.g.
 ``lucid:q:{user:alice}:c:per_user_minute``, so they live in one Redis Cluster
 slot and one Lua script can touch them all.
 """
+
 from __future__ import annotations
 
 import functools

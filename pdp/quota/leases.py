@@ -14,6 +14,7 @@ needs nothing from the proxy but the lease's id.
 - the spend is all or nothing in the same Lua call as a plain spend (the
   caller falls back to one unit when the limits have no room for more).
 """
+
 from __future__ import annotations
 
 import json
@@ -49,12 +50,27 @@ class LeasePolicy:
     def record(redis_client, keys, items: list[Prepared], reserved: int) -> str:
         """Stores what a return needs; returns the lease id, or "" when Redis refused."""
         lease_id = secrets.token_hex(16)
-        doc = {"reserved": reserved,
-               "items": [[p.counter_key, p.overrides_key, p.index_key, p.d.name, p.alg, p.d.limit,
-                          p.d.window_s, p.d.burst, p.d.cost, p.end_ms, p.tag] for p in items]}
+        doc = {
+            "reserved": reserved,
+            "items": [
+                [
+                    p.counter_key,
+                    p.overrides_key,
+                    p.index_key,
+                    p.d.name,
+                    p.alg,
+                    p.d.limit,
+                    p.d.window_s,
+                    p.d.burst,
+                    p.d.cost,
+                    p.end_ms,
+                    p.tag,
+                ]
+                for p in items
+            ],
+        }
         try:
-            redis_client.set(_record_key(keys, lease_id), json.dumps(doc, separators=(",", ":")),
-                             px=RECORD_TTL_MS)
+            redis_client.set(_record_key(keys, lease_id), json.dumps(doc, separators=(",", ":")), px=RECORD_TTL_MS)
         except Exception:  # noqa: BLE001 - the lease is then just not handed out
             return ""
         return lease_id
@@ -62,8 +78,7 @@ class LeasePolicy:
     @staticmethod
     def take_record(redis_client, keys, lease_id: str):
         """(items, reserved) of a lease, removing its record; None if unknown or taken."""
-        if not isinstance(lease_id, str) or len(lease_id) != 32 or \
-                any(c not in "0123456789abcdef" for c in lease_id):
+        if not isinstance(lease_id, str) or len(lease_id) != 32 or any(c not in "0123456789abcdef" for c in lease_id):
             return None
         raw = redis_client.getdel(_record_key(keys, lease_id))
         if raw is None:
@@ -72,8 +87,17 @@ class LeasePolicy:
         items = []
         for counter, overrides, index, name, alg, limit, window_s, burst, cost, end_ms, tag in doc["items"]:
             algorithm = {"tb": "token_bucket", "day": "calendar_day", "month": "calendar_month"}[alg]
-            d = Descriptor(name=name, key="", limit=limit, window_s=window_s, burst=burst, cost=cost,
-                           algorithm=algorithm, shadow=False, fail_mode="local")
+            d = Descriptor(
+                name=name,
+                key="",
+                limit=limit,
+                window_s=window_s,
+                burst=burst,
+                cost=cost,
+                algorithm=algorithm,
+                shadow=False,
+                fail_mode="local",
+            )
             items.append(Prepared(d, alg, counter, overrides, index, end_ms, tag))
         return items, int(doc["reserved"])
 

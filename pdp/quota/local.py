@@ -5,6 +5,7 @@ last reported for the key (or a full bucket), so during an outage a key admits
 at most (workers x limit) per window - see docs/quotas.md. What a worker spends
 locally is remembered and pushed to Redis when it returns (re-sync).
 """
+
 from __future__ import annotations
 
 import math
@@ -32,8 +33,7 @@ class LocalLimiter:
         with self._lock:
             self._put(p.counter_key, (level, expires, o.limit, o.burst))
 
-    def spend(self, items: list[Prepared], now_ms: int,
-              record_debits: bool = True) -> tuple[bool, list[Outcome]]:
+    def spend(self, items: list[Prepared], now_ms: int, record_debits: bool = True) -> tuple[bool, list[Outcome]]:  # noqa: C901
         """Checks and spends all items, or none when an enforced one is over its limit.
 
         ``record_debits`` False: Redis probably counted this request already
@@ -42,8 +42,7 @@ class LocalLimiter:
         with self._lock:
             outcomes, new_values, rejected = [], [], False
             for p in items:
-                value, expires, limit, burst = self._state.get(
-                    p.counter_key, (None, 0.0, p.d.limit, p.d.burst))
+                value, expires, limit, burst = self._state.get(p.counter_key, (None, 0.0, p.d.limit, p.d.burst))
                 if expires <= now_ms:
                     value = None
                 if p.alg == "tb":

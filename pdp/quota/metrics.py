@@ -4,6 +4,7 @@ Names come from the policy, so the label set is bounded by the policy code;
 as a guard against a policy that builds names from input, names beyond
 ``max_names`` are counted under "_other".
 """
+
 from __future__ import annotations
 
 import threading
@@ -17,21 +18,18 @@ class QuotaMetrics:
     def __init__(self, registry=None, *, namespace: str = "lucid_pdp", max_names: int = 64):
         kw = {"registry": registry, "namespace": namespace}
         self.decisions = Counter(
-            "quota_decisions", "Quota verdicts per descriptor: allowed, rejected, "
-            "shadow_rejected (would have rejected), shadow_allowed",
-            ["descriptor", "result"], **kw)
+            "quota_decisions",
+            "Quota verdicts per descriptor: allowed, rejected, shadow_rejected (would have rejected), shadow_allowed",
+            ["descriptor", "result"],
+            **kw,
+        )
         self.redis_seconds = Histogram(
-            "quota_redis_seconds", "Latency of the quota Lua script call",
-            buckets=_REDIS_BUCKETS, **kw)
-        self.redis_errors = Counter(
-            "quota_redis_errors", "Failed quota Redis calls by error class", ["error"], **kw)
-        self.fallbacks = Counter(
-            "quota_fallback", "Descriptors decided without Redis, by fail mode",
-            ["mode"], **kw)
-        self.breaker_opens = Counter(
-            "quota_breaker_opens", "Times the Redis circuit breaker opened", **kw)
-        self.resyncs = Counter(
-            "quota_resync_keys", "Counters re-synced to Redis after an outage", **kw)
+            "quota_redis_seconds", "Latency of the quota Lua script call", buckets=_REDIS_BUCKETS, **kw
+        )
+        self.redis_errors = Counter("quota_redis_errors", "Failed quota Redis calls by error class", ["error"], **kw)
+        self.fallbacks = Counter("quota_fallback", "Descriptors decided without Redis, by fail mode", ["mode"], **kw)
+        self.breaker_opens = Counter("quota_breaker_opens", "Times the Redis circuit breaker opened", **kw)
+        self.resyncs = Counter("quota_resync_keys", "Counters re-synced to Redis after an outage", **kw)
         self._names: set[str] = set()
         self._max_names = max_names
         self._lock = threading.Lock()

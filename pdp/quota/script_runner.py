@@ -10,6 +10,7 @@ complete reply, so it never holds a stale answer; after any error it is
 closed. Anything unusual (a Cluster redirect, NOSCRIPT after a failover or
 SCRIPT FLUSH) is handled here or handed to the full client.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -17,9 +18,8 @@ import threading
 import time
 
 from redis.cluster import RedisCluster
-from redis.exceptions import AskError, ClusterDownError, MovedError, NoScriptError, ResponseError
+from redis.exceptions import AskError, ClusterDownError, MovedError, NoScriptError, ResponseError, TryAgainError
 from redis.exceptions import TimeoutError as RedisTimeoutError
-from redis.exceptions import TryAgainError
 
 
 class ScriptCallError(Exception):
@@ -57,6 +57,7 @@ class _ConnectionStack:
 
 class _Call:
     """One caller's script call, waiting in a batch."""
+
     __slots__ = ("keys", "args", "done", "reply", "error")
 
     def __init__(self, keys, args):
@@ -136,8 +137,7 @@ class ScriptRunner:
             time.sleep(0)  # let callers that are ready to run join this batch
             self._flush(server.stack, server.take())
         elif not call.done.wait(self._wait_s):
-            raise ScriptCallError(TimeoutError("no answer for the batched call"),
-                                  maybe_applied=True)
+            raise ScriptCallError(TimeoutError("no answer for the batched call"), maybe_applied=True)
         if call.error is not None:
             raise call.error
         return call.reply
@@ -152,7 +152,7 @@ class ScriptRunner:
                     call.error = ScriptCallError(RuntimeError("batch aborted"), maybe_applied=True)
                 call.done.set()
 
-    def _exchange(self, stack: _ConnectionStack, batch: list) -> None:
+    def _exchange(self, stack: _ConnectionStack, batch: list) -> None:  # noqa: C901
         try:
             conn = stack.get()
         except Exception as exc:  # noqa: BLE001 - nothing was sent
@@ -162,8 +162,9 @@ class ScriptRunner:
         pending = batch
         try:
             for attempt in range(2):
-                conn.send_packed_command(conn.pack_commands(
-                    [("EVALSHA", self.sha, len(c.keys), *c.keys, *c.args) for c in pending]))
+                conn.send_packed_command(
+                    conn.pack_commands([("EVALSHA", self.sha, len(c.keys), *c.keys, *c.args) for c in pending])
+                )
                 retry, redirected = [], []
                 for call in pending:
                     try:
@@ -209,8 +210,7 @@ class ScriptRunner:
 def _socket_timeout(client) -> float | None:
     try:
         if isinstance(client, RedisCluster):
-            return client.get_default_node().redis_connection.connection_pool.connection_kwargs.get(
-                "socket_timeout")
+            return client.get_default_node().redis_connection.connection_pool.connection_kwargs.get("socket_timeout")
         return client.connection_pool.connection_kwargs.get("socket_timeout")
     except Exception:  # noqa: BLE001 - only a bound for waiting
         return None

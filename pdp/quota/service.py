@@ -6,6 +6,7 @@ decides: ``local`` (default) enforces the same limits in-process, ``open``
 allows, ``closed`` answers 503. A circuit breaker stops waiting on a Redis
 that keeps failing.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -17,8 +18,9 @@ from importlib import resources
 
 from redis.cluster import RedisCluster
 
-from .analytics import UsageAnalytics
 from servicekit.breaker import CircuitBreaker
+
+from .analytics import UsageAnalytics
 from .descriptors import Descriptor, DescriptorError, parse_descriptors
 from .headers import ratelimit_headers
 from .keys import KeySpace, calendar_window
@@ -83,10 +85,19 @@ class QuotaService:
         leases: a LeasePolicy (pdp/quota/leases.py), or None for no leases.
     """
 
-    def __init__(self, redis_client, *, keys: KeySpace | None = None,
-                 legacy_headers: bool = False, breaker: CircuitBreaker | None = None,
-                 local: LocalLimiter | None = None, analytics: UsageAnalytics | None = None,
-                 clock=time.time, metrics=None, leases=None):
+    def __init__(
+        self,
+        redis_client,
+        *,
+        keys: KeySpace | None = None,
+        legacy_headers: bool = False,
+        breaker: CircuitBreaker | None = None,
+        local: LocalLimiter | None = None,
+        analytics: UsageAnalytics | None = None,
+        clock=time.time,
+        metrics=None,
+        leases=None,
+    ):
         self._redis = redis_client
         self._keys = keys or KeySpace()
         self._legacy = legacy_headers
@@ -115,8 +126,7 @@ class QuotaService:
 
     # -- the spend path -------------------------------------------------------------
 
-    def spend(self, descriptors: list, subject: dict | None = None, replan=None,
-              lease_want: int = 1) -> QuotaVerdict:
+    def spend(self, descriptors: list, subject: dict | None = None, replan=None, lease_want: int = 1) -> QuotaVerdict:
         """Checks and spends all descriptors of one request.
 
         Args:
@@ -137,8 +147,7 @@ class QuotaService:
         except DescriptorError as exc:
             # A malformed decision is a deny (fail closed), never a 500.
             log.error("invalid quota descriptor from policy: %s", exc)
-            return QuotaVerdict(allowed=False, status=403, reason="invalid_quota_descriptor",
-                                source="none")
+            return QuotaVerdict(allowed=False, status=403, reason="invalid_quota_descriptor", source="none")
         if not parsed:
             return QuotaVerdict(allowed=True, source="none")
         plan = (subject or {}).get("plan") or ""
@@ -151,11 +160,9 @@ class QuotaService:
                 parsed = self._parse(replan(override))
             except DescriptorError as exc:
                 log.error("invalid quota descriptor under plan %r: %s", override, exc)
-                return QuotaVerdict(allowed=False, status=403,
-                                    reason="invalid_quota_descriptor", source="none")
+                return QuotaVerdict(allowed=False, status=403, reason="invalid_quota_descriptor", source="none")
             units = self._leases.units_for(parsed, lease_want) if self._leases and parsed else 1
-            verdict = self._decide(parsed, now_s, "*", units) if parsed else \
-                QuotaVerdict(allowed=True, source="none")
+            verdict = self._decide(parsed, now_s, "*", units) if parsed else QuotaVerdict(allowed=True, source="none")
             verdict.plan = override
         self._after(verdict)
         return verdict
@@ -165,8 +172,7 @@ class QuotaService:
         lists over and over (memoized decisions even hand out the same objects)."""
         try:
             # Types are part of the key: True == 1, but a boolean limit is refused.
-            key = tuple(tuple(d.items()) + tuple(map(type, d.values())) for d in raw) \
-                if isinstance(raw, list) else None
+            key = tuple(tuple(d.items()) + tuple(map(type, d.values())) for d in raw) if isinstance(raw, list) else None
             parsed = self._parsed.get(key) if key is not None else None
         except (AttributeError, TypeError):  # not dicts, or unhashable values
             return parse_descriptors(raw)
@@ -186,8 +192,7 @@ class QuotaService:
             return self._fallback(items, now_ms, resync=not exc.maybe_applied)
         if isinstance(replies, str):
             return replies
-        if units > 1 and any(o is not None and not o.allowed and not p.d.shadow
-                             for p, o in zip(items, replies)):
+        if units > 1 and any(o is not None and not o.allowed and not p.d.shadow for p, o in zip(items, replies)):
             # No room for a lease (nothing was spent): this request alone, as without leases.
             return self._decide(parsed, now_s, plan, 1)
         for p, o in zip(items, replies):
@@ -218,9 +223,15 @@ class QuotaService:
         end_ms = 0
         if d.algorithm != "token_bucket":
             end_ms = calendar_window(d.algorithm, now_s)[2]
-        return Prepared(d, _ALG_CODES[d.algorithm], counter,
-                        self._keys.overrides(d.key), self._keys.index(d.key), end_ms,
-                        self._keys.base(d.key))
+        return Prepared(
+            d,
+            _ALG_CODES[d.algorithm],
+            counter,
+            self._keys.overrides(d.key),
+            self._keys.index(d.key),
+            end_ms,
+            self._keys.base(d.key),
+        )
 
     def _groups(self, items: list[Prepared]) -> list[list[int]]:
         """Indexes of items per Lua call: one call on a single server; per tag in Cluster."""
@@ -254,7 +265,7 @@ class QuotaService:
                     self._on_success(probe)
                     return reply[1].decode() if isinstance(reply[1], bytes) else reply[1]
                 for n, i in enumerate(group):
-                    outcomes[i] = Outcome(bool(reply[2 + 6 * n]), *reply[3 + 6 * n: 8 + 6 * n])
+                    outcomes[i] = Outcome(bool(reply[2 + 6 * n]), *reply[3 + 6 * n : 8 + 6 * n])
                 if reply[0] == 0:
                     # Cluster, several subjects: give back what earlier groups spent.
                     self._refund(spent_groups, items, now_ms, units)
@@ -271,8 +282,16 @@ class QuotaService:
         for p in items:
             d = p.d
             keys += (p.counter_key, p.overrides_key, p.index_key)
-            args += (d.name, p.alg, d.limit, d.window_ms, d.burst, d.cost * units,
-                     1 if d.shadow else 0, max(1, p.end_ms - now_ms) if p.end_ms else 0)
+            args += (
+                d.name,
+                p.alg,
+                d.limit,
+                d.window_ms,
+                d.burst,
+                d.cost * units,
+                1 if d.shadow else 0,
+                max(1, p.end_ms - now_ms) if p.end_ms else 0,
+            )
         started = time.perf_counter()
         try:
             return self._script.run(keys, args)
@@ -329,9 +348,14 @@ class QuotaService:
         if any(p.d.fail_mode == "closed" for p in enforced):
             if self._metrics:
                 self._metrics.fallbacks.labels("closed").inc()
-            return QuotaVerdict(allowed=False, status=503, reason="quota_unavailable",
-                                retry_after_s=1, response_headers={"retry-after": "1"},
-                                source="fallback")
+            return QuotaVerdict(
+                allowed=False,
+                status=503,
+                reason="quota_unavailable",
+                retry_after_s=1,
+                response_headers={"retry-after": "1"},
+                source="fallback",
+            )
         local = [p for p in items if p.d.fail_mode == "local"]
         outcomes: list[Outcome | None] = [None] * len(items)
         if local:
@@ -352,8 +376,7 @@ class QuotaService:
             if p.end_ms and p.end_ms <= now_ms:
                 continue  # that calendar window is over
             try:
-                self._eval([p._replace(d=dataclasses.replace(p.d, cost=cost))],
-                           now_ms, "*", "force")
+                self._eval([p._replace(d=dataclasses.replace(p.d, cost=cost))], now_ms, "*", "force")
                 pushed += 1
             except ScriptCallError as exc:
                 log.warning("quota: re-sync stopped: %s", exc)
@@ -364,30 +387,36 @@ class QuotaService:
 
     # -- verdicts -------------------------------------------------------------------
 
-    def _verdict(self, items: list[Prepared], outcomes: list, source: str,
-                 units: int = 1) -> QuotaVerdict:
-        rejecting = [(p, o) for p, o in zip(items, outcomes)
-                     if o is not None and not o.allowed and not p.d.shadow]
+    def _verdict(self, items: list[Prepared], outcomes: list, source: str, units: int = 1) -> QuotaVerdict:
+        rejecting = [(p, o) for p, o in zip(items, outcomes) if o is not None and not o.allowed and not p.d.shadow]
         details = list(zip((p.d for p in items), outcomes))
         if rejecting:
             p, o = max(rejecting, key=lambda po: po[1].retry_after_ms)
             retry_s = max(1, math.ceil(o.retry_after_ms / 1000))
-            headers = ratelimit_headers(p.d.name, o.limit, p.d.window_s, o.remaining,
-                                        o.reset_ms, legacy=self._legacy, retry_after_s=retry_s)
-            return QuotaVerdict(allowed=False, status=429, reason="quota_exceeded",
-                                retry_after_s=retry_s, response_headers=headers,
-                                details=details, source=source)
+            headers = ratelimit_headers(
+                p.d.name, o.limit, p.d.window_s, o.remaining, o.reset_ms, legacy=self._legacy, retry_after_s=retry_s
+            )
+            return QuotaVerdict(
+                allowed=False,
+                status=429,
+                reason="quota_exceeded",
+                retry_after_s=retry_s,
+                response_headers=headers,
+                details=details,
+                source=source,
+            )
         # With a lease, the headers say what remains as if this request alone
         # had spent: the proxy counts down from there as it admits on the lease.
-        counted = [(p, o._replace(remaining=o.remaining + (units - 1) * p.d.cost))
-                   for p, o in zip(items, outcomes) if o is not None and not p.d.shadow]
+        counted = [
+            (p, o._replace(remaining=o.remaining + (units - 1) * p.d.cost))
+            for p, o in zip(items, outcomes)
+            if o is not None and not p.d.shadow
+        ]
         headers = {}
         if counted:
             p, o = min(counted, key=lambda po: (po[1].remaining, -po[1].reset_ms))
-            headers = ratelimit_headers(p.d.name, o.limit, p.d.window_s, o.remaining,
-                                        o.reset_ms, legacy=self._legacy)
-        return QuotaVerdict(allowed=True, response_headers=headers, details=details,
-                            source=source)
+            headers = ratelimit_headers(p.d.name, o.limit, p.d.window_s, o.remaining, o.reset_ms, legacy=self._legacy)
+        return QuotaVerdict(allowed=True, response_headers=headers, details=details, source=source)
 
     def _after(self, verdict: QuotaVerdict) -> None:
         """Metrics and analytics of a decision (off the Lua call, cheap)."""
@@ -419,7 +448,7 @@ class QuotaService:
         for group in self._groups(items):
             reply = self._eval([items[i] for i in group], int(now_s * 1000), "*", "peek")
             for n, i in enumerate(group):
-                outcomes[i] = Outcome(bool(reply[2 + 6 * n]), *reply[3 + 6 * n: 8 + 6 * n])
+                outcomes[i] = Outcome(bool(reply[2 + 6 * n]), *reply[3 + 6 * n : 8 + 6 * n])
         return outcomes
 
     @property

@@ -1,9 +1,11 @@
 """POST /v1/check: the decision API the proxy (and anything else) asks."""
+
 from __future__ import annotations
 
 import json
 
 from servicekit.client_ip import canonical_ip
+
 from ..problem import Problem
 
 _METHOD_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ")
@@ -91,8 +93,9 @@ class Check:
     def on_post(self, req, resp):
         body = read_json_body(req, self._max)
         check = validate_check(body)
-        decision = self._decider.decide(check, req.context.request_id, getattr(req.context, "trace", None),
-                                        lease_want=validate_lease_want(body))
+        decision = self._decider.decide(
+            check, req.context.request_id, getattr(req.context, "trace", None), lease_want=validate_lease_want(body)
+        )
         resp.media = decision.to_json()
 
 
@@ -111,6 +114,7 @@ class LeaseReturn:
         if isinstance(unused, bool) or not isinstance(unused, int) or not 0 <= unused <= 1_000_000:
             raise _bad("`unused` must be an integer in [0, 1000000]")
         from ..quota.service import QuotaUnavailable
+
         returned = 0
         if self._quota is not None:
             try:

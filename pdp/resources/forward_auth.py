@@ -19,30 +19,40 @@ another path.
 X-Real-IP and X-Forwarded-For are believed only from a peer in
 TRUSTED_PROXIES (servicekit/client_ip.py); otherwise the client is the peer.
 """
+
 from __future__ import annotations
 
 import dataclasses
 
 from servicekit.client_ip import TrustedProxies, canonical_ip, forwarded_for_chain
+
 from ..problem import PROBLEM_JSON, Problem, problem_body
 from .check import validate_check
 
 FRONTS = ("nginx", "traefik", "envoy")
 _NGINX_TARGET = ("X-Original-Method", "X-Original-URI")
 _TRAEFIK_TARGET = ("X-Forwarded-Method", "X-Forwarded-Uri")
-_HOP_OR_CONTROL = frozenset({*(h.lower() for h in _NGINX_TARGET + _TRAEFIK_TARGET),
-                             "connection", "content-length", "transfer-encoding", "keep-alive"})
+_HOP_OR_CONTROL = frozenset(
+    {
+        *(h.lower() for h in _NGINX_TARGET + _TRAEFIK_TARGET),
+        "connection",
+        "content-length",
+        "transfer-encoding",
+        "keep-alive",
+    }
+)
 _SCHEMES = frozenset({"http", "https"})
 
 
 @dataclasses.dataclass(frozen=True)
 class Front:
     """One gateway's way of saying which request is being judged."""
+
     name: str
-    method_header: str | None   # None: the method and path are this request's own (Envoy)
+    method_header: str | None  # None: the method and path are this request's own (Envoy)
     uri_header: str | None
     host_header: str
-    foreign: tuple              # headers only another gateway sets: their presence is an attack
+    foreign: tuple  # headers only another gateway sets: their presence is an attack
 
 
 _FRONTS = {
@@ -64,8 +74,7 @@ def _bad(detail: str) -> Problem:
 def _refuse_foreign(req, f: Front) -> None:
     present = [h for h in f.foreign if req.get_header(h) is not None]
     if present:
-        raise _bad(f"{' and '.join(present)}: not set by {f.name} (FORWARD_AUTH_FRONT), "
-                   "so sent by the client; refused")
+        raise _bad(f"{' and '.join(present)}: not set by {f.name} (FORWARD_AUTH_FRONT), so sent by the client; refused")
 
 
 def _headers(req) -> dict:
@@ -115,12 +124,14 @@ def answer(resp, decision) -> None:
     resp.status = decision.status
     resp.content_type = PROBLEM_JSON
     problem_type = "quota-exceeded" if decision.reason == "quota_exceeded" else None
-    resp.data = problem_body(decision.status, _title(decision.status), decision.reason, type_=problem_type,
-                             decision_id=decision.decision_id)
+    resp.data = problem_body(
+        decision.status, _title(decision.status), decision.reason, type_=problem_type, decision_id=decision.decision_id
+    )
 
 
 def _title(status: int) -> str:
     import http
+
     try:
         return http.HTTPStatus(status).phrase
     except ValueError:
@@ -138,18 +149,30 @@ class ForwardAuth:
     def on_get(self, req, resp):
         f = self._front
         if f.method_header is None:
-            raise Problem(404, "Not Found", "FORWARD_AUTH_FRONT=envoy: Envoy asks /v1/ext-authz",
-                          headers={"X-Lucid-Status": "404"})
+            raise Problem(
+                404,
+                "Not Found",
+                "FORWARD_AUTH_FRONT=envoy: Envoy asks /v1/ext-authz",
+                headers={"X-Lucid-Status": "404"},
+            )
         _refuse_foreign(req, f)
         method, uri = req.get_header(f.method_header), req.get_header(f.uri_header)
         if not method or not uri:
-            raise _bad(f"{f.name} sets {f.method_header} and {f.uri_header}; one is missing "
-                       "(is FORWARD_AUTH_FRONT right?)")
-        check = validate_check({"request": {
-            "method": method, "path": uri, "headers": _headers(req),
-            "host": req.get_header(f.host_header) or req.get_header("Host") or "",
-            "scheme": _scheme(req), "client_ip": client_ip(req, self._trusted),
-        }})
+            raise _bad(
+                f"{f.name} sets {f.method_header} and {f.uri_header}; one is missing (is FORWARD_AUTH_FRONT right?)"
+            )
+        check = validate_check(
+            {
+                "request": {
+                    "method": method,
+                    "path": uri,
+                    "headers": _headers(req),
+                    "host": req.get_header(f.host_header) or req.get_header("Host") or "",
+                    "scheme": _scheme(req),
+                    "client_ip": client_ip(req, self._trusted),
+                }
+            }
+        )
         answer(resp, self._decider.decide(check, req.context.request_id, getattr(req.context, "trace", None)))
 
     on_post = on_get
@@ -174,13 +197,20 @@ class ExtAuthz:
         # The raw target: gunicorn's PATH_INFO has %2F already decoded, which
         # would hide exactly the encodings the path check must reject.
         raw = req.env.get("RAW_URI") or req.env.get("REQUEST_URI") or req.relative_uri
-        target = raw[len(self._PREFIX):] if raw.startswith(self._PREFIX) else "/"
+        target = raw[len(self._PREFIX) :] if raw.startswith(self._PREFIX) else "/"
         target = target or "/"
-        check = validate_check({"request": {
-            "method": req.method, "path": target, "headers": _headers(req),
-            "host": req.get_header("Host") or "",
-            "scheme": _scheme(req), "client_ip": client_ip(req, self._trusted),
-        }})
+        check = validate_check(
+            {
+                "request": {
+                    "method": req.method,
+                    "path": target,
+                    "headers": _headers(req),
+                    "host": req.get_header("Host") or "",
+                    "scheme": _scheme(req),
+                    "client_ip": client_ip(req, self._trusted),
+                }
+            }
+        )
         answer(resp, self._decider.decide(check, req.context.request_id, getattr(req.context, "trace", None)))
 
     on_get = on_post = on_put = on_delete = on_patch = on_head = on_options = _handle

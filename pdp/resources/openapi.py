@@ -1,4 +1,5 @@
 """GET /v1/openapi.json: the API's OpenAPI 3.1 document (pdp/openapi.yaml)."""
+
 from __future__ import annotations
 
 import json

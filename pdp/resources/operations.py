@@ -1,4 +1,5 @@
 """Operational endpoints: liveness, readiness, version, loaded policies, metrics."""
+
 from __future__ import annotations
 
 import falcon
@@ -37,7 +38,11 @@ class Ready:
         self._auth_checks = auth_checks
 
     def _report(self):
-        checks = {"policy": self._policies.current is not None, "engine": self._engine.ready(), "redis": self._redis_ok()}
+        checks = {
+            "policy": self._policies.current is not None,
+            "engine": self._engine.ready(),
+            "redis": self._redis_ok(),
+        }
         auth = self._auth_checks() if self._auth_checks else {}
         return checks, auth
 
@@ -46,10 +51,12 @@ class Ready:
         ok = all(checks.values())
         status = "not_ready" if not ok else ("degraded" if not all(auth.values()) else "ready")
         resp.status = falcon.HTTP_200 if ok else falcon.HTTP_503
-        resp.media = {"status": status, "checks": {**checks, **auth},
-                      "policy_error": self._policies.last_error}
+        resp.media = {"status": status, "checks": {**checks, **auth}, "policy_error": self._policies.last_error}
         if auth:
-            resp.media["auth"] = {"ready": ok and all(auth.values()), "down": sorted(k for k, v in auth.items() if not v)}
+            resp.media["auth"] = {
+                "ready": ok and all(auth.values()),
+                "down": sorted(k for k, v in auth.items() if not v),
+            }
 
     def on_get_auth(self, req, resp):
         checks, auth = self._report()
@@ -60,8 +67,11 @@ class Ready:
         merged = {"redis": checks["redis"], **auth}
         ok = all(merged.values())
         resp.status = falcon.HTTP_200 if ok else falcon.HTTP_503
-        resp.media = {"status": "ready" if ok else "not_ready", "checks": merged,
-                      "down": sorted(k for k, v in merged.items() if not v)}
+        resp.media = {
+            "status": "ready" if ok else "not_ready",
+            "checks": merged,
+            "down": sorted(k for k, v in merged.items() if not v),
+        }
 
     def _redis_ok(self) -> bool:
         try:
@@ -72,8 +82,12 @@ class Ready:
 
 class Version:
     def __init__(self, settings, engine_name: str):
-        self._doc = {"service": settings.service_name, "version": __version__,
-                     "api_version": settings.api_version, "engine": engine_name}
+        self._doc = {
+            "service": settings.service_name,
+            "version": __version__,
+            "api_version": settings.api_version,
+            "engine": engine_name,
+        }
 
     def on_get(self, req, resp):
         resp.media = self._doc

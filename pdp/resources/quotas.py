@@ -12,6 +12,7 @@ The caller's ``Authorization: Bearer`` JWT is verified by the PDP's own
 authenticator: 401 without a valid one, 403 without role "admin". Every error
 is application/problem+json.
 """
+
 from __future__ import annotations
 
 import logging
@@ -43,8 +44,9 @@ class AdminGuard:
         try:
             subject = self._authn.authenticate(header)
         except InvalidCredential as err:
-            raise Problem(401, "Unauthorized", str(err),
-                          headers={"WWW-Authenticate": 'Bearer error="invalid_token"'}) from None
+            raise Problem(
+                401, "Unauthorized", str(err), headers={"WWW-Authenticate": 'Bearer error="invalid_token"'}
+            ) from None
         except AuthUnavailable:
             raise Problem(503, "Service Unavailable", "cannot verify the token now") from None
         if not subject.get("authenticated"):
@@ -65,6 +67,7 @@ def _guarded(handler):
         except (RedisError, OSError, ScriptCallError) as err:
             log.warning("quota admin: Redis unavailable: %s", err.__class__.__name__)
             raise Problem(503, "Service Unavailable", "quota store (Redis) unavailable") from None
+
     return run
 
 
@@ -97,8 +100,9 @@ def _json_int(value):
 class Analytics(_Base):
     @_guarded
     def on_get(self, req, resp):
-        resp.media = self._admin.analytics(top_n=_int_param(req, "top", 20, 1, 1000),
-                                           window_s=_int_param(req, "window_s", 3600, 60, 3600))
+        resp.media = self._admin.analytics(
+            top_n=_int_param(req, "top", 20, 1, 1000), window_s=_int_param(req, "window_s", 3600, 60, 3600)
+        )
 
 
 class Subject(_Base):

@@ -1,4 +1,5 @@
 """/api/v1/auth/*: login (mail a magic link), verify, refresh, logout, status."""
+
 from __future__ import annotations
 
 import time
@@ -25,8 +26,7 @@ class Login:
         doc = read_fields(req, {"email": str}, required=("email",))
         self._signin.request_link(doc["email"], self._client(req))
         resp.status = falcon.HTTP_202
-        resp.media = {"status": "accepted",
-                      "detail": "if an account has this address, a sign-in link is on its way"}
+        resp.media = {"status": "accepted", "detail": "if an account has this address, a sign-in link is on its way"}
 
 
 class Verify:
@@ -49,8 +49,9 @@ def verify(signin, doc: dict, client, bad_input) -> dict:
             raise bad_input("send either token, or mfa_token with code or recovery_code")
         return signin.redeem_link(doc["token"], client)
     if "mfa_token" in doc and len(set(doc) & {"code", "recovery_code"}) == 1 and len(doc) == 2:
-        return signin.complete_mfa(doc["mfa_token"], client, code=doc.get("code"),
-                                   recovery_code=doc.get("recovery_code"))
+        return signin.complete_mfa(
+            doc["mfa_token"], client, code=doc.get("code"), recovery_code=doc.get("recovery_code")
+        )
     raise bad_input("send either token, or mfa_token with code or recovery_code")
 
 
@@ -96,8 +97,9 @@ class Logout:
             self._issuer.end(family_id, "logout")
         if isinstance(claims.get("jti"), str):
             try:
-                self._denylist.revoke(str(claims.get("iss", "")), claims["jti"],
-                                      int(claims["exp"] - self._clock()) + 60)
+                self._denylist.revoke(
+                    str(claims.get("iss", "")), claims["jti"], int(claims["exp"] - self._clock()) + 60
+                )
             except Exception as err:  # noqa: BLE001 - any Redis failure: the token stays valid, so say so
                 raise e.StateUnavailable(f"Redis unavailable ({err.__class__.__name__})") from None
         resp.media = {"status": "logged_out", "sessions_ended": len(families)}
@@ -114,8 +116,16 @@ class Status:
     def on_get(self, req, resp):
         caller = self._auth.required(req)
         claims = caller["claims"]
-        resp.media = {"authenticated": True, "user_id": caller["sub"], "roles": caller["roles"],
-                      "plan": caller["plan"], "mfa": caller["mfa"], "amr": claims.get("amr", []),
-                      "session_id": claims.get("sid"), "issued_at": claims.get("iat"),
-                      "expires_at": claims["exp"], "expires_in": max(0, int(claims["exp"] - self._clock()))}
+        resp.media = {
+            "authenticated": True,
+            "user_id": caller["sub"],
+            "roles": caller["roles"],
+            "plan": caller["plan"],
+            "mfa": caller["mfa"],
+            "amr": claims.get("amr", []),
+            "session_id": claims.get("sid"),
+            "issued_at": claims.get("iat"),
+            "expires_at": claims["exp"],
+            "expires_in": max(0, int(claims["exp"] - self._clock())),
+        }
         _no_store(resp)

@@ -3,6 +3,7 @@
 Counted in MongoDB when /metrics is scraped (not per request), by whichever
 worker serves the scrape; "mostrecent" makes the multiprocess exposition show
 that latest count rather than a sum over workers."""
+
 from __future__ import annotations
 
 import logging
@@ -18,8 +19,12 @@ class BusinessMetrics:
     def __init__(self, store, registry):
         self._store = store
         self.users = Gauge("lucid_users", "User accounts in MongoDB", multiprocess_mode="mostrecent", registry=registry)
-        self.sessions = Gauge("lucid_active_sessions", "Sign-in sessions neither ended nor expired",
-                              multiprocess_mode="mostrecent", registry=registry)
+        self.sessions = Gauge(
+            "lucid_active_sessions",
+            "Sign-in sessions neither ended nor expired",
+            multiprocess_mode="mostrecent",
+            registry=registry,
+        )
 
     def refresh(self) -> None:
         try:

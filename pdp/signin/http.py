@@ -1,5 +1,6 @@
 """What every sign-in resource shares: strict JSON bodies, the caller's
 verified token, the client's address, and errors as problem+json."""
+
 from __future__ import annotations
 
 import json
@@ -7,11 +8,12 @@ import urllib.parse
 
 import falcon
 
-from ..authn.errors import AuthUnavailable, InvalidCredential
 from servicekit.client_ip import TrustedProxies, forwarded_for_chain, parse_cidr_list
-from ..problem import PROBLEM_JSON, problem_body
+
 from ..accounts import errors as e
 from ..accounts.service import Client
+from ..authn.errors import AuthUnavailable, InvalidCredential
+from ..problem import PROBLEM_JSON, problem_body
 
 MAX_BODY_BYTES = 8192
 
@@ -114,8 +116,9 @@ class ClientInfo:
         peer = req.remote_addr or ""
         xff = req.get_header("X-Forwarded-For")
         ip = self._trusted.client_from_chain(peer, forwarded_for_chain([xff] if xff else []))
-        return Client(ip=ip[:64], user_agent=(req.user_agent or "")[:256],
-                      request_id=getattr(req.context, "request_id", ""))
+        return Client(
+            ip=ip[:64], user_agent=(req.user_agent or "")[:256], request_id=getattr(req.context, "request_id", "")
+        )
 
 
 class CallerAuth:
@@ -164,11 +167,10 @@ _STATUS = [
 
 def problem_for(err: e.AccountError) -> tuple[int, bytes, dict]:
     """(status, problem+json body, headers) for an account error."""
-    for kind, status, title, type_ in _STATUS:
-        if isinstance(err, kind):
-            break
-    else:
-        status, title, type_ = 500, "Internal Server Error", "internal"
+    status, title, type_ = next(
+        ((status, title, type_) for kind, status, title, type_ in _STATUS if isinstance(err, kind)),
+        (500, "Internal Server Error", "internal"),
+    )
     extra, headers = {}, {}
     if isinstance(err, e.AuthFailed):
         extra["reason"] = err.reason

@@ -1,10 +1,12 @@
 """Builds the sign-in service from settings and mounts its routes (paths as the gateway sees them)."""
+
 from __future__ import annotations
 
 import dataclasses
 import time
 
 from ..accounts.audit import AuditLog
+from ..accounts.errors import AccountError
 from ..accounts.issuer import TokenIssuer
 from ..accounts.magic_links import MagicLinks
 from ..accounts.mailer import Mailer
@@ -14,7 +16,6 @@ from ..accounts.service import Accounts, Limits, SignIn
 from ..accounts.store import UserStore, connect_database
 from ..accounts.throttle import Throttle
 from ..accounts.totp import TotpGuard
-from ..accounts.errors import AccountError
 from .auth import Login, Logout, Refresh, Status, Verify
 from .business_metrics import BusinessMetrics
 from .http import CallerAuth, ClientInfo, handle_account_error
@@ -60,27 +61,50 @@ def build(settings, redis_client, denylist, registry, db=None) -> SignInService:
     except AccountError as err:
         # Decisions do not need MongoDB: start anyway; writes retry the indexes first.
         import logging
+
         logging.getLogger("lucid.pdp.accounts").warning("indexes not created yet: %s", err)
     families = RefreshFamilies(redis_client, settings.jwt_refresh_days * 86400, settings.refresh_reuse_grace_s)
-    issuer = TokenIssuer(families, store, signing_key=settings.jwt_secret_key,
-                         algorithm=settings.jwt_algorithms[0], access_s=settings.jwt_access_minutes * 60,
-                         issuer=settings.jwt_issuer, audience=settings.jwt_audience)
+    issuer = TokenIssuer(
+        families,
+        store,
+        signing_key=settings.jwt_secret_key,
+        algorithm=settings.jwt_algorithms[0],
+        access_s=settings.jwt_access_minutes * 60,
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
+    )
     mailer = Mailer(settings.smtp_url, settings.mail_from, settings.smtp_timeout_ms / 1000)
-    guard = TotpGuard(redis_client, max_retries=settings.totp_max_retries,
-                      find_time_s=settings.totp_find_time_s, ban_time_s=settings.totp_ban_time_s)
-    limits = Limits(login_per_ip_per_minute=settings.login_per_ip_per_minute,
-                    login_per_email_per_hour=settings.login_per_email_per_hour,
-                    verify_per_ip_per_minute=settings.verify_per_ip_per_minute)
-    signin = SignIn(store=store, links=MagicLinks(redis_client, settings.magic_link_minutes * 60),
-                    mailer=mailer, issuer=issuer, guard=guard, box=SecretBox(settings.totp_encryption_keys),
-                    throttle=Throttle(redis_client), redis_client=redis_client,
-                    public_base_url=settings.public_base_url, service_name=settings.service_name, limits=limits,
-                    background=_spawn)
+    guard = TotpGuard(
+        redis_client,
+        max_retries=settings.totp_max_retries,
+        find_time_s=settings.totp_find_time_s,
+        ban_time_s=settings.totp_ban_time_s,
+    )
+    limits = Limits(
+        login_per_ip_per_minute=settings.login_per_ip_per_minute,
+        login_per_email_per_hour=settings.login_per_email_per_hour,
+        verify_per_ip_per_minute=settings.verify_per_ip_per_minute,
+    )
+    signin = SignIn(
+        store=store,
+        links=MagicLinks(redis_client, settings.magic_link_minutes * 60),
+        mailer=mailer,
+        issuer=issuer,
+        guard=guard,
+        box=SecretBox(settings.totp_encryption_keys),
+        throttle=Throttle(redis_client),
+        redis_client=redis_client,
+        public_base_url=settings.public_base_url,
+        service_name=settings.service_name,
+        limits=limits,
+        background=_spawn,
+    )
     audit = AuditLog(db)
     accounts = Accounts(store=store, audit=audit, signup_mode=settings.signup_mode, plans=settings.account_plans)
     wallets = build_wallets(settings, redis_client, store, audit, issuer, signin) if settings.wallet_signin else None
-    return SignInService(settings, store, signin, accounts, issuer, mailer, BusinessMetrics(store, registry), denylist,
-                         wallets)
+    return SignInService(
+        settings, store, signin, accounts, issuer, mailer, BusinessMetrics(store, registry), denylist, wallets
+    )
 
 
 def build_wallets(settings, redis_client, store, audit, issuer, signin):
@@ -89,20 +113,33 @@ def build_wallets(settings, redis_client, store, audit, issuer, signin):
 
     from ..wallets.challenges import Challenges
     from ..wallets.service import WalletSignIn
+
     base = settings.public_base_url or ""
     domain = settings.wallet_domain or urllib.parse.urlsplit(base).netloc.lower()
-    challenges = Challenges(redis_client, settings.wallet_challenge_ttl_s, domain=domain,
-                            uri=settings.wallet_uri or base, service_name=settings.service_name,
-                            chain_ids={"ethereum": settings.wallet_ethereum_chain_id,
-                                       "tron": settings.wallet_tron_chain_id})
-    return WalletSignIn(challenges=challenges, store=store, audit=audit, issuer=issuer, signin=signin,
-                        throttle=Throttle(redis_client), per_ip_per_minute=settings.verify_per_ip_per_minute,
-                        signup_mode=settings.signup_mode)
+    challenges = Challenges(
+        redis_client,
+        settings.wallet_challenge_ttl_s,
+        domain=domain,
+        uri=settings.wallet_uri or base,
+        service_name=settings.service_name,
+        chain_ids={"ethereum": settings.wallet_ethereum_chain_id, "tron": settings.wallet_tron_chain_id},
+    )
+    return WalletSignIn(
+        challenges=challenges,
+        store=store,
+        audit=audit,
+        issuer=issuer,
+        signin=signin,
+        throttle=Throttle(redis_client),
+        per_ip_per_minute=settings.verify_per_ip_per_minute,
+        signup_mode=settings.signup_mode,
+    )
 
 
 def _spawn(fn, *args):
     """The gunicorn workers are gevent's: a greenlet outlives the request that started it."""
     import gevent
+
     gevent.spawn(fn, *args)
 
 
@@ -126,4 +163,5 @@ def add_routes(app, service: SignInService, authenticator) -> None:
     app.add_route(f"{API}/users/{{user_id}}/plan", AdminUserField("plan", str, s.accounts.set_plan, auth, client))
     if s.wallets is not None:
         from .wallets import add_routes as add_wallet_routes
+
         add_wallet_routes(app, API, s.wallets, auth, client)

@@ -1,4 +1,5 @@
 """/api/v1/users/*: sign-up, the caller's own profile, TOTP enrolment, admin edits."""
+
 from __future__ import annotations
 
 import falcon
@@ -25,8 +26,10 @@ class Users:
         user = self._accounts.sign_up(doc, caller, self._client(req))
         resp.status = falcon.HTTP_201
         resp.location = f"/api/v1/users/{user['_id']}"
-        resp.media = {**user_view(user),
-                      "next": "POST /api/v1/auth/login {\"email\": ...} mails a link; its first use confirms the account"}
+        resp.media = {
+            **user_view(user),
+            "next": 'POST /api/v1/auth/login {"email": ...} mails a link; its first use confirms the account',
+        }
 
 
 class Me:
@@ -96,8 +99,9 @@ class Totp:
         doc = read_fields(req, {"code": str, "recovery_code": str})
         if len(doc) != 1:
             raise BadInput("send either code or recovery_code")
-        resp.media = self._signin.remove_totp(caller, doc.get("code"), doc.get("recovery_code"),
-                                              audit=self._accounts.audit, client=self._client(req))
+        resp.media = self._signin.remove_totp(
+            caller, doc.get("code"), doc.get("recovery_code"), audit=self._accounts.audit, client=self._client(req)
+        )
 
     def on_post(self, req, resp):
         caller = self._auth.required(req)
@@ -119,4 +123,3 @@ class TotpConfirm:
         doc = read_fields(req, {"code": str}, required=("code",))
         resp.media = self._signin.confirm_totp(caller["sub"], doc["code"])
         resp.set_header("Cache-Control", "no-store")
-

@@ -6,6 +6,7 @@
 - POST   /api/v1/users/me/wallets        {"nonce", "signature", "second_factor"?}  (bearer)
 - DELETE /api/v1/users/me/wallets/{address}                               (bearer)
 """
+
 from __future__ import annotations
 
 import falcon
@@ -30,11 +31,13 @@ class WalletChallenge:
 
     def on_post(self, req, resp):
         from .http import read_fields
+
         doc = read_fields(req, _CHALLENGE_FIELDS, required=("chain", "address"))
         purpose = doc.get("purpose", "sign_in")
         caller = self._auth.optional(req) if purpose == "link" else None
-        resp.media = self._wallets.challenge(doc["chain"], doc["address"], self._client(req),
-                                             purpose=purpose, caller=caller)
+        resp.media = self._wallets.challenge(
+            doc["chain"], doc["address"], self._client(req), purpose=purpose, caller=caller
+        )
         _no_store(resp)
 
 
@@ -45,6 +48,7 @@ class WalletVerify:
 
     def on_post(self, req, resp):
         from .http import read_fields
+
         doc = read_fields(req, _ANSWER_FIELDS, required=("nonce", "signature"), max_len=4096)
         resp.media = self._wallets.sign_in(doc["nonce"], doc["signature"], self._client(req))
         _no_store(resp)
@@ -62,11 +66,12 @@ class MyWallets:
 
     def on_post(self, req, resp):
         from .http import read_fields
+
         caller = self._auth.required(req)
-        doc = read_fields(req, {**_ANSWER_FIELDS, "second_factor": bool}, required=("nonce", "signature"),
-                          max_len=4096)
-        binding = self._wallets.link(caller, doc["nonce"], doc["signature"], self._client(req),
-                                     second_factor=doc.get("second_factor", False))
+        doc = read_fields(req, {**_ANSWER_FIELDS, "second_factor": bool}, required=("nonce", "signature"), max_len=4096)
+        binding = self._wallets.link(
+            caller, doc["nonce"], doc["signature"], self._client(req), second_factor=doc.get("second_factor", False)
+        )
         resp.status = falcon.HTTP_201
         resp.location = f"/api/v1/users/me/wallets/{binding['address']}"
         resp.media = binding
@@ -89,8 +94,9 @@ def handle_wallet_refused(req, resp, err: WalletRefused, params):
     status = 400 if err.bad_input else 401
     title = "Bad Request" if err.bad_input else "Unauthorized"
     resp.status = falcon.code_to_http_status(status)
-    resp.data = problem_body(status, title, str(err), "invalid-input" if err.bad_input else "unauthorized",
-                             reason=err.reason)
+    resp.data = problem_body(
+        status, title, str(err), "invalid-input" if err.bad_input else "unauthorized", reason=err.reason
+    )
     resp.content_type = PROBLEM_JSON
     if not err.bad_input:
         resp.set_header("WWW-Authenticate", f'Bearer error="invalid_token", error_description="{err.reason}"')
@@ -99,6 +105,7 @@ def handle_wallet_refused(req, resp, err: WalletRefused, params):
 
 def handle_challenge_store_down(req, resp, err, params):
     from .http import handle_account_error
+
     handle_account_error(req, resp, e.StateUnavailable(str(err)), params)
 
 

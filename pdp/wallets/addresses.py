@@ -6,6 +6,7 @@
   checksummed one, so two spellings of one account are one binding.
 - TRON: base58check of 0x41 + the 20-byte account (``T...``, 34 characters).
 """
+
 from __future__ import annotations
 
 import re
@@ -59,9 +60,11 @@ def _parse_ethereum(address: str) -> bytes:
     account = bytes.fromhex(address[2:])
     digits = address[2:]
     if digits != digits.lower() and digits != digits.upper() and address != checksum_address(account):
-        raise WalletRefused("address_checksum_invalid",
-                            "the address's upper/lower case does not match its EIP-55 checksum: check it for a typo",
-                            bad_input=True)
+        raise WalletRefused(
+            "address_checksum_invalid",
+            "the address's upper/lower case does not match its EIP-55 checksum: check it for a typo",
+            bad_input=True,
+        )
     return account
 
 
@@ -72,9 +75,11 @@ def _parse_tron(address: str) -> bytes:
     try:
         payload = base58.b58decode_check(address)
     except ValueError:
-        raise WalletRefused("address_checksum_invalid",
-                            "the TRON address's base58check checksum is wrong: check it for a typo",
-                            bad_input=True) from None
+        raise WalletRefused(
+            "address_checksum_invalid",
+            "the TRON address's base58check checksum is wrong: check it for a typo",
+            bad_input=True,
+        ) from None
     if len(payload) != 21 or payload[0] != _TRON_PREFIX:
         raise WalletRefused("address_invalid", "not a TRON account address (0x41 prefix)", bad_input=True)
     return payload[1:]

@@ -10,6 +10,7 @@ The key lives ``ttl_s + _GRACE_S``; the expiry itself is the stored
 ``expires_at``, checked on take (Redis's expiry timing is not relied on, and
 a late answer can say "expired" rather than "unknown").
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -36,30 +37,37 @@ _NONCE = re.compile(r"^[0-9a-f]{32}$")
 class Challenge:
     nonce: str
     chain: str
-    address: str       # canonical form
-    message: str       # the exact text to sign
-    purpose: str       # "sign_in" | "link"
+    address: str  # canonical form
+    message: str  # the exact text to sign
+    purpose: str  # "sign_in" | "link"
     user_id: str | None  # the account a "link" challenge is for
     expires_at: float  # epoch seconds
 
     def public(self) -> dict:
         """What the client gets back from POST .../challenge."""
-        return {"nonce": self.nonce, "chain": self.chain, "address": self.address, "message": self.message,
-                "purpose": self.purpose, "expires_at": _iso(self.expires_at),
-                "expires_in": max(0, int(self.expires_at - time.time()))}
+        return {
+            "nonce": self.nonce,
+            "chain": self.chain,
+            "address": self.address,
+            "message": self.message,
+            "purpose": self.purpose,
+            "expires_at": _iso(self.expires_at),
+            "expires_in": max(0, int(self.expires_at - time.time())),
+        }
 
 
 class Challenges:
     """Args:
-        redis_client: redis-py client (single, Sentinel or Cluster: one key per command).
-        ttl_s: how long a challenge may be answered (WALLET_CHALLENGE_TTL_S, 300).
-        domain, uri: WALLET_DOMAIN / WALLET_URI, the origin the wallet shows.
-        chain_ids: {"ethereum": int, "tron": int}.
-        service_name: named in the statement.
+    redis_client: redis-py client (single, Sentinel or Cluster: one key per command).
+    ttl_s: how long a challenge may be answered (WALLET_CHALLENGE_TTL_S, 300).
+    domain, uri: WALLET_DOMAIN / WALLET_URI, the origin the wallet shows.
+    chain_ids: {"ethereum": int, "tron": int}.
+    service_name: named in the statement.
     """
 
-    def __init__(self, redis_client, ttl_s: int, *, domain: str, uri: str, chain_ids: dict,
-                 service_name: str, clock=time.time):
+    def __init__(
+        self, redis_client, ttl_s: int, *, domain: str, uri: str, chain_ids: dict, service_name: str, clock=time.time
+    ):
         self._redis = redis_client
         self._ttl = int(ttl_s)
         self._domain = domain
@@ -81,12 +89,22 @@ class Challenges:
         canonical = normalize_address(chain, address)
         now = self._clock()
         nonce = secrets.token_hex(_NONCE_BYTES)
-        statement = (f"Sign in to {self._service}." if purpose == "sign_in"
-                     else f"Link this wallet to your {self._service} account.")
+        statement = (
+            f"Sign in to {self._service}."
+            if purpose == "sign_in"
+            else f"Link this wallet to your {self._service} account."
+        )
         message = SignInMessage(
-            domain=self._domain, address=canonical, statement=statement, uri=self._uri, chain=chain,
-            chain_id=self._chain_ids[chain], nonce=nonce, issued_at=_utc(now),
-            expires_at=_utc(now + self._ttl)).text()
+            domain=self._domain,
+            address=canonical,
+            statement=statement,
+            uri=self._uri,
+            chain=chain,
+            chain_id=self._chain_ids[chain],
+            nonce=nonce,
+            issued_at=_utc(now),
+            expires_at=_utc(now + self._ttl),
+        ).text()
         challenge = Challenge(nonce, chain, canonical, message, purpose, user_id, int(now) + self._ttl)
         record = json.dumps(dataclasses.asdict(challenge), separators=(",", ":"))
         try:

@@ -1,4 +1,5 @@
 """The one error of the wallet modules; the HTTP layer maps it to 400 or 401."""
+
 from __future__ import annotations
 
 

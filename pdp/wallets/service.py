@@ -15,6 +15,7 @@
   sign-in signature, or one made for another account, links nothing.
   Audited before the change (AuditLog), like every admin action.
 """
+
 from __future__ import annotations
 
 from ..accounts import errors as e
@@ -28,15 +29,16 @@ AMR = "hwk"  # RFC 8176: proof of possession of a hardware-secured key
 
 class WalletSignIn:
     """Args:
-        challenges: Challenges (Redis).
-        store: UserStore; audit: AuditLog; issuer: TokenIssuer.
-        signin: SignIn, for the MFA challenge of accounts with TOTP.
-        throttle: Throttle; per_ip_per_minute: challenge and verify requests per client IP.
-        signup_mode: SIGNUP_MODE; "open" lets an unknown wallet create its account.
+    challenges: Challenges (Redis).
+    store: UserStore; audit: AuditLog; issuer: TokenIssuer.
+    signin: SignIn, for the MFA challenge of accounts with TOTP.
+    throttle: Throttle; per_ip_per_minute: challenge and verify requests per client IP.
+    signup_mode: SIGNUP_MODE; "open" lets an unknown wallet create its account.
     """
 
-    def __init__(self, *, challenges, store, audit, issuer, signin, throttle, per_ip_per_minute: int,
-                 signup_mode: str = "admin"):
+    def __init__(
+        self, *, challenges, store, audit, issuer, signin, throttle, per_ip_per_minute: int, signup_mode: str = "admin"
+    ):
         self._signup_mode = signup_mode
         self._challenges = challenges
         self._store = store
@@ -64,8 +66,10 @@ class WalletSignIn:
         created = False
         if user is None:
             if self._signup_mode != "open":
-                raise e.AuthFailed("wallet_not_linked", "no account has this wallet: sign in another way and link it "
-                                   "at POST /api/v1/users/me/wallets")
+                raise e.AuthFailed(
+                    "wallet_not_linked",
+                    "no account has this wallet: sign in another way and link it at POST /api/v1/users/me/wallets",
+                )
             user, created = self._sign_up(challenge.chain, address, client)
         binding = _binding(user, address)
         if binding is None:  # unlinked between the two reads
@@ -86,15 +90,30 @@ class WalletSignIn:
         user_id = new_user_id()
         binding = {"address": address, "chain": chain, "second_factor": False}
         records = [
-            self._audit.write(actor=user_id, action="user.create", target=user_id, before={},
-                              after={"via": "wallet", "roles": ["user"], "plan": "free"}, request_id=client.request_id),
-            self._audit.write(actor=user_id, action="wallet.link", target=user_id, before={}, after=binding,
-                              request_id=client.request_id)]
+            self._audit.write(
+                actor=user_id,
+                action="user.create",
+                target=user_id,
+                before={},
+                after={"via": "wallet", "roles": ["user"], "plan": "free"},
+                request_id=client.request_id,
+            ),
+            self._audit.write(
+                actor=user_id,
+                action="wallet.link",
+                target=user_id,
+                before={},
+                after=binding,
+                request_id=client.request_id,
+            ),
+        ]
         try:
             return self._store.create_wallet_user(user_id, binding), True
         except e.AccountError as err:
             for record in records:
-                self._audit.mark_not_applied(record, "wallet taken" if isinstance(err, e.WalletTaken) else "store error")
+                self._audit.mark_not_applied(
+                    record, "wallet taken" if isinstance(err, e.WalletTaken) else "store error"
+                )
             if not isinstance(err, e.WalletTaken):
                 raise
         user = self._store.find_by_wallet(address)
@@ -115,8 +134,14 @@ class WalletSignIn:
             # Else a first factor alone could make a wallet that skips TOTP.
             raise e.Forbidden("sign in with both factors before linking a wallet as a second factor")
         binding = {"address": address, "chain": challenge.chain, "second_factor": bool(second_factor)}
-        record = self._audit.write(actor=caller["sub"], action="wallet.link", target=caller["sub"],
-                                   before={}, after=binding, request_id=client.request_id)
+        record = self._audit.write(
+            actor=caller["sub"],
+            action="wallet.link",
+            target=caller["sub"],
+            before={},
+            after=binding,
+            request_id=client.request_id,
+        )
         try:
             added = self._store.add_wallet(caller["sub"], binding)
         except e.WalletTaken:
@@ -137,8 +162,14 @@ class WalletSignIn:
         if binding is None:
             raise e.NotFound("this account has no such wallet")
         before = {k: binding.get(k) for k in ("address", "chain", "second_factor")}
-        record = self._audit.write(actor=caller["sub"], action="wallet.unlink", target=caller["sub"],
-                                   before=before, after={}, request_id=client.request_id)
+        record = self._audit.write(
+            actor=caller["sub"],
+            action="wallet.unlink",
+            target=caller["sub"],
+            before=before,
+            after={},
+            request_id=client.request_id,
+        )
         if not self._store.remove_wallet(caller["sub"], canonical):
             self._audit.mark_not_applied(record, "already unlinked")
             raise e.NotFound("this account has no such wallet")
@@ -152,9 +183,12 @@ class WalletSignIn:
 
 def wallet_view(binding: dict) -> dict:
     added = binding.get("added_at")
-    return {"address": binding["address"], "chain": binding.get("chain"),
-            "second_factor": bool(binding.get("second_factor")),
-            "added_at": added.isoformat().replace("+00:00", "Z") if hasattr(added, "isoformat") else added}
+    return {
+        "address": binding["address"],
+        "chain": binding.get("chain"),
+        "second_factor": bool(binding.get("second_factor")),
+        "added_at": added.isoformat().replace("+00:00", "Z") if hasattr(added, "isoformat") else added,
+    }
 
 
 def _binding(user, address: str):

@@ -6,12 +6,13 @@ secp256k1 and send r || s || v (65 bytes). Ethereum's prefix is EIP-191's
 "\\x19TRON Signed Message:\\n". The signer's address comes from the recovered
 public key, so nothing but the message and the signature is needed.
 """
+
 from __future__ import annotations
 
 import re
 
-from Crypto.Hash import keccak
 from coincurve import PublicKey
+from Crypto.Hash import keccak
 
 from .errors import WalletRefused
 
@@ -57,7 +58,8 @@ def parse_signature(text) -> tuple[int, int, int]:
         raise WalletRefused(
             "contract_wallet_unsupported",
             f"a signature longer than 65 bytes is a contract wallet's ({kind}), which only a chain node "
-            "can check; this gateway verifies offline: sign with the wallet's own key (an externally owned account)")
+            "can check; this gateway verifies offline: sign with the wallet's own key (an externally owned account)",
+        )
     if len(raw) != 65:
         raise WalletRefused("signature_malformed", f"the signature must be 65 bytes, got {len(raw)}")
     r = int.from_bytes(raw[:32], "big")
@@ -70,8 +72,9 @@ def parse_signature(text) -> tuple[int, int, int]:
     if not (1 <= r < SECP256K1_N and 1 <= s < SECP256K1_N):
         raise WalletRefused("signature_malformed", "the signature's r or s is out of range")
     if s > _HALF_N:
-        raise WalletRefused("signature_malleable", "the signature has a high s value (refused by EIP-2); "
-                            "use its canonical low-s form")
+        raise WalletRefused(
+            "signature_malleable", "the signature has a high s value (refused by EIP-2); use its canonical low-s form"
+        )
     return r, s, v
 
 

@@ -1,4 +1,5 @@
 """Does a signature over a challenge come from the challenge's address?"""
+
 from __future__ import annotations
 
 from .addresses import parse_address
@@ -18,5 +19,6 @@ def verify_challenge_signature(challenge, signature) -> str:
         raise WalletRefused(
             "signature_mismatch",
             f"the signature is not by {challenge.address} over this challenge's text on {challenge.chain} "
-            "(signed another text, another chain's prefix, or with another key)")
+            "(signed another text, another chain's prefix, or with another key)",
+        )
     return challenge.address

@@ -1,4 +1,5 @@
 """The sign-in stack of the tests: Redis, SecantusDB, an SMTP sink and the PDP, each a real process."""
+
 import base64
 import contextlib
 import re
@@ -25,13 +26,24 @@ def totp_key() -> str:
 
 
 def signin_env(redis_url: str, mongodb_uri: str, smtp_url: str, **extra) -> dict:
-    env = {"REDIS_URL": redis_url, "MONGODB_URI": mongodb_uri, "SMTP_URL": smtp_url,
-           "PUBLIC_BASE_URL": PUBLIC_BASE_URL, "TOTP_ENCRYPTION_KEYS": totp_key(),
-           "JWT_SECRET_KEY": SECRET, "SIGNUP_MODE": "open", "POLICY_DIR": str(ROOT / "policies"),
-           "JWT_REVOCATION_CACHE_S": "0", "DECISION_LOG": "off", "LOG_LEVEL": "warning",
-           "MONGODB_TIMEOUT_MS": "1500", "SMTP_TIMEOUT_MS": "2000",
-           # Tests reach the PDP from 127.0.0.1 and say who the client is in X-Forwarded-For.
-           "AUTH_LOGIN_PER_IP_PER_MINUTE": "20", "AUTH_VERIFY_PER_IP_PER_MINUTE": "1000"}
+    env = {
+        "REDIS_URL": redis_url,
+        "MONGODB_URI": mongodb_uri,
+        "SMTP_URL": smtp_url,
+        "PUBLIC_BASE_URL": PUBLIC_BASE_URL,
+        "TOTP_ENCRYPTION_KEYS": totp_key(),
+        "JWT_SECRET_KEY": SECRET,
+        "SIGNUP_MODE": "open",
+        "POLICY_DIR": str(ROOT / "policies"),
+        "JWT_REVOCATION_CACHE_S": "0",
+        "DECISION_LOG": "off",
+        "LOG_LEVEL": "warning",
+        "MONGODB_TIMEOUT_MS": "1500",
+        "SMTP_TIMEOUT_MS": "2000",
+        # Tests reach the PDP from 127.0.0.1 and say who the client is in X-Forwarded-For.
+        "AUTH_LOGIN_PER_IP_PER_MINUTE": "20",
+        "AUTH_VERIFY_PER_IP_PER_MINUTE": "1000",
+    }
     env.update({k: str(v) for k, v in extra.items()})
     return env
 
@@ -117,8 +129,9 @@ class Stack:
         return response.json()
 
     def admin_token(self, sub: str = "root") -> str:
-        return mint_access_token(SECRET, "HS256", sub=sub, roles=["admin", "user"], plan="enterprise",
-                                 mfa=True, lifetime_s=600)[0]
+        return mint_access_token(
+            SECRET, "HS256", sub=sub, roles=["admin", "user"], plan="enterprise", mfa=True, lifetime_s=600
+        )[0]
 
 
 def link_token(mail) -> str:
@@ -138,6 +151,7 @@ def away_from_step_edge():
 
 def code_at(secret: str, steps_from_now: int) -> str:
     import pyotp
+
     return pyotp.TOTP(secret).at(time.time() + 30 * steps_from_now)
 
 
@@ -146,12 +160,19 @@ def behind_the_proxy():
     """A Stack behind the real proxy (default routes, auth routed to the PDP) and an
     echo session backend; yields (stack, proxy URL) and stops all three."""
     from tests.proxy.proxy_helpers import start_echo, start_proxy
+
     with contextlib.ExitStack() as running:
         stack = Stack()
         running.callback(stack.stop)
         echo = start_echo("session-management")
         running.callback(echo.stop)
-        proxy = start_proxy(env={"PDP_URL": stack.url, "AUTH_SERVICE_URL": stack.url,
-                                 "SESSION_MANAGEMENT_URL": echo.url, "SSL_ENABLED": "false"})
+        proxy = start_proxy(
+            env={
+                "PDP_URL": stack.url,
+                "AUTH_SERVICE_URL": stack.url,
+                "SESSION_MANAGEMENT_URL": echo.url,
+                "SSL_ENABLED": "false",
+            }
+        )
         running.callback(proxy.stop)
         yield stack, proxy.url

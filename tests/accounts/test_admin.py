@@ -1,11 +1,16 @@
 """Admin edits of roles and plan: admin only, and each writes an audit record."""
+
 import requests
 
 
 def test_admin_sets_roles_with_an_audit_record(stack):
     user = stack.sign_up("audited@example.com")
-    changed = stack.put(f"/users/{user['id']}/roles", {"roles": ["user", "operator"]},
-                        token=stack.admin_token("root-1"), headers={"X-Request-ID": "req-roles-0001"})
+    changed = stack.put(
+        f"/users/{user['id']}/roles",
+        {"roles": ["user", "operator"]},
+        token=stack.admin_token("root-1"),
+        headers={"X-Request-ID": "req-roles-0001"},
+    )
     assert changed.status_code == 200, changed.text
     assert changed.json()["roles"] == ["operator", "user"]
     record = stack.db.audit.find_one({"target": user["id"], "action": "user.roles.set"})
@@ -37,11 +42,13 @@ def test_a_user_cannot_change_roles_or_plan_not_even_their_own(stack):
 def test_bad_admin_input_is_400_and_changes_nothing(stack):
     user = stack.sign_up("badadmin@example.com")
     admin = stack.admin_token()
-    for path, body in ((f"/users/{user['id']}/plan", {"plan": "platinum"}),
-                       (f"/users/{user['id']}/roles", {"roles": "admin"}),
-                       (f"/users/{user['id']}/roles", {"roles": ["bad role!"]}),
-                       (f"/users/{user['id']}/roles", {"roles": []}),
-                       (f"/users/{user['id']}/roles", {"roles": ["user"], "plan": "pro"})):
+    for path, body in (
+        (f"/users/{user['id']}/plan", {"plan": "platinum"}),
+        (f"/users/{user['id']}/roles", {"roles": "admin"}),
+        (f"/users/{user['id']}/roles", {"roles": ["bad role!"]}),
+        (f"/users/{user['id']}/roles", {"roles": []}),
+        (f"/users/{user['id']}/roles", {"roles": ["user"], "plan": "pro"}),
+    ):
         response = stack.put(path, body, token=admin)
         assert response.status_code == 400, (path, body, response.text)
         assert response.headers["Content-Type"] == "application/problem+json"
@@ -50,8 +57,11 @@ def test_bad_admin_input_is_400_and_changes_nothing(stack):
 
 
 def test_admin_sign_up_with_roles_is_audited(stack):
-    created = stack.post("/users", {"email": "made-by-admin@example.com", "roles": ["operator"], "plan": "pro"},
-                         token=stack.admin_token("root-2"))
+    created = stack.post(
+        "/users",
+        {"email": "made-by-admin@example.com", "roles": ["operator"], "plan": "pro"},
+        token=stack.admin_token("root-2"),
+    )
     assert created.status_code == 201
     assert created.json()["roles"] == ["operator"] and created.json()["plan"] == "pro"
     record = stack.db.audit.find_one({"target": "made-by-admin@example.com", "action": "user.create"})
@@ -60,16 +70,23 @@ def test_admin_sign_up_with_roles_is_audited(stack):
 
 def test_admin_only_sign_up_mode():
     from .stack import Stack
+
     s = Stack(SIGNUP_MODE="admin")
     try:
         assert s.post("/users", {"email": "walkin@example.com"}).status_code == 401
         user_token = s.admin_token()  # an admin may
         assert s.post("/users", {"email": "walkin@example.com"}, token=user_token).status_code == 201
         from pdp.authn.tokens import mint_access_token
+
         from .stack import SECRET
+
         plain = mint_access_token(SECRET, "HS256", sub="u", roles=["user"], plan="free", mfa=False, lifetime_s=60)[0]
-        refused = requests.post(s.api + "/users", json={"email": "other@example.com"},
-                                headers={"Authorization": f"Bearer {plain}"}, timeout=10)
+        refused = requests.post(
+            s.api + "/users",
+            json={"email": "other@example.com"},
+            headers={"Authorization": f"Bearer {plain}"},
+            timeout=10,
+        )
         assert refused.status_code == 403
         assert s.db.users.count_documents({}) == 1
     finally:

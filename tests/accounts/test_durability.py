@@ -1,4 +1,5 @@
 """An acknowledged write survives the server's kill -9 (the PDP's client asks for j: true)."""
+
 import threading
 import time
 
@@ -27,7 +28,7 @@ def test_acknowledged_writes_survive_kill9():
         thread = threading.Thread(target=writer)
         thread.start()
         time.sleep(1.5)
-        server.proc.kill()   # while writes are being acknowledged
+        server.proc.kill()  # while writes are being acknowledged
         server.proc.wait(5)
         stop.set()
         thread.join(10)

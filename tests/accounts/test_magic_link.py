@@ -1,15 +1,15 @@
 """Magic links: 202 either way, single use, GET never redeems, rate limits."""
+
 import concurrent.futures
 import time
 
+import pytest
+import redis as redis_lib
 import requests
 
 from pdp.accounts.errors import AuthFailed
 from pdp.accounts.magic_links import MagicLinks
 from tests.support.redis_server import start_redis
-
-import pytest
-import redis as redis_lib
 
 
 def test_login_answers_202_whether_or_not_the_account_exists(stack):

@@ -117,35 +117,46 @@ def test_totp_keys_rotate_and_secrets_are_resealed_on_use():
 def test_a_bad_setting_stops_startup_with_one_line():
     import subprocess
     import sys
+
     from tests.support.processes import ROOT
-    env = {"PATH": "/usr/bin:/bin", "JWT_SECRET_KEY": "x" * 40, "MONGODB_URI": "mongodb://127.0.0.1:1/x",
-           "SMTP_URL": "smtp://127.0.0.1:1", "PUBLIC_BASE_URL": "http://gw.example",
-           "TOTP_ENCRYPTION_KEYS": "k1:c2VjcmV0LWJ1dC1zaG9ydA"}
-    done = subprocess.run([sys.executable, "-m", "pdp", "serve"], env=env, cwd=ROOT, capture_output=True,
-                          text=True, timeout=60)
+
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "JWT_SECRET_KEY": "x" * 40,
+        "MONGODB_URI": "mongodb://127.0.0.1:1/x",
+        "SMTP_URL": "smtp://127.0.0.1:1",
+        "PUBLIC_BASE_URL": "http://gw.example",
+        "TOTP_ENCRYPTION_KEYS": "k1:c2VjcmV0LWJ1dC1zaG9ydA",
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "pdp", "serve"], env=env, cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
     assert done.returncode != 0
     lines = [line for line in done.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "configuration error: TOTP_ENCRYPTION_KEYS:" in lines[0], done.stderr
     assert "c2VjcmV0" not in done.stderr
     del env["PUBLIC_BASE_URL"]
     env["TOTP_ENCRYPTION_KEYS"] = "k1:" + "A" * 43
-    done = subprocess.run([sys.executable, "-m", "pdp", "serve"], env=env, cwd=ROOT, capture_output=True,
-                          text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-m", "pdp", "serve"], env=env, cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
     assert done.returncode != 0 and "PUBLIC_BASE_URL: required" in done.stderr
-
-
 
 
 def test_a_mail_the_server_refuses_leaves_no_usable_token(stack):
     # The mail sink refuses messages to @reject.invalid at DATA, after RCPT was accepted.
     import time as _time
+
     stack.sign_up("bounced@reject.invalid")
     assert stack.post("/auth/login", {"email": "bounced@reject.invalid"}).status_code == 202
     deadline = _time.monotonic() + 10
     keys = ["pending"]
     while keys and _time.monotonic() < deadline:
         _time.sleep(0.2)
-        keys = [k for k in stack.redis_client.scan_iter("lucid:auth:ml:*")
-                if stack.redis_client.get(k) and b"bounced@reject.invalid" in stack.redis_client.get(k)]
+        keys = [
+            k
+            for k in stack.redis_client.scan_iter("lucid:auth:ml:*")
+            if stack.redis_client.get(k) and b"bounced@reject.invalid" in stack.redis_client.get(k)
+        ]
     assert keys == []
     assert stack.mail.wait_for("bounced@reject.invalid", timeout=0) == []

@@ -1,4 +1,5 @@
 """Sign-up, the caller's own account, and bad input: real PDP, SecantusDB, Redis."""
+
 import concurrent.futures
 
 import pytest
@@ -29,6 +30,7 @@ def test_the_same_mailbox_cannot_sign_up_twice(stack):
 def test_parallel_sign_ups_of_one_email_create_one_user(stack):
     def sign_up(_):
         return stack.post("/users", {"email": "race@example.com"}).status_code
+
     with concurrent.futures.ThreadPoolExecutor(10) as pool:
         codes = list(pool.map(sign_up, range(10)))
     assert sorted(codes) == [201] + [409] * 9
@@ -48,20 +50,35 @@ def test_open_sign_up_cannot_choose_roles_or_plan(stack):
     assert stack.db.users.count_documents({"email": "greedy@example.com"}) == 0
 
 
-@pytest.mark.parametrize("body,content_type", [
-    (b"{not json", "application/json"),
-    (b"[1, 2]", "application/json"),
-    (b'{"email": "a@example.com", "admin": true}', "application/json"),
-    (b'{"email": "not-an-address"}', "application/json"),
-    (b'{"email": "a@@example.com"}', "application/json"),
-    (b'{"email": 42}', "application/json"),
-    (b'{"email": "a@example.com", "email": "b@example.com"}', "application/json"),
-    (b'{"email": "a@example.com", "display_name": "' + b"x" * 600 + b'"}', "application/json"),
-    (b'{"email": "a@example.com", "display_name": "\xff\xfe"}', "application/json"),
-    (b'{"email": "a@example.com", "display_name": "\\udc80"}', "application/json"),
-    (b'{"email": "a@example.com"}', "text/plain"),
-], ids=["malformed", "not-an-object", "unknown-field", "invalid-email", "two-ats", "email-not-string",
-        "duplicate-key", "too-long", "not-utf8", "lone-surrogate", "wrong-media-type"])
+@pytest.mark.parametrize(
+    "body,content_type",
+    [
+        (b"{not json", "application/json"),
+        (b"[1, 2]", "application/json"),
+        (b'{"email": "a@example.com", "admin": true}', "application/json"),
+        (b'{"email": "not-an-address"}', "application/json"),
+        (b'{"email": "a@@example.com"}', "application/json"),
+        (b'{"email": 42}', "application/json"),
+        (b'{"email": "a@example.com", "email": "b@example.com"}', "application/json"),
+        (b'{"email": "a@example.com", "display_name": "' + b"x" * 600 + b'"}', "application/json"),
+        (b'{"email": "a@example.com", "display_name": "\xff\xfe"}', "application/json"),
+        (b'{"email": "a@example.com", "display_name": "\\udc80"}', "application/json"),
+        (b'{"email": "a@example.com"}', "text/plain"),
+    ],
+    ids=[
+        "malformed",
+        "not-an-object",
+        "unknown-field",
+        "invalid-email",
+        "two-ats",
+        "email-not-string",
+        "duplicate-key",
+        "too-long",
+        "not-utf8",
+        "lone-surrogate",
+        "wrong-media-type",
+    ],
+)
 def test_bad_sign_up_input_is_a_400_problem(stack, body, content_type):
     response = requests.post(stack.api + "/users", data=body, headers={"Content-Type": content_type}, timeout=10)
     assert response.status_code == 400, response.text
@@ -75,8 +92,12 @@ def test_put_me_changes_profile_fields_only(stack):
     changed = stack.put("/users/me", {"display_name": "Pro File", "locale": "de-CH"}, token=token)
     assert changed.status_code == 200
     assert changed.json()["profile"] == {"display_name": "Pro File", "locale": "de-CH"}
-    for forbidden in ({"roles": ["admin"]}, {"plan": "enterprise"}, {"email": "other@example.com"},
-                      {"status": "active"}):
+    for forbidden in (
+        {"roles": ["admin"]},
+        {"plan": "enterprise"},
+        {"email": "other@example.com"},
+        {"status": "active"},
+    ):
         refused = stack.put("/users/me", forbidden, token=token)
         assert refused.status_code == 400, forbidden
     stored = stack.db.users.find_one({"email": "profile@example.com"})
@@ -111,8 +132,11 @@ def test_user_count_and_active_sessions_are_gauges(stack):
     stack.sign_up("gauge@example.com")
     stack.sign_in("gauge@example.com")
     metrics = requests.get(stack.url + "/metrics", timeout=10).text
-    values = {line.split()[0]: float(line.split()[1]) for line in metrics.splitlines()
-              if line.startswith(("lucid_users ", "lucid_active_sessions "))}
+    values = {
+        line.split()[0]: float(line.split()[1])
+        for line in metrics.splitlines()
+        if line.startswith(("lucid_users ", "lucid_active_sessions "))
+    }
     assert values["lucid_users"] == stack.db.users.count_documents({})
     assert values["lucid_active_sessions"] >= 1
     assert values["lucid_active_sessions"] == stack.db.sessions.count_documents({"revoked_at": None})

@@ -1,4 +1,5 @@
 """Access and refresh tokens: shape, rotation, reuse detection with a grace window, logout, status."""
+
 import concurrent.futures
 import time
 
@@ -71,6 +72,7 @@ def test_twenty_parallel_refreshes_of_one_token_keep_the_user_signed_in(stack):
 
     def refresh(_):
         return requests.post(stack.api + "/auth/refresh", json={"refresh_token": first["refresh_token"]}, timeout=20)
+
     with concurrent.futures.ThreadPoolExecutor(20) as pool:
         answers = list(pool.map(refresh, range(20)))
     assert [a.status_code for a in answers] == [200] * 20, [a.text for a in answers if a.status_code != 200]
@@ -118,6 +120,7 @@ def test_logout_ends_the_session_and_denylists_the_access_token(stack):
 
 def _denylist_key(jti):
     from pdp.authn.revocation import denylist_key
+
     return denylist_key("", jti)
 
 

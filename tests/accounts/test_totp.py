@@ -1,4 +1,5 @@
 """TOTP: enrolment confirmed by a first code, both factors for mfa, no replay, lockout, recovery codes."""
+
 import time
 
 import pytest
@@ -57,8 +58,9 @@ def test_confirmation_needs_a_valid_code(stack):
     stack.sign_up("confirm-code@example.com")
     token = stack.sign_in("confirm-code@example.com")["access_token"]
     secret = stack.post("/users/me/totp", token=token).json()["secret"]
-    wrong = stack.post("/users/me/totp/confirm", {"code": "000000" if code_at(secret, 0) != "000000" else "111111"},
-                       token=token)
+    wrong = stack.post(
+        "/users/me/totp/confirm", {"code": "000000" if code_at(secret, 0) != "000000" else "111111"}, token=token
+    )
     assert wrong.status_code == 401 and wrong.json()["reason"] == "totp_invalid"
     assert "totp" not in stack.db.users.find_one({"email": "confirm-code@example.com"})
     malformed = stack.post("/users/me/totp/confirm", {"code": "12345"}, token=token)
@@ -122,8 +124,13 @@ def test_recovery_codes_are_hashed_and_work_once(stack):
 
 def test_enrolling_twice_is_a_conflict(stack):
     enrolled(stack, "twice@example.com")
-    tokens = stack.post("/auth/verify", {"mfa_token": challenge(stack, "twice@example.com"),
-                                         "code": code_at(stack_secret_of(stack, "twice@example.com"), 0)})
+    tokens = stack.post(
+        "/auth/verify",
+        {
+            "mfa_token": challenge(stack, "twice@example.com"),
+            "code": code_at(stack_secret_of(stack, "twice@example.com"), 0),
+        },
+    )
     again = stack.post("/users/me/totp", token=tokens.json()["access_token"])
     assert again.status_code == 409
     assert stack.db.users.find_one({"email": "twice@example.com"}).get("totp_pending") is None
@@ -132,6 +139,7 @@ def test_enrolling_twice_is_a_conflict(stack):
 def stack_secret_of(stack, email):
     """The secret, opened with the PDP's own key (as the PDP would)."""
     from pdp.accounts.secret_box import SecretBox, parse_keys
+
     user = stack.db.users.find_one({"email": email})
     return SecretBox(parse_keys(stack.env["TOTP_ENCRYPTION_KEYS"])).open(user["totp"]["secret"], user["_id"])
 
@@ -171,17 +179,25 @@ def test_pdp_totp_qr_draws_the_enrolment_uri_in_the_terminal():
     import sys
 
     import segno
+
     from tests.support.processes import ROOT
+
     uri = "otpauth://totp/lucid-gateway:ann%40example.com?secret=VPLTKG3LKDVOS4GEVLL6WR6HBYHHWSHH&issuer=lucid-gateway"
-    done = subprocess.run([sys.executable, "-m", "pdp", "totp-qr", uri], cwd=ROOT, capture_output=True,
-                          text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-m", "pdp", "totp-qr", uri], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     width, height = segno.make(uri, error="m").symbol_size(scale=1, border=4)
     # Compact mode: one character per module across, two modules per line down.
     assert {len(line) for line in lines} == {width} and len(lines) == (height + 1) // 2
-    refused = subprocess.run([sys.executable, "-m", "pdp", "totp-qr", "https://evil.example"], cwd=ROOT,
-                             capture_output=True, text=True, timeout=60)
+    refused = subprocess.run(
+        [sys.executable, "-m", "pdp", "totp-qr", "https://evil.example"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert refused.returncode == 2
 
 
@@ -191,15 +207,24 @@ def test_removing_totp_needs_an_mfa_session_and_a_fresh_code(stack):
     assert magic_only["mfa_required"] is True
     tokens = stack.post("/auth/verify", {"mfa_token": magic_only["mfa_token"], "code": code_at(secret, 0)}).json()
     import requests
+
     # A session without the second factor may not remove it (a stolen mailbox alone is not enough).
     from pdp.authn.tokens import mint_access_token
+
     from .stack import SECRET
-    no_mfa = mint_access_token(SECRET, "HS256", sub=user["id"], roles=["user"], plan="free", mfa=False,
-                               lifetime_s=60)[0]
+
+    no_mfa = mint_access_token(SECRET, "HS256", sub=user["id"], roles=["user"], plan="free", mfa=False, lifetime_s=60)[
+        0
+    ]
 
     def delete(token, body):
-        return requests.delete(stack.api + "/users/me/totp", json=body, timeout=10,
-                               headers={"Authorization": f"Bearer {token}", "X-Forwarded-For": stack.client_ip()})
+        return requests.delete(
+            stack.api + "/users/me/totp",
+            json=body,
+            timeout=10,
+            headers={"Authorization": f"Bearer {token}", "X-Forwarded-For": stack.client_ip()},
+        )
+
     assert delete(no_mfa, {"code": code_at(secret, 1)}).status_code == 403
     wrong = delete(tokens["access_token"], {"code": "000000" if code_at(secret, 1) != "000000" else "111111"})
     assert wrong.status_code == 401 and wrong.json()["reason"] == "totp_invalid"

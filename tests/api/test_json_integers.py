@@ -2,6 +2,7 @@
 
 Found by the schemathesis run: an override of {"limit": 936480329.0} was a 400.
 """
+
 import requests
 
 

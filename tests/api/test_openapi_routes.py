@@ -1,4 +1,5 @@
 """The OpenAPI document (pdp/openapi.yaml) describes exactly the app's routes."""
+
 import re
 
 import falcon.inspect
@@ -17,8 +18,9 @@ _HTTP_METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "tr
 
 
 def spec_operations(spec: dict) -> set:
-    return {(path, method.upper()) for path, item in spec["paths"].items()
-            for method in item if method in _HTTP_METHODS}
+    return {
+        (path, method.upper()) for path, item in spec["paths"].items() for method in item if method in _HTTP_METHODS
+    }
 
 
 def app_operations(app) -> set:
@@ -36,8 +38,14 @@ def full_app(redis_server, jwt_secret):
     so every optional route is mounted: decisions, quotas, admin page, accounts, wallets."""
     mongo = start_mongo()
     try:
-        env = signin_env(redis_server.redis_url, mongo.mongodb_uri, "smtp://127.0.0.1:1",
-                         JWT_SECRET_KEY=jwt_secret, POLICY_DIR=str(FIXTURE_POLICIES), RATE_LIMIT_ENABLED="true")
+        env = signin_env(
+            redis_server.redis_url,
+            mongo.mongodb_uri,
+            "smtp://127.0.0.1:1",
+            JWT_SECRET_KEY=jwt_secret,
+            POLICY_DIR=str(FIXTURE_POLICIES),
+            RATE_LIMIT_ENABLED="true",
+        )
         yield create_app(build_services(load_settings(env)))
     finally:
         mongo.stop()
@@ -46,11 +54,19 @@ def full_app(redis_server, jwt_secret):
 def test_sign_in_and_wallet_routes_are_mounted_and_documented(full_app):
     """The sign-in API is part of what the spec must match (not left out as optional)."""
     app, spec = app_operations(full_app), spec_operations(load_spec())
-    expected = {("/api/v1/auth/login", "POST"), ("/api/v1/auth/verify", "POST"), ("/api/v1/auth/magic", "GET"),
-                ("/api/v1/auth/refresh", "POST"), ("/api/v1/auth/logout", "POST"), ("/api/v1/users", "POST"),
-                ("/api/v1/users/me/totp", "POST"), ("/api/v1/users/{user_id}/roles", "PUT"),
-                ("/api/v1/auth/wallet/challenge", "POST"), ("/api/v1/auth/wallet/verify", "POST"),
-                ("/api/v1/users/me/wallets/{address}", "DELETE")}
+    expected = {
+        ("/api/v1/auth/login", "POST"),
+        ("/api/v1/auth/verify", "POST"),
+        ("/api/v1/auth/magic", "GET"),
+        ("/api/v1/auth/refresh", "POST"),
+        ("/api/v1/auth/logout", "POST"),
+        ("/api/v1/users", "POST"),
+        ("/api/v1/users/me/totp", "POST"),
+        ("/api/v1/users/{user_id}/roles", "PUT"),
+        ("/api/v1/auth/wallet/challenge", "POST"),
+        ("/api/v1/auth/wallet/verify", "POST"),
+        ("/api/v1/users/me/wallets/{address}", "DELETE"),
+    }
     assert expected <= app and expected <= spec
 
 

@@ -6,6 +6,7 @@ at it with one rename, and exposes each top-level entry as a symlink through
 `..data`: `gateway -> ..data/gateway`. Readers must follow symlinked folders
 and skip the hidden ones, or they see nothing (or everything twice).
 """
+
 import os
 import shutil
 import time
@@ -29,8 +30,7 @@ def write(volume: Path, files: dict) -> None:
         link = volume / top
         if not link.is_symlink():
             link.symlink_to(f"..data/{top}")
-    for stale in {p.name for p in volume.iterdir()} - {rel.split("/", 1)[0] for rel in files} - {
-            "..data", stamp.name}:
+    for stale in {p.name for p in volume.iterdir()} - {rel.split("/", 1)[0] for rel in files} - {"..data", stamp.name}:
         path = volume / stale
         if path.is_symlink() and not stale.startswith(".."):
             path.unlink()

@@ -1,4 +1,5 @@
 """Fixtures for the chart tests: the real helm binary, rendering and lookups."""
+
 import subprocess
 from pathlib import Path
 
@@ -79,8 +80,7 @@ def port_number(pod_spec, port):
     """Resolves a probe's or Service's port (a number or a container port name) in a pod."""
     if isinstance(port, int):
         return port
-    numbers = [p["containerPort"] for c in pod_spec["containers"] for p in c.get("ports", [])
-               if p.get("name") == port]
+    numbers = [p["containerPort"] for c in pod_spec["containers"] for p in c.get("ports", []) if p.get("name") == port]
     assert len(numbers) == 1, f"port name {port!r} matches {numbers} in the pod"
     return numbers[0]
 
@@ -106,15 +106,18 @@ def notes(helm, tmp_path_factory):
     """notes(*helm args) -> NOTES.txt as rendered. helm template does not print the
     notes, so a copy of the chart carries them in a ConfigMap template instead."""
     import shutil
+
     chart = tmp_path_factory.mktemp("notes") / "lucid-gateway"
     shutil.copytree(CHART, chart)
     text = (chart / "templates" / "NOTES.txt").read_text()
     (chart / "templates" / "NOTES.txt").unlink()
     body = "\n".join("    " + line for line in text.splitlines())
     (chart / "templates" / "zz-notes.yaml").write_text(
-        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: notes}\ndata:\n  notes: |\n" + body + "\n")
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: notes}\ndata:\n  notes: |\n" + body + "\n"
+    )
 
     def _render(*args):
         out = helm.run("template", "t", str(chart), "-s", "templates/zz-notes.yaml", *args).stdout
         return yaml.safe_load(out)["data"]["notes"]
+
     return _render

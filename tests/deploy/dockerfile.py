@@ -1,4 +1,5 @@
 """A small Dockerfile reader for static checks: instructions, stages and .dockerignore."""
+
 import json
 import re
 from dataclasses import dataclass, field
@@ -7,16 +8,16 @@ from pathlib import Path
 
 @dataclass
 class Instruction:
-    keyword: str   # upper case, e.g. "COPY"
-    args: str      # the rest of the logical line, continuations joined
+    keyword: str  # upper case, e.g. "COPY"
+    args: str  # the rest of the logical line, continuations joined
     line: int
 
     def flags(self) -> dict:
         """--name=value options that lead the arguments (COPY --from=build ...)."""
-        return dict(re.findall(r"--([a-z-]+)=(\S+)", " ".join(self._words()[:self._flag_count()])))
+        return dict(re.findall(r"--([a-z-]+)=(\S+)", " ".join(self._words()[: self._flag_count()])))
 
     def operands(self) -> list:
-        return self._words()[self._flag_count():]
+        return self._words()[self._flag_count() :]
 
     def exec_form(self):
         """The JSON array of an exec-form instruction, else None."""
@@ -123,5 +124,4 @@ def _glob_regex(pattern: str) -> str:
 
 
 def read_dockerignore(path: Path) -> list:
-    return [line.strip() for line in path.read_text().splitlines()
-            if line.strip() and not line.strip().startswith("#")]
+    return [line.strip() for line in path.read_text().splitlines() if line.strip() and not line.strip().startswith("#")]

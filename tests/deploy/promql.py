@@ -4,6 +4,7 @@ Not a PromQL parser (promtool checks the syntax): this finds the selectors'
 metric names, so a test can check that a dashboard or an alert refers only
 to series the PDP and the proxy really export.
 """
+
 import json
 import re
 import subprocess
@@ -16,8 +17,23 @@ _MATCHERS = re.compile(r"\{[^{}]*\}")
 _RANGES = re.compile(r"\[[^\]]*\]")
 _GROUPING = re.compile(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)")
 _IDENT = re.compile(r"(?<![\w:.$])([A-Za-z_:][A-Za-z0-9_:]*)(?![\w:(])(?!\s*\()")
-_KEYWORDS = {"and", "or", "unless", "bool", "offset", "by", "without", "on", "ignoring",
-             "group_left", "group_right", "inf", "nan", "Inf", "NaN"}
+_KEYWORDS = {
+    "and",
+    "or",
+    "unless",
+    "bool",
+    "offset",
+    "by",
+    "without",
+    "on",
+    "ignoring",
+    "group_left",
+    "group_right",
+    "inf",
+    "nan",
+    "Inf",
+    "NaN",
+}
 
 
 def metric_names(expr: str) -> set:
@@ -53,7 +69,7 @@ def exported_series() -> set:
 
     In a child process: the proxy registers into prometheus_client's global
     registry, which a second instance in this process would clash with."""
-    out = subprocess.run([sys.executable, "-c", _EXPORTED], capture_output=True, text=True, timeout=60,
-                         cwd=ROOT, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", _EXPORTED], capture_output=True, text=True, timeout=60, cwd=ROOT, check=True
+    ).stdout
     return set(json.loads(out))
-

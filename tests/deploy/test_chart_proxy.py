@@ -5,6 +5,7 @@ the sidecar table from --upstream) and the TLS pair, then exits: exactly what
 a pod would do before serving. It runs here on the env and args the chart
 renders, with the files the kubelet would mount written to a temp folder.
 """
+
 import os
 import re
 import shutil
@@ -29,9 +30,29 @@ def _self_signed_pair(folder):
     if not openssl:
         pytest.skip("openssl not installed (scripts/bootstrap.sh installs it)")
     crt, key = folder / "tls.crt", folder / "tls.key"
-    subprocess.run([openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
-                    "-nodes", "-days", "1", "-subj", "/CN=localhost", "-keyout", str(key), "-out", str(crt)],
-                   check=True, capture_output=True, timeout=30)
+    subprocess.run(
+        [
+            openssl,
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+            "-keyout",
+            str(key),
+            "-out",
+            str(crt),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=30,
+    )
     return crt, key
 
 
@@ -50,7 +71,7 @@ def test_rendered_proxy_passes_the_proxy_startup_checks(helm, values_file, tmp_p
     rendered = helm.render([values_file] if values_file else [])
     pods = _proxy_pods(rendered)
     assert pods, "every mode here runs the proxy"
-    for spec, proxy in pods:
+    for _spec, proxy in pods:
         env = {e["name"]: e["value"] for e in proxy["env"]}
         # The files the kubelet would mount, at temp paths.
         if env.get("SSL_ENABLED") == "true":
@@ -71,8 +92,7 @@ def test_rendered_proxy_passes_the_proxy_startup_checks(helm, values_file, tmp_p
         # Only the rendered env (plus how to find programs and modules): nothing
         # from the test's own environment may make a bad render pass.
         base = {k: os.environ[k] for k in ("PATH", "PYTHONPATH") if k in os.environ}
-        proc = subprocess.run(argv, env={**base, **env}, cwd=ROOT,
-                              capture_output=True, text=True, timeout=60)
+        proc = subprocess.run(argv, env={**base, **env}, cwd=ROOT, capture_output=True, text=True, timeout=60)
         assert proc.returncode == 0, proc.stderr
         mode = "sidecar" if "--upstream" in proxy.get("args", []) else "gateway"
         assert f"configuration ok ({mode}," in proc.stdout
@@ -80,6 +100,7 @@ def test_rendered_proxy_passes_the_proxy_startup_checks(helm, values_file, tmp_p
 
 def test_chart_defaults_match_the_proxy_defaults():
     import yaml
+
     values = yaml.safe_load((CHART / "values.yaml").read_text())
     defaults = {s.env: s.default for s in SETTINGS}
     assert str(values["proxy"]["httpPort"]) == defaults["HTTP_PORT"]
@@ -100,23 +121,33 @@ routes:
 
 
 def _check_rendered_proxy(rendered, tmp_path):
-    (_, proxy), = _proxy_pods(rendered)
+    ((_, proxy),) = _proxy_pods(rendered)
     env = {e["name"]: e["value"] for e in proxy["env"]}
     if env.get("ROUTES_FILE"):
         routes = [c for c in rendered.of_kind("ConfigMap") if c["metadata"]["name"].endswith("-routes")]
         (tmp_path / "routes.yaml").write_text(routes[0]["data"]["routes.yaml"])
         env["ROUTES_FILE"] = str(tmp_path / "routes.yaml")
     base = {k: os.environ[k] for k in ("PATH", "PYTHONPATH") if k in os.environ}
-    return env, subprocess.run([sys.executable, "-m", "proxy", "--check"], env={**base, **env}, cwd=ROOT,
-                               capture_output=True, text=True, timeout=60)
+    return env, subprocess.run(
+        [sys.executable, "-m", "proxy", "--check"],
+        env={**base, **env},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def test_a_new_backend_is_a_routes_file_and_a_value_only(helm, tmp_path):
     # No template names a backend: proxy.backends become env, the routes file reads them.
     import yaml
+
     values = tmp_path / "orders-values.yaml"
-    values.write_text(yaml.safe_dump({"proxy": {"routes": ORDERS_ROUTES,
-                                                "backends": {"ORDERS_URL": "http://orders:8080,http://orders-2:8080"}}}))
+    values.write_text(
+        yaml.safe_dump(
+            {"proxy": {"routes": ORDERS_ROUTES, "backends": {"ORDERS_URL": "http://orders:8080,http://orders-2:8080"}}}
+        )
+    )
     env, proc = _check_rendered_proxy(helm.render([values]), tmp_path)
     assert env["ORDERS_URL"] == "http://orders:8080,http://orders-2:8080"
     assert proc.returncode == 0, proc.stderr
@@ -127,7 +158,8 @@ def test_a_new_backend_is_a_routes_file_and_a_value_only(helm, tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
         f"lucid-proxy: {tmp_path / 'routes.yaml'}: clusters.orders.endpoints: unknown variable ${{ORDERS_URL}}: "
-        "not set in the environment (expected comma-separated http(s):// URLs; or write ${ORDERS_URL:-default})"]
+        "not set in the environment (expected comma-separated http(s):// URLs; or write ${ORDERS_URL:-default})"
+    ]
 
 
 def test_the_seed_backends_are_values_like_any_other(helm, tmp_path):
@@ -138,18 +170,25 @@ def test_the_seed_backends_are_values_like_any_other(helm, tmp_path):
     assert proc.returncode == 0, proc.stderr
 
 
-@pytest.mark.parametrize("value,path", [
-    ("proxy.backends.orders_url=http://orders:8080", "/proxy/backends"),
-    ("proxy.backends.ORDERS_URL=orders:8080", "/proxy/backends/ORDERS_URL"),
-])
+@pytest.mark.parametrize(
+    "value,path",
+    [
+        ("proxy.backends.orders_url=http://orders:8080", "/proxy/backends"),
+        ("proxy.backends.ORDERS_URL=orders:8080", "/proxy/backends/ORDERS_URL"),
+    ],
+)
 def test_the_schema_refuses_a_bad_backend(helm, value, path):
     proc = helm.run("template", "t", str(CHART), "--set-string", value, check=False)
     assert proc.returncode != 0, proc.stdout
     assert "schema" in proc.stderr and path in proc.stderr, proc.stderr
 
 
-PDP_TLS = ["proxy.pdp.url=https://pdp.mesh.internal:8443", "proxy.pdp.tls.secretName=pdp-link",
-           "proxy.pdp.tls.clientCert=true", "proxy.pdp.tls.serverName=pdp.internal"]
+PDP_TLS = [
+    "proxy.pdp.url=https://pdp.mesh.internal:8443",
+    "proxy.pdp.tls.secretName=pdp-link",
+    "proxy.pdp.tls.clientCert=true",
+    "proxy.pdp.tls.serverName=pdp.internal",
+]
 
 
 @pytest.mark.parametrize("values_file", [None, CHART / "ci" / "sidecar-values.yaml"], ids=["gateway", "sidecar"])
@@ -157,6 +196,7 @@ def test_tls_to_the_pdp_mounts_its_secret_and_passes_the_startup_checks(helm, va
     """proxy.pdp.tls: the Secret's ca.crt/tls.crt/tls.key at /pdp-tls, the settings naming them,
     accepted by `python -m proxy --check` with the files where the kubelet would put them."""
     from tests.support.certs import CertAuthority
+
     rendered = helm.render([values_file] if values_file else [], sets=PDP_TLS)
     pods = _proxy_pods(rendered)
     assert pods
@@ -174,8 +214,14 @@ def test_tls_to_the_pdp_mounts_its_secret_and_passes_the_startup_checks(helm, va
             env[name] = files[env[name]]
         env.pop("ROUTES_FILE", None)
         base = {k: os.environ[k] for k in ("PATH", "PYTHONPATH") if k in os.environ}
-        proc = subprocess.run([sys.executable, "-m", "proxy", *proxy.get("args", []), "--check"],
-                              env={**base, **env}, cwd=ROOT, capture_output=True, text=True, timeout=60)
+        proc = subprocess.run(
+            [sys.executable, "-m", "proxy", *proxy.get("args", []), "--check"],
+            env={**base, **env},
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert proc.returncode == 0, proc.stderr
 
 
@@ -187,14 +233,19 @@ def test_pdp_link_is_plain_http_to_the_charts_pdp_by_default(default_render):
         assert all(m["name"] != "pdp-tls" for m in proxy["volumeMounts"])
 
 
-@pytest.mark.parametrize("sets, message", [
-    (["proxy.pdp.tls.secretName=pdp-link"], "proxy.pdp.tls needs an https:// proxy.pdp.url"),
-    (["proxy.pdp.url=http://pdp:8082", "proxy.pdp.tls.serverName=pdp"], "proxy.pdp.tls needs an https://"),
-    (["proxy.pdp.url=https://pdp:8443", "proxy.pdp.tls.clientCert=true"],
-     "proxy.pdp.tls.clientCert needs proxy.pdp.tls.secretName"),
-    (["proxy.pdp.url=pdp:8082"], "url"),
-    (["proxy.pdp.tls.caFile=/x"], "caFile"),
-])
+@pytest.mark.parametrize(
+    "sets, message",
+    [
+        (["proxy.pdp.tls.secretName=pdp-link"], "proxy.pdp.tls needs an https:// proxy.pdp.url"),
+        (["proxy.pdp.url=http://pdp:8082", "proxy.pdp.tls.serverName=pdp"], "proxy.pdp.tls needs an https://"),
+        (
+            ["proxy.pdp.url=https://pdp:8443", "proxy.pdp.tls.clientCert=true"],
+            "proxy.pdp.tls.clientCert needs proxy.pdp.tls.secretName",
+        ),
+        (["proxy.pdp.url=pdp:8082"], "url"),
+        (["proxy.pdp.tls.caFile=/x"], "caFile"),
+    ],
+)
 def test_bad_pdp_link_values_fail_the_render_with_one_line(helm, sets, message):
     done = helm.run(*helm.template_args(sets=sets), check=False)
     assert done.returncode != 0 and message in done.stderr, done.stderr

@@ -4,6 +4,7 @@ Every variable the chart sets must be one the PDP reads, and every rendered
 value must pass the PDP's startup validation: a chart that renders fine but
 stops the PDP at start would only show up in a cluster otherwise.
 """
+
 import base64
 import re
 
@@ -17,9 +18,13 @@ config = pytest.importorskip("pdp.config", reason="the PDP is not merged into th
 PDP = "t-lucid-gateway-pdp"
 ALL_VALUES = [None, *CI_VALUES]
 # Stand-ins for Secrets the chart only references (existingSecret).
-EXTERNAL_SECRETS = {"JWT_SECRET_KEY": "e" * 48, "REDIS_URL": "redis://redis:6379/0",
-                    "MONGODB_URI": "mongodb://mongodb:27017/db", "SMTP_URL": "smtp://mail:25",
-                    "TOTP_ENCRYPTION_KEYS": "k1:" + "A" * 43}
+EXTERNAL_SECRETS = {
+    "JWT_SECRET_KEY": "e" * 48,
+    "REDIS_URL": "redis://redis:6379/0",
+    "MONGODB_URI": "mongodb://mongodb:27017/db",
+    "SMTP_URL": "smtp://mail:25",
+    "TOTP_ENCRYPTION_KEYS": "k1:" + "A" * 43,
+}
 
 
 def _pdp_environ(rendered) -> dict:
@@ -61,9 +66,11 @@ def test_chart_defaults_match_the_pdp_defaults():
     assert values["pdp"]["port"] == defaults["AUTH_PORT"]
     assert values["pdp"]["workers"] == defaults["PDP_WORKERS"]
     assert values["pdp"]["engine"] == defaults["PDP_ENGINE"]
-    assert values["rateLimit"] == {"enabled": defaults["RATE_LIMIT_ENABLED"],
-                                   "requestsPerMinute": defaults["RATE_LIMIT_REQUESTS_PER_MINUTE"],
-                                   "burstSize": defaults["RATE_LIMIT_BURST_SIZE"]}
+    assert values["rateLimit"] == {
+        "enabled": defaults["RATE_LIMIT_ENABLED"],
+        "requestsPerMinute": defaults["RATE_LIMIT_REQUESTS_PER_MINUTE"],
+        "burstSize": defaults["RATE_LIMIT_BURST_SIZE"],
+    }
     assert values["jwt"]["accessTokenExpireMinutes"] == defaults["JWT_ACCESS_TOKEN_EXPIRE_MINUTES"]
     assert (values["jwt"]["algorithm"],) == defaults["JWT_ALGORITHM"]
     assert values["logLevel"] == defaults["LOG_LEVEL"]
@@ -74,8 +81,9 @@ def test_schema_allows_exactly_the_algorithms_the_pdp_allows(helm):
     schema = (CHART / "values.schema.json").read_text()
     pattern = re.search(r'"pattern": "\^\(([A-Z0-9|]+)\)\(,', schema).group(1)
     for alg in pattern.split("|"):
-        settings = config.load_settings({"JWT_ALGORITHM": alg, "JWT_SECRET_KEY": "s" * 40,
-                                         "JWKS_URL": "https://issuer.test/jwks.json"})
+        settings = config.load_settings(
+            {"JWT_ALGORITHM": alg, "JWT_SECRET_KEY": "s" * 40, "JWKS_URL": "https://issuer.test/jwks.json"}
+        )
         assert settings.jwt_algorithms == (alg,)
     for bad in ("none", "HS1", "EdDSA"):
         with pytest.raises(config.ConfigError):
@@ -86,16 +94,29 @@ def test_schema_allows_exactly_the_algorithms_the_pdp_allows(helm):
 def test_mixing_hs_and_asymmetric_algorithms_fails_in_the_chart_as_in_the_pdp(helm):
     with pytest.raises(config.ConfigError):
         config.load_settings({"JWT_ALGORITHM": "HS256,RS256", "JWT_SECRET_KEY": "s" * 40})
-    proc = helm.run("template", "t", str(CHART), "--set", "jwt.algorithm=HS256\\,RS256",
-                    "--set", "jwt.jwksUrl=https://issuer.test/jwks.json", check=False)
+    proc = helm.run(
+        "template",
+        "t",
+        str(CHART),
+        "--set",
+        "jwt.algorithm=HS256\\,RS256",
+        "--set",
+        "jwt.jwksUrl=https://issuer.test/jwks.json",
+        check=False,
+    )
     assert proc.returncode != 0 and "do not mix" in proc.stderr
 
 
 def test_sign_in_settings_from_values_pass_the_pdp_validation(helm):
-    rendered = helm.render(sets=["mongodb.uri=mongodb://mongodb:27017/lucid_gateway",
-                                 "signin.publicBaseUrl=https://api.example.test",
-                                 "signin.smtpUrl=smtp://mail:25",
-                                 "signin.totpKeys=k1:" + "B" * 43, "signin.signupMode=open"])
+    rendered = helm.render(
+        sets=[
+            "mongodb.uri=mongodb://mongodb:27017/lucid_gateway",
+            "signin.publicBaseUrl=https://api.example.test",
+            "signin.smtpUrl=smtp://mail:25",
+            "signin.totpKeys=k1:" + "B" * 43,
+            "signin.signupMode=open",
+        ]
+    )
     environ = _pdp_environ(rendered)
     settings = config.load_settings(environ)
     assert settings.public_base_url == "https://api.example.test" and settings.signup_mode == "open"
@@ -128,10 +149,17 @@ def test_every_other_setting_can_be_set_through_the_pass_through_maps(helm, tmp_
     the services read them (whole numbers without an exponent), and both start on it."""
     from proxy.config import SETTINGS as PROXY_SETTINGS
     from proxy.config import load as load_proxy
+
     pdp_rows, proxy_rows = _passed_through(config.SETTINGS), _passed_through(PROXY_SETTINGS)
     values = tmp_path / "all.yaml"
-    values.write_text(yaml.safe_dump({"pdp": {"settings": {r.env: _typed(r) for r in pdp_rows}},
-                                      "proxy": {"settings": {r.env: _typed(r) for r in proxy_rows}}}))
+    values.write_text(
+        yaml.safe_dump(
+            {
+                "pdp": {"settings": {r.env: _typed(r) for r in pdp_rows}},
+                "proxy": {"settings": {r.env: _typed(r) for r in proxy_rows}},
+            }
+        )
+    )
     rendered = helm.render([values])
     environ = _pdp_environ(rendered)
     for row in pdp_rows:
@@ -151,15 +179,19 @@ def test_a_pass_through_setting_reaches_the_container(helm):
     assert settings.jwt_leeway_s == 60 and settings.forward_auth_front == "traefik"
 
 
-@pytest.mark.parametrize("setting,path", [
-    ("pdp.settings.NO_SUCH_SETTING=1", "/pdp/settings"),           # unknown variable
-    ("pdp.settings.JWT_LEEWAY_S=1000", "/pdp/settings/JWT_LEEWAY_S"),  # the row's own range
-    ("pdp.settings.FORWARD_AUTH_FRONT=haproxy", "/pdp/settings/FORWARD_AUTH_FRONT"),
-    ("pdp.settings.AUTH_PORT=9000", "/pdp/settings"),              # has its values path: pdp.port
-    ("pdp.settings.REDIS_URL=redis://r:6379/0", "/pdp/settings"),  # the chart sets it (a Secret)
-    ("proxy.settings.MAX_HEADER_BYTES=10", "/proxy/settings/MAX_HEADER_BYTES"),
-    ("proxy.settings.PDP_URL=http://elsewhere:8082", "/proxy/settings"),
-], ids=lambda v: v if "=" in v else "")
+@pytest.mark.parametrize(
+    "setting,path",
+    [
+        ("pdp.settings.NO_SUCH_SETTING=1", "/pdp/settings"),  # unknown variable
+        ("pdp.settings.JWT_LEEWAY_S=1000", "/pdp/settings/JWT_LEEWAY_S"),  # the row's own range
+        ("pdp.settings.FORWARD_AUTH_FRONT=haproxy", "/pdp/settings/FORWARD_AUTH_FRONT"),
+        ("pdp.settings.AUTH_PORT=9000", "/pdp/settings"),  # has its values path: pdp.port
+        ("pdp.settings.REDIS_URL=redis://r:6379/0", "/pdp/settings"),  # the chart sets it (a Secret)
+        ("proxy.settings.MAX_HEADER_BYTES=10", "/proxy/settings/MAX_HEADER_BYTES"),
+        ("proxy.settings.PDP_URL=http://elsewhere:8082", "/proxy/settings"),
+    ],
+    ids=lambda v: v if "=" in v else "",
+)
 def test_the_schema_checks_the_pass_through_maps(helm, setting, path):
     done = helm.run(*helm.template_args(sets=[setting]), check=False)
     assert done.returncode != 0 and f"'{path}'" in done.stderr, done.stderr

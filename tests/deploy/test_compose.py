@@ -5,6 +5,7 @@ resolved as compose does, and each service's environment loaded by the
 service's own settings loader (pdp/config.py, proxy/config.py): a misspelt
 or invalid setting fails here, not at `docker compose up`.
 """
+
 import re
 from urllib.parse import urlsplit
 
@@ -12,10 +13,12 @@ import pytest
 import yaml
 
 import proxy.config
+from pdp.config import SETTINGS as PDP_SETTINGS
+from pdp.config import load_settings
+from pdp.resources.openapi import load_spec
 from proxy.cli import build_route_table
 from proxy.routes import DEFAULT_ROUTES_FILE
-from pdp.config import SETTINGS as PDP_SETTINGS, load_settings
-from pdp.resources.openapi import load_spec
+
 from .conftest import CHART, ROOT
 from .dockerfile import parse as parse_dockerfile
 
@@ -27,6 +30,7 @@ TOTP_KEYS = "k1:" + "A" * 43
 
 def interpolate(value: str, environ: dict) -> str:
     """${VAR}, ${VAR:-default}, ${VAR:?error} as compose resolves them."""
+
     def sub(m):
         name, op, arg = m.group(1), m.group(2), m.group(3)
         if environ.get(name):
@@ -34,6 +38,7 @@ def interpolate(value: str, environ: dict) -> str:
         if op == "?":
             raise KeyError(f"{name}: {arg}")
         return arg or ""
+
     return _REF.sub(sub, value)
 
 
@@ -59,8 +64,10 @@ def test_the_four_services_of_the_seed(compose):
 
 def test_gateway_and_pdp_are_built_from_our_dockerfiles_as_the_chart_names_them(compose):
     values = yaml.safe_load((CHART / "values.yaml").read_text())
-    for name, dockerfile, repo in (("api-gateway", "Dockerfile.proxy", values["proxy"]["image"]["repository"]),
-                                   ("pdp", "Dockerfile.pdp", values["pdp"]["image"]["repository"])):
+    for name, dockerfile, repo in (
+        ("api-gateway", "Dockerfile.proxy", values["proxy"]["image"]["repository"]),
+        ("pdp", "Dockerfile.pdp", values["pdp"]["image"]["repository"]),
+    ):
         svc = compose["services"][name]
         assert svc["build"]["dockerfile"] == dockerfile
         assert (ROOT / svc["build"]["context"] / dockerfile).is_file()

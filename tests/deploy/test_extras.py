@@ -5,6 +5,7 @@ without pdp/ (as Dockerfile.proxy copies it); then every proxy module imports,
 `lucid-proxy --check` validates the shipped routes, and none of the PDP's
 libraries is there to be imported by accident.
 """
+
 import shutil
 import subprocess
 import venv
@@ -28,27 +29,33 @@ def proxy_venv(tmp_path_factory):
     env_dir = base / "venv"
     venv.create(env_dir, with_pip=True)
     python = env_dir / "bin" / "python"
-    done = subprocess.run([str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check",
-                           f"{src}[proxy]"], capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", f"{src}[proxy]"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     return python
 
 
 def test_every_proxy_module_imports_with_only_the_proxy_extra(proxy_venv):
     modules = sorted(f"proxy.{p.stem}" for p in (ROOT / "proxy").glob("*.py") if p.stem != "__main__")
-    code = ("import importlib, sys\n"
-            f"for m in {modules!r}: importlib.import_module(m)\n"
-            "leaked = sorted(m for m in sys.modules if m == 'pdp' or m.startswith('pdp.'))\n"
-            "assert not leaked, leaked\n")
-    done = subprocess.run([str(proxy_venv), "-c", code], capture_output=True, text=True, timeout=120,
-                          cwd="/")
+    code = (
+        "import importlib, sys\n"
+        f"for m in {modules!r}: importlib.import_module(m)\n"
+        "leaked = sorted(m for m in sys.modules if m == 'pdp' or m.startswith('pdp.'))\n"
+        "assert not leaked, leaked\n"
+    )
+    done = subprocess.run([str(proxy_venv), "-c", code], capture_output=True, text=True, timeout=120, cwd="/")
     assert done.returncode == 0, done.stderr[-2000:]
 
 
 @pytest.mark.parametrize("library", PDP_ONLY)
 def test_the_pdp_libraries_are_not_installed(proxy_venv, library):
-    done = subprocess.run([str(proxy_venv), "-c", f"import {library}"], capture_output=True, text=True,
-                          timeout=60, cwd="/")
+    done = subprocess.run(
+        [str(proxy_venv), "-c", f"import {library}"], capture_output=True, text=True, timeout=60, cwd="/"
+    )
     assert done.returncode != 0 and "ModuleNotFoundError" in done.stderr
 
 
@@ -63,5 +70,6 @@ def test_pdp_and_proxy_import_only_servicekit_never_each_other():
         for path in (ROOT / package).rglob("*.py"):
             for line in path.read_text().splitlines():
                 stripped = line.strip()
-                assert not stripped.startswith((f"from {other}.", f"from {other} ", f"import {other}")), \
+                assert not stripped.startswith((f"from {other}.", f"from {other} ", f"import {other}")), (
                     f"{path.relative_to(ROOT)} imports {other}: {stripped}"
+                )

@@ -1,4 +1,5 @@
 """The Helm chart, checked with the real helm binary: lint, schema, and the rendered objects."""
+
 import base64
 import json
 
@@ -23,7 +24,11 @@ def _ids(files):
 
 def test_ci_values_cover_the_four_scenarios():
     assert {f.name for f in CI_VALUES} >= {
-        "gateway-values.yaml", "sidecar-values.yaml", "opa-values.yaml", "scaling-values.yaml"}
+        "gateway-values.yaml",
+        "sidecar-values.yaml",
+        "opa-values.yaml",
+        "scaling-values.yaml",
+    }
 
 
 @pytest.mark.parametrize("values_file", ALL_VALUES, ids=_ids(ALL_VALUES))
@@ -46,8 +51,7 @@ def test_every_object_is_labelled_and_namespaced(helm, values_file):
 
 
 def test_default_is_gateway_mode_with_nothing_optional(default_render):
-    assert default_render.kinds() == ["Deployment", "Deployment", "Secret", "Service", "Service",
-                                      "ServiceAccount"]
+    assert default_render.kinds() == ["Deployment", "Deployment", "Secret", "Service", "Service", "ServiceAccount"]
     names = {d["metadata"]["name"] for d in default_render.of_kind("Deployment")}
     assert names == {PDP, PROXY}
 
@@ -114,8 +118,7 @@ def test_every_service_targets_a_port_of_the_pods_it_selects(helm, values_file):
     deployments = rendered.of_kind("Deployment")
     for svc in rendered.of_kind("Service"):
         selector = svc["spec"]["selector"]
-        pods = [d for d in deployments
-                if selector.items() <= d["spec"]["template"]["metadata"]["labels"].items()]
+        pods = [d for d in deployments if selector.items() <= d["spec"]["template"]["metadata"]["labels"].items()]
         assert len(pods) == 1, f"{svc['metadata']['name']} selects {len(pods)} Deployments"
         for port in svc["spec"]["ports"]:
             port_number(pods[0]["spec"]["template"]["spec"], port["targetPort"])
@@ -205,10 +208,18 @@ def test_given_jwt_secret_lands_only_in_the_secret(helm):
     assert base64.b64decode(secret["data"]["jwt-secret-key"]).decode() == key
     others = [d for d in rendered if d["kind"] != "Secret"]
     assert key not in yaml.safe_dump_all(others)
-    ref = env_of(container([d for d in rendered if d["metadata"]["name"] == PDP
-                            and d["kind"] == "Deployment"][0]["spec"]["template"]["spec"], "pdp"))
+    ref = env_of(
+        container(
+            [d for d in rendered if d["metadata"]["name"] == PDP and d["kind"] == "Deployment"][0]["spec"]["template"][
+                "spec"
+            ],
+            "pdp",
+        )
+    )
     assert ref["JWT_SECRET_KEY"]["valueFrom"]["secretKeyRef"] == {
-        "name": secret["metadata"]["name"], "key": "jwt-secret-key"}
+        "name": secret["metadata"]["name"],
+        "key": "jwt-secret-key",
+    }
 
 
 def test_without_a_jwt_secret_a_strong_random_one_is_generated(default_render):
@@ -247,14 +258,26 @@ def test_schema_rejects_bad_values(helm, args, path):
         assert "schema" in output and path in output, output
 
 
-@pytest.mark.parametrize("sets,message", [
-    (["proxy.tls.enabled=true"], "proxy.tls.secretName"),
-    (["mode=sidecar"], "app.image.repository"),
-    (["mode=sidecar", "app.image.repository=x", "app.port=8080"], "app.port 8080 collides"),
-    (["policies.existingConfigMap=a", "policies.files.x\\.rego=package x"], "not both"),
-    (["mongodb.uri=mongodb://m:27017/db", "signin.smtpUrl=smtp://mail:25", "signin.totpKeys=k1:" + "A" * 43],
-     "signin.publicBaseUrl is required with mongodb"),
-], ids=["tls-without-secret", "sidecar-without-app", "port-collision", "two-policy-sources", "signin-without-base-url"])
+@pytest.mark.parametrize(
+    "sets,message",
+    [
+        (["proxy.tls.enabled=true"], "proxy.tls.secretName"),
+        (["mode=sidecar"], "app.image.repository"),
+        (["mode=sidecar", "app.image.repository=x", "app.port=8080"], "app.port 8080 collides"),
+        (["policies.existingConfigMap=a", "policies.files.x\\.rego=package x"], "not both"),
+        (
+            ["mongodb.uri=mongodb://m:27017/db", "signin.smtpUrl=smtp://mail:25", "signin.totpKeys=k1:" + "A" * 43],
+            "signin.publicBaseUrl is required with mongodb",
+        ),
+    ],
+    ids=[
+        "tls-without-secret",
+        "sidecar-without-app",
+        "port-collision",
+        "two-policy-sources",
+        "signin-without-base-url",
+    ],
+)
 def test_inconsistent_values_fail_with_one_clear_line(helm, sets, message):
     args = ["template", "t", str(CHART)] + [a for s in sets for a in ("--set", s)]
     proc = helm.run(*args, check=False)
@@ -346,10 +369,14 @@ def test_image_tag_defaults_to_app_version_and_digest_wins(helm, default_render)
     assert pdp["image"] == f"lucid-gateway/pdp:{chart['appVersion']}"
     digest = "sha256:" + "a" * 64
     rendered = helm.render(sets=["proxy.image.tag=9.9.9", f"pdp.image.digest={digest}"])
-    assert container(rendered.get("Deployment", PROXY)["spec"]["template"]["spec"], "proxy")["image"] \
+    assert (
+        container(rendered.get("Deployment", PROXY)["spec"]["template"]["spec"], "proxy")["image"]
         == "lucid-gateway/proxy:9.9.9"
-    assert container(rendered.get("Deployment", PDP)["spec"]["template"]["spec"], "pdp")["image"] \
+    )
+    assert (
+        container(rendered.get("Deployment", PDP)["spec"]["template"]["spec"], "pdp")["image"]
         == f"lucid-gateway/pdp@{digest}"
+    )
 
 
 def test_prestop_sleep_only_where_kubernetes_supports_it(helm):
@@ -400,8 +427,9 @@ def test_proxy_drain_fits_in_the_pod_grace_period(helm, default_render):
 
 
 def test_sidecar_mode_scales_and_protects_the_app_deployment(helm):
-    rendered = helm.render([SIDECAR_VALUES], sets=["app.autoscaling.enabled=true",
-                                                   "app.podDisruptionBudget.enabled=true"])
+    rendered = helm.render(
+        [SIDECAR_VALUES], sets=["app.autoscaling.enabled=true", "app.podDisruptionBudget.enabled=true"]
+    )
     assert [h["metadata"]["name"] for h in rendered.of_kind("HorizontalPodAutoscaler")] == [APP]
     assert [p["metadata"]["name"] for p in rendered.of_kind("PodDisruptionBudget")] == [APP]
     assert "replicas" not in rendered.get("Deployment", APP)["spec"]
@@ -422,8 +450,9 @@ def test_the_https_redirect_needs_a_public_host(helm):
     # The proxy refuses HTTP_REDIRECT_TO_HTTPS without PUBLIC_HOST; the chart says so at render time.
     failed = helm.run(*helm.template_args([GATEWAY_VALUES], sets=["proxy.tls.redirectHttp=true"]), check=False)
     assert failed.returncode != 0 and "proxy.tls.publicHost" in failed.stderr
-    rendered = helm.render([GATEWAY_VALUES], sets=["proxy.tls.redirectHttp=true",
-                                                   "proxy.tls.publicHost=gw.example.com"])
+    rendered = helm.render(
+        [GATEWAY_VALUES], sets=["proxy.tls.redirectHttp=true", "proxy.tls.publicHost=gw.example.com"]
+    )
     env = env_of(container(rendered.get("Deployment", PROXY)["spec"]["template"]["spec"], "proxy"))
     assert env["HTTP_REDIRECT_TO_HTTPS"]["value"] == "true"
     assert env["PUBLIC_HOST"]["value"] == "gw.example.com"

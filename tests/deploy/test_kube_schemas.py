@@ -5,6 +5,7 @@ fields, the mistake `helm lint` does not see. The prometheus-operator kinds
 (ServiceMonitor, PrometheusRule) have no schema there; test_monitoring.py and
 promtool check those.
 """
+
 import kubernetes_validate
 import pytest
 

@@ -3,25 +3,35 @@
 promtool (built by scripts/tools.sh from the Go module proxy) checks every rule
 and every dashboard query, and runs unit tests of each alert on synthetic series.
 """
+
 import json
 import subprocess
 
 import pytest
 import yaml
 
+from tests.support.tools import require_tool
+
 from .conftest import CHART
 from .promql import exported_series, metric_names
-from tests.support.tools import require_tool
 
 MONITORING_VALUES = CHART / "ci" / "monitoring-values.yaml"
 SIDECAR_VALUES = CHART / "ci" / "sidecar-values.yaml"
 PDP_JOB = 'job="t-lucid-gateway-pdp",namespace="gw"'
 PROXY_JOB = 'job="t-lucid-gateway-proxy",namespace="gw"'
-ALERTS = {"LucidGatewayPdpUnavailable", "LucidGatewayHighErrorRatio", "LucidGatewayRedisFallbackActive",
-          "LucidGatewayPolicyReloadFailing"}
+ALERTS = {
+    "LucidGatewayPdpUnavailable",
+    "LucidGatewayHighErrorRatio",
+    "LucidGatewayRedisFallbackActive",
+    "LucidGatewayPolicyReloadFailing",
+}
 # What Grafana puts in for its variables, so promtool can parse the queries.
-GRAFANA_VARS = {"$__rate_interval": "5m", "$namespace": "gw", "$pdp_job": "t-lucid-gateway-pdp",
-                "$proxy_job": "t-lucid-gateway-proxy"}
+GRAFANA_VARS = {
+    "$__rate_interval": "5m",
+    "$namespace": "gw",
+    "$pdp_job": "t-lucid-gateway-pdp",
+    "$proxy_job": "t-lucid-gateway-proxy",
+}
 
 
 @pytest.fixture(scope="module")
@@ -56,8 +66,14 @@ def test_dashboard_configmap_carries_the_sidecar_label(monitoring, helm):
     cm = monitoring.get("ConfigMap", "t-lucid-gateway-dashboard")
     assert cm["metadata"]["labels"]["grafana_dashboard"] == "1"
     assert cm["metadata"]["annotations"] == {"grafana_folder": "Gateways"}
-    relabelled = helm.render(sets=["grafanaDashboards.enabled=true", "grafanaDashboards.label=dash",
-                                   "grafanaDashboards.labelValue=yes", "grafanaDashboards.namespace=monitoring"])
+    relabelled = helm.render(
+        sets=[
+            "grafanaDashboards.enabled=true",
+            "grafanaDashboards.label=dash",
+            "grafanaDashboards.labelValue=yes",
+            "grafanaDashboards.namespace=monitoring",
+        ]
+    )
     cm = relabelled.get("ConfigMap", "t-lucid-gateway-dashboard")
     assert cm["metadata"]["labels"]["dash"] == "yes" and cm["metadata"]["namespace"] == "monitoring"
 
@@ -66,8 +82,14 @@ def test_dashboard_has_the_panels_operators_asked_for(monitoring):
     dash = dashboard_of(monitoring)
     assert dash["uid"] == "lucid-gateway"
     titles = " | ".join(p["title"] for p in dash["panels"]).lower()
-    for topic in ("request rate", "errors", "p50 / p99", "decisions by reason", "quota rejections",
-                  "dependency health"):
+    for topic in (
+        "request rate",
+        "errors",
+        "p50 / p99",
+        "decisions by reason",
+        "quota rejections",
+        "dependency health",
+    ):
         assert topic in titles, topic
     ids = [p["id"] for p in dash["panels"]]
     assert len(ids) == len(set(ids))
@@ -96,8 +118,10 @@ def test_dashboard_and_rules_use_only_metrics_the_services_export(monitoring):
 
 
 def test_metric_names_finds_selectors_not_labels_or_functions():
-    expr = ('histogram_quantile(0.99, sum by (le, route) (rate(a_bucket{job="x",le=~"0.1"}[5m])))'
-            ' / on (job) group_left b_total offset 5m > bool 0.5 and absent(up{job="p"} == 1)')
+    expr = (
+        'histogram_quantile(0.99, sum by (le, route) (rate(a_bucket{job="x",le=~"0.1"}[5m])))'
+        ' / on (job) group_left b_total offset 5m > bool 0.5 and absent(up{job="p"} == 1)'
+    )
     assert metric_names(expr) == {"a_bucket", "b_total", "up"}
 
 
@@ -116,8 +140,12 @@ def test_each_alert_has_its_toggle_and_settings(monitoring, helm):
 
 
 def test_bad_rule_settings_are_refused_by_the_schema(helm):
-    for bad in ("prometheusRule.rules.errorRatio.threshold=2", "prometheusRule.rules.pdpUnavailable.for=soon",
-                "prometheusRule.rules.nosuch.enabled=true", "grafanaDashboards.label=a b"):
+    for bad in (
+        "prometheusRule.rules.errorRatio.threshold=2",
+        "prometheusRule.rules.pdpUnavailable.for=soon",
+        "prometheusRule.rules.nosuch.enabled=true",
+        "grafanaDashboards.label=a b",
+    ):
         proc = helm.run(*helm.template_args(sets=["prometheusRule.enabled=true", bad]), check=False)
         assert proc.returncode != 0 and "schema" in proc.stderr, bad
 
@@ -169,19 +197,49 @@ def test_alerts_fire_on_the_failures_they_name_and_not_before(monitoring, promto
     notes = {r["alert"]: r["annotations"] for r in rules_of(monitoring)}
     # The summary's template, expanded: 10 of every 100 responses are 503s.
     notes["LucidGatewayHighErrorRatio"]["summary"] = notes["LucidGatewayHighErrorRatio"]["summary"].replace(
-        "{{ $value | humanizePercentage }}", "10%")
+        "{{ $value | humanizePercentage }}", "10%"
+    )
     failing = [
-        {"eval_time": "25m", "alertname": "LucidGatewayPdpUnavailable", "exp_alerts": [
-            {"exp_annotations": notes["LucidGatewayPdpUnavailable"], "exp_labels": {"severity": "critical", **team}}]},
-        {"eval_time": "25m", "alertname": "LucidGatewayHighErrorRatio", "exp_alerts": [
-            {"exp_annotations": notes["LucidGatewayHighErrorRatio"], "exp_labels": {"severity": "critical", **team}}]},
-        {"eval_time": "25m", "alertname": "LucidGatewayRedisFallbackActive", "exp_alerts": [
-            {"exp_annotations": notes["LucidGatewayRedisFallbackActive"], "exp_labels": {"severity": "warning", **team}}]},
-        {"eval_time": "25m", "alertname": "LucidGatewayPolicyReloadFailing", "exp_alerts": [
-            {"exp_annotations": notes["LucidGatewayPolicyReloadFailing"], "exp_labels": {"severity": "warning", **team}}]},
+        {
+            "eval_time": "25m",
+            "alertname": "LucidGatewayPdpUnavailable",
+            "exp_alerts": [
+                {"exp_annotations": notes["LucidGatewayPdpUnavailable"], "exp_labels": {"severity": "critical", **team}}
+            ],
+        },
+        {
+            "eval_time": "25m",
+            "alertname": "LucidGatewayHighErrorRatio",
+            "exp_alerts": [
+                {"exp_annotations": notes["LucidGatewayHighErrorRatio"], "exp_labels": {"severity": "critical", **team}}
+            ],
+        },
+        {
+            "eval_time": "25m",
+            "alertname": "LucidGatewayRedisFallbackActive",
+            "exp_alerts": [
+                {
+                    "exp_annotations": notes["LucidGatewayRedisFallbackActive"],
+                    "exp_labels": {"severity": "warning", **team},
+                }
+            ],
+        },
+        {
+            "eval_time": "25m",
+            "alertname": "LucidGatewayPolicyReloadFailing",
+            "exp_alerts": [
+                {
+                    "exp_annotations": notes["LucidGatewayPolicyReloadFailing"],
+                    "exp_labels": {"severity": "warning", **team},
+                }
+            ],
+        },
     ]
-    tests = {"rule_files": ["rules.yaml"], "evaluation_interval": "1m",
-             "tests": [{"interval": "1m", "input_series": series, "alert_rule_test": healthy + failing}]}
+    tests = {
+        "rule_files": ["rules.yaml"],
+        "evaluation_interval": "1m",
+        "tests": [{"interval": "1m", "input_series": series, "alert_rule_test": healthy + failing}],
+    }
     (tmp_path / "rules_test.yaml").write_text(yaml.safe_dump(tests))
     proc = _promtool(promtool, "test", "rules", "rules_test.yaml", cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr

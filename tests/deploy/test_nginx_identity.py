@@ -1,5 +1,6 @@
 """deploy/nginx/lucid-auth.conf with a real nginx, the real PDP on the shipped
 policies and a real upstream: no client-sent identity header reaches the backend."""
+
 import re
 import shutil
 import tempfile
@@ -48,9 +49,17 @@ http {{
 """
 
 # Everything a client might try, in the spellings servers confuse.
-SPOOFS = {"X-User-Id": "admin", "X-User-Roles": "admin", "X-User-Plan": "enterprise", "X-User-Mfa": "true",
-          "X-User-Email": "victim@example.com", "X-User-Sub": "victim", "X-Auth-Subject": "victim",
-          "X_User_Roles": "admin", "X_User_Mfa": "true"}
+SPOOFS = {
+    "X-User-Id": "admin",
+    "X-User-Roles": "admin",
+    "X-User-Plan": "enterprise",
+    "X-User-Mfa": "true",
+    "X-User-Email": "victim@example.com",
+    "X-User-Sub": "victim",
+    "X-Auth-Subject": "victim",
+    "X_User_Roles": "admin",
+    "X_User_Mfa": "true",
+}
 
 
 @pytest.fixture(scope="module")
@@ -68,8 +77,9 @@ def nginx():
         tmp = tempfile.mkdtemp(prefix="lucid-nginx-identity-")
         port = free_port()
         conf = Path(tmp) / "nginx.conf"
-        conf.write_text(_CONF.format(tmp=tmp, pdp_port=pdp.port, upstream_port=upstream_port, port=port,
-                                     snippets=SNIPPETS))
+        conf.write_text(
+            _CONF.format(tmp=tmp, pdp_port=pdp.port, upstream_port=upstream_port, port=port, snippets=SNIPPETS)
+        )
         server = Server([NGINX, "-p", tmp, "-c", str(conf), "-g", "daemon off;"], port)
         started.append(server)
         yield server
@@ -93,8 +103,7 @@ def identity(seen: dict) -> dict:
 
 def test_a_signed_in_callers_identity_is_the_pdps_only(nginx):
     seen = seen_by_backend(nginx, "/api/v1/users/me", token("nina", roles=["user"], plan="free", mfa=False))
-    assert identity(seen) == {"x-user-id": "nina", "x-user-roles": "user", "x-user-plan": "free",
-                              "x-user-mfa": "false"}
+    assert identity(seen) == {"x-user-id": "nina", "x-user-roles": "user", "x-user-plan": "free", "x-user-mfa": "false"}
 
 
 def test_an_anonymous_caller_reaches_the_backend_with_no_identity(nginx):

@@ -5,6 +5,7 @@ the part of the Registry API v2 the script uses: the bearer-token challenge
 and a manifest HEAD answering Docker-Content-Digest (no registry is reachable
 from this machine, and no digest may be invented).
 """
+
 import hashlib
 import json
 import shutil
@@ -18,9 +19,14 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "pin_images.py"
-DIGESTS = {f"{repo}:{tag}": "sha256:" + hashlib.sha256(f"{repo}:{tag}".encode()).hexdigest()
-           for repo, tag in (("library/debian", "13.4-slim"), ("openpolicyagent/opa", "1.22.4-static"),
-                             ("distroless/python3-debian13", "nonroot"))}
+DIGESTS = {
+    f"{repo}:{tag}": "sha256:" + hashlib.sha256(f"{repo}:{tag}".encode()).hexdigest()
+    for repo, tag in (
+        ("library/debian", "13.4-slim"),
+        ("openpolicyagent/opa", "1.22.4-static"),
+        ("distroless/python3-debian13", "nonroot"),
+    )
+}
 
 
 class Registry(BaseHTTPRequestHandler):
@@ -58,8 +64,7 @@ def registry():
 
 
 def run(*args):
-    return subprocess.run([sys.executable, str(SCRIPT), *map(str, args)], capture_output=True, text=True,
-                          timeout=60)
+    return subprocess.run([sys.executable, str(SCRIPT), *map(str, args)], capture_output=True, text=True, timeout=60)
 
 
 def test_the_shipped_dockerfiles_get_every_base_image_pinned(tmp_path, registry):

@@ -5,6 +5,7 @@ mounts the volume whole (no subPath), so edits arrive by the kubelet's atomic
 symlink swap. These tests lay out that exact tree and run the PDP's own loader
 and CLI on it.
 """
+
 import subprocess
 import sys
 
@@ -20,6 +21,7 @@ pytest.importorskip("pdp.policy.bundle", reason="the PDP is not merged into this
 from pdp.policy.bundle import fingerprint, load_bundle  # noqa: E402
 
 SOURCE = ROOT / "policies" if (ROOT / "policies" / "gateway").is_dir() else ROOT / "tests" / "fixtures" / "policies"
+
 
 @pytest.fixture
 def volume(tmp_path):
@@ -53,20 +55,24 @@ def test_an_atomic_configmap_update_is_seen_by_hot_reload(volume):
 
 
 def test_pdp_check_accepts_the_mounted_policies(volume):
-    proc = subprocess.run([sys.executable, "-m", "pdp", "check", str(volume)],
-                          capture_output=True, text=True, timeout=60, cwd=ROOT)
+    proc = subprocess.run(
+        [sys.executable, "-m", "pdp", "check", str(volume)], capture_output=True, text=True, timeout=60, cwd=ROOT
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("ok:")
 
 
-@pytest.mark.parametrize("values_file", [f for f in CI_VALUES
-                                         if yaml.safe_load(f.read_text()).get("policies", {}).get("files")],
-                         ids=lambda f: f.name)
+@pytest.mark.parametrize(
+    "values_file",
+    [f for f in CI_VALUES if yaml.safe_load(f.read_text()).get("policies", {}).get("files")],
+    ids=lambda f: f.name,
+)
 def test_example_policies_in_ci_values_compile(values_file, tmp_path):
     files = yaml.safe_load(values_file.read_text())["policies"]["files"]
     for rel, text in files.items():
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / rel).write_text(text)
-    proc = subprocess.run([sys.executable, "-m", "pdp", "check", str(tmp_path)],
-                          capture_output=True, text=True, timeout=60, cwd=ROOT)
+    proc = subprocess.run(
+        [sys.executable, "-m", "pdp", "check", str(tmp_path)], capture_output=True, text=True, timeout=60, cwd=ROOT
+    )
     assert proc.returncode == 0, proc.stderr

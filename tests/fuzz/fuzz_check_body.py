@@ -9,6 +9,7 @@ are the ones mapped to answers: Problem 400/413/415 and AmbiguousPath (the
 decider's 400 deny). Half the inputs are raw bytes, half are JSON documents
 built field by field so that the validation itself is reached.
 """
+
 import io
 import json
 import os
@@ -21,8 +22,8 @@ sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..",
 with atheris.instrument_imports(include=["pdp.resources.check", "pdp.policy_input", "servicekit.request_path"]):
     from pdp.policy_input import build_request
     from pdp.problem import Problem
-    from servicekit.request_path import AmbiguousPath
     from pdp.resources.check import read_json_body, validate_check
+    from servicekit.request_path import AmbiguousPath
 
 import falcon  # noqa: E402
 from falcon import testing  # noqa: E402
@@ -49,12 +50,14 @@ def _structured(fdp) -> bytes:
     fields = {}
     for name in ("method", "path", "host", "scheme", "client_ip"):
         if fdp.ConsumeBool():
-            fields[name] = fdp.ConsumeUnicode(fdp.ConsumeIntInRange(0, 48)) if fdp.ConsumeIntInRange(0, 3) \
-                else _value(fdp)
+            fields[name] = (
+                fdp.ConsumeUnicode(fdp.ConsumeIntInRange(0, 48)) if fdp.ConsumeIntInRange(0, 3) else _value(fdp)
+            )
     if fdp.ConsumeBool():
-        fields["headers"] = {fdp.ConsumeUnicode(12): (fdp.ConsumeUnicode(32) if fdp.ConsumeIntInRange(0, 3)
-                                                      else _value(fdp))
-                             for _ in range(fdp.ConsumeIntInRange(0, 6))}
+        fields["headers"] = {
+            fdp.ConsumeUnicode(12): (fdp.ConsumeUnicode(32) if fdp.ConsumeIntInRange(0, 3) else _value(fdp))
+            for _ in range(fdp.ConsumeIntInRange(0, 6))
+        }
     doc = {"request": fields} if fdp.ConsumeIntInRange(0, 7) else _value(fdp)
     return json.dumps(doc).encode("utf-8")
 

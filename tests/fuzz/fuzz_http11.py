@@ -6,6 +6,7 @@ Seeds: tests/proxy/data/hostile_requests.tsv. A crash is an exception other
 than the parser's own, or a disagreement with h11 beyond the documented
 strictness; libFuzzer then exits non-zero and writes the input as a crash file.
 """
+
 import os
 import sys
 

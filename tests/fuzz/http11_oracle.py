@@ -7,6 +7,7 @@ stricter on purpose, "we reject, h11 accepts" is allowed only when the input
 shows the documented reason (STRICTER, docs/proxy.md "Parser strictness");
 "we accept, h11 rejects" is never allowed.
 """
+
 import re
 import socket
 
@@ -32,8 +33,9 @@ class Disagreement(AssertionError):
 class Outcome:
     """accept (with the framing), reject (with a reason), or incomplete (needs more bytes)."""
 
-    def __init__(self, kind, reason="", method=b"", target=b"", version=b"", headers=(), body=b"", rest=b"",
-                 chunked=False):
+    def __init__(
+        self, kind, reason="", method=b"", target=b"", version=b"", headers=(), body=b"", rest=b"", chunked=False
+    ):
         self.kind = kind
         self.reason = reason
         self.method = method
@@ -78,9 +80,16 @@ def ours(data: bytes) -> Outcome:
             return Outcome("incomplete")
         rest = b"".join(http11.iter_until_close(reader))
         headers = [(name.encode("ascii"), value.encode("latin-1")) for name, value in req.headers]
-        return Outcome("accept", method=req.method.encode(), target=req.target.encode(),
-                       version=req.version.encode()[5:], headers=headers, body=body, rest=rest,
-                       chunked=req.chunked)
+        return Outcome(
+            "accept",
+            method=req.method.encode(),
+            target=req.target.encode(),
+            version=req.version.encode()[5:],
+            headers=headers,
+            body=body,
+            rest=rest,
+            chunked=req.chunked,
+        )
     finally:
         left.close()
         right.close()
@@ -110,8 +119,16 @@ def theirs(data: bytes) -> Outcome:
         return out
     headers = [(bytes(name), bytes(value)) for name, value in request.headers]
     chunked = any(name == b"transfer-encoding" for name, _ in headers)
-    out = Outcome("accept", method=request.method, target=request.target, version=request.http_version,
-                  headers=headers, body=b"".join(body), rest=conn.trailing_data[0], chunked=chunked)
+    out = Outcome(
+        "accept",
+        method=request.method,
+        target=request.target,
+        version=request.http_version,
+        headers=headers,
+        body=b"".join(body),
+        rest=conn.trailing_data[0],
+        chunked=chunked,
+    )
     out.request = request
     return out
 
@@ -130,7 +147,7 @@ def _head_lines(data: bytes):
 def _chunk_lines(data: bytes):
     """The lines after the head (chunk-size lines among them), CRLF-split."""
     end = data.find(b"\r\n\r\n")
-    return data[end + 4:].split(b"\r\n") if end >= 0 else []
+    return data[end + 4 :].split(b"\r\n") if end >= 0 else []
 
 
 def stricter_reason_holds(detail: str, data: bytes, them: Outcome) -> bool:
@@ -156,12 +173,16 @@ def stricter_reason_holds(detail: str, data: bytes, them: Outcome) -> bool:
         return bool(values(b"content-length")) and bool(values(b"transfer-encoding"))
     if detail == "malformed Content-Length":
         # h11 takes "3, 3" as 3 and allows 19-20 digits; we take one plain number of at most 18.
-        return any(not re.fullmatch(rb"[0-9]{1,18}", v) for v in values(b"content-length")) or \
-            any(b"," in line for line in _head_lines(data) if line.lower().startswith(b"content-length"))
+        return any(not re.fullmatch(rb"[0-9]{1,18}", v) for v in values(b"content-length")) or any(
+            b"," in line for line in _head_lines(data) if line.lower().startswith(b"content-length")
+        )
     if detail == "conflicting Content-Length headers":
         # h11 merges values that are equal as numbers ("3" and "03"); we want the same text.
-        raw = [line.partition(b":")[2].strip(b" \t") for line in _head_lines(data)[1:]
-               if line.lower().startswith(b"content-length")]
+        raw = [
+            line.partition(b":")[2].strip(b" \t")
+            for line in _head_lines(data)[1:]
+            if line.lower().startswith(b"content-length")
+        ]
         return len(set(raw)) > 1 or any(b"," in v for v in raw)
     if detail == "control character in header value":
         lines = _head_lines(data)[1:] + (_chunk_lines(data) if them.chunked else [])
@@ -171,11 +192,13 @@ def stricter_reason_holds(detail: str, data: bytes, them: Outcome) -> bool:
     if detail == "only HTTP/1.0 and HTTP/1.1 are served":
         return req is not None and bytes(req.http_version) not in (b"1.0", b"1.1")
     if detail == "malformed chunk size line":
-        return any(_H11_CHUNK_LINE.fullmatch(line) and not _OUR_CHUNK_LINE.fullmatch(line)
-                   for line in _chunk_lines(data))
+        return any(
+            _H11_CHUNK_LINE.fullmatch(line) and not _OUR_CHUNK_LINE.fullmatch(line) for line in _chunk_lines(data)
+        )
     if detail == "framing or routing field in trailers":
-        return them.chunked and any(re.match(rb"(?i)(content-length|transfer-encoding|host)[ \t]*:", line)
-                                    for line in _chunk_lines(data))
+        return them.chunked and any(
+            re.match(rb"(?i)(content-length|transfer-encoding|host)[ \t]*:", line) for line in _chunk_lines(data)
+        )
     if detail in ("malformed header field", "bare CR or LF in a trailer"):
         # Trailer lines: h11 folds and relaxes them like header lines; we check each line on its own.
         return them.chunked
@@ -198,6 +221,8 @@ def compare(data: bytes) -> None:
         if mine.kind == "incomplete":
             raise Disagreement(f"we wait for more where h11 has a whole request on {data!r}: {them!r}")
         if not stricter_reason_holds(mine.reason, data, them):
-            raise Disagreement(f"we reject ({mine.reason}) what h11 accepts, and no documented strictness "
-                               f"explains it, on {data!r}: h11 {them!r}")
+            raise Disagreement(
+                f"we reject ({mine.reason}) what h11 accepts, and no documented strictness "
+                f"explains it, on {data!r}: h11 {them!r}"
+            )
     # Both refuse or wait: nothing is forwarded either way.

@@ -1,4 +1,5 @@
 """Seed inputs for the fuzz targets, from the data-driven corpora the tests already keep."""
+
 import json
 from pathlib import Path
 
@@ -18,11 +19,27 @@ def hostile_requests() -> list:
 
 def check_bodies() -> list:
     """/v1/check bodies: well-formed ones and near misses."""
-    good = {"request": {"method": "GET", "path": "/api/v1/users/me?x=1", "headers": {"authorization": "Bearer x"},
-                        "host": "gw.example", "scheme": "https", "client_ip": "203.0.113.7"}}
-    docs = [good, {"request": {**good["request"], "path": "/a/../../b"}},
-            {"request": {**good["request"], "method": "get"}}, {"request": {"method": "GET"}},
-            {"request": {**good["request"], "headers": {"x": 1}}}, {"request": []}, [], "x", None]
+    good = {
+        "request": {
+            "method": "GET",
+            "path": "/api/v1/users/me?x=1",
+            "headers": {"authorization": "Bearer x"},
+            "host": "gw.example",
+            "scheme": "https",
+            "client_ip": "203.0.113.7",
+        }
+    }
+    docs = [
+        good,
+        {"request": {**good["request"], "path": "/a/../../b"}},
+        {"request": {**good["request"], "method": "get"}},
+        {"request": {"method": "GET"}},
+        {"request": {**good["request"], "headers": {"x": 1}}},
+        {"request": []},
+        [],
+        "x",
+        None,
+    ]
     bodies = [json.dumps(d).encode() for d in docs] + [b"{", b"\xff\xfe", b'{"request": {"path": "\\ud800"}}']
     # The target's first byte picks raw mode (odd) or structured mode: seeds are raw bodies.
     return [b"\x01" + body for body in bodies]

@@ -4,6 +4,7 @@ Each target runs in its own process under libFuzzer (atheris) and must end
 without a crash: no exception other than the mapped ones, no disagreement
 with the h11 oracle beyond the documented strictness.
 """
+
 import os
 import subprocess
 import sys
@@ -36,14 +37,29 @@ def test_fuzz_target_runs_clean_for_a_bounded_time(name, tmp_path):
     corpus = corpus_dir(name, tmp_path)
     artifacts = tmp_path / "artifacts"
     artifacts.mkdir()
-    argv = [sys.executable, str(script), f"-max_total_time={FUZZ_S}", f"-artifact_prefix={artifacts}/",
-            # A fixed seed in the suite, so a CI run is repeatable; `make fuzz` draws one (0 = random).
-            f"-seed={os.environ.get('FUZZ_SEED', '1')}", "-print_final_stats=1", *flags, str(corpus)]
-    result = subprocess.run(argv, capture_output=True, text=True, timeout=FUZZ_S + 90, cwd=tmp_path,
-                            env={**os.environ, "PYTHONHASHSEED": "0"})
+    argv = [
+        sys.executable,
+        str(script),
+        f"-max_total_time={FUZZ_S}",
+        f"-artifact_prefix={artifacts}/",
+        # A fixed seed in the suite, so a CI run is repeatable; `make fuzz` draws one (0 = random).
+        f"-seed={os.environ.get('FUZZ_SEED', '1')}",
+        "-print_final_stats=1",
+        *flags,
+        str(corpus),
+    ]
+    result = subprocess.run(
+        argv,
+        capture_output=True,
+        text=True,
+        timeout=FUZZ_S + 90,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONHASHSEED": "0"},
+    )
     crashes = sorted(p.name for p in artifacts.iterdir())
-    assert result.returncode == 0 and not crashes, \
+    assert result.returncode == 0 and not crashes, (
         f"{name}: exit {result.returncode}, artifacts {crashes}\n{result.stderr[-6000:]}"
+    )
     runs = [line for line in result.stderr.splitlines() if line.startswith("stat::number_of_executed_units")]
     assert runs and int(runs[0].split(":")[-1]) > 0, result.stderr[-2000:]
 

@@ -1,4 +1,5 @@
 """POST /v1/check against the real gunicorn-served PDP."""
+
 import json
 
 import requests
@@ -54,10 +55,17 @@ def test_malformed_json_is_problem_400(pdp):
 
 
 def test_wrong_shapes_are_problem_400(pdp):
-    for body in ([], {"request": []}, {"request": {"method": "GET"}}, {"request": {"method": 5, "path": "/"}},
-                 {"request": {"method": "GET", "path": "/", "headers": {"a": 1}}},
-                 {"request": {"method": "G E T", "path": "/"}}, {"request": {"method": "get", "path": "/"}},
-                 {"request": {"method": "Get", "path": "/"}}, {"request": {"method": "GET", "path": "/", "client_ip": 7}}):
+    for body in (
+        [],
+        {"request": []},
+        {"request": {"method": "GET"}},
+        {"request": {"method": 5, "path": "/"}},
+        {"request": {"method": "GET", "path": "/", "headers": {"a": 1}}},
+        {"request": {"method": "G E T", "path": "/"}},
+        {"request": {"method": "get", "path": "/"}},
+        {"request": {"method": "Get", "path": "/"}},
+        {"request": {"method": "GET", "path": "/", "client_ip": 7}},
+    ):
         resp = requests.post(pdp.url + "/v1/check", json=body, timeout=5)
         assert resp.status_code == 400, body
         assert resp.headers["content-type"] == PROBLEM
@@ -72,16 +80,26 @@ def test_oversized_body_is_413(pdp):
 
 def test_too_many_headers_is_400(pdp):
     headers = {f"x-h{i}": "v" for i in range(201)}
-    resp = requests.post(pdp.url + "/v1/check", json={"request": {"method": "GET", "path": "/", "headers": headers}}, timeout=5)
+    resp = requests.post(
+        pdp.url + "/v1/check", json={"request": {"method": "GET", "path": "/", "headers": headers}}, timeout=5
+    )
     assert resp.status_code == 400
 
 
 def test_request_id_is_kept_or_made(pdp):
-    resp = requests.post(pdp.url + "/v1/check", json={"request": {"method": "GET", "path": "/public"}},
-                         headers={"X-Request-ID": "abc-123"}, timeout=5)
+    resp = requests.post(
+        pdp.url + "/v1/check",
+        json={"request": {"method": "GET", "path": "/public"}},
+        headers={"X-Request-ID": "abc-123"},
+        timeout=5,
+    )
     assert resp.headers["X-Request-ID"] == "abc-123"
-    resp = requests.post(pdp.url + "/v1/check", json={"request": {"method": "GET", "path": "/public"}},
-                         headers={"X-Request-ID": "bad id with spaces"}, timeout=5)
+    resp = requests.post(
+        pdp.url + "/v1/check",
+        json={"request": {"method": "GET", "path": "/public"}},
+        headers={"X-Request-ID": "bad id with spaces"},
+        timeout=5,
+    )
     assert resp.headers["X-Request-ID"] != "bad id with spaces" and len(resp.headers["X-Request-ID"]) == 32
 
 

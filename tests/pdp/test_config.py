@@ -1,4 +1,5 @@
 """Settings: seed variable names, validated at start with one clear line."""
+
 import subprocess
 import sys
 
@@ -29,19 +30,22 @@ def test_decision_header_names_take_prefixes():
     assert s.decision_header_names == ("x-user-id", "ratelimit*")
 
 
-@pytest.mark.parametrize("env,named", [
-    ({"AUTH_PORT": "eighty"}, "AUTH_PORT"),
-    ({"AUTH_PORT": "70000"}, "AUTH_PORT"),
-    ({"PDP_ENGINE": "regopy"}, "PDP_ENGINE"),
-    ({"PDP_ENGINE": "embedded"}, "PDP_ENGINE"),
-    ({"DECISION_HEADER_NAMES": "x-user-id,bad name"}, "DECISION_HEADER_NAMES"),
-    ({"RATE_LIMIT_ENABLED": "maybe"}, "RATE_LIMIT_ENABLED"),
-    ({"JWT_ALGORITHM": "none"}, "JWT_ALGORITHM"),
-    ({"JWT_ALGORITHM": "HS256,RS256"}, "JWT_ALGORITHM"),
-    ({"REDIS_URL": "http://x"}, "REDIS_URL"),
-    ({"DECISION_LOG": "2"}, "DECISION_LOG"),
-    ({"JWT_ALGORITHM": "RS256", "JWKS_URL": "issuer.test/jwks.json"}, "JWKS_URL"),
-])
+@pytest.mark.parametrize(
+    "env,named",
+    [
+        ({"AUTH_PORT": "eighty"}, "AUTH_PORT"),
+        ({"AUTH_PORT": "70000"}, "AUTH_PORT"),
+        ({"PDP_ENGINE": "regopy"}, "PDP_ENGINE"),
+        ({"PDP_ENGINE": "embedded"}, "PDP_ENGINE"),
+        ({"DECISION_HEADER_NAMES": "x-user-id,bad name"}, "DECISION_HEADER_NAMES"),
+        ({"RATE_LIMIT_ENABLED": "maybe"}, "RATE_LIMIT_ENABLED"),
+        ({"JWT_ALGORITHM": "none"}, "JWT_ALGORITHM"),
+        ({"JWT_ALGORITHM": "HS256,RS256"}, "JWT_ALGORITHM"),
+        ({"REDIS_URL": "http://x"}, "REDIS_URL"),
+        ({"DECISION_LOG": "2"}, "DECISION_LOG"),
+        ({"JWT_ALGORITHM": "RS256", "JWKS_URL": "issuer.test/jwks.json"}, "JWKS_URL"),
+    ],
+)
 def test_bad_value_names_the_variable(env, named):
     with pytest.raises(ConfigError) as err:
         load_settings({"JWT_SECRET_KEY": GOOD_SECRET, **env})
@@ -61,18 +65,27 @@ def test_asymmetric_algorithms_need_a_key():
 
 
 def test_serve_refuses_bad_setting_with_one_line():
-    proc = subprocess.run([sys.executable, "-m", "pdp", "serve"], env={"AUTH_PORT": "x", "JWT_SECRET_KEY": GOOD_SECRET, "PATH": ""},
-                          capture_output=True, text=True, timeout=30)
+    proc = subprocess.run(
+        [sys.executable, "-m", "pdp", "serve"],
+        env={"AUTH_PORT": "x", "JWT_SECRET_KEY": GOOD_SECRET, "PATH": ""},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "AUTH_PORT" in lines[0]
 
 
 def test_serve_refuses_broken_policy_with_file_and_line(tmp_path):
-    (tmp_path / "bad.rego").write_text("package gateway\n\ndecision := {\n  \"allow\": \n}\n")
-    proc = subprocess.run([sys.executable, "-m", "pdp", "serve"],
-                          env={"JWT_SECRET_KEY": GOOD_SECRET, "POLICY_DIR": str(tmp_path), "PATH": ""},
-                          capture_output=True, text=True, timeout=30)
+    (tmp_path / "bad.rego").write_text('package gateway\n\ndecision := {\n  "allow": \n}\n')
+    proc = subprocess.run(
+        [sys.executable, "-m", "pdp", "serve"],
+        env={"JWT_SECRET_KEY": GOOD_SECRET, "POLICY_DIR": str(tmp_path), "PATH": ""},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "POLICY_DIR" in lines[0] and "bad.rego:" in lines[0], proc.stderr

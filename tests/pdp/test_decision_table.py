@@ -4,6 +4,7 @@ Each case gives the same decision on the wasm engine (with the input
 trimmed to what the policies read, as the PDP does) and on a real OPA server
 (with the whole input); end to end, the two PDP engines agree too.
 """
+
 import json
 import time
 
@@ -13,8 +14,8 @@ import requests
 from pdp.app import policy_settings
 from pdp.authn.tokens import sign_access_token
 from pdp.config import load_settings
-from pdp.engines.wasm import WasmEngine
 from pdp.engines.opa_server import OpaServerEngine
+from pdp.engines.wasm import WasmEngine
 from pdp.policy.analysis import input_needs
 from pdp.policy.bundle import load_bundle
 from tests.conftest import ROOT, SHIPPED_POLICIES
@@ -34,6 +35,7 @@ def test_table_is_large_enough():
 def engines(opa_binary):
     from tests.support.ports import free_port
     from tests.support.processes import Server
+
     port = free_port()
     opa = Server([opa_binary, "run", "--server", "--addr", f"127.0.0.1:{port}", "--log-level", "error"], port)
     defaults = policy_settings(load_settings({"JWT_SECRET_KEY": "x" * 32}))
@@ -76,12 +78,26 @@ def _check_request(case, secret):
     headers = dict(req.get("headers", {}))
     if subject.get("authenticated"):
         now = int(time.time())
-        claims = {"sub": subject["sub"], "roles": subject.get("roles", []), "plan": subject.get("plan", "free"),
-                  "mfa": subject.get("mfa", False), "iat": now, "exp": now + 600}
+        claims = {
+            "sub": subject["sub"],
+            "roles": subject.get("roles", []),
+            "plan": subject.get("plan", "free"),
+            "mfa": subject.get("mfa", False),
+            "iat": now,
+            "exp": now + 600,
+        }
         headers["authorization"] = "Bearer " + sign_access_token(claims, secret)
     path = req["path"]
-    return {"request": {"method": req["method"], "path": path, "headers": headers, "host": req.get("host", ""),
-                        "scheme": req.get("scheme", "https"), "client_ip": req.get("client_ip", "")}}
+    return {
+        "request": {
+            "method": req["method"],
+            "path": path,
+            "headers": headers,
+            "host": req.get("host", ""),
+            "scheme": req.get("scheme", "https"),
+            "client_ip": req.get("client_ip", ""),
+        }
+    }
 
 
 def test_both_pdp_engines_agree_end_to_end(pdp_factory, opa_server, jwt_secret):
@@ -92,9 +108,17 @@ def test_both_pdp_engines_agree_end_to_end(pdp_factory, opa_server, jwt_secret):
     for case in CASES:
         subject = case["input"]["subject"]
         # Cases a verified JWT cannot produce (the PDP answers 401 before the policy).
-        malformed = (not isinstance(subject.get("roles", []), list) or not isinstance(subject.get("mfa", False), bool)
-                     or not isinstance(subject.get("plan", ""), str))
-        if case.get("settings") or subject.get("claims") or malformed or (subject.get("authenticated") and not subject.get("sub")):
+        malformed = (
+            not isinstance(subject.get("roles", []), list)
+            or not isinstance(subject.get("mfa", False), bool)
+            or not isinstance(subject.get("plan", ""), str)
+        )
+        if (
+            case.get("settings")
+            or subject.get("claims")
+            or malformed
+            or (subject.get("authenticated") and not subject.get("sub"))
+        ):
             continue
         body = _check_request(case, jwt_secret)
         if not body["request"]["method"].isupper():

@@ -1,19 +1,27 @@
 """The same decision for nginx auth_request, Traefik ForwardAuth and Envoy ext_authz."""
+
 import requests
 
 
 def test_nginx_style_allow_returns_identity_headers(pdp, mint):
-    resp = requests.get(pdp.url + "/v1/forward-auth", timeout=5, headers={
-        "X-Original-Method": "GET", "X-Original-URI": "/private/doc?x=1",
-        "Authorization": "Bearer " + mint("carol", ["user"])})
+    resp = requests.get(
+        pdp.url + "/v1/forward-auth",
+        timeout=5,
+        headers={
+            "X-Original-Method": "GET",
+            "X-Original-URI": "/private/doc?x=1",
+            "Authorization": "Bearer " + mint("carol", ["user"]),
+        },
+    )
     assert resp.status_code == 200
     assert resp.headers["X-User-Id"] == "carol"
     assert resp.headers["X-Lucid-Status"] == "200"
 
 
 def test_nginx_style_deny_uses_the_decided_status(pdp):
-    resp = requests.get(pdp.url + "/v1/forward-auth", timeout=5, headers={
-        "X-Original-Method": "GET", "X-Original-URI": "/private/doc"})
+    resp = requests.get(
+        pdp.url + "/v1/forward-auth", timeout=5, headers={"X-Original-Method": "GET", "X-Original-URI": "/private/doc"}
+    )
     assert resp.status_code == 401
     assert resp.headers["content-type"] == "application/problem+json"
     assert resp.headers["X-Lucid-Status"] == "401"
@@ -22,13 +30,27 @@ def test_nginx_style_deny_uses_the_decided_status(pdp):
 
 def test_traefik_style_headers(pdp_factory, mint):
     pdp = pdp_factory(FORWARD_AUTH_FRONT="traefik")
-    resp = requests.get(pdp.url + "/v1/forward-auth", timeout=5, headers={
-        "X-Forwarded-Method": "POST", "X-Forwarded-Uri": "/admin", "X-Forwarded-Host": "gw.example",
-        "X-Forwarded-Proto": "https", "Authorization": "Bearer " + mint("root", ["admin"])})
+    resp = requests.get(
+        pdp.url + "/v1/forward-auth",
+        timeout=5,
+        headers={
+            "X-Forwarded-Method": "POST",
+            "X-Forwarded-Uri": "/admin",
+            "X-Forwarded-Host": "gw.example",
+            "X-Forwarded-Proto": "https",
+            "Authorization": "Bearer " + mint("root", ["admin"]),
+        },
+    )
     assert resp.status_code == 200 and resp.headers["X-User-Roles"] == "admin"
-    resp = requests.get(pdp.url + "/v1/forward-auth", timeout=5, headers={
-        "X-Forwarded-Method": "POST", "X-Forwarded-Uri": "/admin",
-        "Authorization": "Bearer " + mint("bob", ["user"])})
+    resp = requests.get(
+        pdp.url + "/v1/forward-auth",
+        timeout=5,
+        headers={
+            "X-Forwarded-Method": "POST",
+            "X-Forwarded-Uri": "/admin",
+            "Authorization": "Bearer " + mint("bob", ["user"]),
+        },
+    )
     assert resp.status_code == 403
 
 
@@ -48,9 +70,15 @@ def test_envoy_ext_authz_rejects_encoded_slash_in_raw_path(pdp):
 
 def test_header_the_policy_reads_reaches_it(pdp):
     # The fixture policy allows /tenant/<x-tenant header>: the header must be given to the policy.
-    resp = requests.get(pdp.url + "/v1/forward-auth", timeout=5, headers={
-        "X-Original-Method": "GET", "X-Original-URI": "/tenant/acme", "X-Tenant": "acme"})
+    resp = requests.get(
+        pdp.url + "/v1/forward-auth",
+        timeout=5,
+        headers={"X-Original-Method": "GET", "X-Original-URI": "/tenant/acme", "X-Tenant": "acme"},
+    )
     assert resp.status_code == 200
-    resp = requests.get(pdp.url + "/v1/forward-auth", timeout=5, headers={
-        "X-Original-Method": "GET", "X-Original-URI": "/tenant/acme", "X-Tenant": "other"})
+    resp = requests.get(
+        pdp.url + "/v1/forward-auth",
+        timeout=5,
+        headers={"X-Original-Method": "GET", "X-Original-URI": "/tenant/acme", "X-Tenant": "other"},
+    )
     assert resp.status_code == 401

@@ -1,4 +1,5 @@
 """FORWARD_AUTH_FRONT and TRUSTED_PROXIES: forward-auth reads only its gateway's headers, through the real PDP."""
+
 import http.client
 import json
 import time
@@ -11,8 +12,12 @@ from tests.conftest import SHIPPED_POLICIES
 
 PROBLEM = "application/problem+json"
 # What Traefik sends for a POST /api/v1/trust/policies, plus what the client added to it.
-TRAEFIK_POST = {"X-Forwarded-Method": "POST", "X-Forwarded-Uri": "/api/v1/trust/policies",
-                "X-Forwarded-Host": "gw.example", "X-Forwarded-Proto": "https"}
+TRAEFIK_POST = {
+    "X-Forwarded-Method": "POST",
+    "X-Forwarded-Uri": "/api/v1/trust/policies",
+    "X-Forwarded-Host": "gw.example",
+    "X-Forwarded-Proto": "https",
+}
 CLIENT_SPOOF = {"X-Original-Method": "GET", "X-Original-URI": "/api/v1/chain/info"}
 
 
@@ -39,8 +44,9 @@ def test_traefik_front_refuses_a_client_sent_x_original_target(traefik_pdp, mint
     assert forward(traefik_pdp, {**TRAEFIK_POST, **user}).status_code == 403
     # The issue's exploit: the same request with X-Original-* pointing at a public GET was a 200.
     assert_refused(forward(traefik_pdp, {**TRAEFIK_POST, **CLIENT_SPOOF, **user}), "X-Original-Method")
-    assert_refused(forward(traefik_pdp, {**TRAEFIK_POST, "X-Original-URI": "/api/v1/chain/info", **user}),
-                   "X-Original-URI")
+    assert_refused(
+        forward(traefik_pdp, {**TRAEFIK_POST, "X-Original-URI": "/api/v1/chain/info", **user}), "X-Original-URI"
+    )
     # What the client pretended to ask is public: the refusal is about the headers, not the target.
     public = {"X-Forwarded-Method": "GET", "X-Forwarded-Uri": "/api/v1/chain/info"}
     assert forward(traefik_pdp, public).status_code == 200
@@ -68,7 +74,9 @@ def test_nginx_front_is_the_default_and_refuses_traefik_headers(pdp, mint):
 
 
 def test_bad_forwarded_proto_is_refused(pdp):
-    resp = forward(pdp, {"X-Original-Method": "GET", "X-Original-URI": "/public/x", "X-Forwarded-Proto": 'https", "a":"b'})
+    resp = forward(
+        pdp, {"X-Original-Method": "GET", "X-Original-URI": "/public/x", "X-Forwarded-Proto": 'https", "a":"b'}
+    )
     assert_refused(resp, "X-Forwarded-Proto")
 
 
@@ -94,12 +102,14 @@ def test_forward_auth_front_setting_is_checked():
 
 # --- client IP -----------------------------------------------------------------------------------
 
+
 def ask_from(pdp, source_ip, headers):
     """GET /v1/forward-auth from a chosen loopback address; returns (status, headers)."""
     conn = http.client.HTTPConnection("127.0.0.1", pdp.port, timeout=5, source_address=(source_ip, 0))
     try:
-        conn.request("GET", "/v1/forward-auth", headers={"X-Original-Method": "GET", "X-Original-URI": "/public/x",
-                                                         **headers})
+        conn.request(
+            "GET", "/v1/forward-auth", headers={"X-Original-Method": "GET", "X-Original-URI": "/public/x", **headers}
+        )
         resp = conn.getresponse()
         resp.read()
         return resp.status, {k.lower(): v for k, v in resp.getheaders()}
@@ -145,8 +155,14 @@ def test_forwarded_addresses_are_believed_only_from_trusted_proxies(pdp_factory)
 
 def test_a_garbage_x_real_ip_from_a_trusted_proxy_is_400_and_ignored_from_others(pdp_factory):
     pdp = pdp_factory(TRUSTED_PROXIES="127.0.0.2/32")
-    for value in ('", "burst":777777, "name":"x', "198.51.100.7\tx", "not-an-ip", "1.2.3.4.5",
-                  "fe80::1%eth0", "1" * 4096):
+    for value in (
+        '", "burst":777777, "name":"x',
+        "198.51.100.7\tx",
+        "not-an-ip",
+        "1.2.3.4.5",
+        "fe80::1%eth0",
+        "1" * 4096,
+    ):
         status, answer = ask_from(pdp, "127.0.0.2", {"X-Real-IP": value})
         assert status == 400 and answer["content-type"] == PROBLEM, (value, status)
         assert client_ip_seen(pdp, "127.0.0.1", {"X-Real-IP": value}) == "127.0.0.1"
@@ -154,7 +170,9 @@ def test_a_garbage_x_real_ip_from_a_trusted_proxy_is_400_and_ignored_from_others
 
 def test_a_lower_case_forwarded_method_is_refused_not_judged_as_upper_case(traefik_pdp):
     # A `get` judged as GET would reach the backend as `get`: methods are case-sensitive.
-    assert forward(traefik_pdp, {"X-Forwarded-Method": "GET", "X-Forwarded-Uri": "/api/v1/chain/info"}).status_code == 200
+    assert (
+        forward(traefik_pdp, {"X-Forwarded-Method": "GET", "X-Forwarded-Uri": "/api/v1/chain/info"}).status_code == 200
+    )
     resp = forward(traefik_pdp, {"X-Forwarded-Method": "get", "X-Forwarded-Uri": "/api/v1/chain/info"})
     assert resp.status_code == 400 and resp.headers["content-type"] == PROBLEM
     assert "upper-case" in resp.json()["detail"]

@@ -7,6 +7,7 @@ regopy 1.5.2 each of these forged a header or a quota, or answered 500/503.
 Tokens with such claims may also be refused outright (401) by the
 authenticator; either way, nothing forged reaches a backend.
 """
+
 from __future__ import annotations
 
 import json
@@ -21,14 +22,21 @@ from tests.proxy.proxy_helpers import get, start_echo, start_proxy
 
 @pytest.fixture(scope="module")
 def chain(redis_server, jwt_secret):
-    pdp = start_pdp({"JWT_SECRET_KEY": jwt_secret, "REDIS_URL": redis_server.redis_url,
-                     "POLICY_DIR": str(SHIPPED_POLICIES)}, workers=1)
+    pdp = start_pdp(
+        {"JWT_SECRET_KEY": jwt_secret, "REDIS_URL": redis_server.redis_url, "POLICY_DIR": str(SHIPPED_POLICIES)},
+        workers=1,
+    )
     upstreams = {name: start_echo(name) for name in ("auth", "sessions", "chain", "tron")}
-    proxy = start_proxy(env={
-        "PDP_URL": pdp.url, "PDP_TIMEOUT_MS": "3000",
-        "AUTH_SERVICE_URL": upstreams["auth"].url, "SESSION_MANAGEMENT_URL": upstreams["sessions"].url,
-        "BLOCKCHAIN_CORE_URL": upstreams["chain"].url, "TRON_PAYMENT_URL": upstreams["tron"].url,
-    })
+    proxy = start_proxy(
+        env={
+            "PDP_URL": pdp.url,
+            "PDP_TIMEOUT_MS": "3000",
+            "AUTH_SERVICE_URL": upstreams["auth"].url,
+            "SESSION_MANAGEMENT_URL": upstreams["sessions"].url,
+            "BLOCKCHAIN_CORE_URL": upstreams["chain"].url,
+            "TRON_PAYMENT_URL": upstreams["tron"].url,
+        }
+    )
     proxy.pdp = pdp
     yield proxy
     for server in (proxy, *upstreams.values(), pdp):
@@ -37,8 +45,11 @@ def chain(redis_server, jwt_secret):
 
 def check(pdp, path, token=None, method="GET", client_ip="10.0.0.1"):
     headers = {"authorization": "Bearer " + token} if token else {}
-    resp = requests.post(pdp.url + "/v1/check", timeout=10, json={"request": {
-        "method": method, "path": path, "headers": headers, "client_ip": client_ip}})
+    resp = requests.post(
+        pdp.url + "/v1/check",
+        timeout=10,
+        json={"request": {"method": method, "path": path, "headers": headers, "client_ip": client_ip}},
+    )
     assert resp.status_code == 200, resp.text
     return resp.json()
 
@@ -82,16 +93,27 @@ def test_a_quote_in_a_role_does_not_forge_mfa(chain, mint):
     refused_or(d, x_user_mfa="false")
     d = check(chain.pdp, "/api/v1/wallets/w1/transactions", token, method="POST")
     assert d["allow"] is False and d["status"] in (401, 403)
-    seen = get(chain.port, "/api/v1/wallets/w1/transactions", method="POST", body=b"{}",
-               headers={"Authorization": "Bearer " + token})
+    seen = get(
+        chain.port,
+        "/api/v1/wallets/w1/transactions",
+        method="POST",
+        body=b"{}",
+        headers={"Authorization": "Bearer " + token},
+    )
     assert seen.status in (401, 403)
 
 
 def test_a_forged_real_ip_does_not_rewrite_the_quota(chain):
     """Through forward-auth: X-Real-IP `", "burst":777777, "name":"x` once set the burst."""
-    resp = requests.get(chain.pdp.url + "/v1/forward-auth", timeout=10, headers={
-        "X-Original-Method": "POST", "X-Original-URI": "/api/v1/auth/login",
-        "X-Real-IP": '", "burst":777777, "name":"x'})
+    resp = requests.get(
+        chain.pdp.url + "/v1/forward-auth",
+        timeout=10,
+        headers={
+            "X-Original-Method": "POST",
+            "X-Original-URI": "/api/v1/auth/login",
+            "X-Real-IP": '", "burst":777777, "name":"x',
+        },
+    )
     assert resp.status_code < 500, resp.text
     # regopy answered RateLimit: "auth_login_per_ip";r=777776: the forged burst.
     burst = json.loads((SHIPPED_POLICIES / "gateway" / "data.json").read_text())["brute_force_limit"]["burst"]
@@ -107,8 +129,11 @@ def test_odd_client_ips_are_decided_not_a_500(chain, client_ip):
     taken as it is, a decision (a quota key with a control character is refused
     by the quota layer, 403 invalid_quota_descriptor); never a 5xx."""
     for method, path in (("POST", "/api/v1/auth/login"), ("GET", "/api/v1/chain/info")):
-        resp = requests.post(chain.pdp.url + "/v1/check", timeout=10, json={"request": {
-            "method": method, "path": path, "headers": {}, "client_ip": client_ip}})
+        resp = requests.post(
+            chain.pdp.url + "/v1/check",
+            timeout=10,
+            json={"request": {"method": method, "path": path, "headers": {}, "client_ip": client_ip}},
+        )
         if resp.status_code == 400:
             assert resp.headers["content-type"] == "application/problem+json"
             continue
@@ -119,8 +144,12 @@ def test_odd_client_ips_are_decided_not_a_500(chain, client_ip):
 
 
 def test_a_lone_surrogate_is_a_400_problem(chain):
-    resp = requests.post(chain.pdp.url + "/v1/check", timeout=10, headers={"content-type": "application/json"},
-                         data=b'{"request": {"method": "GET", "path": "/api/v1/chain/info", "client_ip": "\\ud800"}}')
+    resp = requests.post(
+        chain.pdp.url + "/v1/check",
+        timeout=10,
+        headers={"content-type": "application/json"},
+        data=b'{"request": {"method": "GET", "path": "/api/v1/chain/info", "client_ip": "\\ud800"}}',
+    )
     assert resp.status_code == 400
     assert resp.headers["content-type"] == "application/problem+json"
 
@@ -136,7 +165,7 @@ def test_a_crlf_sub_is_denied_and_counted_and_never_reaches_a_backend(chain, min
     before = _bad_header_count(chain.pdp)
     d = check(chain.pdp, "/api/v1/users/me", token)
     assert d["allow"] is False and d["headers"] == {}
-    if d["status"] != 401:   # the authenticator did not refuse it first
+    if d["status"] != 401:  # the authenticator did not refuse it first
         assert (d["status"], d["reason"]) == (503, "policy_bad_headers")
         assert _bad_header_count(chain.pdp) == before + 1
     seen = get(chain.port, "/api/v1/users/me", headers={"Authorization": "Bearer " + token})

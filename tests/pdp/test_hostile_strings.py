@@ -8,6 +8,7 @@ the PDP does) and on a real OPA server. An echo policy returns its whole input,
 so strings the shipped policy does not read are compared too. regopy 1.5.2
 failed this: `{"a": input.v}` with v = `q", "b":"c` came back as two keys.
 """
+
 from __future__ import annotations
 
 import json
@@ -25,7 +26,8 @@ from tests.conftest import ROOT, SHIPPED_POLICIES
 from tests.support.hostile import FIELDS, HOSTILE, LONE_SURROGATES, with_hostile
 
 CASES = [c for c in json.loads((ROOT / "tests" / "data" / "decision_cases.json").read_text()) if "settings" not in c]
-ECHO = {"gateway/decision.rego": """package gateway
+ECHO = {
+    "gateway/decision.rego": """package gateway
 
 decision := {"input": input, "roles": roles, "sub": sub, "keys": header_names}
 
@@ -38,7 +40,8 @@ default sub := "null"
 sub := json.marshal(input.subject.sub)
 
 header_names := [name | some name, _ in object.get(input, ["request", "headers"], {})]
-"""}
+"""
+}
 
 
 def canonical(value) -> bytes:
@@ -49,6 +52,7 @@ def canonical(value) -> bytes:
 def opa(opa_binary):
     from tests.support.ports import free_port
     from tests.support.processes import Server
+
     port = free_port()
     server = Server([opa_binary, "run", "--server", "--addr", f"127.0.0.1:{port}", "--log-level", "error"], port)
     yield OpaServerEngine(server.url, timeout_s=10)
@@ -79,7 +83,7 @@ HOSTILE_INPUTS = list(_hostile_inputs())
 
 def test_every_field_gets_every_hostile_string():
     fields_per_value = {}
-    for name, doc in HOSTILE_INPUTS:
+    for name, _doc in HOSTILE_INPUTS:
         fields_per_value.setdefault(name.split("|")[1], 0)
     assert set(fields_per_value) == set(FIELDS)
     assert len(HOSTILE) >= 50 and max(len(v.encode()) for v in HOSTILE) >= 65536
@@ -100,10 +104,15 @@ def test_shipped_policy_decisions_are_byte_identical_to_opa(opa, shipped):
 def test_identity_headers_carry_the_claims_exactly(shipped):
     """The findings of issue 7: a quote in a claim stays inside its string."""
     wasm, compiled, needs, _ = shipped
-    base = {"request": {"method": "GET", "parsed_path": ["api", "v1", "users", "me"], "client_ip": "10.0.0.1"},
-            "subject": {"authenticated": True, "sub": "alice", "roles": ["user"], "plan": "free", "mfa": False}}
-    for field, value in [("roles", 'user", "x-user-roles":"admin'), ("sub", 'victim", "name":"x'),
-                         ("roles", 'user", "x-user-mfa":"true')]:
+    base = {
+        "request": {"method": "GET", "parsed_path": ["api", "v1", "users", "me"], "client_ip": "10.0.0.1"},
+        "subject": {"authenticated": True, "sub": "alice", "roles": ["user"], "plan": "free", "mfa": False},
+    }
+    for field, value in [
+        ("roles", 'user", "x-user-roles":"admin'),
+        ("sub", 'victim", "name":"x'),
+        ("roles", 'user", "x-user-mfa":"true'),
+    ]:
         doc = with_hostile(base, field, value)
         d = wasm.evaluate(compiled, needs.trim(doc))
         assert d["allow"] is True
@@ -116,9 +125,14 @@ def test_identity_headers_carry_the_claims_exactly(shipped):
 
 def test_client_ip_fragment_cannot_rewrite_a_quota(shipped):
     wasm, compiled, needs, _ = shipped
-    doc = {"request": {"method": "POST", "parsed_path": ["api", "v1", "auth", "login"],
-                       "client_ip": '", "burst":777777, "name":"x'},
-           "subject": {"authenticated": False}}
+    doc = {
+        "request": {
+            "method": "POST",
+            "parsed_path": ["api", "v1", "auth", "login"],
+            "client_ip": '", "burst":777777, "name":"x',
+        },
+        "subject": {"authenticated": False},
+    }
     d = wasm.evaluate(compiled, needs.trim(doc))
     assert d["quotas"], d
     for q in d["quotas"]:

@@ -1,4 +1,5 @@
 """Strict token checks, end to end through the real PDP."""
+
 import base64
 import json
 import threading
@@ -18,8 +19,9 @@ from pdp.authn.tokens import sign_access_token
 
 def decide(pdp, token, path="/private/x"):
     headers = {"authorization": f"Bearer {token}"} if token is not None else {}
-    resp = requests.post(pdp.url + "/v1/check", timeout=5,
-                         json={"request": {"method": "GET", "path": path, "headers": headers}})
+    resp = requests.post(
+        pdp.url + "/v1/check", timeout=5, json={"request": {"method": "GET", "path": path, "headers": headers}}
+    )
     assert resp.status_code == 200
     return resp.json()
 
@@ -32,14 +34,17 @@ def test_valid_token_is_accepted(pdp, mint):
     assert decide(pdp, mint("alice"))["allow"] is True
 
 
-@pytest.mark.parametrize("claims,why", [
-    ({"exp": int(time.time()) - 3600}, "expired"),
-    ({"nbf": int(time.time()) + 3600}, "not yet valid"),
-    ({"exp": None}, "missing claim exp"),
-    ({"sub": None}, "missing claim sub"),
-    ({"roles": "admin"}, "roles must be a list"),
-    ({"mfa": "yes"}, "mfa must be true or false"),
-])
+@pytest.mark.parametrize(
+    "claims,why",
+    [
+        ({"exp": int(time.time()) - 3600}, "expired"),
+        ({"nbf": int(time.time()) + 3600}, "not yet valid"),
+        ({"exp": None}, "missing claim exp"),
+        ({"sub": None}, "missing claim sub"),
+        ({"roles": "admin"}, "roles must be a list"),
+        ({"mfa": "yes"}, "mfa must be true or false"),
+    ],
+)
 def test_bad_claims_are_401_never_anonymous(pdp, mint, claims, why):
     sub = claims.pop("sub", "alice")
     d = decide(pdp, mint(sub, **claims) if sub else mint(None, **claims))
@@ -66,8 +71,11 @@ def test_algorithm_outside_allow_list_is_rejected(pdp, mint):
 
 def test_garbage_and_other_schemes_are_401(pdp):
     assert decide(pdp, "not-a-jwt")["status"] == 401
-    resp = requests.post(pdp.url + "/v1/check", timeout=5, json={"request": {
-        "method": "GET", "path": "/private/x", "headers": {"authorization": "Basic YWxpY2U6cHc="}}})
+    resp = requests.post(
+        pdp.url + "/v1/check",
+        timeout=5,
+        json={"request": {"method": "GET", "path": "/private/x", "headers": {"authorization": "Basic YWxpY2U6cHc="}}},
+    )
     assert resp.json()["status"] == 401
 
 
@@ -104,7 +112,11 @@ def test_issuer_and_audience_enforced_when_set(pdp_factory, mint):
 @pytest.fixture(scope="module")
 def rsa_keys():
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+    pem = (
+        key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
     return key, pem
 
 
@@ -121,6 +133,7 @@ def test_rs256_with_pem_and_no_key_confusion(pdp_factory, rsa_keys, tmp_path):
     forged_body = b64({"sub": "rs", "exp": now + 60})
     import hashlib
     import hmac
+
     sig = hmac.new(pem.encode(), f"{forged_header}.{forged_body}".encode(), hashlib.sha256).digest()
     forged = f"{forged_header}.{forged_body}." + base64.urlsafe_b64encode(sig).rstrip(b"=").decode()
     d = decide(server, forged)

@@ -1,4 +1,5 @@
 """Metrics, the decision log and structured logs."""
+
 import json
 
 import requests
@@ -23,9 +24,18 @@ def test_metrics_count_decisions_across_workers(pdp_factory):
 def test_decision_log_masks_credentials(pdp_factory, mint):
     server = pdp_factory()
     token = mint("alice", ["user"])
-    requests.post(server.url + "/v1/check", timeout=5, headers={"X-Request-ID": "req-42"}, json={"request": {
-        "method": "GET", "path": "/private/x?access_token=SECRET1&page=2",
-        "headers": {"authorization": "Bearer " + token, "cookie": "session=SECRET2", "x-other": "kept"}}})
+    requests.post(
+        server.url + "/v1/check",
+        timeout=5,
+        headers={"X-Request-ID": "req-42"},
+        json={
+            "request": {
+                "method": "GET",
+                "path": "/private/x?access_token=SECRET1&page=2",
+                "headers": {"authorization": "Bearer " + token, "cookie": "session=SECRET2", "x-other": "kept"},
+            }
+        },
+    )
     text = server.output()
     assert token not in text and "SECRET1" not in text and "SECRET2" not in text
     entry = [e for e in decision_lines(server) if e["request_id"] == "req-42"][0]
@@ -40,8 +50,12 @@ def test_decision_log_is_kept_at_log_level_warning(pdp_factory):
     # DECISION_LOG alone switches the decision log; a quieter LOG_LEVEL must not drop it.
     server = pdp_factory(LOG_LEVEL="warning")
     for i in range(5):
-        requests.post(server.url + "/v1/check", headers={"X-Request-ID": f"quiet-{i}"},
-                      json={"request": {"method": "GET", "path": "/public"}}, timeout=5)
+        requests.post(
+            server.url + "/v1/check",
+            headers={"X-Request-ID": f"quiet-{i}"},
+            json={"request": {"method": "GET", "path": "/public"}},
+            timeout=5,
+        )
     logged = {e["request_id"] for e in decision_lines(server)}
     assert {f"quiet-{i}" for i in range(5)} <= logged
 
@@ -61,9 +75,10 @@ def test_logs_are_json_with_request_id(pdp_factory, policy_copy):
     server = pdp_factory(POLICY_DIR=folder)
     (folder / "gateway" / "decision.rego").write_text("package gateway\n\ndecision := {\n")
     import time
+
     time.sleep(1.0)
-    lines = [json.loads(l) for l in server.output().splitlines() if l.startswith('{"ts"')]
-    assert any(l["level"] == "error" and "gateway/decision.rego" in l["msg"] for l in lines)
+    lines = [json.loads(line) for line in server.output().splitlines() if line.startswith('{"ts"')]
+    assert any(doc["level"] == "error" and "gateway/decision.rego" in doc["msg"] for doc in lines)
 
 
 def test_memo_keyed_by_what_the_policy_reads(pdp_factory, mint):
@@ -71,12 +86,24 @@ def test_memo_keyed_by_what_the_policy_reads(pdp_factory, mint):
     token = mint("memo", ["user"])
     for i in range(10):
         # user-agent differs every time, but the policy does not read it
-        requests.post(server.url + "/v1/check", timeout=5, json={"request": {"method": "GET", "path": "/private/a",
-                      "headers": {"authorization": "Bearer " + token, "user-agent": f"ua-{i}"}}})
+        requests.post(
+            server.url + "/v1/check",
+            timeout=5,
+            json={
+                "request": {
+                    "method": "GET",
+                    "path": "/private/a",
+                    "headers": {"authorization": "Bearer " + token, "user-agent": f"ua-{i}"},
+                }
+            },
+        )
     # a header the policy reads is part of the key
     for tenant in ("a", "b"):
-        requests.post(server.url + "/v1/check", timeout=5, json={"request": {"method": "GET", "path": "/tenant/a",
-                      "headers": {"x-tenant": tenant}}})
+        requests.post(
+            server.url + "/v1/check",
+            timeout=5,
+            json={"request": {"method": "GET", "path": "/tenant/a", "headers": {"x-tenant": tenant}}},
+        )
     text = requests.get(server.url + "/metrics", timeout=5).text
     assert 'lucid_pdp_memo_lookups_total{result="hit"} 9.0' in text
     assert 'lucid_pdp_memo_lookups_total{result="miss"} 3.0' in text

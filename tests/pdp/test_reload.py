@@ -1,4 +1,5 @@
 """Hot reload: edits live within 2 s, broken edits keep the last good policy, nothing dropped."""
+
 import threading
 import time
 
@@ -31,8 +32,10 @@ def test_edit_is_live_within_two_seconds(pdp_factory, policy_copy):
     (folder / POLICY).write_text(src.replace('parsed_path[0] == "public"', 'parsed_path[0] == "open"'))
     edited = time.monotonic()
     # Every worker must serve the new policy: ask several times per poll.
-    done = wait_until(lambda: all(status_of(server)["status"] == 401 and status_of(server, "/open")["allow"]
-                                  for _ in range(4)), timeout=5)
+    done = wait_until(
+        lambda: all(status_of(server)["status"] == 401 and status_of(server, "/open")["allow"] for _ in range(4)),
+        timeout=5,
+    )
     assert done is not None and done - edited < 2.0
     assert status_of(server)["policy_revision"] != before
 
@@ -61,7 +64,8 @@ def test_unsupported_builtin_edit_is_refused(pdp_factory, policy_copy):
     server = pdp_factory(POLICY_DIR=folder)
     # Reachable from the decision: OPA compiles only what the entrypoint needs.
     (folder / "gateway" / "extra.rego").write_text(
-        'package gateway\n\nallowed if http.send({"method": "GET", "url": "http://127.0.0.1:1"}).status_code == 200\n')
+        'package gateway\n\nallowed if http.send({"method": "GET", "url": "http://127.0.0.1:1"}).status_code == 200\n'
+    )
     assert wait_until(lambda: requests.get(server.url + "/v1/health", timeout=5).json()["policy_error"], 3)
     assert "gateway/extra.rego:3" in requests.get(server.url + "/v1/health", timeout=5).json()["policy_error"]
     assert status_of(server)["allow"] is True
@@ -75,7 +79,9 @@ def test_no_request_dropped_during_reloads(pdp_factory, policy_copy):
     def hammer():
         session = requests.Session()
         while not stop.is_set():
-            r = session.post(server.url + "/v1/check", json={"request": {"method": "GET", "path": "/public"}}, timeout=5)
+            r = session.post(
+                server.url + "/v1/check", json={"request": {"method": "GET", "path": "/public"}}, timeout=5
+            )
             results.append(r.status_code)
 
     threads = [threading.Thread(target=hammer) for _ in range(4)]
@@ -96,6 +102,7 @@ def test_no_request_dropped_during_reloads(pdp_factory, policy_copy):
 
 def _worker_pids(master_pid):
     import os
+
     pids = []
     for entry in os.listdir("/proc"):
         if entry.isdigit():
@@ -111,6 +118,7 @@ def _worker_pids(master_pid):
 def test_worker_restarted_after_a_broken_edit_still_serves(pdp_factory, policy_copy):
     import os
     import signal
+
     folder = policy_copy()
     server = pdp_factory(POLICY_DIR=folder)
     assert status_of(server)["allow"] is True

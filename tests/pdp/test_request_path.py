@@ -1,4 +1,5 @@
 """Path normalization: the policy judges exactly the path the upstream sees."""
+
 import pytest
 
 from servicekit.request_path import AmbiguousPath, normalize_path, normalize_target, path_segments
@@ -9,9 +10,9 @@ NORMALIZED = [
     ("/api//v1///users", "/api/v1/users"),
     ("/api/./v1/./users", "/api/v1/users"),
     ("/api/v1/admin/../users/me", "/api/v1/users/me"),
-    ("/api/%76%31/users", "/api/v1/users"),            # unreserved escapes decoded
-    ("/api/v1/%2e%2e/v1/users", "/api/v1/users"),      # encoded dots are dots
-    ("/api/v1/users/a%20b", "/api/v1/users/a%20b"),    # reserved escapes kept
+    ("/api/%76%31/users", "/api/v1/users"),  # unreserved escapes decoded
+    ("/api/v1/%2e%2e/v1/users", "/api/v1/users"),  # encoded dots are dots
+    ("/api/v1/users/a%20b", "/api/v1/users/a%20b"),  # reserved escapes kept
     ("/api/v1/users/%c3%a9", "/api/v1/users/%C3%A9"),  # hex upper-cased
     ("/api/v1/users/", "/api/v1/users/"),
 ]

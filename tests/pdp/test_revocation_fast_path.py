@@ -4,6 +4,7 @@ Real redis-server; the denylist and views are the PDP's own classes, two of
 them standing for two workers. Redis' INFO commandstats counts the EXISTS
 calls the online check makes.
 """
+
 import time
 
 import pytest
@@ -40,7 +41,7 @@ def test_a_fresh_view_answers_without_a_redis_call_and_sees_other_workers_revoca
         before = exists_calls(client)
         assert not any(mine.is_revoked("iss", f"jti-{i}") for i in range(200))
         assert exists_calls(client) == before  # no online lookup while the view is fresh
-        other.revoke("iss", "jti-7", 600)      # another worker (or the sign-in API) revokes
+        other.revoke("iss", "jti-7", 600)  # another worker (or the sign-in API) revokes
         started = time.monotonic()
         wait_until(lambda: mine.is_revoked("iss", "jti-7"), timeout=5)
         # Within the freshness bound plus one sync: the bound JWT_REVOCATION_CACHE_S promises.

@@ -2,6 +2,7 @@
 
 Real redis-server (kill -9, SIGSTOP) and the real PDP under gunicorn.
 """
+
 import signal
 import time
 
@@ -27,8 +28,14 @@ def verdicts(pdp, token, n=6):
 
 
 def outage_pdp(pdp_factory, redis_url, **env):
-    return pdp_factory(workers=2, REDIS_URL=redis_url, JWT_REVOCATION_OUTAGE_S=GRACE_S,
-                       JWT_REVOCATION_SYNC_S=0.2, JWT_REVOCATION_CACHE_S=0.5, **env)
+    return pdp_factory(
+        workers=2,
+        REDIS_URL=redis_url,
+        JWT_REVOCATION_OUTAGE_S=GRACE_S,
+        JWT_REVOCATION_SYNC_S=0.2,
+        JWT_REVOCATION_CACHE_S=0.5,
+        **env,
+    )
 
 
 def test_kill9_revoked_stays_refused_valid_served_then_fails_closed(pdp_factory, mint):
@@ -42,7 +49,7 @@ def test_kill9_revoked_stays_refused_valid_served_then_fails_closed(pdp_factory,
         time.sleep(0.5)  # both workers synced the revocation into their views
         assert verdicts(pdp, valid) == {(True, 200)}
 
-        server.proc.kill()   # kill -9
+        server.proc.kill()  # kill -9
         server.proc.wait(5)
         down_at = time.monotonic()
         assert verdicts(pdp, revoked) == {(False, 401)}
@@ -56,7 +63,7 @@ def test_kill9_revoked_stays_refused_valid_served_then_fails_closed(pdp_factory,
 
         server = start_redis(PERSIST, port=server.port, workdir=server.workdir)
         wait_until(lambda: verdicts(pdp, valid) == {(True, 200)})
-        assert verdicts(pdp, revoked) == {(False, 401)}   # persisted revocation still applies
+        assert verdicts(pdp, revoked) == {(False, 401)}  # persisted revocation still applies
         # a revocation made elsewhere after the return takes effect in every worker
         RedisDenylist(redis.Redis.from_url(server.redis_url)).revoke("", "fine", 600)
         wait_until(lambda: verdicts(pdp, valid) == {(False, 401)}, timeout=5)
@@ -112,29 +119,35 @@ def test_outage_bound_zero_fails_closed_at_once(pdp_factory, mint):
 def test_bad_outage_setting_is_one_startup_line():
     import subprocess
     import sys
-    out = subprocess.run([sys.executable, "-m", "pdp", "serve"], capture_output=True, text=True, timeout=30,
-                         env={"PATH": "/usr/bin:/bin", "JWT_SECRET_KEY": "k" * 32,
-                              "JWT_REVOCATION_OUTAGE_S": "forever"})
+
+    out = subprocess.run(
+        [sys.executable, "-m", "pdp", "serve"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={"PATH": "/usr/bin:/bin", "JWT_SECRET_KEY": "k" * 32, "JWT_REVOCATION_OUTAGE_S": "forever"},
+    )
     assert out.returncode != 0 and "JWT_REVOCATION_OUTAGE_S" in out.stderr
 
 
 def test_revocation_lost_by_redis_is_kept_and_written_back(pdp_factory, mint):
-    server = start_redis()   # no persistence: a restart loses everything
+    server = start_redis()  # no persistence: a restart loses everything
     try:
         pdp = outage_pdp(pdp_factory, server.redis_url)
         token = mint("mallory", jti="lost-in-restart")
         RedisDenylist(redis.Redis.from_url(server.redis_url)).revoke("", "lost-in-restart", 600)
         wait_until(lambda: verdicts(pdp, token) == {(False, 401)})
-        time.sleep(1.0)   # a few view syncs (0.2 s each), so the workers know it before Redis forgets it
+        time.sleep(1.0)  # a few view syncs (0.2 s each), so the workers know it before Redis forgets it
         server.proc.kill()
         server.proc.wait(5)
         server = start_redis(port=server.port, workdir=server.workdir)
         client = redis.Redis.from_url(server.redis_url)
-        for _ in range(20):   # never admitted, through the restart and after
+        for _ in range(20):  # never admitted, through the restart and after
             assert verdicts(pdp, token, 2) <= {(False, 401), (False, 503)}
             time.sleep(0.1)
         assert verdicts(pdp, token) == {(False, 401)}
         from pdp.authn.revocation import denylist_key
+
         wait_until(lambda: client.exists(denylist_key("", "lost-in-restart")), timeout=20)
     finally:
         server.stop()
@@ -143,6 +156,7 @@ def test_revocation_lost_by_redis_is_kept_and_written_back(pdp_factory, mint):
 def test_flushall_with_an_empty_stream_is_noticed_and_written_back(pdp_factory, mint):
     """Redis restarted empty, then FLUSHALL: a worker forked after it must still refuse."""
     from pdp.authn.revocation import denylist_key
+
     server = start_redis()
     try:
         pdp = outage_pdp(pdp_factory, server.redis_url)
@@ -155,7 +169,9 @@ def test_flushall_with_an_empty_stream_is_noticed_and_written_back(pdp_factory, 
         time.sleep(1.0)
         client.flushall()
         time.sleep(0.3)
-        client.flushall()   # the stream was already gone: only the mark says so
-        wait_until(lambda: client.exists(denylist_key("", "flushed")), timeout=20)  # a 1 s sync; slower on a busy CI machine
+        client.flushall()  # the stream was already gone: only the mark says so
+        wait_until(
+            lambda: client.exists(denylist_key("", "flushed")), timeout=20
+        )  # a 1 s sync; slower on a busy CI machine
     finally:
         server.stop()

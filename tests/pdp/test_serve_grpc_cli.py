@@ -1,5 +1,6 @@
 """`pdp serve-grpc` at startup: a bad setting, a broken policy or a taken port is
 one line and exit 2; SIGTERM stops every process with exit 0."""
+
 import signal
 import socket
 import subprocess
@@ -16,13 +17,20 @@ FIXTURES = ROOT / "tests" / "fixtures" / "policies"
 
 
 def _env(redis_server, jwt_secret, **extra):
-    return {"JWT_SECRET_KEY": jwt_secret, "REDIS_URL": redis_server.redis_url, "POLICY_DIR": str(FIXTURES),
-            "PDP_BIND_HOST": "127.0.0.1", "PATH": "/usr/bin:/bin", **extra}
+    return {
+        "JWT_SECRET_KEY": jwt_secret,
+        "REDIS_URL": redis_server.redis_url,
+        "POLICY_DIR": str(FIXTURES),
+        "PDP_BIND_HOST": "127.0.0.1",
+        "PATH": "/usr/bin:/bin",
+        **extra,
+    }
 
 
 def _run(env):
-    return subprocess.run([sys.executable, "-m", "pdp", "serve-grpc"], capture_output=True, text=True,
-                          timeout=60, cwd=ROOT, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "pdp", "serve-grpc"], capture_output=True, text=True, timeout=60, cwd=ROOT, env=env
+    )
 
 
 def test_a_bad_port_setting_is_one_line(redis_server, jwt_secret):
@@ -50,13 +58,19 @@ def test_a_taken_port_is_one_line(redis_server, jwt_secret):
 
 def test_two_processes_answer_and_sigterm_stops_them(redis_server, jwt_secret):
     port = free_port()
-    server = Server([sys.executable, "-m", "pdp", "serve-grpc"], port,
-                    env=_env(redis_server, jwt_secret, PDP_GRPC_PORT=str(port), PDP_GRPC_WORKERS="2"),
-                    ready_timeout=60)
+    server = Server(
+        [sys.executable, "-m", "pdp", "serve-grpc"],
+        port,
+        env=_env(redis_server, jwt_secret, PDP_GRPC_PORT=str(port), PDP_GRPC_WORKERS="2"),
+        ready_timeout=60,
+    )
     try:
         http = attribute_context_pb2.AttributeContext.HttpRequest(method="GET", path="/public/x")
-        request = external_auth_pb2.CheckRequest(attributes=attribute_context_pb2.AttributeContext(
-            request=attribute_context_pb2.AttributeContext.Request(http=http)))
+        request = external_auth_pb2.CheckRequest(
+            attributes=attribute_context_pb2.AttributeContext(
+                request=attribute_context_pb2.AttributeContext.Request(http=http)
+            )
+        )
         with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
             answer = external_auth_pb2_grpc.AuthorizationStub(channel).Check(request, timeout=10)
         assert answer.HasField("ok_response") and answer.status.code == 0  # /public is open to anyone
@@ -73,19 +87,24 @@ def test_two_processes_answer_and_sigterm_stops_them(redis_server, jwt_secret):
 
 def test_pdp_serve_with_grpc_enabled_serves_both_and_stops_both(redis_server, jwt_secret):
     from tests.support.pdp_process import start_pdp
+
     grpc_port = free_port()
-    env = _env(redis_server, jwt_secret, PDP_GRPC_ENABLED="true", PDP_GRPC_PORT=str(grpc_port),
-               PDP_GRPC_WORKERS="1")
+    env = _env(redis_server, jwt_secret, PDP_GRPC_ENABLED="true", PDP_GRPC_PORT=str(grpc_port), PDP_GRPC_WORKERS="1")
     env.pop("PATH")
     pdp = start_pdp(env, workers=1)
     try:
         import requests
+
         assert requests.get(pdp.url + "/v1/health", timeout=5).status_code == 200
         from tests.support.ports import wait_for_port
+
         wait_for_port(grpc_port, timeout=60)
         http = attribute_context_pb2.AttributeContext.HttpRequest(method="GET", path="/private/x")
-        request = external_auth_pb2.CheckRequest(attributes=attribute_context_pb2.AttributeContext(
-            request=attribute_context_pb2.AttributeContext.Request(http=http)))
+        request = external_auth_pb2.CheckRequest(
+            attributes=attribute_context_pb2.AttributeContext(
+                request=attribute_context_pb2.AttributeContext.Request(http=http)
+            )
+        )
         with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
             answer = external_auth_pb2_grpc.AuthorizationStub(channel).Check(request, timeout=10)
         assert answer.denied_response.status.code == 401  # /private needs a token
@@ -104,10 +123,22 @@ def test_a_grpc_failure_stops_the_whole_pdp(redis_server, jwt_secret):
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
-        env = _env(redis_server, jwt_secret, PDP_GRPC_ENABLED="true", PDP_GRPC_PORT=str(taken.getsockname()[1]),
-                   AUTH_PORT=str(free_port()), PDP_WORKERS="1")
-        proc = subprocess.Popen([sys.executable, "-m", "pdp", "serve"], cwd=ROOT, env=env,
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        env = _env(
+            redis_server,
+            jwt_secret,
+            PDP_GRPC_ENABLED="true",
+            PDP_GRPC_PORT=str(taken.getsockname()[1]),
+            AUTH_PORT=str(free_port()),
+            PDP_WORKERS="1",
+        )
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "pdp", "serve"],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         try:
             out, _ = proc.communicate(timeout=60)
         finally:
@@ -115,4 +146,6 @@ def test_a_grpc_failure_stops_the_whole_pdp(redis_server, jwt_secret):
                 proc.kill()
     assert proc.returncode == 1, out
     assert "PDP_GRPC_PORT: cannot listen" in out
-    assert "the ext_authz gRPC server stopped (exit 1), so the PDP stopped too" in out  # 2 workers: the supervisor says 1
+    assert (
+        "the ext_authz gRPC server stopped (exit 1), so the PDP stopped too" in out
+    )  # 2 workers: the supervisor says 1

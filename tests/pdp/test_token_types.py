@@ -1,4 +1,5 @@
 """Only access tokens are access tokens: typ at+jwt (RFC 9068) and no foreign aud, through the real PDP."""
+
 import base64
 import json
 import os
@@ -35,8 +36,11 @@ def test_a_token_that_does_not_say_it_is_an_access_token_is_401(pdp, mint, typ):
 def test_a_seven_day_refresh_style_token_is_not_an_access_token(pdp, jwt_secret):
     # What a gateway that signs refresh tokens as JWTs would hand out: same key, long life.
     now = int(time.time())
-    refresh = jwt.encode({"sub": "alice", "roles": ["user"], "type": "refresh", "iat": now,
-                          "exp": now + 7 * 86400}, jwt_secret, algorithm="HS256")
+    refresh = jwt.encode(
+        {"sub": "alice", "roles": ["user"], "type": "refresh", "iat": now, "exp": now + 7 * 86400},
+        jwt_secret,
+        algorithm="HS256",
+    )
     d = decide(pdp, refresh)
     assert (d["allow"], d["status"]) == (False, 401) and "not an access token" in d["reason"]
 
@@ -81,9 +85,13 @@ def test_bad_token_types_setting_names_the_variable():
 
 
 def test_pdp_token_mints_an_access_token_the_pdp_accepts(pdp, jwt_secret):
-    done = subprocess.run([sys.executable, "-m", "pdp", "token", "--sub", "cli", "--roles", "user,admin", "--mfa"],
-                          capture_output=True, text=True, timeout=30,
-                          env={**os.environ, "JWT_SECRET_KEY": jwt_secret})
+    done = subprocess.run(
+        [sys.executable, "-m", "pdp", "token", "--sub", "cli", "--roles", "user,admin", "--mfa"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={**os.environ, "JWT_SECRET_KEY": jwt_secret},
+    )
     assert done.returncode == 0, done.stderr
     token = done.stdout.strip().splitlines()[-1]
     assert _header(token) == {"alg": "HS256", "typ": "at+jwt"}

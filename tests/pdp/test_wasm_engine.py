@@ -1,5 +1,6 @@
 """The wasm engine's own machinery: the ABI fast path, the instance pool, host
 builtins, and prebuilt bundles (`opa build -t wasm`)."""
+
 from __future__ import annotations
 
 import json
@@ -16,8 +17,10 @@ from pdp.policy.bundle import load_bundle
 from pdp.policy.errors import PolicyError
 from tests.conftest import FIXTURE_POLICIES, SHIPPED_POLICIES
 
-ALICE = {"request": {"method": "GET", "parsed_path": ["api", "v1", "users", "me"], "client_ip": "10.0.0.1"},
-         "subject": {"authenticated": True, "sub": "alice", "roles": ["user"], "plan": "pro", "mfa": False}}
+ALICE = {
+    "request": {"method": "GET", "parsed_path": ["api", "v1", "users", "me"], "client_ip": "10.0.0.1"},
+    "subject": {"authenticated": True, "sub": "alice", "roles": ["user"], "plan": "pro", "mfa": False},
+}
 
 
 def write(root, files: dict):
@@ -40,8 +43,9 @@ def test_fast_call_gives_what_wasmtime_func_call_gives(shipped):
     fast = instance.evaluate(compiled.entrypoint_id, raw)
     exports = instance._instance.exports(instance._store)
     heap = instance._input_addr + len(raw)
-    slow_addr = exports["opa_eval"](instance._store, 0, compiled.entrypoint_id, instance._data_addr,
-                                    instance._input_addr, len(raw), heap, 0)
+    slow_addr = exports["opa_eval"](
+        instance._store, 0, compiled.entrypoint_id, instance._data_addr, instance._input_addr, len(raw), heap, 0
+    )
     assert instance._cstring(instance._store, slow_addr) == fast
     assert json.loads(fast)[0]["result"]["headers"]["x-user-id"] == "alice"
     compiled.pool.give_back(instance)
@@ -81,13 +85,17 @@ def test_concurrent_evaluations_never_share_an_instance(shipped):
     for t in threads:
         t.join(60)
     assert errors == [] and wrong == []
-    assert compiled.pool.created >= 2   # more than one instance was needed, and made
+    assert compiled.pool.created >= 2  # more than one instance was needed, and made
 
 
 def test_an_aborted_evaluation_drops_its_instance_and_the_next_one_works(tmp_path):
-    root = write(tmp_path, {"gateway/decision.rego":
-                            "package gateway\n\ndecision := {\"allow\": true} if input.x\n"
-                            "decision := {\"allow\": false} if input.x\n"})
+    root = write(
+        tmp_path,
+        {
+            "gateway/decision.rego": 'package gateway\n\ndecision := {"allow": true} if input.x\n'
+            'decision := {"allow": false} if input.x\n'
+        },
+    )
     engine = WasmEngine()
     compiled = engine.compile(load_bundle(root))
     for _ in range(5):
@@ -98,8 +106,13 @@ def test_an_aborted_evaluation_drops_its_instance_and_the_next_one_works(tmp_pat
 
 
 def test_host_builtins_match_real_opa(tmp_path, opa_server):
-    root = write(tmp_path, {"gateway/decision.rego":
-                            "package gateway\n\ndecision := {\"q\": urlquery.encode(input.v), \"t\": time.now_ns() > 0}\n"})
+    root = write(
+        tmp_path,
+        {
+            "gateway/decision.rego": "package gateway\n\ndecision := "
+            '{"q": urlquery.encode(input.v), "t": time.now_ns() > 0}\n'
+        },
+    )
     bundle = load_bundle(root)
     engine, opa = WasmEngine(), OpaServerEngine(opa_server.url, timeout_s=10)
     compiled, pushed = engine.compile(bundle), opa.compile(bundle)
@@ -109,8 +122,12 @@ def test_host_builtins_match_real_opa(tmp_path, opa_server):
 
 def test_a_prebuilt_bundle_serves_without_an_opa_binary(tmp_path, opa_binary):
     out = tmp_path / "bundle.tar.gz"
-    subprocess.run([opa_binary, "build", "-t", "wasm", "-e", "gateway/decision", "-o", str(out),
-                    "--ignore", "*_test.rego", "."], cwd=SHIPPED_POLICIES, check=True, timeout=120)
+    subprocess.run(
+        [opa_binary, "build", "-t", "wasm", "-e", "gateway/decision", "-o", str(out), "--ignore", "*_test.rego", "."],
+        cwd=SHIPPED_POLICIES,
+        check=True,
+        timeout=120,
+    )
     bundle = load_bundle(out, {"rate_limit_per_minute": 7, "rate_limit_burst": 9, "rate_limit_enabled": True})
     assert bundle.wasm and bundle.modules and bundle.data["gateway"]["settings"]["rate_limit_burst"] == 9
     engine = WasmEngine(opa_binary="/nonexistent/opa")

@@ -1,4 +1,5 @@
 """Fixtures for the policy tests: the case table, a real OPA server and the wasm engine."""
+
 from __future__ import annotations
 
 import json
@@ -33,8 +34,11 @@ def shipped_data() -> dict:
 
 def rego_files(root: Path = POLICIES, tests: bool = False) -> dict[str, str]:
     """The policy modules, or with tests=True the *_test.rego ones, by relative path."""
-    return {p.relative_to(root).as_posix(): p.read_text() for p in sorted(root.rglob("*.rego"))
-            if p.name.endswith("_test.rego") == tests}
+    return {
+        p.relative_to(root).as_posix(): p.read_text()
+        for p in sorted(root.rglob("*.rego"))
+        if p.name.endswith("_test.rego") == tests
+    }
 
 
 def rego_test_names(root: Path = POLICIES) -> list[str]:
@@ -51,6 +55,7 @@ class Wasm:
     def __init__(self, settings: dict | None = None, root: Path = POLICIES):
         from pdp.engines.wasm import WasmEngine
         from pdp.policy.bundle import load_bundle
+
         bundle = load_bundle(root)
         if settings is not None:
             bundle.data["gateway"]["settings"] = settings
@@ -65,8 +70,20 @@ class Wasm:
 def shipped_opa_server(opa_binary):
     """A real OPA server on the shipped policies/ (tests included, as `opa run` loads them)."""
     port = free_port()
-    server = Server([opa_binary, "run", "--server", "--addr", f"127.0.0.1:{port}", "--log-level", "error",
-                     "--skip-version-check", str(POLICIES)], port)
+    server = Server(
+        [
+            opa_binary,
+            "run",
+            "--server",
+            "--addr",
+            f"127.0.0.1:{port}",
+            "--log-level",
+            "error",
+            "--skip-version-check",
+            str(POLICIES),
+        ],
+        port,
+    )
     yield server
     server.stop()
 

@@ -5,6 +5,7 @@ through `pdp test`), and that every case of tests/data/decision_cases.json
 gets the expected decision on both engines, with identical full decision
 documents.
 """
+
 from __future__ import annotations
 
 import json
@@ -17,8 +18,17 @@ import pytest
 from pdp.policy.analysis import input_needs
 from pdp.policy.bundle import load_bundle
 
-from .conftest import (MALFORMED_CASES_FILE, POLICIES, Wasm, load_cases, opa_decisions, rego_test_names, run,
-                       shipped_data, wasm_decisions)
+from .conftest import (
+    MALFORMED_CASES_FILE,
+    POLICIES,
+    Wasm,
+    load_cases,
+    opa_decisions,
+    rego_test_names,
+    run,
+    shipped_data,
+    wasm_decisions,
+)
 
 CASES = load_cases()
 ALL_CASES = CASES + load_cases(MALFORMED_CASES_FILE)
@@ -39,6 +49,7 @@ def on_wasm():
 
 # --- OPA's own tooling -------------------------------------------------------
 
+
 def test_opa_fmt_lists_no_file(opa_binary):
     result = run([opa_binary, "fmt", "--list", "policies/"])
     assert result.returncode == 0, result.stderr
@@ -58,6 +69,7 @@ def test_opa_test_passes_every_rego_test(opa_binary):
 
 
 # --- `pdp test` ------------------------------------------------------------
+
 
 def test_pdp_test_command_passes_every_rego_test():
     """`pdp test` is the pinned `opa test`: OPA's own semantics."""
@@ -86,6 +98,7 @@ def test_a_broken_rule_fails_the_rego_tests(opa_binary, tmp_path):
 
 # --- The decision case table -------------------------------------------------
 
+
 def test_case_table_covers_every_endpoint_and_outcome():
     assert len(CASES) >= 45
     assert len(set(CASE_IDS)) == len(CASE_IDS)  # names are unique across both files
@@ -95,8 +108,11 @@ def test_case_table_covers_every_endpoint_and_outcome():
         method = case["input"]["request"]["method"].upper()
         for template, methods in shipped_data()["gateway"]["endpoints"].items():
             parts = template.split("/")
-            if len(parts) == len(segments) and all(p in ("{id}", s) for p, s in zip(parts, segments)) \
-                    and method in methods:
+            if (
+                len(parts) == len(segments)
+                and all(p in ("{id}", s) for p, s in zip(parts, segments))
+                and method in methods
+            ):
                 covered.add((template, method))
     every = {(t, m) for t, ms in shipped_data()["gateway"]["endpoints"].items() for m in ms}
     assert every - covered == set(), "endpoints without a case"
@@ -149,20 +165,32 @@ def test_settings_from_the_environment_set_the_per_minute_descriptor(on_opa, on_
     name = "custom per-minute settings"
     for decisions in (on_opa, on_wasm):
         per_minute = [q for q in decisions[name]["quotas"] if q["name"] == "user_per_minute"]
-        assert per_minute == [{"name": "user_per_minute", "key": "user:alice", "limit": 7, "window_s": 60,
-                               "burst": 9, "cost": 1, "algorithm": "token_bucket", "shadow": False,
-                               "fail_mode": "local"}]
+        assert per_minute == [
+            {
+                "name": "user_per_minute",
+                "key": "user:alice",
+                "limit": 7,
+                "window_s": 60,
+                "burst": 9,
+                "cost": 1,
+                "algorithm": "token_bucket",
+                "shadow": False,
+                "fail_mode": "local",
+            }
+        ]
 
 
 # --- What the PDP relies on --------------------------------------------------
+
 
 def test_policy_reads_no_clock_and_only_named_input_fields():
     """The PDP memoizes decisions keyed by exactly the input fields read."""
     needs = input_needs(load_bundle(POLICIES).modules)
     assert needs.memoizable
-    assert needs.tree == {"request": {"method": True, "parsed_path": True, "client_ip": True},
-                          "subject": {"authenticated": True, "sub": True, "roles": True, "plan": True,
-                                      "mfa": True}}
+    assert needs.tree == {
+        "request": {"method": True, "parsed_path": True, "client_ip": True},
+        "subject": {"authenticated": True, "sub": True, "roles": True, "plan": True, "mfa": True},
+    }
 
 
 def test_trimmed_input_gives_the_same_decisions(on_wasm):

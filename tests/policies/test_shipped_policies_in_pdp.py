@@ -1,4 +1,5 @@
 """The shipped policies served by the real PDP (gunicorn, JWT, Redis) over HTTP."""
+
 from __future__ import annotations
 
 import requests

@@ -10,13 +10,13 @@ field redaction of the answer. A benchmark, not a test: it prints numbers.
 
 Env: BENCH_SECONDS (5), BENCH_CONNECTIONS (64), BENCH_WORKERS (proxy and PDP workers, 2).
 """
+
 import os
 import re
 import secrets
 import shutil
 import subprocess
 import tempfile
-
 
 from pdp.authn.tokens import mint_access_token
 from tests.conftest import start_pdp
@@ -54,6 +54,7 @@ http {{
 def start_nginx():
     """nginx on .port (HTTP) and .tls_port (HTTPS, certificate of the CA at .ca_file)."""
     from tests.support.certs import CertAuthority
+
     binary = shutil.which("nginx") or "/usr/sbin/nginx"
     directory = tempfile.mkdtemp(prefix="lucid-bench-nginx-")
     port, tls_port = free_port(), free_port()
@@ -98,10 +99,17 @@ def main():
     token, _ = mint_access_token(secret, "HS256", sub="bench", roles=["user"], lifetime_s=3600)
     redis = start_redis()
     nginx = start_nginx()
-    pdp = start_pdp({"JWT_SECRET_KEY": secret, "REDIS_URL": redis.redis_url,
-                     "POLICY_DIR": os.path.join(HERE, "policies"), "DECISION_LOG": "off",
-                     "DECISION_HEADER_NAMES": "x-user-id,x-user-roles,x-lucid-subject,ratelimit*,retry-after,"
-                                              "www-authenticate,allow"}, workers=workers)
+    pdp = start_pdp(
+        {
+            "JWT_SECRET_KEY": secret,
+            "REDIS_URL": redis.redis_url,
+            "POLICY_DIR": os.path.join(HERE, "policies"),
+            "DECISION_LOG": "off",
+            "DECISION_HEADER_NAMES": "x-user-id,x-user-roles,x-lucid-subject,ratelimit*,retry-after,"
+            "www-authenticate,allow",
+        },
+        workers=workers,
+    )
     routes = f"""
 clusters:
   app: {{endpoints: ["{nginx.url}"], max_connections: 512}}
@@ -115,9 +123,11 @@ routes:
   - {{name: redact, match: {{prefix: /cached/redact}}, cluster: app, response_body: {{redact_json: [ok]}}}}
   - {{name: app, match: {{prefix: /}}, cluster: app}}
 """
-    proxy = start_proxy(routes=routes, workers=workers,
-                        env={"PDP_URL": pdp.url, "ACCESS_LOG": "false",
-                             "PDP_TIMEOUT_MS": os.environ.get("PDP_TIMEOUT_MS", "100")})
+    proxy = start_proxy(
+        routes=routes,
+        workers=workers,
+        env={"PDP_URL": pdp.url, "ACCESS_LOG": "false", "PDP_TIMEOUT_MS": os.environ.get("PDP_TIMEOUT_MS", "100")},
+    )
     auth = f"Authorization: Bearer {token}"
     try:
         # Warm-up: a PDP worker's first decisions (Redis connect, first evaluation) can miss a 100 ms deadline.
@@ -129,11 +139,20 @@ routes:
             ("proxy + cached verdicts", wrk(f"{proxy.url}/cached/x", seconds, connections, [auth])),
             ("  the same, HTTPS upstream (verified)", wrk(f"{proxy.url}/cached/tls/x", seconds, connections, [auth])),
             ("  the same, JSON field redaction", wrk(f"{proxy.url}/cached/redact/x", seconds, connections, [auth])),
-            ("PDP /v1/forward-auth alone", wrk(f"{pdp.url}/v1/forward-auth", seconds, connections,
-                                                [auth, "X-Original-Method: GET", "X-Original-URI: /app/x"])),
+            (
+                "PDP /v1/forward-auth alone",
+                wrk(
+                    f"{pdp.url}/v1/forward-auth",
+                    seconds,
+                    connections,
+                    [auth, "X-Original-Method: GET", "X-Original-URI: /app/x"],
+                ),
+            ),
         ]
-        print(f"\nwrk -t2 -c{connections} -d{seconds}s, {workers} proxy worker(s), {workers} PDP worker(s), "
-              f"{os.cpu_count()} cores")
+        print(
+            f"\nwrk -t2 -c{connections} -d{seconds}s, {workers} proxy worker(s), {workers} PDP worker(s), "
+            f"{os.cpu_count()} cores"
+        )
         print(f"{'chain':36} {'req/s':>9} {'p50':>9} {'p99':>9} {'non-2xx':>8}  socket errors")
         for name, (rps, p50, p99, errors, sock_errors) in rows:
             print(f"{name:36} {rps:9.0f} {p50:>9} {p99:>9} {errors:8d}  {sock_errors}")

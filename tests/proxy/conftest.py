@@ -1,5 +1,6 @@
 """The whole chain for the proxy's end-to-end tests: real redis-server, the real PDP
 under gunicorn on tests/proxy/policies, real upstreams, and the real proxy."""
+
 import shutil
 from pathlib import Path
 
@@ -41,16 +42,23 @@ def stack(redis_server, jwt_secret, tmp_path_factory):
     policy_dir = tmp_path_factory.mktemp("proxy-policies") / "policies"
     shutil.copytree(POLICIES, policy_dir)
     # The test policy sets x-lucid-subject: a custom header is allowed by naming it.
-    pdp = start_pdp({"JWT_SECRET_KEY": jwt_secret, "REDIS_URL": redis_server.redis_url,
-                     "POLICY_DIR": str(policy_dir),
-                     "DECISION_HEADER_NAMES": "x-user-id,x-user-roles,x-lucid-subject,ratelimit*,retry-after,"
-                                              "www-authenticate,allow"}, workers=1)
+    pdp = start_pdp(
+        {
+            "JWT_SECRET_KEY": jwt_secret,
+            "REDIS_URL": redis_server.redis_url,
+            "POLICY_DIR": str(policy_dir),
+            "DECISION_HEADER_NAMES": "x-user-id,x-user-roles,x-lucid-subject,ratelimit*,retry-after,"
+            "www-authenticate,allow",
+        },
+        workers=1,
+    )
     app1, app2 = start_echo("app1"), start_echo("app2")
     ws_port = free_port()
     ws = Server(python_argv(WS_SERVER, str(ws_port)), ws_port)
     proxy = start_proxy(
         routes=ROUTES.format(app1=app1.url, app2=app2.url, ws=ws.url),
-        env={"PDP_URL": pdp.url, "PDP_TIMEOUT_MS": "3000"})
+        env={"PDP_URL": pdp.url, "PDP_TIMEOUT_MS": "3000"},
+    )
     yield Stack(pdp, proxy, [app1, app2], ws, policy_dir)
     for server in (proxy, ws, app1, app2, pdp):
         server.stop()

@@ -11,6 +11,7 @@ With ECHO_TLS_CERT and ECHO_TLS_KEY set it serves HTTPS; ECHO_TLS_CLIENT_CA
 set also requires a client certificate signed by that CA (mTLS), whose
 subject it reports as "client_cert".
 """
+
 from gevent import monkey
 
 monkey.patch_all()
@@ -78,8 +79,12 @@ def make_app(name):
         if environ.get("CONTENT_LENGTH"):
             headers["content-length"] = environ["CONTENT_LENGTH"]
         doc = {
-            "service": name, "method": environ["REQUEST_METHOD"], "path": environ["RAW_PATH"],
-            "headers": headers, "body_bytes": total, "body_sha256": digest.hexdigest(),
+            "service": name,
+            "method": environ["REQUEST_METHOD"],
+            "path": environ["RAW_PATH"],
+            "headers": headers,
+            "body_bytes": total,
+            "body_sha256": digest.hexdigest(),
         }
         if environ.get("CLIENT_CERT"):
             doc["client_cert"] = environ["CLIENT_CERT"]
@@ -95,7 +100,7 @@ def _generate(size):
     block = b"x" * 65536
     sent = 0
     while sent < size:
-        piece = block[:min(65536, size - sent)]
+        piece = block[: min(65536, size - sent)]
         sent += len(piece)
         yield piece
 
@@ -111,8 +116,9 @@ def main():
             context.load_verify_locations(os.environ["ECHO_TLS_CLIENT_CA"])
             context.verify_mode = ssl.CERT_REQUIRED
         tls["ssl_context"] = context
-    server = WSGIServer(("127.0.0.1", port), make_app(name), handler_class=RawPathHandler, log=None,
-                        error_log=None, **tls)
+    server = WSGIServer(
+        ("127.0.0.1", port), make_app(name), handler_class=RawPathHandler, log=None, error_log=None, **tls
+    )
     server.serve_forever()
 
 

@@ -11,6 +11,7 @@ X-Powered-By and X-Internal-Id headers. Paths:
   /gzip             application/json with Content-Encoding: gzip
   /headers          echoes the request headers it received as JSON
 """
+
 from gevent import monkey
 
 monkey.patch_all()
@@ -22,8 +23,16 @@ from urllib.parse import parse_qs  # noqa: E402
 
 from gevent.pywsgi import WSGIServer  # noqa: E402
 
-USER = {"id": 7, "name": "alice", "password": "hunter2", "profile": {"Token": "tok-123", "city": "Oslo",
-        "keys": [{"secret": "s1", "label": "a"}, {"secret": "s2", "label": "b"}]}}
+USER = {
+    "id": 7,
+    "name": "alice",
+    "password": "hunter2",
+    "profile": {
+        "Token": "tok-123",
+        "city": "Oslo",
+        "keys": [{"secret": "s1", "label": "a"}, {"secret": "s2", "label": "b"}],
+    },
+}
 COMMON = [("Server", "Apache/2.4.1 (Unix)"), ("X-Powered-By", "PHP/8.1"), ("X-Internal-Id", "node-3")]
 
 
@@ -43,7 +52,7 @@ def app(environ, start_response):
     if path in ("/user-chunked", "/big-chunked"):
         body = json.dumps(USER).encode() if path == "/user-chunked" else _big(n)
         start_response("200 OK", json_type + COMMON)
-        return [body[i:i + 1000] for i in range(0, len(body), 1000)]
+        return [body[i : i + 1000] for i in range(0, len(body), 1000)]
     if path == "/text":
         start_response("200 OK", [("Content-Type", "text/plain")] + COMMON)
         return [b'{"password": "hunter2"}']
@@ -52,8 +61,9 @@ def app(environ, start_response):
         return [b'{"password": "hunter2", oops']
     if path == "/gzip":
         body = gzip.compress(json.dumps(USER).encode())
-        start_response("200 OK", json_type + COMMON + [("Content-Encoding", "gzip"),
-                                                       ("Content-Length", str(len(body)))])
+        start_response(
+            "200 OK", json_type + COMMON + [("Content-Encoding", "gzip"), ("Content-Length", str(len(body)))]
+        )
         return [body]
     if path == "/headers":
         seen = {k[5:].replace("_", "-").lower(): v for k, v in environ.items() if k.startswith("HTTP_")}

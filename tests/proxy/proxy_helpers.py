@@ -1,4 +1,5 @@
 """Start real upstreams and real proxies on loopback ports; speak raw HTTP to them."""
+
 import json
 import os
 import socket
@@ -34,13 +35,18 @@ def closed_port_url() -> str:
     return f"http://127.0.0.1:{free_port()}"
 
 
-def start_proxy(routes: str = None, upstream: str = None, env: dict = None, workers: int = 1,
-                ready_timeout: float = 30.0) -> Server:
+def start_proxy(
+    routes: str = None, upstream: str = None, env: dict = None, workers: int = 1, ready_timeout: float = 30.0
+) -> Server:
     """The real proxy (`python -m proxy`) on a free loopback port."""
     port = free_port()
     full_env = {
-        "LISTEN_HOST": "127.0.0.1", "HTTP_PORT": str(port), "PROXY_WORKERS": str(workers),
-        "PDP_URL": closed_port_url(), "HTTPS_PORT": str(free_port()), "PYTHONUNBUFFERED": "1",
+        "LISTEN_HOST": "127.0.0.1",
+        "HTTP_PORT": str(port),
+        "PROXY_WORKERS": str(workers),
+        "PDP_URL": closed_port_url(),
+        "HTTPS_PORT": str(free_port()),
+        "PYTHONUNBUFFERED": "1",
     }
     full_env.update(env or {})
     argv = python_argv("-m", "proxy")
@@ -110,8 +116,9 @@ def raw_request(port: int, data: bytes, timeout: float = 10.0, method="GET") -> 
             return read_response(sock_file, method)
 
 
-def get(port: int, target: str, headers: dict = None, method: str = "GET", body: bytes = None,
-        timeout: float = 10.0) -> RawResponse:
+def get(
+    port: int, target: str, headers: dict = None, method: str = "GET", body: bytes = None, timeout: float = 10.0
+) -> RawResponse:
     lines = [f"{method} {target} HTTP/1.1", f"Host: 127.0.0.1:{port}", "Connection: close"]
     for name, value in (headers or {}).items():
         lines.append(f"{name}: {value}")
@@ -125,9 +132,26 @@ def make_cert(directory: str, common_name: str = "localhost", serial: int = None
     """A self-signed certificate and key made with the real openssl binary; returns (cert, key)."""
     cert = os.path.join(directory, "cert.pem")
     key = os.path.join(directory, "key.pem")
-    argv = ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-            "-keyout", key, "-out", cert, "-days", "2", "-subj", f"/CN={common_name}",
-            "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"]
+    argv = [
+        "openssl",
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        key,
+        "-out",
+        cert,
+        "-days",
+        "2",
+        "-subj",
+        f"/CN={common_name}",
+        "-addext",
+        "subjectAltName=DNS:localhost,IP:127.0.0.1",
+    ]
     if serial is not None:
         argv += ["-set_serial", str(serial)]
     subprocess.run(argv, check=True, capture_output=True, timeout=30)

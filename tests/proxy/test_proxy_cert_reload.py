@@ -1,5 +1,6 @@
 """Certificate reload without a signal: rewritten files are picked up by every
 worker; a bad write keeps the last good pair. Real files, a real TLS client."""
+
 import os
 import shutil
 import socket
@@ -43,8 +44,11 @@ def reloading_proxy(upstream, tmp_path):
     live = tmp_path / "live"
     live.mkdir()
     cert, key = make_cert(str(live), serial=1001)
-    proxy = start_proxy(routes=ROUTES.format(app=upstream.url), workers=2, env={
-        "SSL_ENABLED": "true", "SSL_CERT_PATH": cert, "SSL_KEY_PATH": key, "SSL_RELOAD_INTERVAL_S": "0.2"})
+    proxy = start_proxy(
+        routes=ROUTES.format(app=upstream.url),
+        workers=2,
+        env={"SSL_ENABLED": "true", "SSL_CERT_PATH": cert, "SSL_KEY_PATH": key, "SSL_RELOAD_INTERVAL_S": "0.2"},
+    )
     wait_until(lambda: _port_open(proxy.https_port))
     yield proxy, live, tmp_path
     proxy.stop()
@@ -89,9 +93,15 @@ def test_a_secret_volume_symlink_swap_is_picked_up(upstream, tmp_path):
     os.symlink(first, data)
     for name in ("cert.pem", "key.pem"):
         os.symlink(data / name, tmp_path / name)
-    proxy = start_proxy(routes=ROUTES.format(app=upstream.url), env={
-        "SSL_ENABLED": "true", "SSL_CERT_PATH": str(tmp_path / "cert.pem"),
-        "SSL_KEY_PATH": str(tmp_path / "key.pem"), "SSL_RELOAD_INTERVAL_S": "0.2"})
+    proxy = start_proxy(
+        routes=ROUTES.format(app=upstream.url),
+        env={
+            "SSL_ENABLED": "true",
+            "SSL_CERT_PATH": str(tmp_path / "cert.pem"),
+            "SSL_KEY_PATH": str(tmp_path / "key.pem"),
+            "SSL_RELOAD_INTERVAL_S": "0.2",
+        },
+    )
     try:
         wait_until(lambda: _port_open(proxy.https_port))
         assert served_serial(proxy.https_port) == 4004

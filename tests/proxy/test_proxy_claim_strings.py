@@ -1,5 +1,6 @@
 """Through the real proxy and PDP: a signed claim that could forge a header is a 401, never a
 backend request with a split header, and never a 503 (a CR/LF in sub used to be one)."""
+
 import pytest
 
 from tests.proxy.proxy_helpers import get

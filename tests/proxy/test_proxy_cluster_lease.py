@@ -1,4 +1,5 @@
 """The cluster lease (proxy/cluster.py): every counter a request takes is given back, however it ends."""
+
 import pytest
 
 from proxy.breaker import CLOSED, OPEN, BreakerRejected
@@ -23,8 +24,13 @@ def cluster_of(count=2, **spec):
 
 
 def counters(cluster):
-    return (cluster.active_requests, cluster.active_retries, cluster.streaming_bodies,
-            cluster.breaker.concurrent, [e.outstanding for e in cluster.endpoints])
+    return (
+        cluster.active_requests,
+        cluster.active_retries,
+        cluster.streaming_bodies,
+        cluster.breaker.concurrent,
+        [e.outstanding for e in cluster.endpoints],
+    )
 
 
 IDLE = (0, 0, 0, 0, [0, 0])

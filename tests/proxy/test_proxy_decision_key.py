@@ -3,6 +3,7 @@ nothing else: requests differing only in a header the policy does not read
 (a tracing header) reuse one decision; a header the policy reads, or the
 credential, is always in the key. Real PDP (test fixture policies, whose
 /tenant/<t> allow reads X-Tenant), real proxy and upstream."""
+
 import re
 
 import pytest
@@ -15,8 +16,15 @@ from tests.support.pdp_process import start_pdp
 
 @pytest.fixture(scope="module")
 def chain(redis_server, jwt_secret):
-    pdp = start_pdp({"JWT_SECRET_KEY": jwt_secret, "REDIS_URL": redis_server.redis_url,
-                     "POLICY_DIR": str(FIXTURE_POLICIES), "DECISION_LOG": "off"}, workers=1)
+    pdp = start_pdp(
+        {
+            "JWT_SECRET_KEY": jwt_secret,
+            "REDIS_URL": redis_server.redis_url,
+            "POLICY_DIR": str(FIXTURE_POLICIES),
+            "DECISION_LOG": "off",
+        },
+        workers=1,
+    )
     upstream = start_echo("key")
     proxy = start_proxy(upstream=upstream.url, workers=1, env={"PDP_URL": pdp.url, "ACCESS_LOG": "false"})
     yield pdp, proxy
@@ -31,8 +39,13 @@ def _decisions(pdp) -> float:
 
 def test_the_pdp_names_the_headers_its_decision_did_not_read(chain, mint):
     pdp, _ = chain
-    body = {"request": {"method": "GET", "path": "/tenant/acme", "headers": {
-        "x-tenant": "acme", "x-trace": "1", "authorization": f"Bearer {mint()}", "user-agent": "t"}}}
+    body = {
+        "request": {
+            "method": "GET",
+            "path": "/tenant/acme",
+            "headers": {"x-tenant": "acme", "x-trace": "1", "authorization": f"Bearer {mint()}", "user-agent": "t"},
+        }
+    }
     answer = requests.post(f"{pdp.url}/v1/check", json=body, timeout=10).json()
     assert answer["allow"] is True
     assert answer["ignores"] == ["user-agent", "x-trace"]

@@ -6,6 +6,7 @@ through Tor); auth failures and the SOCKS server being down fail closed with
 it cannot reach its network from these machines (docs/proxy.md says what
 that leaves untested).
 """
+
 import json
 import subprocess
 import sys
@@ -113,14 +114,19 @@ def test_an_onion_name_is_handed_to_the_socks_server(proxy_for, socks, upstream)
 
 
 def test_socks_username_and_password(proxy_for, socks_auth, upstream):
-    good = proxy_for(routes(f"http://127.0.0.1:{upstream.port}",
-                            f"    egress: socks5h://lucid:{SECRET}@127.0.0.1:{socks_auth.port}"))
+    good = proxy_for(
+        routes(f"http://127.0.0.1:{upstream.port}", f"    egress: socks5h://lucid:{SECRET}@127.0.0.1:{socks_auth.port}")
+    )
     assert get(good.port, "/x").status == 200
 
 
 def test_socks_auth_failure_fails_closed_without_leaking_the_password(proxy_for, socks_auth, upstream):
-    wrong = proxy_for(routes(f"http://127.0.0.1:{upstream.port}",
-                             f"    egress: socks5h://lucid:wrong-{SECRET}@127.0.0.1:{socks_auth.port}"))
+    wrong = proxy_for(
+        routes(
+            f"http://127.0.0.1:{upstream.port}",
+            f"    egress: socks5h://lucid:wrong-{SECRET}@127.0.0.1:{socks_auth.port}",
+        )
+    )
     response = get(wrong.port, "/x")
     assert response.status == 502
     assert "SOCKS authentication failed" in response.json()["detail"]
@@ -132,11 +138,15 @@ def test_socks_auth_failure_fails_closed_without_leaking_the_password(proxy_for,
 
 def test_socks_server_down_fails_closed_then_the_breaker_opens(proxy_for, upstream, own_socks):
     socks = own_socks()
-    proxy = proxy_for(routes(f"http://127.0.0.1:{upstream.port}",
-                             f"    egress: socks5h://127.0.0.1:{socks.port}\n"
-                             "    retry: {attempts: 0}\n"
-                             "    ejection: {consecutive_errors: 100}\n"
-                             "    breaker: {failure_threshold: 2, open_s: 30}"))
+    proxy = proxy_for(
+        routes(
+            f"http://127.0.0.1:{upstream.port}",
+            f"    egress: socks5h://127.0.0.1:{socks.port}\n"
+            "    retry: {attempts: 0}\n"
+            "    ejection: {consecutive_errors: 100}\n"
+            "    breaker: {failure_threshold: 2, open_s: 30}",
+        )
+    )
     assert get(proxy.port, "/x").status == 200
     socks.stop()
     first, second, third = (get(proxy.port, f"/x?i={i}") for i in range(3))
@@ -149,9 +159,13 @@ def test_socks_server_down_fails_closed_then_the_breaker_opens(proxy_for, upstre
 
 def test_health_checks_go_through_the_socks_server(proxy_for, upstream, own_socks):
     socks = own_socks()
-    proxy = proxy_for(routes(f"http://127.0.0.1:{upstream.port}",
-                             f"    egress: socks5h://127.0.0.1:{socks.port}\n"
-                             "    health_check: {path: /health, interval_s: 0.1, timeout_ms: 500, unhealthy_threshold: 2}"))
+    proxy = proxy_for(
+        routes(
+            f"http://127.0.0.1:{upstream.port}",
+            f"    egress: socks5h://127.0.0.1:{socks.port}\n"
+            "    health_check: {path: /health, interval_s: 0.1, timeout_ms: 500, unhealthy_threshold: 2}",
+        )
+    )
 
     def healthy():
         doc = json.loads(get(proxy.port, "/api/v1/meta/health/details").body)
@@ -172,12 +186,16 @@ def test_https_upstream_through_socks(proxy_for, socks, tmp_path):
     ca = CertAuthority(tmp_path / "ca", "socks test CA")
     cert, key = ca.issue("localhost", dns=("localhost",))
     port = free_port()
-    tls_upstream = Server(python_argv(ECHO, str(port), "tls-behind-socks"), port,
-                          env={"ECHO_TLS_CERT": cert, "ECHO_TLS_KEY": key})
+    tls_upstream = Server(
+        python_argv(ECHO, str(port), "tls-behind-socks"), port, env={"ECHO_TLS_CERT": cert, "ECHO_TLS_KEY": key}
+    )
     try:
-        proxy = proxy_for(routes(f"https://localhost:{port}",
-                                 f"    egress: socks5h://127.0.0.1:{socks.port}\n"
-                                 f"    tls: {{ca_file: {ca.cert_path}}}"))
+        proxy = proxy_for(
+            routes(
+                f"https://localhost:{port}",
+                f"    egress: socks5h://127.0.0.1:{socks.port}\n    tls: {{ca_file: {ca.cert_path}}}",
+            )
+        )
         response = get(proxy.port, "/x")
         assert response.status == 200, response.body
         assert response.json()["service"] == "tls-behind-socks"
@@ -195,19 +213,32 @@ def test_tor_socks_url_serves_egress_tor_and_onion_endpoints(proxy_for, socks, u
 
 def _check(text, env=None):
     path = write_routes(text)
-    done = subprocess.run([sys.executable, "-m", "proxy", "--check", "--routes", path], capture_output=True,
-                          text=True, timeout=60, cwd=ROOT, env={"PATH": "/usr/bin:/bin", **(env or {})})
+    done = subprocess.run(
+        [sys.executable, "-m", "proxy", "--check", "--routes", path],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+        env={"PATH": "/usr/bin:/bin", **(env or {})},
+    )
     return done, path
 
 
-@pytest.mark.parametrize("endpoint,extra,needle", [
-    ("http://a:1", "    egress: http://127.0.0.1:9050", "clusters.app.egress: expected a socks5h:// or socks5:// URL"),
-    ("http://a:1", "    egress: [1]", "clusters.app.egress: expected a socks5h:// or socks5:// URL"),
-    ("http://a:1", "    egress: socks5h://127.0.0.1", "clusters.app.egress: expected socks5h://host:port"),
-    ("http://a:1", "    egress: tor", "clusters.app.egress: 'tor' needs TOR_SOCKS_URL"),
-    ("http://x.onion:1", "", "clusters.app.endpoints: a .onion endpoint needs egress"),
-    ("http://x.onion:1", "    egress: socks5://127.0.0.1:9050", "need socks5h://"),
-])
+@pytest.mark.parametrize(
+    "endpoint,extra,needle",
+    [
+        (
+            "http://a:1",
+            "    egress: http://127.0.0.1:9050",
+            "clusters.app.egress: expected a socks5h:// or socks5:// URL",
+        ),
+        ("http://a:1", "    egress: [1]", "clusters.app.egress: expected a socks5h:// or socks5:// URL"),
+        ("http://a:1", "    egress: socks5h://127.0.0.1", "clusters.app.egress: expected socks5h://host:port"),
+        ("http://a:1", "    egress: tor", "clusters.app.egress: 'tor' needs TOR_SOCKS_URL"),
+        ("http://x.onion:1", "", "clusters.app.endpoints: a .onion endpoint needs egress"),
+        ("http://x.onion:1", "    egress: socks5://127.0.0.1:9050", "need socks5h://"),
+    ],
+)
 def test_a_bad_egress_stops_startup_with_one_line(endpoint, extra, needle):
     done, path = _check(routes(endpoint, extra))
     assert done.returncode == 2, done.stdout
@@ -232,14 +263,17 @@ def test_websocket_tunnel_goes_through_the_socks_server(proxy_for, own_socks):
     import socket
 
     from tests.proxy.proxy_helpers import read_response
+
     ws_port = free_port()
     ws = Server(python_argv(str(Path(__file__).parent / "ws_server.py"), str(ws_port)), ws_port)
     socks = own_socks()
     try:
         proxy = proxy_for(routes(f"http://localhost:{ws_port}", f"    egress: socks5h://127.0.0.1:{socks.port}"))
         key = base64.b64encode(os.urandom(16)).decode()
-        upgrade = ("GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                   f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode()
+        upgrade = (
+            "GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        ).encode()
         with socket.create_connection(("127.0.0.1", proxy.port), timeout=10) as sock:
             sock.sendall(upgrade)
             sock_file = sock.makefile("rb")

@@ -1,4 +1,5 @@
 """End to end: client -> proxy -> real PDP (gunicorn, Redis) -> real upstreams."""
+
 import base64
 import json
 import os
@@ -49,8 +50,13 @@ def test_invalid_token_is_401_not_anonymous(stack, mint):
 
 
 def test_spoofed_identity_headers_are_replaced_by_the_pdps(stack, mint):
-    spoof = {"X-User-Id": "admin", "X-User-Roles": "admin", "X-Lucid-Subject": "mallory",
-             "X-User-Mfa": "true", **bearer(mint, "alice")}
+    spoof = {
+        "X-User-Id": "admin",
+        "X-User-Roles": "admin",
+        "X-Lucid-Subject": "mallory",
+        "X-User-Mfa": "true",
+        **bearer(mint, "alice"),
+    }
     seen = get(stack.proxy.port, "/app/x", headers=spoof).json()["headers"]
     assert seen["x-user-id"] == "alice"
     assert seen["x-user-roles"] == "user"
@@ -93,10 +99,15 @@ def test_meta_endpoints(stack, mint):
     metrics = get(stack.proxy.port, "/api/v1/meta/metrics", headers=bearer(mint, "root", ["admin"]))
     assert metrics.status == 200
     text = metrics.body.decode()
-    for name in ("lucid_proxy_requests_total", "lucid_proxy_request_duration_seconds_bucket",
-                 "lucid_proxy_pdp_duration_seconds_bucket", "lucid_proxy_upstream_duration_seconds_bucket",
-                 "lucid_proxy_active_connections", "lucid_proxy_cluster_healthy_endpoints",
-                 "lucid_proxy_cluster_breaker_state"):
+    for name in (
+        "lucid_proxy_requests_total",
+        "lucid_proxy_request_duration_seconds_bucket",
+        "lucid_proxy_pdp_duration_seconds_bucket",
+        "lucid_proxy_upstream_duration_seconds_bucket",
+        "lucid_proxy_active_connections",
+        "lucid_proxy_cluster_healthy_endpoints",
+        "lucid_proxy_cluster_breaker_state",
+    ):
         assert name in text, name
     assert re.search(r'lucid_proxy_requests_total\{route="app",status="401"\} [1-9]', text)
 
@@ -117,8 +128,7 @@ def test_a_pdp_that_never_answers_fails_closed_within_the_timeout(stack):
     blackhole.bind(("127.0.0.1", 0))
     blackhole.listen(64)
     url = f"http://127.0.0.1:{blackhole.getsockname()[1]}"
-    proxy = start_proxy(routes=open(stack.proxy.proc.args[-1]).read(),
-                        env={"PDP_URL": url, "PDP_TIMEOUT_MS": "200"})
+    proxy = start_proxy(routes=open(stack.proxy.proc.args[-1]).read(), env={"PDP_URL": url, "PDP_TIMEOUT_MS": "200"})
     try:
         started = time.monotonic()
         response = get(proxy.port, "/app/x")
@@ -149,8 +159,9 @@ def test_cacheable_verdicts_are_reused_and_dropped_on_a_new_revision(stack, mint
     policy = stack.policy_dir / "gateway" / "decision.rego"
     old_revision = requests.get(stack.pdp.url + "/v1/policies", timeout=5).json()["revision"]
     policy.write_text(policy.read_text().replace('{"app", "cached", "ws", "big"}', '{"app", "ws", "big"}'))
-    wait_until(lambda: requests.get(stack.pdp.url + "/v1/policies", timeout=5).json()["revision"] != old_revision,
-               timeout=10)
+    wait_until(
+        lambda: requests.get(stack.pdp.url + "/v1/policies", timeout=5).json()["revision"] != old_revision, timeout=10
+    )
     try:
         # Any uncached decision brings the new revision, which empties the cache.
         assert get(stack.proxy.port, "/app/x", headers=headers).status == 200
@@ -167,9 +178,12 @@ def test_request_id_reaches_pdp_upstream_and_client(stack, mint):
 
 def test_access_log_line_has_the_fields_and_no_secrets(stack, mint):
     token = mint("dave")
-    get(stack.proxy.port, "/app/logged?access_token=SECRET1&page=2",
-        headers={"Authorization": "Bearer " + token, "Cookie": "session=SECRET2", "X-Request-ID": "log-test-000001"})
-    line = wait_until(lambda: [l for l in stack.proxy.output().splitlines() if "log-test-000001" in l], timeout=5)[0]
+    get(
+        stack.proxy.port,
+        "/app/logged?access_token=SECRET1&page=2",
+        headers={"Authorization": "Bearer " + token, "Cookie": "session=SECRET2", "X-Request-ID": "log-test-000001"},
+    )
+    line = wait_until(lambda: [x for x in stack.proxy.output().splitlines() if "log-test-000001" in x], timeout=5)[0]
     record = json.loads(line)
     assert record["status"] == 200 and record["route"] == "app" and record["subject"] == "dave"
     assert record["method"] == "GET" and record["client_ip"] == "127.0.0.1"
@@ -182,8 +196,10 @@ def test_access_log_line_has_the_fields_and_no_secrets(stack, mint):
 
 def test_websocket_upgrade_is_tunnelled_once_allowed(stack, mint):
     key = base64.b64encode(os.urandom(16)).decode()
-    upgrade = ("GET /ws/chat HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-               f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n")
+    upgrade = (
+        "GET /ws/chat HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
+    )
     denied = raw_request(stack.proxy.port, (upgrade + "\r\n").encode())
     assert denied.status == 401
     with socket.create_connection(("127.0.0.1", stack.proxy.port), timeout=10) as sock:
@@ -198,21 +214,29 @@ def test_websocket_upgrade_is_tunnelled_once_allowed(stack, mint):
 
 def test_trusted_proxy_forwarded_for_is_believed_only_from_trusted_peers(stack, mint):
     routes = open(stack.proxy.proc.args[-1]).read()
-    trusting = start_proxy(routes=routes, env={"PDP_URL": stack.pdp.url, "PDP_TIMEOUT_MS": "3000",
-                                               "TRUSTED_PROXIES": "127.0.0.0/8"})
+    trusting = start_proxy(
+        routes=routes, env={"PDP_URL": stack.pdp.url, "PDP_TIMEOUT_MS": "3000", "TRUSTED_PROXIES": "127.0.0.0/8"}
+    )
     try:
-        seen = get(trusting.port, "/app/x", headers={"X-Forwarded-For": "198.51.100.7, 203.0.113.9",
-                                                     "X-Forwarded-Proto": "https", **bearer(mint)}).json()["headers"]
+        seen = get(
+            trusting.port,
+            "/app/x",
+            headers={"X-Forwarded-For": "198.51.100.7, 203.0.113.9", "X-Forwarded-Proto": "https", **bearer(mint)},
+        ).json()["headers"]
         assert seen["x-real-ip"] == "203.0.113.9"
         assert seen["x-forwarded-for"] == "198.51.100.7, 203.0.113.9, 127.0.0.1"
         assert seen["x-forwarded-proto"] == "https"
-        seen = get(trusting.port, "/app/x", headers={"X-Forwarded-Host": "gw.example:8443",
-                                                     "X-Forwarded-Proto": "https\xa0", **bearer(mint)}).json()["headers"]
+        seen = get(
+            trusting.port,
+            "/app/x",
+            headers={"X-Forwarded-Host": "gw.example:8443", "X-Forwarded-Proto": "https\xa0", **bearer(mint)},
+        ).json()["headers"]
         assert seen["x-forwarded-host"] == "gw.example:8443"
         assert seen["x-forwarded-proto"] == "http"  # only exactly http or https is believed
         # Even a trusted peer's X-Forwarded-Host must be a host[:port]; else the client's Host is kept.
-        seen = get(trusting.port, "/app/x", headers={"X-Forwarded-Host": "evil.example/../admin",
-                                                     **bearer(mint)}).json()["headers"]
+        seen = get(
+            trusting.port, "/app/x", headers={"X-Forwarded-Host": "evil.example/../admin", **bearer(mint)}
+        ).json()["headers"]
         assert seen["x-forwarded-host"] == f"127.0.0.1:{trusting.port}"
     finally:
         trusting.stop()
@@ -238,7 +262,7 @@ def test_a_burst_of_identical_cacheable_requests_costs_one_pdp_decision(stack, m
 
     def decisions():
         text = requests.get(stack.pdp.url + "/metrics", timeout=5).text
-        return sum(float(v) for v in re.findall(r'^lucid_pdp_decisions_total\{[^}]*\} ([0-9.e+]+)$', text, re.M))
+        return sum(float(v) for v in re.findall(r"^lucid_pdp_decisions_total\{[^}]*\} ([0-9.e+]+)$", text, re.M))
 
     headers = bearer(mint, "burst-user")
     before = decisions()
@@ -260,17 +284,34 @@ def test_waiting_for_a_pdp_connection_is_bounded_apart_from_the_deadline(stack):
     blackhole = socket.socket()
     blackhole.bind(("127.0.0.1", 0))
     blackhole.listen(64)
-    proxy = start_proxy(routes=open(stack.proxy.proc.args[-1]).read(), env={
-        "PDP_URL": f"http://127.0.0.1:{blackhole.getsockname()[1]}", "PDP_POOL_SIZE": "1",
-        "PDP_TIMEOUT_MS": "1500", "PDP_QUEUE_TIMEOUT_MS": "200"})
+    proxy = start_proxy(
+        routes=open(stack.proxy.proc.args[-1]).read(),
+        env={
+            "PDP_URL": f"http://127.0.0.1:{blackhole.getsockname()[1]}",
+            "PDP_POOL_SIZE": "1",
+            "PDP_TIMEOUT_MS": "1500",
+            "PDP_QUEUE_TIMEOUT_MS": "200",
+        },
+    )
     try:
         with ThreadPoolExecutor(3) as pool:
             statuses = list(pool.map(lambda i: get(proxy.port, f"/app/{i}").status, range(3)))
         assert statuses == [503, 503, 503]
-        records = wait_until(lambda: [json.loads(line) for line in proxy.output().splitlines()
-                                      if line.startswith("{") and '"status":503' in line][2:] and
-                             [json.loads(line) for line in proxy.output().splitlines()
-                              if line.startswith("{") and '"status":503' in line], timeout=5)
+        records = wait_until(
+            lambda: (
+                [
+                    json.loads(line)
+                    for line in proxy.output().splitlines()
+                    if line.startswith("{") and '"status":503' in line
+                ][2:]
+                and [
+                    json.loads(line)
+                    for line in proxy.output().splitlines()
+                    if line.startswith("{") and '"status":503' in line
+                ]
+            ),
+            timeout=5,
+        )
         errors = sorted(record["error"] for record in records)
         assert errors == ["PDP unreachable: deadline exceeded"] + ["PDP unreachable: no free connection in time"] * 2
     finally:

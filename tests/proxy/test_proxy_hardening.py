@@ -1,20 +1,37 @@
 """Enforcement that cannot be fooled (issue 7), through the real proxy, PDP and upstream:
 target-changing client headers, the verdict cache key, health details."""
+
 import re
 import socket
 
 import pytest
 
-from tests.proxy.proxy_helpers import get, make_cert, read_response, start_proxy, tls_client_context, wait_until
+from tests.proxy.proxy_helpers import (
+    get,
+    make_cert,
+    read_response,
+    start_proxy,
+    tls_client_context,
+    wait_until,
+    write_routes,
+)
 from tests.proxy.test_proxy_lifecycle import _port_open, run_proxy_expecting_failure
-from tests.proxy.proxy_helpers import write_routes
 
 TARGET_CHANGING = {
-    "X-HTTP-Method-Override": "DELETE", "X-HTTP-Method": "DELETE", "X-Method-Override": "DELETE",
-    "X-Original-URL": "/admin", "X-Rewrite-URL": "/admin", "X-Forwarded-Prefix": "/admin",
-    "X-Forwarded-Port": "8443", "X-Forwarded-Server": "evil.example", "X-Forwarded-Uri": "/admin",
-    "X-Forwarded-Method": "DELETE", "X-Forwarded-Ssl": "on", "X-Forwarded-Scheme": "https",
-    "X-Envoy-Original-Path": "/admin", "X-Envoy-Internal": "true",
+    "X-HTTP-Method-Override": "DELETE",
+    "X-HTTP-Method": "DELETE",
+    "X-Method-Override": "DELETE",
+    "X-Original-URL": "/admin",
+    "X-Rewrite-URL": "/admin",
+    "X-Forwarded-Prefix": "/admin",
+    "X-Forwarded-Port": "8443",
+    "X-Forwarded-Server": "evil.example",
+    "X-Forwarded-Uri": "/admin",
+    "X-Forwarded-Method": "DELETE",
+    "X-Forwarded-Ssl": "on",
+    "X-Forwarded-Scheme": "https",
+    "X-Envoy-Original-Path": "/admin",
+    "X-Envoy-Internal": "true",
 }
 
 
@@ -39,6 +56,7 @@ def cache_hits(port, mint):
 
 
 # -- headers that change the method or target at the backend ----------------------------
+
 
 def test_target_changing_client_headers_never_reach_the_backend(stack, mint):
     sent = {**TARGET_CHANGING, "X_User_Id": "admin", "X_Custom": "1", "Accept": "text/plain", **bearer(mint)}
@@ -77,16 +95,21 @@ routes:
         proxy.stop()
 
 
-@pytest.mark.parametrize("block,path", [
-    ("{allow: [x-forwarded-prefix], pass: [x-envoy-internal]}", "routes[0].client_headers.pass"),
-    ("{allow: x-forwarded-prefix}", "routes[0].client_headers.allow"),
-    ("{allow: [42]}", "routes[0].client_headers.allow[0]"),
-    ("{allow: [x-user-id]}", "routes[0].client_headers.allow[0]"),
-    ("[x-forwarded-prefix]", "routes[0].client_headers"),
-])
+@pytest.mark.parametrize(
+    "block,path",
+    [
+        ("{allow: [x-forwarded-prefix], pass: [x-envoy-internal]}", "routes[0].client_headers.pass"),
+        ("{allow: x-forwarded-prefix}", "routes[0].client_headers.allow"),
+        ("{allow: [42]}", "routes[0].client_headers.allow[0]"),
+        ("{allow: [x-user-id]}", "routes[0].client_headers.allow[0]"),
+        ("[x-forwarded-prefix]", "routes[0].client_headers"),
+    ],
+)
 def test_a_bad_client_headers_block_stops_startup_naming_file_and_key(block, path):
-    routes = write_routes("clusters:\n  app: {endpoints: [\"http://127.0.0.1:9\"]}\nroutes:\n"
-                          f"  - {{match: {{prefix: /}}, cluster: app, client_headers: {block}}}\n")
+    routes = write_routes(
+        'clusters:\n  app: {endpoints: ["http://127.0.0.1:9"]}\nroutes:\n'
+        f"  - {{match: {{prefix: /}}, cluster: app, client_headers: {block}}}\n"
+    )
     result = run_proxy_expecting_failure({}, ("--routes", routes))
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
@@ -95,6 +118,7 @@ def test_a_bad_client_headers_block_stops_startup_naming_file_and_key(block, pat
 
 
 # -- the verdict cache key ---------------------------------------------------------------
+
 
 def test_a_cached_allow_that_read_the_client_ip_is_never_served_to_another_ip(stack, mint):
     token = bearer(mint, "ivy")
@@ -116,13 +140,23 @@ clusters:
 routes:
   - {{name: app, match: {{prefix: /}}, cluster: app}}
 """
-    proxy = start_proxy(routes=routes, env={"PDP_URL": stack.pdp.url, "PDP_TIMEOUT_MS": "3000",
-                                            "SSL_ENABLED": "true", "SSL_CERT_PATH": cert, "SSL_KEY_PATH": key})
+    proxy = start_proxy(
+        routes=routes,
+        env={
+            "PDP_URL": stack.pdp.url,
+            "PDP_TIMEOUT_MS": "3000",
+            "SSL_ENABLED": "true",
+            "SSL_CERT_PATH": cert,
+            "SSL_KEY_PATH": key,
+        },
+    )
     try:
         wait_until(lambda: _port_open(proxy.https_port))
         token = bearer(mint, "tess")
-        data = ("GET /tlsonly/x HTTP/1.1\r\nHost: gw.example\r\nConnection: close\r\n"
-                f"Authorization: {token['Authorization']}\r\n\r\n").encode()
+        data = (
+            "GET /tlsonly/x HTTP/1.1\r\nHost: gw.example\r\nConnection: close\r\n"
+            f"Authorization: {token['Authorization']}\r\n\r\n"
+        ).encode()
         for _ in range(2):
             with socket.create_connection(("127.0.0.1", proxy.https_port), timeout=10) as raw:
                 with tls_client_context().wrap_socket(raw, server_hostname="localhost") as tls:

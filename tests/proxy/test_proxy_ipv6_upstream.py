@@ -3,6 +3,7 @@
 nginx, the upstream here, answers 400 to `Host: ::1:PORT`; a health check
 sending that marks every such endpoint unhealthy, and the route answers 503.
 """
+
 import shutil
 import socket
 import tempfile

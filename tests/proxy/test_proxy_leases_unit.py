@@ -1,6 +1,7 @@
 """proxy/leases.py on its own: counts, expiry, revision changes, renewal and
 the lease size, with an injected clock (the end-to-end properties with real
 Redis and workers are in tests/quota/test_leases_chain.py)."""
+
 from proxy.leases import LeaseStore
 from proxy.pdp import Decision
 
@@ -14,9 +15,14 @@ class Clock:
 
 
 def _allow(units, revision="r1", lease_id="L1", remaining=50):
-    return Decision(allow=True, status=200, reason="ok", policy_revision=revision,
-                    response_headers={"ratelimit": f'"d";r={remaining};t=60'},
-                    lease={"id": lease_id, "units": units, "ttl_s": 1.0})
+    return Decision(
+        allow=True,
+        status=200,
+        reason="ok",
+        policy_revision=revision,
+        response_headers={"ratelimit": f'"d";r={remaining};t=60'},
+        lease={"id": lease_id, "units": units, "ttl_s": 1.0},
+    )
 
 
 def _store():

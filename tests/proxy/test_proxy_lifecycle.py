@@ -1,4 +1,5 @@
 """Processes and TLS: graceful drain, startup errors, TLS minimum, SIGHUP reload, redirect."""
+
 import signal
 import socket
 import ssl
@@ -10,9 +11,17 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from cryptography import x509
 
-from tests.proxy.proxy_helpers import (get, make_cert, raw_request, read_response, start_echo, start_proxy,
-                                       tls_client_context,
-                                       wait_until, write_routes)
+from tests.proxy.proxy_helpers import (
+    get,
+    make_cert,
+    raw_request,
+    read_response,
+    start_echo,
+    start_proxy,
+    tls_client_context,
+    wait_until,
+    write_routes,
+)
 from tests.support.processes import ROOT
 
 ROUTES = """
@@ -34,8 +43,7 @@ def upstream():
 def test_sigterm_drains_in_flight_requests_and_exits_0(upstream):
     proxy = start_proxy(routes=ROUTES.format(app=upstream.url), workers=2, env={"GRACE_PERIOD_S": "10"})
     with ThreadPoolExecutor(24) as pool:
-        in_flight = [pool.submit(get, proxy.port, f"/slow?delay_s=1.5&i={i}", None, "GET", None, 15)
-                     for i in range(24)]
+        in_flight = [pool.submit(get, proxy.port, f"/slow?delay_s=1.5&i={i}", None, "GET", None, 15) for i in range(24)]
         time.sleep(0.5)
         proxy.signal(signal.SIGTERM)
         time.sleep(0.3)
@@ -52,19 +60,28 @@ def test_sigterm_drains_in_flight_requests_and_exits_0(upstream):
 
 def run_proxy_expecting_failure(env, args=()):
     full_env = {"PATH": "/usr/bin:/bin", "LISTEN_HOST": "127.0.0.1", **env}
-    return subprocess.run([sys.executable, "-m", "proxy", "--check", *args], cwd=ROOT, env=full_env,
-                          capture_output=True, text=True, timeout=30)
+    return subprocess.run(
+        [sys.executable, "-m", "proxy", "--check", *args],
+        cwd=ROOT,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
 
 
-@pytest.mark.parametrize("env,needle", [
-    ({"HTTP_PORT": "http"}, "HTTP_PORT"),
-    ({"SSL_MIN_VERSION": "1.1"}, "SSL_MIN_VERSION"),
-    ({"PDP_TIMEOUT_MS": "-5"}, "PDP_TIMEOUT_MS"),
-    ({"TRUSTED_PROXIES": "10.0.0.0/8,not-a-net"}, "TRUSTED_PROXIES"),
-    ({"SSL_ENABLED": "true"}, "SSL_CERT_PATH"),
-    ({"SESSION_MANAGEMENT_URL": "ftp://x"}, "SESSION_MANAGEMENT_URL"),
-    ({"MAX_BODY_BYTES": "lots"}, "MAX_BODY_BYTES"),
-])
+@pytest.mark.parametrize(
+    "env,needle",
+    [
+        ({"HTTP_PORT": "http"}, "HTTP_PORT"),
+        ({"SSL_MIN_VERSION": "1.1"}, "SSL_MIN_VERSION"),
+        ({"PDP_TIMEOUT_MS": "-5"}, "PDP_TIMEOUT_MS"),
+        ({"TRUSTED_PROXIES": "10.0.0.0/8,not-a-net"}, "TRUSTED_PROXIES"),
+        ({"SSL_ENABLED": "true"}, "SSL_CERT_PATH"),
+        ({"SESSION_MANAGEMENT_URL": "ftp://x"}, "SESSION_MANAGEMENT_URL"),
+        ({"MAX_BODY_BYTES": "lots"}, "MAX_BODY_BYTES"),
+    ],
+)
 def test_a_bad_setting_stops_startup_with_one_line_naming_it(env, needle):
     result = run_proxy_expecting_failure(env)
     assert result.returncode == 2
@@ -91,11 +108,14 @@ def peer_serial(port, context):
 def tls_proxy(upstream, tmp_path):
     def _start(**env):
         cert, key = make_cert(str(tmp_path), serial=1001)
-        proxy = start_proxy(routes=ROUTES.format(app=upstream.url), env={
-            "SSL_ENABLED": "true", "SSL_CERT_PATH": cert, "SSL_KEY_PATH": key, **env})
+        proxy = start_proxy(
+            routes=ROUTES.format(app=upstream.url),
+            env={"SSL_ENABLED": "true", "SSL_CERT_PATH": cert, "SSL_KEY_PATH": key, **env},
+        )
         wait_until(lambda: _port_open(proxy.https_port))
         started.append(proxy)
         return proxy, tmp_path
+
     started = []
     yield _start
     for proxy in started:
@@ -161,8 +181,9 @@ def test_the_redirect_goes_to_the_public_host_whatever_the_client_says(tls_proxy
 
 def test_redirect_without_a_public_host_stops_startup(tmp_path):
     cert, key = make_cert(str(tmp_path))
-    result = run_proxy_expecting_failure({"SSL_ENABLED": "true", "SSL_CERT_PATH": cert, "SSL_KEY_PATH": key,
-                                          "HTTP_REDIRECT_TO_HTTPS": "true"})
+    result = run_proxy_expecting_failure(
+        {"SSL_ENABLED": "true", "SSL_CERT_PATH": cert, "SSL_KEY_PATH": key, "HTTP_REDIRECT_TO_HTTPS": "true"}
+    )
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "PUBLIC_HOST" in lines[0], result.stderr
@@ -179,11 +200,14 @@ def test_a_tls_handshake_that_never_comes_is_dropped(tls_proxy):
 
 def test_a_crashed_worker_is_replaced(upstream):
     import os
+
     proxy = start_proxy(routes=ROUTES.format(app=upstream.url), workers=2)
     try:
+
         def workers():
             with open(f"/proc/{proxy.proc.pid}/task/{proxy.proc.pid}/children") as handle:
                 return [int(pid) for pid in handle.read().split()]
+
         first = wait_until(lambda: len(workers()) == 2 and workers())
         os.kill(first[0], signal.SIGKILL)
         replaced = wait_until(lambda: len(workers()) == 2 and first[0] not in workers() and workers(), timeout=10)

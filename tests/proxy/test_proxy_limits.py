@@ -1,4 +1,5 @@
 """Limits: 413, 431, slowloris, the connection cap, and a 1 GiB body with flat memory."""
+
 import socket
 import time
 
@@ -24,9 +25,15 @@ def upstream():
 
 @pytest.fixture(scope="module")
 def limited(upstream):
-    proxy = start_proxy(routes=ROUTES.format(app=upstream.url), env={
-        "MAX_HEADER_BYTES": "4096", "MAX_BODY_BYTES": "1000", "HEADER_READ_TIMEOUT_S": "1",
-        "MAX_CONNECTIONS": "4"})
+    proxy = start_proxy(
+        routes=ROUTES.format(app=upstream.url),
+        env={
+            "MAX_HEADER_BYTES": "4096",
+            "MAX_BODY_BYTES": "1000",
+            "HEADER_READ_TIMEOUT_S": "1",
+            "MAX_CONNECTIONS": "4",
+        },
+    )
     yield proxy
     proxy.stop()
 
@@ -40,8 +47,11 @@ def test_body_over_the_limit_is_413_before_upstream(limited):
 
 def test_chunked_body_over_the_limit_is_413(limited):
     chunk = b"a" * 600
-    data = (b"POST /x HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
-            + b"%x\r\n%s\r\n" % (len(chunk), chunk) * 2 + b"0\r\n\r\n")
+    data = (
+        b"POST /x HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+        + b"%x\r\n%s\r\n" % (len(chunk), chunk) * 2
+        + b"0\r\n\r\n"
+    )
     response = raw_request(limited.port, data)
     assert response.status == 413
     assert response.header("connection") == "close"
@@ -103,8 +113,9 @@ def test_one_gib_streams_both_ways_with_flat_memory(upstream):
         # Upload: generated on the fly, 1 MiB at a time.
         piece = b"z" * (1 << 20)
         with socket.create_connection(("127.0.0.1", proxy.port), timeout=60) as sock:
-            sock.sendall(f"PUT /upload HTTP/1.1\r\nHost: x\r\nContent-Length: {GIB}\r\nConnection: close\r\n\r\n"
-                         .encode())
+            sock.sendall(
+                f"PUT /upload HTTP/1.1\r\nHost: x\r\nContent-Length: {GIB}\r\nConnection: close\r\n\r\n".encode()
+            )
             for _ in range(GIB // len(piece)):
                 sock.sendall(piece)
             uploaded = read_response(sock.makefile("rb")).json()
@@ -112,8 +123,7 @@ def test_one_gib_streams_both_ways_with_flat_memory(upstream):
         # Download: counted as it arrives, never kept.
         received = 0
         with socket.create_connection(("127.0.0.1", proxy.port), timeout=60) as sock:
-            sock.sendall(f"GET /download?stream_bytes={GIB} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-                         .encode())
+            sock.sendall(f"GET /download?stream_bytes={GIB} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
             sock_file = sock.makefile("rb")
             assert sock_file.readline().split()[1] == b"200"
             while sock_file.readline() not in (b"\r\n", b""):
@@ -139,6 +149,7 @@ def test_a_large_refused_upload_still_gets_its_413(limited):
     """The proxy stops reading an oversized body; closing with unread data would
     reset the connection and lose the 413, so it drains for a moment first."""
     import threading
+
     with socket.create_connection(("127.0.0.1", limited.port), timeout=10) as sock:
         size = 8 << 20
         sock.sendall(f"POST /x HTTP/1.1\r\nHost: x\r\nContent-Length: {size}\r\n\r\n".encode())

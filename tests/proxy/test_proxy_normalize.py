@@ -1,4 +1,5 @@
 """Path normalization: the data corpus of hostile targets, one case per line."""
+
 from pathlib import Path
 
 import pytest
@@ -29,7 +30,7 @@ def test_corpus_case(target, expected):
 
 
 def test_normalizing_twice_changes_nothing():
-    for target, expected in load_corpus():
+    for _target, expected in load_corpus():
         if expected == "400":
             continue
         path, query = normalize_target(expected)

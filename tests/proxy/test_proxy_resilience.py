@@ -3,6 +3,7 @@
 Real echo upstreams behind the real proxy; routes fail open with the PDP down,
 so only the proxy's resilience logic decides what happens.
 """
+
 import json
 import time
 import urllib.request
@@ -11,9 +12,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from tests.proxy.proxy_helpers import closed_port_url, get, start_echo, start_proxy, wait_until
+from tests.proxy.proxy_helpers import ECHO, closed_port_url, get, start_echo, start_proxy, wait_until
 from tests.support.processes import Server, python_argv
-from tests.proxy.proxy_helpers import ECHO
 
 ROUTES = """
 clusters:

@@ -1,6 +1,7 @@
 """Response transformation per route, through the real proxy to a real upstream:
 header add/remove/rename, Server and X-Powered-By dropped by default, JSON
 field redaction up to a size bound (streamed untouched above it)."""
+
 import subprocess
 import sys
 from pathlib import Path
@@ -139,26 +140,35 @@ def test_redacted_routes_ask_the_upstream_for_an_uncompressed_body(proxy):
 
 def _check(text):
     path = write_routes(text)
-    done = subprocess.run([sys.executable, "-m", "proxy", "--check", "--routes", path], capture_output=True,
-                          text=True, timeout=60, cwd=ROOT, env={"PATH": "/usr/bin:/bin"})
+    done = subprocess.run(
+        [sys.executable, "-m", "proxy", "--check", "--routes", path],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+        env={"PATH": "/usr/bin:/bin"},
+    )
     return done, path
 
 
-BASE = "clusters:\n  app: {endpoints: [\"http://127.0.0.1:9\"]}\nroutes:\n  - {match: {prefix: /}, cluster: app, %s}\n"
+BASE = 'clusters:\n  app: {endpoints: ["http://127.0.0.1:9"]}\nroutes:\n  - {match: {prefix: /}, cluster: app, %s}\n'
 
 
-@pytest.mark.parametrize("extra,needle", [
-    ("response_headers: {rename: [x]}", "routes[0].response_headers.rename: expected a mapping"),
-    ("response_headers: {drop: [server]}", "routes[0].response_headers.drop: unknown key"),
-    ("response_headers: {add: {'bad name': v}}", "routes[0].response_headers.add: expected an HTTP header name"),
-    ("response_headers: {keep: server}", "routes[0].response_headers.keep: expected a list"),
-    ("response_body: {redact_json: []}", "routes[0].response_body.redact_json: expected a non-empty list"),
-    ("response_body: {max_bytes: 10}", "routes[0].response_body.redact_json: expected a non-empty list"),
-    ("response_body: {redact_secrets: 'yes'}", "routes[0].response_body.redact_secrets: expected true or false"),
-    ("response_body: {redact_json: [a], max_bytes: '1k'}", "routes[0].response_body.max_bytes"),
-    ("response_body: {redact: [a]}", "routes[0].response_body.redact: unknown key"),
-    ("respones_headers: {}", "routes[0].respones_headers: unknown key"),
-])
+@pytest.mark.parametrize(
+    "extra,needle",
+    [
+        ("response_headers: {rename: [x]}", "routes[0].response_headers.rename: expected a mapping"),
+        ("response_headers: {drop: [server]}", "routes[0].response_headers.drop: unknown key"),
+        ("response_headers: {add: {'bad name': v}}", "routes[0].response_headers.add: expected an HTTP header name"),
+        ("response_headers: {keep: server}", "routes[0].response_headers.keep: expected a list"),
+        ("response_body: {redact_json: []}", "routes[0].response_body.redact_json: expected a non-empty list"),
+        ("response_body: {max_bytes: 10}", "routes[0].response_body.redact_json: expected a non-empty list"),
+        ("response_body: {redact_secrets: 'yes'}", "routes[0].response_body.redact_secrets: expected true or false"),
+        ("response_body: {redact_json: [a], max_bytes: '1k'}", "routes[0].response_body.max_bytes"),
+        ("response_body: {redact: [a]}", "routes[0].response_body.redact: unknown key"),
+        ("respones_headers: {}", "routes[0].respones_headers: unknown key"),
+    ],
+)
 def test_a_bad_response_block_stops_startup_with_one_line(extra, needle):
     done, path = _check(BASE % extra)
     assert done.returncode == 2, done.stdout

@@ -1,6 +1,7 @@
 """SIGHUP re-reads the routes file: a good one is served by every worker (and by
 workers forked later), a bad one is refused with one log line and the last good
 routes stay. Real proxy, real upstream, real signals."""
+
 import os
 import signal
 
@@ -58,7 +59,7 @@ def test_sighup_reloads_routes_and_a_bad_file_keeps_the_last_good(upstream, tmp_
         assert _versions(proxy.port) == {"1"}
         routes.write_text(ROUTES.format(app=upstream.url, version="2"))
         proxy.signal(signal.SIGHUP)
-        wait_until(lambda: _versions(proxy.port) == {"2"})   # both workers
+        wait_until(lambda: _versions(proxy.port) == {"2"})  # both workers
         assert "routes reloaded" in proxy.output()
 
         routes.write_text(BAD)

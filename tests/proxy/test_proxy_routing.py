@@ -3,6 +3,7 @@
 These routes fail open and the PDP is down, so every request reaches the real
 upstreams: what is under test here is the proxy's own work, not the policy.
 """
+
 from pathlib import Path
 
 import pytest
@@ -85,8 +86,12 @@ def test_route_header_rules(stack):
 
 
 def test_cors_preflight_and_actual_request(stack):
-    preflight = get(stack.port, "/cors/x", method="OPTIONS",
-                    headers={"Origin": "https://app.example", "Access-Control-Request-Method": "PUT"})
+    preflight = get(
+        stack.port,
+        "/cors/x",
+        method="OPTIONS",
+        headers={"Origin": "https://app.example", "Access-Control-Request-Method": "PUT"},
+    )
     assert preflight.status == 204
     assert preflight.header("access-control-allow-origin") == "https://app.example"
     assert "PUT" in preflight.header("access-control-allow-methods")
@@ -100,8 +105,12 @@ def test_cors_preflight_and_actual_request(stack):
 def test_cors_preflight_sends_each_cors_header_once(stack):
     # Browsers refuse a preflight whose Access-Control-Allow-Origin has more
     # than one value, and two such headers are read as one with two values.
-    preflight = get(stack.port, "/cors/x", method="OPTIONS",
-                    headers={"Origin": "https://app.example", "Access-Control-Request-Method": "PUT"})
+    preflight = get(
+        stack.port,
+        "/cors/x",
+        method="OPTIONS",
+        headers={"Origin": "https://app.example", "Access-Control-Request-Method": "PUT"},
+    )
     names = [name for name, _ in preflight.headers]
     for name in ("access-control-allow-origin", "access-control-allow-credentials", "vary"):
         assert names.count(name) == 1, preflight.headers
@@ -123,16 +132,23 @@ def test_request_id_kept_when_valid_else_generated(stack):
 
 
 def test_client_identity_headers_never_reach_upstream(stack):
-    spoofed = {"X-User-Id": "admin", "X-User-Roles": "admin", "X-User-Plan": "enterprise",
-               "X-User-Mfa": "true", "X-User-Anything": "x"}
+    spoofed = {
+        "X-User-Id": "admin",
+        "X-User-Roles": "admin",
+        "X-User-Plan": "enterprise",
+        "X-User-Mfa": "true",
+        "X-User-Anything": "x",
+    }
     seen = get(stack.port, "/exact/only", headers=spoofed).json()["headers"]
     assert not [name for name in seen if name.startswith("x-user-")]
 
 
 def test_spoofed_forwarded_for_is_replaced_by_the_peer(stack):
-    seen = get(stack.port, "/exact/only", headers={"X-Forwarded-For": "203.0.113.9",
-                                                 "X-Forwarded-Proto": "https",
-                                                 "X-Real-IP": "203.0.113.9"}).json()["headers"]
+    seen = get(
+        stack.port,
+        "/exact/only",
+        headers={"X-Forwarded-For": "203.0.113.9", "X-Forwarded-Proto": "https", "X-Real-IP": "203.0.113.9"},
+    ).json()["headers"]
     assert seen["x-forwarded-for"] == "127.0.0.1"
     assert seen["x-real-ip"] == "127.0.0.1"
     assert seen["x-forwarded-proto"] == "http"
@@ -176,8 +192,10 @@ def test_ambiguous_framing_is_refused(stack, data, status):
 
 def test_small_chunked_body_is_buffered_and_sent_with_its_length(stack):
     # Up to BODY_BUFFER_BYTES the body is read before an upstream connection is taken.
-    data = (b"POST /svc/upload HTTP/1.1\r\nHost: x\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n"
-            b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n")
+    data = (
+        b"POST /svc/upload HTTP/1.1\r\nHost: x\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"
+    )
     seen = raw_request(stack.port, data).json()
     assert seen["body_bytes"] == 11
     assert seen["headers"].get("content-length") == "11"
@@ -186,8 +204,11 @@ def test_small_chunked_body_is_buffered_and_sent_with_its_length(stack):
 def test_large_chunked_body_is_streamed_to_upstream_chunked(stack):
     piece = b"x" * 65536
     chunks = b"".join(b"%x\r\n%s\r\n" % (len(piece), piece) for _ in range(6))
-    data = (b"POST /svc/upload HTTP/1.1\r\nHost: x\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n"
-            + chunks + b"0\r\n\r\n")
+    data = (
+        b"POST /svc/upload HTTP/1.1\r\nHost: x\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n"
+        + chunks
+        + b"0\r\n\r\n"
+    )
     seen = raw_request(stack.port, data).json()
     assert seen["body_bytes"] == 6 * 65536
     assert seen["headers"].get("content-length") is None
@@ -195,9 +216,11 @@ def test_large_chunked_body_is_streamed_to_upstream_chunked(stack):
 
 def test_keep_alive_serves_several_requests_on_one_connection(stack):
     import socket
+
     with socket.create_connection(("127.0.0.1", stack.port), timeout=5) as sock:
         sock_file = sock.makefile("rb")
         from tests.proxy.proxy_helpers import read_response
+
         for i in range(3):
             sock.sendall(f"GET /exact/only?i={i} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
             assert read_response(sock_file).json()["path"] == f"/exact/only?i={i}"
@@ -212,10 +235,18 @@ def test_http_10_client_without_host_is_served_and_closed(stack):
 
 def test_unparseable_requests_are_logged_too(stack):
     import json
+
     raw_request(stack.port, b"GET /exact/only HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n")
     from tests.proxy.proxy_helpers import wait_until
-    wait_until(lambda: any(json.loads(line).get("error") == "more than one Host header"
-                           for line in stack.output().splitlines() if line.startswith("{")), timeout=5)
+
+    wait_until(
+        lambda: any(
+            json.loads(line).get("error") == "more than one Host header"
+            for line in stack.output().splitlines()
+            if line.startswith("{")
+        ),
+        timeout=5,
+    )
 
 
 HOSTILE_REQUESTS = Path(__file__).parent / "data" / "hostile_requests.tsv"
@@ -228,8 +259,11 @@ def load_hostile_requests():
         if not line or line.startswith("#"):
             continue
         escaped, status = line.rsplit("\t", 1)
-        cases.append(pytest.param(escaped.encode("ascii").decode("unicode_escape").encode("latin-1"), int(status),
-                                  id=escaped[:60]))
+        cases.append(
+            pytest.param(
+                escaped.encode("ascii").decode("unicode_escape").encode("latin-1"), int(status), id=escaped[:60]
+            )
+        )
     return cases
 
 

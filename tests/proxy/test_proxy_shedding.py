@@ -2,6 +2,7 @@
 than the queue budget for its turn is answered 503 with Retry-After at once,
 instead of queueing and failing after a deadline. Real PDP, upstream, proxy;
 a few requests, bounded in time."""
+
 import threading
 import time
 
@@ -11,14 +12,23 @@ from tests.support.processes import ROOT
 
 
 def test_a_request_arriving_at_an_overlong_queue_is_shed_at_once(redis_server, jwt_secret, mint):
-    pdp = start_pdp({"JWT_SECRET_KEY": jwt_secret, "REDIS_URL": redis_server.redis_url,
-                     "POLICY_DIR": str(ROOT / "policies"), "DECISION_LOG": "off",
-                     "RATE_LIMIT_ENABLED": "false"}, workers=1)
+    pdp = start_pdp(
+        {
+            "JWT_SECRET_KEY": jwt_secret,
+            "REDIS_URL": redis_server.redis_url,
+            "POLICY_DIR": str(ROOT / "policies"),
+            "DECISION_LOG": "off",
+            "RATE_LIMIT_ENABLED": "false",
+        },
+        workers=1,
+    )
     upstream = start_echo("slow")
     # One request at a time, a 50 ms budget: a slow upstream makes the queue overlong.
-    proxy = start_proxy(upstream=upstream.url, workers=1,
-                        env={"PDP_URL": pdp.url, "MAX_ACTIVE_DECISIONS": "1", "QUEUE_BUDGET_MS": "50",
-                             "ACCESS_LOG": "false"})
+    proxy = start_proxy(
+        upstream=upstream.url,
+        workers=1,
+        env={"PDP_URL": pdp.url, "MAX_ACTIVE_DECISIONS": "1", "QUEUE_BUDGET_MS": "50", "ACCESS_LOG": "false"},
+    )
     try:
         auth = {"Authorization": f"Bearer {mint()}"}
         assert get(proxy.port, "/api/v1/sessions", auth).status == 200

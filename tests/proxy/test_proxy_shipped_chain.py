@@ -1,4 +1,5 @@
 """The shipped chain: default routes (seed table) + the shipped policies on the real PDP."""
+
 import subprocess
 import sys
 from collections import Counter
@@ -12,20 +13,26 @@ from tests.proxy.proxy_helpers import get, start_echo, start_proxy
 @pytest.fixture(scope="module")
 def chain(redis_server, jwt_secret):
     # The policies and the PDP land from other branches; say so plainly if they do not fit together yet.
-    check = subprocess.run([sys.executable, "-m", "pdp", "check", str(SHIPPED_POLICIES)], capture_output=True,
-                           text=True, timeout=60)
+    check = subprocess.run(
+        [sys.executable, "-m", "pdp", "check", str(SHIPPED_POLICIES)], capture_output=True, text=True, timeout=60
+    )
     if check.returncode != 0:
         pytest.skip(f"the shipped policies do not load on this PDP: {(check.stdout + check.stderr).strip()}")
-    pdp = start_pdp({"JWT_SECRET_KEY": jwt_secret, "REDIS_URL": redis_server.redis_url,
-                     "POLICY_DIR": str(SHIPPED_POLICIES)}, workers=1)
+    pdp = start_pdp(
+        {"JWT_SECRET_KEY": jwt_secret, "REDIS_URL": redis_server.redis_url, "POLICY_DIR": str(SHIPPED_POLICIES)},
+        workers=1,
+    )
     upstreams = {name: start_echo(name) for name in ("auth", "sessions-1", "sessions-2", "chain", "tron")}
-    proxy = start_proxy(env={  # no --routes: proxy/routes.default.yaml
-        "PDP_URL": pdp.url, "PDP_TIMEOUT_MS": "3000",
-        "AUTH_SERVICE_URL": upstreams["auth"].url,
-        "SESSION_MANAGEMENT_URL": f"{upstreams['sessions-1'].url},{upstreams['sessions-2'].url}",
-        "BLOCKCHAIN_CORE_URL": upstreams["chain"].url,
-        "TRON_PAYMENT_URL": upstreams["tron"].url,
-    })
+    proxy = start_proxy(
+        env={  # no --routes: proxy/routes.default.yaml
+            "PDP_URL": pdp.url,
+            "PDP_TIMEOUT_MS": "3000",
+            "AUTH_SERVICE_URL": upstreams["auth"].url,
+            "SESSION_MANAGEMENT_URL": f"{upstreams['sessions-1'].url},{upstreams['sessions-2'].url}",
+            "BLOCKCHAIN_CORE_URL": upstreams["chain"].url,
+            "TRON_PAYMENT_URL": upstreams["tron"].url,
+        }
+    )
     yield proxy
     for server in (proxy, *upstreams.values(), pdp):
         server.stop()
@@ -43,8 +50,12 @@ def test_public_meta_and_chain_data_need_no_token(chain, mint):
     assert get(chain.port, "/api/v1/meta/health/details", headers=auth(mint)).status == 403
     details = get(chain.port, "/api/v1/meta/health/details", headers=auth(mint, "prom", ["monitoring"]))
     assert details.status == 200, details.body
-    assert set(details.json()["checks"]["clusters"]) == {"auth", "session_management", "blockchain_core",
-                                                         "tron_payment"}
+    assert set(details.json()["checks"]["clusters"]) == {
+        "auth",
+        "session_management",
+        "blockchain_core",
+        "tron_payment",
+    }
     response = get(chain.port, "/api/v1/chain/info")
     assert response.status == 200 and response.json()["service"] == "chain"
 
@@ -67,8 +78,7 @@ def test_transactions_need_mfa(chain, mint):
     denied = get(chain.port, "/api/v1/wallets/w1/transactions", method="POST", body=body, headers=auth(mint))
     assert denied.status == 403
     assert denied.json()["detail"] == "mfa_required"
-    allowed = get(chain.port, "/api/v1/wallets/w1/transactions", method="POST", body=body,
-                  headers=auth(mint, mfa=True))
+    allowed = get(chain.port, "/api/v1/wallets/w1/transactions", method="POST", body=body, headers=auth(mint, mfa=True))
     assert allowed.status == 200
     seen = allowed.json()
     assert seen["service"] == "tron" and seen["body_bytes"] == len(body)
@@ -78,8 +88,9 @@ def test_transactions_need_mfa(chain, mint):
 def test_sessions_stick_to_one_instance_per_user(chain, mint):
     homes = {}
     for user in ("u1", "u2", "u3", "u4", "u5", "u6"):
-        seen = Counter(get(chain.port, "/api/v1/sessions", headers=auth(mint, user)).json()["service"]
-                       for _ in range(3))
+        seen = Counter(
+            get(chain.port, "/api/v1/sessions", headers=auth(mint, user)).json()["service"] for _ in range(3)
+        )
         assert len(seen) == 1, seen
         homes[user] = next(iter(seen))
     assert set(homes.values()) == {"sessions-1", "sessions-2"}

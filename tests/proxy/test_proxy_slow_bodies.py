@@ -2,6 +2,7 @@
 
 The routes fail open and the PDP is down: what is under test is the proxy's body handling.
 """
+
 import socket
 import threading
 import time
@@ -29,8 +30,9 @@ def slow_post(port, length, first, pause_s, results, index, trickle=b""):
     """Sends the head and `first` bytes, then `trickle` one byte per pause_s; records the answer."""
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=15) as sock:
-            sock.sendall(b"POST /upload HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
-                         b"Content-Length: %d\r\n\r\n" % length + first)
+            sock.sendall(
+                b"POST /upload HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: %d\r\n\r\n" % length + first
+            )
             for byte in trickle:
                 time.sleep(pause_s)
                 try:
@@ -49,8 +51,10 @@ def test_slow_bodies_time_out_with_408_and_never_starve_the_pool(upstream):
         results = {}
         started = time.monotonic()
         # Four clients (twice the pool) each promise 40 bytes and send one per 0.25 s: 10 s if unchecked.
-        slow = [threading.Thread(target=slow_post, args=(proxy.port, 40, b"", 0.25, results, i, b"y" * 40))
-                for i in range(4)]
+        slow = [
+            threading.Thread(target=slow_post, args=(proxy.port, 40, b"", 0.25, results, i, b"y" * 40))
+            for i in range(4)
+        ]
         for thread in slow:
             thread.start()
         time.sleep(0.5)
@@ -71,14 +75,14 @@ def test_slow_bodies_time_out_with_408_and_never_starve_the_pool(upstream):
 
 
 def test_bodies_too_large_to_buffer_stream_within_a_bound_per_cluster(upstream):
-    proxy = start_proxy(routes=ROUTES.format(app=upstream.url),
-                        env={"BODY_BUFFER_BYTES": "1024", "STREAMED_BODIES_PER_CLUSTER": "1",
-                             "BODY_READ_TIMEOUT_S": "10"})
+    proxy = start_proxy(
+        routes=ROUTES.format(app=upstream.url),
+        env={"BODY_BUFFER_BYTES": "1024", "STREAMED_BODIES_PER_CLUSTER": "1", "BODY_READ_TIMEOUT_S": "10"},
+    )
     try:
         results = {}
         # The first streams: 2 KiB at once (past the buffer), the rest slowly.
-        first = threading.Thread(target=slow_post, args=(proxy.port, 2048 + 8, b"z" * 2048, 0.25, results, 0,
-                                                         b"z" * 8))
+        first = threading.Thread(target=slow_post, args=(proxy.port, 2048 + 8, b"z" * 2048, 0.25, results, 0, b"z" * 8))
         first.start()
         time.sleep(0.8)
         second = get(proxy.port, "/upload", body=b"q" * 4096, method="POST", timeout=5)

@@ -1,12 +1,13 @@
 """In-process checks of the small state machines, driven by a hand-moved clock."""
+
 import pytest
 
 from proxy.accesslog import redact_query
 from proxy.breaker import CLOSED, HALF_OPEN, OPEN, Breaker, BreakerRejected
 from proxy.forwarding import ClientAddress, request_id
-from servicekit.settings import cidr_list as _cidr_list
 from proxy.pdp import Decision, PdpUnavailable, VerdictCache, parse_decision
 from proxy.routes import BreakerSpec
+from servicekit.settings import cidr_list as _cidr_list
 
 
 class Clock:
@@ -54,8 +55,14 @@ def test_success_resets_the_failure_count():
 
 
 def decision(revision="r1", ttl=10.0, allow=True, who="alice"):
-    return Decision(allow=allow, status=200 if allow else 403, reason="ok", headers={"x-user-id": who},
-                    policy_revision=revision, cache_ttl_s=ttl)
+    return Decision(
+        allow=allow,
+        status=200 if allow else 403,
+        reason="ok",
+        headers={"x-user-id": who},
+        policy_revision=revision,
+        cache_ttl_s=ttl,
+    )
 
 
 def test_verdict_cache_keeps_only_cacheable_allows_until_their_ttl():
@@ -85,9 +92,18 @@ def test_a_new_policy_revision_empties_the_cache():
     assert cache.get("a") is None and cache.revision == "r2"
 
 
-@pytest.mark.parametrize("body", [b"not json", b"[]", b'{"allow": "yes"}', b'{"allow": true, "status": 99}',
-                                  b'{"allow": true, "headers": {"x-a": "1\\r\\nx-b: 2"}}',
-                                  b'{"allow": true, "headers": {"bad name": "1"}}', b'{"allow": true, "headers": []}'])
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"not json",
+        b"[]",
+        b'{"allow": "yes"}',
+        b'{"allow": true, "status": 99}',
+        b'{"allow": true, "headers": {"x-a": "1\\r\\nx-b: 2"}}',
+        b'{"allow": true, "headers": {"bad name": "1"}}',
+        b'{"allow": true, "headers": []}',
+    ],
+)
 def test_a_malformed_pdp_answer_is_never_an_allow(body):
     with pytest.raises(PdpUnavailable):
         parse_decision(body)
@@ -110,5 +126,7 @@ def test_forwarded_for_chain_from_trusted_proxies():
 def test_request_id_and_query_redaction():
     assert request_id("abcdefgh-1234") == "abcdefgh-1234"
     assert request_id("short") != "short"
-    assert redact_query("a=1&access_token=x&refresh_token=y&code=z&my_secret=s&page=2") == \
-        "a=1&access_token=REDACTED&refresh_token=REDACTED&code=REDACTED&my_secret=REDACTED&page=2"
+    assert (
+        redact_query("a=1&access_token=x&refresh_token=y&code=z&my_secret=s&page=2")
+        == "a=1&access_token=REDACTED&refresh_token=REDACTED&code=REDACTED&my_secret=REDACTED&page=2"
+    )

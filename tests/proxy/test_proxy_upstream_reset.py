@@ -2,6 +2,7 @@
 502 problem+json, a POST is never sent again elsewhere, and the instance is
 ejected like one that refuses connections (before, the 200 head counted as a
 success and it kept half the traffic). Real proxy, real sockets, real RSTs."""
+
 import sys
 
 import pytest
@@ -52,15 +53,14 @@ def test_reset_after_the_head_is_a_502_and_the_instance_is_ejected(pair):
 def test_a_post_is_answered_502_and_not_sent_again(pair):
     proxy, log = pair
     seen = []
-    for i in range(2):   # round robin: one of the two reaches the resetter
-        r = get(proxy.port, "/tx", method="POST", body=b'{"amount": 1}',
-                headers={"content-type": "application/json"})
+    for _ in range(2):  # round robin: one of the two reaches the resetter
+        r = get(proxy.port, "/tx", method="POST", body=b'{"amount": 1}', headers={"content-type": "application/json"})
         # The proxy's request id (its answer's x-request-id) is the one the upstream got.
         seen.append((r.header("x-request-id"), r.status, r.header("content-type")))
     reached = [line.split()[2] for line in log.read_text().splitlines() if line.startswith("POST")]
     assert len(reached) == 1, reached
     for rid, status, ctype in seen:
         if rid in reached:
-            assert status == 502 and ctype == "application/problem+json"   # not retried on the echo
+            assert status == 502 and ctype == "application/problem+json"  # not retried on the echo
         else:
             assert status == 200

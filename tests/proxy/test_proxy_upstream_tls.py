@@ -4,6 +4,7 @@ A real TLS upstream (tests/proxy/echo_server.py with its own CA made here)
 behind the real proxy. Every handshake or verification failure is a 502
 problem+json and one log line; nothing falls back to plain text.
 """
+
 import json
 import subprocess
 import sys
@@ -76,24 +77,31 @@ def proxy_for():
 
 
 def test_verified_against_the_clusters_ca_bundle(proxy_for, tls_upstream, pki):
-    proxy = proxy_for(routes(f"https://127.0.0.1:{tls_upstream.port}",
-                             f"    tls: {{ca_file: {pki['ca'].cert_path}}}"))
+    proxy = proxy_for(routes(f"https://127.0.0.1:{tls_upstream.port}", f"    tls: {{ca_file: {pki['ca'].cert_path}}}"))
     response = get(proxy.port, "/hello")
     assert response.status == 200, response.body
     assert response.json()["service"] == "tls-app"
 
 
 def test_server_name_is_sent_as_sni_and_verified(proxy_for, tls_upstream, pki):
-    proxy = proxy_for(routes(f"https://127.0.0.1:{tls_upstream.port}",
-                             f"    tls: {{ca_file: {pki['ca'].cert_path}, server_name: upstream.test}}"))
+    proxy = proxy_for(
+        routes(
+            f"https://127.0.0.1:{tls_upstream.port}",
+            f"    tls: {{ca_file: {pki['ca'].cert_path}, server_name: upstream.test}}",
+        )
+    )
     response = get(proxy.port, "/sni")
     assert response.status == 200, response.body
     assert response.json()["sni"] == "upstream.test"
 
 
 def test_a_name_the_certificate_does_not_carry_is_a_502(proxy_for, tls_upstream, pki):
-    proxy = proxy_for(routes(f"https://127.0.0.1:{tls_upstream.port}",
-                             f"    tls: {{ca_file: {pki['ca'].cert_path}, server_name: evil.test}}"))
+    proxy = proxy_for(
+        routes(
+            f"https://127.0.0.1:{tls_upstream.port}",
+            f"    tls: {{ca_file: {pki['ca'].cert_path}, server_name: evil.test}}",
+        )
+    )
     response = get(proxy.port, "/x")
     assert response.status == 502
     assert response.header("content-type") == "application/problem+json"
@@ -129,8 +137,12 @@ def test_client_certificate_for_mtls(proxy_for, mtls_upstream, pki):
     refused = get(without.port, "/x")
     assert refused.status == 502 and "mtls-app" not in refused.body.decode()
     cert, key = pki["client"]
-    with_cert = proxy_for(routes(f"https://127.0.0.1:{mtls_upstream.port}",
-                                 f"    tls: {{ca_file: {ca}, client_cert: {cert}, client_key: {key}}}"))
+    with_cert = proxy_for(
+        routes(
+            f"https://127.0.0.1:{mtls_upstream.port}",
+            f"    tls: {{ca_file: {ca}, client_cert: {cert}, client_key: {key}}}",
+        )
+    )
     response = get(with_cert.port, "/x")
     assert response.status == 200, response.body
     assert response.json()["client_cert"] == "commonName=lucid-proxy"
@@ -145,11 +157,14 @@ def test_health_checks_go_over_verified_tls(proxy_for, tls_upstream, pki):
     """Right CA: the endpoint stays healthy (a plain-text probe would fail); wrong CA: unhealthy."""
     proxies = {}
     for label, ca in (("right", pki["ca"].cert_path), ("wrong", pki["other_ca"].cert_path)):
-        text = routes(f"https://127.0.0.1:{tls_upstream.port}",
-                      f"    tls: {{ca_file: {ca}}}\n"
-                      "    health_check: {path: /health, interval_s: 0.1, timeout_ms: 1000, unhealthy_threshold: 2}")
-        text = text.replace("routes:\n", "routes:\n  - {name: meta, match: {prefix: /api/v1/meta}, meta: true, "
-                                          "fail_mode: open}\n")
+        text = routes(
+            f"https://127.0.0.1:{tls_upstream.port}",
+            f"    tls: {{ca_file: {ca}}}\n"
+            "    health_check: {path: /health, interval_s: 0.1, timeout_ms: 1000, unhealthy_threshold: 2}",
+        )
+        text = text.replace(
+            "routes:\n", "routes:\n  - {name: meta, match: {prefix: /api/v1/meta}, meta: true, fail_mode: open}\n"
+        )
         proxies[label] = proxy_for(text)
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline and _endpoint_health(proxies["wrong"]):
@@ -161,19 +176,28 @@ def test_health_checks_go_over_verified_tls(proxy_for, tls_upstream, pki):
 
 def _check(text):
     path = write_routes(text)
-    return subprocess.run([sys.executable, "-m", "proxy", "--check", "--routes", path], capture_output=True,
-                          text=True, timeout=60, cwd=ROOT, env={"PATH": "/usr/bin:/bin"}), path
+    return subprocess.run(
+        [sys.executable, "-m", "proxy", "--check", "--routes", path],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+        env={"PATH": "/usr/bin:/bin"},
+    ), path
 
 
-@pytest.mark.parametrize("block,needle", [
-    ("    tls: {ca_flie: /x}", "clusters.app.tls.ca_flie: unknown key"),
-    ("    tls: {verify: 'no'}", "clusters.app.tls.verify: expected true or false"),
-    ("    tls: {ca_file: /no/such/ca.pem}", "clusters.app.tls.ca_file: no such file"),
-    ("    tls: {min_version: '1.1'}", "clusters.app.tls.min_version"),
-    ("    tls: {client_cert: /etc/hostname}", "clusters.app.tls: client_cert and client_key go together"),
-    ("    tls: [1]", "clusters.app.tls: expected a mapping"),
-    ("    tsl: {}", "clusters.app.tsl: unknown key"),
-])
+@pytest.mark.parametrize(
+    "block,needle",
+    [
+        ("    tls: {ca_flie: /x}", "clusters.app.tls.ca_flie: unknown key"),
+        ("    tls: {verify: 'no'}", "clusters.app.tls.verify: expected true or false"),
+        ("    tls: {ca_file: /no/such/ca.pem}", "clusters.app.tls.ca_file: no such file"),
+        ("    tls: {min_version: '1.1'}", "clusters.app.tls.min_version"),
+        ("    tls: {client_cert: /etc/hostname}", "clusters.app.tls: client_cert and client_key go together"),
+        ("    tls: [1]", "clusters.app.tls: expected a mapping"),
+        ("    tsl: {}", "clusters.app.tsl: unknown key"),
+    ],
+)
 def test_a_bad_tls_block_stops_startup_with_one_line(block, needle):
     done, path = _check(routes("https://127.0.0.1:9", block))
     assert done.returncode == 2, done.stdout

@@ -3,6 +3,7 @@
 Run as `python ws_server.py PORT`. The 101 answer carries X-Seen-User with the
 X-User-Id the proxy forwarded, so a test can see the PDP's identity arrive.
 """
+
 import base64
 import hashlib
 import socketserver
@@ -29,9 +30,10 @@ class Handler(socketserver.BaseRequestHandler):
             self.request.sendall(b"HTTP/1.1 426 Upgrade Required\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
             return
         accept = base64.b64encode(hashlib.sha1(headers[b"sec-websocket-key"] + _GUID).digest())
-        self.request.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                             b"Sec-WebSocket-Accept: " + accept + b"\r\nX-Seen-User: "
-                             + headers.get(b"x-user-id", b"-") + b"\r\n\r\n")
+        self.request.sendall(
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Accept: " + accept + b"\r\nX-Seen-User: " + headers.get(b"x-user-id", b"-") + b"\r\n\r\n"
+        )
         if rest:
             self.request.sendall(rest)
         while True:

@@ -1,14 +1,15 @@
 """Fixtures of the quota suite: real redis-server processes (single and Cluster)."""
+
 import itertools
 import time
 
 import pytest
 from redis.cluster import RedisCluster
 
-from servicekit.breaker import CircuitBreaker
 from pdp.quota.metrics import QuotaMetrics
 from pdp.quota.service import QuotaService
 from pdp.redis_client import connect
+from servicekit.breaker import CircuitBreaker
 from tests.support.redis_server import start_redis
 
 from .redis_cluster import RedisCluster3
@@ -95,17 +96,35 @@ def make_service(redis_url, redis_client, clock):
 @pytest.fixture
 def metrics():
     from prometheus_client import CollectorRegistry
+
     registry = CollectorRegistry()
     m = QuotaMetrics(registry)
     m.registry = registry
     return m
 
 
-def descriptor(name="per_user_minute", key="user:alice", limit=100, window_s=60, burst=None,
-               cost=1, algorithm="token_bucket", shadow=False, fail_mode="local"):
-    return {"name": name, "key": key, "limit": limit, "window_s": window_s,
-            "burst": limit if burst is None else burst, "cost": cost, "algorithm": algorithm,
-            "shadow": shadow, "fail_mode": fail_mode}
+def descriptor(
+    name="per_user_minute",
+    key="user:alice",
+    limit=100,
+    window_s=60,
+    burst=None,
+    cost=1,
+    algorithm="token_bucket",
+    shadow=False,
+    fail_mode="local",
+):
+    return {
+        "name": name,
+        "key": key,
+        "limit": limit,
+        "window_s": window_s,
+        "burst": limit if burst is None else burst,
+        "cost": cost,
+        "algorithm": algorithm,
+        "shadow": shadow,
+        "fail_mode": fail_mode,
+    }
 
 
 def warm_up(service, descriptors, timeout=5.0):

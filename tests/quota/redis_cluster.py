@@ -1,4 +1,5 @@
 """A real 3-master Redis Cluster on loopback, created with redis-cli --cluster create."""
+
 import shutil
 import subprocess
 import tempfile
@@ -34,14 +35,39 @@ class RedisCluster3:
         try:
             for port, bus_port in zip(ports[:masters], ports[masters:]):
                 workdir = tempfile.mkdtemp(prefix="lucid-redis-cluster-")
-                self.servers.append(Server(
-                    [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                     "--appendonly", "no", "--dir", workdir, "--cluster-enabled", "yes",
-                     "--cluster-config-file", f"nodes-{port}.conf",
-                     "--cluster-node-timeout", "2000", "--cluster-port", str(bus_port)], port))
+                self.servers.append(
+                    Server(
+                        [
+                            binary,
+                            "--port",
+                            str(port),
+                            "--bind",
+                            "127.0.0.1",
+                            "--save",
+                            "",
+                            "--appendonly",
+                            "no",
+                            "--dir",
+                            workdir,
+                            "--cluster-enabled",
+                            "yes",
+                            "--cluster-config-file",
+                            f"nodes-{port}.conf",
+                            "--cluster-node-timeout",
+                            "2000",
+                            "--cluster-port",
+                            str(bus_port),
+                        ],
+                        port,
+                    )
+                )
             nodes = [f"127.0.0.1:{s.port}" for s in self.servers]
-            subprocess.run(["redis-cli", "--cluster", "create", *nodes, "--cluster-replicas",
-                            "0", "--cluster-yes"], check=True, capture_output=True, timeout=30)
+            subprocess.run(
+                ["redis-cli", "--cluster", "create", *nodes, "--cluster-replicas", "0", "--cluster-yes"],
+                check=True,
+                capture_output=True,
+                timeout=30,
+            )
             self._wait_ok(timeout=20)
         except Exception:
             self.stop()
@@ -51,9 +77,12 @@ class RedisCluster3:
     def _wait_ok(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            states = [subprocess.run(["redis-cli", "-p", str(s.port), "cluster", "info"],
-                                     capture_output=True, text=True, timeout=5).stdout
-                      for s in self.servers]
+            states = [
+                subprocess.run(
+                    ["redis-cli", "-p", str(s.port), "cluster", "info"], capture_output=True, text=True, timeout=5
+                ).stdout
+                for s in self.servers
+            ]
             if all("cluster_state:ok" in st for st in states):
                 return
             time.sleep(0.1)

@@ -1,4 +1,5 @@
 """Accuracy under concurrency: 32 clients, 2 workers, one key whose bucket holds 100."""
+
 from concurrent.futures import ThreadPoolExecutor
 
 from .conftest import descriptor
@@ -18,8 +19,7 @@ def test_32_concurrent_clients_on_two_workers_admit_exactly_100(make_service):
     assert admitted == 100
 
 
-def test_concurrent_calls_share_round_trips_and_survive_script_flush(make_service,
-                                                                     redis_client):
+def test_concurrent_calls_share_round_trips_and_survive_script_flush(make_service, redis_client):
     service = make_service()
     runner = service._script
     batches = []

@@ -1,5 +1,6 @@
 """The PDP's side of quota leases over HTTP: /v1/check with lease.want, and
 /v1/lease/return (exact, once). Real PDP on the shipped policies, real Redis."""
+
 import pytest
 import requests
 
@@ -10,15 +11,31 @@ from tests.support.processes import ROOT
 @pytest.fixture(scope="module")
 def lease_pdp(redis_server, jwt_secret):
     from tests.support.pdp_process import start_pdp
-    server = start_pdp({"JWT_SECRET_KEY": jwt_secret, "REDIS_URL": redis_server.redis_url,
-                        "POLICY_DIR": str(ROOT / "policies"), "DECISION_LOG": "off"}, workers=1)
+
+    server = start_pdp(
+        {
+            "JWT_SECRET_KEY": jwt_secret,
+            "REDIS_URL": redis_server.redis_url,
+            "POLICY_DIR": str(ROOT / "policies"),
+            "DECISION_LOG": "off",
+        },
+        workers=1,
+    )
     yield server
     server.stop()
 
 
 def _check(pdp, token, want=None):
-    body = {"request": {"method": "GET", "path": "/api/v1/sessions", "host": "gw", "scheme": "http",
-                        "client_ip": "127.0.0.1", "headers": {"authorization": f"Bearer {token}"}}}
+    body = {
+        "request": {
+            "method": "GET",
+            "path": "/api/v1/sessions",
+            "host": "gw",
+            "scheme": "http",
+            "client_ip": "127.0.0.1",
+            "headers": {"authorization": f"Bearer {token}"},
+        }
+    }
     if want is not None:
         body["lease"] = {"want": want}
     return requests.post(f"{pdp.url}/v1/check", json=body, timeout=10)
@@ -53,8 +70,9 @@ def test_more_units_than_reserved_are_never_refunded(lease_pdp, jwt_secret):
     assert back.json() == {"returned": 2}
 
 
-@pytest.mark.parametrize("body", [{"lease": 5}, {"lease": None}, {"lease": {"want": 0}}, {"lease": {"want": "9"}},
-                                  {"lease": {"want": True}}])
+@pytest.mark.parametrize(
+    "body", [{"lease": 5}, {"lease": None}, {"lease": {"want": 0}}, {"lease": {"want": "9"}}, {"lease": {"want": True}}]
+)
 def test_a_malformed_lease_request_is_a_400(lease_pdp, jwt_secret, body):
     full = {"request": {"method": "GET", "path": "/api/v1/sessions"}, **body}
     answer = requests.post(f"{lease_pdp.url}/v1/check", json=full, timeout=10)
@@ -62,8 +80,16 @@ def test_a_malformed_lease_request_is_a_400(lease_pdp, jwt_secret, body):
     assert answer.headers["content-type"].startswith("application/problem+json")
 
 
-@pytest.mark.parametrize("body", [{}, {"lease": 7, "unused": 1}, {"lease": "x" * 65, "unused": 1},
-                                  {"lease": "ab", "unused": -1}, {"lease": "ab", "unused": "1"}])
+@pytest.mark.parametrize(
+    "body",
+    [
+        {},
+        {"lease": 7, "unused": 1},
+        {"lease": "x" * 65, "unused": 1},
+        {"lease": "ab", "unused": -1},
+        {"lease": "ab", "unused": "1"},
+    ],
+)
 def test_a_malformed_return_is_a_400(lease_pdp, body):
     answer = requests.post(f"{lease_pdp.url}/v1/lease/return", json=body, timeout=10)
     assert answer.status_code == 400

@@ -11,6 +11,7 @@ The invariants (docs/leases.md):
 - a revoked token, a plan change and a policy reload reach leased traffic
   within one lease lifetime (plus the PDP's own revocation cache/reload time).
 """
+
 import http.client
 import json
 import re
@@ -65,13 +66,23 @@ def chain(request, tmp_path_factory, jwt_secret):
     policy_dir = _policies(tmp, LIMIT if kind == "calendar" else 1_000_000)
     per_minute = 1_000_000 if kind == "calendar" else LIMIT
     redis = start_redis()
-    pdp = start_pdp({"JWT_SECRET_KEY": jwt_secret, "REDIS_URL": redis.redis_url,
-                     "POLICY_DIR": str(policy_dir), "RATE_LIMIT_REQUESTS_PER_MINUTE": str(per_minute),
-                     "RATE_LIMIT_BURST_SIZE": str(per_minute), "DECISION_LOG": "off",
-                     "QUOTA_LEASE_FRACTION": "0.5", "QUOTA_LEASE_TTL_S": str(LEASE_TTL_S)}, workers=2)
+    pdp = start_pdp(
+        {
+            "JWT_SECRET_KEY": jwt_secret,
+            "REDIS_URL": redis.redis_url,
+            "POLICY_DIR": str(policy_dir),
+            "RATE_LIMIT_REQUESTS_PER_MINUTE": str(per_minute),
+            "RATE_LIMIT_BURST_SIZE": str(per_minute),
+            "DECISION_LOG": "off",
+            "QUOTA_LEASE_FRACTION": "0.5",
+            "QUOTA_LEASE_TTL_S": str(LEASE_TTL_S),
+        },
+        workers=2,
+    )
     upstream = start_echo("leases-upstream")
-    proxy = start_proxy(upstream=upstream.url, workers=2,
-                        env={"PDP_URL": pdp.url, "PDP_TIMEOUT_MS": "3000", "ACCESS_LOG": "false"})
+    proxy = start_proxy(
+        upstream=upstream.url, workers=2, env={"PDP_URL": pdp.url, "PDP_TIMEOUT_MS": "3000", "ACCESS_LOG": "false"}
+    )
     c = Chain(kind, redis, pdp, proxy, upstream, policy_dir)
     yield c
     c.stop()
@@ -113,8 +124,16 @@ def _lease_records(chain) -> int:
 
 def _remaining_after_one(chain, token):
     """Asks the PDP directly (no lease) for one more request: (status, remaining after it)."""
-    body = {"request": {"method": "GET", "path": PATH, "host": "gw", "scheme": "http",
-                        "client_ip": "127.0.0.1", "headers": {"authorization": f"Bearer {token}"}}}
+    body = {
+        "request": {
+            "method": "GET",
+            "path": PATH,
+            "host": "gw",
+            "scheme": "http",
+            "client_ip": "127.0.0.1",
+            "headers": {"authorization": f"Bearer {token}"},
+        }
+    }
     answer = requests.post(f"{chain.pdp.url}/v1/check", json=body, timeout=10).json()
     remaining = int(re.search(r";r=(\d+)", answer["response_headers"]["ratelimit"]).group(1))
     return answer["status"], remaining
@@ -174,12 +193,14 @@ def _hammer_around(port, token, change, before_s: float, after_s: float):
     started = time.monotonic()
     while time.monotonic() - started < 30:
         now = time.monotonic()
-        if changed_at is None and now - started > before_s and \
-                sum(1 for _, status in out if status == 200) >= LIMIT + 5:
+        if (
+            changed_at is None
+            and now - started > before_s
+            and sum(1 for _, status in out if status == 200) >= LIMIT + 5
+        ):
             change()
             changed_at = time.monotonic()
-        if changed_at is not None and now - changed_at > after_s and \
-                sum(1 for t, _ in out if t >= after_s - 1.0) >= 10:
+        if changed_at is not None and now - changed_at > after_s and sum(1 for t, _ in out if t >= after_s - 1.0) >= 10:
             break
         status = _status(port, token)
         out.append((time.monotonic() - changed_at if changed_at else -1.0, status))
@@ -198,7 +219,7 @@ def test_changes_reach_leased_traffic_within_one_lease_lifetime(chain, jwt_secre
     original = data_file.read_text()
 
     if what == "revoked token":
-        expected, slack = {401}, 1.0 + 0.5          # the PDP's revocation cache is 1 s
+        expected, slack = {401}, 1.0 + 0.5  # the PDP's revocation cache is 1 s
 
         def change():
             RedisDenylist(chain.client).revoke("", claims["jti"], 3600)
@@ -209,7 +230,7 @@ def test_changes_reach_leased_traffic_within_one_lease_lifetime(chain, jwt_secre
             # An admin moves the caller to the free plan (daily LIMIT, long spent by now).
             chain.client.hset(keys.overrides(f"user:{sub}"), "@plan", "free")
     else:
-        expected, slack = {403}, 1.0                 # the PDP polls its policy files
+        expected, slack = {403}, 1.0  # the PDP polls its policy files
 
         def change():
             data = json.loads(original)
@@ -222,6 +243,6 @@ def test_changes_reach_leased_traffic_within_one_lease_lifetime(chain, jwt_secre
     finally:
         data_file.write_text(original)
     before = [s for t, s in seen if t < 0]
-    assert before.count(200) >= LIMIT, before[:20]      # traffic flowed (and was leased)
+    assert before.count(200) >= LIMIT, before[:20]  # traffic flowed (and was leased)
     late = [s for t, s in seen if t >= LEASE_TTL_S + slack]
     assert late and set(late) <= expected, (what, late[:20])

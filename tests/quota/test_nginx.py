@@ -1,5 +1,6 @@
 """deploy/nginx/lucid-auth.conf with a real nginx in front of the real PDP and a
 real upstream: quota denials become real 429s with Retry-After and RateLimit."""
+
 import shutil
 import tempfile
 from pathlib import Path
@@ -50,13 +51,15 @@ def stack():
         pdp = start_pdp(redis_server.redis_url, PDP_WORKERS="1")
         started.append(pdp)
         upstream_port = free_port()
-        started.append(Server(python_argv(str(Path(__file__).with_name("echo_upstream.py")),
-                                          str(upstream_port)), upstream_port))
+        started.append(
+            Server(python_argv(str(Path(__file__).with_name("echo_upstream.py")), str(upstream_port)), upstream_port)
+        )
         tmp = tempfile.mkdtemp(prefix="lucid-nginx-")
         port = free_port()
         conf = Path(tmp) / "nginx.conf"
-        conf.write_text(_CONF.format(tmp=tmp, pdp_port=pdp.port, upstream_port=upstream_port,
-                                     port=port, snippets=SNIPPET_DIR))
+        conf.write_text(
+            _CONF.format(tmp=tmp, pdp_port=pdp.port, upstream_port=upstream_port, port=port, snippets=SNIPPET_DIR)
+        )
         nginx = Server([NGINX, "-p", tmp, "-c", str(conf), "-g", "daemon off;"], port)
         started.append(nginx)
         yield nginx
@@ -72,8 +75,9 @@ def get(stack, path, bearer=None, **headers):
 
 
 def test_allowed_request_reaches_upstream_with_identity_and_ratelimit(stack):
-    reply = get(stack, "/q/login", token("nina", roles=["user"]),
-                **{"X-User-Id": "admin", "X-User-Roles": "admin"})  # spoof attempts
+    reply = get(
+        stack, "/q/login", token("nina", roles=["user"]), **{"X-User-Id": "admin", "X-User-Roles": "admin"}
+    )  # spoof attempts
     assert reply.status_code == 200
     seen = reply.json()["headers"]
     assert seen["x-user-id"] == "nina" and seen["x-user-roles"] == "user"
@@ -95,9 +99,10 @@ def test_quota_denial_becomes_a_real_429(stack):
 
 def test_anonymous_client_cannot_pick_its_quota_key(stack):
     # The PDP keys anonymous quota on the client IP nginx saw, not on a header.
-    codes = [get(stack, "/q/login", **{"X-Real-IP": f"198.51.100.{i}",
-                                       "X-Forwarded-For": f"198.51.100.{i}"}).status_code
-             for i in range(3)]
+    codes = [
+        get(stack, "/q/login", **{"X-Real-IP": f"198.51.100.{i}", "X-Forwarded-For": f"198.51.100.{i}"}).status_code
+        for i in range(3)
+    ]
     assert codes == [200, 200, 429]
 
 
@@ -115,8 +120,9 @@ def test_unreachable_pdp_fails_closed_with_503():
     tmp = tempfile.mkdtemp(prefix="lucid-nginx-")
     port, nothing_there = free_port(), free_port()
     conf = Path(tmp) / "nginx.conf"
-    conf.write_text(_CONF.format(tmp=tmp, pdp_port=nothing_there, upstream_port=nothing_there,
-                                 port=port, snippets=SNIPPET_DIR))
+    conf.write_text(
+        _CONF.format(tmp=tmp, pdp_port=nothing_there, upstream_port=nothing_there, port=port, snippets=SNIPPET_DIR)
+    )
     nginx = Server([NGINX, "-p", tmp, "-c", str(conf), "-g", "daemon off;"], port)
     try:
         reply = requests.get(nginx.url + "/q/login", timeout=10)

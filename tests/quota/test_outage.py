@@ -1,5 +1,6 @@
 """Redis in trouble: stalls cost at most about the timeout, fail modes, the local
 fallback's bound (limit x workers), the circuit breaker and the re-sync."""
+
 import signal
 import time
 
@@ -27,8 +28,7 @@ def timed(service, descriptors):
     return verdict, time.monotonic() - started
 
 
-def test_stalled_redis_costs_about_the_timeout_then_the_breaker_opens(own_redis, make_service,
-                                                                      metrics):
+def test_stalled_redis_costs_about_the_timeout_then_the_breaker_opens(own_redis, make_service, metrics):
     service = make_service(own_redis.redis_url, STALL_TIMEOUT_S, metrics=metrics)
     d = [descriptor(limit=1000, burst=1000)]
     warm_up(service, d)
@@ -53,8 +53,7 @@ def test_stalled_cluster_node_costs_at_most_about_the_timeout(redis_cluster, mak
     d = [descriptor(limit=1000, burst=1000)]
     warm_up(service, d)
     client = connect(redis_cluster.url, 2.0)
-    node = client.get_node_from_key(service.keys.counter("user:alice", d[0]["name"],
-                                                         "token_bucket", 0)[0])
+    node = client.get_node_from_key(service.keys.counter("user:alice", d[0]["name"], "token_bucket", 0)[0])
     slot_owner = next(s for s in redis_cluster.servers if s.port == node.port)
     client.close()
     slot_owner.signal(signal.SIGSTOP)
@@ -90,21 +89,20 @@ def test_local_fallback_keeps_rejections_all_or_nothing(own_redis, make_service)
     assert dict((x.name, o.remaining) for x, o in verdict.details)["wide"] == 48
 
 
-def test_fail_mode_closed_answers_503_and_open_allows_uncounted(own_redis, make_service,
-                                                               metrics):
+def test_fail_mode_closed_answers_503_and_open_allows_uncounted(own_redis, make_service, metrics):
     own_redis.stop()
     service = make_service(own_redis.redis_url, STALL_TIMEOUT_S, metrics=metrics)
     closed = service.spend([descriptor(fail_mode="closed")], {})
     assert (closed.allowed, closed.status, closed.reason) == (False, 503, "quota_unavailable")
     assert closed.response_headers["retry-after"] == "1"
-    opened = [service.spend([descriptor(limit=1, burst=1, fail_mode="open")], {})
-              for _ in range(3)]
+    opened = [service.spend([descriptor(limit=1, burst=1, fail_mode="open")], {}) for _ in range(3)]
     assert all(v.allowed and v.details[0][1] is None for v in opened)
     # A closed descriptor in shadow mode does not take the request down.
     assert service.spend([descriptor(name="s", fail_mode="closed", shadow=True)], {}).allowed
-    fallbacks = {mode: metrics.registry.get_sample_value("lucid_pdp_quota_fallback_total",
-                                                         {"mode": mode})
-                 for mode in ("closed", "open")}
+    fallbacks = {
+        mode: metrics.registry.get_sample_value("lucid_pdp_quota_fallback_total", {"mode": mode})
+        for mode in ("closed", "open")
+    }
     assert fallbacks == {"closed": 2, "open": 3}
 
 

@@ -1,6 +1,7 @@
 """Quota verdicts through the real gunicorn-served PDP (2 gevent workers) on a
 real Redis: accuracy under concurrency, 429s on /v1/check and /v1/forward-auth,
 the admin API, metrics, and a Redis outage."""
+
 import json
 from concurrent.futures import ThreadPoolExecutor
 
@@ -41,8 +42,7 @@ def admin():
 
 
 def check(pdp, path, who=None, session=requests):
-    reply = session.post(pdp.url + "/v1/check", json=check_body(path, who and token(who)),
-                         timeout=10)
+    reply = session.post(pdp.url + "/v1/check", json=check_body(path, who and token(who)), timeout=10)
     assert reply.status_code == 200
     return reply.json()
 
@@ -53,8 +53,7 @@ def test_32_clients_through_2_workers_admit_exactly_100(quota_pdp):
 
     def client(_):
         with requests.Session() as session:
-            answers = [session.post(quota_pdp.url + "/v1/check", data=body, timeout=10).json()
-                       for _ in range(10)]
+            answers = [session.post(quota_pdp.url + "/v1/check", data=body, timeout=10).json() for _ in range(10)]
         return sum(a["allow"] for a in answers), {a["status"] for a in answers}
 
     with ThreadPoolExecutor(max_workers=32) as pool:
@@ -75,10 +74,8 @@ def test_quota_denial_on_check_carries_headers(quota_pdp):
 
 
 def test_forward_auth_answers_429_problem_with_status_header(quota_pdp):
-    headers = {"X-Original-Method": "GET", "X-Original-URI": "/q/login",
-               "Authorization": "Bearer " + token("fwd")}
-    answers = [requests.get(quota_pdp.url + "/v1/forward-auth", headers=headers, timeout=10)
-               for _ in range(3)]
+    headers = {"X-Original-Method": "GET", "X-Original-URI": "/q/login", "Authorization": "Bearer " + token("fwd")}
+    answers = [requests.get(quota_pdp.url + "/v1/forward-auth", headers=headers, timeout=10) for _ in range(3)]
     assert [a.status_code for a in answers] == [200, 200, 429]
     denied = answers[-1]
     assert denied.headers["X-Lucid-Status"] == "429"
@@ -89,35 +86,42 @@ def test_forward_auth_answers_429_problem_with_status_header(quota_pdp):
     assert answers[0].headers["RateLimit-Policy"] == '"login";q=6;w=60'
 
 
-@pytest.mark.parametrize("authorization, status", [
-    (None, 401),
-    ("Bearer not-a-jwt", 401),
-    ("Basic cm9vdDpyb290", 401),
-    ("Bearer " + token("root", roles=["admin"], secret="another-secret-0123456789abcdef-xyz"),
-     401),
-    ("Bearer " + token("mallory", roles=["user"]), 403),
-])
+@pytest.mark.parametrize(
+    "authorization, status",
+    [
+        (None, 401),
+        ("Bearer not-a-jwt", 401),
+        ("Basic cm9vdDpyb290", 401),
+        ("Bearer " + token("root", roles=["admin"], secret="another-secret-0123456789abcdef-xyz"), 401),
+        ("Bearer " + token("mallory", roles=["user"]), 403),
+    ],
+)
 def test_admin_api_needs_a_verified_admin_token(quota_pdp, authorization, status):
     headers = {"Authorization": authorization} if authorization else {}
-    for method, path in (("GET", "/v1/quotas/user:alice"), ("GET", "/v1/quotas/analytics"),
-                         ("DELETE", "/v1/quotas/user:alice/counters"),
-                         ("PUT", "/v1/quotas/user:alice/plan")):
-        reply = requests.request(method, quota_pdp.url + path, headers=headers, json={"plan": "pro"},
-                                 timeout=10)
+    for method, path in (
+        ("GET", "/v1/quotas/user:alice"),
+        ("GET", "/v1/quotas/analytics"),
+        ("DELETE", "/v1/quotas/user:alice/counters"),
+        ("PUT", "/v1/quotas/user:alice/plan"),
+    ):
+        reply = requests.request(method, quota_pdp.url + path, headers=headers, json={"plan": "pro"}, timeout=10)
         assert reply.status_code == status, (method, path)
         assert reply.headers["Content-Type"] == PROBLEM
         assert reply.json()["status"] == status
 
 
-@pytest.mark.parametrize("method, path, body", [
-    ("PUT", "/v1/quotas/user:x/overrides/login", {"limit": "many"}),
-    ("PUT", "/v1/quotas/user:x/overrides/login", {"limit": 0}),
-    ("PUT", "/v1/quotas/user:x/overrides/login", {"limit": 5, "colour": "red"}),
-    ("PUT", "/v1/quotas/user:x/overrides/bad%20name", {"limit": 5}),
-    ("PUT", "/v1/quotas/user:x/plan", {"plan": ""}),
-    ("PUT", "/v1/quotas/user:x/plan", ["pro"]),
-    ("GET", "/v1/quotas/analytics?top=zero", None),
-])
+@pytest.mark.parametrize(
+    "method, path, body",
+    [
+        ("PUT", "/v1/quotas/user:x/overrides/login", {"limit": "many"}),
+        ("PUT", "/v1/quotas/user:x/overrides/login", {"limit": 0}),
+        ("PUT", "/v1/quotas/user:x/overrides/login", {"limit": 5, "colour": "red"}),
+        ("PUT", "/v1/quotas/user:x/overrides/bad%20name", {"limit": 5}),
+        ("PUT", "/v1/quotas/user:x/plan", {"plan": ""}),
+        ("PUT", "/v1/quotas/user:x/plan", ["pro"]),
+        ("GET", "/v1/quotas/analytics?top=zero", None),
+    ],
+)
 def test_admin_api_bad_input_is_a_400_problem(quota_pdp, admin, method, path, body):
     reply = admin.request(method, quota_pdp.url + path, json=body, timeout=10)
     assert reply.status_code == 400
@@ -137,25 +141,23 @@ def test_read_remaining_quota_without_spending(quota_pdp, admin):
     reads = [admin.get(quota_pdp.url + "/v1/quotas/user:bob", timeout=10).json() for _ in range(3)]
     assert all(r["quotas"] == reads[0]["quotas"] for r in reads)
     (quota,) = reads[0]["quotas"]
-    assert (quota["name"], quota["remaining"], quota["limit"], quota["burst"]) == \
-        ("bucket100", 97, 1, 100)
-    assert check(quota_pdp, "/q/bucket", "bob")["response_headers"]["ratelimit"].startswith(
-        '"bucket100";r=96;')
+    assert (quota["name"], quota["remaining"], quota["limit"], quota["burst"]) == ("bucket100", 97, 1, 100)
+    assert check(quota_pdp, "/q/bucket", "bob")["response_headers"]["ratelimit"].startswith('"bucket100";r=96;')
 
 
 def test_override_takes_effect_at_once_in_every_worker(quota_pdp, admin):
     check(quota_pdp, "/q/login", "carol"), check(quota_pdp, "/q/login", "carol")
     assert check(quota_pdp, "/q/login", "carol")["status"] == 429
-    reply = admin.put(quota_pdp.url + "/v1/quotas/user:carol/overrides/login",
-                      json={"limit": 600, "burst": 50}, timeout=10)
+    reply = admin.put(
+        quota_pdp.url + "/v1/quotas/user:carol/overrides/login", json={"limit": 600, "burst": 50}, timeout=10
+    )
     assert reply.status_code == 200
     assert reply.json()["overrides"]["descriptors"] == {"login": {"limit": 600, "burst": 50}}
     # Many requests, so both workers answer some: every one sees the override.
     answers = [check(quota_pdp, "/q/login", "carol") for _ in range(20)]
     assert all(a["allow"] for a in answers)
     assert answers[-1]["response_headers"]["ratelimit-policy"] == '"login";q=600;w=60'
-    assert admin.delete(quota_pdp.url + "/v1/quotas/user:carol/overrides/login",
-                        timeout=10).status_code == 200
+    assert admin.delete(quota_pdp.url + "/v1/quotas/user:carol/overrides/login", timeout=10).status_code == 200
     assert check(quota_pdp, "/q/login", "carol")["status"] == 429  # back to the policy's burst
 
 
@@ -210,8 +212,10 @@ def test_local_fallback_through_two_workers_admits_at_most_limit_times_workers()
         redis_server.stop()
         bearer = token("outage")
         with requests.Session() as session:
-            answers = [session.post(pdp.url + "/v1/check", json=check_body("/q/bucket", bearer),
-                                    timeout=10).json() for _ in range(300)]
+            answers = [
+                session.post(pdp.url + "/v1/check", json=check_body("/q/bucket", bearer), timeout=10).json()
+                for _ in range(300)
+            ]
         admitted = sum(a["allow"] for a in answers)
         assert 100 <= admitted <= 100 * 2
         # A fail_mode "closed" descriptor answers 503 while Redis is down.
@@ -237,8 +241,7 @@ def test_pdp_on_a_redis_cluster(redis_cluster):
     try:
         assert [check(pdp, "/q/login", "ivan")["status"] for _ in range(3)] == [200, 200, 429]
         admin_headers = {"Authorization": "Bearer " + token("root", roles=["admin"])}
-        status = requests.get(pdp.url + "/v1/quotas/user:ivan", headers=admin_headers,
-                              timeout=10).json()
+        status = requests.get(pdp.url + "/v1/quotas/user:ivan", headers=admin_headers, timeout=10).json()
         assert status["quotas"][0]["remaining"] == 0
     finally:
         pdp.stop()

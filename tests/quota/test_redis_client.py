@@ -1,10 +1,12 @@
 """REDIS_URL forms: a single server, a Sentinel and a Cluster, all real."""
+
 import shutil
 import tempfile
 import time
 from pathlib import Path
 
 import pytest
+import redis
 from redis.cluster import RedisCluster
 
 from pdp.quota.service import QuotaService
@@ -15,17 +17,32 @@ from tests.support.processes import Server
 from .conftest import descriptor
 
 
-@pytest.mark.parametrize("url, kind, nodes, extra", [
-    ("redis://127.0.0.1:6379/2", "single", (), {}),
-    ("rediss://:pw@cache.internal:6380/0", "single", (), {"tls": True}),
-    ("unix:///run/redis.sock?db=1", "single", (), {}),
-    ("redis+sentinel://s1:26379,s2:26380/mymaster/3", "sentinel",
-     (("s1", 26379), ("s2", 26380)), {"master": "mymaster", "db": 3}),
-    ("redis+sentinel://u:p%40ss@s1/mymaster", "sentinel", (("s1", 26379),),
-     {"username": "u", "password": "p@ss", "db": 0}),
-    ("rediss+cluster://a:7000,b:7001,[::1]:7002", "cluster",
-     (("a", 7000), ("b", 7001), ("::1", 7002)), {"tls": True}),
-])
+@pytest.mark.parametrize(
+    "url, kind, nodes, extra",
+    [
+        ("redis://127.0.0.1:6379/2", "single", (), {}),
+        ("rediss://:pw@cache.internal:6380/0", "single", (), {"tls": True}),
+        ("unix:///run/redis.sock?db=1", "single", (), {}),
+        (
+            "redis+sentinel://s1:26379,s2:26380/mymaster/3",
+            "sentinel",
+            (("s1", 26379), ("s2", 26380)),
+            {"master": "mymaster", "db": 3},
+        ),
+        (
+            "redis+sentinel://u:p%40ss@s1/mymaster",
+            "sentinel",
+            (("s1", 26379),),
+            {"username": "u", "password": "p@ss", "db": 0},
+        ),
+        (
+            "rediss+cluster://a:7000,b:7001,[::1]:7002",
+            "cluster",
+            (("a", 7000), ("b", 7001), ("::1", 7002)),
+            {"tls": True},
+        ),
+    ],
+)
 def test_parse_url_forms(url, kind, nodes, extra):
     target = parse_url(url)
     assert target.kind == kind and target.nodes == nodes
@@ -33,16 +50,19 @@ def test_parse_url_forms(url, kind, nodes, extra):
         assert getattr(target, name) == value
 
 
-@pytest.mark.parametrize("url, message", [
-    ("", "empty"),
-    ("127.0.0.1:6379", "must start with"),
-    ("http://x", "unknown scheme"),
-    ("redis+sentinel://s1:26379", "master name"),
-    ("redis+sentinel://s1:26379/m/x", "not a number"),
-    ("redis+cluster://a:notaport", "bad port"),
-    ("redis+cluster://a:7000/3", "only database 0"),
-    ("redis://h:6379/x", "not a number"),
-])
+@pytest.mark.parametrize(
+    "url, message",
+    [
+        ("", "empty"),
+        ("127.0.0.1:6379", "must start with"),
+        ("http://x", "unknown scheme"),
+        ("redis+sentinel://s1:26379", "master name"),
+        ("redis+sentinel://s1:26379/m/x", "not a number"),
+        ("redis+cluster://a:notaport", "bad port"),
+        ("redis+cluster://a:7000/3", "only database 0"),
+        ("redis://h:6379/x", "not a number"),
+    ],
+)
 def test_parse_url_errors_say_what_is_wrong(url, message):
     with pytest.raises(RedisURLError, match=message):
         parse_url(url)
@@ -66,7 +86,7 @@ def test_single_server_and_cluster_clients(redis_single, redis_cluster):
 def test_unreachable_server_fails_within_the_timeout():
     client = connect(f"redis://127.0.0.1:{free_port()}/0", 0.02)
     started = time.monotonic()
-    with pytest.raises(Exception):
+    with pytest.raises(redis.RedisError):
         client.ping()
     assert time.monotonic() - started < 0.5
 
@@ -79,8 +99,8 @@ def sentinel(redis_single):
     master_port = redis_single.port
     # Sentinel rewrites its config file, so it gets a writable one of its own.
     (workdir / "sentinel.conf").write_text(
-        f"port {port}\nbind 127.0.0.1\ndir {workdir}\n"
-        f"sentinel monitor lucidmaster 127.0.0.1 {master_port} 1\n")
+        f"port {port}\nbind 127.0.0.1\ndir {workdir}\nsentinel monitor lucidmaster 127.0.0.1 {master_port} 1\n"
+    )
     server = Server([binary, str(workdir / "sentinel.conf"), "--sentinel"], port)
     yield server
     server.stop()

@@ -1,4 +1,5 @@
 """The shipped policies' quotas (policies/gateway/quotas.rego) spent by the real PDP."""
+
 import pytest
 import requests
 
@@ -15,9 +16,14 @@ def shipped_pdp():
     if not (SHIPPED / "gateway" / "quotas.rego").exists():
         pytest.skip("shipped quota policy not present")
     redis_server = start_redis()
-    pdp = start_pdp(redis_server.redis_url, PDP_WORKERS="1", POLICY_DIR=str(SHIPPED),
-                    REDIS_TIMEOUT_MS="500", RATE_LIMIT_REQUESTS_PER_MINUTE="60",
-                    RATE_LIMIT_BURST_SIZE="3")
+    pdp = start_pdp(
+        redis_server.redis_url,
+        PDP_WORKERS="1",
+        POLICY_DIR=str(SHIPPED),
+        REDIS_TIMEOUT_MS="500",
+        RATE_LIMIT_REQUESTS_PER_MINUTE="60",
+        RATE_LIMIT_BURST_SIZE="3",
+    )
     yield pdp
     pdp.stop()
     redis_server.stop()
@@ -44,13 +50,11 @@ def test_plan_override_changes_the_shipped_plan_quotas(shipped_pdp):
     check(shipped_pdp, "/api/v1/users/me", token("rita"))
 
     def limits():
-        doc = requests.get(shipped_pdp.url + "/v1/quotas/user:rita", headers=admin,
-                           timeout=10).json()
+        doc = requests.get(shipped_pdp.url + "/v1/quotas/user:rita", headers=admin, timeout=10).json()
         return {q["name"]: q["limit"] for q in doc["quotas"]}
 
     assert limits()["plan_daily"] == 1000  # free
-    reply = requests.put(shipped_pdp.url + "/v1/quotas/user:rita/plan", headers=admin,
-                         json={"plan": "pro"}, timeout=10)
+    reply = requests.put(shipped_pdp.url + "/v1/quotas/user:rita/plan", headers=admin, json={"plan": "pro"}, timeout=10)
     assert reply.status_code == 200
     check(shipped_pdp, "/api/v1/users/me", token("rita"))
     # The counters are per (name, key): the pro limits apply to the same counters.

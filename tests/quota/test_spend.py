@@ -1,5 +1,6 @@
 """Spending on a real Redis (single server and 3-master Cluster): algorithms,
 all-or-nothing, shadow, calendar windows, overrides and NOSCRIPT."""
+
 from datetime import datetime, timezone
 
 import pytest
@@ -30,8 +31,7 @@ def test_rejection_is_429_with_retry_after_and_ratelimit_headers(make_service):
     service = make_service()
     d = [descriptor(name="login", limit=6, window_s=60, burst=2)]  # a token every 10 s
     first = service.spend(d, {})
-    assert first.response_headers == {"ratelimit-policy": '"login";q=6;w=60',
-                                      "ratelimit": '"login";r=1;t=10'}
+    assert first.response_headers == {"ratelimit-policy": '"login";q=6;w=60', "ratelimit": '"login";r=1;t=10'}
     service.spend(d, {})
     denied = service.spend(d, {})
     assert (denied.allowed, denied.status, denied.reason) == (False, 429, "quota_exceeded")
@@ -46,14 +46,12 @@ def test_legacy_headers_behind_an_option(make_service):
     assert headers["ratelimit-limit"] == "10"
     assert headers["ratelimit-remaining"] == "9"
     assert headers["ratelimit-reset"] == "6"
-    assert "ratelimit-limit" not in make_service().spend(
-        [descriptor(key="user:bob")], {}).response_headers
+    assert "ratelimit-limit" not in make_service().spend([descriptor(key="user:bob")], {}).response_headers
 
 
 def test_headers_name_the_tightest_descriptor(make_service):
     service = make_service()
-    d = [descriptor(name="roomy", limit=1000, burst=1000),
-         descriptor(name="tight", limit=10, burst=3)]
+    d = [descriptor(name="roomy", limit=1000, burst=1000), descriptor(name="tight", limit=10, burst=3)]
     assert service.spend(d, {}).response_headers["ratelimit"].startswith('"tight";r=2;')
 
 
@@ -73,20 +71,16 @@ def test_rejected_request_spends_no_other_descriptor(make_service, redis_client)
 
 def test_shadow_descriptor_counts_but_never_rejects(make_service, metrics):
     service = make_service(metrics=metrics)
-    d = [descriptor(name="trial", limit=2, burst=2, shadow=True),
-         descriptor(name="real", limit=100, burst=100)]
+    d = [descriptor(name="trial", limit=2, burst=2, shadow=True), descriptor(name="real", limit=100, burst=100)]
     verdicts = spend_n(service, d, 5)
     assert all(v.allowed for v in verdicts)
-    shadow_outcomes = [dict((x.name, o) for x, o in v.details)["trial"].allowed
-                       for v in verdicts]
+    shadow_outcomes = [dict((x.name, o) for x, o in v.details)["trial"].allowed for v in verdicts]
     assert shadow_outcomes == [True, True, False, False, False]
     # Headers describe enforced limits only.
     assert verdicts[-1].response_headers["ratelimit"].startswith('"real";r=95;')
     value = metrics.registry.get_sample_value
-    assert value("lucid_pdp_quota_decisions_total",
-                 {"descriptor": "trial", "result": "shadow_rejected"}) == 3
-    assert value("lucid_pdp_quota_decisions_total",
-                 {"descriptor": "real", "result": "allowed"}) == 5
+    assert value("lucid_pdp_quota_decisions_total", {"descriptor": "trial", "result": "shadow_rejected"}) == 3
+    assert value("lucid_pdp_quota_decisions_total", {"descriptor": "real", "result": "allowed"}) == 5
 
 
 def test_calendar_day_rolls_over_at_utc_midnight(make_service, clock, redis_client):
@@ -105,14 +99,16 @@ def test_calendar_day_rolls_over_at_utc_midnight(make_service, clock, redis_clie
     assert 86_390_000 < redis_client.pttl(key) <= 86_400_000
 
 
-@pytest.mark.parametrize("last_day, next_month", [
-    ((2027, 1, 31), (2027, 2, 1)),
-    ((2028, 2, 29), (2028, 3, 1)),   # leap year
-    ((2027, 2, 28), (2027, 3, 1)),
-    ((2027, 12, 31), (2028, 1, 1)),
-])
-def test_calendar_month_rolls_over_on_real_month_ends(make_service, clock, last_day,
-                                                     next_month):
+@pytest.mark.parametrize(
+    "last_day, next_month",
+    [
+        ((2027, 1, 31), (2027, 2, 1)),
+        ((2028, 2, 29), (2028, 3, 1)),  # leap year
+        ((2027, 2, 28), (2027, 3, 1)),
+        ((2027, 12, 31), (2028, 1, 1)),
+    ],
+)
+def test_calendar_month_rolls_over_on_real_month_ends(make_service, clock, last_day, next_month):
     clock.now = utc(*last_day, 23, 59, 59)
     service = make_service()
     d = [descriptor(name="monthly", limit=2, algorithm="calendar_month", window_s=2592000)]
@@ -145,31 +141,35 @@ def test_noscript_after_script_flush_is_handled(make_service, redis_client):
     assert verdict.allowed and verdict.source == "redis"
 
 
-@pytest.mark.parametrize("bad", [
-    {"name": "x", "key": "user:a"},                                   # no limit
-    descriptor(limit=0),
-    descriptor(limit=True),
-    descriptor(algorithm="sliding_window"),
-    descriptor(fail_mode="maybe"),
-    descriptor(name="has space"),
-    descriptor(key=""),
-    {**descriptor(), "colour": "blue"},
-    "not an object",
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"name": "x", "key": "user:a"},  # no limit
+        descriptor(limit=0),
+        descriptor(limit=True),
+        descriptor(algorithm="sliding_window"),
+        descriptor(fail_mode="maybe"),
+        descriptor(name="has space"),
+        descriptor(key=""),
+        {**descriptor(), "colour": "blue"},
+        "not an object",
+    ],
+)
 def test_malformed_descriptor_is_a_deny_not_a_crash(make_service, bad):
     verdict = make_service().spend([bad], {})
-    assert (verdict.allowed, verdict.status, verdict.reason) == \
-        (False, 403, "invalid_quota_descriptor")
+    assert (verdict.allowed, verdict.status, verdict.reason) == (False, 403, "invalid_quota_descriptor")
 
 
 def test_keys_share_the_subjects_hash_tag(make_service, redis_client):
     service = make_service()
-    service.spend([descriptor(name="a", key="user:x{y}"),
-                   descriptor(name="b", key="user:x{y}", algorithm="calendar_month")], {})
+    service.spend(
+        [descriptor(name="a", key="user:x{y}"), descriptor(name="b", key="user:x{y}", algorithm="calendar_month")], {}
+    )
     keys = sorted(k.decode() for k in redis_client.scan_iter(match="lucid:q:*"))
     assert len(keys) == 3  # a bucket, a month counter and the index
     assert all(k.startswith("lucid:q:{user:x%7By%7D}:") for k in keys)
     from redis.crc import key_slot
+
     assert len({key_slot(k.encode()) for k in keys}) == 1
 
 

@@ -1,5 +1,6 @@
 """Hostile strings for the engine and end-to-end tests: what a signed claim, a
 header or a path segment may carry to try to change the shape of a decision."""
+
 from __future__ import annotations
 
 JSON_FRAGMENTS = [
@@ -8,11 +9,20 @@ JSON_FRAGMENTS = [
     'user", "x-user-mfa":"true',
     '", "burst":777777, "name":"x',
     '"}, "allow": true, "x": {"',
-    '{"a": 1}', '[1, 2]', "null", "true", '"', '\\"', '\\', '\\\\"', "\\u0022", '\\n',
+    '{"a": 1}',
+    "[1, 2]",
+    "null",
+    "true",
+    '"',
+    '\\"',
+    "\\",
+    '\\\\"',
+    "\\u0022",
+    "\\n",
 ]
 CONTROL = [chr(c) for c in range(0x20)] + ["\x7f", "a\r\nx-injected: 1", "a\tb"]
 UNICODE = ["\u2028", "\u2029", "\ufeff", "\u00e9", "\U0001f600", "a\u0000b", "</script>&<>"]
-BIG = ["a\"" * 32768, "\\" * 65536, "\u2028" * 21846]   # 64 KiB each (in UTF-8)
+BIG = ['a"' * 32768, "\\" * 65536, "\u2028" * 21846]  # 64 KiB each (in UTF-8)
 LONE_SURROGATES = ["\ud800", "a\udfffb", "\ud83d"]
 
 HOSTILE = JSON_FRAGMENTS + CONTROL + UNICODE + BIG
@@ -26,8 +36,9 @@ def with_hostile(input_doc: dict, field: str, value: str) -> dict:
     if field == "sub":
         subject.update(authenticated=True, sub=value)
     elif field == "roles":
-        subject.update(authenticated=True, sub=subject.get("sub") or "alice",
-                       roles=list(subject.get("roles", [])) + [value])
+        subject.update(
+            authenticated=True, sub=subject.get("sub") or "alice", roles=list(subject.get("roles", [])) + [value]
+        )
     elif field == "plan":
         subject.update(authenticated=True, sub=subject.get("sub") or "alice", plan=value)
     elif field == "path_segment":

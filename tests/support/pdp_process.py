@@ -1,4 +1,5 @@
 """The real PDP (`python -m pdp serve`, gunicorn + gevent) on a free loopback port."""
+
 import time
 
 import requests

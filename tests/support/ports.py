@@ -1,4 +1,5 @@
 """Free loopback ports and readiness waits."""
+
 import socket
 
 from devenv.processes import wait_for_port

@@ -3,6 +3,7 @@
 The process handling itself (own session, group signals, readiness) is
 devenv/processes.py, which `make run` (devenv/run.py) uses too.
 """
+
 import os
 import sys
 import tempfile
@@ -27,7 +28,7 @@ class Server:
             wait_for_port(port, timeout=ready_timeout, proc=self.proc)
         except Exception:
             self.stop()
-            raise RuntimeError(f"{argv[0]} did not start:\n{self.output()}")
+            raise RuntimeError(f"{argv[0]} did not start:\n{self.output()}") from None
 
     @property
     def url(self) -> str:

@@ -1,4 +1,5 @@
 """A real redis-server on a free loopback port, in a temporary directory."""
+
 import shutil
 import tempfile
 
@@ -15,8 +16,20 @@ def start_redis(extra_args=(), port=None, workdir=None) -> Server:
         binary = require_tool("redis-server")
     port = port or free_port()
     workdir = workdir or tempfile.mkdtemp(prefix="lucid-redis-")
-    argv = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-            "--appendonly", "no", "--dir", workdir, *extra_args]
+    argv = [
+        binary,
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--dir",
+        workdir,
+        *extra_args,
+    ]
     server = Server(argv, port)
     server.redis_url = f"redis://127.0.0.1:{port}/0"
     server.workdir = workdir

@@ -9,6 +9,7 @@ in place of one blockchain_core instance (ResettingUpstream, in its own
 process's threads) and reads LOGFILE to see which
 requests reached it (a retried POST would reach it and then another one).
 """
+
 import socket
 import struct
 import sys
@@ -69,7 +70,7 @@ class ResettingUpstream:
             try:
                 conn, _ = self.listener.accept()
             except OSError:
-                return   # closed by stop()
+                return  # closed by stop()
             threading.Thread(target=serve, args=(conn, self._log, self._lock), daemon=True).start()
 
     def stop(self):

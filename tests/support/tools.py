@@ -1,4 +1,5 @@
 """Find the real OPA and Helm binaries; skip without them, but fail under CI=true."""
+
 import os
 import shutil
 from pathlib import Path

@@ -1,4 +1,5 @@
 """Polling for a condition that real processes reach in their own time."""
+
 import time
 
 

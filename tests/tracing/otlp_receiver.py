@@ -6,12 +6,15 @@ this machine), so the test's own HTTP server speaks the receiving side of
 OTLP/HTTP: POST /v1/traces, application/x-protobuf ExportTraceServiceRequest,
 answered with an empty ExportTraceServiceResponse.
 """
+
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
-    ExportTraceServiceRequest, ExportTraceServiceResponse)
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
 
 
 class Span(dict):
@@ -54,11 +57,19 @@ class OtlpReceiver:
             attrs = {a.key: a.value.string_value for a in rs.resource.attributes}
             for ss in rs.scope_spans:
                 for s in ss.spans:
-                    found.append(Span(
-                        name=s.name, service=attrs.get("service.name"), trace_id=s.trace_id.hex(),
-                        span_id=s.span_id.hex(), parent_id=s.parent_span_id.hex(), kind=s.kind,
-                        start_ns=s.start_time_unix_nano, end_ns=s.end_time_unix_nano,
-                        attributes={a.key: a.value for a in s.attributes}))
+                    found.append(
+                        Span(
+                            name=s.name,
+                            service=attrs.get("service.name"),
+                            trace_id=s.trace_id.hex(),
+                            span_id=s.span_id.hex(),
+                            parent_id=s.parent_span_id.hex(),
+                            kind=s.kind,
+                            start_ns=s.start_time_unix_nano,
+                            end_ns=s.end_time_unix_nano,
+                            attributes={a.key: a.value for a in s.attributes},
+                        )
+                    )
         with self._lock:
             self.posts += 1
             self.spans.extend(found)

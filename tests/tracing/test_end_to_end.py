@@ -4,6 +4,7 @@ The real proxy, the real PDP under gunicorn and a real upstream, all with
 OTEL_EXPORTER_OTLP_ENDPOINT pointing at tests/tracing/otlp_receiver.py; and
 the same chain with tracing off, where the context is still passed on.
 """
+
 import json
 import shutil
 
@@ -35,15 +36,24 @@ def chain(redis_server, jwt_secret, tmp_path):
     def _start(otlp_url):
         otel = {"OTEL_EXPORTER_OTLP_ENDPOINT": otlp_url, "OTEL_BSP_SCHEDULE_DELAY": "100"} if otlp_url else {}
         # The proxy tests' policy sets x-lucid-subject, allowed by naming it (as tests/proxy/conftest.py does).
-        pdp = start_pdp({"JWT_SECRET_KEY": jwt_secret, "REDIS_URL": redis_server.redis_url,
-                         "POLICY_DIR": str(policy_dir),
-                         "DECISION_HEADER_NAMES": "x-user-id,x-user-roles,x-lucid-subject,ratelimit*,retry-after,"
-                                                  "www-authenticate,allow", **otel}, workers=1)
+        pdp = start_pdp(
+            {
+                "JWT_SECRET_KEY": jwt_secret,
+                "REDIS_URL": redis_server.redis_url,
+                "POLICY_DIR": str(policy_dir),
+                "DECISION_HEADER_NAMES": "x-user-id,x-user-roles,x-lucid-subject,ratelimit*,retry-after,"
+                "www-authenticate,allow",
+                **otel,
+            },
+            workers=1,
+        )
         started.append(pdp)
         app = start_echo("app")
         started.append(app)
-        proxy = start_proxy(routes=ROUTES.format(app=app.url), env={"PDP_URL": pdp.url, "PDP_TIMEOUT_MS": "3000",
-                                                                     "VERDICT_CACHE_SIZE": "0", **otel})
+        proxy = start_proxy(
+            routes=ROUTES.format(app=app.url),
+            env={"PDP_URL": pdp.url, "PDP_TIMEOUT_MS": "3000", "VERDICT_CACHE_SIZE": "0", **otel},
+        )
         started.append(proxy)
         return proxy, pdp, app
 
@@ -60,14 +70,25 @@ def test_a_trace_shows_proxy_pdp_and_upstream_spans(chain, mint):
     receiver = OtlpReceiver()
     try:
         proxy, pdp, _ = chain(receiver.url)
-        resp = requests.get(proxy.url + "/app/x", timeout=10, headers={
-            "traceparent": f"00-{TRACE}-{CLIENT_SPAN}-01", "tracestate": "vendor=1",
-            "authorization": "Bearer " + mint("alice", ["user"])})
+        resp = requests.get(
+            proxy.url + "/app/x",
+            timeout=10,
+            headers={
+                "traceparent": f"00-{TRACE}-{CLIENT_SPAN}-01",
+                "tracestate": "vendor=1",
+                "authorization": "Bearer " + mint("alice", ["user"]),
+            },
+        )
         assert resp.status_code == 200, resp.text
         seen = resp.json()["headers"]
-        wanted = {("lucid-proxy", "proxy.request"), ("lucid-proxy", "proxy.pdp_check"),
-                  ("lucid-proxy", "proxy.upstream"), ("lucid-pdp", "pdp.decide"), ("lucid-pdp", "pdp.jwt"),
-                  ("lucid-pdp", "pdp.engine")}
+        wanted = {
+            ("lucid-proxy", "proxy.request"),
+            ("lucid-proxy", "proxy.pdp_check"),
+            ("lucid-proxy", "proxy.upstream"),
+            ("lucid-pdp", "pdp.decide"),
+            ("lucid-pdp", "pdp.jwt"),
+            ("lucid-pdp", "pdp.engine"),
+        }
         spans = receiver.wait_for(lambda got: wanted <= {(s["service"], s["name"]) for s in got})
     finally:
         receiver.stop()
@@ -92,8 +113,11 @@ def test_a_trace_shows_proxy_pdp_and_upstream_spans(chain, mint):
 def test_tracing_off_still_passes_the_context_on_and_logs_it(chain, mint):
     proxy, pdp, _ = chain(None)
     token = "Bearer " + mint("alice", ["user"])
-    seen = requests.get(proxy.url + "/app/x", timeout=10, headers={
-        "traceparent": f"00-{TRACE}-{CLIENT_SPAN}-01", "authorization": token}).json()["headers"]
+    seen = requests.get(
+        proxy.url + "/app/x",
+        timeout=10,
+        headers={"traceparent": f"00-{TRACE}-{CLIENT_SPAN}-01", "authorization": token},
+    ).json()["headers"]
     assert seen["traceparent"] == f"00-{TRACE}-{CLIENT_SPAN}-01"  # nothing recorded: passed on as is
     # No incoming context: the proxy starts one, and the PDP and the upstream share it.
     seen = requests.get(proxy.url + "/app/y", timeout=10, headers={"authorization": token}).json()["headers"]
@@ -105,7 +129,10 @@ def test_tracing_off_still_passes_the_context_on_and_logs_it(chain, mint):
 
 def test_a_forged_traceparent_header_never_reaches_the_upstream_twice(chain, mint):
     proxy, _, _ = chain(None)
-    resp = requests.get(proxy.url + "/app/z", timeout=10, headers={
-        "traceparent": "not-a-traceparent", "authorization": "Bearer " + mint("alice", ["user"])})
+    resp = requests.get(
+        proxy.url + "/app/z",
+        timeout=10,
+        headers={"traceparent": "not-a-traceparent", "authorization": "Bearer " + mint("alice", ["user"])},
+    )
     seen = resp.json()["headers"]
     assert seen["traceparent"].startswith("00-") and "not-a" not in seen["traceparent"]

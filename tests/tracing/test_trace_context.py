@@ -1,4 +1,5 @@
 """W3C traceparent parsing and the tracer switch (servicekit/trace_context.py, servicekit/tracing.py)."""
+
 import subprocess
 import sys
 
@@ -18,8 +19,16 @@ def test_valid_traceparent_is_read_with_its_tracestate():
 
 
 def test_invalid_traceparents_start_a_new_trace():
-    for bad in ("", "junk", f"ff-{TRACE}-{SPAN}-01", f"00-{'0' * 32}-{SPAN}-01", f"00-{TRACE}-{'0' * 16}-01",
-                f"00-{TRACE}-{SPAN}-01-extra", f"00-{TRACE[:-1]}-{SPAN}-01", f"00-{TRACE}-{SPAN}-1"):
+    for bad in (
+        "",
+        "junk",
+        f"ff-{TRACE}-{SPAN}-01",
+        f"00-{'0' * 32}-{SPAN}-01",
+        f"00-{TRACE}-{'0' * 16}-01",
+        f"00-{TRACE}-{SPAN}-01-extra",
+        f"00-{TRACE[:-1]}-{SPAN}-01",
+        f"00-{TRACE}-{SPAN}-1",
+    ):
         assert parse(bad) is None, bad
         started = read_or_start(bad)
         assert len(started.trace_id) == 32 and started.trace_id != TRACE and started.sampled
@@ -43,16 +52,20 @@ def test_child_keeps_the_trace_and_changes_the_parent():
 
 def test_tracing_off_without_an_endpoint():
     assert isinstance(make_tracer("x", {}), NoTracer)
-    assert isinstance(make_tracer("x", {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:1",
-                                        "OTEL_SDK_DISABLED": "true"}), NoTracer)
+    assert isinstance(
+        make_tracer("x", {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:1", "OTEL_SDK_DISABLED": "true"}), NoTracer
+    )
     span = NoTracer().span("s", parse(f"00-{TRACE}-{SPAN}-01"))
     assert span.context.span_id == SPAN  # passed on unchanged: nothing recorded, nothing to parent
 
 
 def test_tracing_off_imports_no_opentelemetry():
     """Free when unset: building both services' tracers loads no SDK module."""
-    code = ("import sys, pdp.app, proxy.cli, proxy.gateway; from servicekit.tracing import make_tracer; "
-            "make_tracer('x', {}); print(sorted(m for m in sys.modules if m.startswith('opentelemetry')))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT,
-                         check=True).stdout
+    code = (
+        "import sys, pdp.app, proxy.cli, proxy.gateway; from servicekit.tracing import make_tracer; "
+        "make_tracer('x', {}); print(sorted(m for m in sys.modules if m.startswith('opentelemetry')))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT, check=True
+    ).stdout
     assert out.strip() == "[]"

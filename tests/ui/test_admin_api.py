@@ -1,4 +1,5 @@
 """The admin page's API (/ui/api/*) against the real PDP: who may, CSRF, and what each part shows."""
+
 import requests
 
 SESSIONS = "/api/v1/sessions"
@@ -19,15 +20,20 @@ def signed_in(pdp, token):
 def test_page_loads_without_inline_script_and_data_needs_admin(ui_pdp, token):
     page = requests.get(ui_pdp.url + "/ui/", timeout=5)
     assert page.status_code == 200 and "script-src 'self'" in page.headers["content-security-policy"]
-    assert "<script src=\"/ui/static/app.js\"" in page.text
+    assert '<script src="/ui/static/app.js"' in page.text
     assert requests.get(ui_pdp.url + "/ui", allow_redirects=False, timeout=5).headers["location"].endswith("/ui/")
-    assert requests.get(ui_pdp.url + "/ui/static/app.js", timeout=5).headers["content-type"].startswith("text/javascript")
+    assert (
+        requests.get(ui_pdp.url + "/ui/static/app.js", timeout=5).headers["content-type"].startswith("text/javascript")
+    )
     assert requests.get(ui_pdp.url + "/ui/static/nope.js", timeout=5).status_code == 404
     assert requests.get(ui_pdp.url + "/ui/api/stats", timeout=5).status_code == 401
     user = {"Authorization": "Bearer " + token("alice", ["user"])}
     denied = requests.get(ui_pdp.url + "/ui/api/stats", headers=user, timeout=5)
     assert denied.status_code == 403 and denied.headers["content-type"] == "application/problem+json"
-    assert requests.post(ui_pdp.url + "/ui/session", json={"token": token("alice", ["user"])}, timeout=5).status_code == 403
+    assert (
+        requests.post(ui_pdp.url + "/ui/session", json={"token": token("alice", ["user"])}, timeout=5).status_code
+        == 403
+    )
     assert requests.post(ui_pdp.url + "/ui/session", json={"token": "nope"}, timeout=5).status_code == 401
     # A cross-site form cannot sign anyone in: JSON only.
     assert requests.post(ui_pdp.url + "/ui/session", data={"token": token()}, timeout=5).status_code == 415
@@ -95,8 +101,9 @@ def test_decision_tail_filters_and_masks(ui_pdp, token):
 
 
 def test_health_names_each_dependency(ui_pdp, token):
-    deps = requests.get(ui_pdp.url + "/ui/api/health", headers={"Authorization": "Bearer " + token()},
-                        timeout=5).json()["dependencies"]
+    deps = requests.get(
+        ui_pdp.url + "/ui/api/health", headers={"Authorization": "Bearer " + token()}, timeout=5
+    ).json()["dependencies"]
     assert deps["policy"]["ok"] and deps["policy"]["revision"].startswith("sha256:")
     assert deps["engine"]["ok"] and deps["redis"]["ok"]
     assert deps["mongodb"] == {"ok": None, "detail": "MONGODB_URI not set"}
@@ -120,22 +127,31 @@ def test_playground_on_the_loaded_policy_a_draft_and_a_replay(ui_pdp, token):
     assert {"gateway.decision", "gateway.subject_authenticated"} <= set(loaded["rules"]), loaded["rules"]
     assert "evaluated by OPA" in loaded["rules_note"]
     draft = 'package gateway\n\ndecision := {"allow": false, "status": 451, "reason": "draft says no"}\n'
-    drafted = requests.post(url, json={"input": user_input, "draft": {"gateway/decision.rego": draft}},
-                            headers=admin, timeout=10).json()
+    drafted = requests.post(
+        url, json={"input": user_input, "draft": {"gateway/decision.rego": draft}}, headers=admin, timeout=10
+    ).json()
     assert drafted["ok"] and drafted["draft"] and drafted["revision"].startswith("draft:")
     assert (drafted["decision"]["status"], drafted["decision"]["reason"]) == (451, "draft says no")
     assert drafted["engines"]["opa"]["decision"]["status"] == 451 and drafted["agree"] is True
     # ... and the draft was never loaded: the served policy still allows.
     assert check(ui_pdp, token("frank", ["user"]))["allow"] is True
-    broken = requests.post(url, json={"input": user_input, "draft": {"gateway/decision.rego": "package gateway\n\ndecision := {"}},
-                           headers=admin, timeout=10).json()
+    broken = requests.post(
+        url,
+        json={"input": user_input, "draft": {"gateway/decision.rego": "package gateway\n\ndecision := {"}},
+        headers=admin,
+        timeout=10,
+    ).json()
     assert broken["ok"] is False and broken["stage"] == "compile" and broken["error"]
     # Replay a logged decision: its input, credentials already masked.
-    entry = requests.get(ui_pdp.url + "/ui/api/decisions", params={"subject": "frank"}, headers=admin,
-                         timeout=5).json()["entries"][0]
+    entry = requests.get(
+        ui_pdp.url + "/ui/api/decisions", params={"subject": "frank"}, headers=admin, timeout=5
+    ).json()["entries"][0]
     replayed = requests.post(url, json={"replay": entry["decision_id"]}, headers=admin, timeout=5).json()
     assert replayed["ok"] and replayed["decision"]["allow"] is True
-    assert replayed["input"]["subject"]["sub"] == "frank" and "authorization" not in replayed["input"]["request"]["headers"]
+    assert (
+        replayed["input"]["subject"]["sub"] == "frank"
+        and "authorization" not in replayed["input"]["request"]["headers"]
+    )
     for bad in ({"input": []}, {"input": {}, "draft": {"../x.rego": "package x"}}, {"surprise": 1}):
         resp = requests.post(url, json=bad, headers=admin, timeout=5)
         assert resp.status_code == 400, bad
@@ -168,8 +184,12 @@ def test_playground_names_the_rules_that_fired(ui_pdp, token):
     admin = {"Authorization": "Bearer " + token()}
     url = ui_pdp.url + "/ui/api/playground"
     user_input = requests.get(url + "/samples", headers=admin, timeout=5).json()["samples"]["user GET /api/v1/sessions"]
-    doc = requests.post(url, json={"input": user_input, "draft": {"gateway/decision.rego": NAMED_RULES_DRAFT}},
-                        headers=admin, timeout=20).json()
+    doc = requests.post(
+        url,
+        json={"input": user_input, "draft": {"gateway/decision.rego": NAMED_RULES_DRAFT}},
+        headers=admin,
+        timeout=20,
+    ).json()
     assert doc["ok"] and doc["agree"] is True and doc["decision"]["reason"] == "drafted", doc
     fired, not_fired = set(doc["rules"]), set(doc["rules_not_fired"])
     assert {"gateway.draft_allow", "gateway.draft_roles", "gateway.decision"} <= fired
@@ -178,6 +198,10 @@ def test_playground_names_the_rules_that_fired(ui_pdp, token):
     # Plain data (data.json's gateway.settings) is not a rule.
     assert not any(name.startswith("gateway.settings") for name in fired | not_fired)
     # A draft OPA cannot compile is said so on both sides, not a 500.
-    bad = requests.post(url, json={"input": user_input, "draft": {"gateway/decision.rego": "package gateway\n\nx := y\n"}},
-                        headers=admin, timeout=20)
+    bad = requests.post(
+        url,
+        json={"input": user_input, "draft": {"gateway/decision.rego": "package gateway\n\nx := y\n"}},
+        headers=admin,
+        timeout=20,
+    )
     assert bad.status_code == 200 and bad.json()["ok"] is False and bad.json()["stage"] == "compile"

@@ -5,6 +5,7 @@ filters the decision log, runs the playground on the loaded policy, a draft
 and a replay, and signs out. Screenshots go to tests/ui/artifacts/ (linked
 from docs/operations.md).
 """
+
 import json
 import os
 import shutil
@@ -29,10 +30,15 @@ def test_operations_doc_links_every_screenshot():
 
 
 def _require_browser():
-    missing = [what for what, ok in (("chromium (apt package chromium)", Path("/usr/bin/chromium").exists()),
-                                     ("node", shutil.which("node")),
-                                     ("playwright-core (npm ci --prefix tests/ui)",
-                                      (HERE / "node_modules" / "playwright-core").is_dir())) if not ok]
+    missing = [
+        what
+        for what, ok in (
+            ("chromium (apt package chromium)", Path("/usr/bin/chromium").exists()),
+            ("node", shutil.which("node")),
+            ("playwright-core (npm ci --prefix tests/ui)", (HERE / "node_modules" / "playwright-core").is_dir()),
+        )
+        if not ok
+    ]
     if missing:
         reason = "browser test needs " + ", ".join(missing) + " (scripts/bootstrap.sh installs them)"
         if os.environ.get("CI") == "true":
@@ -43,8 +49,14 @@ def _require_browser():
 def test_admin_page_in_chromium(ui_pdp, token):
     _require_browser()
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    argv = ["node", str(HERE / "admin_page.mjs"), ui_pdp.url, token("root", ["admin"]),
-            token("loadgen", ["user"]), str(ARTIFACTS)]
+    argv = [
+        "node",
+        str(HERE / "admin_page.mjs"),
+        ui_pdp.url,
+        token("root", ["admin"]),
+        token("loadgen", ["user"]),
+        str(ARTIFACTS),
+    ]
     run = subprocess.run(argv, capture_output=True, text=True, timeout=150, cwd=HERE)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     seen = json.loads(run.stdout.strip().splitlines()[-1])
@@ -55,7 +67,9 @@ def test_admin_page_in_chromium(ui_pdp, token):
     assert seen["session_cookie_http_only"] is True and seen["script_sees_session"] is False
     assert seen["total_after"] >= seen["total_before"] + 60
     assert seen["p99"] != "–" and "allow:ok" in seen["reasons"]
-    assert any(d.startswith("redis: ok") for d in seen["deps"]) and any(d.startswith("policy: ok") for d in seen["deps"])
+    assert any(d.startswith("redis: ok") for d in seen["deps"]) and any(
+        d.startswith("policy: ok") for d in seen["deps"]
+    )
     assert "user_per_minute" in seen["quota_before"] and "user_per_minute: 200 left" not in seen["quota_before"]
     assert "user_per_minute: 200 left" in seen["quota_after"]
     assert seen["log_rows"] and set(seen["log_rows"]) == {"loadgen"}

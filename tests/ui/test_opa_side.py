@@ -1,4 +1,5 @@
 """The playground's OPA column when no OPA can answer: said so, never an error of the page."""
+
 import dataclasses
 
 from pdp.admin_ui.opa_side import OpaSide, packages, rules_from_data

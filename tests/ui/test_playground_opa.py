@@ -1,14 +1,23 @@
 """The playground on a PDP that decides with a real OPA server (PDP_ENGINE=opa): OPA's
 answer comes from that server (its own eval timer), the embedded wasm engine's beside it."""
+
 import requests
 
 from tests.conftest import SHIPPED_POLICIES, start_pdp
 
 
 def test_playground_on_the_opa_engine_shows_the_server_and_wasm(opa_server, redis_server, jwt_secret, token):
-    pdp = start_pdp({"JWT_SECRET_KEY": jwt_secret, "REDIS_URL": redis_server.redis_url,
-                     "POLICY_DIR": str(SHIPPED_POLICIES), "PDP_ENGINE": "opa", "OPA_URL": opa_server.url,
-                     "OPA_TIMEOUT_MS": "2000"}, workers=1)
+    pdp = start_pdp(
+        {
+            "JWT_SECRET_KEY": jwt_secret,
+            "REDIS_URL": redis_server.redis_url,
+            "POLICY_DIR": str(SHIPPED_POLICIES),
+            "PDP_ENGINE": "opa",
+            "OPA_URL": opa_server.url,
+            "OPA_TIMEOUT_MS": "2000",
+        },
+        workers=1,
+    )
     try:
         admin = {"Authorization": "Bearer " + token()}
         url = pdp.url + "/ui/api/playground"
@@ -23,12 +32,17 @@ def test_playground_on_the_opa_engine_shows_the_server_and_wasm(opa_server, redi
             assert "gateway.decision" in doc["rules"] and "OPA server" in doc["rules_note"]
         # A draft is never pushed to the serving OPA: opa eval answers for it.
         draft = 'package gateway\n\ndecision := {"allow": false, "status": 451, "reason": "draft says no"}\n'
-        doc = requests.post(url, json={"input": samples["user GET /api/v1/sessions"],
-                                       "draft": {"gateway/decision.rego": draft}}, headers=admin, timeout=60).json()
+        doc = requests.post(
+            url,
+            json={"input": samples["user GET /api/v1/sessions"], "draft": {"gateway/decision.rego": draft}},
+            headers=admin,
+            timeout=60,
+        ).json()
         assert doc["ok"] and doc["agree"] is True and doc["engines"]["opa"]["via"].startswith("opa eval")
         assert doc["engines"]["opa"]["decision"]["status"] == 451
-        served = requests.post(url, json={"input": samples["user GET /api/v1/sessions"]}, headers=admin,
-                               timeout=60).json()
+        served = requests.post(
+            url, json={"input": samples["user GET /api/v1/sessions"]}, headers=admin, timeout=60
+        ).json()
         assert served["engines"]["opa"]["decision"]["allow"] is True
     finally:
         pdp.stop()

@@ -1,4 +1,5 @@
 """Wallet challenges in a real redis-server: single use, atomic, expiring."""
+
 import threading
 
 import pytest
@@ -25,8 +26,15 @@ def client(redis_server):
 
 
 def make(client, clock=None, ttl=300):
-    return Challenges(client, ttl, domain="login.example.com", uri="https://login.example.com",
-                      chain_ids={"ethereum": 1, "tron": 728126428}, service_name="lucid", clock=clock or Clock())
+    return Challenges(
+        client,
+        ttl,
+        domain="login.example.com",
+        uri="https://login.example.com",
+        chain_ids={"ethereum": 1, "tron": 728126428},
+        service_name="lucid",
+        clock=clock or Clock(),
+    )
 
 
 def test_a_challenge_is_the_eip4361_text_and_is_taken_once(client):
@@ -36,9 +44,18 @@ def test_a_challenge_is_the_eip4361_text_and_is_taken_once(client):
     assert c.address == ADDRESS
     assert len(c.nonce) == 32 and int(c.nonce, 16) >= 0  # 128 bits of hex
     assert c.message.splitlines() == [
-        "login.example.com wants you to sign in with your Ethereum account:", ADDRESS, "",
-        "Sign in to lucid.", "", "URI: https://login.example.com", "Version: 1", "Chain ID: 1",
-        f"Nonce: {c.nonce}", "Issued At: 2027-01-15T08:00:00Z", "Expiration Time: 2027-01-15T08:05:00Z"]
+        "login.example.com wants you to sign in with your Ethereum account:",
+        ADDRESS,
+        "",
+        "Sign in to lucid.",
+        "",
+        "URI: https://login.example.com",
+        "Version: 1",
+        "Chain ID: 1",
+        f"Nonce: {c.nonce}",
+        "Issued At: 2027-01-15T08:00:00Z",
+        "Expiration Time: 2027-01-15T08:05:00Z",
+    ]
     assert store.take(c.nonce) == c
     with pytest.raises(WalletRefused) as info:
         store.take(c.nonce)
@@ -116,8 +133,11 @@ def test_of_parallel_takes_exactly_one_wins(client):
 
 def test_bad_address_and_purpose_are_bad_input(client):
     store = make(client)
-    for chain, address, purpose in [("ethereum", "0x5AAeb6053F3E94C9b9A09f33669435E7Ef1BeAed", "sign_in"),
-                                    ("dogecoin", ADDRESS, "sign_in"), ("ethereum", ADDRESS, "admin")]:
+    for chain, address, purpose in [
+        ("ethereum", "0x5AAeb6053F3E94C9b9A09f33669435E7Ef1BeAed", "sign_in"),
+        ("dogecoin", ADDRESS, "sign_in"),
+        ("ethereum", ADDRESS, "admin"),
+    ]:
         with pytest.raises(WalletRefused) as info:
             store.issue(chain, address, purpose=purpose)
         assert info.value.bad_input

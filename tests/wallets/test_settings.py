@@ -1,4 +1,5 @@
 """The WALLET_* settings: a bad value stops startup with one line naming it."""
+
 import pytest
 
 from pdp.config import ConfigError, load_settings
@@ -17,12 +18,21 @@ def test_domain_is_an_authority_lower_cased():
     assert load_settings({**BASE, "WALLET_DOMAIN": "[::1]:8080"}).wallet_domain == "[::1]:8080"
 
 
-@pytest.mark.parametrize("env, value", [
-    ("WALLET_DOMAIN", "https://login.example.com"), ("WALLET_DOMAIN", "login.example.com/path"),
-    ("WALLET_DOMAIN", "a b"), ("WALLET_DOMAIN", "evil.example\nx"), ("WALLET_URI", "ftp://x"),
-    ("WALLET_CHALLENGE_TTL_S", "0"), ("WALLET_CHALLENGE_TTL_S", "5m"), ("WALLET_ETHEREUM_CHAIN_ID", "-1"),
-    ("WALLET_TRON_CHAIN_ID", "0x2b6653dc"), ("WALLET_SIGNIN_ENABLED", "maybe"),
-])
+@pytest.mark.parametrize(
+    "env, value",
+    [
+        ("WALLET_DOMAIN", "https://login.example.com"),
+        ("WALLET_DOMAIN", "login.example.com/path"),
+        ("WALLET_DOMAIN", "a b"),
+        ("WALLET_DOMAIN", "evil.example\nx"),
+        ("WALLET_URI", "ftp://x"),
+        ("WALLET_CHALLENGE_TTL_S", "0"),
+        ("WALLET_CHALLENGE_TTL_S", "5m"),
+        ("WALLET_ETHEREUM_CHAIN_ID", "-1"),
+        ("WALLET_TRON_CHAIN_ID", "0x2b6653dc"),
+        ("WALLET_SIGNIN_ENABLED", "maybe"),
+    ],
+)
 def test_bad_values_name_their_setting(env, value):
     with pytest.raises(ConfigError) as info:
         load_settings({**BASE, env: value})

@@ -4,6 +4,7 @@ Signatures are made by independent libraries: eth-account (what MetaMask's
 personal_sign gives, v 27/28) and tronpy (TronWeb's signMessageV2 bytes;
 v 0/1, and 27/28 as TronWeb sends it).
 """
+
 import time
 
 import pytest
@@ -76,7 +77,9 @@ def link(stack, wallet, token, second_factor=None):
 
 def verify(stack, wallet, sign=None, **kw):
     c = challenge(stack, wallet)
-    return stack.post("/auth/wallet/verify", {"nonce": c["nonce"], "signature": (sign or wallet.sign)(c["message"])}, **kw)
+    return stack.post(
+        "/auth/wallet/verify", {"nonce": c["nonce"], "signature": (sign or wallet.sign)(c["message"])}, **kw
+    )
 
 
 @pytest.mark.parametrize("wallet_type", [EthWallet, TronWallet])
@@ -89,8 +92,10 @@ def test_a_linked_wallet_signs_in_to_its_account(stack, wallet_type):
     assert linked.json() == {"address": wallet.address, "chain": wallet.chain, "second_factor": False}
 
     c = challenge(stack, wallet)
-    assert c["message"].startswith(f"login.gateway.example wants you to sign in with your "
-                                   f"{'Ethereum' if wallet.chain == 'ethereum' else 'TRON'} account:\n{wallet.address}\n")
+    assert c["message"].startswith(
+        f"login.gateway.example wants you to sign in with your "
+        f"{'Ethereum' if wallet.chain == 'ethereum' else 'TRON'} account:\n{wallet.address}\n"
+    )
     assert f"\nChain ID: {11155111 if wallet.chain == 'ethereum' else 728126428}\n" in c["message"]
     signed_in = stack.post("/auth/wallet/verify", {"nonce": c["nonce"], "signature": wallet.sign(c["message"])})
     assert signed_in.status_code == 200, signed_in.text
@@ -131,21 +136,33 @@ def test_a_failed_answer_uses_the_challenge_up(stack):
     wallet = EthWallet()
     assert link(stack, wallet, account(stack, "one-try@example.com")["access_token"]).status_code == 201
     c = challenge(stack, wallet)
-    problem(stack.post("/auth/wallet/verify", {"nonce": c["nonce"], "signature": EthWallet().sign(c["message"])}),
-            401, "signature_mismatch")
-    problem(stack.post("/auth/wallet/verify", {"nonce": c["nonce"], "signature": wallet.sign(c["message"])}),
-            401, "challenge_unknown")
+    problem(
+        stack.post("/auth/wallet/verify", {"nonce": c["nonce"], "signature": EthWallet().sign(c["message"])}),
+        401,
+        "signature_mismatch",
+    )
+    problem(
+        stack.post("/auth/wallet/verify", {"nonce": c["nonce"], "signature": wallet.sign(c["message"])}),
+        401,
+        "challenge_unknown",
+    )
 
 
 def test_an_expired_challenge_is_refused(stack):
     short = start_pdp({**stack.env, "WALLET_CHALLENGE_TTL_S": "1"}, workers=1)
     try:
         wallet = EthWallet()
-        c = requests.post(short.url + "/api/v1/auth/wallet/challenge",
-                          json={"chain": "ethereum", "address": wallet.address}, timeout=20).json()
+        c = requests.post(
+            short.url + "/api/v1/auth/wallet/challenge",
+            json={"chain": "ethereum", "address": wallet.address},
+            timeout=20,
+        ).json()
         time.sleep(2.2)
-        late = requests.post(short.url + "/api/v1/auth/wallet/verify",
-                             json={"nonce": c["nonce"], "signature": wallet.sign(c["message"])}, timeout=20)
+        late = requests.post(
+            short.url + "/api/v1/auth/wallet/verify",
+            json={"nonce": c["nonce"], "signature": wallet.sign(c["message"])},
+            timeout=20,
+        )
         problem(late, 401, "challenge_expired")
     finally:
         short.stop()
@@ -155,10 +172,16 @@ def test_an_unknown_wallet_is_not_linked_while_sign_up_is_admin_only(stack):
     admin_only = start_pdp({**stack.env, "SIGNUP_MODE": "admin"}, workers=1)
     try:
         for wallet in (EthWallet(), TronWallet()):
-            c = requests.post(admin_only.url + "/api/v1/auth/wallet/challenge",
-                              json={"chain": wallet.chain, "address": wallet.address}, timeout=20).json()
-            refused = requests.post(admin_only.url + "/api/v1/auth/wallet/verify",
-                                    json={"nonce": c["nonce"], "signature": wallet.sign(c["message"])}, timeout=20)
+            c = requests.post(
+                admin_only.url + "/api/v1/auth/wallet/challenge",
+                json={"chain": wallet.chain, "address": wallet.address},
+                timeout=20,
+            ).json()
+            refused = requests.post(
+                admin_only.url + "/api/v1/auth/wallet/verify",
+                json={"nonce": c["nonce"], "signature": wallet.sign(c["message"])},
+                timeout=20,
+            )
             assert "/api/v1/users/me/wallets" in problem(refused, 401, "wallet_not_linked")["detail"]
             assert stack.db.users.count_documents({"wallets.address": wallet.address}) == 0
     finally:
@@ -184,6 +207,7 @@ def test_an_unknown_wallet_signs_up_while_sign_up_is_open(stack, wallet_type):
 
 def test_parallel_first_sign_ins_of_one_wallet_make_one_account(stack):
     from concurrent.futures import ThreadPoolExecutor
+
     wallet = EthWallet()
     answers = []
     for _ in range(6):
@@ -203,21 +227,29 @@ def test_the_wrong_chain_prefix_is_refused(stack):
     # The same key signing the TRON challenge as an Ethereum personal_sign.
     problem(verify(stack, wallet, sign=wallet.sign_as_ethereum), 401, "signature_mismatch")
     # A TRON address offered as an Ethereum one, and an unknown chain.
-    problem(stack.post("/auth/wallet/challenge", {"chain": "ethereum", "address": wallet.address}), 400, "address_invalid")
-    problem(stack.post("/auth/wallet/challenge", {"chain": "bitcoin", "address": wallet.address}), 400, "chain_unsupported")
+    problem(
+        stack.post("/auth/wallet/challenge", {"chain": "ethereum", "address": wallet.address}), 400, "address_invalid"
+    )
+    problem(
+        stack.post("/auth/wallet/challenge", {"chain": "bitcoin", "address": wallet.address}), 400, "chain_unsupported"
+    )
 
 
 def test_a_message_for_another_domain_is_refused(stack):
     wallet = EthWallet()
     assert link(stack, wallet, account(stack, "domain@example.com")["access_token"]).status_code == 201
     # The domain comes from settings: a Host header changes nothing.
-    c = stack.post("/auth/wallet/challenge", {"chain": "ethereum", "address": wallet.address},
-                   headers={"Host": "evil.example"}).json()
+    c = stack.post(
+        "/auth/wallet/challenge", {"chain": "ethereum", "address": wallet.address}, headers={"Host": "evil.example"}
+    ).json()
     assert c["message"].startswith("login.gateway.example wants you") and "evil" not in c["message"]
     # A phishing site's text with the same nonce: the wallet signed another domain.
     phished = c["message"].replace("login.gateway.example", "login.gateway.example.evil.example")
-    problem(stack.post("/auth/wallet/verify", {"nonce": c["nonce"], "signature": wallet.sign(phished)}),
-            401, "signature_mismatch")
+    problem(
+        stack.post("/auth/wallet/verify", {"nonce": c["nonce"], "signature": wallet.sign(phished)}),
+        401,
+        "signature_mismatch",
+    )
 
 
 def test_a_malleable_high_s_signature_is_refused(stack):
@@ -232,15 +264,18 @@ def test_a_malleable_high_s_signature_is_refused(stack):
     problem(verify(stack, wallet, sign=high_s), 401, "signature_malleable")
 
 
-@pytest.mark.parametrize("mangle, reason", [
-    (lambda sig: sig[:-2], "signature_malformed"),             # truncated by a byte
-    (lambda sig: sig[:66], "signature_malformed"),
-    (lambda sig: "0x" + "zz" * 65, "signature_malformed"),    # garbage
-    (lambda sig: "", "signature_malformed"),
-    (lambda sig: sig[:-2] + "25", "signature_malformed"),     # v = 37 (EIP-155 style)
-    (lambda sig: sig + sig[2:], "contract_wallet_unsupported"),  # 130 bytes: an EIP-1271 multi-owner signature
-    (lambda sig: sig + "6492" * 16, "contract_wallet_unsupported"),
-])
+@pytest.mark.parametrize(
+    "mangle, reason",
+    [
+        (lambda sig: sig[:-2], "signature_malformed"),  # truncated by a byte
+        (lambda sig: sig[:66], "signature_malformed"),
+        (lambda sig: "0x" + "zz" * 65, "signature_malformed"),  # garbage
+        (lambda sig: "", "signature_malformed"),
+        (lambda sig: sig[:-2] + "25", "signature_malformed"),  # v = 37 (EIP-155 style)
+        (lambda sig: sig + sig[2:], "contract_wallet_unsupported"),  # 130 bytes: an EIP-1271 multi-owner signature
+        (lambda sig: sig + "6492" * 16, "contract_wallet_unsupported"),
+    ],
+)
 def test_bad_signatures_are_401_with_a_reason(stack, mangle, reason):
     wallet = EthWallet()
     problem(verify(stack, wallet, sign=lambda text: mangle(wallet.sign(text))), 401, reason)
@@ -249,28 +284,42 @@ def test_bad_signatures_are_401_with_a_reason(stack, mangle, reason):
 def test_a_checksum_mangled_address_is_refused(stack):
     wallet = EthWallet()
     i = next(i for i, ch in enumerate(wallet.address) if i > 1 and ch.isalpha())
-    mangled = wallet.address[:i] + wallet.address[i].swapcase() + wallet.address[i + 1:]
-    body = problem(stack.post("/auth/wallet/challenge", {"chain": "ethereum", "address": mangled}), 400,
-                   "address_checksum_invalid")
+    mangled = wallet.address[:i] + wallet.address[i].swapcase() + wallet.address[i + 1 :]
+    body = problem(
+        stack.post("/auth/wallet/challenge", {"chain": "ethereum", "address": mangled}), 400, "address_checksum_invalid"
+    )
     assert "EIP-55" in body["detail"]
     tron = TronWallet().address
     bad_tron = tron[:-1] + ("A" if tron[-1] != "A" else "B")
-    problem(stack.post("/auth/wallet/challenge", {"chain": "tron", "address": bad_tron}), 400, "address_checksum_invalid")
+    problem(
+        stack.post("/auth/wallet/challenge", {"chain": "tron", "address": bad_tron}), 400, "address_checksum_invalid"
+    )
 
 
 def test_malformed_requests_are_400(stack):
-    for body in [b"{not json", b"[]", b'{"chain": "ethereum"}', b'{"chain": 1, "address": "x"}',
-                 b'{"chain": "ethereum", "address": "0x00", "extra": 1}', b"\xff\xfe"]:
-        response = requests.post(stack.api + "/auth/wallet/challenge", data=body, timeout=20,
-                                 headers={"Content-Type": "application/json"})
+    for body in [
+        b"{not json",
+        b"[]",
+        b'{"chain": "ethereum"}',
+        b'{"chain": 1, "address": "x"}',
+        b'{"chain": "ethereum", "address": "0x00", "extra": 1}',
+        b"\xff\xfe",
+    ]:
+        response = requests.post(
+            stack.api + "/auth/wallet/challenge", data=body, timeout=20, headers={"Content-Type": "application/json"}
+        )
         problem(response, 400)
     for body in [b"{", b'{"nonce": "a"}', b'{"nonce": 1, "signature": "0x"}']:
-        response = requests.post(stack.api + "/auth/wallet/verify", data=body, timeout=20,
-                                 headers={"Content-Type": "application/json"})
+        response = requests.post(
+            stack.api + "/auth/wallet/verify", data=body, timeout=20, headers={"Content-Type": "application/json"}
+        )
         problem(response, 400)
     problem(stack.post("/auth/wallet/verify", {"nonce": "not-a-nonce", "signature": "0x00"}), 401, "challenge_unknown")
-    problem(stack.post("/auth/wallet/challenge", {"chain": "ethereum", "address": EthWallet().address,
-                                                  "purpose": "root"}), 400, "purpose_invalid")
+    problem(
+        stack.post("/auth/wallet/challenge", {"chain": "ethereum", "address": EthWallet().address, "purpose": "root"}),
+        400,
+        "purpose_invalid",
+    )
 
 
 def test_a_wallet_belongs_to_one_account(stack):
@@ -295,20 +344,40 @@ def test_linking_needs_a_fresh_link_challenge_of_this_account(stack):
     other = account(stack, "other-link@example.com")
     # A sign-in challenge's signature links nothing.
     c = challenge(stack, wallet)
-    problem(stack.post("/users/me/wallets", {"nonce": c["nonce"], "signature": wallet.sign(c["message"])},
-                       token=tokens["access_token"]), 401, "challenge_purpose")
+    problem(
+        stack.post(
+            "/users/me/wallets",
+            {"nonce": c["nonce"], "signature": wallet.sign(c["message"])},
+            token=tokens["access_token"],
+        ),
+        401,
+        "challenge_purpose",
+    )
     # Nor does one made for another account.
     c = challenge(stack, wallet, "link", other["access_token"])
     assert "Link this wallet" in c["message"]
-    problem(stack.post("/users/me/wallets", {"nonce": c["nonce"], "signature": wallet.sign(c["message"])},
-                       token=tokens["access_token"]), 401, "challenge_purpose")
+    problem(
+        stack.post(
+            "/users/me/wallets",
+            {"nonce": c["nonce"], "signature": wallet.sign(c["message"])},
+            token=tokens["access_token"],
+        ),
+        401,
+        "challenge_purpose",
+    )
     # A link challenge is not a sign-in one either.
     c = challenge(stack, wallet, "link", tokens["access_token"])
-    problem(stack.post("/auth/wallet/verify", {"nonce": c["nonce"], "signature": wallet.sign(c["message"])}),
-            401, "challenge_purpose")
+    problem(
+        stack.post("/auth/wallet/verify", {"nonce": c["nonce"], "signature": wallet.sign(c["message"])}),
+        401,
+        "challenge_purpose",
+    )
     # Without a token there is no link challenge, and no link.
-    problem(stack.post("/auth/wallet/challenge", {"chain": "ethereum", "address": wallet.address, "purpose": "link"}),
-            401, "authentication_required")
+    problem(
+        stack.post("/auth/wallet/challenge", {"chain": "ethereum", "address": wallet.address, "purpose": "link"}),
+        401,
+        "authentication_required",
+    )
     problem(stack.post("/users/me/wallets", {"nonce": "a" * 32, "signature": "0x00"}), 401, "authentication_required")
     assert stack.db.users.count_documents({"wallets.address": wallet.address}) == 0
 
@@ -320,19 +389,25 @@ def test_unlinking_is_audited_and_ends_wallet_sign_in(stack):
     assert link(stack, wallet, token).status_code == 201
     listed = stack.get("/users/me/wallets", token=token).json()["wallets"]
     assert [w["address"] for w in listed] == [wallet.address] and listed[0]["added_at"].endswith("Z")
-    gone = requests.delete(f"{stack.api}/users/me/wallets/{wallet.address}", timeout=20,
-                           headers={"Authorization": f"Bearer {token}"})
+    gone = requests.delete(
+        f"{stack.api}/users/me/wallets/{wallet.address}", timeout=20, headers={"Authorization": f"Bearer {token}"}
+    )
     assert gone.status_code == 204, gone.text
     record = stack.db.audit.find_one({"target": tokens["user_id"], "action": "wallet.unlink"})
-    assert record["before"] == {"address": wallet.address, "chain": "tron", "second_factor": False} and record["after"] == {}
+    assert (
+        record["before"] == {"address": wallet.address, "chain": "tron", "second_factor": False}
+        and record["after"] == {}
+    )
     # The wallet no longer opens this account (sign-up is open here: it makes a new one).
     after = verify(stack, wallet).json()
     assert after["user_id"] != tokens["user_id"] and after["account_created"] is True
-    again = requests.delete(f"{stack.api}/users/me/wallets/{wallet.address}", timeout=20,
-                            headers={"Authorization": f"Bearer {token}"})
+    again = requests.delete(
+        f"{stack.api}/users/me/wallets/{wallet.address}", timeout=20, headers={"Authorization": f"Bearer {token}"}
+    )
     problem(again, 404)
-    bad = requests.delete(f"{stack.api}/users/me/wallets/0x1234", timeout=20,
-                          headers={"Authorization": f"Bearer {token}"})
+    bad = requests.delete(
+        f"{stack.api}/users/me/wallets/0x1234", timeout=20, headers={"Authorization": f"Bearer {token}"}
+    )
     problem(bad, 400, "address_invalid")
 
 
@@ -375,10 +450,12 @@ def test_a_wallet_linked_as_second_factor_is_both_factors(stack):
 def test_a_second_factor_wallet_needs_a_two_factor_session(stack):
     wallet = EthWallet()
     tokens, secret = _totp_account(stack, "weak-session@example.com")
-    from tests.accounts.stack import SECRET
     from pdp.authn.tokens import mint_access_token
-    one_factor = mint_access_token(SECRET, "HS256", sub=tokens["user_id"], roles=["user"], plan="free",
-                                   mfa=False, lifetime_s=600)[0]
+    from tests.accounts.stack import SECRET
+
+    one_factor = mint_access_token(
+        SECRET, "HS256", sub=tokens["user_id"], roles=["user"], plan="free", mfa=False, lifetime_s=600
+    )[0]
     problem(link(stack, wallet, one_factor, second_factor=True), 403)
     assert stack.db.users.count_documents({"wallets.address": wallet.address}) == 0
 
@@ -386,6 +463,7 @@ def test_a_second_factor_wallet_needs_a_two_factor_session(stack):
 def test_of_parallel_links_of_one_wallet_to_many_accounts_one_wins(stack):
     """The unique index decides, not a read before the write."""
     from concurrent.futures import ThreadPoolExecutor
+
     wallet = EthWallet()
     tokens = [account(stack, f"racer-{i}@example.com")["access_token"] for i in range(8)]
     answers = []
@@ -400,17 +478,27 @@ def test_of_parallel_links_of_one_wallet_to_many_accounts_one_wins(stack):
 
 def test_dependencies_down_are_503_never_500(stack):
     from tests.support.ports import free_port
+
     wallet = EthWallet()
     no_mongo = start_pdp({**stack.env, "MONGODB_URI": f"mongodb://127.0.0.1:{free_port()}/lucid_gateway"}, workers=1)
     no_redis = start_pdp({**stack.env, "REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"}, workers=1)
     try:
-        c = requests.post(no_mongo.url + "/api/v1/auth/wallet/challenge",
-                          json={"chain": "ethereum", "address": wallet.address}, timeout=20).json()
-        down = requests.post(no_mongo.url + "/api/v1/auth/wallet/verify",
-                             json={"nonce": c["nonce"], "signature": wallet.sign(c["message"])}, timeout=20)
+        c = requests.post(
+            no_mongo.url + "/api/v1/auth/wallet/challenge",
+            json={"chain": "ethereum", "address": wallet.address},
+            timeout=20,
+        ).json()
+        down = requests.post(
+            no_mongo.url + "/api/v1/auth/wallet/verify",
+            json={"nonce": c["nonce"], "signature": wallet.sign(c["message"])},
+            timeout=20,
+        )
         assert problem(down, 503)["dependency"] == "mongodb"
-        down = requests.post(no_redis.url + "/api/v1/auth/wallet/challenge",
-                             json={"chain": "ethereum", "address": wallet.address}, timeout=20)
+        down = requests.post(
+            no_redis.url + "/api/v1/auth/wallet/challenge",
+            json={"chain": "ethereum", "address": wallet.address},
+            timeout=20,
+        )
         assert problem(down, 503)["dependency"] == "redis"
     finally:
         no_mongo.stop()
@@ -422,6 +510,9 @@ def test_wallet_sign_in_can_be_turned_off(stack):
     try:
         body = {"chain": "ethereum", "address": EthWallet().address}
         assert requests.post(off.url + "/api/v1/auth/wallet/challenge", json=body, timeout=20).status_code == 404
-        assert requests.post(off.url + "/api/v1/auth/login", json={"email": "x@example.com"}, timeout=20).status_code == 202
+        assert (
+            requests.post(off.url + "/api/v1/auth/login", json={"email": "x@example.com"}, timeout=20).status_code
+            == 202
+        )
     finally:
         off.stop()

@@ -205,7 +205,9 @@ def build_denylist(settings, redis_client):
     if settings.revocation_outage_s > 0:
         view = LocalRevocationView(redis_client, settings.revocation_outage_s, settings.revocation_sync_s)
         view.start()
-    return RedisDenylist(redis_client, view, fresh_s=settings.revocation_cache_s)
+    # Opt-in: a fresh view answers without Redis, but cannot see a key written by hand.
+    fresh_s = settings.revocation_cache_s if settings.revocation_view_answers else 0.0
+    return RedisDenylist(redis_client, view, fresh_s=fresh_s)
 
 
 def policy_settings(settings) -> dict:

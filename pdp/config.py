@@ -434,8 +434,16 @@ SETTINGS: tuple[Setting, ...] = (
         "JWT_REVOCATION_SYNC_S",
         float_range(0.05, 60.0),
         "0.5",
-        "How often each worker reads new revocations into its local copy; a copy synced within JWT_REVOCATION_CACHE_S "
-        "answers without a Redis call.",
+        "How often each worker reads new revocations into its local copy.",
+    ),
+    Setting(
+        "revocation_view_answers",
+        "JWT_REVOCATION_VIEW_ANSWERS",
+        boolean,
+        "false",
+        "A local copy synced within JWT_REVOCATION_CACHE_S answers 'not revoked' without asking Redis (one Redis "
+        "round trip per decision instead of two); then only revocations made through the PDP (sign-out, tooling) "
+        "take effect, a bare SET of a lucid:revoked: key is not seen.",
     ),
     Setting(
         "revocation_fail_open",

@@ -77,3 +77,23 @@ def test_without_a_freshness_bound_every_check_asks_redis(server):
         assert exists_calls(client) - before == 5
     finally:
         view.stop()
+
+
+def test_the_pdp_lets_its_view_answer_only_when_told(pdp_factory, mint, redis_server):
+    """JWT_REVOCATION_VIEW_ANSWERS: off (default), a bare SET of the key is refused after the
+    cache window (test_jwt.py::test_revoked_jti_is_rejected); on, the view answers and only
+    revocations made through the PDP's revoke path reach it, within the same window."""
+    from pdp.authn.revocation import denylist_key
+    from tests.pdp.test_jwt import decide
+
+    pdp = pdp_factory(JWT_REVOCATION_VIEW_ANSWERS="true", JWT_REVOCATION_SYNC_S="0.1")
+    client = redis.Redis.from_url(redis_server.redis_url)
+    bare = mint("bob", jti="bare-set", iss="https://issuer.example")
+    assert decide(pdp, bare)["allow"] is True
+    client.set(denylist_key("https://issuer.example", "bare-set"), 1, ex=60)
+    time.sleep(1.2)
+    assert decide(pdp, bare)["allow"] is True  # the view answered: no Redis lookup saw the key
+    revoked = mint("bob", jti="through-the-pdp", iss="https://issuer.example")
+    assert decide(pdp, revoked)["allow"] is True
+    RedisDenylist(client).revoke("https://issuer.example", "through-the-pdp", 60)
+    wait_until(lambda: all(decide(pdp, revoked)["status"] == 401 for _ in range(6)), timeout=5)

@@ -14,6 +14,7 @@ import requests
 from tests.conftest import start_pdp
 from tests.proxy.conftest import POLICIES
 from tests.proxy.proxy_helpers import start_echo, start_proxy
+from tests.support.waiting import wait_until
 from tests.tracing.otlp_receiver import OtlpReceiver
 
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -123,8 +124,9 @@ def test_tracing_off_still_passes_the_context_on_and_logs_it(chain, mint):
     seen = requests.get(proxy.url + "/app/y", timeout=10, headers={"authorization": token}).json()["headers"]
     started = seen["traceparent"].split("-")[1]
     assert len(started) == 32 and started != TRACE
-    assert any(line.get("trace_id") == started for line in json_lines(proxy, '"request_id"'))
-    assert any(d.get("trace_id") == started for d in json_lines(pdp, '"decision_id"'))
+    # The access and decision log lines are written after the answer left: wait for them (bounded).
+    wait_until(lambda: any(line.get("trace_id") == started for line in json_lines(proxy, '"request_id"')), timeout=5)
+    wait_until(lambda: any(d.get("trace_id") == started for d in json_lines(pdp, '"decision_id"')), timeout=5)
 
 
 def test_a_forged_traceparent_header_never_reaches_the_upstream_twice(chain, mint):

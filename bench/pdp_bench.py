@@ -287,7 +287,7 @@ def in_process(base_env: dict, engines: list, token: str, tokens: list[str]) -> 
         body = check_body(item, path=path)["request"]
         mixed.append({**body, "method": method})
     n = min(len(mixed) * 2, 20000)
-    # Quota off: its Redis calls are batched over a short window (pdp/quota/script_runner.py),
+    # Quota off: its Redis calls are batched over a short window (pdp/redis_script.py),
     # which a loop of one caller would only wait on; the wrk rows above include it.
     print("\n# in process: p50 ms of one decision (Decider.decide: JWT, trimmed input, engine; quota off)")
     print(f"{'engine':<34} {'one token':>10} {'high cardinality':>17}")

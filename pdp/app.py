@@ -6,8 +6,6 @@ look tutorial model), and is what gunicorn loads in each worker.
 from __future__ import annotations
 
 import dataclasses
-import re
-import uuid
 
 import falcon
 
@@ -16,12 +14,11 @@ from servicekit.logs import request_id_var
 from servicekit.trace_context import parse as parse_trace_context
 
 from .problem import serialize_error
-from .resources.check import Check, LeaseReturn
+from .resources.check import Check, LeaseReturn, request_id_or_new
+from .resources.check_batch import CheckBatch, run_in_greenlets, run_in_turn
 from .resources.forward_auth import ExtAuthz, ForwardAuth
 from .resources.openapi import OpenApi
 from .resources.operations import Health, Metrics, Policies, Ready, Version
-
-_VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
 @dataclasses.dataclass
@@ -43,9 +40,7 @@ class RequestIdMiddleware:
     """Keeps a valid incoming X-Request-ID, else makes one; logs carry it."""
 
     def process_request(self, req, resp):
-        rid = req.get_header("X-Request-ID")
-        if not rid or not _VALID_REQUEST_ID.match(rid):
-            rid = uuid.uuid4().hex
+        rid = request_id_or_new(req.get_header("X-Request-ID"))
         req.context.request_id = rid
         request_id_var.set(rid)
         resp.set_header("X-Request-ID", rid)
@@ -79,7 +74,9 @@ def _gevent_yield():
     return lambda: gevent.sleep(0)
 
 
-def create_app(services: Services, yield_fn=None) -> falcon.App:
+def create_app(services: Services, yield_fn=None, run_all=run_in_turn) -> falcon.App:
+    """yield_fn: a cooperative yield after each response (gevent workers); run_all: how
+    /v1/check/batch runs its items (concurrently in greenlets in a worker)."""
     middleware = [RequestIdMiddleware(), TraceContextMiddleware()]
     if yield_fn is not None:
         middleware.append(FairnessMiddleware(yield_fn))
@@ -88,6 +85,7 @@ def create_app(services: Services, yield_fn=None) -> falcon.App:
     app.req_options.strip_url_path_trailing_slash = False
     s = services
     app.add_route("/v1/check", Check(s.decider, s.settings.max_body_bytes))
+    app.add_route("/v1/check/batch", CheckBatch(s.decider, s.settings.max_body_bytes, run_all))
     app.add_route("/v1/lease/return", LeaseReturn(s.quota, s.settings.max_body_bytes))
     trusted = TrustedProxies(s.settings.trusted_proxies)
     forward = ForwardAuth(s.decider, s.settings.forward_auth_front, trusted)
@@ -198,8 +196,9 @@ def build_services(settings, fallback_bundle=None) -> Services:
 
 def build_denylist(settings, redis_client):
     """The Redis denylist with this worker's local view for outages (started here: after fork)."""
-    from .authn.revocation import RedisDenylist
+    from .authn.revocation import RedisDenylist, coalesced_exists
     from .authn.revocation_view import LocalRevocationView
+    from .redis_script import ScriptRunner
 
     view = None
     if settings.revocation_outage_s > 0:
@@ -207,7 +206,7 @@ def build_denylist(settings, redis_client):
         view.start()
     # Opt-in: a fresh view answers without Redis, but cannot see a key written by hand.
     fresh_s = settings.revocation_cache_s if settings.revocation_view_answers else 0.0
-    return RedisDenylist(redis_client, view, fresh_s=fresh_s)
+    return RedisDenylist(redis_client, view, fresh_s=fresh_s, exists=coalesced_exists(redis_client, ScriptRunner))
 
 
 def policy_settings(settings) -> dict:
@@ -233,6 +232,6 @@ def get_app(fallback_bundle=None) -> falcon.App:
     logs.configure(settings.log_level)
     services = build_services(settings, fallback_bundle)
     services.policies.watch(settings.policy_reload_s)
-    app = create_app(services, yield_fn=_gevent_yield())
+    app = create_app(services, yield_fn=_gevent_yield(), run_all=run_in_greenlets)
     heap.settle()
     return app

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import falcon
 
-from servicekit.problem import PROBLEM_JSON, problem_body
+from servicekit.problem import PROBLEM_JSON, problem_body, problem_doc
 
 __all__ = ["PROBLEM_JSON", "Problem", "problem_body", "serialize_error"]
 
@@ -18,6 +18,9 @@ class Problem(falcon.HTTPError):
 
     def to_problem(self) -> bytes:
         return problem_body(self.status_code, self.title, self.description, self.problem_type)
+
+    def to_doc(self) -> dict:
+        return problem_doc(self.status_code, self.title, self.description, self.problem_type)
 
 
 def serialize_error(req, resp, exc: falcon.HTTPError) -> None:

@@ -224,6 +224,21 @@ SETTINGS = (
         "Retry-After).",
     ),
     Setting(
+        "pdp_batch_max",
+        "PDP_BATCH_MAX",
+        int_range(1, 64),
+        "32",
+        "Most concurrent decisions a worker sends in one POST /v1/check/batch (1: one POST /v1/check each).",
+    ),
+    Setting(
+        "pdp_batches_in_flight",
+        "PDP_BATCHES_IN_FLIGHT",
+        int_range(1, 4096),
+        "2",
+        "Batches a worker has in flight at once (at most PDP_POOL_SIZE): decisions arriving meanwhile wait for "
+        "the next, so fewer, larger batches carry the load (cheaper per decision for the PDP).",
+    ),
+    Setting(
         "pdp_ca_file",
         "PDP_CA_FILE",
         _optional_path,

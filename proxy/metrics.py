@@ -27,6 +27,10 @@ class Metrics:
         self.pdp_errors = Counter(
             "lucid_proxy_pdp_errors_total", "PDP calls without a usable decision, by kind", ["kind"]
         )
+        self.pdp_batches = Counter("lucid_proxy_pdp_batches_total", "POST /v1/check/batch exchanges sent to the PDP")
+        self.pdp_batched = Counter(
+            "lucid_proxy_pdp_batched_decisions_total", "Decisions asked in those exchanges (divided: the batch size)"
+        )
         self.cache_hits = Counter("lucid_proxy_verdict_cache_hits_total", "Decisions served from the verdict cache")
         self.retries = Counter("lucid_proxy_upstream_retries_total", "Retries after a connect failure", ["cluster"])
         self.connections = Gauge(
@@ -44,6 +48,10 @@ class Metrics:
             ["cluster"],
             multiprocess_mode="livemax",
         )
+
+    def count_pdp_batch(self, size: int) -> None:
+        self.pdp_batches.inc()
+        self.pdp_batched.inc(size)
 
     def render(self) -> bytes:
         if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):

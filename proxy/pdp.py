@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -11,27 +12,20 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from . import upstream
+from .pdp_batch import BatchUnsupported, PdpBatcher
+from .pdp_errors import PdpRejected, PdpUnavailable
+
+log = logging.getLogger("lucid.proxy.pdp")
+# A question larger than this (a client sending many or long headers) is asked alone: it
+# cannot push a batch past the PDP's body limit and fail the decisions batched with it.
+_MAX_BATCHED_BYTES = 16384
+
+__all__ = ["Decision", "PdpClient", "PdpRejected", "PdpUnavailable", "VerdictCache", "parse_decision", "verdict_key"]
 
 if TYPE_CHECKING:
     from servicekit.trace_context import TraceContext
 
     from .upstream_tls import UpstreamTlsSpec
-
-
-class PdpUnavailable(Exception):
-    """No usable decision (down, slow, malformed answer): fail closed unless the route opts out.
-
-    `kind` is one of: deadline, queue, shed, unreachable, tls (the handshake with an https://
-    PDP failed), bad_answer, status (a metric label).
-    """
-
-    def __init__(self, message: str, kind: str = "bad_answer"):
-        super().__init__(message)
-        self.kind = kind
-
-
-class PdpRejected(Exception):
-    """The PDP refused the question itself as malformed (400/413): the client's request is at fault."""
 
 
 @dataclass(frozen=True)
@@ -58,6 +52,11 @@ def parse_decision(data: bytes) -> Decision:
         doc = json.loads(data)
     except ValueError:
         raise PdpUnavailable("PDP answered with invalid JSON") from None
+    return decision_from_doc(doc)
+
+
+def decision_from_doc(doc) -> Decision:
+    """A decoded answer (of /v1/check, or one item of /v1/check/batch), validated as parse_decision does."""
     if not isinstance(doc, dict) or not isinstance(doc.get("allow"), bool):
         raise PdpUnavailable("PDP answer lacks a boolean 'allow'")
     status = doc.get("status", 200 if doc["allow"] else 403)
@@ -150,6 +149,10 @@ class PdpClient:
         queue_s: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
         tls_spec: UpstreamTlsSpec | None = None,
+        batch_max: int = 1,
+        batches_in_flight: int = 2,
+        spawn: Callable | None = None,
+        on_batch: Callable[[int], None] | None = None,
     ):
         host, port = upstream.split_host_port(base_url)
         # https://: verified TLS (tls_spec: CA bundle, SNI name, client certificate; None: the
@@ -169,6 +172,16 @@ class PdpClient:
         self.shed = 0
         self.max_wait_s = self._queue_s + timeout_s  # the longest one check() can take
         self.base_url = base_url
+        # batch_max > 1: concurrent decisions share POST /v1/check/batch exchanges, at most
+        # batches_in_flight (and one per pooled connection) at a time (proxy/pdp_batch.py).
+        self.batcher = None
+        if batch_max > 1:
+            if spawn is None:
+                import gevent
+
+                spawn = gevent.spawn
+            slots = max(1, min(batches_in_flight, pool_size))
+            self.batcher = PdpBatcher(self._exchange_batch, batch_max, slots, spawn, on_batch)
 
     def _admit(self) -> None:
         """Sheds when the queue ahead would take longer than queue_s to drain."""
@@ -195,6 +208,39 @@ class PdpClient:
         question = {"request": request_doc}
         if lease_want > 1:
             question["lease"] = {"want": lease_want}
+        self._admit()
+        self._waiting += 1
+        try:
+            if self.batcher is not None:
+                answer = self._ask_batched(question, request_id, trace)
+                if answer is not None:
+                    self._answered()
+                    return _decision_from_item(answer)
+            decision = self._ask_alone(question, request_id, trace)
+            self._answered()
+            return decision
+        finally:
+            self._waiting -= 1
+
+    def _ask_batched(self, question: dict, request_id, trace) -> dict | None:
+        """The batch answer for one question; None: ask it alone (too large to batch, or no batch endpoint)."""
+        if request_id:
+            question["request_id"] = request_id
+        if trace is not None:
+            question.update(trace.headers())
+        body = json.dumps(question, separators=(",", ":")).encode("utf-8")
+        if len(body) > _MAX_BATCHED_BYTES:
+            for name in ("request_id", "traceparent", "tracestate"):
+                question.pop(name, None)
+            return None
+        try:
+            return self.batcher.ask(body, self._queue_s, self._timeout_s)
+        except BatchUnsupported:
+            for name in ("request_id", "traceparent", "tracestate"):
+                question.pop(name, None)
+            return None
+
+    def _ask_alone(self, question: dict, request_id, trace) -> Decision:
         body = json.dumps(question, separators=(",", ":")).encode("utf-8")
         head = self._head("POST", "/v1/check", len(body))
         if request_id:
@@ -202,11 +248,16 @@ class PdpClient:
         if trace is not None:
             lines = "".join(f"{name}: {value}\r\n" for name, value in trace.headers())
             head = head[:-2] + (lines + "\r\n").encode("latin-1")
-        self._admit()
-        self._waiting += 1
+        status, data = self._exchange(head, body)
+        if status in (400, 413, 431):
+            raise PdpRejected(f"the request cannot be judged ({status} from the PDP)")
+        if status != 200:
+            raise PdpUnavailable(f"PDP answered {status}", "status")
+        return parse_decision(data)
+
+    def _exchange(self, head: bytes, body: bytes) -> tuple[int, bytes]:
         try:
             status, _, data = upstream.simple_request(self._pool, head, body, self._timeout_s, self._queue_s)
-            self._answered()
         except upstream.UpstreamTimeout as exc:
             kind = "queue" if "no free connection" in str(exc) else "deadline"
             raise PdpUnavailable(f"PDP unreachable: {exc}", kind) from None
@@ -214,13 +265,30 @@ class PdpClient:
             if exc.tls:
                 raise PdpUnavailable(f"PDP unreachable over TLS: {exc}", "tls") from None
             raise PdpUnavailable(f"PDP unreachable: {exc}", "unreachable") from None
-        finally:
-            self._waiting -= 1
-        if status in (400, 413, 431):
-            raise PdpRejected(f"the request cannot be judged ({status} from the PDP)")
+        return status, data
+
+    def _exchange_batch(self, bodies: list) -> list:
+        """One POST /v1/check/batch (proxy/pdp_batch.py's exchange): the items' answers, in order."""
+        body = b'{"checks":[' + b",".join(bodies) + b"]}"
+        status, data = self._exchange(self._head("POST", "/v1/check/batch", len(body)), body)
+        if status in (404, 405):
+            if self.batcher is not None:  # batches already queued learn it too: say it once
+                self.batcher = None  # an older PDP: from now on, one decision per exchange
+                log.warning(
+                    "the PDP at %s has no /v1/check/batch (answered %d): asking one decision at a time",
+                    self.base_url,
+                    status,
+                )
+            raise BatchUnsupported(f"PDP answered {status} to /v1/check/batch")
         if status != 200:
-            raise PdpUnavailable(f"PDP answered {status}", "status")
-        return parse_decision(data)
+            raise PdpUnavailable(f"PDP answered {status} to a batch", "status")
+        try:
+            answers = json.loads(data).get("decisions")
+        except (ValueError, AttributeError):
+            answers = None
+        if not isinstance(answers, list) or len(answers) != len(bodies):
+            raise PdpUnavailable("PDP batch answer is not one decision per question")
+        return answers
 
     def return_lease(self, lease_id: str, unused: int) -> bool:
         """Gives a lease's unused units back; False when the PDP did not take them."""
@@ -246,6 +314,17 @@ class PdpClient:
         except (upstream.UpstreamTimeout, upstream.UpstreamBroken) as exc:
             raise PdpUnavailable(str(exc), "unreachable") from None
         return status
+
+
+def _decision_from_item(answer) -> Decision:
+    """One item of a batch answer: a decision, or the problem that item alone was (400: the client's fault)."""
+    problem = answer.get("problem") if isinstance(answer, dict) else None
+    if problem is not None:
+        status = problem.get("status") if isinstance(problem, dict) else None
+        if status in (400, 413, 431):
+            raise PdpRejected(f"the request cannot be judged ({status} from the PDP)")
+        raise PdpUnavailable(f"PDP answered {status} for a batched decision", "status")
+    return decision_from_doc(answer)
 
 
 def verdict_key(request_doc: dict, unread: frozenset = frozenset()) -> bytes:

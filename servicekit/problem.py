@@ -19,9 +19,13 @@ def problem_type(slug: str | None, title: str) -> str:
     return TYPE_BASE + (slug or "-".join(title.lower().split()))
 
 
-def problem_body(status: int, title: str, detail: str | None = None, type_: str | None = None, **extra) -> bytes:
+def problem_doc(status: int, title: str, detail: str | None = None, type_: str | None = None, **extra) -> dict:
     doc = {"type": problem_type(type_, title), "title": title, "status": status}
     if detail:
         doc["detail"] = detail
     doc.update(extra)
-    return json.dumps(doc, separators=(",", ":")).encode()
+    return doc
+
+
+def problem_body(status: int, title: str, detail: str | None = None, type_: str | None = None, **extra) -> bytes:
+    return json.dumps(problem_doc(status, title, detail, type_, **extra), separators=(",", ":")).encode()

@@ -30,9 +30,18 @@ def denylist_key(issuer: str, jti: str) -> str:
     return _PREFIX + denylist_digest(issuer, jti)
 
 
+# The online check as a script: it goes through pdp/redis_script.py, so the
+# lookups of concurrent decisions (a /v1/check/batch) share one round trip.
+EXISTS_LUA = "return redis.call('EXISTS', KEYS[1])"
+
+
 class RedisDenylist:
-    def __init__(self, client: "redis.Redis", view=None, clock=time.time, fresh_s: float = 0.0):
+    """exists: key -> int, raising redis.RedisError (default: the client's EXISTS);
+    the PDP passes coalesced_exists(client)."""
+
+    def __init__(self, client: "redis.Redis", view=None, clock=time.time, fresh_s: float = 0.0, exists=None):
         self._redis = client
+        self._exists = exists or client.exists
         self._view = view  # LocalRevocationView, or None: fail closed on any error
         self._clock = clock
         # A view synced at most fresh_s ago answers "not revoked" without a Redis call:
@@ -67,7 +76,7 @@ class RedisDenylist:
         if self._view is not None and self._view.redis_known_down():
             return self._answer_offline(digest, "recent error")
         try:
-            return bool(self._redis.exists(_PREFIX + digest))
+            return bool(self._exists(_PREFIX + digest))
         except redis.RedisError as err:
             if self._view is None:
                 raise AuthUnavailable(f"denylist unavailable: {err.__class__.__name__}") from None
@@ -79,6 +88,19 @@ class RedisDenylist:
         if verdict is None:
             raise AuthUnavailable(f"denylist unavailable ({why}) and local view too old") from None
         return verdict
+
+
+def coalesced_exists(client, runner_class):
+    """EXISTS through a pdp/redis_script.py ScriptRunner (runner_class), its failures as redis.RedisError."""
+    runner = runner_class(client, EXISTS_LUA)
+
+    def exists(key: str) -> int:
+        try:
+            return runner.run([key], [])
+        except Exception as exc:  # noqa: BLE001 - ScriptCallError: any Redis or socket failure
+            raise redis.RedisError(str(exc)) from exc
+
+    return exists
 
 
 def restore_revocations(client, entries: dict, clock=time.time) -> int:

@@ -20,13 +20,13 @@ from redis.cluster import RedisCluster
 
 from servicekit.breaker import CircuitBreaker
 
+from ..redis_script import ScriptCallError, ScriptRunner
 from .analytics import UsageAnalytics
 from .descriptors import Descriptor, DescriptorError, parse_descriptors
 from .headers import ratelimit_headers
 from .keys import KeySpace, calendar_window
 from .local import LocalLimiter
 from .plan import Outcome, Prepared
-from .script_runner import ScriptCallError, ScriptRunner
 
 log = logging.getLogger("lucid.pdp.quota")
 

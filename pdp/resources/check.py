@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+import uuid
 
 from servicekit.client_ip import canonical_ip
 
@@ -10,6 +12,14 @@ from ..problem import Problem
 
 _METHOD_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ")
 _MAX_HEADERS = 200
+_VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
+def request_id_or_new(value) -> str:
+    """A caller's request id when it is a safe token (it reaches logs and headers), else a new one."""
+    if isinstance(value, str) and _VALID_REQUEST_ID.match(value):
+        return value
+    return uuid.uuid4().hex
 
 
 def read_json_body(req, max_bytes: int) -> dict:

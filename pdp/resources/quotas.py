@@ -22,7 +22,7 @@ from redis.exceptions import RedisError
 from ..authn.errors import AuthUnavailable, InvalidCredential
 from ..problem import Problem
 from ..quota.admin import AdminInputError, QuotaAdmin
-from ..quota.script_runner import ScriptCallError
+from ..redis_script import ScriptCallError
 from .check import read_json_body
 
 log = logging.getLogger("lucid.pdp.quotas")

@@ -1,4 +1,4 @@
-"""Runs the spend script with as little client overhead as possible.
+"""Runs a Lua script (the quota spend, the revocation lookup) with as little client overhead as possible.
 
 redis-py's full command path (pool bookkeeping, observability attributes,
 retry wrapper, and a readiness poll on every checkout that under gevent costs

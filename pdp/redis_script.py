@@ -107,9 +107,13 @@ class ScriptRunner:
         self._cluster = isinstance(client, RedisCluster)
         self._max_idle = max_idle
         self._servers: dict = {}
-        # A joined caller waits at most for its batch's read timeout, and some slack.
+        # A joined caller is always woken by its leader (_flush's finally), whose socket
+        # timeouts bound the exchange; this bound is only a safety net. It must be loose:
+        # on a busy worker the leader waits its turn behind every runnable greenlet (a
+        # batch of decisions) before it sends, and a tight bound (it was 2 x 20 ms + 50 ms)
+        # turned that wait into Redis "errors" that opened the circuit breaker.
         socket_timeout = timeout_s or _socket_timeout(client) or 1.0
-        self._wait_s = socket_timeout * 2 + 0.05
+        self._wait_s = socket_timeout * 2 + 1.0
 
     def _server_for(self, key: str) -> _Server:
         if not self._cluster:

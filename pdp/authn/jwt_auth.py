@@ -125,26 +125,33 @@ class JwtAuthenticator:
             self._not_revoked.put(key, now + self._revocation_cache_s)
 
     def _verify(self, token: str) -> dict:  # noqa: C901
-        try:
-            header = jwt.get_unverified_header(token)
-        except jwt.PyJWTError:
-            raise InvalidCredential("malformed token") from None
-        alg = header.get("alg")
-        if alg not in self._algorithms:
-            raise InvalidCredential("algorithm not allowed")
-        key = self._keys.key_for(header)
+        if getattr(self._keys, "one_key", False):
+            # One key whatever the header says (JWT_SECRET_KEY, one PEM): pyjwt reads the
+            # header once, inside decode_complete, and refuses an alg outside the list there.
+            key, algorithms = self._keys.key_for({}), self._algorithms
+        else:
+            try:
+                header = jwt.get_unverified_header(token)
+            except jwt.PyJWTError:
+                raise InvalidCredential("malformed token") from None
+            alg = header.get("alg")
+            if alg not in self._algorithms:
+                raise InvalidCredential("algorithm not allowed")
+            key, algorithms = self._keys.key_for(header), [alg]
         # verify_aud stays on without JWT_AUDIENCE: pyjwt then refuses any token that names an audience.
         options = {"require": ["exp", "sub"], "verify_aud": True, "verify_iss": self._issuer is not None}
         try:
-            claims = jwt.decode(
+            decoded = jwt.decode_complete(
                 token,
                 key,
-                algorithms=[alg],
+                algorithms=algorithms,
                 audience=self._audience,
                 issuer=self._issuer,
                 leeway=self._leeway,
                 options=options,
             )
+        except jwt.InvalidAlgorithmError:
+            raise InvalidCredential("algorithm not allowed") from None
         except jwt.ExpiredSignatureError:
             raise InvalidCredential("token expired") from None
         except jwt.ImmatureSignatureError:
@@ -155,8 +162,15 @@ class JwtAuthenticator:
             raise InvalidCredential("wrong issuer") from None
         except jwt.MissingRequiredClaimError as err:
             raise InvalidCredential(f"missing claim {err.claim}") from None
+        except jwt.InvalidSignatureError:
+            raise InvalidCredential("invalid signature or token") from None
+        except jwt.DecodeError:
+            raise InvalidCredential("malformed token") from None
         except (jwt.PyJWTError, ValueError, TypeError):
             raise InvalidCredential("invalid signature or token") from None
+        claims, header = decoded["payload"], decoded["header"]
+        if not isinstance(claims, dict):
+            raise InvalidCredential("malformed token")
         # After the signature check: the header is now known to be the signer's.
         if not is_access_token(header, claims, self._token_types):
             raise InvalidCredential("not an access token (typ must be " + describe_types(self._token_types) + ")")

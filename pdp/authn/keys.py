@@ -15,6 +15,8 @@ from .errors import AuthUnavailable, InvalidCredential
 class SecretKey:
     """HS* verification with JWT_SECRET_KEY."""
 
+    one_key = True  # key_for ignores the header
+
     def __init__(self, secret: str):
         self._secret = secret
 
@@ -24,6 +26,8 @@ class SecretKey:
 
 class PemKey:
     """RS*/ES*/PS* verification with one PEM public key (inline or a file path)."""
+
+    one_key = True
 
     def __init__(self, pem_or_path: str):
         from cryptography.hazmat.primitives.serialization import load_pem_public_key

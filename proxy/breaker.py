@@ -62,6 +62,13 @@ class Breaker:
         self.concurrent += 1
         return probe
 
+    def excuse(self, probe: bool) -> None:
+        """A failure that ejected its endpoint while others serve: not the cluster's.
+        Neither counted nor the failures before it (they were that endpoint's)."""
+        self.concurrent -= 1
+        self._slots.release()
+        self._circuit.forgive(probe)
+
     def release(self, success: bool, probe: bool) -> None:
         self.concurrent -= 1
         self._slots.release()

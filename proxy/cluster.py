@@ -253,7 +253,17 @@ class Lease:
     a request that ends any other way counts as a failure.
     """
 
-    __slots__ = ("_cluster", "_probe", "_retries_left", "_retrying", "_streamed", "_tried", "_success", "endpoint")
+    __slots__ = (
+        "_cluster",
+        "_probe",
+        "_retries_left",
+        "_retrying",
+        "_streamed",
+        "_tried",
+        "_success",
+        "_excused",
+        "endpoint",
+    )
 
     def __init__(self, cluster: Cluster, probe: bool, retries: int, streamed: bool):
         self._cluster = cluster
@@ -263,6 +273,7 @@ class Lease:
         self._streamed = streamed
         self._tried = ()  # endpoints that failed to connect (a list once there is one)
         self._success = False
+        self._excused = False  # failed on an endpoint that was then ejected while others serve
         self.endpoint = None  # the endpoint in use, counted in its `outstanding`
 
     def __enter__(self) -> Lease:
@@ -279,7 +290,10 @@ class Lease:
         cluster.active_requests -= 1
         if self._retrying:
             cluster.active_retries -= 1
-        cluster.breaker.release(self._success, self._probe)
+        if self._excused and not self._success:
+            cluster.breaker.excuse(self._probe)
+        else:
+            cluster.breaker.release(self._success, self._probe)
 
     @property
     def tried(self) -> bool:
@@ -304,7 +318,7 @@ class Lease:
         """
         endpoint = self.endpoint
         self._put_down()
-        endpoint.record(False)
+        self._record_failure(endpoint)
         if connect:
             if not self._tried:
                 self._tried = []
@@ -328,8 +342,20 @@ class Lease:
 
     def answered(self, success: bool) -> None:
         """The endpoint answered; `success` (not a 5xx) is what its ejection and the breaker learn."""
-        self.endpoint.record(success)
+        if success:
+            self.endpoint.record(True)
+        else:
+            self._record_failure(self.endpoint)
         self._success = success
+
+    def _record_failure(self, endpoint: Endpoint) -> None:
+        endpoint.record(False)
+        # One instance failing gets itself ejected; while others still serve, the
+        # cluster is not failing, so its failures must not open the cluster's breaker,
+        # which would refuse the healthy instances too (one resetting instance of two
+        # took its cluster down for the breaker's whole open_s).
+        if endpoint.is_ejected() and self._cluster.healthy_count() > 0:
+            self._excused = True
 
     def _put_down(self) -> None:
         endpoint = self.endpoint

@@ -53,6 +53,15 @@ class CircuitBreaker:
             with self._lock:
                 self._probes = max(0, self._probes - 1)
 
+    def forgive(self, probe: bool = False) -> None:
+        """An entered call whose failure was not the dependency's (e.g. one proxy endpoint,
+        ejected for it): its probe is given back and the failures counted so far are dropped."""
+        with self._lock:
+            if probe:
+                self._probes = max(0, self._probes - 1)
+            if self.state == CLOSED:
+                self._failures = 0
+
     def leave(self, success: bool, probe: bool = False) -> str | None:
         """Records how an entered call ended; returns "opened" or "closed" when it changes the state."""
         if success and self.state == CLOSED and not self._failures and not probe:

@@ -95,11 +95,33 @@ def test_a_client_failure_is_held_against_neither_the_endpoint_nor_the_breaker()
 
 
 def test_a_5xx_answer_counts_against_the_endpoint_and_the_breaker():
-    cluster = cluster_of(breaker=BreakerSpec(failure_threshold=1), eject_consecutive=1)
+    cluster = cluster_of(count=1, breaker=BreakerSpec(failure_threshold=1), eject_consecutive=1)
     with cluster.lease(1.0) as lease:
         endpoint = lease.pick(HEADERS)
         lease.answered(False)
     assert cluster.breaker.state == OPEN and endpoint.is_ejected()
+    assert counters(cluster)[:4] == IDLE[:4]
+
+
+def test_failures_that_eject_one_endpoint_while_another_serves_leave_the_breaker_closed():
+    cluster = cluster_of(breaker=BreakerSpec(failure_threshold=2), eject_consecutive=2)
+    failing = cluster.endpoints[0]
+    for _ in range(2):
+        with cluster.lease(1.0) as lease:
+            lease.endpoint = failing  # the requests that land on it (affinity)
+            failing.outstanding += 1
+            lease.answered(False)
+    assert failing.is_ejected() and cluster.healthy_count() == 1
+    # Its two failures in a row were its own: the other endpoint still serves.
+    assert cluster.breaker.state == CLOSED
+    with cluster.lease(1.0) as lease:
+        assert lease.pick(HEADERS) is cluster.endpoints[1]
+        lease.answered(False)  # one failure of the last endpoint: counted from zero
+    assert cluster.breaker.state == CLOSED
+    with cluster.lease(1.0) as lease:
+        lease.pick(HEADERS)
+        lease.answered(False)  # the second ejects the last one: now the cluster is failing
+    assert cluster.healthy_count() == 0 and cluster.breaker.state == OPEN
     assert counters(cluster) == IDLE
 
 

@@ -64,3 +64,40 @@ def test_a_post_is_answered_502_and_not_sent_again(pair):
             assert status == 502 and ctype == "application/problem+json"  # not retried on the echo
         else:
             assert status == 200
+
+
+STICKY = """
+clusters:
+  app:
+    endpoints: ["{reset}", "{echo}"]
+    lb: consistent_hash
+    hash_on: {{header: x-user}}
+    retry: {{attempts: 1}}
+    ejection: {{consecutive_errors: 3, base_ejection_s: 30}}
+    breaker: {{failure_threshold: 3, open_s: 30}}
+routes:
+  - {{name: app, match: {{prefix: /}}, cluster: app, fail_mode: open}}
+"""
+
+
+def test_one_failing_instance_is_ejected_without_opening_the_clusters_breaker(tmp_path):
+    # Keys that hash to the resetting instance fail in a row (as many as both thresholds):
+    # the instance is ejected, and the cluster, whose other instance serves, stays up.
+    log = tmp_path / "reset.log"
+    port = free_port()
+    reset = Server([sys.executable, "-m", "tests.support.resetting_upstream", str(port), str(log)], port)
+    echo = start_echo("app")
+    proxy = start_proxy(routes=STICKY.format(reset=reset.url, echo=echo.url))
+    try:
+        # A user whose requests land on the resetting instance.
+        user = next(
+            f"u{n}" for n in range(200) if get(proxy.port, f"/find/{n}", headers={"x-user": f"u{n}"}).status == 502
+        )
+        statuses = [get(proxy.port, f"/s/{i}", headers={"x-user": user}).status for i in range(12)]
+        assert set(statuses[:3]) <= {200, 502} and 502 in statuses[:3], statuses
+        # Ejected after 3 in a row; then served by the other instance, never 503 circuit-open.
+        assert statuses[-8:] == [200] * 8, statuses
+        assert "circuit for app opens" not in proxy.output()
+    finally:
+        for server in (proxy, echo, reset):
+            server.stop()

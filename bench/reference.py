@@ -18,7 +18,7 @@ from tests.support.ports import free_port
 from tests.support.processes import ROOT, Server
 
 from . import configs
-from .stack import find_envoy
+from .stack import envoy_argv, find_envoy
 
 CACHE_BIN = Path.home() / ".cache" / "lucid-gateway" / "tools" / "bin"
 
@@ -248,19 +248,7 @@ def _start_envoy(workdir: Path, upstream_port: int, authz_port: int, ratelimit_p
     conf = configs.write_config(
         workdir / f"envoy-{port}", "envoy.yaml", envoy_conf(port, upstream_port, authz_port, ratelimit_port)
     )
-    argv = [
-        find_envoy() or "envoy",
-        "-c",
-        str(conf),
-        "--concurrency",
-        str(concurrency),
-        "--log-level",
-        "warn",
-        "--disable-hot-restart",
-        "--base-id",
-        str(port),
-    ]
-    return Server(argv, port, ready_timeout=60)
+    return Server(envoy_argv(conf, concurrency, "--base-id", str(port)), port, ready_timeout=60)
 
 
 def start_opa(workdir: Path, secret: str) -> Server:

@@ -25,6 +25,21 @@ def find_envoy() -> str | None:
     return shutil.which("envoy")
 
 
+def envoy_argv(conf: Path, concurrency: int, *extra: str) -> list:
+    """Envoy on a config file, warnings only, no hot restart (several run side by side)."""
+    return [
+        find_envoy() or "envoy",
+        "-c",
+        str(conf),
+        "--concurrency",
+        str(concurrency),
+        "--log-level",
+        "warn",
+        "--disable-hot-restart",
+        *extra,
+    ]
+
+
 def find_nginx() -> str | None:
     return shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
 
@@ -99,17 +114,7 @@ def start_front_nginx(workdir: Path, upstream_port: int, pdp_port: int) -> Serve
 def start_envoy(workdir: Path, upstream_port: int, pdp_port: int, concurrency: int = 2) -> Server:
     port = free_port()
     conf = configs.write_config(workdir / "envoy", "envoy.yaml", configs.envoy_conf(port, upstream_port, pdp_port))
-    argv = [
-        find_envoy() or "envoy",
-        "-c",
-        str(conf),
-        "--concurrency",
-        str(concurrency),
-        "--log-level",
-        "warn",
-        "--disable-hot-restart",
-    ]
-    return Server(argv, port, ready_timeout=60)
+    return Server(envoy_argv(conf, concurrency), port, ready_timeout=60)
 
 
 def start_envoy_grpc(workdir: Path, upstream_port: int, grpc_port: int, concurrency: int = 2) -> Server:
@@ -118,17 +123,7 @@ def start_envoy_grpc(workdir: Path, upstream_port: int, grpc_port: int, concurre
     conf = configs.write_config(
         workdir / "envoy-grpc", "envoy.yaml", configs.envoy_grpc_conf(port, upstream_port, grpc_port)
     )
-    argv = [
-        find_envoy() or "envoy",
-        "-c",
-        str(conf),
-        "--concurrency",
-        str(concurrency),
-        "--log-level",
-        "warn",
-        "--disable-hot-restart",
-    ]
-    return Server(argv, port, ready_timeout=60)
+    return Server(envoy_argv(conf, concurrency), port, ready_timeout=60)
 
 
 def start_pdp_grpc(env: dict, ready_timeout: float = 120) -> Server:

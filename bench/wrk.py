@@ -37,6 +37,24 @@ def lua_for(method: str, body: dict | None, headers: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _wrk_argv(script: str, url: str, seconds: int, connections: int, threads: int) -> list:
+    return [
+        "wrk",
+        "-t",
+        str(threads),
+        "-c",
+        str(connections),
+        "-d",
+        f"{seconds}s",
+        "--latency",
+        "--timeout",
+        "5s",
+        "-s",
+        script,
+        url,
+    ]
+
+
 def run(
     name: str,
     url: str,
@@ -49,21 +67,7 @@ def run(
 ) -> Result:
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
         script.write(lua_for(method, body, headers or {}))
-    argv = [
-        "wrk",
-        "-t",
-        str(threads),
-        "-c",
-        str(connections),
-        "-d",
-        f"{seconds}s",
-        "--latency",
-        "--timeout",
-        "5s",
-        "-s",
-        script.name,
-        url,
-    ]
+    argv = _wrk_argv(script.name, url, seconds, connections, threads)
     out = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 30).stdout
     return parse(name, out)
 
@@ -97,21 +101,7 @@ def cycled_lua(routes: list[tuple[str, str, str]], template: str, items: list[st
 def run_script(name: str, url: str, seconds: int, connections: int, script_text: str, threads: int = 2) -> Result:
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
         script.write(script_text)
-    argv = [
-        "wrk",
-        "-t",
-        str(threads),
-        "-c",
-        str(connections),
-        "-d",
-        f"{seconds}s",
-        "--latency",
-        "--timeout",
-        "5s",
-        "-s",
-        script.name,
-        url,
-    ]
+    argv = _wrk_argv(script.name, url, seconds, connections, threads)
     done = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60)
     if "Requests/sec" not in done.stdout:
         raise RuntimeError(f"wrk failed for {name}: {(done.stdout + done.stderr)[-1500:]}")

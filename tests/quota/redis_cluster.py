@@ -1,12 +1,12 @@
 """A real 3-master Redis Cluster on loopback, created with redis-cli --cluster create."""
 
-import shutil
 import subprocess
 import tempfile
 import time
 
 from tests.support.ports import free_port
 from tests.support.processes import Server
+from tests.support.redis_server import redis_argv
 
 
 def _distinct_free_ports(count: int) -> list:
@@ -28,39 +28,23 @@ class RedisCluster3:
                     raise
 
     def _start(self, masters: int) -> None:
-        binary = shutil.which("redis-server") or "/usr/bin/redis-server"
         self.servers = []
         # Node ports and explicit bus ports (port + 10000 may be taken or past 65535).
         ports = _distinct_free_ports(2 * masters)
         try:
             for port, bus_port in zip(ports[:masters], ports[masters:]):
                 workdir = tempfile.mkdtemp(prefix="lucid-redis-cluster-")
-                self.servers.append(
-                    Server(
-                        [
-                            binary,
-                            "--port",
-                            str(port),
-                            "--bind",
-                            "127.0.0.1",
-                            "--save",
-                            "",
-                            "--appendonly",
-                            "no",
-                            "--dir",
-                            workdir,
-                            "--cluster-enabled",
-                            "yes",
-                            "--cluster-config-file",
-                            f"nodes-{port}.conf",
-                            "--cluster-node-timeout",
-                            "2000",
-                            "--cluster-port",
-                            str(bus_port),
-                        ],
-                        port,
-                    )
+                cluster_args = (
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-config-file",
+                    f"nodes-{port}.conf",
+                    "--cluster-node-timeout",
+                    "2000",
+                    "--cluster-port",
+                    str(bus_port),
                 )
+                self.servers.append(Server(redis_argv(port, workdir, cluster_args), port))
             nodes = [f"127.0.0.1:{s.port}" for s in self.servers]
             subprocess.run(
                 ["redis-cli", "--cluster", "create", *nodes, "--cluster-replicas", "0", "--cluster-yes"],

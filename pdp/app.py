@@ -198,7 +198,6 @@ def build_denylist(settings, redis_client):
     """The Redis denylist with this worker's local view for outages (started here: after fork)."""
     from .authn.revocation import RedisDenylist, coalesced_exists
     from .authn.revocation_view import LocalRevocationView
-    from .redis_script import ScriptRunner
 
     view = None
     if settings.revocation_outage_s > 0:
@@ -206,7 +205,7 @@ def build_denylist(settings, redis_client):
         view.start()
     # Opt-in: a fresh view answers without Redis, but cannot see a key written by hand.
     fresh_s = settings.revocation_cache_s if settings.revocation_view_answers else 0.0
-    return RedisDenylist(redis_client, view, fresh_s=fresh_s, exists=coalesced_exists(redis_client, ScriptRunner))
+    return RedisDenylist(redis_client, view, fresh_s=fresh_s, exists=coalesced_exists(redis_client))
 
 
 def policy_settings(settings) -> dict:

@@ -224,20 +224,15 @@ class PdpClient:
 
     def _ask_batched(self, question: dict, request_id, trace) -> dict | None:
         """The batch answer for one question; None: ask it alone (too large to batch, or no batch endpoint)."""
-        if request_id:
-            question["request_id"] = request_id
+        item = {**question, "request_id": request_id} if request_id else dict(question)
         if trace is not None:
-            question.update(trace.headers())
-        body = json.dumps(question, separators=(",", ":")).encode("utf-8")
+            item.update(trace.headers())  # in a batch, an item carries what a lone check sends as headers
+        body = json.dumps(item, separators=(",", ":")).encode("utf-8")
         if len(body) > _MAX_BATCHED_BYTES:
-            for name in ("request_id", "traceparent", "tracestate"):
-                question.pop(name, None)
             return None
         try:
             return self.batcher.ask(body, self._queue_s, self._timeout_s)
         except BatchUnsupported:
-            for name in ("request_id", "traceparent", "tracestate"):
-                question.pop(name, None)
             return None
 
     def _ask_alone(self, question: dict, request_id, trace) -> Decision:

@@ -90,14 +90,16 @@ class RedisDenylist:
         return verdict
 
 
-def coalesced_exists(client, runner_class):
-    """EXISTS through a pdp/redis_script.py ScriptRunner (runner_class), its failures as redis.RedisError."""
-    runner = runner_class(client, EXISTS_LUA)
+def coalesced_exists(client):
+    """EXISTS through a pdp/redis_script.py ScriptRunner, its failures as redis.RedisError."""
+    from ..redis_script import ScriptCallError, ScriptRunner
+
+    runner = ScriptRunner(client, EXISTS_LUA)
 
     def exists(key: str) -> int:
         try:
             return runner.run([key], [])
-        except Exception as exc:  # noqa: BLE001 - ScriptCallError: any Redis or socket failure
+        except ScriptCallError as exc:
             raise redis.RedisError(str(exc)) from exc
 
     return exists

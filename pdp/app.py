@@ -8,7 +8,9 @@ from __future__ import annotations
 import dataclasses
 
 import falcon
+import falcon.media
 
+from servicekit import json_codec
 from servicekit.client_ip import TrustedProxies
 from servicekit.logs import request_id_var
 from servicekit.trace_context import parse as parse_trace_context
@@ -82,6 +84,10 @@ def create_app(services: Services, yield_fn=None, run_all=run_in_turn) -> falcon
         middleware.append(FairnessMiddleware(yield_fn))
     app = falcon.App(middleware=middleware)
     app.set_error_serializer(serialize_error)
+    # Every JSON answer (decisions above all) through orjson: servicekit/json_codec.py.
+    json_handler = falcon.media.JSONHandler(dumps=json_codec.dumps, loads=json_codec.loads)
+    app.resp_options.media_handlers[falcon.MEDIA_JSON] = json_handler
+    app.req_options.media_handlers[falcon.MEDIA_JSON] = json_handler
     app.req_options.strip_url_path_trailing_slash = False
     s = services
     app.add_route("/v1/check", Check(s.decider, s.settings.max_body_bytes))

@@ -11,6 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from servicekit import json_codec
+
 from . import upstream
 from .pdp_batch import BatchUnsupported, PdpBatcher
 from .pdp_errors import PdpRejected, PdpUnavailable
@@ -49,7 +51,7 @@ FAIL_OPEN = Decision(allow=True, status=200, reason="pdp unavailable, route fail
 def parse_decision(data: bytes) -> Decision:
     """Validates the PDP's answer; anything off is PdpUnavailable (never an accidental allow)."""
     try:
-        doc = json.loads(data)
+        doc = json_codec.loads(data)
     except ValueError:
         raise PdpUnavailable("PDP answered with invalid JSON") from None
     return decision_from_doc(doc)
@@ -227,7 +229,7 @@ class PdpClient:
         item = {**question, "request_id": request_id} if request_id else dict(question)
         if trace is not None:
             item.update(trace.headers())  # in a batch, an item carries what a lone check sends as headers
-        body = json.dumps(item, separators=(",", ":")).encode("utf-8")
+        body = json_codec.dumps(item)
         if len(body) > _MAX_BATCHED_BYTES:
             return None
         try:
@@ -236,7 +238,7 @@ class PdpClient:
             return None
 
     def _ask_alone(self, question: dict, request_id, trace) -> Decision:
-        body = json.dumps(question, separators=(",", ":")).encode("utf-8")
+        body = json_codec.dumps(question)
         head = self._head("POST", "/v1/check", len(body))
         if request_id:
             head = head[:-2] + f"X-Request-ID: {request_id}\r\n\r\n".encode("latin-1")
@@ -278,7 +280,7 @@ class PdpClient:
         if status != 200:
             raise PdpUnavailable(f"PDP answered {status} to a batch", "status")
         try:
-            answers = json.loads(data).get("decisions")
+            answers = json_codec.loads(data).get("decisions")
         except (ValueError, AttributeError):
             answers = None
         if not isinstance(answers, list) or len(answers) != len(bodies):

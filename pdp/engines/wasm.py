@@ -23,6 +23,8 @@ import logging
 import threading
 from collections import OrderedDict
 
+from servicekit import json_codec
+
 from ..policy.analysis import called_functions
 from ..policy.bundle import PolicyBundle
 from ..policy.errors import PolicyError
@@ -116,7 +118,7 @@ class WasmEngine:
                 raise InvalidInput(f"the policy engine refused the input: {err}") from None
             raise EngineError(f"policy evaluation aborted: {err}") from None
         compiled.pool.give_back(instance)
-        results = json.loads(out)
+        results = json_codec.loads(out)
         if not results:
             return None
         return results[0].get("result")

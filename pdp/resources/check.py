@@ -6,6 +6,9 @@ import json
 import re
 import uuid
 
+import orjson
+
+from servicekit import json_codec
 from servicekit.client_ip import canonical_ip
 
 from ..problem import Problem
@@ -31,8 +34,8 @@ def read_json_body(req, max_bytes: int) -> dict:
     if len(raw) > max_bytes:
         raise Problem(413, "Payload Too Large", f"body larger than {max_bytes} bytes")
     try:
-        doc = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+        doc = json_codec.loads(raw)
+    except ValueError:  # UnicodeDecodeError is one
         raise Problem(400, "Bad Request", "body is not valid JSON", type_="malformed-check") from None
     if not isinstance(doc, dict):
         raise Problem(400, "Bad Request", "body must be a JSON object", type_="malformed-check")
@@ -83,6 +86,11 @@ def validate_check(doc: dict) -> dict:
 def _require_unicode(req: dict) -> None:
     """JSON's \\ud800 escapes decode to lone surrogates, which no policy engine can
     take as a string (OPA's Wasm parser aborts on them): refuse them here."""
+    try:
+        orjson.dumps(req)
+        return  # orjson refuses lone surrogates (and json_codec.loads lets no NaN in)
+    except TypeError:
+        pass  # the json module's verdict, with its precise reason
     try:
         json.dumps(req, ensure_ascii=False, allow_nan=False).encode("utf-8")
     except UnicodeEncodeError:

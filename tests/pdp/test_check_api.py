@@ -54,6 +54,16 @@ def test_malformed_json_is_problem_400(pdp):
     assert resp.json()["status"] == 400
 
 
+def test_numbers_json_has_no_spelling_for_are_problem_400(pdp):
+    # The json module reads NaN, Infinity and 1e999 (as inf); servicekit/json_codec.py does not.
+    for raw in (b"NaN", b"-Infinity", b"1e999"):
+        body = b'{"request":{"method":"GET","path":"/public","weight":' + raw + b"}}"
+        resp = requests.post(pdp.url + "/v1/check", data=body, timeout=5)
+        assert resp.status_code == 400, raw
+        assert resp.headers["content-type"] == PROBLEM
+        assert resp.json()["detail"] == "body is not valid JSON"
+
+
 def test_wrong_shapes_are_problem_400(pdp):
     for body in (
         [],

@@ -113,6 +113,7 @@ class Cluster:
         self.streaming_bodies = 0  # requests streaming a client body too large to buffer
         self.active_retries = 0
         self._next = 0
+        self._panicking = False  # every endpoint ejected: sending to them anyway (logged once)
         self._ring = []
         if spec.lb == "consistent_hash":
             points = []
@@ -128,7 +129,8 @@ class Cluster:
         now = self._clock()
         candidates = [e for e in self.endpoints if e.available(now) and e not in exclude]
         if not candidates:
-            return None
+            return self._panic_pick(exclude)
+        self._panicking = False
         if len(candidates) == 1:
             return candidates[0]
         lb = self.spec.lb
@@ -142,6 +144,24 @@ class Cluster:
             rotated = candidates[start:] + candidates[:start]
             return min(rotated, key=lambda e: e.outstanding)
         return candidates[self._next % len(candidates)]
+
+    def _panic_pick(self, exclude: Sequence[Endpoint]) -> Endpoint | None:
+        """No endpoint is available. If the health checks pass some that are only
+        ejected (passively, for their recent errors), send to them in turn: refusing
+        would keep a lone instance out for its whole ejection after it recovers (its
+        503s while a dependency was down got it ejected), while the breaker already
+        stops a cluster that keeps failing. Endpoints the health checks fail, or that
+        failed this request, stay out."""
+        if not self.spec.panic_when_all_ejected:
+            return None
+        ejected = [e for e in self.endpoints if e.healthy and e not in exclude]
+        if not ejected:
+            return None
+        if not self._panicking:
+            self._panicking = True
+            log.warning("cluster %s: every endpoint is ejected; sending to them anyway (panic)", self.name)
+        self._next += 1
+        return ejected[self._next % len(ejected)]
 
     def _affinity_key(self, headers):
         if self.spec.hash_header:

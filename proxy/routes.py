@@ -85,6 +85,7 @@ class ClusterSpec:
     health_check: HealthCheck = None
     eject_consecutive: int = 5
     eject_s: float = 30.0
+    panic_when_all_ejected: bool = True
     breaker: BreakerSpec = field(default_factory=BreakerSpec)
     retry_attempts: int = 1
     retry_budget_percent: float = 20.0
@@ -344,6 +345,14 @@ CLUSTER_SCHEMA = Record(
                         Number(minimum=0.01),
                         "How long an ejected endpoint stays out.",
                         attr="eject_s",
+                    ),
+                    Field(
+                        "panic_when_all_ejected",
+                        Bool(),
+                        "When every endpoint the health checks pass is ejected, send to those endpoints "
+                        "anyway instead of answering 503 (Envoy's panic routing); the breaker still guards "
+                        "the cluster. A lone instance's 503s during its own dependency outage then do not "
+                        "keep it out after it recovers.",
                     ),
                 ],
                 defaults_from=ClusterSpec,

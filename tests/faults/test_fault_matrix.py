@@ -195,6 +195,8 @@ def test_mongodb_killed_sign_ups_503_and_nothing_half_made(matrix):
     assert c["signups"].get(503, 0) > 0 and c["problem_json_503s"] == c["signups"][503], c
     assert c["no_answer"] == 0, c
     assert c["auth_ready_after_s"] is not None, c  # sign-in came back
+    # ... through the gateway too, though the outage ejected the auth cluster's only instance
+    assert c["gateway_login_after_s"] is not None, c
 
 
 def test_smtp_down_login_503_and_no_link_without_mail(matrix):
@@ -204,3 +206,4 @@ def test_smtp_down_login_503_and_no_link_without_mail(matrix):
     assert c["logins"].get(503, 0) > 0 and c["problem_json_503s"] == c["logins"][503], c
     assert c["logins"].get(202, 0) > 0, c
     assert c["auth_ready_after_s"] is not None, c
+    assert c["gateway_login_after_s"] is not None, c

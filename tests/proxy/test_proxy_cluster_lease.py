@@ -143,3 +143,46 @@ def test_a_refused_lease_takes_nothing():
             cluster.lease(1.0, streamed_body_limit=5)
         assert cluster.streaming_bodies == 0 and cluster.active_requests == 1
     assert counters(cluster) == IDLE
+
+
+def test_when_every_endpoint_is_ejected_they_are_picked_anyway_in_turn():
+    cluster = cluster_of(eject_consecutive=1, breaker=BreakerSpec(failure_threshold=100))
+    for endpoint in cluster.endpoints:
+        endpoint.record(False)
+    assert cluster.healthy_count() == 0
+    picked = [cluster.pick(HEADERS) for _ in range(4)]
+    assert set(picked) == set(cluster.endpoints) and picked[0] is not picked[1]
+    # A request never goes back to an endpoint that failed it, panic or not.
+    assert cluster.pick(HEADERS, exclude=cluster.endpoints[:1]) is cluster.endpoints[1]
+    assert cluster.pick(HEADERS, exclude=cluster.endpoints) is None
+
+
+def test_panic_leaves_out_endpoints_the_health_checks_fail_and_can_be_turned_off():
+    cluster = cluster_of(eject_consecutive=1)
+    for endpoint in cluster.endpoints:
+        endpoint.record(False)
+    cluster.endpoints[0].healthy = False  # its active checks fail
+    assert {cluster.pick(HEADERS) for _ in range(3)} == {cluster.endpoints[1]}
+    cluster.endpoints[1].healthy = False
+    assert cluster.pick(HEADERS) is None
+    strict = cluster_of(eject_consecutive=1, panic_when_all_ejected=False)
+    for endpoint in strict.endpoints:
+        endpoint.record(False)
+    assert strict.pick(HEADERS) is None
+
+
+def test_a_lone_ejected_instance_serves_again_once_the_breaker_lets_a_probe_through():
+    # The sign-in row of docs/reliability.md: the auth cluster's only instance 503s
+    # while its database is down, is ejected for 30 s and opens the breaker. Once it
+    # is well again, the breaker's probe must reach it, not a 503 for the ejection.
+    cluster = cluster_of(count=1, eject_consecutive=2, eject_s=30.0, breaker=BreakerSpec(failure_threshold=2, open_s=1))
+    for _ in range(2):
+        with cluster.lease(1.0) as lease:
+            lease.pick(HEADERS)
+            lease.answered(False)
+    assert cluster.endpoints[0].is_ejected() and cluster.breaker.state == OPEN
+    cluster._clock.now += 1.5  # past open_s, well within the ejection
+    with cluster.lease(1.0) as lease:
+        assert lease.pick(HEADERS) is cluster.endpoints[0]
+        lease.answered(True)
+    assert cluster.breaker.state == CLOSED

@@ -49,10 +49,29 @@ clusters:
     endpoints: ["{e2}", "{e3}"]
     ejection: {{consecutive_errors: 2, base_ejection_s: 1}}
     breaker: {{failure_threshold: 100}}
+  eject5xx_strict:
+    endpoints: ["{e2}", "{e3}"]
+    ejection: {{consecutive_errors: 2, base_ejection_s: 1, panic_when_all_ejected: false}}
+    breaker: {{failure_threshold: 100}}
   down: {{endpoints: ["{dead}"]}}
 routes:
 """
-CLUSTERS = ["rr", "lo", "chc", "ch", "hc", "br", "retry_ok", "retry_none", "eject", "slow", "down", "bp", "eject5xx"]
+CLUSTERS = [
+    "rr",
+    "lo",
+    "chc",
+    "ch",
+    "hc",
+    "br",
+    "retry_ok",
+    "retry_none",
+    "eject",
+    "slow",
+    "down",
+    "bp",
+    "eject5xx_strict",
+    "eject5xx",
+]
 
 
 @pytest.fixture(scope="module")
@@ -205,10 +224,22 @@ def test_breaker_limits_concurrent_and_pending_requests(stack):
 
 def test_consecutive_5xx_eject_endpoints_until_they_recover(stack):
     proxy, _ = stack
-    statuses = [get(proxy.port, "/eject5xx/x?status=500").status for _ in range(4)]
+    statuses = [get(proxy.port, "/eject5xx_strict/x?status=500").status for _ in range(4)]
     assert statuses == [500, 500, 500, 500]
-    ejected = get(proxy.port, "/eject5xx/x")
+    ejected = get(proxy.port, "/eject5xx_strict/x")
     assert ejected.status == 503
     assert ejected.json()["type"].endswith("/no-upstream")
     time.sleep(1.1)
-    assert get(proxy.port, "/eject5xx/x").status == 200
+    assert get(proxy.port, "/eject5xx_strict/x").status == 200
+
+
+def test_with_every_endpoint_ejected_requests_still_go_to_them(stack):
+    # panic_when_all_ejected (the default): ejection steers traffic between
+    # endpoints; it does not turn a whole cluster away.
+    proxy, _ = stack
+    statuses = [get(proxy.port, "/eject5xx/x?status=500").status for _ in range(4)]
+    assert statuses == [500, 500, 500, 500]
+    served = [get(proxy.port, "/eject5xx/x") for _ in range(4)]
+    assert [r.status for r in served] == [200] * 4
+    assert {r.json()["service"] for r in served} == {"e2", "e3"}
+    assert "every endpoint is ejected; sending to them anyway (panic)" in proxy.output()

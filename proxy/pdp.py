@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import time
 from collections import OrderedDict
@@ -289,7 +288,7 @@ class PdpClient:
 
     def return_lease(self, lease_id: str, unused: int) -> bool:
         """Gives a lease's unused units back; False when the PDP did not take them."""
-        body = json.dumps({"lease": lease_id, "unused": unused}, separators=(",", ":")).encode()
+        body = json_codec.dumps({"lease": lease_id, "unused": unused})
         try:
             status, _, _ = upstream.simple_request(
                 self._pool, self._head("POST", "/v1/lease/return", len(body)), body, self._timeout_s, self._queue_s

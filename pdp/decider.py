@@ -156,7 +156,7 @@ class Decider:
         key = memo.key(input_doc)
         doc = memo.get(key)
         if self._metrics:
-            self._metrics.memo.labels(result="miss" if doc is None else "hit").inc()
+            self._metrics.memo_lookup("miss" if doc is None else "hit").inc()
         if doc is None:
             doc = self._timed_eval(served, input_doc)
             memo.put(key, doc)

@@ -6,6 +6,8 @@ import os
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
 
+from servicekit import metric_values
+
 _LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
 
 
@@ -16,6 +18,7 @@ def _reason_label(reason: str) -> str:
 
 class PdpMetrics:
     def __init__(self, registry: CollectorRegistry | None = None):
+        metric_values.install()  # the process's first metrics are made here: cheap values from now on
         self.registry = registry or CollectorRegistry()
         r = self.registry
         self.decisions = Counter(
@@ -36,9 +39,11 @@ class PdpMetrics:
             multiprocess_mode="max",
             registry=r,
         )
+        self._decisions = metric_values.Children(self.decisions)
+        self.memo_lookup = metric_values.Children(self.memo)
 
     def observe_decision(self, decision) -> None:
-        self.decisions.labels(result="allow" if decision.allow else "deny", reason=_reason_label(decision.reason)).inc()
+        self._decisions("allow" if decision.allow else "deny", _reason_label(decision.reason)).inc()
         self.decision_seconds.observe(decision.eval_ms / 1000)
 
     def exposition(self) -> bytes:

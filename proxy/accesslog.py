@@ -17,6 +17,10 @@ class AccessLog:
         self._enabled = enabled
         self._fd = fd
 
+    @property
+    def enabled(self) -> bool:
+        return self._enabled
+
     def write(self, record: dict) -> None:
         if not self._enabled:
             return

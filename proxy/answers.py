@@ -28,7 +28,7 @@ class Abort(Exception):
 def send(sock: socket.socket, data: bytes) -> None:
     """Writes to the client; Abort when it is gone."""
     try:
-        sock.sendall(data)
+        http11.send_all(sock, data)
     except OSError:
         raise Abort() from None
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import gevent
@@ -176,7 +175,7 @@ class Decisions:
         if self._leases is not None:
             self._leases.observe(cache_key, decision)
             if decision.lease:
-                decision = replace(decision, lease=None)  # its units are the followers'
+                decision = decision.but(lease=None)  # its units are the followers'
         return decision
 
     def _renew_lease(self, doc, cache_key):
@@ -234,7 +233,7 @@ class Decisions:
             return _NO_ANSWER  # the PDP did not answer it in time: neither would it this one
         if shared is None or not shared.allow or shared.cache_ttl_s <= 0:
             return None
-        return replace(shared, cached=True)
+        return shared.but(cached=True)
 
     def _wait_for_lease(self, cache_key):
         """A hot key's request while a lease for it is being asked: waits for it.

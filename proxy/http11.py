@@ -132,6 +132,15 @@ class SocketReader:
         return data
 
 
+def send_all(sock, data) -> None:
+    """sock.sendall without gevent's getsockopt(SO_SNDBUF) syscall on every call:
+    one send() takes a whole head or small body unless the socket buffer is full,
+    and whatever it did not take goes through sendall."""
+    sent = sock.send(data)
+    if sent < len(data):
+        sock.sendall(memoryview(data)[sent:])
+
+
 def parse_headers(lines: Iterable[bytes]) -> list[tuple[str, str]]:
     """[(lower-case name, value)] from header lines; rejects obs-fold and bad names."""
     headers = []

@@ -21,7 +21,7 @@ import math
 import re
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -215,7 +215,7 @@ def _counted_down(decision, used: int):
     """The decision for the used-th request on its lease: RateLimit remaining counts down."""
     headers = decision.response_headers
     if not headers:
-        return replace(decision, cached=True)
+        return decision.but(cached=True)
     out = dict(headers)
     rl = out.get("ratelimit")
     if rl:
@@ -223,4 +223,4 @@ def _counted_down(decision, used: int):
     legacy = out.get("ratelimit-remaining")
     if legacy and legacy.isdigit():
         out["ratelimit-remaining"] = str(max(0, int(legacy) - used))
-    return replace(decision, response_headers=out, cached=True)
+    return decision.but(response_headers=out, cached=True)

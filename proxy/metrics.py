@@ -7,12 +7,15 @@ import os
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
 
+from servicekit import metric_values
+
 _BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
 class Metrics:
     def __init__(self):
+        metric_values.install()  # the worker's first metrics are made here: cheap values from now on
         self.requests = Counter("lucid_proxy_requests_total", "Requests by route and status", ["route", "status"])
         self.duration = Histogram(
             "lucid_proxy_request_duration_seconds", "Total time per request", ["route"], buckets=_BUCKETS
@@ -48,6 +51,19 @@ class Metrics:
             ["cluster"],
             multiprocess_mode="livemax",
         )
+
+        self._requests = metric_values.Children(self.requests)
+        self._durations = metric_values.Children(self.duration)
+        self._upstream_durations = metric_values.Children(self.upstream_duration)
+
+    def count_request(self, route: str, status: int, seconds: float | None = None) -> None:
+        """One answered request; its duration when it reached a route."""
+        self._requests(route, str(status)).inc()
+        if seconds is not None:
+            self._durations(route).observe(seconds)
+
+    def observe_upstream(self, cluster: str, seconds: float) -> None:
+        self._upstream_durations(cluster).observe(seconds)
 
     def count_pdp_batch(self, size: int) -> None:
         self.pdp_batches.inc()

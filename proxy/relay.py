@@ -196,7 +196,7 @@ class Relay:
                 self._answers.problem(ex, sock, exc.status, exc.detail, "bad-body")
                 return None
             ex.upstream_s = self._clock() - started
-            self._metrics.upstream_duration.labels(cluster.name).observe(ex.upstream_s)
+            self._metrics.observe_upstream(cluster.name, ex.upstream_s)
             return exchange
 
     # -- the client's body ----------------------------------------------------------------

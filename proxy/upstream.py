@@ -229,7 +229,7 @@ def send_request(  # noqa: C901
             reader = http11.SocketReader(sock)
             sent_ok = True
             try:
-                sock.sendall(head)
+                http11.send_all(sock, head)
                 if body is not None:
                     _send_body(sock, body, chunked)
             except OSError as exc:
@@ -271,11 +271,11 @@ def _send_body(sock, body, chunked: bool) -> None:
     if chunked:
         for piece in body:
             if piece:
-                sock.sendall(b"%x\r\n%s\r\n" % (len(piece), piece))
-        sock.sendall(b"0\r\n\r\n")
+                http11.send_all(sock, b"%x\r\n%s\r\n" % (len(piece), piece))
+        http11.send_all(sock, b"0\r\n\r\n")
     else:
         for piece in body:
-            sock.sendall(piece)
+            http11.send_all(sock, piece)
 
 
 def _read_final_head(reader, request_head: bytes):
@@ -310,7 +310,7 @@ def simple_request(
         with gevent.Timeout(deadline_s, UpstreamTimeout("deadline exceeded")):
             if sock is None:
                 sock = pool.get_socket()
-            sock.sendall(head + body if body else head)
+            http11.send_all(sock, head + body if body else head)
             reader = http11.SocketReader(sock)
             response = _read_final_head(reader, head)
             data = b"".join(http11.response_body(reader, response))

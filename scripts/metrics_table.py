@@ -27,7 +27,8 @@ def families():
     BusinessMetrics(None, pdp)
     proxy_metrics = Metrics()  # registers on the default registry, as in the proxy's workers
     for service, registry in (("pdp", pdp), ("proxy", None)):
-        collectors = registry._collector_to_names if registry else {c: None for c in vars(proxy_metrics).values()}
+        proxy_collectors = {c: None for c in vars(proxy_metrics).values() if hasattr(c, "describe")}
+        collectors = registry._collector_to_names if registry else proxy_collectors
         for collector in collectors:
             for family in collector.describe():
                 labels = getattr(collector, "_labelnames", ())

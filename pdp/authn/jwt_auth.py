@@ -18,6 +18,7 @@ import time
 from collections import OrderedDict
 
 import jwt
+from jwt.algorithms import HMACAlgorithm
 
 from .claims import check_subject_claims
 from .errors import AuthUnavailable, InvalidCredential
@@ -39,6 +40,43 @@ class _Lru(OrderedDict):
         self.move_to_end(key)
         if len(self) > self._size:
             self.popitem(last=False)
+
+
+class _HmacKeyCheckedOnce(HMACAlgorithm):
+    """pyjwt checks an HMAC secret on every decode (a JSON parse that fails, PEM
+    and DER sniffing): a third of its time per HS256 token. A secret that passed
+    is remembered, so the same check runs once per key; a refused one is refused
+    again each time."""
+
+    _MAX_KEYS = 64
+
+    def __init__(self, hash_alg):
+        super().__init__(hash_alg)
+        self._prepared: dict = {}
+
+    def prepare_key(self, key):
+        prepared = self._prepared.get(key)
+        if prepared is None:
+            prepared = super().prepare_key(key)
+            if len(self._prepared) < self._MAX_KEYS:
+                self._prepared[key] = prepared
+        return prepared
+
+
+def _decoder() -> jwt.PyJWT:
+    """A PyJWT of our own whose HS* algorithms check their key once (pyjwt's
+    module-level decoder is left as it is, for anyone else in the process)."""
+    decoder = jwt.PyJWT()
+    jws = getattr(decoder, "_jws", None)  # pyjwt >= 2.10 keeps its PyJWS here
+    if jws is not None:
+        for name, hash_alg in (
+            ("HS256", HMACAlgorithm.SHA256),
+            ("HS384", HMACAlgorithm.SHA384),
+            ("HS512", HMACAlgorithm.SHA512),
+        ):
+            jws.unregister_algorithm(name)
+            jws.register_algorithm(name, _HmacKeyCheckedOnce(hash_alg))
+    return decoder
 
 
 class JwtAuthenticator:
@@ -73,6 +111,7 @@ class JwtAuthenticator:
         self._not_revoked = _Lru(cache_size)
         self._revocation_cache_s = revocation_cache_s
         self._clock = clock
+        self._jwt = _decoder()
 
     def authenticate(self, authorization: str | None) -> dict:
         """The subject for input.subject; raises InvalidCredential or AuthUnavailable."""
@@ -141,7 +180,7 @@ class JwtAuthenticator:
         # verify_aud stays on without JWT_AUDIENCE: pyjwt then refuses any token that names an audience.
         options = {"require": ["exp", "sub"], "verify_aud": True, "verify_iss": self._issuer is not None}
         try:
-            decoded = jwt.decode_complete(
+            decoded = self._jwt.decode_complete(
                 token,
                 key,
                 algorithms=algorithms,

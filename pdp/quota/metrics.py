@@ -11,6 +11,8 @@ import threading
 
 from prometheus_client import Counter, Histogram
 
+from servicekit.metric_values import Children
+
 _REDIS_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25)
 
 
@@ -30,6 +32,7 @@ class QuotaMetrics:
         self.fallbacks = Counter("quota_fallback", "Descriptors decided without Redis, by fail mode", ["mode"], **kw)
         self.breaker_opens = Counter("quota_breaker_opens", "Times the Redis circuit breaker opened", **kw)
         self.resyncs = Counter("quota_resync_keys", "Counters re-synced to Redis after an outage", **kw)
+        self._decision = Children(self.decisions)
         self._names: set[str] = set()
         self._max_names = max_names
         self._lock = threading.Lock()
@@ -44,4 +47,4 @@ class QuotaMetrics:
         return "_other"
 
     def decision(self, name: str, result: str) -> None:
-        self.decisions.labels(self._label(name), result).inc()
+        self._decision(self._label(name), result).inc()

@@ -198,3 +198,44 @@ def test_remembered_token_still_expires(pdp_factory, mint):
     time.sleep(2.2)
     d = decide(server, token)
     assert d["status"] == 401 and "expired" in d["reason"]
+
+
+def test_an_hmac_secret_is_checked_once_and_a_bad_one_every_time(monkeypatch):
+    """pyjwt's per-decode key check (a third of an HS256 decode) runs once per
+    secret; a secret it refuses (a PEM public key used as an HMAC secret) is
+    refused on every token, never remembered as good."""
+    from jwt.algorithms import HMACAlgorithm
+
+    from pdp.authn.errors import InvalidCredential
+    from pdp.authn.jwt_auth import JwtAuthenticator
+    from pdp.authn.keys import SecretKey
+
+    secret = "s3cret-" * 6
+    tokens = [
+        jwt.encode({"sub": f"u{n}", "exp": int(time.time()) + 60}, secret, algorithm="HS256", headers={"typ": "at+jwt"})
+        for n in range(3)
+    ]
+    forged = jwt.encode({"sub": "u", "exp": int(time.time()) + 60}, "x" * 32, algorithm="HS256")
+    untyped = jwt.encode({"sub": "u", "exp": int(time.time()) + 60}, "k" * 32)
+    checks = []
+    original = HMACAlgorithm.prepare_key
+    monkeypatch.setattr(HMACAlgorithm, "prepare_key", lambda self, key: checks.append(key) or original(self, key))
+    auth = JwtAuthenticator(SecretKey(secret), ["HS256"], cache_size=0)
+    for n, token in enumerate(tokens):
+        assert auth.authenticate(f"Bearer {token}")["sub"] == f"u{n}"
+    assert checks == [secret]
+    with pytest.raises(InvalidCredential, match="invalid signature"):
+        auth.authenticate(f"Bearer {forged}")  # the remembered key still verifies every signature
+
+    pem = (
+        rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        .public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
+    confused = JwtAuthenticator(SecretKey(pem), ["HS256"], cache_size=0)
+    checks.clear()
+    for _ in range(2):
+        with pytest.raises(InvalidCredential):
+            confused.authenticate("Bearer " + untyped)
+    assert len(checks) == 2

@@ -130,3 +130,43 @@ def test_request_id_and_query_redaction():
         redact_query("a=1&access_token=x&refresh_token=y&code=z&my_secret=s&page=2")
         == "a=1&access_token=REDACTED&refresh_token=REDACTED&code=REDACTED&my_secret=REDACTED&page=2"
     )
+
+
+def test_decision_but_is_dataclasses_replace():
+    import dataclasses
+
+    original = Decision(True, 200, "ok", headers={"x-user-id": "u1"}, lease={"id": "l", "units": 3, "ttl_s": 1.0})
+    copy = original.but(cached=True, lease=None)
+    assert copy == dataclasses.replace(original, cached=True, lease=None)
+    assert type(copy) is Decision and original.cached is False and original.lease is not None
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        copy.allow = False  # still frozen
+    with pytest.raises(TypeError, match="no field"):
+        original.but(alow=False)  # a misspelt field is refused, as replace() refuses it
+
+
+def test_send_all_writes_everything_when_one_send_takes_only_part():
+    import gevent
+    from gevent import socket
+
+    from proxy.http11 import send_all
+
+    a, b = socket.socketpair()
+    a.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    data = bytes(range(256)) * 8192  # 2 MiB: far more than one send() takes
+    got = bytearray()
+
+    def read():
+        while len(got) < len(data):
+            chunk = b.recv(65536)
+            if not chunk:
+                return
+            got.extend(chunk)
+
+    reader = gevent.spawn(read)
+    with gevent.Timeout(20):
+        send_all(a, data)
+        reader.join()
+    a.close()
+    b.close()
+    assert bytes(got) == data

@@ -163,14 +163,17 @@ class Gateway:
     # -- the connection -------------------------------------------------------------------
 
     def serve_connection(self, sock: socket.socket, peer: tuple | str, scheme: str) -> None:
-        """Serves requests on one accepted connection until it closes."""
+        """Serves requests on one accepted connection until it closes, or until the
+        worker drains: its first request is answered even then (connection: close)."""
         config = self._config
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock.settimeout(config.keepalive_timeout_s)
         reader = http11.SocketReader(sock)
         peer_ip = peer[0] if isinstance(peer, tuple) else "127.0.0.1"
+        first = True
         try:
-            while not self._answers.draining:
+            while first or not self._answers.draining:
+                first = False
                 self.idle.add(sock)
                 try:
                     reader.wait_readable()
@@ -243,7 +246,7 @@ class Gateway:
             )
         except OSError:
             pass
-        self._metrics.requests.labels("-", str(status)).inc()
+        self._metrics.count_request("-", status)
         self._access_log.write(
             {
                 "request_id": rid,
@@ -381,8 +384,9 @@ class Gateway:
         route_name = ex.route.name if ex.route else "-"
         status = ex.status or 499
         elapsed = self._clock() - ex.started
-        self._metrics.requests.labels(route_name, str(status)).inc()
-        self._metrics.duration.labels(route_name).observe(elapsed)
+        self._metrics.count_request(route_name, status, elapsed)
+        if not self._access_log.enabled:
+            return  # the record is not built for nobody
         decision = ex.decision
         self._access_log.write(
             {

@@ -97,9 +97,10 @@ class Worker:
             listeners.append((config.https_port, "https"))
         for port, scheme in listeners:
             sock = self._inherited.get(port) or bind_listener(config.listen_host, port)
-            server = StreamServer(sock, self._handler(scheme))
+            handler = self._handler(scheme)
+            server = StreamServer(sock, handler)
             server.start()
-            self._servers.append(server)
+            self._servers.append((server, handler))
         self._stopped = Event()
         gevent.signal_handler(signal.SIGTERM, lambda: gevent.spawn(self._drain))
         gevent.signal_handler(signal.SIGINT, lambda: gevent.spawn(self._drain))
@@ -114,7 +115,8 @@ class Worker:
         tls = self._tls if scheme == "https" else None
 
         def handle(sock, address):
-            if self._active >= config.max_connections or self.gateway.draining:
+            # Once accepted, even while draining, a connection's first request is answered.
+            if self._active >= config.max_connections:
                 _refuse(sock)
                 return
             self._active += 1
@@ -146,20 +148,60 @@ class Worker:
 
         if self.gateway.draining:
             return
-        self.gateway.draining = True
-        for server in self._servers:
+        # Closing an SO_REUSEPORT listener resets the connections in its accept
+        # queue (clients that connected a moment ago, often already sending): the
+        # queue is emptied first and each of them answered once, connection: close.
+        queued = []
+        for server, handler in self._servers:
+            server.stop_accepting()
+            queued += [(handler, conn, address) for conn, address in _accept_queued(server)]
             server.close()
+        self.gateway.draining = True
+        for handler, conn, address in queued:
+            gevent.spawn(handler, conn, address)
+        gevent.sleep(0)  # they start (and count as active) before the wait below
+        deadline = time.monotonic() + self._config.grace_period_s
+        # An idle keep-alive connection may have a request on its way: shut at
+        # once, that request is lost (clients retry only some). They get a moment
+        # first; a request in it is answered with connection: close.
+        if self.gateway.idle:
+            gevent.sleep(min(_IDLE_GRACE_S, self._config.grace_period_s))
         for idle in list(self.gateway.idle):
+            if _has_bytes(idle):
+                continue  # its next request is already here: served, then closed
             try:
                 idle.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
-        deadline = time.monotonic() + self._config.grace_period_s
         while self._active > 0 and time.monotonic() < deadline:
             gevent.sleep(0.05)
         if self._active:
             log.warning("grace period over with %d connection(s) still open", self._active)
         self._stopped.set()
+
+
+_IDLE_GRACE_S = 1.0
+
+
+def _accept_queued(server) -> list:
+    """Every connection waiting in a StreamServer's accept queue, without waiting
+    for more (do_read is gevent's own accept step: None once the queue is empty)."""
+    accepted = []
+    while True:
+        try:
+            got = server.do_read()
+        except OSError:
+            return accepted
+        if got is None:
+            return accepted
+        accepted.append(got)
+
+
+def _has_bytes(sock) -> bool:
+    try:
+        return bool(sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT))
+    except (OSError, ValueError):  # nothing yet, gone, or TLS (no flags): shut like any idle one
+        return False
 
 
 def _refuse(sock):

@@ -1,5 +1,6 @@
 """Processes and TLS: graceful drain, startup errors, TLS minimum, SIGHUP reload, redirect."""
 
+import os
 import signal
 import socket
 import ssl
@@ -7,6 +8,7 @@ import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 from cryptography import x509
@@ -215,3 +217,48 @@ def test_a_crashed_worker_is_replaced(upstream):
         wait_until(lambda: all(get(proxy.port, "/x").status == 200 for _ in range(6)), timeout=10)
     finally:
         assert proxy.stop() == 0
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found += [int(p) for p in (task / "children").read_text().split()]
+    return found
+
+
+def test_connections_queued_when_the_drain_starts_are_answered_not_reset(upstream):
+    """Connections the kernel has queued on the worker's listener when SIGTERM
+    comes are accepted and answered (one request each, connection: close):
+    closing an SO_REUSEPORT listener resets its queue, which lost a request
+    in every few graceful restarts. The worker is stopped while they queue."""
+    proxy = start_proxy(routes=ROUTES.format(app=upstream.url), workers=1, env={"GRACE_PERIOD_S": "10"})
+    (worker,) = _children(proxy.proc.pid)
+    os.kill(worker, signal.SIGSTOP)
+    queued = []
+    try:
+        for i in range(16):
+            sock = socket.create_connection(("127.0.0.1", proxy.port), timeout=10)
+            sock.sendall(f"GET /queued?i={i} HTTP/1.1\r\nHost: app\r\n\r\n".encode())
+            queued.append(sock)
+        proxy.signal(signal.SIGTERM)  # the master relays it to the stopped worker
+        wait_until(lambda: int(signal.SIGTERM) in _pending_signals(worker), timeout=5)
+    finally:
+        os.kill(worker, signal.SIGCONT)
+    answers = []
+    for sock in queued:
+        with sock, sock.makefile("rb") as f:
+            try:
+                response = read_response(f)
+                answers.append((response.status, response.header("connection")))
+            except OSError as exc:  # a reset: the request was lost
+                answers.append((type(exc).__name__, None))
+    assert answers == [(200, "close")] * 16
+    assert proxy.proc.wait(15) == 0
+
+
+def _pending_signals(pid: int) -> set:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("ShdPnd:"):
+            mask = int(line.split()[1], 16)
+            return {n for n in range(1, 65) if mask & (1 << (n - 1))}
+    return set()

@@ -262,3 +262,31 @@ def _pending_signals(pid: int) -> set:
             mask = int(line.split()[1], 16)
             return {n for n in range(1, 65) if mask & (1 << (n - 1))}
     return set()
+
+
+def test_idle_keep_alive_connections_are_closed_and_the_drain_ends(upstream):
+    """Idle keep-alive connections at SIGTERM: each gets its moment for a request
+    on its way, then is shut; a request sent in that moment is answered
+    (Connection: close). The drain ends long before GRACE_PERIOD_S."""
+    proxy = start_proxy(routes=ROUTES.format(app=upstream.url), workers=1, env={"GRACE_PERIOD_S": "10"})
+    idle = []
+    for i in range(6):
+        sock = socket.create_connection(("127.0.0.1", proxy.port), timeout=10)
+        f = sock.makefile("rb")
+        sock.sendall(f"GET /idle?i={i} HTTP/1.1\r\nHost: app\r\n\r\n".encode())
+        assert read_response(f).status == 200
+        idle.append((sock, f))
+    started = time.monotonic()
+    proxy.signal(signal.SIGTERM)
+    time.sleep(0.3)
+    late, late_file = idle[0]
+    late.sendall(b"GET /late HTTP/1.1\r\nHost: app\r\n\r\n")  # inside the idle connections' moment
+    response = read_response(late_file)
+    assert (response.status, response.header("connection")) == (200, "close")
+    for _sock, f in idle[1:]:
+        assert f.read() == b""  # shut by the proxy: EOF, no answer owed
+    assert proxy.proc.wait(10) == 0
+    assert time.monotonic() - started < 5
+    for sock, f in idle:
+        f.close()
+        sock.close()

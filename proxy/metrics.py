@@ -51,7 +51,6 @@ class Metrics:
             ["cluster"],
             multiprocess_mode="livemax",
         )
-
         self._requests = metric_values.Children(self.requests)
         self._durations = metric_values.Children(self.duration)
         self._upstream_durations = metric_values.Children(self.upstream_duration)

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
+from bench import stack
 from tests.proxy.proxy_helpers import (
     get,
     make_cert,
@@ -219,20 +220,13 @@ def test_a_crashed_worker_is_replaced(upstream):
         assert proxy.stop() == 0
 
 
-def _children(pid: int) -> list[int]:
-    found = []
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        found += [int(p) for p in (task / "children").read_text().split()]
-    return found
-
-
 def test_connections_queued_when_the_drain_starts_are_answered_not_reset(upstream):
     """Connections the kernel has queued on the worker's listener when SIGTERM
     comes are accepted and answered (one request each, connection: close):
     closing an SO_REUSEPORT listener resets its queue, which lost a request
     in every few graceful restarts. The worker is stopped while they queue."""
     proxy = start_proxy(routes=ROUTES.format(app=upstream.url), workers=1, env={"GRACE_PERIOD_S": "10"})
-    (worker,) = _children(proxy.proc.pid)
+    (worker,) = stack.children(proxy.proc.pid)
     os.kill(worker, signal.SIGSTOP)
     queued = []
     try:

@@ -15,6 +15,7 @@ help:
 	@echo "make lint       ruff: lint and format check (make format fixes both)"
 	@echo "make bench      ours beside the reference (Envoy+OPA+ratelimit+Redis) and nginx auth_request"
 	@echo "make bench-tail where our open-loop latency goes, layer by layer"
+	@echo "make bench-cpu  the CPU one request costs each process of our chain"
 	@echo "make bench-pdp  PDP decisions/s, every engine, memo on/off, high cardinality, beside an OPA server"
 	@echo "make bench-wasm-memory  RSS of the wasm engine over 1,000,000 evaluations"
 	@echo "make bench-quota  the cost of spending quota"

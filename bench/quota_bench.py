@@ -22,9 +22,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench import wrk  # noqa: E402
+from bench.cpu_split import group_cpu  # noqa: E402
 from pdp.authn.tokens import mint_access_token  # noqa: E402
 from tests.support.pdp_process import start_pdp as start_pdp_process  # noqa: E402
-from tests.support.processes import Server  # noqa: E402
+from tests.support.processes import Server, children  # noqa: E402
 from tests.support.redis_server import start_redis  # noqa: E402
 
 SECONDS = int(os.environ.get("BENCH_SECONDS", "3"))
@@ -64,19 +65,12 @@ def body_for(token: str) -> dict:
 
 def cpu_seconds(pids) -> float:
     """User + system CPU time of processes (Linux /proc), in seconds."""
-    total = 0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])  # utime, stime in clock ticks
-    return total / os.sysconf("SC_CLK_TCK")
+    used = group_cpu(pids)
+    return used.user_s + used.system_s
 
 
 def process_tree(pid: int) -> list:
-    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    return [pid] + [int(c) for c in children]
+    return [pid, *children(pid)]
 
 
 def measure(name: str, pdp: Server, body: dict, redis) -> tuple:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from tests.support.pdp_process import start_pdp as start_pdp_process
 from tests.support.ports import free_port
-from tests.support.processes import ROOT, Server
+from tests.support.processes import ROOT, Server, children
 
 from . import configs
 
@@ -153,20 +153,6 @@ def start_proxy(upstream_url: str, pdp_url: str, extra_env: dict | None = None) 
     }
     env.update(extra_env or {})
     return Server([sys.executable, "-m", "proxy"], port, env=env, ready_timeout=60)
-
-
-def children(pid: int) -> list[int]:
-    """The direct children of pid (gunicorn's or the proxy's workers), from /proc."""
-    out = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[1]) == pid:
-                out.append(int(entry.name))
-    return out
 
 
 def rss_by_process(root_pid: int) -> list[tuple[int, float, float]]:

@@ -23,3 +23,10 @@ bench-tools:
 .PHONY: bench-tail
 bench-tail: bootstrap bench-tools
 	$(PY) -m bench.tail
+
+# make bench-cpu: the CPU one request costs each process of our chain (proxy,
+# PDP, Redis, upstream, the load generator), closed loop on both workloads;
+# where a request's cost is, which req/s alone does not say.
+.PHONY: bench-cpu
+bench-cpu: bootstrap bench-tools
+	$(PY) -m bench.cpu_split

@@ -14,11 +14,14 @@
 
 from __future__ import annotations
 
+import binascii
 import time
 from collections import OrderedDict
 
 import jwt
 from jwt.algorithms import HMACAlgorithm
+from jwt.exceptions import DecodeError
+from jwt.utils import base64url_decode, base64url_encode
 
 from .claims import check_subject_claims
 from .errors import AuthUnavailable, InvalidCredential
@@ -63,12 +66,42 @@ class _HmacKeyCheckedOnce(HMACAlgorithm):
         return prepared
 
 
+_BASE64URL_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+
+
+def decode_segment(segment: bytes, name: str) -> bytes:
+    """pyjwt's strict base64url segment decode (PyJWS._decode_base64url_segment,
+    as in pyjwt 2.15), the same checks in the same order, but with the alphabet checked by
+    bytes.translate in C instead of a generator over every character: that
+    generator was half of an HS256 decode (about 40 of 80 us per new token).
+
+    Up to two '=' of padding (then a length that is a multiple of 4), no
+    character outside the base64url alphabet, and a canonical encoding
+    (re-encoding gives the same bytes back); anything else is DecodeError."""
+    stripped = segment.rstrip(b"=")
+    padding = len(segment) - len(stripped)
+    if padding > 2 or (padding and len(segment) % 4 != 0):
+        raise DecodeError(f"Invalid {name} padding")
+    if len(stripped) % 4 == 1 or stripped.translate(None, _BASE64URL_ALPHABET):
+        raise DecodeError(f"Invalid {name} padding")
+    try:
+        decoded = base64url_decode(stripped)
+    except (TypeError, binascii.Error) as err:
+        raise DecodeError(f"Invalid {name} padding") from err
+    if base64url_encode(decoded) != stripped:
+        raise DecodeError(f"Invalid {name} padding")
+    return decoded
+
+
 def _decoder() -> jwt.PyJWT:
-    """A PyJWT of our own whose HS* algorithms check their key once (pyjwt's
-    module-level decoder is left as it is, for anyone else in the process)."""
+    """A PyJWT of our own whose HS* algorithms check their key once and whose
+    segments are decoded by decode_segment (pyjwt's module-level decoder is
+    left as it is, for anyone else in the process)."""
     decoder = jwt.PyJWT()
     jws = getattr(decoder, "_jws", None)  # pyjwt >= 2.10 keeps its PyJWS here
     if jws is not None:
+        if hasattr(jws, "_decode_base64url_segment"):  # newer pyjwt: its own strict check, in Python
+            jws._decode_base64url_segment = decode_segment
         for name, hash_alg in (
             ("HS256", HMACAlgorithm.SHA256),
             ("HS384", HMACAlgorithm.SHA384),

@@ -239,3 +239,46 @@ def test_an_hmac_secret_is_checked_once_and_a_bad_one_every_time(monkeypatch):
         with pytest.raises(InvalidCredential):
             confused.authenticate("Bearer " + untyped)
     assert len(checks) == 2
+
+
+def test_token_segments_are_decoded_as_strictly_as_pyjwt_does():
+    """decode_segment replaces pyjwt's per-character alphabet generator (half
+    of an HS256 decode) on our decoder: every segment pyjwt refuses is refused
+    with the same error, every one it takes decodes to the same bytes."""
+    from jwt.api_jws import PyJWS
+    from jwt.exceptions import DecodeError
+
+    from pdp.authn.jwt_auth import _decoder, decode_segment
+
+    pyjwt_own = getattr(PyJWS, "_decode_base64url_segment", None)
+    if pyjwt_own is None:
+        pytest.skip("this pyjwt has no strict segment decode to match")
+    assert _decoder()._jws._decode_base64url_segment is decode_segment
+    good = [base64.urlsafe_b64encode(bytes(range(n))).rstrip(b"=") for n in range(0, 40)]
+    cases = [*good, *(g + b"=" * k for g in good[:12] for k in (1, 2, 3, 4))]
+    cases += [b"!!!!", b"ab+c", b"ab/c", b"ab c", b"abc\n", "é".encode(), b"a", b"abcde", b"=", b"==", b"a===", b"ab=c"]
+    cases += [b"AB", b"AC", b"AAB", b"AAC", b"QQ", b"QR"]  # non-canonical trailing bits
+    for case in cases:
+        try:
+            expected = pyjwt_own(case, "payload")
+        except DecodeError as err:
+            with pytest.raises(DecodeError) as ours:
+                decode_segment(case, "payload")
+            assert str(ours.value) == str(err), case
+        else:
+            assert decode_segment(case, "payload") == expected, case
+
+
+def test_a_token_with_junk_in_a_segment_is_refused():
+    from pdp.authn.errors import InvalidCredential
+    from pdp.authn.jwt_auth import JwtAuthenticator
+    from pdp.authn.keys import SecretKey
+
+    secret = "s3cret-" * 6
+    token = jwt.encode({"sub": "u", "exp": int(time.time()) + 60}, secret, algorithm="HS256", headers={"typ": "at+jwt"})
+    head, body, sig = token.split(".")
+    auth = JwtAuthenticator(SecretKey(secret), ["HS256"], cache_size=0)
+    assert auth.authenticate(f"Bearer {token}")["sub"] == "u"
+    for bad in (f"{head}.{body}!.{sig}", f"{head}.{body}.{sig}*", f"{head}=.{body}.{sig}"):
+        with pytest.raises(InvalidCredential, match="malformed"):
+            auth.authenticate(f"Bearer {bad}")

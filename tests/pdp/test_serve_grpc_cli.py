@@ -5,13 +5,12 @@ import signal
 import socket
 import subprocess
 import sys
-from pathlib import Path
 
 import grpc
 from envoy.service.auth.v3 import attribute_context_pb2, external_auth_pb2, external_auth_pb2_grpc
 
 from tests.support.ports import free_port
-from tests.support.processes import ROOT, Server
+from tests.support.processes import ROOT, Server, children
 
 FIXTURES = ROOT / "tests" / "fixtures" / "policies"
 
@@ -74,8 +73,7 @@ def test_two_processes_answer_and_sigterm_stops_them(redis_server, jwt_secret):
         with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
             answer = external_auth_pb2_grpc.AuthorizationStub(channel).Check(request, timeout=10)
         assert answer.HasField("ok_response") and answer.status.code == 0  # /public is open to anyone
-        children = Path(f"/proc/{server.proc.pid}/task/{server.proc.pid}/children").read_text().split()
-        assert len(children) == 2
+        assert len(children(server.proc.pid)) == 2
     finally:
         server.signal(signal.SIGTERM)
         try:

@@ -22,7 +22,7 @@ from pdp.authn.tokens import mint_access_token
 from tests.conftest import start_pdp
 from tests.proxy.proxy_helpers import get, start_proxy
 from tests.support.ports import free_port
-from tests.support.processes import Server
+from tests.support.processes import Server, children
 from tests.support.redis_server import start_redis
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -82,10 +82,8 @@ def wrk(url, seconds, connections, headers=()):
 
 
 def worker_peak_rss_kb(master_pid):
-    with open(f"/proc/{master_pid}/task/{master_pid}/children") as handle:
-        workers = [int(pid) for pid in handle.read().split()]
     peaks = []
-    for pid in workers:
+    for pid in children(master_pid):
         with open(f"/proc/{pid}/status") as handle:
             peaks += [int(line.split()[1]) for line in handle if line.startswith("VmHWM:")]
     return peaks

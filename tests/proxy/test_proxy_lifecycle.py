@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
-from bench import stack
 from tests.proxy.proxy_helpers import (
     get,
     make_cert,
@@ -25,7 +24,7 @@ from tests.proxy.proxy_helpers import (
     wait_until,
     write_routes,
 )
-from tests.support.processes import ROOT
+from tests.support.processes import ROOT, children
 
 ROUTES = """
 clusters:
@@ -208,8 +207,7 @@ def test_a_crashed_worker_is_replaced(upstream):
     try:
 
         def workers():
-            with open(f"/proc/{proxy.proc.pid}/task/{proxy.proc.pid}/children") as handle:
-                return [int(pid) for pid in handle.read().split()]
+            return children(proxy.proc.pid)
 
         first = wait_until(lambda: len(workers()) == 2 and workers())
         os.kill(first[0], signal.SIGKILL)
@@ -226,7 +224,7 @@ def test_connections_queued_when_the_drain_starts_are_answered_not_reset(upstrea
     closing an SO_REUSEPORT listener resets its queue, which lost a request
     in every few graceful restarts. The worker is stopped while they queue."""
     proxy = start_proxy(routes=ROUTES.format(app=upstream.url), workers=1, env={"GRACE_PERIOD_S": "10"})
-    (worker,) = stack.children(proxy.proc.pid)
+    (worker,) = children(proxy.proc.pid)
     os.kill(worker, signal.SIGSTOP)
     queued = []
     try:

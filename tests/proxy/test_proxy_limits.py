@@ -6,6 +6,7 @@ import time
 import pytest
 
 from tests.proxy.proxy_helpers import get, raw_request, read_response, start_echo, start_proxy
+from tests.support.processes import children
 
 ROUTES = """
 clusters:
@@ -95,8 +96,7 @@ def test_connection_cap_refuses_the_extra_connection(limited):
 
 def worker_rss_kb(master_pid):
     """Current and peak RSS (kB) of the proxy's worker process."""
-    with open(f"/proc/{master_pid}/task/{master_pid}/children") as handle:
-        worker = int(handle.read().split()[0])
+    worker = children(master_pid)[0]
     fields = {}
     with open(f"/proc/{worker}/status") as handle:
         for line in handle:

@@ -1,6 +1,7 @@
 """The bench harness reads wrk's numbers right: requests, statuses, errors.
 Short real runs (1 s, a few connections) against loopback servers; no
 number is asserted about speed."""
+
 import shutil
 
 import pytest
@@ -8,8 +9,9 @@ import pytest
 from bench import stack
 from bench.wrk_report import run_wrk
 
-pytestmark = pytest.mark.skipif(shutil.which("wrk") is None,
-                                reason="wrk not installed (Debian package wrk; make bootstrap brings it)")
+pytestmark = pytest.mark.skipif(
+    shutil.which("wrk") is None, reason="wrk not installed (Debian package wrk; make bootstrap brings it)"
+)
 
 
 @pytest.fixture(scope="module")
@@ -30,8 +32,7 @@ def test_counts_requests_and_statuses_of_a_healthy_upstream(upstream):
 def test_counts_denied_answers_as_errors(tmp_path, upstream, pdp_server):
     front = stack.start_front_nginx(tmp_path, upstream.port, pdp_server.port)
     try:
-        result = run_wrk(f"http://127.0.0.1:{front.auth_port}/api/v1/sessions", 1, 2, threads=1,
-                         count_status=True)
+        result = run_wrk(f"http://127.0.0.1:{front.auth_port}/api/v1/sessions", 1, 2, threads=1, count_status=True)
     finally:
         front.stop()
     assert result.requests > 0
@@ -47,13 +48,13 @@ def test_refuses_to_load_anything_but_loopback():
 
 def test_cycles_over_a_targets_file_of_paths_and_tokens(tmp_path, upstream, pdp_server, jwt_secret):
     from bench import workloads
+
     good = workloads.mint(jwt_secret, "harness-good")
     pairs = [("/api/v1/sessions", good), ("/api/v1/users/me", good), ("/api/v1/sessions", "not-a-token")]
     targets = workloads.write_wrk_targets(tmp_path / "t.tsv", pairs)
     front = stack.start_front_nginx(tmp_path, upstream.port, pdp_server.port)
     try:
-        result = run_wrk(f"http://127.0.0.1:{front.auth_port}/", 1, 2, threads=1, count_status=True,
-                         targets=targets)
+        result = run_wrk(f"http://127.0.0.1:{front.auth_port}/", 1, 2, threads=1, count_status=True, targets=targets)
     finally:
         front.stop()
     assert set(result.by_status) == {200, 401}
@@ -65,8 +66,7 @@ def _remaining(header: str) -> int:
     return int(header.split(";r=", 1)[1].split(";", 1)[0])
 
 
-def test_grpc_chain_starts_and_answers_200_through_envoy_with_quota_spent(tmp_path, upstream, redis_server,
-                                                                          jwt_secret):
+def test_grpc_chain_starts_and_answers_200_through_envoy_with_quota_spent(tmp_path, upstream, redis_server, jwt_secret):
     """Chain (g) of `make bench` as run_bench starts it: Envoy -> `pdp serve-grpc` -> the upstream,
     quotas spent in Redis on every allowed request (enterprise plan, as the bench's tokens)."""
     import contextlib
@@ -75,18 +75,22 @@ def test_grpc_chain_starts_and_answers_200_through_envoy_with_quota_spent(tmp_pa
     import requests
 
     from bench import run_bench, workloads
+
     if not stack.find_envoy():
         from tests.support.tools import require_tool
+
         require_tool("envoy")
     sub = "harness-grpc"
     token = workloads.mint(jwt_secret, sub)
     with contextlib.ExitStack() as running:
+
         def keep(server):
             running.callback(server.stop)
             return server
 
-        chain = run_bench.start_grpc_chain(keep, tmp_path, redis_server.redis_url, jwt_secret, upstream.port,
-                                           quotas=True, workers="1", concurrency=1)
+        chain = run_bench.start_grpc_chain(
+            keep, tmp_path, redis_server.redis_url, jwt_secret, upstream.port, quotas=True, workers="1", concurrency=1
+        )
         assert not chain.skipped and chain.url.startswith("http://127.0.0.1:")
         url = chain.url + workloads.HOT_PATH
         # The bench's own check: the token allowed (200), no token refused (401).
@@ -111,3 +115,39 @@ def test_grpc_chain_starts_and_answers_200_through_envoy_with_quota_spent(tmp_pa
             assert client.keys(f"lucid:q:{{user:{sub}}}*"), "no quota counter in Redis"
         finally:
             client.close()
+
+
+def test_cpu_split_reads_a_real_process_cpu_and_the_proxy_batch_counters():
+    """bench-cpu's readings: a child that spins for 0.4 s of CPU shows about that
+    much (user and system: its clock reads are syscalls), one that sleeps shows almost none, and a gone pid reads as 0."""
+    import subprocess
+    import sys
+
+    from bench.cpu_split import Cpu, batch_counters, machine_cpu, process_cpu
+
+    spin = "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.4: pass\ninput()"
+    busy = subprocess.Popen([sys.executable, "-c", spin], stdin=subprocess.PIPE)
+    idle = subprocess.Popen([sys.executable, "-c", "input()"], stdin=subprocess.PIPE)
+    try:
+        before = machine_cpu()
+        for _ in range(100):
+            used = process_cpu(busy.pid)
+            if used.user_s + used.system_s >= 0.35:
+                break
+            subprocess.run(["sleep", "0.1"], check=True)
+        busy_cpu, idle_cpu = process_cpu(busy.pid), process_cpu(idle.pid)
+        assert 0.35 <= busy_cpu.user_s + busy_cpu.system_s < 5
+        assert idle_cpu.user_s + idle_cpu.system_s < 0.3  # the interpreter's start only
+        spent = machine_cpu() - before
+        assert spent.user_s + spent.system_s > 0
+    finally:
+        for child in (busy, idle):
+            child.communicate(b"\n", timeout=10)
+    assert process_cpu(busy.pid) == Cpu()
+    metrics = (
+        "# TYPE lucid_proxy_pdp_batches_total counter\n"
+        "lucid_proxy_pdp_batches_total 3.0\nlucid_proxy_pdp_batches_total 1.0\n"
+        "lucid_proxy_pdp_batched_decisions_total 30.0\nlucid_proxy_pdp_batched_decisions_total 10.0\n"
+        "lucid_proxy_pdp_batches_created 12345.0\n"
+    )
+    assert batch_counters(metrics) == (4.0, 40.0)

@@ -48,3 +48,17 @@ class Server:
 def python_argv(*args) -> list:
     """argv for running a module with the interpreter the tests run on."""
     return [sys.executable, *args]
+
+
+def children(pid: int) -> list[int]:
+    """The direct children of pid (gunicorn's or the proxy's workers), from /proc."""
+    out = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                out.append(int(entry.name))
+    return out

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -96,17 +97,36 @@ def decision_from_doc(doc) -> Decision:
     )
 
 
-_HEADER_NAME = frozenset("abcdefghijklmnopqrstuvwxyz0123456789!#$%&'*+.^_`|~-")
+_HEADER_NAME = re.compile(r"[a-z0-9!#$%&'*+.^_`|~-]{1,64}")
 _NEVER_IGNORED = frozenset({"authorization", "cookie", "proxy-authorization", "x-api-key", "host"})
+# A policy revision answers the same `ignores` list on every allow: validated once.
+_IGNORES_SEEN: dict = {}
+_IGNORES_SEEN_MAX = 64
 
 
 def _ignores(value) -> frozenset:
     """Header names the PDP says it did not read; anything malformed means none."""
+    try:
+        key = tuple(value) if isinstance(value, list) else None
+        known = _IGNORES_SEEN.get(key)
+    except TypeError:  # unhashable items: malformed, validated (and refused) below
+        key, known = None, None
+    if known is not None:
+        return known
+    out = _validated_ignores(value)
+    if key is not None:
+        if len(_IGNORES_SEEN) >= _IGNORES_SEEN_MAX:
+            _IGNORES_SEEN.clear()
+        _IGNORES_SEEN[key] = out
+    return out
+
+
+def _validated_ignores(value) -> frozenset:
     if not isinstance(value, list) or len(value) > 200:
         return frozenset()
     out = set()
     for name in value:
-        if not isinstance(name, str) or not 0 < len(name) <= 64 or not set(name) <= _HEADER_NAME:
+        if not isinstance(name, str) or not _HEADER_NAME.fullmatch(name):
             return frozenset()
         out.add(name)
     return frozenset(out - _NEVER_IGNORED)
@@ -126,6 +146,10 @@ def _lease(value):
     return {"id": lease_id, "units": units, "ttl_s": float(ttl)}
 
 
+_BAD_NAME_CHAR = re.compile(r"[ :\r\n\x00]")
+_BAD_VALUE_CHAR = re.compile(r"[\r\n\x00]")
+
+
 def _string_map(value, name):
     if value is None:
         return {}
@@ -136,7 +160,7 @@ def _string_map(value, name):
         key = str(key).lower()
         val = str(val)
         # A header the PDP sets must not be able to inject another line.
-        if not key or any(c in key for c in " :\r\n\0") or any(c in val for c in "\r\n\0"):
+        if not key or _BAD_NAME_CHAR.search(key) or _BAD_VALUE_CHAR.search(val):
             raise PdpUnavailable(f"PDP answer has an invalid header in '{name}'")
         out[key] = val
     return out

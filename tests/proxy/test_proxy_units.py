@@ -170,3 +170,27 @@ def test_send_all_writes_everything_when_one_send_takes_only_part():
     a.close()
     b.close()
     assert bytes(got) == data
+
+
+def test_a_pdp_answer_header_that_could_inject_a_line_is_refused():
+    from proxy.pdp import decision_from_doc
+    from proxy.pdp_errors import PdpUnavailable
+
+    good = decision_from_doc({"allow": True, "headers": {"X-User-Id": "u1"}, "response_headers": {"ratelimit": "a=1"}})
+    assert good.headers == {"x-user-id": "u1"} and good.response_headers == {"ratelimit": "a=1"}
+    for field in ("headers", "response_headers"):
+        for bad in ({"x-a": "v\r\nx-b: 1"}, {"x-a": "v\n"}, {"x-a": "v\x00"}, {"x a": "v"}, {"x:a": "v"}, {"": "v"}):
+            with pytest.raises(PdpUnavailable, match="invalid header"):
+                decision_from_doc({"allow": True, field: bad})
+
+
+def test_ignored_header_names_are_validated_every_time_a_new_list_comes():
+    """`ignores` lists are remembered once validated; a malformed one is never
+    taken, whether or not a good one was seen before, and credentials never leave the key."""
+    from proxy.pdp import _ignores
+
+    for _ in range(2):
+        assert _ignores(["accept", "user-agent", "authorization", "cookie"]) == {"accept", "user-agent"}
+    for bad in (["Accept"], ["accept", "x y"], ["a" * 65], [""], [{}], ["accept", 1], "accept", None):
+        assert _ignores(bad) == frozenset()
+        assert _ignores(bad) == frozenset()

@@ -13,7 +13,9 @@ It says where a request's cost is, which req/s alone does not; it moves
 between runs too (10-15% here, against 15-20% for req/s), so compare two
 builds over several runs. Settings: BENCH_SECONDS (10),
 BENCH_WARMUP_SECONDS (2), BENCH_CONNECTIONS (64), BENCH_TOKENS (10000),
-BENCH_WORKLOADS (hot,mixed). The warm-up is the same as make bench's, so on
+BENCH_WORKLOADS (hot,mixed); the services read the rest of their settings
+from the environment as usual (PDP_WORKERS=1 PROXY_WORKERS=1 make bench-cpu
+measures one worker each). The warm-up is the same as make bench's, so on
 the mixed workload most tokens are verified for the first time, as there.
 """
 

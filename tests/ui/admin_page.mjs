@@ -100,8 +100,19 @@ try {
     document.getElementById("pg-allow").textContent === "true");
   seen.pg_replay_input_has_token = (await page.inputValue("#pg-input")).includes(userToken);
 
+  // Sign out while a poll's read is held in flight: the page waits for it before deleting the session,
+  // so no read comes back 401, and no poll runs after sign-out.
+  await page.route("**/ui/api/stats", async (route) => {
+    await new Promise((r) => setTimeout(r, 600));
+    await route.continue();
+  });
+  await page.waitForRequest((r) => new URL(r.url()).pathname === "/ui/api/stats", { timeout: 10000 });
   await page.click("#signout");
   await page.locator("#signin-panel").waitFor({ state: "visible" });
+  let readsAfterSignout = 0;
+  page.on("request", (r) => { if (new URL(r.url()).pathname.startsWith("/ui/api/")) readsAfterSignout += 1; });
+  await new Promise((r) => setTimeout(r, 2600)); // longer than the page's poll interval (2 s)
+  seen.reads_after_signout = readsAfterSignout;
   seen.signed_out = true;
   seen.errors = errors;
   seen.failed = [...new Set(failed)].sort();

@@ -85,6 +85,6 @@ def test_admin_page_in_chromium(ui_pdp, token):
     assert seen["pg_draft"] == {"allow": "false", "reason": "draft says no", "meta": seen["pg_draft"]["meta"]}
     assert seen["pg_draft"]["meta"].startswith("draft draft:")
     assert seen["pg_replay_input_has_token"] is False
-    assert seen["signed_out"] is True
+    assert seen["signed_out"] is True and seen["reads_after_signout"] == 0
     for name in SCREENSHOTS:
         assert (ARTIFACTS / f"{name}.png").stat().st_size > 10_000, name

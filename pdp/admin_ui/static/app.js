@@ -6,6 +6,9 @@ const $ = (id) => document.getElementById(id);
 let previous = null;      // the last /ui/api/stats read, for rates and windowed percentiles
 const sparkValues = [];
 let samples = {};
+// One poll loop at a time: its timer and the read in flight, so sign-out can stop it and wait for it
+// (a read that reached the server after the session was deleted would come back 401).
+const polling = { timer: null, inFlight: null, generation: 0 };
 
 function cookie(name) {
   const found = document.cookie.split("; ").find((c) => c.startsWith(name + "="));
@@ -137,15 +140,43 @@ async function refreshDecisions() {
   renderDecisions(await api("/ui/api/decisions?" + q));
 }
 
-async function poll() {
+async function readAll() {
+  const [stats, health] = await Promise.all([api("/ui/api/stats"), api("/ui/api/health")]);
+  renderStats(stats); renderHealth(health);
+  await Promise.all([refreshQuotas(), refreshDecisions()]);
+}
+
+async function poll(generation) {
+  polling.timer = null;
+  if (generation !== polling.generation) return;
+  polling.inFlight = readAll();
   try {
-    const [stats, health] = await Promise.all([api("/ui/api/stats"), api("/ui/api/health")]);
-    renderStats(stats); renderHealth(health);
-    await Promise.all([refreshQuotas(), refreshDecisions()]);
+    await polling.inFlight;
   } catch (err) {
-    if (err.status === 401 || err.status === 403) return showSignIn(err.message);
+    if (generation === polling.generation && (err.status === 401 || err.status === 403)) {
+      stopPolling();
+      return showSignIn(err.message);
+    }
+  } finally {
+    polling.inFlight = null;
   }
-  setTimeout(poll, POLL_MS);
+  if (generation === polling.generation) polling.timer = setTimeout(() => poll(generation), POLL_MS);
+}
+
+function startPolling() { stopPolling(); poll(polling.generation); }
+
+// Returns the read still in flight (or null) so a caller can wait for it.
+function stopPolling() {
+  polling.generation += 1;
+  if (polling.timer !== null) clearTimeout(polling.timer);
+  polling.timer = null;
+  return polling.inFlight;
+}
+
+async function signOut() {
+  await Promise.resolve(stopPolling()).catch(() => {});
+  await api("/ui/session", { method: "DELETE" }).catch(() => {});
+  showSignIn();
 }
 
 async function evaluate(body) {
@@ -225,7 +256,7 @@ async function start() {
   $("who").textContent = `signed in as ${me.sub}`;
   $("signin-panel").hidden = true; $("app").hidden = false; $("signout").hidden = false;
   await loadSamples();
-  poll();
+  startPolling();
 }
 
 document.addEventListener("DOMContentLoaded", () => {
@@ -233,7 +264,7 @@ document.addEventListener("DOMContentLoaded", () => {
     try { await api("/ui/session", { method: "POST", body: { token: $("token").value.trim() } }); $("token").value = ""; await start(); }
     catch (err) { showSignIn(err.message); }
   });
-  $("signout").addEventListener("click", async () => { await api("/ui/session", { method: "DELETE" }).catch(() => {}); showSignIn(); });
+  $("signout").addEventListener("click", signOut);
   $("filters").addEventListener("submit", (ev) => { ev.preventDefault(); refreshDecisions(); });
   $("pg-eval").addEventListener("click", playgroundRequest);
   start().catch(() => showSignIn());

@@ -22,6 +22,9 @@ from .resources.forward_auth import ExtAuthz, ForwardAuth
 from .resources.openapi import OpenApi
 from .resources.operations import Health, Metrics, Policies, Ready, Version
 
+# Socket timeout floor of the control-plane Redis client (sign-in, admin APIs).
+CONTROL_TIMEOUT_MS = 500
+
 
 @dataclasses.dataclass
 class Services:
@@ -36,6 +39,7 @@ class Services:
     tracer: object = None  # servicekit.tracing tracer (NoTracer unless OTEL_EXPORTER_OTLP_ENDPOINT is set)
     recent: object = None  # admin_ui.recent.RecentDecisions: the decision log's last entries
     signin: object = None  # SignInService (pdp.signin), None without MONGODB_URI
+    control_redis: object = None  # sign-in state and the admin APIs: a looser timeout than the decision path's
 
 
 class RequestIdMiddleware:
@@ -111,7 +115,7 @@ def create_app(services: Services, yield_fn=None, run_all=run_in_turn) -> falcon
     if s.quota is not None:
         from .resources.quotas import add_routes as add_quota_routes
 
-        add_quota_routes(app, s.quota, s.authenticator)
+        add_quota_routes(app, s.quota, s.authenticator, s.control_redis)
     if s.signin is not None:
         from .signin.routes import add_routes as add_signin_routes
 
@@ -186,17 +190,29 @@ def build_services(settings, fallback_bundle=None) -> Services:
         tracer=tracer,
         allowed_headers=HeaderAllowList(settings.decision_header_names),
     )
+    # Sign-in state and the admin APIs get their own client: a 20 ms decision-path
+    # timeout is right for quotas, too tight for a Lua redeem or an hour of analytics
+    # read by a busy worker. No traffic until first used.
+    control_redis = connect(settings.redis_url, max(settings.redis_timeout_ms, CONTROL_TIMEOUT_MS) / 1000)
     signin = None
     if settings.mongodb_uri:
         from .authn.revocation import RedisDenylist
         from .signin.routes import build as build_signin
 
-        # Sign-in state gets its own client: a 20 ms decision-path timeout is
-        # right for quotas, too tight for a Lua redeem on a busy machine.
-        auth_redis = connect(settings.redis_url, max(settings.redis_timeout_ms, 500) / 1000)
-        signin = build_signin(settings, auth_redis, RedisDenylist(auth_redis), metrics.registry)
+        signin = build_signin(settings, control_redis, RedisDenylist(control_redis), metrics.registry)
     return Services(
-        settings, engine, policies, decider, redis_client, metrics, authenticator, quota, tracer, recent, signin
+        settings,
+        engine,
+        policies,
+        decider,
+        redis_client,
+        metrics,
+        authenticator,
+        quota,
+        tracer,
+        recent,
+        signin,
+        control_redis,
     )
 
 

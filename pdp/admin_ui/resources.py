@@ -10,6 +10,7 @@ import falcon
 from redis.exceptions import RedisError
 
 from ..problem import Problem
+from ..redis_script import ScriptCallError
 from ..resources.check import read_json_body
 from .auth import UiGuard, end_session, start_session, verify_admin
 from .playground import Playground, PlaygroundError, replay_input, samples
@@ -190,7 +191,7 @@ class Quotas(_Api):
         try:
             report = self._admin_api.analytics(top_n=top, window_s=3600)
             keys = [{**self._admin_api.status(k["key"]), "spent": k["spent"]} for k in report["top_keys"]]
-        except (RedisError, OSError) as err:
+        except (RedisError, OSError, ScriptCallError) as err:
             raise Problem(503, "Service Unavailable", f"quota store unavailable ({err.__class__.__name__})") from None
         except ValueError as err:  # AdminInputError: analytics off
             resp.media = {"enabled": True, "keys": [], "note": str(err)}
@@ -217,7 +218,7 @@ class QuotaReset(_Api):
             raise Problem(400, "Bad Request", "name must be a descriptor name")
         try:
             resp.media = self._admin_api.reset(body["key"], name or None)
-        except (RedisError, OSError) as err:
+        except (RedisError, OSError, ScriptCallError) as err:
             raise Problem(503, "Service Unavailable", f"quota store unavailable ({err.__class__.__name__})") from None
         except ValueError as err:
             raise Problem(400, "Bad Request", str(err)) from None
@@ -276,7 +277,7 @@ def add_routes(app, services, recent) -> None:
     if s.quota is not None:
         from ..quota.admin import QuotaAdmin
 
-        quota_admin = QuotaAdmin(s.quota)
+        quota_admin = QuotaAdmin(s.quota, s.control_redis)
     from .opa_side import OpaSide
 
     # The wasm engine beside an opa one (drafts, side by side). Not make_engine() on a

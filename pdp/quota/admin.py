@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import re
 
+from ..redis_script import ScriptRunner
 from .descriptors import ALGORITHMS, Descriptor
+from .service import SPEND_LUA
 
 _NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
 _PLAN = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
@@ -39,10 +41,14 @@ def _text(value) -> str:
 
 
 class QuotaAdmin:
-    def __init__(self, service):
+    def __init__(self, service, redis_client=None):
+        """redis_client: the control-plane client (a looser timeout than the decision
+        path's 20 ms: an operator's read is not worth failing because a busy worker
+        read its reply late); None shares the service's."""
         self._service = service
-        self._redis = service.redis
+        self._redis = redis_client or service.redis
         self._keys = service.keys
+        self._script = ScriptRunner(redis_client, SPEND_LUA) if redis_client is not None else None
 
     def _index(self, key: str) -> dict[str, Descriptor]:
         """The descriptors last spent for a subject, as the spend script indexed them."""
@@ -79,7 +85,7 @@ class QuotaAdmin:
         check_key(key)
         index = self._index(key)
         descriptors = list(index.values())
-        outcomes = self._service.peek(descriptors) if descriptors else []
+        outcomes = self._service.peek(descriptors, self._script) if descriptors else []
         quotas = []
         for d, o in zip(descriptors, outcomes):
             quotas.append(
@@ -145,5 +151,5 @@ class QuotaAdmin:
         analytics = self._service.analytics
         if analytics is None:
             raise AdminInputError("usage analytics are off (QUOTA_ANALYTICS=false)")
-        analytics.flush()  # this worker's pending counts, so a fresh read sees them
-        return analytics.report(top_n=top_n, window_s=window_s)
+        analytics.flush(self._redis)  # this worker's pending counts, so a fresh read sees them
+        return analytics.report(top_n=top_n, window_s=window_s, redis_client=self._redis)

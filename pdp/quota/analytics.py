@@ -67,8 +67,10 @@ class UsageAnalytics:
         thread.start()
         return thread
 
-    def flush(self) -> None:
-        """Writes the pending counts to Redis; on error they are dropped (bounded memory)."""
+    def flush(self, redis_client=None) -> None:
+        """Writes the pending counts to Redis; on error they are dropped (bounded memory).
+
+        redis_client: another client for this call (the admin API's); None for this one's."""
         with self._lock:
             top, per_name = self._top, self._per_name
             self._top, self._per_name = Counter(), Counter()
@@ -77,7 +79,7 @@ class UsageAnalytics:
         minute = int(self._clock() // 60)
         top_key = self._keys.analytics("top", minute)
         names_key = self._keys.analytics("names", minute)
-        pipe = self._redis.pipeline(transaction=False)
+        pipe = (redis_client or self._redis).pipeline(transaction=False)
         for key, cost in top.items():
             pipe.zincrby(top_key, cost, key)
         if top:
@@ -90,12 +92,13 @@ class UsageAnalytics:
             pipe.expire(names_key, _TTL_S)
         pipe.execute()
 
-    def report(self, top_n: int = 20, window_s: int = _HOUR_S) -> dict:
-        """Reads the last ``window_s`` seconds (at most an hour) back from Redis."""
+    def report(self, top_n: int = 20, window_s: int = _HOUR_S, redis_client=None) -> dict:
+        """Reads the last ``window_s`` seconds (at most an hour) back from Redis (through
+        ``redis_client`` when given: 60 minutes of sorted sets outgrow a 20 ms timeout)."""
         window_s = max(60, min(window_s, _HOUR_S))
         now_minute = int(self._clock() // 60)
         minutes = range(now_minute - window_s // 60 + 1, now_minute + 1)
-        pipe = self._redis.pipeline(transaction=False)
+        pipe = (redis_client or self._redis).pipeline(transaction=False)
         for minute in minutes:
             pipe.zrange(self._keys.analytics("top", minute), 0, -1, withscores=True)
             pipe.hgetall(self._keys.analytics("names", minute))

@@ -277,7 +277,7 @@ class QuotaService:
         self._on_success(probe)
         return outcomes
 
-    def _eval(self, items: list[Prepared], now_ms: int, plan: str, mode: str, units: int = 1):
+    def _eval(self, items: list[Prepared], now_ms: int, plan: str, mode: str, units: int = 1, script=None):
         keys, args = [], [mode, now_ms, plan, len(items)]
         for p in items:
             d = p.d
@@ -294,7 +294,7 @@ class QuotaService:
             )
         started = time.perf_counter()
         try:
-            return self._script.run(keys, args)
+            return (script or self._script).run(keys, args)
         finally:
             if self._metrics:
                 self._metrics.redis_seconds.observe(time.perf_counter() - started)
@@ -440,13 +440,16 @@ class QuotaService:
 
     # -- reads for the admin API ----------------------------------------------------
 
-    def peek(self, descriptors: list[Descriptor]) -> list[Outcome]:
-        """Remaining quota of each descriptor, spending nothing (raises ScriptCallError)."""
+    def peek(self, descriptors: list[Descriptor], script: ScriptRunner | None = None) -> list[Outcome]:
+        """Remaining quota of each descriptor, spending nothing (raises ScriptCallError).
+
+        script: a ScriptRunner of SPEND_LUA on another client (the admin API's, with
+        its looser timeout); None for the decision path's."""
         now_s = self._clock()
         items = [self._prepare(d, now_s) for d in descriptors]
         outcomes: list[Outcome] = [None] * len(items)
         for group in self._groups(items):
-            reply = self._eval([items[i] for i in group], int(now_s * 1000), "*", "peek")
+            reply = self._eval([items[i] for i in group], int(now_s * 1000), "*", "peek", script=script)
             for n, i in enumerate(group):
                 outcomes[i] = Outcome(bool(reply[2 + 6 * n]), *reply[3 + 6 * n : 8 + 6 * n])
         return outcomes

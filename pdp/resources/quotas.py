@@ -148,9 +148,9 @@ class Counters(_Base):
         resp.media = self._admin.reset(key, name)
 
 
-def add_routes(app, quota_service, authenticator) -> None:
-    """Mounts the quota admin API on a falcon app."""
-    admin, guard = QuotaAdmin(quota_service), AdminGuard(authenticator)
+def add_routes(app, quota_service, authenticator, control_redis=None) -> None:
+    """Mounts the quota admin API on a falcon app (its Redis calls on control_redis when given)."""
+    admin, guard = QuotaAdmin(quota_service, control_redis), AdminGuard(authenticator)
     app.add_route("/v1/quotas/analytics", Analytics(admin, guard))
     app.add_route("/v1/quotas/{key}", Subject(admin, guard))
     app.add_route("/v1/quotas/{key}/overrides/{name}", Override(admin, guard))

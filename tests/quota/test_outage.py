@@ -2,14 +2,17 @@
 fallback's bound (limit x workers), the circuit breaker and the re-sync."""
 
 import signal
+import threading
 import time
 
 import pytest
+import requests
 
 from pdp.redis_client import connect
 from tests.support.redis_server import start_redis
 
 from .conftest import STALL_TIMEOUT_S, descriptor, warm_up
+from .pdp_server import check_body, start_pdp, token
 
 
 @pytest.fixture
@@ -132,3 +135,29 @@ def test_redis_return_resyncs_what_was_spent_locally(own_redis, make_service):
     # Every call was admitted and is in Redis now, exactly once: the (up to 3) calls
     # that timed out ran in Redis when it woke up and were not re-synced again.
     assert remaining == 100 - calls
+
+
+def test_admin_reads_wait_out_a_stall_that_fails_decisions_fast(own_redis):
+    """The admin API and page read Redis on the control-plane client (500 ms), so a
+    250 ms stall delays an operator's read instead of turning it into a 503; the
+    decision path keeps its 20 ms timeout (REDIS_TIMEOUT_MS's default)."""
+    pdp = start_pdp(own_redis.redis_url, workers=1)
+    try:
+        admin = requests.Session()
+        admin.headers["Authorization"] = "Bearer " + token("root", roles=["admin"])
+        reply = requests.post(pdp.url + "/v1/check", json=check_body("/q/bucket", token("stella")), timeout=10)
+        assert reply.json()["allow"]
+        assert admin.get(pdp.url + "/v1/quotas/user:stella", timeout=10).status_code == 200
+        for path in ("/v1/quotas/user:stella", "/v1/quotas/analytics", "/ui/api/quotas"):
+            own_redis.signal(signal.SIGSTOP)
+            resume = threading.Timer(0.25, own_redis.signal, (signal.SIGCONT,))
+            resume.start()
+            try:
+                reply = admin.get(pdp.url + path, timeout=10)
+            finally:
+                resume.join()
+            assert reply.status_code == 200, (path, reply.text)
+        doc = admin.get(pdp.url + "/v1/quotas/user:stella", timeout=10).json()
+        assert doc["quotas"][0]["remaining"] == 99  # read, never spent
+    finally:
+        pdp.stop()

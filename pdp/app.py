@@ -39,7 +39,7 @@ class Services:
     tracer: object = None  # servicekit.tracing tracer (NoTracer unless OTEL_EXPORTER_OTLP_ENDPOINT is set)
     recent: object = None  # admin_ui.recent.RecentDecisions: the decision log's last entries
     signin: object = None  # SignInService (pdp.signin), None without MONGODB_URI
-    control_redis: object = None  # sign-in state and the admin APIs: a looser timeout than the decision path's
+    quota_admin: object = None  # QuotaAdmin on the control-plane client, for /v1/quotas and the admin page
 
 
 class RequestIdMiddleware:
@@ -115,7 +115,7 @@ def create_app(services: Services, yield_fn=None, run_all=run_in_turn) -> falcon
     if s.quota is not None:
         from .resources.quotas import add_routes as add_quota_routes
 
-        add_quota_routes(app, s.quota, s.authenticator, s.control_redis)
+        add_quota_routes(app, s.quota_admin, s.authenticator)
     if s.signin is not None:
         from .signin.routes import add_routes as add_signin_routes
 
@@ -200,6 +200,11 @@ def build_services(settings, fallback_bundle=None) -> Services:
         from .signin.routes import build as build_signin
 
         signin = build_signin(settings, control_redis, RedisDenylist(control_redis), metrics.registry)
+    quota_admin = None
+    if quota is not None:
+        from .quota.admin import QuotaAdmin
+
+        quota_admin = QuotaAdmin(quota, control_redis)
     return Services(
         settings,
         engine,
@@ -212,7 +217,7 @@ def build_services(settings, fallback_bundle=None) -> Services:
         tracer,
         recent,
         signin,
-        control_redis,
+        quota_admin,
     )
 
 

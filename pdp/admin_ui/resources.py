@@ -7,10 +7,9 @@ import pathlib
 import time
 
 import falcon
-from redis.exceptions import RedisError
 
 from ..problem import Problem
-from ..redis_script import ScriptCallError
+from ..quota.admin import STORE_ERRORS
 from ..resources.check import read_json_body
 from .auth import UiGuard, end_session, start_session, verify_admin
 from .playground import Playground, PlaygroundError, replay_input, samples
@@ -191,7 +190,7 @@ class Quotas(_Api):
         try:
             report = self._admin_api.analytics(top_n=top, window_s=3600)
             keys = [{**self._admin_api.status(k["key"]), "spent": k["spent"]} for k in report["top_keys"]]
-        except (RedisError, OSError, ScriptCallError) as err:
+        except STORE_ERRORS as err:
             raise Problem(503, "Service Unavailable", f"quota store unavailable ({err.__class__.__name__})") from None
         except ValueError as err:  # AdminInputError: analytics off
             resp.media = {"enabled": True, "keys": [], "note": str(err)}
@@ -218,7 +217,7 @@ class QuotaReset(_Api):
             raise Problem(400, "Bad Request", "name must be a descriptor name")
         try:
             resp.media = self._admin_api.reset(body["key"], name or None)
-        except (RedisError, OSError, ScriptCallError) as err:
+        except STORE_ERRORS as err:
             raise Problem(503, "Service Unavailable", f"quota store unavailable ({err.__class__.__name__})") from None
         except ValueError as err:
             raise Problem(400, "Bad Request", str(err)) from None
@@ -273,11 +272,7 @@ def add_routes(app, services, recent) -> None:
 
     s = services
     guard = UiGuard(s.authenticator)
-    quota_admin = None
-    if s.quota is not None:
-        from ..quota.admin import QuotaAdmin
-
-        quota_admin = QuotaAdmin(s.quota, s.control_redis)
+    quota_admin = s.quota_admin
     from .opa_side import OpaSide
 
     # The wasm engine beside an opa one (drafts, side by side). Not make_engine() on a

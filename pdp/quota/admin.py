@@ -11,13 +11,19 @@ from __future__ import annotations
 
 import re
 
-from ..redis_script import ScriptRunner
+from redis.exceptions import RedisError
+
+from ..redis_script import ScriptCallError, ScriptRunner
 from .descriptors import ALGORITHMS, Descriptor
 from .service import SPEND_LUA
 
 _NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
 _PLAN = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
 _ALG = {"tb": "token_bucket", "day": "calendar_day", "month": "calendar_month"}
+
+
+# What a failed admin call raises when Redis is down or slow (a 503, never a 500).
+STORE_ERRORS = (RedisError, OSError, ScriptCallError)
 
 
 class AdminInputError(ValueError):
@@ -41,14 +47,14 @@ def _text(value) -> str:
 
 
 class QuotaAdmin:
-    def __init__(self, service, redis_client=None):
+    def __init__(self, service, redis_client):
         """redis_client: the control-plane client (a looser timeout than the decision
         path's 20 ms: an operator's read is not worth failing because a busy worker
-        read its reply late); None shares the service's."""
+        read its reply late)."""
         self._service = service
-        self._redis = redis_client or service.redis
+        self._redis = redis_client
         self._keys = service.keys
-        self._script = ScriptRunner(redis_client, SPEND_LUA) if redis_client is not None else None
+        self._script = ScriptRunner(redis_client, SPEND_LUA)
 
     def _index(self, key: str) -> dict[str, Descriptor]:
         """The descriptors last spent for a subject, as the spend script indexed them."""
@@ -152,4 +158,4 @@ class QuotaAdmin:
         if analytics is None:
             raise AdminInputError("usage analytics are off (QUOTA_ANALYTICS=false)")
         analytics.flush(self._redis)  # this worker's pending counts, so a fresh read sees them
-        return analytics.report(top_n=top_n, window_s=window_s, redis_client=self._redis)
+        return analytics.report(self._redis, top_n=top_n, window_s=window_s)

@@ -92,13 +92,13 @@ class UsageAnalytics:
             pipe.expire(names_key, _TTL_S)
         pipe.execute()
 
-    def report(self, top_n: int = 20, window_s: int = _HOUR_S, redis_client=None) -> dict:
-        """Reads the last ``window_s`` seconds (at most an hour) back from Redis (through
-        ``redis_client`` when given: 60 minutes of sorted sets outgrow a 20 ms timeout)."""
+    def report(self, redis_client, top_n: int = 20, window_s: int = _HOUR_S) -> dict:
+        """Reads the last ``window_s`` seconds (at most an hour) back through ``redis_client``
+        (the admin API's: 60 minutes of sorted sets outgrow the decision path's 20 ms)."""
         window_s = max(60, min(window_s, _HOUR_S))
         now_minute = int(self._clock() // 60)
         minutes = range(now_minute - window_s // 60 + 1, now_minute + 1)
-        pipe = (redis_client or self._redis).pipeline(transaction=False)
+        pipe = redis_client.pipeline(transaction=False)
         for minute in minutes:
             pipe.zrange(self._keys.analytics("top", minute), 0, -1, withscores=True)
             pipe.hgetall(self._keys.analytics("names", minute))

@@ -440,11 +440,11 @@ class QuotaService:
 
     # -- reads for the admin API ----------------------------------------------------
 
-    def peek(self, descriptors: list[Descriptor], script: ScriptRunner | None = None) -> list[Outcome]:
+    def peek(self, descriptors: list[Descriptor], script: ScriptRunner) -> list[Outcome]:
         """Remaining quota of each descriptor, spending nothing (raises ScriptCallError).
 
-        script: a ScriptRunner of SPEND_LUA on another client (the admin API's, with
-        its looser timeout); None for the decision path's."""
+        script: a ScriptRunner of SPEND_LUA on the admin API's client (its looser
+        timeout), not the decision path's."""
         now_s = self._clock()
         items = [self._prepare(d, now_s) for d in descriptors]
         outcomes: list[Outcome] = [None] * len(items)

@@ -17,12 +17,9 @@ from __future__ import annotations
 
 import logging
 
-from redis.exceptions import RedisError
-
 from ..authn.errors import AuthUnavailable, InvalidCredential
 from ..problem import Problem
-from ..quota.admin import AdminInputError, QuotaAdmin
-from ..redis_script import ScriptCallError
+from ..quota.admin import STORE_ERRORS, AdminInputError, QuotaAdmin
 from .check import read_json_body
 
 log = logging.getLogger("lucid.pdp.quotas")
@@ -64,7 +61,7 @@ def _guarded(handler):
             handler(self, req, resp, **params)
         except AdminInputError as err:
             raise Problem(400, "Bad Request", str(err), type_="invalid-quota-request") from None
-        except (RedisError, OSError, ScriptCallError) as err:
+        except STORE_ERRORS as err:
             log.warning("quota admin: Redis unavailable: %s", err.__class__.__name__)
             raise Problem(503, "Service Unavailable", "quota store (Redis) unavailable") from None
 
@@ -148,9 +145,9 @@ class Counters(_Base):
         resp.media = self._admin.reset(key, name)
 
 
-def add_routes(app, quota_service, authenticator, control_redis=None) -> None:
-    """Mounts the quota admin API on a falcon app (its Redis calls on control_redis when given)."""
-    admin, guard = QuotaAdmin(quota_service, control_redis), AdminGuard(authenticator)
+def add_routes(app, admin: QuotaAdmin, authenticator) -> None:
+    """Mounts the quota admin API on a falcon app."""
+    guard = AdminGuard(authenticator)
     app.add_route("/v1/quotas/analytics", Analytics(admin, guard))
     app.add_route("/v1/quotas/{key}", Subject(admin, guard))
     app.add_route("/v1/quotas/{key}/overrides/{name}", Override(admin, guard))

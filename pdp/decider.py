@@ -30,6 +30,13 @@ def _unread_headers(check: dict, input_doc: dict) -> list:
     return sorted(h for h in check.get("headers", {}) if h not in read and h not in CREDENTIAL_HEADERS)
 
 
+def _authn_denial(err: Exception) -> Decision:
+    if isinstance(err, InvalidCredential):
+        return deny(401, f"invalid_token: {err}", response_headers={"www-authenticate": _BEARER_CHALLENGE})
+    log.warning("authentication dependency down: %s", err)
+    return deny(503, "auth_unavailable")
+
+
 class Decider:
     def __init__(
         self,
@@ -80,43 +87,52 @@ class Decider:
             return deny(400, f"ambiguous_path: {err}"), {"method": check["method"], "path": None}, None
         try:
             with self._tracer.span("pdp.jwt", trace):
-                subject = self._authn.authenticate(check.get("headers", {}).get("authorization"))
-        except InvalidCredential as err:
-            return (
-                deny(401, f"invalid_token: {err}", response_headers={"www-authenticate": _BEARER_CHALLENGE}),
-                request,
-                None,
-            )
-        except AuthUnavailable as err:
-            log.warning("authentication dependency down: %s", err)
-            return deny(503, "auth_unavailable"), request, None
+                subject, revocation = self._authn.authenticate_deferred(check.get("headers", {}).get("authorization"))
+        except (InvalidCredential, AuthUnavailable) as err:
+            return _authn_denial(err), request, None
+        # A revocation lookup only Redis can answer rides in the quota spend's own
+        # Lua call (one round trip, not two), ahead of any spend; without a spend
+        # it is done here, after the policy. Either way a revoked token is a 401.
+        try:
+            decision = self._judge(check, served, request, subject, revocation, trace, lease_want)
+            if revocation is not None:
+                revocation.resolve()  # nothing when the spend already answered it
+        except (InvalidCredential, AuthUnavailable) as err:
+            return _authn_denial(err), request, None
+        return decision, request, subject
+
+    def _judge(self, check: dict, served, request: dict, subject: dict, revocation, trace, lease_want: int):
+        """The policy's decision and its quota spend, for an authenticated subject."""
         if served is None:
-            return deny(503, "no_policy_loaded"), request, subject
+            return deny(503, "no_policy_loaded")
         input_doc = served.needs.trim({"request": request, "subject": subject, "now_ns": self._clock_ns()})
         try:
             with self._tracer.span("pdp.engine", trace):
                 doc = self._evaluate(served, input_doc)
         except InvalidInput as err:
             log.warning("input refused by the policy engine: %s", err)
-            return deny(400, "invalid_input"), request, subject
+            return deny(400, "invalid_input")
         except EngineError as err:
             log.error("policy evaluation failed: %s", err)
             if self._metrics:
                 self._metrics.errors.labels(kind="evaluation").inc()
-            return deny(503, "policy_error"), request, subject
+            return deny(503, "policy_error")
         decision = self._from_policy(doc)
         # quota: spend the policy's descriptors for an allowed request (issue #4).
         if decision.allow and decision.quotas and self._quota is not None:
             with self._tracer.span("pdp.quota", trace):
-                decision = self._spend_quota(decision, served, input_doc, subject, lease_want)
+                decision = self._spend_quota(decision, served, input_doc, subject, lease_want, revocation)
         if decision.allow:
             # On every allow: the proxy learns from the first one which headers
             # leave its key, before any lease or cached verdict can be stored.
             decision.ignores = _unread_headers(check, input_doc)
-        return decision, request, subject
+        return decision
 
-    def _spend_quota(self, decision: Decision, served, input_doc: dict, subject: dict, lease_want: int = 1) -> Decision:
-        """All of the request's descriptors in one Redis call; a rejection is the decision."""
+    def _spend_quota(
+        self, decision: Decision, served, input_doc: dict, subject: dict, lease_want: int = 1, revocation=None
+    ) -> Decision:
+        """All of the request's descriptors in one Redis call; a rejection is the decision.
+        Raises InvalidCredential when that call finds the token revoked."""
 
         def replan(plan: str) -> list:
             # An admin's plan override: the policy's quotas as if the token said that plan.
@@ -128,7 +144,9 @@ class Decider:
                 return decision.quotas  # still enforce the token's own plan
             return redone.quotas if redone.allow else []
 
-        verdict = self._quota.spend(decision.quotas, subject, replan=replan, lease_want=lease_want)
+        verdict = self._quota.spend(
+            decision.quotas, subject, replan=replan, lease_want=lease_want, revocation=revocation
+        )
         if not verdict.allowed:
             return deny(
                 verdict.status,

@@ -25,6 +25,7 @@ from jwt.utils import base64url_decode, base64url_encode
 
 from .claims import check_subject_claims
 from .errors import AuthUnavailable, InvalidCredential
+from .revocation import denylist_digest
 from .token_types import DEFAULT_TOKEN_TYPES, describe_types, is_access_token, parse_token_types
 
 _MAX_TOKEN_BYTES = 8192
@@ -148,8 +149,19 @@ class JwtAuthenticator:
 
     def authenticate(self, authorization: str | None) -> dict:
         """The subject for input.subject; raises InvalidCredential or AuthUnavailable."""
+        subject, pending = self.authenticate_deferred(authorization)
+        if pending is not None:
+            pending.resolve()
+        return subject
+
+    def authenticate_deferred(self, authorization: str | None):
+        """authenticate, except for a revocation lookup only Redis can answer: it comes
+        back as a PendingRevocation (else None) for the caller to fold into a Redis call
+        of its own (the decider's quota spend) or resolve(), before anything is spent.
+
+        Returns (subject, PendingRevocation | None); raises InvalidCredential or AuthUnavailable."""
         if not authorization:
-            return ANONYMOUS
+            return ANONYMOUS, None
         scheme, _, token = authorization.strip().partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise InvalidCredential("unsupported authorization scheme")
@@ -164,8 +176,7 @@ class JwtAuthenticator:
             claims = self._verify(token)
             subject = _subject(claims)
             self._verified.put(token, (claims, subject))
-        self._check_revocation(claims)
-        return subject
+        return subject, self._revocation_lookup(claims)
 
     def _check_times(self, claims: dict) -> None:
         now = self._clock()
@@ -175,26 +186,46 @@ class JwtAuthenticator:
         if isinstance(nbf, (int, float)) and now < nbf - self._leeway:
             raise InvalidCredential("token not yet valid")
 
-    def _check_revocation(self, claims: dict) -> None:
+    def _revocation_lookup(self, claims: dict):
+        """None when the token is known not revoked here (raises when it is revoked,
+        or offline with no answer); else the online lookup still to do."""
         jti = claims.get("jti")
         if jti is None or self._denylist is None:
-            return
+            return None
         key = (str(claims.get("iss", "")), jti)
-        now = time.monotonic()
         until = self._not_revoked.get(key)
-        if until is not None and until > now:
-            return
+        if until is not None and until > time.monotonic():
+            return None
+        local_verdict = getattr(self._denylist, "local_verdict", None)
+        if local_verdict is None:  # a denylist without a local view: the whole lookup is online
+            return PendingRevocation(self, key, None, None)
+        digest = denylist_digest(*key)
+        try:
+            revoked = local_verdict(digest)
+        except AuthUnavailable:
+            if not self._fail_open:
+                raise
+            return None
+        if revoked is None:
+            return PendingRevocation(self, key, digest, self._denylist.online_key(digest))
+        self._settle(key, revoked)
+        return None
+
+    def _resolve(self, key: tuple) -> None:
         try:
             revoked = self._denylist.is_revoked(*key)
         except AuthUnavailable:
             if not self._fail_open:
                 raise
             return
+        self._settle(key, revoked)
+
+    def _settle(self, key: tuple, revoked: bool) -> None:
         if revoked:
             self._not_revoked.pop(key, None)
             raise InvalidCredential("token revoked")
         if self._revocation_cache_s > 0:
-            self._not_revoked.put(key, now + self._revocation_cache_s)
+            self._not_revoked.put(key, time.monotonic() + self._revocation_cache_s)
 
     def _verify(self, token: str) -> dict:  # noqa: C901
         if getattr(self._keys, "one_key", False):
@@ -251,6 +282,33 @@ class JwtAuthenticator:
         if not isinstance(claims.get("exp"), (int, float)):
             raise InvalidCredential("exp must be a number")
         return claims
+
+
+class PendingRevocation:
+    """The online half of one token's revocation check, not yet done.
+
+    redis_key, when set, is the denylist key whose existence means revoked: a
+    Redis call of the caller's own may look it up (EXISTS) and report the
+    answer with settle(). Otherwise, or when that call fails, resolve() does
+    the whole lookup (the denylist's own call, then its offline view). Either
+    raises InvalidCredential for a revoked token."""
+
+    __slots__ = ("_authn", "_key", "digest", "redis_key", "settled")
+
+    def __init__(self, authn: JwtAuthenticator, key: tuple, digest: str | None, redis_key: str | None):
+        self._authn, self._key, self.digest, self.redis_key = authn, key, digest, redis_key
+        self.settled = False
+
+    def resolve(self) -> None:
+        """The lookup, unless an answer was already settled (then nothing)."""
+        if not self.settled:
+            self.settled = True
+            self._authn._resolve(self._key)
+
+    def settle(self, revoked: bool) -> None:
+        """The answer of a folded EXISTS; raises InvalidCredential when revoked."""
+        self.settled = True
+        self._authn._settle(self._key, revoked)
 
 
 def _subject(claims: dict) -> dict:

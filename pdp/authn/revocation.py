@@ -68,13 +68,9 @@ class RedisDenylist:
 
     def is_revoked(self, issuer: str, jti: str) -> bool:
         digest = denylist_digest(issuer, jti)
-        # A revocation is never undone: one this worker has seen stays, even if Redis lost it.
-        if self._view is not None and self._view.knows(digest):
-            return True
-        if self._fresh_s > 0 and self._view is not None and self._view.synced_within(self._fresh_s):
-            return False
-        if self._view is not None and self._view.redis_known_down():
-            return self._answer_offline(digest, "recent error")
+        local = self.local_verdict(digest)
+        if local is not None:
+            return local
         try:
             return bool(self._exists(_PREFIX + digest))
         except redis.RedisError as err:
@@ -82,6 +78,23 @@ class RedisDenylist:
                 raise AuthUnavailable(f"denylist unavailable: {err.__class__.__name__}") from None
             self._view.note_redis_error()
             return self._answer_offline(digest, err.__class__.__name__)
+
+    def local_verdict(self, digest: str) -> bool | None:
+        """The answer this worker can give without Redis, or None when only the
+        online key (online_key) can say; raises AuthUnavailable offline with a stale view."""
+        # A revocation is never undone: one this worker has seen stays, even if Redis lost it.
+        if self._view is not None and self._view.knows(digest):
+            return True
+        if self._fresh_s > 0 and self._view is not None and self._view.synced_within(self._fresh_s):
+            return False
+        if self._view is not None and self._view.redis_known_down():
+            return self._answer_offline(digest, "recent error")
+        return None
+
+    def online_key(self, digest: str) -> str:
+        """The key whose existence means revoked: what a caller folding the lookup
+        into its own Lua call (the quota spend) checks with EXISTS."""
+        return _PREFIX + digest
 
     def _answer_offline(self, digest: str, why: str) -> bool:
         verdict = self._view.offline_verdict(digest)

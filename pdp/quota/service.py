@@ -34,6 +34,7 @@ SPEND_LUA = resources.files(__package__).joinpath("spend.lua").read_text()
 _RESYNC_BATCH = 100
 _PARSED_CACHE_SIZE = 4096
 _ALG_CODES = {"token_bucket": "tb", "calendar_day": "day", "calendar_month": "month"}
+_REVOKED = object()  # the spend's reply when the token's denylist key exists
 
 
 @dataclass
@@ -126,7 +127,9 @@ class QuotaService:
 
     # -- the spend path -------------------------------------------------------------
 
-    def spend(self, descriptors: list, subject: dict | None = None, replan=None, lease_want: int = 1) -> QuotaVerdict:
+    def spend(
+        self, descriptors: list, subject: dict | None = None, replan=None, lease_want: int = 1, revocation=None
+    ) -> QuotaVerdict:
         """Checks and spends all descriptors of one request.
 
         Args:
@@ -138,9 +141,14 @@ class QuotaService:
             lease_want: requests' worth of quota the caller would like reserved
                 (a lease); granted only as far as the lease policy allows and
                 the limits have room, else the spend is for this request alone.
+            revocation: the token's pending revocation lookup (pdp/authn/jwt_auth.py
+                PendingRevocation), or None. It is answered before anything is
+                spent: folded into the spend's own Lua call (an EXISTS of its key)
+                where it can be, else resolved first.
 
         Returns:
             QuotaVerdict; never raises for Redis trouble or a bad descriptor.
+            Raises InvalidCredential (or AuthUnavailable) from the revocation lookup.
         """
         try:
             parsed = self._parse(descriptors)
@@ -150,10 +158,14 @@ class QuotaService:
             return QuotaVerdict(allowed=False, status=403, reason="invalid_quota_descriptor", source="none")
         if not parsed:
             return QuotaVerdict(allowed=True, source="none")
+        if revocation is not None and (revocation.redis_key is None or self._cluster):
+            # Not foldable (another denylist; in Cluster its key has no subject's hash tag).
+            revocation.resolve()
+            revocation = None
         plan = (subject or {}).get("plan") or ""
         now_s = self._clock()
         units = self._leases.units_for(parsed, lease_want) if self._leases else 1
-        verdict = self._decide(parsed, now_s, plan if replan else "*", units)
+        verdict = self._decide(parsed, now_s, plan if replan else "*", units, revocation)
         if isinstance(verdict, str):  # a plan override: decide again under that plan
             override = verdict
             try:
@@ -183,13 +195,18 @@ class QuotaService:
             self._parsed[key] = parsed
         return parsed
 
-    def _decide(self, parsed: list[Descriptor], now_s: float, plan: str, units: int = 1):
+    def _decide(self, parsed: list[Descriptor], now_s: float, plan: str, units: int = 1, revocation=None):
         items = [self._prepare(d, now_s) for d in parsed]
         now_ms = int(now_s * 1000)
+        revoked_key = revocation.redis_key if revocation is not None else None
         try:
-            replies = self._call_redis(items, now_ms, plan, units=units)
+            replies = self._call_redis(items, now_ms, plan, units=units, revoked_key=revoked_key)
         except QuotaUnavailable as exc:
+            if revocation is not None:
+                revocation.resolve()  # the denylist's own lookup and offline view, before a local spend
             return self._fallback(items, now_ms, resync=not exc.maybe_applied)
+        if revocation is not None:
+            revocation.settle(replies is _REVOKED)  # raises for a revoked token: nothing was spent
         if isinstance(replies, str):
             return replies
         if units > 1 and any(o is not None and not o.allowed and not p.d.shadow for p, o in zip(items, replies)):
@@ -242,24 +259,27 @@ class QuotaService:
             groups.setdefault(p.tag, []).append(i)
         return list(groups.values())
 
-    def _call_redis(self, items, now_ms: int, plan: str, mode: str = "spend", units: int = 1):
+    def _call_redis(self, items, now_ms: int, plan: str, mode: str = "spend", units: int = 1, revoked_key=None):
         probe = self._breaker.enter()
         if probe is None:
             raise QuotaUnavailable("circuit breaker open")
         try:
-            return self._call_redis_groups(items, now_ms, plan, mode, units, probe)
+            return self._call_redis_groups(items, now_ms, plan, mode, units, probe, revoked_key)
         except QuotaUnavailable:
             raise  # a Redis error: already recorded as a failure
         except BaseException:
             self._breaker.cancel(probe)  # anything else: never strand a half-open probe
             raise
 
-    def _call_redis_groups(self, items, now_ms, plan, mode, units, probe):
+    def _call_redis_groups(self, items, now_ms, plan, mode, units, probe, revoked_key=None):
         outcomes: list[Outcome | None] = [None] * len(items)
         spent_groups = []
         try:
             for group in self._groups(items):
-                reply = self._eval([items[i] for i in group], now_ms, plan, mode, units)
+                reply = self._eval([items[i] for i in group], now_ms, plan, mode, units, revoked_key=revoked_key)
+                if reply[0] == 3:  # the token's denylist key exists: nothing spent
+                    self._on_success(probe)
+                    return _REVOKED
                 if reply[0] == 2:
                     self._refund(spent_groups, items, now_ms, units)
                     self._on_success(probe)
@@ -277,7 +297,9 @@ class QuotaService:
         self._on_success(probe)
         return outcomes
 
-    def _eval(self, items: list[Prepared], now_ms: int, plan: str, mode: str, units: int = 1, script=None):
+    def _eval(
+        self, items: list[Prepared], now_ms: int, plan: str, mode: str, units: int = 1, script=None, revoked_key=None
+    ):
         keys, args = [], [mode, now_ms, plan, len(items)]
         for p in items:
             d = p.d
@@ -292,6 +314,8 @@ class QuotaService:
                 1 if d.shadow else 0,
                 max(1, p.end_ms - now_ms) if p.end_ms else 0,
             )
+        if revoked_key:
+            keys.append(revoked_key)
         started = time.perf_counter()
         try:
             return (script or self._script).run(keys, args)

@@ -441,9 +441,10 @@ SETTINGS: tuple[Setting, ...] = (
         "JWT_REVOCATION_VIEW_ANSWERS",
         boolean,
         "false",
-        "A local copy synced within JWT_REVOCATION_CACHE_S answers 'not revoked' without asking Redis (one Redis "
-        "round trip per decision instead of two); then only revocations made through the PDP (sign-out, tooling) "
-        "take effect, a bare SET of a lucid:revoked: key is not seen.",
+        "A local copy synced within JWT_REVOCATION_CACHE_S answers 'not revoked' without asking Redis (a decision "
+        "that spends no quota then makes no Redis call; one that does folds the lookup into its spend either way); "
+        "then only revocations made through the PDP (sign-out, tooling) take effect, a bare SET of a lucid:revoked: "
+        "key is not seen.",
     ),
     Setting(
         "revocation_fail_open",

@@ -45,8 +45,7 @@ class RedisDenylist:
         self._view = view  # LocalRevocationView, or None: fail closed on any error
         self._clock = clock
         # A view synced at most fresh_s ago answers "not revoked" without a Redis call:
-        # it is as current as a cached answer may be (JWT_REVOCATION_CACHE_S), and a
-        # decision is left with one Redis round trip (the quota spend) instead of two.
+        # it is as current as a cached answer may be (JWT_REVOCATION_CACHE_S).
         self._fresh_s = fresh_s
 
     @property

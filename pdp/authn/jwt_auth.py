@@ -196,18 +196,15 @@ class JwtAuthenticator:
         until = self._not_revoked.get(key)
         if until is not None and until > time.monotonic():
             return None
-        local_verdict = getattr(self._denylist, "local_verdict", None)
-        if local_verdict is None:  # a denylist without a local view: the whole lookup is online
-            return PendingRevocation(self, key, None, None)
         digest = denylist_digest(*key)
         try:
-            revoked = local_verdict(digest)
+            revoked = self._denylist.local_verdict(digest)
         except AuthUnavailable:
             if not self._fail_open:
                 raise
             return None
         if revoked is None:
-            return PendingRevocation(self, key, digest, self._denylist.online_key(digest))
+            return PendingRevocation(self, key, self._denylist.online_key(digest))
         self._settle(key, revoked)
         return None
 
@@ -287,16 +284,16 @@ class JwtAuthenticator:
 class PendingRevocation:
     """The online half of one token's revocation check, not yet done.
 
-    redis_key, when set, is the denylist key whose existence means revoked: a
-    Redis call of the caller's own may look it up (EXISTS) and report the
-    answer with settle(). Otherwise, or when that call fails, resolve() does
-    the whole lookup (the denylist's own call, then its offline view). Either
-    raises InvalidCredential for a revoked token."""
+    redis_key is the denylist key whose existence means revoked: a Redis call
+    of the caller's own may look it up (EXISTS) and report the answer with
+    settle(). Otherwise, or when that call fails, resolve() does the whole
+    lookup (the denylist's own call, then its offline view). Either raises
+    InvalidCredential for a revoked token."""
 
-    __slots__ = ("_authn", "_key", "digest", "redis_key", "settled")
+    __slots__ = ("_authn", "_key", "redis_key", "settled")
 
-    def __init__(self, authn: JwtAuthenticator, key: tuple, digest: str | None, redis_key: str | None):
-        self._authn, self._key, self.digest, self.redis_key = authn, key, digest, redis_key
+    def __init__(self, authn: JwtAuthenticator, key: tuple, redis_key: str):
+        self._authn, self._key, self.redis_key = authn, key, redis_key
         self.settled = False
 
     def resolve(self) -> None:

@@ -158,8 +158,8 @@ class QuotaService:
             return QuotaVerdict(allowed=False, status=403, reason="invalid_quota_descriptor", source="none")
         if not parsed:
             return QuotaVerdict(allowed=True, source="none")
-        if revocation is not None and (revocation.redis_key is None or self._cluster):
-            # Not foldable (another denylist; in Cluster its key has no subject's hash tag).
+        if revocation is not None and self._cluster:
+            # Not foldable: in Cluster the denylist key has no subject's hash tag.
             revocation.resolve()
             revocation = None
         plan = (subject or {}).get("plan") or ""

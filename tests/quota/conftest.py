@@ -1,6 +1,7 @@
 """Fixtures of the quota suite: real redis-server processes (single and Cluster)."""
 
 import itertools
+import signal
 import time
 
 import pytest
@@ -24,6 +25,16 @@ STALL_TIMEOUT_S = 0.02
 def redis_single():
     server = start_redis()
     yield server
+    server.stop()
+
+
+@pytest.fixture
+def own_redis():
+    """A Redis this test may stop, freeze or kill."""
+    server = start_redis()
+    yield server
+    if server.proc.poll() is None:
+        server.proc.send_signal(signal.SIGCONT)
     server.stop()
 
 

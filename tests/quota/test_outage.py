@@ -5,24 +5,12 @@ import signal
 import threading
 import time
 
-import pytest
 import requests
 
 from pdp.redis_client import connect
-from tests.support.redis_server import start_redis
 
 from .conftest import STALL_TIMEOUT_S, descriptor, warm_up
 from .pdp_server import check_body, start_pdp, token
-
-
-@pytest.fixture
-def own_redis():
-    """A Redis this test may stop, freeze or kill."""
-    server = start_redis()
-    yield server
-    if server.proc.poll() is None:
-        server.proc.send_signal(signal.SIGCONT)
-    server.stop()
 
 
 def timed(service, descriptors):

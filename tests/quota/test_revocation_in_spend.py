@@ -16,20 +16,10 @@ import redis
 import requests
 
 from pdp.authn.revocation import RedisDenylist, denylist_key
-from tests.support.redis_server import start_redis
 
 from .pdp_server import check_body, start_pdp, token
 
 ONLINE_EVERY_TIME = {"JWT_REVOCATION_CACHE_S": "0", "QUOTA_ANALYTICS": "false", "REDIS_TIMEOUT_MS": "500"}
-
-
-@pytest.fixture
-def own_redis():
-    server = start_redis()
-    yield server
-    if server.proc.poll() is None:
-        server.proc.send_signal(signal.SIGCONT)
-    server.stop()
 
 
 def calls(client, command: str) -> int:

@@ -26,8 +26,9 @@ BENCH_WARMUP_SECONDS (2), BENCH_OPEN_SECONDS (8) per open-loop point,
 BENCH_CONNECTIONS (64), BENCH_HIGH_CONNECTIONS (1000), BENCH_RATES
 (1000,2000), BENCH_TOKENS (10000), BENCH_THREADS (2), BENCH_QUOTAS (on; off:
 no quota is spent, so the proxy may cache allow verdicts), BENCH_CHAINS
-(reference,grpc,nginx,ours: which to measure). Takes about 6 minutes with the
-defaults.
+(reference,grpc,nginx,ours: which to measure), BENCH_SETTLE_MAX_S (10: how
+long each run may wait for the machine to go quiet first, bench/settle.py; 0
+does not wait). Takes about 6 minutes with the defaults.
 """
 
 import contextlib
@@ -46,6 +47,8 @@ from tests.support.redis_server import start_redis
 
 from . import reference, stack
 from . import workloads as workloads_mod
+from .prom import counts_by
+from .settle import QUIET_BUSY, wait_for_quiet
 from .vegeta import find_vegeta, run_vegeta
 from .wrk_report import WrkResult, find_wrk, run_wrk
 
@@ -164,6 +167,21 @@ def ratio(ours: WrkResult | None, other: WrkResult | None) -> str:
     return f"{ours.ok_rps / other.ok_rps:.2f}x"
 
 
+def print_settled(settled: list, max_s: float) -> None:
+    """How long the runs waited for a quiet machine: a long wait is the run before's left-over work."""
+    if not settled:
+        return
+    waits = sorted(w for _, _, w in settled)
+    longest = max(settled, key=lambda s: s[2])
+    print(
+        f"\nbefore each of {len(settled)} runs, waited for the CPU to be under {QUIET_BUSY:.0%} busy: "
+        f"median {waits[len(waits) // 2]:.1f} s, longest {longest[2]:.1f} s (before {longest[0]})"
+    )
+    for run, quiet, waited in settled:
+        if not quiet:
+            print(f"  still busy after {waited:.1f} s (BENCH_SETTLE_MAX_S {max_s:g}), measured anyway: {run}")
+
+
 def main() -> int:
     seconds = _env_number("BENCH_SECONDS", 10.0, float)
     warmup = _env_number("BENCH_WARMUP_SECONDS", 2.0, float)
@@ -177,6 +195,7 @@ def main() -> int:
     if quotas not in ("on", "off"):
         sys.exit(f"bench: BENCH_QUOTAS: expected on or off, got {quotas!r}")
     quotas = quotas == "on"
+    settle_max_s = _env_number("BENCH_SETTLE_MAX_S", 10.0, float)
 
     if not find_wrk():
         sys.exit("bench: wrk not found (Debian package 'wrk'; `make bench` installs it)")
@@ -255,7 +274,16 @@ def main() -> int:
             elif not chain.skipped:
                 chain.skipped = checked(chain.url)
 
-        def closed(url: str, workload: str, conns: int = connections, timeout_s: int = 2):
+        settled = []  # (run, quiet, seconds waited) before each measured run
+        failed = {}  # (workload, rate) -> our proxy's failures by kind in that open-loop run
+
+        def settle(run: str) -> None:
+            # Left-over work of the run before (a backlog in a shared PDP) must not land on this one.
+            if settle_max_s > 0:
+                settled.append((run, *wait_for_quiet(settle_max_s)))
+
+        def closed(url: str, workload: str, conns: int = connections, timeout_s: int = 2, label: str = ""):
+            settle(f"{workload}: {label or url}, {conns} connections")
             pairs = workloads[workload]
             kwargs = {}
             if workload == "hot":
@@ -266,9 +294,24 @@ def main() -> int:
             run_wrk(target, warmup, conns, threads, count_status=True, **kwargs)
             return run_wrk(target, seconds, conns, threads, count_status=True, timeout_s=timeout_s, **kwargs)
 
-        def open_loop(url: str, workload: str) -> dict:
+        admin = {"Authorization": f"Bearer {workloads_mod.mint(secret, 'bench-admin', roles=('admin',))}"}
+
+        def proxy_failures() -> dict:
+            """Our proxy's PDP calls without a usable decision, by kind (shed, timeout, ...)."""
+            page = requests.get(f"{proxy.url}/api/v1/meta/metrics", headers=admin, timeout=10).text
+            return counts_by(page, "lucid_proxy_pdp_errors", "kind")
+
+        def open_loop(url: str, workload: str, label: str) -> dict:
             path = workloads_mod.write_vegeta_targets(workdir / f"{workload}.vegeta", url, workloads[workload])
-            return {rate: run_vegeta(path, rate, open_seconds, high_connections) for rate in rates}
+            by_rate = {}
+            for rate in rates:
+                settle(f"{workload}: {label}, {rate}/s")
+                before = proxy_failures() if url == proxy.url else {}
+                by_rate[rate] = run_vegeta(path, rate, open_seconds, high_connections)
+                if url == proxy.url:
+                    grew = {k: n - before.get(k, 0) for k, n in proxy_failures().items()}
+                    failed[(workload, rate)] = {k: n for k, n in grew.items() if n > 0}
+            return by_rate
 
         results = {w: {} for w in workloads}  # workload -> label -> WrkResult
         skipped = {}
@@ -284,17 +327,17 @@ def main() -> int:
                         print(f"bench: {label}: {why}")
                         continue
                     print(f"bench: {workload}: {label} ...", flush=True)
-                    results[workload][label] = closed(ref.url, workload)
+                    results[workload][label] = closed(ref.url, workload, label=label)
             for chain in chains:
                 label = f"({chain.key}) {chain.label}"
                 if chain.skipped:
                     skipped[label] = chain.skipped
                     continue
                 print(f"bench: {workload}: {label} ...", flush=True)
-                results[workload][label] = closed(chain.url, workload)
+                results[workload][label] = closed(chain.url, workload, label=label)
             if workload == "hot":
                 print("bench: hot: (u) upstream directly ...", flush=True)
-                results[workload]["(u) upstream directly (nginx)"] = closed(upstream.url, workload)
+                results[workload]["(u) upstream directly (nginx)"] = closed(upstream.url, workload, label="(u)")
             refs = {c: results[workload].get(f"(r) reference, Envoy --concurrency {c}") for c in (1, 2)}
             measured = {c: r for c, r in refs.items() if r is not None}
             if measured:
@@ -306,17 +349,17 @@ def main() -> int:
                 ref.restart_envoy(upstream.port, ref_best[workload])
                 label = f"(r) reference (--concurrency {ref_best[workload]})"
                 print(f"bench: {workload}: open loop {label} ...", flush=True)
-                opened[workload][label] = open_loop(ref.url, workload)
+                opened[workload][label] = open_loop(ref.url, workload, label)
             for chain in chains:
                 if not chain.skipped:
                     label = f"({chain.key}) {chain.label}"
                     print(f"bench: {workload}: open loop {label} ...", flush=True)
-                    opened[workload][label] = open_loop(chain.url, workload)
+                    opened[workload][label] = open_loop(chain.url, workload, label)
 
         high = None
         if not by_name["ours"].skipped and "hot" in workloads:
             print(f"bench: hot: (o) at {high_connections} closed-loop connections ...", flush=True)
-            high = closed(proxy.url, "hot", high_connections, timeout_s=5)
+            high = closed(proxy.url, "hot", high_connections, timeout_s=5, label="(o) ours")
             memory = stack.rss_by_process(proxy.proc.pid)
 
         load_after = os.getloadavg()
@@ -332,6 +375,9 @@ def main() -> int:
                     print(f"    {label:<40} {rate:>5}/s  {v.describe()}")
                     for err in v.errors[:3]:
                         print(f"      {err}")
+                    if label.startswith("(o)") and failed.get((workload, rate)):
+                        kinds = ", ".join(f"{n:,.0f} {k}" for k, n in sorted(failed[(workload, rate)].items()))
+                        print(f"      our proxy's lucid_proxy_pdp_errors_total: {kinds}")
         print(
             f"\nratios, 2xx req/s at {connections} connections (the reference is the better of --concurrency 1 and 2):"
         )
@@ -359,6 +405,7 @@ def main() -> int:
             for pid, rss, peak in memory:
                 role = "master" if pid == proxy.proc.pid else "worker"
                 print(f"  {role:<6} pid {pid:<8} {rss:7.1f} / {peak:7.1f}")
+        print_settled(settled, settle_max_s)
         print(
             f"\nload average {load_after[0]:.2f} {load_after[1]:.2f} {load_after[2]:.2f} at the end "
             f"(the bench itself adds about 2); PDP workers: {os.environ.get('PDP_WORKERS', '2 (default)')}; "

@@ -25,7 +25,6 @@ BENCH_HIGH_CONNECTIONS (1000), BENCH_TOKENS (10000).
 
 import contextlib
 import os
-import re
 import secrets
 import shutil
 import sys
@@ -38,10 +37,9 @@ from tests.support.redis_server import start_redis
 
 from . import stack
 from . import workloads as workloads_mod
+from .prom import buckets, quantile
 from .run_bench import _env_number, _rates
 from .vegeta import find_vegeta, run_vegeta
-
-_SAMPLE = re.compile(r'^(\w+)_bucket\{(.*?)le="([^"]+)"(.*?)\} ([0-9.e+-]+)$', re.M)
 
 LAYERS = (
     ("proxy", "lucid_proxy_request_duration_seconds", "proxy"),
@@ -49,36 +47,6 @@ LAYERS = (
     ("PDP decision", "lucid_pdp_decision_seconds", "pdp"),
     ("Redis spend", "lucid_pdp_quota_redis_seconds", "pdp"),
 )
-
-
-def buckets(text: str) -> dict:
-    """{metric: {le: cumulative count}} summed over every other label."""
-    out: dict = {}
-    for name, _, le, _, value in _SAMPLE.findall(text):
-        bound = float("inf") if le == "+Inf" else float(le)
-        per = out.setdefault(name, {})
-        per[bound] = per.get(bound, 0.0) + float(value)
-    return out
-
-
-def quantile(before: dict, after: dict, q: float) -> float | None:
-    """q-quantile in ms of what was observed between two scrapes of one histogram."""
-    bounds = sorted(after)
-    counts = [after[b] - before.get(b, 0.0) for b in bounds]
-    total = counts[-1] if counts else 0
-    if total <= 0:
-        return None
-    rank = q * total
-    low, below = 0.0, 0.0
-    for bound, cumulative in zip(bounds, counts):
-        if cumulative >= rank:
-            if bound == float("inf"):
-                return low * 1000
-            inside = cumulative - below
-            share = (rank - below) / inside if inside else 1.0
-            return (low + (bound - low) * share) * 1000
-        low, below = bound, cumulative
-    return low * 1000
 
 
 def main() -> int:

@@ -31,7 +31,6 @@ from pathlib import Path
 import requests
 
 from tests.support.processes import children
-from tests.support.redis_server import start_redis
 
 from . import stack
 from . import workloads as workloads_mod
@@ -104,15 +103,8 @@ def main() -> int:
     with contextlib.ExitStack() as running:
         running.callback(shutil.rmtree, workdir, ignore_errors=True)
 
-        def keep(server):
-            running.callback(server.stop)
-            return server
-
-        redis = keep(start_redis())
-        pdp = keep(stack.start_pdp(stack.pdp_env(redis.redis_url, secret, stack.free_port(), True)))
-        upstream = keep(stack.start_upstream(workdir))
-        proxy = keep(stack.start_proxy(upstream.url, pdp.url))
-        admin = {"Authorization": f"Bearer {workloads_mod.mint(secret, 'cpu-admin', roles=('admin',))}"}
+        chain = stack.start_our_chain(running, workdir, secret)
+        redis, pdp, upstream, proxy, admin = chain.redis, chain.pdp, chain.upstream, chain.proxy, chain.admin
         groups = {
             "proxy": lambda: [proxy.proc.pid, *children(proxy.proc.pid)],
             "PDP": lambda: [pdp.proc.pid, *children(pdp.proc.pid)],

@@ -230,12 +230,9 @@ def main() -> int:
             running.callback(server.stop)
             return server
 
-        redis = keep(start_redis())
-        pdp_port = stack.free_port()
-        pdp = keep(stack.start_pdp(stack.pdp_env(redis.redis_url, secret, pdp_port, quotas)))
-        upstream = keep(stack.start_upstream(workdir))
+        ours = stack.start_our_chain(running, workdir, secret, quotas)
+        redis, pdp, upstream, proxy, admin = ours.redis, ours.pdp, ours.upstream, ours.proxy, ours.admin
         front = keep(stack.start_front_nginx(workdir, upstream.port, pdp.port))
-        proxy = keep(stack.start_proxy(upstream.url, pdp.url))
 
         chains = [
             Chain("n", "nginx auth_request -> PDP", f"http://127.0.0.1:{front.auth_port}", True, name="nginx"),
@@ -293,8 +290,6 @@ def main() -> int:
             target = url + workloads_mod.HOT_PATH
             run_wrk(target, warmup, conns, threads, count_status=True, **kwargs)
             return run_wrk(target, seconds, conns, threads, count_status=True, timeout_s=timeout_s, **kwargs)
-
-        admin = {"Authorization": f"Bearer {workloads_mod.mint(secret, 'bench-admin', roles=('admin',))}"}
 
         def proxy_failures() -> dict:
             """Our proxy's PDP calls without a usable decision, by kind (shed, timeout, ...)."""

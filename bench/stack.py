@@ -4,6 +4,8 @@ Every start_* returns a tests.support Server (a child in its own session, with
 its output in a log file); the caller stops it. Nothing listens beyond 127.0.0.1.
 """
 
+import contextlib
+import dataclasses
 import os
 import shutil
 import subprocess
@@ -13,8 +15,10 @@ from pathlib import Path
 from tests.support.pdp_process import start_pdp as start_pdp_process
 from tests.support.ports import free_port
 from tests.support.processes import ROOT, Server, children
+from tests.support.redis_server import start_redis
 
 from . import configs
+from .workloads import mint
 
 
 def find_envoy() -> str | None:
@@ -132,6 +136,32 @@ def start_pdp_grpc(env: dict, ready_timeout: float = 120) -> Server:
     port = int(env.get("PDP_GRPC_PORT") or free_port())
     full = {"PDP_BIND_HOST": "127.0.0.1", **env, "PDP_GRPC_PORT": str(port)}
     return Server([sys.executable, "-m", "pdp", "serve-grpc"], port, env=full, ready_timeout=ready_timeout)
+
+
+@dataclasses.dataclass(frozen=True)
+class OurChain:
+    redis: Server
+    pdp: Server
+    upstream: Server
+    proxy: Server
+    admin: dict  # headers with an admin token, for the proxy's /api/v1/meta/metrics
+
+
+def start_our_chain(running: contextlib.ExitStack, workdir: Path, secret: str, quotas: bool = True) -> OurChain:
+    """Redis, our PDP (quota spent on every request unless quotas=False, see pdp_env),
+    the upstream and our proxy, as `make bench` runs chain (o); each is stopped when
+    `running` closes."""
+
+    def keep(server):
+        running.callback(server.stop)
+        return server
+
+    redis = keep(start_redis())
+    pdp = keep(start_pdp(pdp_env(redis.redis_url, secret, free_port(), quotas)))
+    upstream = keep(start_upstream(workdir))
+    proxy = keep(start_proxy(upstream.url, pdp.url))
+    admin = {"Authorization": f"Bearer {mint(secret, 'bench-admin', roles=('admin',))}"}
+    return OurChain(redis, pdp, upstream, proxy, admin)
 
 
 def start_proxy(upstream_url: str, pdp_url: str, extra_env: dict | None = None) -> Server:

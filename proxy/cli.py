@@ -153,6 +153,7 @@ def build_gateway(  # noqa: C901
         tls_spec=config_module.pdp_tls_spec(config) if config.pdp_url.startswith("https://") else None,
         batch_max=config.pdp_batch_max,
         batches_in_flight=config.pdp_batches_in_flight,
+        batch_stall_s=config.pdp_batch_stall_ms / 1000.0,
         on_batch=metrics.count_pdp_batch,
     )
     verdicts = VerdictCache(config.verdict_cache_size, clock) if config.verdict_cache_size else None

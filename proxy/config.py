@@ -234,9 +234,17 @@ SETTINGS = (
         "pdp_batches_in_flight",
         "PDP_BATCHES_IN_FLIGHT",
         int_range(1, 4096),
-        "2",
+        "1",
         "Batches a worker has in flight at once (at most PDP_POOL_SIZE): decisions arriving meanwhile wait for "
         "the next, so fewer, larger batches carry the load (cheaper per decision for the PDP).",
+    ),
+    Setting(
+        "pdp_batch_stall_ms",
+        "PDP_BATCH_STALL_MS",
+        int_range(1, 60000),
+        "300",
+        "When every batch in flight has been out this long (a stopped or paused PDP worker), one more goes out "
+        "on another connection, up to PDP_POOL_SIZE.",
     ),
     Setting(
         "pdp_ca_file",

@@ -187,7 +187,8 @@ class PdpClient:
         clock: Callable[[], float] = time.monotonic,
         tls_spec: UpstreamTlsSpec | None = None,
         batch_max: int = 1,
-        batches_in_flight: int = 2,
+        batches_in_flight: int = 1,
+        batch_stall_s: float = 0.3,
         spawn: Callable | None = None,
         on_batch: Callable[[int], None] | None = None,
     ):
@@ -210,7 +211,8 @@ class PdpClient:
         self.max_wait_s = self._queue_s + timeout_s  # the longest one check() can take
         self.base_url = base_url
         # batch_max > 1: concurrent decisions share POST /v1/check/batch exchanges, at most
-        # batches_in_flight (and one per pooled connection) at a time (proxy/pdp_batch.py).
+        # batches_in_flight (and one per pooled connection) at a time, more while those
+        # have stalled for batch_stall_s (proxy/pdp_batch.py).
         self.batcher = None
         if batch_max > 1:
             if spawn is None:
@@ -218,7 +220,16 @@ class PdpClient:
 
                 spawn = gevent.spawn
             slots = max(1, min(batches_in_flight, pool_size))
-            self.batcher = PdpBatcher(self._exchange_batch, batch_max, slots, spawn, on_batch)
+            self.batcher = PdpBatcher(
+                self._exchange_batch,
+                batch_max,
+                slots,
+                spawn,
+                on_batch,
+                max_slots=pool_size,
+                stall_s=batch_stall_s,
+                clock=clock,
+            )
 
     def _admit(self) -> None:
         """Sheds when the queue ahead would take longer than queue_s to drain."""

@@ -8,10 +8,19 @@ Under light load that is a batch of one, as without batching; when every slot
 is busy the queue grows and the next batch takes it: the more load, the fewer
 exchanges per decision, on both sides (the PDP decides a batch's items
 concurrently, and their Redis calls share round trips).
+
+One batch in flight per worker is the default: measured on the mixed
+workload (10,000 users), it made batches of 15 instead of 9 and cost the PDP
+less per decision than two (docs/benchmarks.md). One slow exchange (a PDP
+worker stopped or in a long pause) would then hold up every decision of the
+worker until its deadline, so when every batch in flight has been out longer
+than `stall_s` and a decision has waited that long in the queue, one more
+sender starts, on another pooled connection, up to `max_slots`.
 """
 
 from __future__ import annotations
 
+import time
 from collections import deque
 from collections.abc import Callable
 
@@ -41,7 +50,9 @@ class _Pending:
 
 class PdpBatcher:
     """exchange(bodies) -> one answer dict per body, in order (raises PdpUnavailable);
-    spawn starts a greenlet (gevent.spawn); on_batch(n) is told each batch's size."""
+    spawn starts a greenlet (gevent.spawn); on_batch(n) is told each batch's size;
+    slots batches in flight normally, up to max_slots (default: slots) while the
+    ones in flight have all been out longer than stall_s."""
 
     def __init__(
         self,
@@ -50,14 +61,22 @@ class PdpBatcher:
         slots: int,
         spawn: Callable,
         on_batch: Callable[[int], None] | None = None,
+        max_slots: int | None = None,
+        stall_s: float = 0.3,
+        clock: Callable[[], float] = time.monotonic,
     ):
         self._exchange = exchange
         self._max = max_items
         self._slots = slots
+        self._max_slots = max(slots, max_slots or slots)
+        self._stall_s = stall_s
+        self._clock = clock
         self._spawn = spawn
         self._on_batch = on_batch
         self._queue: deque = deque()
         self._senders = 0
+        self._sent_at: dict[int, float] = {}  # batches in an exchange right now: when each went out
+        self.stall_escapes = 0
 
     def ask(self, body: bytes, queue_s: float, deadline_s: float) -> dict:
         """The answer to one check body (a JSON object, encoded); raises PdpUnavailable.
@@ -68,9 +87,16 @@ class PdpBatcher:
         pending = _Pending(body)
         self._queue.append(pending)
         if self._senders < self._slots:
-            self._senders += 1
-            self._spawn(self._send_queued)
-        if not pending.done.wait(queue_s):
+            self._start_sender()
+        # A decision still queued after stall_s looks at the batches ahead of it.
+        first_s = min(self._stall_s, queue_s) if self._max_slots > self._slots else queue_s
+        answered = pending.done.wait(first_s)
+        if not answered and first_s < queue_s:
+            if not pending.sent and self._senders < self._max_slots and self._stalled():
+                self.stall_escapes += 1
+                self._start_sender()
+            answered = pending.done.wait(queue_s - first_s)
+        if not answered:
             if not pending.sent:
                 pending.dropped = True
                 raise PdpUnavailable("PDP unreachable: no free connection in time", "queue")
@@ -79,6 +105,16 @@ class PdpBatcher:
         if pending.error is not None:
             raise pending.error
         return pending.answer
+
+    def _start_sender(self) -> None:
+        self._senders += 1
+        self._spawn(self._send_queued)
+
+    def _stalled(self, senders_out: int | None = None) -> bool:
+        """All senders (or senders_out of them) are in an exchange, each out longer than stall_s."""
+        sent_at = self._sent_at.values()
+        wanted = self._senders if senders_out is None else senders_out
+        return len(sent_at) >= wanted and all(self._clock() - t > self._stall_s for t in sent_at)
 
     def _send_queued(self) -> None:
         try:
@@ -91,12 +127,16 @@ class PdpBatcher:
                         batch.append(pending)
                 if batch:
                     self._send(batch)
+                # A sender beyond slots stays only while the others are still stuck.
+                if self._senders > self._slots and not self._stalled(self._senders - 1):
+                    break
         finally:
             self._senders -= 1
 
     def _send(self, batch: list) -> None:
         if self._on_batch is not None:
             self._on_batch(len(batch))
+        self._sent_at[id(batch)] = self._clock()
         try:
             answers = self._exchange([p.body for p in batch])
             for pending, answer in zip(batch, answers, strict=True):
@@ -109,6 +149,7 @@ class PdpBatcher:
             for pending in batch:
                 pending.error = failed
         finally:
+            del self._sent_at[id(batch)]
             for pending in batch:
                 if pending.answer is None and pending.error is None:
                     pending.error = PdpUnavailable("PDP batch aborted", "unreachable")

@@ -1,0 +1,112 @@
+"""One batch in flight per proxy worker (the default), and the escape when it
+stalls (proxy/pdp_batch.py): a PDP worker stopped with SIGSTOP holds the
+proxy's pooled connection; decisions queued behind that batch go out on a
+new connection, which the PDP's other worker accepts, after
+PDP_BATCH_STALL_MS instead of after the PDP deadline. Real proxy, real PDP
+(gunicorn, two workers), real Redis."""
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import threading
+import time
+
+import pytest
+
+from tests.proxy.conftest import POLICIES
+from tests.proxy.proxy_helpers import get, start_proxy
+from tests.support.pdp_process import start_pdp
+from tests.support.processes import children
+
+DEADLINE_MS = 2500
+
+pytestmark = pytest.mark.skipif(shutil.which("ss") is None, reason="ss (iproute2) is needed to find the PDP worker")
+
+
+@pytest.fixture
+def two_worker_pdp(redis_server, jwt_secret, tmp_path):
+    policy_dir = tmp_path / "policies"
+    shutil.copytree(POLICIES, policy_dir)
+    pdp = start_pdp(
+        {
+            "JWT_SECRET_KEY": jwt_secret,
+            "REDIS_URL": redis_server.redis_url,
+            "POLICY_DIR": str(policy_dir),
+            # As the stack fixture's PDP: the test policy sets x-lucid-subject.
+            "DECISION_HEADER_NAMES": "x-user-id,x-user-roles,x-lucid-subject,ratelimit*,retry-after,"
+            "www-authenticate,allow",
+        },
+        workers=2,
+    )
+    yield pdp
+    for pid in children(pdp.proc.pid):
+        try:
+            os.kill(pid, signal.SIGCONT)
+        except ProcessLookupError:
+            pass
+    pdp.stop()
+
+
+def pdp_workers_with_connections(pdp) -> set[int]:
+    """PIDs of the PDP's processes holding an established connection on its port."""
+    out = subprocess.run(
+        ["ss", "-tnpH", "state", "established", f"( sport = :{pdp.port} )"],
+        capture_output=True,
+        text=True,
+        timeout=10,
+    ).stdout
+    return {int(pid) for pid in re.findall(r"pid=(\d+)", out)}
+
+
+def timed_get(port, path, headers, results, key):
+    started = time.monotonic()
+    status = get(port, path, headers=headers, timeout=10).status
+    results[key] = (status, time.monotonic() - started)
+
+
+def run_stalled(pdp, mint, stack, stall_ms: int):
+    """Stops the PDP worker that holds the proxy's connection, then asks two decisions;
+    returns {name: (status, seconds)}."""
+    proxy = start_proxy(
+        routes=open(stack.proxy.proc.args[-1]).read(),
+        env={"PDP_URL": pdp.url, "PDP_TIMEOUT_MS": str(DEADLINE_MS), "PDP_BATCH_STALL_MS": str(stall_ms)},
+    )
+    try:
+        assert get(proxy.port, "/app/warm/0", headers={"Authorization": f"Bearer {mint('warm')}"}).status == 200
+        holders = pdp_workers_with_connections(pdp) & set(children(pdp.proc.pid))
+        workers = set(children(pdp.proc.pid))
+        assert holders and holders != workers, (holders, workers)  # one worker holds the pooled connection
+        for pid in holders:
+            os.kill(pid, signal.SIGSTOP)
+        results = {}
+        first = threading.Thread(
+            target=timed_get,
+            args=(proxy.port, "/app/stuck/1", {"Authorization": f"Bearer {mint('stuck')}"}, results, "stuck"),
+        )
+        first.start()
+        time.sleep(0.1)  # its batch is out on the stopped worker's connection
+        timed_get(proxy.port, "/app/next/2", {"Authorization": f"Bearer {mint('next')}"}, results, "next")
+        first.join(timeout=15)
+        return results
+    finally:
+        for pid in children(pdp.proc.pid):
+            os.kill(pid, signal.SIGCONT)
+        proxy.stop()
+
+
+def test_a_decision_behind_a_stalled_batch_goes_out_on_another_connection(two_worker_pdp, mint, stack):
+    results = run_stalled(two_worker_pdp, mint, stack, stall_ms=200)
+    status, took = results["next"]
+    assert status == 200
+    assert took < DEADLINE_MS / 1000 / 2, results  # about the stall bound, not the deadline
+    # The stuck one fails closed at the deadline (503), never hangs.
+    assert results["stuck"][0] == 503, results
+
+
+def test_without_the_escape_it_waits_out_the_deadline(two_worker_pdp, mint, stack):
+    # The control: a stall bound beyond the deadline leaves the second decision
+    # queued behind the stopped worker's batch until the deadline ends it.
+    results = run_stalled(two_worker_pdp, mint, stack, stall_ms=60000)
+    assert results["next"][1] >= DEADLINE_MS / 1000 * 0.8, results

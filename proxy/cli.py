@@ -155,6 +155,7 @@ def build_gateway(  # noqa: C901
         batches_in_flight=config.pdp_batches_in_flight,
         batch_stall_s=config.pdp_batch_stall_ms / 1000.0,
         on_batch=metrics.count_pdp_batch,
+        on_stall=metrics.pdp_batch_stalls.inc,
     )
     verdicts = VerdictCache(config.verdict_cache_size, clock) if config.verdict_cache_size else None
     leases = None

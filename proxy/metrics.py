@@ -34,6 +34,10 @@ class Metrics:
         self.pdp_batched = Counter(
             "lucid_proxy_pdp_batched_decisions_total", "Decisions asked in those exchanges (divided: the batch size)"
         )
+        self.pdp_batch_stalls = Counter(
+            "lucid_proxy_pdp_batch_stalls_total",
+            "Extra batch senders started because every batch in flight was out PDP_BATCH_STALL_MS",
+        )
         self.cache_hits = Counter("lucid_proxy_verdict_cache_hits_total", "Decisions served from the verdict cache")
         self.retries = Counter("lucid_proxy_upstream_retries_total", "Retries after a connect failure", ["cluster"])
         self.connections = Gauge(

@@ -191,6 +191,7 @@ class PdpClient:
         batch_stall_s: float = 0.3,
         spawn: Callable | None = None,
         on_batch: Callable[[int], None] | None = None,
+        on_stall: Callable[[], None] | None = None,
     ):
         host, port = upstream.split_host_port(base_url)
         # https://: verified TLS (tls_spec: CA bundle, SNI name, client certificate; None: the
@@ -229,6 +230,7 @@ class PdpClient:
                 max_slots=pool_size,
                 stall_s=batch_stall_s,
                 clock=clock,
+                on_stall=on_stall,
             )
 
     def _admit(self) -> None:

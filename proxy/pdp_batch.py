@@ -50,7 +50,8 @@ class _Pending:
 
 class PdpBatcher:
     """exchange(bodies) -> one answer dict per body, in order (raises PdpUnavailable);
-    spawn starts a greenlet (gevent.spawn); on_batch(n) is told each batch's size;
+    spawn starts a greenlet (gevent.spawn); on_batch(n) is told each batch's size,
+    on_stall() each extra sender started for a stall;
     slots batches in flight normally, up to max_slots (default: slots) while the
     ones in flight have all been out longer than stall_s."""
 
@@ -64,6 +65,7 @@ class PdpBatcher:
         max_slots: int | None = None,
         stall_s: float = 0.3,
         clock: Callable[[], float] = time.monotonic,
+        on_stall: Callable[[], None] | None = None,
     ):
         self._exchange = exchange
         self._max = max_items
@@ -73,10 +75,10 @@ class PdpBatcher:
         self._clock = clock
         self._spawn = spawn
         self._on_batch = on_batch
+        self._on_stall = on_stall
         self._queue: deque = deque()
         self._senders = 0
         self._sent_at: dict[int, float] = {}  # batches in an exchange right now: when each went out
-        self.stall_escapes = 0
 
     def ask(self, body: bytes, queue_s: float, deadline_s: float) -> dict:
         """The answer to one check body (a JSON object, encoded); raises PdpUnavailable.
@@ -93,7 +95,8 @@ class PdpBatcher:
         answered = pending.done.wait(first_s)
         if not answered and first_s < queue_s:
             if not pending.sent and self._senders < self._max_slots and self._stalled():
-                self.stall_escapes += 1
+                if self._on_stall is not None:
+                    self._on_stall()
                 self._start_sender()
             answered = pending.done.wait(queue_s - first_s)
         if not answered:

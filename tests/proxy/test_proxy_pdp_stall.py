@@ -66,9 +66,16 @@ def timed_get(port, path, headers, results, key):
     results[key] = (status, time.monotonic() - started)
 
 
+def stalls_counted(port, mint) -> float:
+    admin = {"Authorization": f"Bearer {mint('root', ['admin'])}"}
+    text = get(port, "/api/v1/meta/metrics", headers=admin).body.decode()
+    match = re.search(r"^lucid_proxy_pdp_batch_stalls_total ([0-9.e+]+)$", text, re.M)
+    return float(match.group(1)) if match else 0.0
+
+
 def run_stalled(pdp, mint, stack, stall_ms: int):
     """Stops the PDP worker that holds the proxy's connection, then asks two decisions;
-    returns {name: (status, seconds)}."""
+    returns {name: (status, seconds)} and "stalls": lucid_proxy_pdp_batch_stalls_total."""
     proxy = start_proxy(
         routes=open(stack.proxy.proc.args[-1]).read(),
         env={"PDP_URL": pdp.url, "PDP_TIMEOUT_MS": str(DEADLINE_MS), "PDP_BATCH_STALL_MS": str(stall_ms)},
@@ -89,6 +96,9 @@ def run_stalled(pdp, mint, stack, stall_ms: int):
         time.sleep(0.1)  # its batch is out on the stopped worker's connection
         timed_get(proxy.port, "/app/next/2", {"Authorization": f"Bearer {mint('next')}"}, results, "next")
         first.join(timeout=15)
+        for pid in holders:
+            os.kill(pid, signal.SIGCONT)
+        results["stalls"] = stalls_counted(proxy.port, mint)
         return results
     finally:
         for pid in children(pdp.proc.pid):
@@ -103,6 +113,7 @@ def test_a_decision_behind_a_stalled_batch_goes_out_on_another_connection(two_wo
     assert took < DEADLINE_MS / 1000 / 2, results  # about the stall bound, not the deadline
     # The stuck one fails closed at the deadline (503), never hangs.
     assert results["stuck"][0] == 503, results
+    assert results["stalls"] >= 1, results
 
 
 def test_without_the_escape_it_waits_out_the_deadline(two_worker_pdp, mint, stack):
@@ -110,3 +121,4 @@ def test_without_the_escape_it_waits_out_the_deadline(two_worker_pdp, mint, stac
     # queued behind the stopped worker's batch until the deadline ends it.
     results = run_stalled(two_worker_pdp, mint, stack, stall_ms=60000)
     assert results["next"][1] >= DEADLINE_MS / 1000 * 0.8, results
+    assert results["stalls"] == 0, results

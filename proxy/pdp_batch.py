@@ -52,7 +52,7 @@ class PdpBatcher:
     """exchange(bodies) -> one answer dict per body, in order (raises PdpUnavailable);
     spawn starts a greenlet (gevent.spawn); on_batch(n) is told each batch's size,
     on_stall() each extra sender started for a stall;
-    slots batches in flight normally, up to max_slots (default: slots) while the
+    slots batches in flight normally, up to max_slots while the
     ones in flight have all been out longer than stall_s."""
 
     def __init__(
@@ -62,15 +62,16 @@ class PdpBatcher:
         slots: int,
         spawn: Callable,
         on_batch: Callable[[int], None] | None = None,
-        max_slots: int | None = None,
-        stall_s: float = 0.3,
+        *,
+        max_slots: int,
+        stall_s: float,
         clock: Callable[[], float] = time.monotonic,
         on_stall: Callable[[], None] | None = None,
     ):
         self._exchange = exchange
         self._max = max_items
         self._slots = slots
-        self._max_slots = max(slots, max_slots or slots)
+        self._max_slots = max(slots, max_slots)
         self._stall_s = stall_s
         self._clock = clock
         self._spawn = spawn
@@ -94,7 +95,7 @@ class PdpBatcher:
         first_s = min(self._stall_s, queue_s) if self._max_slots > self._slots else queue_s
         answered = pending.done.wait(first_s)
         if not answered and first_s < queue_s:
-            if not pending.sent and self._senders < self._max_slots and self._stalled():
+            if not pending.sent and self._senders < self._max_slots and self._stalled(self._senders):
                 if self._on_stall is not None:
                     self._on_stall()
                 self._start_sender()
@@ -113,11 +114,10 @@ class PdpBatcher:
         self._senders += 1
         self._spawn(self._send_queued)
 
-    def _stalled(self, senders_out: int | None = None) -> bool:
-        """All senders (or senders_out of them) are in an exchange, each out longer than stall_s."""
-        sent_at = self._sent_at.values()
-        wanted = self._senders if senders_out is None else senders_out
-        return len(sent_at) >= wanted and all(self._clock() - t > self._stall_s for t in sent_at)
+    def _stalled(self, senders: int) -> bool:
+        """That many senders are in an exchange, each out longer than stall_s."""
+        now = self._clock()
+        return len(self._sent_at) >= senders and all(now - t > self._stall_s for t in self._sent_at.values())
 
     def _send_queued(self) -> None:
         try:

@@ -16,6 +16,8 @@ declare -A NEEDED=(
   [microsocks]=microsocks
   # The admin page's browser tests (tests/ui/test_browser.py).
   [chromium]=chromium
+  # Which PDP worker holds a connection (tests/proxy/test_proxy_pdp_stall.py).
+  [ss]=iproute2
 )
 missing=()
 for cmd in "${!NEEDED[@]}"; do

@@ -26,6 +26,20 @@ routes:
 """
 
 
+def policy_pdp_env(jwt_secret: str, redis_url: str, into: Path) -> dict:
+    """Copies tests/proxy/policies into `into`/policies and returns the environment of
+    a PDP serving that copy (a test may edit it)."""
+    policy_dir = into / "policies"
+    shutil.copytree(POLICIES, policy_dir)
+    return {
+        "JWT_SECRET_KEY": jwt_secret,
+        "REDIS_URL": redis_url,
+        "POLICY_DIR": str(policy_dir),
+        # The test policy sets x-lucid-subject: a custom header is allowed by naming it.
+        "DECISION_HEADER_NAMES": "x-user-id,x-user-roles,x-lucid-subject,ratelimit*,retry-after,www-authenticate,allow",
+    }
+
+
 class Stack:
     """Handles on every process of one running chain."""
 
@@ -39,19 +53,9 @@ class Stack:
 
 @pytest.fixture(scope="module")
 def stack(redis_server, jwt_secret, tmp_path_factory):
-    policy_dir = tmp_path_factory.mktemp("proxy-policies") / "policies"
-    shutil.copytree(POLICIES, policy_dir)
-    # The test policy sets x-lucid-subject: a custom header is allowed by naming it.
-    pdp = start_pdp(
-        {
-            "JWT_SECRET_KEY": jwt_secret,
-            "REDIS_URL": redis_server.redis_url,
-            "POLICY_DIR": str(policy_dir),
-            "DECISION_HEADER_NAMES": "x-user-id,x-user-roles,x-lucid-subject,ratelimit*,retry-after,"
-            "www-authenticate,allow",
-        },
-        workers=1,
-    )
+    env = policy_pdp_env(jwt_secret, redis_server.redis_url, tmp_path_factory.mktemp("proxy-policies"))
+    policy_dir = Path(env["POLICY_DIR"])
+    pdp = start_pdp(env, workers=1)
     app1, app2 = start_echo("app1"), start_echo("app2")
     ws_port = free_port()
     ws = Server(python_argv(WS_SERVER, str(ws_port)), ws_port)

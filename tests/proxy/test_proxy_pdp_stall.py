@@ -7,7 +7,6 @@ PDP_BATCH_STALL_MS instead of after the PDP deadline. Real proxy, real PDP
 
 import os
 import re
-import shutil
 import signal
 import subprocess
 import threading
@@ -15,31 +14,17 @@ import time
 
 import pytest
 
-from tests.proxy.conftest import POLICIES
+from tests.proxy.conftest import policy_pdp_env
 from tests.proxy.proxy_helpers import get, start_proxy
 from tests.support.pdp_process import start_pdp
 from tests.support.processes import children
 
 DEADLINE_MS = 2500
 
-pytestmark = pytest.mark.skipif(shutil.which("ss") is None, reason="ss (iproute2) is needed to find the PDP worker")
-
 
 @pytest.fixture
 def two_worker_pdp(redis_server, jwt_secret, tmp_path):
-    policy_dir = tmp_path / "policies"
-    shutil.copytree(POLICIES, policy_dir)
-    pdp = start_pdp(
-        {
-            "JWT_SECRET_KEY": jwt_secret,
-            "REDIS_URL": redis_server.redis_url,
-            "POLICY_DIR": str(policy_dir),
-            # As the stack fixture's PDP: the test policy sets x-lucid-subject.
-            "DECISION_HEADER_NAMES": "x-user-id,x-user-roles,x-lucid-subject,ratelimit*,retry-after,"
-            "www-authenticate,allow",
-        },
-        workers=2,
-    )
+    pdp = start_pdp(policy_pdp_env(jwt_secret, redis_server.redis_url, tmp_path), workers=2)
     yield pdp
     for pid in children(pdp.proc.pid):
         try:

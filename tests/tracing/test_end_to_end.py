@@ -6,13 +6,12 @@ the same chain with tracing off, where the context is still passed on.
 """
 
 import json
-import shutil
 
 import pytest
 import requests
 
 from tests.conftest import start_pdp
-from tests.proxy.conftest import POLICIES
+from tests.proxy.conftest import policy_pdp_env
 from tests.proxy.proxy_helpers import start_echo, start_proxy
 from tests.support.waiting import wait_until
 from tests.tracing.otlp_receiver import OtlpReceiver
@@ -31,23 +30,11 @@ routes:
 def chain(redis_server, jwt_secret, tmp_path):
     """chain(otlp_url or None) -> (proxy, pdp, upstream), stopped after the test."""
     started = []
-    policy_dir = tmp_path / "policies"
-    shutil.copytree(POLICIES, policy_dir)
+    pdp_env = policy_pdp_env(jwt_secret, redis_server.redis_url, tmp_path)
 
     def _start(otlp_url):
         otel = {"OTEL_EXPORTER_OTLP_ENDPOINT": otlp_url, "OTEL_BSP_SCHEDULE_DELAY": "100"} if otlp_url else {}
-        # The proxy tests' policy sets x-lucid-subject, allowed by naming it (as tests/proxy/conftest.py does).
-        pdp = start_pdp(
-            {
-                "JWT_SECRET_KEY": jwt_secret,
-                "REDIS_URL": redis_server.redis_url,
-                "POLICY_DIR": str(policy_dir),
-                "DECISION_HEADER_NAMES": "x-user-id,x-user-roles,x-lucid-subject,ratelimit*,retry-after,"
-                "www-authenticate,allow",
-                **otel,
-            },
-            workers=1,
-        )
+        pdp = start_pdp({**pdp_env, **otel}, workers=1)
         started.append(pdp)
         app = start_echo("app")
         started.append(app)

@@ -231,6 +231,9 @@ def envoy_conf(listen_port: int, upstream_port: int, pdp_port: int, admin_port: 
     )
 
 
+GRPC_STREAMS_PER_CONNECTION = 8  # Envoy -> `pdp serve-grpc`, see envoy_grpc_conf
+
+
 def envoy_grpc_conf(
     listen_port: int, upstream_port: int, grpc_port: int, admin_port: int | None = None, timeout: str = "1s"
 ) -> str:
@@ -306,7 +309,12 @@ def envoy_grpc_conf(
       envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
         "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
         explicit_http_config:
-          http2_protocol_options: {{}}
+          # Each Envoy worker multiplexes its Checks over one HTTP/2 connection,
+          # and SO_REUSEPORT spreads connections, not streams, over the PDP's
+          # processes: with two connections both often land on one process and
+          # the others idle. A cap on streams makes Envoy open a connection per
+          # GRPC_STREAMS_PER_CONNECTION Checks in flight, so every process gets some.
+          http2_protocol_options: {{ max_concurrent_streams: {GRPC_STREAMS_PER_CONNECTION} }}
     load_assignment:
       cluster_name: pdp_grpc
       endpoints:

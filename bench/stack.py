@@ -121,11 +121,13 @@ def start_envoy(workdir: Path, upstream_port: int, pdp_port: int, concurrency: i
     return Server(envoy_argv(conf, concurrency), port, ready_timeout=60)
 
 
-def start_envoy_grpc(workdir: Path, upstream_port: int, grpc_port: int, concurrency: int = 2) -> Server:
-    """Envoy with gRPC ext_authz to `pdp serve-grpc` on grpc_port."""
+def start_envoy_grpc(
+    workdir: Path, upstream_port: int, grpc_port: int, concurrency: int = 2, timeout: str = "1s"
+) -> Server:
+    """Envoy with gRPC ext_authz to `pdp serve-grpc` on grpc_port (Check timeout `timeout`)."""
     port = free_port()
     conf = configs.write_config(
-        workdir / "envoy-grpc", "envoy.yaml", configs.envoy_grpc_conf(port, upstream_port, grpc_port)
+        workdir / "envoy-grpc", "envoy.yaml", configs.envoy_grpc_conf(port, upstream_port, grpc_port, timeout=timeout)
     )
     return Server(envoy_argv(conf, concurrency), port, ready_timeout=60)
 

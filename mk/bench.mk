@@ -26,7 +26,8 @@ bench-tail: bootstrap bench-tools
 
 # make bench-cpu: the CPU one request costs each process of our chain (proxy,
 # PDP, Redis, upstream, the load generator), closed loop on both workloads;
-# where a request's cost is, which req/s alone does not say.
+# where a request's cost is, which req/s alone does not say. BENCH_CPU_CHAIN=grpc
+# or envoy-http splits Envoy's ext_authz chains into our PDP the same way.
 .PHONY: bench-cpu
 bench-cpu: bootstrap bench-tools
 	$(PY) -m bench.cpu_split

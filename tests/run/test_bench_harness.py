@@ -2,6 +2,7 @@
 Short real runs (1 s, a few connections) against loopback servers; no
 number is asserted about speed."""
 
+import os
 import shutil
 
 import pytest
@@ -151,3 +152,36 @@ def test_cpu_split_reads_a_real_process_cpu_and_the_proxy_batch_counters():
         "lucid_proxy_pdp_batches_created 12345.0\n"
     )
     assert batch_counters(metrics) == (4.0, 40.0)
+
+
+@pytest.mark.parametrize("chain, front, pdp", [("grpc", "Envoy", "PDP gRPC"), ("envoy-http", "Envoy", "PDP")])
+def test_cpu_split_measures_the_envoy_chains(chain, front, pdp):
+    """BENCH_CPU_CHAIN: a short real bench-cpu run through Envoy's gRPC or HTTP ext_authz
+    answers 2xx only (quota spent) and splits its CPU between Envoy and the PDP."""
+    import re
+    import subprocess
+    import sys
+
+    if not stack.find_envoy():
+        pytest.skip("envoy not installed (the `bench` extra)")
+    env = {**os.environ, "BENCH_CPU_CHAIN": chain, "BENCH_WORKLOADS": "hot",
+           "BENCH_SECONDS": "1", "BENCH_WARMUP_SECONDS": "0.5", "BENCH_CONNECTIONS": "4"}
+    done = subprocess.run([sys.executable, "-m", "bench.cpu_split"], env=env, capture_output=True, text=True,
+                          timeout=180, cwd=stack.ROOT)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert f"chain {chain}," in done.stdout
+    assert re.search(r"one hot user: [\d,]+ 2xx req/s, 0 not 2xx", done.stdout), done.stdout
+    for name in (front, pdp, "Redis"):
+        row = re.search(rf"^  {re.escape(name)}\s+(\d+) ", done.stdout, re.M)
+        assert row and int(row.group(1)) > 0, (name, done.stdout)
+
+
+def test_cpu_split_refuses_an_unknown_chain():
+    import subprocess
+    import sys
+
+    env = {**os.environ, "BENCH_CPU_CHAIN": "kong"}
+    done = subprocess.run([sys.executable, "-m", "bench.cpu_split"], env=env, capture_output=True, text=True,
+                          timeout=60, cwd=stack.ROOT)
+    assert done.returncode == 1
+    assert done.stderr.strip() == "bench-cpu: BENCH_CPU_CHAIN: expected one of ours, grpc, envoy-http, got 'kong'"

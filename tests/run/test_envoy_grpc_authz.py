@@ -5,9 +5,13 @@ headers set, the client's own removed, quota headers on the response) or
 DeniedHttpResponse (the decided status, problem+json). The PDP down is a
 503 from Envoy (failure_mode_allow: false), never a pass.
 """
+import concurrent.futures
 import json
+import os
+import signal
 import socket
 import subprocess
+import time
 import uuid
 from pathlib import Path
 
@@ -184,6 +188,42 @@ def test_pdp_outage_fails_closed(tmp_path, echo_upstream, mint):
         assert b"bench-upstream" not in resp.content
     finally:
         server.stop()
+
+
+def _envoy_connections_to(envoy_pid: int, port: int) -> int:
+    out = subprocess.run(["ss", "-tnpH", "state", "established"], capture_output=True, text=True, check=True).stdout
+    return sum(1 for line in out.splitlines() if line.split()[3].endswith(f":{port}") and f"pid={envoy_pid}," in line)
+
+
+def test_envoy_spreads_checks_over_several_connections(tmp_path, grpc_pdp, echo_upstream, mint):
+    """The pdp_grpc cluster caps streams per connection, so Checks in flight open
+    more connections, which SO_REUSEPORT can hand to different PDP processes
+    (one connection per Envoy worker left all but one process idle).
+
+    The PDP is paused (SIGSTOP) while 3 connections' worth of requests wait: the
+    kernel still completes Envoy's connects, so their count is what Envoy opened."""
+    in_flight = configs.GRPC_STREAMS_PER_CONNECTION * 3
+    envoy = stack.start_envoy_grpc(tmp_path, echo_upstream.port, grpc_pdp.port, concurrency=1, timeout="10s")
+    tokens = [_token(mint, f"spread{i}-{uuid.uuid4().hex[:8]}") for i in range(in_flight)]
+    session = requests.Session()
+    session.get(envoy.url + "/api/v1/sessions", headers={"Authorization": tokens[0]}, timeout=10)  # one connection up
+    paused = grpc_pdp.proc.pid
+    os.kill(paused, signal.SIGSTOP)
+    try:
+        with concurrent.futures.ThreadPoolExecutor(in_flight) as pool:
+            answers = [pool.submit(requests.get, envoy.url + "/api/v1/sessions", timeout=20,
+                                   headers={"Authorization": token}) for token in tokens]
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline and _envoy_connections_to(envoy.proc.pid, grpc_pdp.port) < 3:
+                time.sleep(0.05)
+            opened = _envoy_connections_to(envoy.proc.pid, grpc_pdp.port)
+            os.kill(paused, signal.SIGCONT)
+            statuses = [answer.result().status_code for answer in answers]
+    finally:
+        os.kill(paused, signal.SIGCONT)
+        envoy.stop()
+    assert opened >= 3, f"{in_flight} Checks in flight went over {opened} connection(s)"
+    assert statuses == [200] * in_flight
 
 
 def _check(port, method="GET", path="/api/v1/sessions", headers=None, principal="", raw=False):

@@ -7,6 +7,7 @@ the worker after fork, and ssl/requests imported before that break).
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 
 from gunicorn.app.base import BaseApplication
@@ -52,14 +53,19 @@ class PdpServer(BaseApplication):
 
 def serve(settings, startup_bundle=None) -> None:
     # Metrics from every worker are summed at scrape time (prometheus_client multiprocess).
+    # A folder we made is ours to remove on the way out (one per start otherwise piles up
+    # in /tmp); one the operator named is left alone.
+    made_metrics_dir = None
     if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="pdp-metrics-")
+        made_metrics_dir = os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="pdp-metrics-")
     grpc = _start_grpc(settings, startup_bundle) if settings.grpc_enabled else None
     master = os.getpid()
     try:
         PdpServer(settings, startup_bundle).run()
     finally:
-        # gunicorn's workers are forked inside run() and leave it by SystemExit too: only the master stops gRPC.
+        # gunicorn's workers are forked inside run() and leave it by SystemExit too: only the master cleans up.
+        if made_metrics_dir is not None and os.getpid() == master:
+            shutil.rmtree(made_metrics_dir, ignore_errors=True)
         if grpc is not None and os.getpid() == master:
             failed = _stop_grpc(*grpc)
             if failed is not None:

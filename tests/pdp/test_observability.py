@@ -21,6 +21,17 @@ def test_metrics_count_decisions_across_workers(pdp_factory):
     assert "lucid_pdp_policy_eval_seconds_bucket" in text and "lucid_pdp_decision_seconds_count 25.0" in text
 
 
+def test_the_metrics_folder_the_pdp_made_is_gone_after_it_stops(pdp_factory, tmp_path):
+    """`pdp serve` keeps its workers' metrics in a folder of its own under TMPDIR and
+    removes it when it stops (one left per start used to pile up in /tmp)."""
+    server = pdp_factory(workers=2, TMPDIR=str(tmp_path))
+    requests.post(server.url + "/v1/check", json={"request": {"method": "GET", "path": "/public"}}, timeout=5)
+    made = list(tmp_path.glob("pdp-metrics-*"))
+    assert len(made) == 1 and list(made[0].glob("*.db")), made
+    assert server.stop() == 0
+    assert not made[0].exists()
+
+
 def test_decision_log_masks_credentials(pdp_factory, mint):
     server = pdp_factory()
     token = mint("alice", ["user"])

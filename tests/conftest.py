@@ -6,6 +6,7 @@ Areas add their own fixtures in tests/<area>/conftest.py.
 import os
 import secrets
 import shutil
+import tempfile
 import time
 
 import jwt
@@ -20,6 +21,23 @@ from tests.support.tools import require_tool
 
 FIXTURE_POLICIES = ROOT / "tests" / "fixtures" / "policies"
 SHIPPED_POLICIES = ROOT / "policies"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def temp_files_in_the_run_folder(tmp_path_factory):
+    """Every temporary file of the run (server logs, route files, the servers' own
+    folders, through TMPDIR) goes under pytest's folder for this run, which keeps
+    the last three runs for reading after a failure and removes older ones;
+    thousands per run piled up in /tmp otherwise."""
+    folder = str(tmp_path_factory.mktemp("tmp", numbered=False))
+    saved = os.environ.get("TMPDIR"), tempfile.tempdir
+    os.environ["TMPDIR"] = tempfile.tempdir = folder
+    yield folder
+    if saved[0] is None:
+        os.environ.pop("TMPDIR", None)
+    else:
+        os.environ["TMPDIR"] = saved[0]
+    tempfile.tempdir = saved[1]
 
 
 @pytest.fixture(scope="session")

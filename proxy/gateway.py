@@ -272,7 +272,7 @@ class Gateway:
         if self._admission is None or is_websocket(ex.request):
             return self._admitted(ex, sock, reader)
         if not self._admission.enter():
-            self._metrics.pdp_errors.labels("shed").inc()
+            self._metrics.pdp_errors.labels("admission").inc()  # not "shed": that is the PDP client's own
             ex.keep_alive = False
             return self._answers.problem(
                 ex, sock, 503, "too many requests waiting; retry shortly", "overloaded", extra=[("retry-after", "1")]

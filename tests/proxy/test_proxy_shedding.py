@@ -6,6 +6,7 @@ a few requests, bounded in time."""
 import threading
 import time
 
+from bench.prom import counts_by
 from tests.proxy.proxy_helpers import get, start_echo, start_proxy
 from tests.support.pdp_process import start_pdp
 from tests.support.processes import ROOT
@@ -57,6 +58,10 @@ def test_a_request_arriving_at_an_overlong_queue_is_shed_at_once(redis_server, j
         # The slow one was served; those queued behind it were refused once
         # they had waited their bound: nothing waits unbounded.
         assert sorted(statuses) == [200] + [503] * 5
+        # Counted as the admission queue's shed, apart from the PDP client's ("shed").
+        admin = {"Authorization": f"Bearer {mint('ops', ['admin'])}"}
+        page = get(proxy.port, "/api/v1/meta/metrics", admin).body.decode()
+        assert counts_by(page, "lucid_proxy_pdp_errors", "kind") == {"admission": 6.0}, page
     finally:
         for server in (proxy, upstream, pdp):
             server.stop()

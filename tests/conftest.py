@@ -30,14 +30,10 @@ def temp_files_in_the_run_folder(tmp_path_factory):
     the last three runs for reading after a failure and removes older ones;
     thousands per run piled up in /tmp otherwise."""
     folder = str(tmp_path_factory.mktemp("tmp", numbered=False))
-    saved = os.environ.get("TMPDIR"), tempfile.tempdir
-    os.environ["TMPDIR"] = tempfile.tempdir = folder
-    yield folder
-    if saved[0] is None:
-        os.environ.pop("TMPDIR", None)
-    else:
-        os.environ["TMPDIR"] = saved[0]
-    tempfile.tempdir = saved[1]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("TMPDIR", folder)
+        patch.setattr(tempfile, "tempdir", folder)
+        yield folder
 
 
 @pytest.fixture(scope="session")

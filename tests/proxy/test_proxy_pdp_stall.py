@@ -8,7 +8,6 @@ PDP_BATCH_STALL_MS instead of after the PDP deadline. Real proxy, real PDP
 import os
 import re
 import signal
-import subprocess
 import threading
 import time
 
@@ -18,6 +17,7 @@ from tests.proxy.conftest import policy_pdp_env
 from tests.proxy.proxy_helpers import get, start_proxy
 from tests.support.pdp_process import start_pdp
 from tests.support.processes import children
+from tests.support.sockets import established
 
 DEADLINE_MS = 2500
 
@@ -36,13 +36,7 @@ def two_worker_pdp(redis_server, jwt_secret, tmp_path):
 
 def pdp_workers_with_connections(pdp) -> set[int]:
     """PIDs of the PDP's processes holding an established connection on its port."""
-    out = subprocess.run(
-        ["ss", "-tnpH", "state", "established", f"( sport = :{pdp.port} )"],
-        capture_output=True,
-        text=True,
-        timeout=10,
-    ).stdout
-    return {int(pid) for pid in re.findall(r"pid=(\d+)", out)}
+    return set().union(*established(f"( sport = :{pdp.port} )"))
 
 
 def timed_get(port, path, headers, results, key):

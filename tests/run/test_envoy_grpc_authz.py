@@ -23,6 +23,7 @@ from envoy.service.auth.v3 import attribute_context_pb2, external_auth_pb2, exte
 from bench import configs, stack
 from servicekit.request_path import normalize_target
 from tests.support.ports import free_port
+from tests.support.sockets import established
 from tests.support.tools import require_tool
 
 CORPUS = Path(__file__).resolve().parents[1] / "proxy" / "data" / "hostile_targets.tsv"
@@ -191,8 +192,7 @@ def test_pdp_outage_fails_closed(tmp_path, echo_upstream, mint):
 
 
 def _envoy_connections_to(envoy_pid: int, port: int) -> int:
-    out = subprocess.run(["ss", "-tnpH", "state", "established"], capture_output=True, text=True, check=True).stdout
-    return sum(1 for line in out.splitlines() if line.split()[3].endswith(f":{port}") and f"pid={envoy_pid}," in line)
+    return sum(1 for holders in established(f"( dport = :{port} )") if envoy_pid in holders)
 
 
 def test_envoy_spreads_checks_over_several_connections(tmp_path, grpc_pdp, echo_upstream, mint):

@@ -7,9 +7,10 @@ benchmark and the tests that check these configs are valid and enforce.
 
 from pathlib import Path
 
-# The identity headers the PDP returns on allow (pdp/identity.py); the
-# comparison chains copy them to the upstream request as our proxy does.
-IDENTITY_HEADERS = ("x-user-id", "x-user-roles", "x-user-plan", "x-user-mfa")
+from servicekit.identity import IDENTITY_HEADERS
+
+# The comparison chains copy the identity headers (servicekit/identity.py) from
+# the PDP's answer onto the upstream request, and drop the client's, as our proxy does.
 
 # A static JSON body so the upstream is never the bottleneck.
 UPSTREAM_BODY = '{"ok":true,"served_by":"bench-upstream"}'
@@ -64,7 +65,7 @@ def front_nginx_conf(workdir: Path, proxy_port: int, auth_port: int, upstream_po
     copy_identity = "\n".join(
         f"      auth_request_set $pdp_{h.replace('-', '_')} $upstream_http_{h.replace('-', '_')};\n"
         f"      proxy_set_header {h} $pdp_{h.replace('-', '_')};"
-        for h in IDENTITY_HEADERS
+        for h in sorted(IDENTITY_HEADERS)
     )
     keepalive_upstream = """      proxy_http_version 1.1;
       proxy_set_header Connection "";"""
@@ -134,118 +135,61 @@ def front_nginx_conf(workdir: Path, proxy_port: int, auth_port: int, upstream_po
     )
 
 
-def envoy_conf(listen_port: int, upstream_port: int, pdp_port: int, admin_port: int | None = None) -> str:
-    """Envoy with the HTTP ext_authz filter asking the PDP's /v1/ext-authz.
+# -- Envoy ------------------------------------------------------------------------
+# Every Envoy config here (ours over HTTP and over gRPC, and the reference
+# chain's in bench/reference.py) is one listener built by envoy_gateway from
+# the same parts, so a safety setting is written once and holds for all.
 
-    Envoy sends the original method and path (after path_prefix) with the
-    allowed headers and no body; on 200 it copies the identity headers onto
-    the upstream request, otherwise it answers the client with the PDP's
-    status, body and problem headers.
-    """
-    upstream_headers = "\n".join(f"                    - exact: {h}" for h in IDENTITY_HEADERS)
-    strip_identity = "\n".join(f"                - remove: {h}" for h in IDENTITY_HEADERS)
-    admin = ""
-    if admin_port is not None:
-        admin = f"""admin:
-  address:
-    socket_address: {{ address: 127.0.0.1, port_value: {admin_port} }}
+
+def envoy_cluster(name: str, port: int, http2: str | None = None) -> str:
+    """A static cluster of one endpoint on 127.0.0.1; http2 (its
+    http2_protocol_options, e.g. "{}") makes it a gRPC / HTTP/2 cluster."""
+    protocol = ""
+    if http2 is not None:
+        protocol = f"""    typed_extension_protocol_options:
+      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
+        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
+        explicit_http_config:
+{http2}
 """
-    return (
-        admin
-        + f"""static_resources:
-  listeners:
-  - name: gateway
-    address:
-      socket_address: {{ address: 127.0.0.1, port_value: {listen_port} }}
-    filter_chains:
-    - filters:
-      - name: envoy.filters.network.http_connection_manager
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-          stat_prefix: gateway
-          route_config:
-            name: all
-            virtual_hosts:
-            - name: all
-              domains: ["*"]
-              routes:
-              - match: {{ prefix: "/" }}
-                route: {{ cluster: upstream }}
-          http_filters:
-          # Client-sent identity headers never reach the upstream: only the PDP sets them.
+    return f"""  - name: {name}
+    type: STATIC
+    connect_timeout: 1s
+{protocol}    load_assignment:
+      cluster_name: {name}
+      endpoints:
+      - lb_endpoints:
+        - endpoint:
+            address:
+              socket_address: {{ address: 127.0.0.1, port_value: {port} }}
+"""
+
+
+def envoy_strip_identity(setter: str) -> str:
+    """The header_mutation filter removing every identity header the client sent."""
+    removals = "\n".join(f"                - remove: {h}" for h in sorted(IDENTITY_HEADERS))
+    return f"""          # Client-sent identity headers never reach the upstream: only {setter} sets them.
           - name: envoy.filters.http.header_mutation
             typed_config:
               "@type": type.googleapis.com/envoy.extensions.filters.http.header_mutation.v3.HeaderMutation
               mutations:
                 request_mutations:
-{strip_identity}
-          - name: envoy.filters.http.ext_authz
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz
-              failure_mode_allow: false
-              allowed_headers:
-                patterns:
-                - exact: authorization
-                - exact: x-request-id
-              http_service:
-                server_uri:
-                  uri: http://127.0.0.1:{pdp_port}
-                  cluster: pdp
-                  timeout: 1s
-                path_prefix: /v1/ext-authz
-                authorization_response:
-                  allowed_upstream_headers:
-                    patterns:
-{upstream_headers}
-                  allowed_client_headers:
-                    patterns:
-                    - exact: content-type
-                    - exact: www-authenticate
-                    - exact: retry-after
-                    - prefix: ratelimit
-          - name: envoy.filters.http.router
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
-  clusters:
-  - name: upstream
-    type: STATIC
-    connect_timeout: 1s
-    load_assignment:
-      cluster_name: upstream
-      endpoints:
-      - lb_endpoints:
-        - endpoint:
-            address:
-              socket_address: {{ address: 127.0.0.1, port_value: {upstream_port} }}
-  - name: pdp
-    type: STATIC
-    connect_timeout: 1s
-    load_assignment:
-      cluster_name: pdp
-      endpoints:
-      - lb_endpoints:
-        - endpoint:
-            address:
-              socket_address: {{ address: 127.0.0.1, port_value: {pdp_port} }}
+{removals}
 """
-    )
 
 
-GRPC_STREAMS_PER_CONNECTION = 8  # Envoy -> `pdp serve-grpc`, see envoy_grpc_conf
-
-
-def envoy_grpc_conf(
-    listen_port: int, upstream_port: int, grpc_port: int, admin_port: int | None = None, timeout: str = "1s"
+def envoy_gateway(
+    listen_port: int, http_filters: str, clusters: list[str], admin_port: int | None = None, route: str = ""
 ) -> str:
-    """Envoy with the gRPC ext_authz filter asking `pdp serve-grpc` (Authorization/Check).
+    """One listener on listen_port routing everything to the `upstream` cluster
+    (the first of clusters) through http_filters and then the router.
 
-    The PDP answers OkHttpResponse with the identity headers to set and the
-    client's own identity headers to remove, or DeniedHttpResponse with the
-    status, headers and problem+json body. failure_mode_allow is false: the
-    PDP down is a 403 from Envoy, never a pass. Envoy normalizes the path
-    (dot segments, merged slashes) before asking, so the upstream gets the
-    path the policy judged, and rejects escaped slashes itself.
-    """
+    Envoy normalizes the path (dot segments, merged slashes) before any filter
+    reads it and rejects escaped slashes, so the authorization service judges
+    the very path the upstream gets: without it Envoy asked with the raw
+    `/admin/%2e%2e/public`, the PDP judged /public, and an upstream that does
+    not resolve `%2e%2e` got a path under /admin. route: more of the route
+    (the reference chain's rate_limits)."""
     admin = ""
     if admin_port is not None:
         admin = f"""admin:
@@ -275,9 +219,74 @@ def envoy_grpc_conf(
               domains: ["*"]
               routes:
               - match: {{ prefix: "/" }}
-                route: {{ cluster: upstream }}
-          http_filters:
-          - name: envoy.filters.http.ext_authz
+                route:
+                  cluster: upstream
+{route}          http_filters:
+{http_filters}          - name: envoy.filters.http.router
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
+  clusters:
+"""
+        + "".join(clusters)
+    )
+
+
+def envoy_conf(listen_port: int, upstream_port: int, pdp_port: int, admin_port: int | None = None) -> str:
+    """Envoy with the HTTP ext_authz filter asking the PDP's /v1/ext-authz.
+
+    Envoy sends the method and the normalized path (after path_prefix) with
+    the allowed headers and no body; on 200 it copies the identity headers onto
+    the upstream request, otherwise it answers the client with the PDP's
+    status, body and problem headers.
+    """
+    upstream_headers = "\n".join(f"                    - exact: {h}" for h in sorted(IDENTITY_HEADERS))
+    filters = (
+        envoy_strip_identity("the PDP")
+        + f"""          - name: envoy.filters.http.ext_authz
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz
+              failure_mode_allow: false
+              allowed_headers:
+                patterns:
+                - exact: authorization
+                - exact: x-request-id
+              http_service:
+                server_uri:
+                  uri: http://127.0.0.1:{pdp_port}
+                  cluster: pdp
+                  timeout: 1s
+                path_prefix: /v1/ext-authz
+                authorization_response:
+                  allowed_upstream_headers:
+                    patterns:
+{upstream_headers}
+                  allowed_client_headers:
+                    patterns:
+                    - exact: content-type
+                    - exact: www-authenticate
+                    - exact: retry-after
+                    - prefix: ratelimit
+"""
+    )
+    clusters = [envoy_cluster("upstream", upstream_port), envoy_cluster("pdp", pdp_port)]
+    return envoy_gateway(listen_port, filters, clusters, admin_port)
+
+
+GRPC_STREAMS_PER_CONNECTION = 8  # Envoy -> `pdp serve-grpc`, see envoy_grpc_conf
+
+
+def envoy_grpc_conf(
+    listen_port: int, upstream_port: int, grpc_port: int, admin_port: int | None = None, timeout: str = "1s"
+) -> str:
+    """Envoy with the gRPC ext_authz filter asking `pdp serve-grpc` (Authorization/Check).
+
+    The PDP answers OkHttpResponse with the identity headers to set and the
+    client's own identity headers to remove, or DeniedHttpResponse with the
+    status, headers and problem+json body. failure_mode_allow is false: the
+    PDP down is a 503 from Envoy, never a pass. Envoy normalizes the path
+    (envoy_gateway) before asking, so the upstream gets the path the policy judged.
+    """
+    filters = f"""          - name: envoy.filters.http.ext_authz
             typed_config:
               "@type": type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz
               transport_api_version: V3
@@ -288,42 +297,15 @@ def envoy_grpc_conf(
               grpc_service:
                 envoy_grpc: {{ cluster_name: pdp_grpc }}
                 timeout: {timeout}
-          - name: envoy.filters.http.router
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
-  clusters:
-  - name: upstream
-    type: STATIC
-    connect_timeout: 1s
-    load_assignment:
-      cluster_name: upstream
-      endpoints:
-      - lb_endpoints:
-        - endpoint:
-            address:
-              socket_address: {{ address: 127.0.0.1, port_value: {upstream_port} }}
-  - name: pdp_grpc
-    type: STATIC
-    connect_timeout: 1s
-    typed_extension_protocol_options:
-      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
-        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
-        explicit_http_config:
-          # Each Envoy worker multiplexes its Checks over one HTTP/2 connection,
-          # and SO_REUSEPORT spreads connections, not streams, over the PDP's
-          # processes: with two connections both often land on one process and
-          # the others idle. A cap on streams makes Envoy open a connection per
-          # GRPC_STREAMS_PER_CONNECTION Checks in flight, so every process gets some.
-          http2_protocol_options: {{ max_concurrent_streams: {GRPC_STREAMS_PER_CONNECTION} }}
-    load_assignment:
-      cluster_name: pdp_grpc
-      endpoints:
-      - lb_endpoints:
-        - endpoint:
-            address:
-              socket_address: {{ address: 127.0.0.1, port_value: {grpc_port} }}
 """
-    )
+    # Each Envoy worker multiplexes its Checks over one HTTP/2 connection, and
+    # SO_REUSEPORT spreads connections, not streams, over the PDP's processes:
+    # with two connections both often land on one process and the others idle.
+    # A cap on streams makes Envoy open a connection per
+    # GRPC_STREAMS_PER_CONNECTION Checks in flight, so every process gets some.
+    streams = f"          http2_protocol_options: {{ max_concurrent_streams: {GRPC_STREAMS_PER_CONNECTION} }}"
+    clusters = [envoy_cluster("upstream", upstream_port), envoy_cluster("pdp_grpc", grpc_port, streams)]
+    return envoy_gateway(listen_port, filters, clusters, admin_port)
 
 
 def write_config(workdir: Path, name: str, text: str) -> Path:

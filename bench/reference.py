@@ -133,61 +133,22 @@ descriptors:
 
 
 def envoy_conf(listen_port: int, upstream_port: int, authz_port: int, ratelimit_port: int) -> str:
-    strip_identity = "\n".join(f"                - remove: {h}" for h in configs.IDENTITY_HEADERS)
-    grpc_cluster = """  - name: {name}
-    type: STATIC
-    connect_timeout: 1s
-    typed_extension_protocol_options:
-      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
-        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
-        explicit_http_config:
-          http2_protocol_options: {{}}
-    load_assignment:
-      cluster_name: {name}
-      endpoints:
-      - lb_endpoints:
-        - endpoint:
-            address:
-              socket_address: {{ address: 127.0.0.1, port_value: {port} }}
-"""
-    return f"""static_resources:
-  listeners:
-  - name: gateway
-    address:
-      socket_address: {{ address: 127.0.0.1, port_value: {listen_port} }}
-    filter_chains:
-    - filters:
-      - name: envoy.filters.network.http_connection_manager
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-          stat_prefix: gateway
-          route_config:
-            name: all
-            virtual_hosts:
-            - name: all
-              domains: ["*"]
-              routes:
-              - match: {{ prefix: "/" }}
-                route:
-                  cluster: upstream
-                  rate_limits:
+    """The reference's Envoy: ext_authz gRPC to opa-envoy-plugin, then the global
+    rate limit (descriptor: the x-user-id OPA set) to envoyproxy/ratelimit; both
+    fail closed. The listener is configs.envoy_gateway's, like ours."""
+    route = """                  rate_limits:
                   - actions:
-                    - request_headers: {{ header_name: x-user-id, descriptor_key: user }}
-          http_filters:
-          # Client-sent identity headers never reach the upstream: only OPA sets them.
-          - name: envoy.filters.http.header_mutation
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.filters.http.header_mutation.v3.HeaderMutation
-              mutations:
-                request_mutations:
-{strip_identity}
-          - name: envoy.filters.http.ext_authz
+                    - request_headers: { header_name: x-user-id, descriptor_key: user }
+"""
+    filters = (
+        configs.envoy_strip_identity("OPA")
+        + """          - name: envoy.filters.http.ext_authz
             typed_config:
               "@type": type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz
               transport_api_version: V3
               failure_mode_allow: false
               grpc_service:
-                envoy_grpc: {{ cluster_name: opa }}
+                envoy_grpc: { cluster_name: opa }
                 timeout: 1s
           - name: envoy.filters.http.ratelimit
             typed_config:
@@ -199,22 +160,16 @@ def envoy_conf(listen_port: int, upstream_port: int, authz_port: int, ratelimit_
               rate_limit_service:
                 transport_api_version: V3
                 grpc_service:
-                  envoy_grpc: {{ cluster_name: ratelimit }}
-          - name: envoy.filters.http.router
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
-  clusters:
-  - name: upstream
-    type: STATIC
-    connect_timeout: 1s
-    load_assignment:
-      cluster_name: upstream
-      endpoints:
-      - lb_endpoints:
-        - endpoint:
-            address:
-              socket_address: {{ address: 127.0.0.1, port_value: {upstream_port} }}
-{grpc_cluster.format(name="opa", port=authz_port)}{grpc_cluster.format(name="ratelimit", port=ratelimit_port)}"""
+                  envoy_grpc: { cluster_name: ratelimit }
+"""
+    )
+    http2 = "          http2_protocol_options: {}"
+    clusters = [
+        configs.envoy_cluster("upstream", upstream_port),
+        configs.envoy_cluster("opa", authz_port, http2),
+        configs.envoy_cluster("ratelimit", ratelimit_port, http2),
+    ]
+    return configs.envoy_gateway(listen_port, filters, clusters, route=route)
 
 
 @dataclasses.dataclass

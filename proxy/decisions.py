@@ -23,6 +23,8 @@ from typing import TYPE_CHECKING
 import gevent
 from gevent.event import AsyncResult
 
+from servicekit.identity import is_identity_header
+
 from . import forwarding
 from .pdp import FAIL_OPEN, Decision, PdpRejected, PdpUnavailable, verdict_key
 
@@ -74,7 +76,7 @@ class Decisions:
         # forwarding or target-changing headers, the proxy's own X-Forwarded-* instead.
         headers = {}
         for name, value in req.headers:
-            if name in forwarding.PROXY_SET or name in forwarding.IDENTITY_HEADERS or name.startswith("x-user-"):
+            if name in forwarding.PROXY_SET or is_identity_header(name):
                 if name != "host":
                     continue
             if not forwarding.client_header_passes(name, ex.route):

@@ -8,6 +8,8 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
 
+from servicekit.identity import is_identity_header
+
 from .http11 import valid_host
 from .response_transform import rename_headers
 
@@ -27,11 +29,6 @@ HOP_BY_HOP = frozenset(
         "proxy-authorization",
         "proxy-authenticate",
     )
-)
-# Identity headers only the PDP may set (docs/decision-api.md); any
-# client-sent x-user-* is dropped as well.
-IDENTITY_HEADERS = frozenset(
-    ("x-user-id", "x-user-roles", "x-user-plan", "x-user-mfa", "x-user-sub", "x-user-email", "x-auth-subject")
 )
 # Set by the proxy from what it saw; never passed through from the client.
 PROXY_SET = frozenset(
@@ -174,7 +171,7 @@ def upstream_headers(
     drop = HOP_BY_HOP | PROXY_SET | connection_tokens(headers) | route.request_remove
     out = []
     for name, value in headers:
-        if name in drop or name in IDENTITY_HEADERS or name.startswith("x-user-") or name in decision_headers:
+        if name in drop or is_identity_header(name) or name in decision_headers:
             continue
         if not client_header_passes(name, route):
             continue

@@ -12,13 +12,10 @@ from envoy.service.auth.v3 import external_auth_pb2
 from envoy.type.v3 import http_status_pb2
 from google.rpc import code_pb2, status_pb2
 
+from servicekit.identity import is_identity_header
+
 from ..problem import PROBLEM_JSON, problem_body
 
-# Identity headers only the PDP may set: the same names the proxy strips
-# (proxy/forwarding.py IDENTITY_HEADERS), and any other x-user-*.
-IDENTITY_HEADERS = frozenset(
-    ("x-user-id", "x-user-roles", "x-user-plan", "x-user-mfa", "x-user-sub", "x-user-email", "x-auth-subject")
-)
 _OVERWRITE = base_pb2.HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD
 _GRPC_CODE = {
     400: code_pb2.INVALID_ARGUMENT,
@@ -27,10 +24,6 @@ _GRPC_CODE = {
     429: code_pb2.RESOURCE_EXHAUSTED,
     503: code_pb2.UNAVAILABLE,
 }
-
-
-def is_identity_header(name: str) -> bool:
-    return name in IDENTITY_HEADERS or name.startswith("x-user-")
 
 
 def request_headers(http_request) -> dict:

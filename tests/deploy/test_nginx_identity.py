@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from proxy.forwarding import IDENTITY_HEADERS
+from servicekit.identity import IDENTITY_HEADERS
 from tests.conftest import SHIPPED_POLICIES
 from tests.quota.pdp_server import start_pdp, token
 from tests.support.ports import free_port

@@ -18,6 +18,16 @@ def pdp_server(redis_server, jwt_secret):
     server.stop()
 
 
+@pytest.fixture(scope="module")
+def logging_pdp(redis_server, jwt_secret):
+    """One PDP worker with its decision log on: what each request was judged as."""
+    env = stack.pdp_env(redis_server.redis_url, jwt_secret, free_port())
+    env.update({"PDP_WORKERS": "1", "DECISION_LOG": "on", "LOG_LEVEL": "info"})
+    server = stack.start_pdp(env)
+    yield server
+    server.stop()
+
+
 def start_standin(name: str) -> Server:
     port = free_port()
     return Server([sys.executable, "-m", "devenv.standins.echo_service", name,

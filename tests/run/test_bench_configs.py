@@ -5,6 +5,7 @@ import subprocess
 import requests
 
 from bench import configs, stack
+from servicekit.identity import IDENTITY_HEADERS
 from tests.support.ports import free_port
 from tests.support.tools import require_tool
 
@@ -66,15 +67,17 @@ def _assert_chain_enforces(base_url, echo_upstream, mint):
                                      headers={"X-User-Id": "admin", "X-User-Roles": "admin"})
     assert spoofed_anonymous.status_code == 401
 
+    # Every identity header, spoofed: those the decision sets are overwritten,
+    # the others (this token has no email, and no x-auth-subject) removed.
     token = mint("alice", roles=("user",), mfa=True)
-    allowed = requests.get(base_url + PROTECTED, timeout=5, headers={
-        "Authorization": f"Bearer {token}", "X-User-Roles": "admin", "X-User-Id": "mallory"})
+    spoofed = {name: "mallory-admin" for name in IDENTITY_HEADERS}
+    allowed = requests.get(base_url + PROTECTED, timeout=5, headers={"Authorization": f"Bearer {token}", **spoofed})
     assert allowed.status_code == 200, allowed.text
     seen = allowed.json()
     assert seen["service"] == "bench-upstream"
     assert seen["path"] == PROTECTED
     assert seen["headers"]["x-user-id"] == "alice"
-    assert "admin" not in seen["headers"].get("x-user-roles", "")
+    assert {name: value for name, value in seen["headers"].items() if "mallory" in value} == {}
 
 
 def test_envoy_ext_authz_chain_enforces_our_pdp(tmp_path, pdp_server, echo_upstream, mint):

@@ -77,6 +77,26 @@ def normalize_path(path: str) -> str:  # noqa: C901
     return normalized
 
 
+def require_plain_segments(path: str) -> None:
+    """AmbiguousPath unless normalizing `path` keeps its segments as they are:
+    no empty segment (`//`) and no dot segment, escaped or not (`.`, `%2e%2e`).
+
+    For gateways that send the upstream the client's own target, not the
+    normalized one the policy judged (nginx auth_request, Traefik ForwardAuth,
+    an Envoy without normalize_path): an upstream that resolves `//` or
+    `%2e%2e` its own way, or not at all, could route `/admin/%2e%2e/public`
+    (judged as /public) to its /admin handler. Escape spelling (`%7E`, `%e2`)
+    is left to normalize_path: it changes no segment boundary."""
+    normalize_path(path)  # what it refuses is refused here too
+    decoded = _decode_unreserved(path) if "%" in path else path
+    segments = decoded.split("/")[1:]
+    for i, segment in enumerate(segments):
+        if segment in (".", ".."):
+            raise AmbiguousPath("dot segment in a path the upstream gets as sent")
+        if segment == "" and i != len(segments) - 1:
+            raise AmbiguousPath("empty segment (//) in a path the upstream gets as sent")
+
+
 def _check_escapes(text: str, forbid) -> None:
     i = text.find("%")
     while i >= 0:

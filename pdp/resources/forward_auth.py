@@ -25,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 
 from servicekit.client_ip import TrustedProxies, canonical_ip, forwarded_for_chain
+from servicekit.request_path import AmbiguousPath, require_plain_segments, split_target
 
 from ..problem import PROBLEM_JSON, Problem, problem_body
 from .check import validate_check
@@ -75,6 +76,21 @@ def _refuse_foreign(req, f: Front) -> None:
     present = [h for h in f.foreign if req.get_header(h) is not None]
     if present:
         raise _bad(f"{' and '.join(present)}: not set by {f.name} (FORWARD_AUTH_FRONT), so sent by the client; refused")
+
+
+def _sent_as_judged(target: str) -> str:
+    """The target, if the upstream can only read it as the policy will judge it.
+
+    Each of these gateways sends the upstream the client's own target while the
+    policy judges its normalized form, so a target that normalizing would change
+    into other segments (`//`, `/./`, `/%2e%2e/`) is refused: the policy never
+    judges a path the upstream does not get. Envoy with normalize_path (the
+    example config) normalizes first, so its upstream and the policy agree."""
+    try:
+        require_plain_segments(split_target(target)[0])
+    except AmbiguousPath as err:
+        raise _bad(f"ambiguous_path: {err}") from None
+    return target
 
 
 def _headers(req) -> dict:
@@ -165,7 +181,7 @@ class ForwardAuth:
             {
                 "request": {
                     "method": method,
-                    "path": uri,
+                    "path": _sent_as_judged(uri),
                     "headers": _headers(req),
                     "host": req.get_header(f.host_header) or req.get_header("Host") or "",
                     "scheme": _scheme(req),
@@ -203,7 +219,7 @@ class ExtAuthz:
             {
                 "request": {
                     "method": req.method,
-                    "path": target,
+                    "path": _sent_as_judged(target),
                     "headers": _headers(req),
                     "host": req.get_header("Host") or "",
                     "scheme": _scheme(req),

@@ -176,3 +176,18 @@ def test_a_lower_case_forwarded_method_is_refused_not_judged_as_upper_case(traef
     resp = forward(traefik_pdp, {"X-Forwarded-Method": "get", "X-Forwarded-Uri": "/api/v1/chain/info"})
     assert resp.status_code == 400 and resp.headers["content-type"] == PROBLEM
     assert "upper-case" in resp.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    "target", ["/api/v1//chain/info", "/api/v1/./chain/info", "/api/v1/x/../chain/info", "/api/v1/x/%2E%2e/chain/info"]
+)
+def test_traefik_front_refuses_a_target_the_upstream_would_read_otherwise(traefik_pdp, target):
+    """Traefik sends the upstream the client's own target, the policy judges it
+    normalized: a target whose segments normalizing changes is a 400, not a
+    decision about a path the upstream does not get."""
+    public = {"X-Forwarded-Method": "GET", "X-Forwarded-Uri": target}
+    assert_refused(forward(traefik_pdp, public), "ambiguous_path")
+    # The same path, spelled as the upstream gets it, is judged (public: 200); so
+    # are escapes that change no segment (%63 is "c").
+    assert forward(traefik_pdp, {**public, "X-Forwarded-Uri": "/api/v1/chain/info"}).status_code == 200
+    assert forward(traefik_pdp, {**public, "X-Forwarded-Uri": "/api/v1/%63hain/info"}).status_code == 200

@@ -12,6 +12,9 @@ from servicekit.identity import IDENTITY_HEADERS
 # The comparison chains copy the identity headers (servicekit/identity.py) from
 # the PDP's answer onto the upstream request, and drop the client's, as our proxy does.
 
+# The shipped nginx snippets (deploy/nginx), which the nginx chain includes as is.
+NGINX_SNIPPETS = Path(__file__).resolve().parents[1] / "deploy" / "nginx"
+
 # A static JSON body so the upstream is never the bottleneck.
 UPSTREAM_BODY = '{"ok":true,"served_by":"bench-upstream"}'
 
@@ -57,16 +60,12 @@ def upstream_nginx_conf(workdir: Path, port: int) -> str:
 def front_nginx_conf(workdir: Path, proxy_port: int, auth_port: int, upstream_port: int, pdp_port: int) -> str:
     """nginx with two servers: plain proxy_pass, and auth_request to the PDP.
 
-    The auth_request server is the documented way to put our PDP behind
-    nginx: a subrequest to /v1/forward-auth with X-Original-Method/-URI, the
-    identity headers copied from its answer onto the upstream request, and any
-    client-sent header of those names dropped first.
+    The auth_request server is the shipped way to put our PDP behind nginx,
+    deploy/nginx/lucid-auth.conf included as a user would: a subrequest to
+    /v1/forward-auth with X-Original-Method/-URI, the identity headers copied
+    from its answer onto the upstream request (every client-sent one
+    replaced), and the decided status answered as problem+json.
     """
-    copy_identity = "\n".join(
-        f"      auth_request_set $pdp_{h.replace('-', '_')} $upstream_http_{h.replace('-', '_')};\n"
-        f"      proxy_set_header {h} $pdp_{h.replace('-', '_')};"
-        for h in sorted(IDENTITY_HEADERS)
-    )
     keepalive_upstream = """      proxy_http_version 1.1;
       proxy_set_header Connection "";"""
     return (
@@ -76,7 +75,7 @@ def front_nginx_conf(workdir: Path, proxy_port: int, auth_port: int, upstream_po
 {_nginx_temp_paths(workdir)}
   keepalive_requests 1000000;
   upstream backend {{ server 127.0.0.1:{upstream_port}; keepalive 256; }}
-  upstream pdp {{ server 127.0.0.1:{pdp_port}; keepalive 256; }}
+  upstream lucid_pdp {{ server 127.0.0.1:{pdp_port}; keepalive 256; }}
 
   server {{
     listen 127.0.0.1:{proxy_port} reuseport backlog=4096;
@@ -88,44 +87,10 @@ def front_nginx_conf(workdir: Path, proxy_port: int, auth_port: int, upstream_po
 
   server {{
     listen 127.0.0.1:{auth_port} reuseport backlog=4096;
-    location = /_lucid_authz {{
-      internal;
-      proxy_pass http://pdp/v1/forward-auth;
-      proxy_pass_request_body off;
-      proxy_set_header Content-Length "";
-      proxy_set_header X-Original-Method $request_method;
-      proxy_set_header X-Original-URI $request_uri;
-{keepalive_upstream}
-    }}
-    # nginx passes only the subrequest's 401/403 on (with its own HTML page):
-    # answer those as problem+json like the PDP does.
-    location @lucid_401 {{
-      default_type application/problem+json;
-      return 401 '{{"type":"about:blank","title":"Unauthorized","status":401}}\n';
-    }}
-    location @lucid_403 {{
-      default_type application/problem+json;
-      return 403 '{{"type":"about:blank","title":"Forbidden","status":403}}\n';
-    }}
-    # Any other status of the subrequest becomes 500 in nginx; the PDP's
-    # X-Lucid-Status says what it was (429 quota, 503 dependency down).
-    location @lucid_other {{
-      default_type application/problem+json;
-      if ($lucid_status = 429) {{
-        return 429 '{{"type":"about:blank","title":"Too Many Requests","status":429}}\n';
-      }}
-      if ($lucid_status = 503) {{
-        return 503 '{{"type":"about:blank","title":"Service Unavailable","status":503}}\n';
-      }}
-      return 500 '{{"type":"about:blank","title":"Internal Server Error","status":500}}\n';
-    }}
+    include {NGINX_SNIPPETS}/lucid-auth.conf;
     location / {{
-      auth_request /_lucid_authz;
-      error_page 401 = @lucid_401;
-      error_page 403 = @lucid_403;
-      auth_request_set $lucid_status $upstream_http_x_lucid_status;
-      error_page 500 = @lucid_other;
-{copy_identity}
+      # Its own proxy_set_header (keep-alive), so the snippet's identity lines again.
+      include {NGINX_SNIPPETS}/lucid-upstream-headers.conf;
       proxy_pass http://backend;
 {keepalive_upstream}
     }}

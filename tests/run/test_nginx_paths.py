@@ -109,3 +109,15 @@ def test_the_policys_404_and_405_keep_their_status(nginx, mint):
     assert b"content-type: application/problem+json\r\n" in head
     allow = head.split(b"\r\nallow: ", 1)[1].split(b"\r\n", 1)[0]
     assert b"GET" in allow.upper(), head
+
+
+def test_401_and_403_are_problems_with_the_pdps_challenge(nginx, mint):
+    """nginx answered the subrequest's 401 and 403 with its HTML error page."""
+    status, head, body = _request(nginx.port, "GET", "/api/v1/users/me", "Bearer not-a-token")
+    assert status == 401, body[:300]
+    assert b"content-type: application/problem+json\r\n" in head and b"<html" not in body
+    assert head.count(b"\r\nwww-authenticate: bearer") == 1, head
+    user = "Bearer " + mint(f"u{uuid.uuid4().hex[:12]}", roles=("user",), mfa=True)
+    status, head, body = _request(nginx.port, "GET", "/api/v1/meta/metrics", user)
+    assert status == 403, body[:300]
+    assert b"content-type: application/problem+json\r\n" in head and b"<html" not in body

@@ -19,41 +19,39 @@ NGINX_SNIPPETS = Path(__file__).resolve().parents[1] / "deploy" / "nginx"
 UPSTREAM_BODY = '{"ok":true,"served_by":"bench-upstream"}'
 
 
-def _nginx_common(workdir: Path, workers: str) -> str:
+def nginx_conf(workdir: Path, http_body: str, workers: str = "auto", worker_connections: int = 8192) -> str:
+    """A whole nginx.conf: pid, logs and temp files inside workdir, http_body inside http {}."""
+    # Explicit temp paths inside the work folder: nginx -p alone still wants
+    # its compiled-in /var/lib/nginx paths to exist.
+    temp_paths = "\n".join(
+        f"  {kind}_temp_path {workdir}/{kind}_temp;" for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+    )
     return f"""daemon off;
 master_process on;
 worker_processes {workers};
 pid {workdir}/nginx.pid;
 error_log {workdir}/error.log warn;
-events {{ worker_connections 8192; }}
+events {{ worker_connections {worker_connections}; }}
+http {{
+  access_log off;
+{temp_paths}
+{http_body}
+}}
 """
-
-
-def _nginx_temp_paths(workdir: Path) -> str:
-    # Explicit temp paths inside the work folder: nginx -p alone still wants
-    # its compiled-in /var/lib/nginx paths to exist.
-    return "\n".join(
-        f"  {kind}_temp_path {workdir}/{kind}_temp;" for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
-    )
 
 
 def upstream_nginx_conf(workdir: Path, port: int) -> str:
     """nginx answering every request with the same small JSON body."""
-    return (
-        _nginx_common(workdir, "auto")
-        + f"""http {{
-  access_log off;
-{_nginx_temp_paths(workdir)}
-  keepalive_requests 1000000;
+    return nginx_conf(
+        workdir,
+        f"""  keepalive_requests 1000000;
   server {{
     listen 127.0.0.1:{port} reuseport backlog=4096;
     location / {{
       default_type application/json;
       return 200 '{UPSTREAM_BODY}\\n';
     }}
-  }}
-}}
-"""
+  }}""",
     )
 
 
@@ -68,12 +66,9 @@ def front_nginx_conf(workdir: Path, proxy_port: int, auth_port: int, upstream_po
     """
     keepalive_upstream = """      proxy_http_version 1.1;
       proxy_set_header Connection "";"""
-    return (
-        _nginx_common(workdir, "auto")
-        + f"""http {{
-  access_log off;
-{_nginx_temp_paths(workdir)}
-  keepalive_requests 1000000;
+    return nginx_conf(
+        workdir,
+        f"""  keepalive_requests 1000000;
   upstream backend {{ server 127.0.0.1:{upstream_port}; keepalive 256; }}
   upstream lucid_pdp {{ server 127.0.0.1:{pdp_port}; keepalive 256; }}
 
@@ -94,9 +89,7 @@ def front_nginx_conf(workdir: Path, proxy_port: int, auth_port: int, upstream_po
       proxy_pass http://backend;
 {keepalive_upstream}
     }}
-  }}
-}}
-"""
+  }}""",
     )
 
 

@@ -2,50 +2,29 @@
 policies and a real upstream: no client-sent identity header reaches the backend."""
 
 import re
-import shutil
-import tempfile
 from pathlib import Path
 
 import pytest
 import requests
 
+from bench import configs
 from servicekit.identity import IDENTITY_HEADERS
 from tests.conftest import SHIPPED_POLICIES
 from tests.quota.pdp_server import start_pdp, token
+from tests.support.nginx import forward_auth_http, start_nginx
 from tests.support.ports import free_port
 from tests.support.processes import ROOT, Server, python_argv
 from tests.support.redis_server import start_redis
 
-NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
-SNIPPETS = ROOT / "deploy" / "nginx"
+SNIPPETS = configs.NGINX_SNIPPETS
 ECHO = ROOT / "tests" / "quota" / "echo_upstream.py"
 
-_CONF = """
-worker_processes 1;
-error_log {tmp}/error.log warn;
-pid {tmp}/nginx.pid;
-events {{ worker_connections 64; }}
-http {{
-    access_log off;
-    client_body_temp_path {tmp}/body;
-    proxy_temp_path {tmp}/proxy;
-    fastcgi_temp_path {tmp}/fastcgi;
-    uwsgi_temp_path {tmp}/uwsgi;
-    scgi_temp_path {tmp}/scgi;
-    upstream lucid_pdp {{ server 127.0.0.1:{pdp_port}; keepalive 8; }}
-    upstream backend {{ server 127.0.0.1:{upstream_port}; }}
-    server {{
-        listen 127.0.0.1:{port};
-        include {snippets}/lucid-auth.conf;
-        location / {{ proxy_pass http://backend; }}
-        # A location with its own proxy_set_header: the documented include keeps identity PDP-only.
-        location /api/v1/meta/ {{
+# A location with its own proxy_set_header: the documented include keeps identity PDP-only.
+_LOCATIONS = f"""        location /api/v1/meta/ {{
             proxy_set_header X-Extra seen;
-            include {snippets}/lucid-upstream-headers.conf;
+            include {SNIPPETS}/lucid-upstream-headers.conf;
             proxy_pass http://backend;
         }}
-    }}
-}}
 """
 
 # Everything a client might try, in the spellings servers confuse.
@@ -64,8 +43,6 @@ SPOOFS = {
 
 @pytest.fixture(scope="module")
 def nginx():
-    if not Path(NGINX).exists():
-        pytest.skip("nginx not installed (scripts/bootstrap.sh installs it)")
     started = []
     try:
         redis_server = start_redis()
@@ -74,13 +51,10 @@ def nginx():
         started.append(pdp)
         upstream_port = free_port()
         started.append(Server(python_argv(str(ECHO), str(upstream_port)), upstream_port))
-        tmp = tempfile.mkdtemp(prefix="lucid-nginx-identity-")
         port = free_port()
-        conf = Path(tmp) / "nginx.conf"
-        conf.write_text(
-            _CONF.format(tmp=tmp, pdp_port=pdp.port, upstream_port=upstream_port, port=port, snippets=SNIPPETS)
+        server = start_nginx(
+            forward_auth_http(port, pdp.port, upstream_port, _LOCATIONS), port, "lucid-nginx-identity-"
         )
-        server = Server([NGINX, "-p", tmp, "-c", str(conf), "-g", "daemon off;"], port)
         started.append(server)
         yield server
     finally:

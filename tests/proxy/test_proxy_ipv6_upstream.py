@@ -4,36 +4,21 @@ nginx, the upstream here, answers 400 to `Host: ::1:PORT`; a health check
 sending that marks every such endpoint unhealthy, and the route answers 503.
 """
 
-import shutil
 import socket
-import tempfile
 import time
-from pathlib import Path
 
 import pytest
 
 from tests.proxy.proxy_helpers import raw_request, start_proxy
+from tests.support.nginx import start_nginx
 from tests.support.ports import free_port
-from tests.support.processes import Server
 
-NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
-_CONF = """
-worker_processes 1;
-pid {tmp}/nginx.pid;
-error_log {tmp}/error.log error;
-events {{ worker_connections 64; }}
-http {{
-  access_log off;
-  client_body_temp_path {tmp}; proxy_temp_path {tmp}; fastcgi_temp_path {tmp};
-  uwsgi_temp_path {tmp}; scgi_temp_path {tmp};
-  server {{
+_CONF = """  server {{
     listen 127.0.0.1:{port};
     listen [::1]:{port};
     location /health {{ return 200 "ok"; }}
     location / {{ default_type text/plain; return 200 "host=$http_host"; }}
-  }}
-}}
-"""
+  }}"""
 ROUTES = """
 clusters:
   v6:
@@ -55,15 +40,10 @@ def _ipv6_loopback() -> bool:
 
 @pytest.fixture(scope="module")
 def stack():
-    if not Path(NGINX).exists():
-        pytest.skip("nginx not installed (scripts/bootstrap.sh installs it)")
     if not _ipv6_loopback():
         pytest.skip("no IPv6 loopback here")
-    tmp = tempfile.mkdtemp(prefix="lucid-nginx-v6-")
     port = free_port()
-    conf = Path(tmp) / "nginx.conf"
-    conf.write_text(_CONF.format(tmp=tmp, port=port))
-    nginx = Server([NGINX, "-p", tmp, "-c", str(conf), "-g", "daemon off;"], port)
+    nginx = start_nginx(_CONF.format(port=port), port, "lucid-nginx-v6-")
     proxy = start_proxy(routes=ROUTES.format(port=port))
     yield proxy, port
     proxy.stop()

@@ -3,18 +3,13 @@ real proxy, real PDP under gunicorn, real upstream; nginx stands in front of the
 PDP as an older PDP that has no batch endpoint."""
 
 import re
-import shutil
-import tempfile
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import pytest
 
 from tests.proxy.proxy_helpers import get, start_proxy
+from tests.support.nginx import start_nginx
 from tests.support.ports import free_port
-from tests.support.processes import Server
-
-NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 
 
 def bearer(mint, sub="alice", roles=("user",)):
@@ -81,38 +76,21 @@ def test_batched_denials_and_identity_are_each_requests_own(stack, mint):
         proxy.stop()
 
 
-_OLD_PDP = """
-worker_processes 1;
-error_log {tmp}/error.log warn;
-pid {tmp}/nginx.pid;
-events {{ worker_connections 64; }}
-http {{
-    access_log off;
-    client_body_temp_path {tmp}/body;
-    proxy_temp_path {tmp}/proxy;
-    upstream pdp {{ server 127.0.0.1:{pdp_port}; keepalive 8; }}
-    server {{
-        listen 127.0.0.1:{port};
-        location = /v1/check/batch {{ return 404; }}
-        location / {{ proxy_pass http://pdp; proxy_http_version 1.1; proxy_set_header Connection ""; }}
-    }}
-}}
-"""
+_OLD_PDP = """  upstream pdp {{ server 127.0.0.1:{pdp_port}; keepalive 8; }}
+  server {{
+    listen 127.0.0.1:{port};
+    location = /v1/check/batch {{ return 404; }}
+    location / {{ proxy_pass http://pdp; proxy_http_version 1.1; proxy_set_header Connection ""; }}
+  }}"""
 
 
 @pytest.fixture
 def older_pdp(stack):
     """The real PDP behind an nginx that answers 404 to /v1/check/batch, as a PDP from before it."""
-    if not Path(NGINX).exists():
-        pytest.skip("nginx not installed (scripts/bootstrap.sh installs it)")
-    tmp = tempfile.mkdtemp(prefix="lucid-old-pdp-")
     port = free_port()
-    conf = Path(tmp) / "nginx.conf"
-    conf.write_text(_OLD_PDP.format(tmp=tmp, pdp_port=stack.pdp.port, port=port))
-    server = Server([NGINX, "-p", tmp, "-c", str(conf), "-g", "daemon off;"], port)
+    server = start_nginx(_OLD_PDP.format(pdp_port=stack.pdp.port, port=port), port, "lucid-old-pdp-")
     yield server
     server.stop()
-    shutil.rmtree(tmp, ignore_errors=True)
 
 
 def test_a_pdp_without_the_batch_endpoint_is_asked_one_decision_at_a_time(stack, older_pdp, mint):

@@ -1,50 +1,21 @@
 """deploy/nginx/lucid-auth.conf with a real nginx in front of the real PDP and a
 real upstream: quota denials become real 429s with Retry-After and RateLimit."""
 
-import shutil
-import tempfile
 from pathlib import Path
 
 import pytest
 import requests
 
+from tests.support.nginx import forward_auth_http, start_nginx
 from tests.support.ports import free_port
-from tests.support.processes import ROOT, Server, python_argv
+from tests.support.processes import Server, python_argv
 from tests.support.redis_server import start_redis
 
 from .pdp_server import start_pdp, token
 
-NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
-SNIPPET_DIR = ROOT / "deploy" / "nginx"
-
-_CONF = """
-user root;
-worker_processes 1;
-error_log {tmp}/error.log warn;
-pid {tmp}/nginx.pid;
-events {{ worker_connections 64; }}
-http {{
-    access_log off;
-    client_body_temp_path {tmp}/body;
-    proxy_temp_path {tmp}/proxy;
-    fastcgi_temp_path {tmp}/fastcgi;
-    uwsgi_temp_path {tmp}/uwsgi;
-    scgi_temp_path {tmp}/scgi;
-    upstream lucid_pdp {{ server 127.0.0.1:{pdp_port}; keepalive 8; }}
-    upstream backend {{ server 127.0.0.1:{upstream_port}; }}
-    server {{
-        listen 127.0.0.1:{port};
-        include {snippets}/lucid-auth.conf;
-        location / {{ proxy_pass http://backend; }}
-    }}
-}}
-"""
-
 
 @pytest.fixture(scope="module")
 def stack():
-    if not Path(NGINX).exists():
-        pytest.skip("nginx not installed (scripts/bootstrap.sh installs it)")
     redis_server = start_redis()
     started = [redis_server]
     try:
@@ -54,13 +25,8 @@ def stack():
         started.append(
             Server(python_argv(str(Path(__file__).with_name("echo_upstream.py")), str(upstream_port)), upstream_port)
         )
-        tmp = tempfile.mkdtemp(prefix="lucid-nginx-")
         port = free_port()
-        conf = Path(tmp) / "nginx.conf"
-        conf.write_text(
-            _CONF.format(tmp=tmp, pdp_port=pdp.port, upstream_port=upstream_port, port=port, snippets=SNIPPET_DIR)
-        )
-        nginx = Server([NGINX, "-p", tmp, "-c", str(conf), "-g", "daemon off;"], port)
+        nginx = start_nginx(forward_auth_http(port, pdp.port, upstream_port), port)
         started.append(nginx)
         yield nginx
     finally:
@@ -115,15 +81,8 @@ def test_invalid_token_is_401(stack):
 
 
 def test_unreachable_pdp_fails_closed_with_503():
-    if not Path(NGINX).exists():
-        pytest.skip("nginx not installed (scripts/bootstrap.sh installs it)")
-    tmp = tempfile.mkdtemp(prefix="lucid-nginx-")
     port, nothing_there = free_port(), free_port()
-    conf = Path(tmp) / "nginx.conf"
-    conf.write_text(
-        _CONF.format(tmp=tmp, pdp_port=nothing_there, upstream_port=nothing_there, port=port, snippets=SNIPPET_DIR)
-    )
-    nginx = Server([NGINX, "-p", tmp, "-c", str(conf), "-g", "daemon off;"], port)
+    nginx = start_nginx(forward_auth_http(port, nothing_there, nothing_there), port)
     try:
         reply = requests.get(nginx.url + "/q/login", timeout=10)
         assert reply.status_code == 503

@@ -7,55 +7,20 @@ normalized form. So the PDP refuses (400) a target that normalizing would
 turn into other segments (`//`, `/./`, `/%2e%2e/`): before, `/admin/%2e%2e/public`
 was judged as /public and reached the backend as sent."""
 
-import shutil
 import socket
-import tempfile
 import uuid
-from pathlib import Path
 
 import pytest
 
 from tests.support.hostile_paths import assert_upstream_got_only_what_was_judged, load_corpus, raw_get
+from tests.support.nginx import forward_auth_http, start_nginx
 from tests.support.ports import free_port
-from tests.support.processes import ROOT, Server
-
-NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
-SNIPPETS = ROOT / "deploy" / "nginx"
-
-_CONF = """
-worker_processes 1;
-error_log {tmp}/error.log warn;
-pid {tmp}/nginx.pid;
-events {{ worker_connections 64; }}
-http {{
-    access_log off;
-    client_body_temp_path {tmp}/body;
-    proxy_temp_path {tmp}/proxy;
-    fastcgi_temp_path {tmp}/fastcgi;
-    uwsgi_temp_path {tmp}/uwsgi;
-    scgi_temp_path {tmp}/scgi;
-    upstream lucid_pdp {{ server 127.0.0.1:{pdp_port}; keepalive 8; }}
-    upstream backend {{ server 127.0.0.1:{upstream_port}; }}
-    server {{
-        listen 127.0.0.1:{port};
-        include {snippets}/lucid-auth.conf;
-        location / {{ proxy_pass http://backend; }}
-    }}
-}}
-"""
 
 
 @pytest.fixture(scope="module")
 def nginx(logging_pdp, echo_upstream):
-    if not Path(NGINX).exists():
-        pytest.skip("nginx not installed (scripts/bootstrap.sh installs it)")
-    tmp = tempfile.mkdtemp(prefix="lucid-nginx-paths-")
     port = free_port()
-    conf = Path(tmp) / "nginx.conf"
-    conf.write_text(
-        _CONF.format(tmp=tmp, pdp_port=logging_pdp.port, upstream_port=echo_upstream.port, port=port, snippets=SNIPPETS)
-    )
-    server = Server([NGINX, "-p", tmp, "-c", str(conf), "-g", "daemon off;"], port)
+    server = start_nginx(forward_auth_http(port, logging_pdp.port, echo_upstream.port), port, "lucid-nginx-paths-")
     yield server
     server.stop()
 

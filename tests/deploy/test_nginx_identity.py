@@ -11,13 +11,9 @@ from bench import configs
 from servicekit.identity import IDENTITY_HEADERS
 from tests.conftest import SHIPPED_POLICIES
 from tests.quota.pdp_server import start_pdp, token
-from tests.support.nginx import forward_auth_http, start_nginx
-from tests.support.ports import free_port
-from tests.support.processes import ROOT, Server, python_argv
-from tests.support.redis_server import start_redis
+from tests.support.nginx import forward_auth_stack
 
 SNIPPETS = configs.NGINX_SNIPPETS
-ECHO = ROOT / "tests" / "quota" / "echo_upstream.py"
 
 # A location with its own proxy_set_header: the documented include keeps identity PDP-only.
 _LOCATIONS = f"""        location /api/v1/meta/ {{
@@ -43,23 +39,11 @@ SPOOFS = {
 
 @pytest.fixture(scope="module")
 def nginx():
-    started = []
-    try:
-        redis_server = start_redis()
-        started.append(redis_server)
-        pdp = start_pdp(redis_server.redis_url, workers=1, POLICY_DIR=str(SHIPPED_POLICIES))
-        started.append(pdp)
-        upstream_port = free_port()
-        started.append(Server(python_argv(str(ECHO), str(upstream_port)), upstream_port))
-        port = free_port()
-        server = start_nginx(
-            forward_auth_http(port, pdp.port, upstream_port, _LOCATIONS), port, "lucid-nginx-identity-"
-        )
-        started.append(server)
+    def pdp_on_shipped_policies(redis_url):
+        return start_pdp(redis_url, workers=1, POLICY_DIR=str(SHIPPED_POLICIES))
+
+    with forward_auth_stack(pdp_on_shipped_policies, _LOCATIONS, "lucid-nginx-identity-") as server:
         yield server
-    finally:
-        for s in reversed(started):
-            s.stop()
 
 
 def seen_by_backend(nginx, path, bearer=None):

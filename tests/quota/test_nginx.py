@@ -1,37 +1,19 @@
 """deploy/nginx/lucid-auth.conf with a real nginx in front of the real PDP and a
 real upstream: quota denials become real 429s with Retry-After and RateLimit."""
 
-from pathlib import Path
-
 import pytest
 import requests
 
-from tests.support.nginx import forward_auth_http, start_nginx
+from tests.support.nginx import forward_auth_http, forward_auth_stack, start_nginx
 from tests.support.ports import free_port
-from tests.support.processes import Server, python_argv
-from tests.support.redis_server import start_redis
 
 from .pdp_server import start_pdp, token
 
 
 @pytest.fixture(scope="module")
 def stack():
-    redis_server = start_redis()
-    started = [redis_server]
-    try:
-        pdp = start_pdp(redis_server.redis_url, PDP_WORKERS="1")
-        started.append(pdp)
-        upstream_port = free_port()
-        started.append(
-            Server(python_argv(str(Path(__file__).with_name("echo_upstream.py")), str(upstream_port)), upstream_port)
-        )
-        port = free_port()
-        nginx = start_nginx(forward_auth_http(port, pdp.port, upstream_port), port)
-        started.append(nginx)
+    with forward_auth_stack(lambda redis_url: start_pdp(redis_url, workers=1)) as nginx:
         yield nginx
-    finally:
-        for server in reversed(started):
-            server.stop()
 
 
 def get(stack, path, bearer=None, **headers):

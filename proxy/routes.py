@@ -145,9 +145,13 @@ class Route:
         if self.rewrite_prefix is not None and self.kind == "prefix":
             rest = path[len(self.pattern.rstrip("/")) :]
             return (self.rewrite_prefix.rstrip("/") + rest) or "/"
-        if self.strip_prefix and path.startswith(self.strip_prefix.rstrip("/")):
-            rest = path[len(self.strip_prefix.rstrip("/")) :]
-            return rest if rest.startswith("/") else "/" + rest
+        if self.strip_prefix:
+            prefix = self.strip_prefix.rstrip("/")
+            # Whole segments only, as prefix routes match: /svcadmin is not under
+            # /svc, and cutting it to /admin would send the upstream a path the
+            # PDP never judged (a `/svc**` glob or a `/` route matches it).
+            if path == prefix or path.startswith(prefix + "/"):
+                return path[len(prefix) :] or "/"
         return path
 
 
@@ -481,7 +485,11 @@ ROUTE_SCHEMA = Record(
             attr="fail_open",
             shown_default="closed",
         ),
-        Field("strip_prefix", _PATH, "Removed from the path sent upstream."),
+        Field(
+            "strip_prefix",
+            _PATH,
+            "Removed from the path sent upstream (whole segments: `/svc` from `/svc/x`, never from `/svcx`).",
+        ),
         Field(
             "rewrite",
             AnyOf(

@@ -20,6 +20,7 @@ routes:
   - {{name: glob, match: {{glob: "/files/*/raw"}}, cluster: a, fail_mode: open}}
   - {{name: strip, match: {{prefix: /svc}}, cluster: a, strip_prefix: /svc, fail_mode: open}}
   - {{name: rewrite, match: {{prefix: /old}}, cluster: a, rewrite: {{prefix: /new/v2}}, fail_mode: open}}
+  - {{name: strip-glob, match: {{glob: "/pub**"}}, cluster: a, strip_prefix: /pub, fail_mode: open}}
   - name: headers
     match: {{prefix: /hdr}}
     cluster: a
@@ -64,6 +65,15 @@ def test_strip_prefix_and_rewrite(stack):
     assert get(stack.port, "/svc/items/1?q=2").json()["path"] == "/items/1?q=2"
     assert get(stack.port, "/svc").json()["path"] == "/"
     assert get(stack.port, "/old/items").json()["path"] == "/new/v2/items"
+
+
+def test_strip_prefix_cuts_whole_segments_only(stack):
+    # `/pub**` also matches /pubadmin/x; cutting the characters "/pub" sent the
+    # upstream /admin/x, a path the PDP never judged (it judged /pubadmin/x).
+    assert get(stack.port, "/pub/items").json()["path"] == "/items"
+    assert get(stack.port, "/pub").json()["path"] == "/"
+    assert get(stack.port, "/pubadmin/x").json()["path"] == "/pubadmin/x"
+    assert get(stack.port, "/pub_/x?q=1").json()["path"] == "/pub_/x?q=1"
 
 
 def test_method_not_allowed_and_no_route(stack):

@@ -75,10 +75,17 @@ class Decisions:
         # The PDP sees what the upstream will see: no client-made identity,
         # forwarding or target-changing headers, the proxy's own X-Forwarded-* instead.
         headers = {}
+        # Headers the client names in Connection end at this hop (RFC 9110 7.6.1):
+        # the upstream never gets them, so the PDP must not judge them either
+        # (`X-Scope: own` + `Connection: x-scope` would be allowed as scoped and
+        # forwarded unscoped). Hop-by-hop ones stay: the tunnel sends Upgrade on.
+        nominated = forwarding.connection_tokens(req.headers) - forwarding.HOP_BY_HOP
         for name, value in req.headers:
             if name in forwarding.PROXY_SET or is_identity_header(name):
                 if name != "host":
                     continue
+            elif name in nominated:
+                continue
             if not forwarding.client_header_passes(name, ex.route):
                 continue
             if name in headers:

@@ -72,6 +72,20 @@ def test_target_changing_client_headers_never_reach_the_backend(stack, mint):
     assert seen["headers"]["x-forwarded-proto"] == "http"
 
 
+def test_a_header_the_connection_header_drops_is_not_judged_either(stack):
+    # RFC 9110 7.6.1: a header named in Connection is not forwarded. The PDP used
+    # to be asked with it all the same: /scoped was allowed for `X-Scope: own`,
+    # and the upstream got the request without X-Scope (for a backend that
+    # reads no scope as "all", an allow for a request it never received).
+    allowed = get(stack.proxy.port, "/scoped/reports", headers={"X-Scope": "own"})
+    assert allowed.status == 200, allowed.body
+    assert allowed.json()["headers"]["x-scope"] == "own"
+    for connection in ("x-scope", "keep-alive, X-Scope"):
+        response = get(stack.proxy.port, "/scoped/reports", headers={"X-Scope": "own", "Connection": connection})
+        assert response.status == 401, (connection, response.body)  # judged without X-Scope: anonymous
+        assert response.header("content-type") == "application/problem+json"
+
+
 def test_a_route_may_allow_one_target_changing_header_by_name(stack, mint):
     routes = f"""
 clusters:

@@ -69,6 +69,13 @@ allowed if {
 	input.request.headers["x-user-roles"] == "admin"
 }
 
+# A rule that reads a client header: it must judge the header as the
+# upstream gets it (a Connection-nominated header never gets there).
+allowed if {
+	input.request.parsed_path[0] == "scoped"
+	input.request.headers["x-scope"] == "own"
+}
+
 # Cacheable allows that depend on who asks and how: the proxy's verdict cache
 # must never serve them to another client IP or over another scheme.
 allowed if {

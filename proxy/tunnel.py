@@ -61,14 +61,7 @@ def tunnel(
         resp = http11.parse_response_head(up_reader.read_head(65536), "GET")
         ex.status = resp.status
         if resp.status != 101:
-            body = b"".join(http11.response_body(up_reader, resp)) if resp.body_length != 0 else b""
-            out = forwarding.response_headers(resp.headers, ex.route) + [
-                ("content-length", str(len(body))),
-                ("connection", "close"),
-            ]
-            ex.keep_alive = False
-            send(sock, http11.render_head(resp.status, out) + body)
-            return
+            return _pass_on_refusal(ex, sock, up_reader, resp)
         raw_headers = [(n, v) for n, v in resp.headers]
         send(sock, http11.render_head(101, raw_headers))
         ex.keep_alive = False
@@ -83,6 +76,23 @@ def tunnel(
             return answers.problem(ex, sock, 502, f"upgrade failed: {exc}", "upstream-broken")
     finally:
         up.close()
+
+
+def _pass_on_refusal(ex: Exchange, sock: socket.socket, up_reader: http11.SocketReader, resp) -> None:
+    """The upstream's answer to an upgrade it did not accept, then the connection closes.
+
+    Streamed, never buffered: any client can add Upgrade headers to any GET of
+    a route that takes WebSockets (the default), so this may be a download of
+    any size. Without a known length it ends with the connection."""
+    out = forwarding.response_headers(resp.headers, ex.route) + [("connection", "close")]
+    if resp.body_length is not None:
+        out.append(("content-length", str(resp.body_length)))
+    ex.keep_alive = False
+    send(sock, http11.render_head(resp.status, out))
+    if resp.body_length != 0:
+        for piece in http11.response_body(up_reader, resp):
+            send(sock, piece)
+            ex.bytes_out += len(piece)
 
 
 def _pump_both_ways(

@@ -2,11 +2,15 @@
 
 import socket
 import time
+from pathlib import Path
 
 import pytest
 
 from tests.proxy.proxy_helpers import get, raw_request, read_response, start_echo, start_proxy
-from tests.support.processes import children
+from tests.support.ports import free_port
+from tests.support.processes import Server, children, python_argv
+
+JSON_UPSTREAM = str(Path(__file__).parent / "json_upstream.py")
 
 ROUTES = """
 clusters:
@@ -143,6 +147,41 @@ def test_one_gib_streams_both_ways_with_flat_memory(upstream):
         assert rss_peak - rss_before < 32 * 1024, (rss_before, rss_peak)
     finally:
         proxy.stop()
+
+
+def test_an_upgrade_the_upstream_refuses_streams_its_answer_with_flat_memory():
+    # Every route takes WebSocket upgrades unless it says otherwise, so any client
+    # may add Upgrade headers to any GET. When the upstream answered something
+    # other than 101 (a plain download), the proxy read that whole body into
+    # memory before sending any of it: 96 MiB here, a worker's memory for a few.
+    size = 96 << 20
+    port = free_port()
+    json_upstream = Server(python_argv(JSON_UPSTREAM, str(port)), port)
+    proxy = start_proxy(routes=ROUTES.format(app=json_upstream.url))
+    try:
+        assert get(proxy.port, "/user").status == 200
+        rss_before, _ = worker_rss_kb(proxy.proc.pid)
+        received = 0
+        with socket.create_connection(("127.0.0.1", proxy.port), timeout=60) as sock:
+            sock.sendall(
+                f"GET /big?n={size} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
+            )
+            sock_file = sock.makefile("rb")
+            assert sock_file.readline().split()[1] == b"200"
+            while sock_file.readline() not in (b"\r\n", b""):
+                pass
+            while True:
+                piece = sock_file.read1(1 << 20)
+                if not piece:
+                    break
+                received += len(piece)
+        assert received > size - 100  # the document is about n bytes
+        _, rss_peak = worker_rss_kb(proxy.proc.pid)
+        assert rss_peak - rss_before < 32 * 1024, (rss_before, rss_peak)
+    finally:
+        proxy.stop()
+        json_upstream.stop()
 
 
 def test_a_large_refused_upload_still_gets_its_413(limited):

@@ -18,6 +18,8 @@ _FORBIDDEN_ESCAPES = {"2F": "encoded slash (%2F)", "5C": "encoded backslash (%5C
 _PCHAR_OK = re.compile(r"^[A-Za-z0-9\-._~!$&'()*+,;=:@/%]*$")
 _QUERY_OK = re.compile(r"^[A-Za-z0-9\-._~!$&'()*+,;=:@/?%]*$")
 MAX_TARGET_BYTES = 8192
+# An escaped % before an escape of /, \, NUL or . (the decoded path's escapes are upper case, their digits may not be).
+_DOUBLE_ENCODED = re.compile(r"%25(?:2[EeFf]|5[Cc]|00)")
 
 
 class AmbiguousPath(ValueError):
@@ -126,13 +128,15 @@ def _decode_unreserved(path: str) -> str:
         byte = int(upper, 16)
         if byte in _UNRESERVED:
             out.append(chr(byte))
-        elif upper == "25" and path[i + 3 : i + 5].upper() in ("2F", "5C", "00", "2E"):
-            # %252F becomes %2F in a backend that decodes twice.
-            raise AmbiguousPath("double-encoded escape")
         else:
             out.append("%" + upper)
         i += 3
-    return "".join(out)
+    decoded = "".join(out)
+    # %252F becomes %2F in a backend that decodes twice. Checked on the result,
+    # not the input: %25%32%46 decodes (2 and F are unreserved) to that very %252F.
+    if _DOUBLE_ENCODED.search(decoded):
+        raise AmbiguousPath("double-encoded escape")
+    return decoded
 
 
 def path_segments(normalized: str) -> list[str]:

@@ -31,6 +31,12 @@ REJECTED = [
     ("api/v1", "must start with /"),
     ("/api/v1/a b", "control, space"),
     ("/api/\u00e9", "non-ASCII"),
+    ("/api/%252e%252e/admin", "double-encoded"),
+    # The same once decoded: %32 and %65 are the unreserved 2 and e.
+    ("/api/%25%32%65%25%32%65/admin", "double-encoded"),
+    ("/api/%25%32%46admin", "double-encoded"),
+    ("/api/%25%35c", "double-encoded"),
+    ("/api/%25%30%30", "double-encoded"),
 ]
 
 

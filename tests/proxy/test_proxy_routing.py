@@ -176,6 +176,17 @@ def test_hostile_target_corpus_through_the_proxy(stack, target, expected):
         assert response.json()["path"] == expected
 
 
+@pytest.mark.parametrize("target", ["/open/%25%32%65%25%32%65/admin", "/open/%25%32%46admin", "/open/%25%35%43x"])
+def test_a_double_encoded_escape_spelled_with_escaped_digits_is_400(stack, target):
+    # %252e%252e was refused, but %25%32%65 (its digits escaped too) normalized to
+    # that very %252e and reached the upstream: `..` to a backend that decodes twice,
+    # under a path judged as /open/... .
+    response = raw_request(stack.port, f"GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+    assert response.status == 400, response.body
+    assert response.header("content-type") == "application/problem+json"
+    assert response.json()["detail"] == "double-encoded escape"
+
+
 SMUGGLING = [
     (b"POST /exact/only HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400),
     (b"POST /exact/only HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd", 400),

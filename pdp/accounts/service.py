@@ -36,7 +36,9 @@ from .errors import (
 from .store import PROFILE_FIELDS
 
 log = logging.getLogger("lucid.pdp.accounts")
-ROLE_PATTERN = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+# Matched with fullmatch, as the token minter and verifier do (pdp/authn/claims.py):
+# with match and `$`, "user\n" passed here and every sign-in of its user was a 500.
+ROLE_PATTERN = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 _MFA_PREFIX = "lucid:auth:mfa:"
 _MFA_TTL_S = 300
 _ENROL_TTL_S = 600
@@ -415,9 +417,9 @@ def validate_roles(roles) -> list[str]:
     if (
         not isinstance(roles, list)
         or not 1 <= len(roles) <= _MAX_ROLES
-        or not all(isinstance(r, str) and ROLE_PATTERN.match(r) for r in roles)
+        or not all(isinstance(r, str) and ROLE_PATTERN.fullmatch(r) for r in roles)
     ):
-        raise InvalidInput(f"roles must be a list of 1 to {_MAX_ROLES} names matching {ROLE_PATTERN.pattern}")
+        raise InvalidInput(f"roles must be a list of 1 to {_MAX_ROLES} names matching ^{ROLE_PATTERN.pattern}$")
     return sorted(set(roles))
 
 

@@ -13,7 +13,7 @@ import datetime as dt
 import time
 
 from ..authn.tokens import mint_access_token
-from .errors import AccountError, AuthFailed
+from .errors import AccountError, AuthFailed, StateUnavailable
 
 
 class TokenIssuer:
@@ -23,6 +23,8 @@ class TokenIssuer:
     signing_key, algorithm: the HS* secret and algorithm (JWT_SECRET_KEY, JWT_ALGORITHM).
     access_s: access token lifetime (JWT_ACCESS_TOKEN_EXPIRE_MINUTES * 60).
     issuer, audience: JWT_ISSUER / JWT_AUDIENCE when set.
+    denylist: RedisDenylist; ending a session (logout, refresh-token reuse)
+        denylists every access token minted for it, not only the one presented.
     """
 
     def __init__(
@@ -35,6 +37,7 @@ class TokenIssuer:
         access_s: int,
         issuer: str | None = None,
         audience: str | None = None,
+        denylist=None,
         clock=time.time,
     ):
         self._families = families
@@ -44,6 +47,7 @@ class TokenIssuer:
         self._access_s = int(access_s)
         self._issuer = issuer
         self._audience = audience
+        self._denylist = denylist
         self._clock = clock
 
     def issue(self, user: dict, *, amr: list, mfa: bool, client_ip: str = "", user_agent: str = "") -> dict:
@@ -72,7 +76,13 @@ class TokenIssuer:
         if user is None:
             self._families.revoke(family.family_id, "account_gone")
             raise AuthFailed("invalid_refresh_token", "the account no longer exists")
-        family, new = self._families.rotate(token)
+        try:
+            family, new = self._families.rotate(token)
+        except AuthFailed as err:
+            if err.reason == "refresh_token_reused":
+                # The family is revoked: so are the access tokens a thief minted from it.
+                self._revoke_access(family.family_id)
+            raise
         self._store.touch_session(family.family_id, self._refresh_expiry())
         return self._response(user, family.family_id, new, family.amr, family.mfa)
 
@@ -82,7 +92,21 @@ class TokenIssuer:
 
     def end(self, family_id: str, reason: str = "logout") -> None:
         self._families.revoke(family_id, reason)
+        self._revoke_access(family_id)
         self._store.end_session(family_id, reason)
+
+    def _revoke_access(self, family_id: str) -> None:
+        """Denylists the family's access tokens still valid: one presented at
+        logout is not the only one (an earlier one, from before a refresh, may
+        be in someone else's hands)."""
+        if self._denylist is None:
+            return
+        now = self._clock()
+        for jti, exp in self._families.live_access(family_id):
+            try:
+                self._denylist.revoke(self._issuer or "", jti, int(exp - now) + 60)
+            except Exception as err:  # noqa: BLE001 - any Redis failure: the token stays valid, so say so
+                raise StateUnavailable(f"Redis unavailable ({err.__class__.__name__})") from None
 
     def _refresh_expiry(self) -> dt.datetime:
         return dt.datetime.fromtimestamp(self._clock() + self._families.ttl_s, dt.timezone.utc)
@@ -101,6 +125,7 @@ class TokenIssuer:
             extra_claims={"sid": family_id, "amr": amr},
             now=self._clock(),
         )
+        self._families.note_access(family_id, claims["jti"], int(claims["exp"]))
         return {
             "access_token": access,
             "token_type": "Bearer",

@@ -11,6 +11,9 @@ Keys (one hash tag per family, so a Redis Cluster keeps a family on one slot):
   lucid:auth:fam:{<family>}        hash: state (active|revoked), user, mfa, amr
   lucid:auth:rt:{<family>}:<hash>  hash: state (current|rotated), rotated_at (ms)
 Both expire with the family (JWT_REFRESH_TOKEN_EXPIRE_DAYS, renewed on use).
+  lucid:auth:at:{<family>}         zset: jti of each access token minted for the
+                                   family, scored by its exp (so ending the
+                                   session can denylist the ones still valid)
 """
 
 from __future__ import annotations
@@ -66,6 +69,10 @@ def _family_key(family_id: str) -> str:
 def _token_key(family_id: str, token: str) -> str:
     digest = hashlib.sha256(token.encode()).hexdigest()
     return f"{_PREFIX}rt:{{{family_id}}}:{digest}"
+
+
+def _access_key(family_id: str) -> str:
+    return f"{_PREFIX}at:{{{family_id}}}"
 
 
 def _new_token(family_id: str) -> str:
@@ -140,6 +147,28 @@ class RefreshFamilies:
         if verdict == "revoked":
             raise AuthFailed("refresh_token_revoked", "this session was ended")
         raise AuthFailed("invalid_refresh_token", "unknown or expired refresh token")
+
+    def note_access(self, family_id: str, jti: str, exp: int) -> None:
+        """Remembers an access token minted for the family until it expires."""
+        now = int(self._clock())
+        key = _access_key(family_id)
+        try:
+            pipe = self._redis.pipeline(transaction=False)
+            pipe.zadd(key, {jti: exp})
+            pipe.zremrangebyscore(key, "-inf", now)
+            pipe.expire(key, max(1, exp - now + 60), gt=True)
+            pipe.expire(key, max(1, exp - now + 60), nx=True)
+            pipe.execute()
+        except redis.RedisError as err:
+            raise StateUnavailable(f"Redis unavailable ({err.__class__.__name__})") from None
+
+    def live_access(self, family_id: str) -> list[tuple[str, int]]:
+        """(jti, exp) of the family's access tokens that have not expired yet."""
+        try:
+            rows = self._redis.zrangebyscore(_access_key(family_id), int(self._clock()), "+inf", withscores=True)
+        except redis.RedisError as err:
+            raise StateUnavailable(f"Redis unavailable ({err.__class__.__name__})") from None
+        return [(jti.decode(), int(exp)) for jti, exp in rows]
 
     def revoke(self, family_id: str, reason: str = "logout") -> None:
         try:

@@ -36,7 +36,9 @@ from .errors import (
 from .store import PROFILE_FIELDS
 
 log = logging.getLogger("lucid.pdp.accounts")
-ROLE_PATTERN = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+# Matched with fullmatch, as the token minter and verifier do (pdp/authn/claims.py):
+# with match and `$`, "user\n" passed here and every sign-in of its user was a 500.
+ROLE_PATTERN = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 _MFA_PREFIX = "lucid:auth:mfa:"
 _MFA_TTL_S = 300
 _ENROL_TTL_S = 600
@@ -221,29 +223,32 @@ class SignIn:
             secret = self._box.open(sealed, user_id)
         except ValueError:
             raise AuthFailed("totp_unavailable", "the TOTP secret cannot be read; use a recovery code") from None
+        # Counted before the code is looked at, so parallel guesses share the limit.
+        attempt = self._guard.begin_attempt(user_id)
         step = totp_lib.code_step(secret, code, self._clock())
         if step is None:
-            self._fail(user_id)
+            self._fail(user_id, attempt)
             raise AuthFailed("totp_invalid", "wrong TOTP code")
         if not self._guard.accept_step(user_id, step):
-            self._fail(user_id)
+            self._fail(user_id, attempt)
             raise AuthFailed("totp_reused", "this TOTP code (or a later one) was already used; wait for the next")
         self._guard.clear_failures(user_id)
         if "totp" in user and user["totp"]["secret"] == sealed and self._box.needs_reseal(sealed):
             self._store.reseal_totp(user_id, sealed, self._box.seal(secret, user_id))
 
     def _check_recovery_code(self, user: dict, code) -> None:
-        self._guard.check_not_locked(user["_id"])
+        attempt = self._guard.begin_attempt(user["_id"])
         if (
             not isinstance(code, str)
             or not 1 <= len(code) <= 64
             or not self._store.use_recovery_code(user["_id"], totp_lib.recovery_hash(code))
         ):
-            self._fail(user["_id"])
+            self._fail(user["_id"], attempt)
             raise AuthFailed("recovery_code_invalid", "wrong or already used recovery code")
+        self._guard.clear_failures(user["_id"])  # a right answer is not a failure
 
-    def _fail(self, user_id: str) -> None:
-        ban = self._guard.record_failure(user_id)
+    def _fail(self, user_id: str, attempt: int) -> None:
+        ban = self._guard.attempt_failed(user_id, attempt)
         if ban:
             raise LockedOut("too many wrong codes; the account is locked for a while", ban)
 
@@ -415,9 +420,9 @@ def validate_roles(roles) -> list[str]:
     if (
         not isinstance(roles, list)
         or not 1 <= len(roles) <= _MAX_ROLES
-        or not all(isinstance(r, str) and ROLE_PATTERN.match(r) for r in roles)
+        or not all(isinstance(r, str) and ROLE_PATTERN.fullmatch(r) for r in roles)
     ):
-        raise InvalidInput(f"roles must be a list of 1 to {_MAX_ROLES} names matching {ROLE_PATTERN.pattern}")
+        raise InvalidInput(f"roles must be a list of 1 to {_MAX_ROLES} names matching ^{ROLE_PATTERN.pattern}$")
     return sorted(set(roles))
 
 

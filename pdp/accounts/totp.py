@@ -3,7 +3,8 @@
 - A code is accepted only if its time step is later than the last accepted
   one for that user (kept in Redis by an atomic compare-and-set), so neither
   the same code nor any earlier step is ever accepted twice.
-- Failed attempts are counted per account; max_retries failures within
+- Attempts are counted per account before the code is checked (so parallel
+  guesses share the limit) and forgotten when right; max_retries failures within
   find_time_s lock the account for ban_time_s, doubled for each lockout in
   the last day (Authelia's regulation, growing), up to a day.
 """
@@ -33,17 +34,42 @@ redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
 return 1
 """
 
-# Counts a failure; on reaching the limit, locks for ban * 2^(lockouts so far).
-_FAIL = """
-local n = redis.call('INCR', KEYS[1])
-if n == 1 then redis.call('EXPIRE', KEYS[1], ARGV[2]) end
-if n < tonumber(ARGV[1]) then return 0 end
+# Locks for ban * 2^(lockouts so far) and forgets the attempts.
+_LOCK = """
 redis.call('DEL', KEYS[1])
 local locks = redis.call('INCR', KEYS[3])
 redis.call('EXPIRE', KEYS[3], 86400)
 local ban = math.min(tonumber(ARGV[3]) * (2 ^ (locks - 1)), tonumber(ARGV[4]))
 redis.call('SET', KEYS[2], '1', 'EX', math.floor(ban))
 return math.floor(ban)
+"""
+
+# Counts a failure; on reaching the limit, locks.
+_FAIL = (
+    """
+local n = redis.call('INCR', KEYS[1])
+if n == 1 then redis.call('EXPIRE', KEYS[1], ARGV[2]) end
+if n < tonumber(ARGV[1]) then return 0 end
+"""
+    + _LOCK
+)
+
+# Counts an attempt before its code is looked at, in the same counter as the
+# failures: {n, 0} lets attempt n go on; {0, seconds} refuses it (locked, or
+# max_retries attempts already in this window, answered or still in flight).
+# Checking the lock first and counting after the answer let a burst of
+# parallel guesses all reach the code.
+_BEGIN = """
+local locked = redis.call('TTL', KEYS[2])
+if locked > 0 then return {0, locked} end
+local n = redis.call('INCR', KEYS[1])
+if n == 1 then redis.call('EXPIRE', KEYS[1], ARGV[2]) end
+if n > tonumber(ARGV[1]) then
+  local left = redis.call('TTL', KEYS[1])
+  if left < 1 then left = 1 end
+  return {0, left}
+end
+return {n, 0}
 """
 
 
@@ -109,6 +135,8 @@ class TotpGuard:
         self._clock = clock
         self._accept = client.register_script(_ACCEPT_STEP)
         self._fail = client.register_script(_FAIL)
+        self._begin = client.register_script(_BEGIN)
+        self._lock = client.register_script(_LOCK)
 
     def check_not_locked(self, user_id: str) -> None:
         try:
@@ -130,6 +158,30 @@ class TotpGuard:
         keys = [_key("fail", user_id), _key("lock", user_id), _key("locks", user_id)]
         try:
             return int(self._fail(keys=keys, args=[self._max, self._find, self._ban, _MAX_BAN_S]))
+        except redis.RedisError as err:
+            raise StateUnavailable(f"Redis unavailable ({err.__class__.__name__})") from None
+
+    def _keys(self, user_id: str) -> list[str]:
+        return [_key("fail", user_id), _key("lock", user_id), _key("locks", user_id)]
+
+    def begin_attempt(self, user_id: str) -> int:
+        """Counts an attempt before its code is checked; returns its number.
+        LockedOut when locked or max_retries attempts already fall in the window."""
+        try:
+            n, wait = self._begin(keys=self._keys(user_id), args=[self._max, self._find])
+        except redis.RedisError as err:
+            raise StateUnavailable(f"Redis unavailable ({err.__class__.__name__})") from None
+        if not n:
+            raise LockedOut("too many wrong codes; try again later", int(wait))
+        return int(n)
+
+    def attempt_failed(self, user_id: str, attempt: int) -> int:
+        """The attempt begin_attempt counted was wrong; returns the lockout it
+        started (seconds) when it was the last one allowed, else 0."""
+        if attempt < self._max:
+            return 0
+        try:
+            return int(self._lock(keys=self._keys(user_id), args=[self._max, self._find, self._ban, _MAX_BAN_S]))
         except redis.RedisError as err:
             raise StateUnavailable(f"Redis unavailable ({err.__class__.__name__})") from None
 

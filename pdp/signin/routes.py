@@ -72,6 +72,7 @@ def build(settings, redis_client, denylist, registry, db=None) -> SignInService:
         access_s=settings.jwt_access_minutes * 60,
         issuer=settings.jwt_issuer,
         audience=settings.jwt_audience,
+        denylist=denylist,
     )
     mailer = Mailer(settings.smtp_url, settings.mail_from, settings.smtp_timeout_ms / 1000)
     guard = TotpGuard(

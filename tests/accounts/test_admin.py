@@ -56,6 +56,21 @@ def test_bad_admin_input_is_400_and_changes_nothing(stack):
     assert stack.put("/users/u_missing/plan", {"plan": "pro"}, token=admin).status_code == 404
 
 
+def test_a_role_with_a_line_feed_is_400_and_the_user_can_still_sign_in(stack):
+    # ROLE_PATTERN's `$` matched before a final "\n": the admin got 200, and every
+    # sign-in of the user was then a 500 (the token minter refuses such a role).
+    user = stack.sign_up("role-lf@example.com")
+    admin = stack.admin_token()
+    for body in ({"roles": ["user\n"]}, {"roles": ["user", "admin\n"]}):
+        response = stack.put(f"/users/{user['id']}/roles", body, token=admin)
+        assert response.status_code == 400, (body, response.text)
+        assert response.headers["Content-Type"] == "application/problem+json"
+    created = stack.post("/users", {"email": "role-lf-2@example.com", "roles": ["ops\n"]}, token=admin)
+    assert created.status_code == 400, created.text
+    assert stack.db.users.find_one({"_id": user["id"]})["roles"] == ["user"]
+    assert stack.sign_in("role-lf@example.com")["access_token"]
+
+
 def test_admin_sign_up_with_roles_is_audited(stack):
     created = stack.post(
         "/users",

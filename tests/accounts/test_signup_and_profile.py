@@ -86,6 +86,21 @@ def test_bad_sign_up_input_is_a_400_problem(stack, body, content_type):
     assert response.json()["status"] == 400
 
 
+@pytest.mark.parametrize("email", ["lf\n@example.com", "lf@example\n.com"], ids=["local-part", "domain-label"])
+def test_an_email_with_a_line_feed_is_a_400_not_a_second_account(stack, email):
+    # Python's `$` also matches before a final "\n": "lf\n@example.com" passed the check,
+    # became an account beside lf@example.com, and its mail died in the background
+    # (no header may hold a line feed).
+    if stack.db.users.count_documents({"email": "lf@example.com"}) == 0:
+        stack.sign_up("lf@example.com")
+    for path in ("/users", "/auth/login"):
+        response = stack.post(path, {"email": email})
+        assert response.status_code == 400, (path, response.text)
+        assert response.headers["Content-Type"] == "application/problem+json"
+        assert response.json()["detail"] == "email is not a valid address"
+    assert stack.db.users.count_documents({"email": {"$regex": "^lf"}}) == 1
+
+
 def test_put_me_changes_profile_fields_only(stack):
     stack.sign_up("profile@example.com")
     token = stack.sign_in("profile@example.com")["access_token"]

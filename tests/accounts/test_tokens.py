@@ -118,6 +118,34 @@ def test_logout_ends_the_session_and_denylists_the_access_token(stack):
     assert 0 < stack.redis_client.ttl(_denylist_key(claims["jti"])) <= 900 + 60
 
 
+def test_logout_also_ends_the_sessions_earlier_access_tokens(stack):
+    # An attacker holds an access token of the session (copied from a log, a
+    # proxy, a shared machine); the user refreshes, then logs out with the new one.
+    # Only the token presented at logout was denylisted: the stolen one kept
+    # working until it expired (JWT_ACCESS_TOKEN_EXPIRE_MINUTES).
+    stack.sign_up("bye-all@example.com")
+    stolen = stack.sign_in("bye-all@example.com")
+    newer = stack.post("/auth/refresh", {"refresh_token": stolen["refresh_token"]}).json()
+    assert stack.get("/users/me", token=stolen["access_token"]).status_code == 200
+    assert stack.post("/auth/logout", token=newer["access_token"]).status_code == 200
+    refused = stack.get("/users/me", token=stolen["access_token"])
+    assert refused.status_code == 401 and refused.json()["detail"] == "token revoked"
+
+
+def test_refresh_token_reuse_also_ends_the_access_tokens_it_minted(stack):
+    # The thief refreshes first with a stolen refresh token; the user's later use
+    # of it revokes the family, and now the thief's access token with it.
+    stack.sign_up("thief@example.com")
+    victim = stack.sign_in("thief@example.com")
+    thief = stack.post("/auth/refresh", {"refresh_token": victim["refresh_token"]}).json()
+    time.sleep(2.5)  # REFRESH_REUSE_GRACE_S=2 in this stack
+    reused = stack.post("/auth/refresh", {"refresh_token": victim["refresh_token"]})
+    assert reused.json()["reason"] == "refresh_token_reused"
+    for token in (thief["access_token"], victim["access_token"]):
+        refused = stack.get("/users/me", token=token)
+        assert refused.status_code == 401 and refused.json()["detail"] == "token revoked"
+
+
 def _denylist_key(jti):
     from pdp.authn.revocation import denylist_key
 

@@ -236,3 +236,63 @@ def test_removing_totp_needs_an_mfa_session_and_a_fresh_code(stack):
     assert record["actor"] == user["id"] and record["before"] == {"totp_enabled": True}
     # Signing in is magic link only again.
     assert stack.sign_in("remove@example.com")["mfa"] is False
+
+
+def test_a_burst_of_parallel_guesses_gets_max_retries_answers_not_one_each(redis_server):
+    # The lock was checked before the guess and the failure counted after it, so
+    # 50 guesses sent at once were all checked against the code (and each third
+    # one doubled the ban, to a day). Now an attempt is counted before the code is
+    # looked at: 3 get an answer, the other 47 a 429 without one.
+    import base64
+    import collections
+    import secrets
+    import threading
+
+    import pyotp
+
+    from pdp.accounts.errors import AuthFailed
+    from pdp.accounts.secret_box import SecretBox, parse_keys
+    from pdp.accounts.service import SignIn
+    from pdp.accounts.throttle import Throttle
+
+    client = redis_lib.Redis.from_url(redis_server.redis_url)
+    box = SecretBox(parse_keys("k1:" + base64.urlsafe_b64encode(secrets.token_bytes(32)).rstrip(b"=").decode()))
+    guard = TotpGuard(client, max_retries=3, find_time_s=120, ban_time_s=300)
+    # check_code needs no MongoDB for a wrong code: the user document is given.
+    signin = SignIn(
+        store=None,
+        links=None,
+        mailer=None,
+        issuer=None,
+        guard=guard,
+        box=box,
+        throttle=Throttle(client),
+        redis_client=client,
+        public_base_url="https://gateway.example",
+        service_name="api-gateway",
+    )
+    user = {"_id": "u_burst"}
+    secret = pyotp.random_base32(32)
+    sealed = box.seal(secret, user["_id"])
+    valid = {pyotp.TOTP(secret).at(time.time() + 30 * k) for k in (-2, -1, 0, 1, 2)}
+    guesses = [f"{i:06d}" for i in range(100) if f"{i:06d}" not in valid][:50]
+    start = threading.Barrier(len(guesses))
+    answers = collections.Counter()
+
+    def guess(code):
+        start.wait()
+        try:
+            signin.check_code(user, sealed, code)
+            answers["accepted"] += 1
+        except LockedOut:
+            answers["429"] += 1
+        except AuthFailed as err:
+            answers[err.reason] += 1
+
+    threads = [threading.Thread(target=guess, args=(code,)) for code in guesses]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert answers == {"totp_invalid": 2, "429": 48}, answers
+    assert 0 < client.ttl("lucid:auth:totp:lock:{u_burst}") <= 300  # one lockout, not sixteen doublings

@@ -11,6 +11,7 @@ import dataclasses
 import os
 from typing import Any, Mapping
 
+from servicekit.identity import DECISION_HEADER_NAMES_DEFAULT, parse_header_names
 from servicekit.settings import (
     ConfigError,
     Helm,
@@ -45,13 +46,7 @@ def _engine(raw: str) -> str:
 
 @with_schema({"type": "string"})
 def _header_names(raw: str) -> tuple[str, ...]:
-    import re
-
-    names = tuple(n.strip().lower() for n in raw.split(",") if n.strip())
-    bad = [n for n in names if not re.fullmatch(r"[a-z0-9!#$%&'+.^_`|~-]{1,64}\*?", n)]
-    if not names or bad:
-        raise ValueError("expected a comma-separated list of header names (a trailing * matches a prefix)")
-    return names
+    return parse_header_names(raw)
 
 
 @with_schema({"type": "string", "pattern": "^[^{}\\s]{0,64}$"})
@@ -492,7 +487,7 @@ SETTINGS: tuple[Setting, ...] = (
         "decision_header_names",
         "DECISION_HEADER_NAMES",
         _header_names,
-        "x-user-id,x-user-roles,x-user-plan,x-user-mfa,x-user-email,ratelimit*,retry-after,www-authenticate,allow",
+        DECISION_HEADER_NAMES_DEFAULT,
         "Headers a decision may set (a trailing * matches a prefix); a decision setting any other is denied (503 "
         "policy_bad_headers).",
     ),

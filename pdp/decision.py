@@ -5,21 +5,16 @@ from __future__ import annotations
 import dataclasses
 import re
 
+from servicekit.identity import HeaderNames
+
 _HEADER_NAME = re.compile(r"^[a-z0-9!#$%&'*+.^_`|~-]{1,64}$")
 # CR, LF and every other control character (TAB and DEL included): a value
 # holding one could split or fold a header on the way to the backend.
 _HEADER_VALUE_FORBIDDEN = re.compile(r"[\x00-\x1f\x7f]")
 
 
-class HeaderAllowList:
-    """The header names a decision may set (DECISION_HEADER_NAMES); `ratelimit*` matches a prefix."""
-
-    def __init__(self, names):
-        self._exact = frozenset(n for n in names if not n.endswith("*"))
-        self._prefixes = tuple(n[:-1] for n in names if n.endswith("*"))
-
-    def allows(self, name: str) -> bool:
-        return name in self._exact or name.startswith(self._prefixes)
+# The matcher is shared with the proxy, which drops a client's copies of these names.
+HeaderAllowList = HeaderNames
 
 
 def _default_allow_list() -> HeaderAllowList:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any, Mapping
 
+from servicekit.identity import DECISION_HEADER_NAMES_DEFAULT, HeaderNames, parse_header_names
 from servicekit.settings import ConfigError, Helm, Setting, boolean, cidr_list, int_range, text, with_schema
 from servicekit.settings import describe as _describe
 from servicekit.settings import load as _load
@@ -31,6 +32,11 @@ __all__ = [
     "pdp_tls_spec",
     "usable_cores",
 ]
+
+
+@with_schema({"type": "string"})
+def _header_names(raw: str) -> HeaderNames:
+    return HeaderNames(parse_header_names(raw))
 
 
 @with_schema({"type": "number", "exclusiveMinimum": 0})
@@ -416,6 +422,15 @@ SETTINGS = (
         int_range(1, 100000),
         "256",
         "Most requests' worth of quota one lease request asks for (the PDP caps it further).",
+    ),
+    Setting(
+        "decision_header_names",
+        "DECISION_HEADER_NAMES",
+        _header_names,
+        DECISION_HEADER_NAMES_DEFAULT,
+        "Headers the PDP's decisions may set, as the PDP's own DECISION_HEADER_NAMES says: a client's copies "
+        "of them are dropped (never judged, never forwarded) whether or not the decision sets them.",
+        helm=Helm(template="pdp.settings.DECISION_HEADER_NAMES, else this default"),
     ),
     Setting("access_log", "ACCESS_LOG", boolean, "true", "One JSON line per request on stdout."),
     Setting(

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 import gevent
 from gevent.event import AsyncResult
 
-from servicekit.identity import is_identity_header
+from servicekit.identity import HeaderNames
 
 from . import forwarding
 from .pdp import FAIL_OPEN, Decision, PdpRejected, PdpUnavailable, verdict_key
@@ -41,6 +41,7 @@ log = logging.getLogger("lucid.proxy.decisions")
 # What a request waiting for an identical PDP call in flight gets when that call had no
 # answer (PDP unavailable, or the wait ran out): it fails too instead of asking again.
 _NO_ANSWER = object()
+_CREDENTIALS = frozenset(("authorization", "cookie"))
 
 
 class Decisions:
@@ -54,8 +55,10 @@ class Decisions:
         metrics: Metrics,
         clock: Callable[[], float],
         tracer: NoTracer | OtelTracer,
+        pdp_settable: HeaderNames | None = None,
     ):
         self._pdp = pdp
+        self._pdp_settable = pdp_settable  # DECISION_HEADER_NAMES: a client's copies are not judged
         self._verdicts = verdicts  # proxy/pdp.py VerdictCache, or None
         self._leases = leases  # proxy/leases.py LeaseStore, or None
         self._metrics = metrics
@@ -68,8 +71,7 @@ class Decisions:
         self._pdp_warned_at = float("-inf")
         self._pdp_warnings_suppressed = 0
 
-    @staticmethod
-    def question(ex: Exchange) -> dict:
+    def question(self, ex: Exchange) -> dict:
         """What the PDP is asked about the exchange's request (its check document)."""
         req = ex.request
         # The PDP sees what the upstream will see: no client-made identity,
@@ -81,7 +83,10 @@ class Decisions:
         # forwarded unscoped). Hop-by-hop ones stay: the tunnel sends Upgrade on.
         nominated = forwarding.connection_tokens(req.headers) - forwarding.HOP_BY_HOP
         for name, value in req.headers:
-            if name in forwarding.PROXY_SET or is_identity_header(name):
+            if name in forwarding.PROXY_SET or (
+                # Credentials reach the PDP even when a decision may replace them upstream.
+                name not in _CREDENTIALS and forwarding.pdp_only(name, self._pdp_settable)
+            ):
                 if name != "host":
                     continue
             elif name in nominated:

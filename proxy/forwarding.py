@@ -8,7 +8,7 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
 
-from servicekit.identity import is_identity_header
+from servicekit.identity import HeaderNames, is_identity_header
 
 from .http11 import valid_host
 from .response_transform import rename_headers
@@ -154,11 +154,19 @@ def client_header_passes(name: str, route: Route | None) -> bool:
     return route is not None and name in route.client_headers_allow
 
 
+def pdp_only(name: str, pdp_settable: HeaderNames | None) -> bool:
+    """Whether only the PDP may set this (lower-case) header: identity, and every
+    name its decisions may set (DECISION_HEADER_NAMES), so a client's copy of a
+    custom one (x-tenant) cannot pass for the PDP's when a decision leaves it out."""
+    return is_identity_header(name) or (pdp_settable is not None and pdp_settable.allows(name))
+
+
 def upstream_headers(
     headers: Iterable[tuple[str, str]],
     decision_headers: Mapping[str, str],
     route: Route,
     extra: Iterable[tuple[str, str]],
+    pdp_settable: HeaderNames | None = None,
 ) -> list[tuple[str, str]]:
     """Client headers minus hop-by-hop, identity and proxy-set ones, plus the PDP's and ours.
 
@@ -167,11 +175,12 @@ def upstream_headers(
         decision_headers: the PDP's `headers` (identity) to add.
         route: the matched route (request_add / request_remove).
         extra: [(name, value)] the proxy sets (request id, X-Forwarded-*, Host).
+        pdp_settable: the names the PDP's decisions may set (config.decision_header_names).
     """
     drop = HOP_BY_HOP | PROXY_SET | connection_tokens(headers) | route.request_remove
     out = []
     for name, value in headers:
-        if name in drop or is_identity_header(name) or name in decision_headers:
+        if name in drop or pdp_only(name, pdp_settable) or name in decision_headers:
             continue
         if not client_header_passes(name, route):
             continue

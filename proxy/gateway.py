@@ -143,7 +143,9 @@ class Gateway:
         self._clock = clock
         self._tracer = tracer or NoTracer()
         self._answers = Answers()
-        self._decisions = Decisions(pdp, verdicts, leases, metrics, clock, self._tracer)
+        self._decisions = Decisions(
+            pdp, verdicts, leases, metrics, clock, self._tracer, pdp_settable=config.decision_header_names
+        )
         self._relay = Relay(config, metrics, self._answers, clock)
         self.idle = set()  # sockets waiting for their next request (closed first on drain)
 
@@ -453,7 +455,9 @@ class Gateway:
             ("x-forwarded-host", fwd_host),
             ("x-real-ip", ex.client_ip),
         ]
-        return forwarding.upstream_headers(req.headers, ex.decision.headers, ex.route, extra)
+        return forwarding.upstream_headers(
+            req.headers, ex.decision.headers, ex.route, extra, self._config.decision_header_names
+        )
 
 
 class _HeadTimeout(Exception):

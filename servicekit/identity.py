@@ -15,3 +15,34 @@ IDENTITY_HEADERS = frozenset(
 def is_identity_header(name: str) -> bool:
     """A lower-case header name only the PDP may set: the list, and any other x-user-*."""
     return name in IDENTITY_HEADERS or name.startswith("x-user-")
+
+
+# The headers a PDP decision may set (DECISION_HEADER_NAMES of both services):
+# identity for the upstream, RateLimit and the like for the client. The PDP
+# denies a decision setting any other; the proxy drops a client's own copies of
+# all of them, so a custom name (x-tenant) is as unforgeable as x-user-id.
+DECISION_HEADER_NAMES_DEFAULT = (
+    "x-user-id,x-user-roles,x-user-plan,x-user-mfa,x-user-email,ratelimit*,retry-after,www-authenticate,allow"
+)
+
+
+def parse_header_names(raw: str) -> tuple[str, ...]:
+    """DECISION_HEADER_NAMES: comma-separated lower-cased names, a trailing * matching a prefix."""
+    import re
+
+    names = tuple(n.strip().lower() for n in raw.split(",") if n.strip())
+    bad = [n for n in names if not re.fullmatch(r"[a-z0-9!#$%&'+.^_`|~-]{1,64}\*?", n)]
+    if not names or bad:
+        raise ValueError("expected a comma-separated list of header names (a trailing * matches a prefix)")
+    return names
+
+
+class HeaderNames:
+    """A DECISION_HEADER_NAMES list as a matcher; `ratelimit*` matches a prefix."""
+
+    def __init__(self, names):
+        self._exact = frozenset(n for n in names if not n.endswith("*"))
+        self._prefixes = tuple(n[:-1] for n in names if n.endswith("*"))
+
+    def allows(self, name: str) -> bool:
+        return name in self._exact or name.startswith(self._prefixes)

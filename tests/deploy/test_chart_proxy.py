@@ -249,3 +249,26 @@ def test_pdp_link_is_plain_http_to_the_charts_pdp_by_default(default_render):
 def test_bad_pdp_link_values_fail_the_render_with_one_line(helm, sets, message):
     done = helm.run(*helm.template_args(sets=sets), check=False)
     assert done.returncode != 0 and message in done.stderr, done.stderr
+
+
+def test_the_proxy_gets_the_pdps_decision_header_names(helm, tmp_path):
+    # One list, set once in pdp.settings: every proxy drops a client's copies of those names.
+    import yaml
+
+    names = "x-user-id,x-tenant,ratelimit*"
+    values = tmp_path / "headers-values.yaml"
+    values.write_text(yaml.safe_dump({"pdp": {"settings": {"DECISION_HEADER_NAMES": names}}}))
+    env, proc = _check_rendered_proxy(helm.render([values]), tmp_path)
+    assert env["DECISION_HEADER_NAMES"] == names
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_without_a_pdp_list_the_proxy_keeps_its_default_which_is_the_pdps(default_render):
+    from pdp.config import SETTINGS as PDP_SETTINGS
+
+    def default(settings):
+        return next(s.default for s in settings if s.env == "DECISION_HEADER_NAMES")
+
+    assert default(SETTINGS) == default(PDP_SETTINGS)
+    for _, proxy in _proxy_pods(default_render):
+        assert "DECISION_HEADER_NAMES" not in {e["name"] for e in proxy["env"]}

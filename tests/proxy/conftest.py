@@ -61,7 +61,8 @@ def stack(redis_server, jwt_secret, tmp_path_factory):
     ws = Server(python_argv(WS_SERVER, str(ws_port)), ws_port)
     proxy = start_proxy(
         routes=ROUTES.format(app1=app1.url, app2=app2.url, ws=ws.url),
-        env={"PDP_URL": pdp.url, "PDP_TIMEOUT_MS": "3000"},
+        # The proxy is told the same names, so it drops a client's own copies of them.
+        env={"PDP_URL": pdp.url, "PDP_TIMEOUT_MS": "3000", "DECISION_HEADER_NAMES": env["DECISION_HEADER_NAMES"]},
     )
     yield Stack(pdp, proxy, [app1, app2], ws, policy_dir)
     for server in (proxy, ws, app1, app2, pdp):

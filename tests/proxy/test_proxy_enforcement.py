@@ -65,6 +65,13 @@ def test_spoofed_identity_headers_are_replaced_by_the_pdps(stack, mint):
     assert "x-user-mfa" not in seen
 
 
+def test_a_custom_header_the_pdp_may_set_is_dropped_when_a_decision_leaves_it_out(stack):
+    # Anonymous on an open route: the decision sets no x-lucid-subject, so the
+    # client's own must not reach the backend as if the PDP had set it.
+    seen = get(stack.proxy.port, "/open/x", headers={"X-Lucid-Subject": "admin", "RateLimit": "r=9"}).json()
+    assert "x-lucid-subject" not in seen["headers"] and "ratelimit" not in seen["headers"]
+
+
 def test_spoofed_identity_never_reaches_the_pdp_either(stack):
     assert get(stack.proxy.port, "/naive/x", headers={"X-User-Roles": "admin"}).status == 401
 

@@ -216,6 +216,11 @@ The proxy container, shared by the gateway Deployment and the sidecar pod.
     - name: PDP_TLS_SERVER_NAME
       value: {{ . | quote }}
     {{- end }}
+    {{- /* The PDP's own list: the proxy drops a client's copies of every name a decision may set. */}}
+    {{- with (index (.Values.pdp.settings | default dict) "DECISION_HEADER_NAMES") }}
+    - name: DECISION_HEADER_NAMES
+      value: {{ . | quote }}
+    {{- end }}
     {{- if not $sidecar }}
     {{- /* Backend URLs, one variable each, for the routes file's ${VAR}s: no name is built in. */}}
     {{- range $name, $url := $p.backends }}

@@ -57,7 +57,7 @@ then pdp.settings (ENV: value). Set by hand in the templates: SERVICE_NAME, OPA_
 
 {{/*
 The Proxy's settings from values (proxy/config.py): each row's values path,
-then proxy.settings (ENV: value). Set by hand in the templates: SSL_CERT_PATH, SSL_KEY_PATH, PDP_URL, PDP_CA_FILE, PDP_TLS_SERVER_NAME, PDP_CLIENT_CERT, PDP_CLIENT_KEY, ROUTES_FILE, GRACE_PERIOD_S, SERVICE_NAME.
+then proxy.settings (ENV: value). Set by hand in the templates: SSL_CERT_PATH, SSL_KEY_PATH, PDP_URL, PDP_CA_FILE, PDP_TLS_SERVER_NAME, PDP_CLIENT_CERT, PDP_CLIENT_KEY, ROUTES_FILE, GRACE_PERIOD_S, DECISION_HEADER_NAMES, SERVICE_NAME.
 */}}
 {{- define "lucid-gateway.proxySettingsEnv" -}}
 {{- include "lucid-gateway.envEntry" (dict "name" "HTTP_PORT" "value" $.Values.proxy.httpPort) }}

@@ -114,5 +114,9 @@ def _headers(value, allowed: HeaderAllowList) -> dict:
             raise ValueError(f"header {name!r} is not in DECISION_HEADER_NAMES")
         if _HEADER_VALUE_FORBIDDEN.search(val):
             raise ValueError(f"header {name!r} has a control character in its value")
+        if not val.isascii() and max(map(ord, val)) > 0xFF:
+            # Header lines go out as Latin-1 (RFC 9110's obs-text); "名" cannot be
+            # sent at all. A policy wanting Unicode encodes it (urlquery.encode).
+            raise ValueError(f"header {name!r} has a character outside Latin-1 in its value")
         out[name] = val
     return out

@@ -146,8 +146,10 @@ def _lease(value):
     return {"id": lease_id, "units": units, "ttl_s": float(ttl)}
 
 
-_BAD_NAME_CHAR = re.compile(r"[ :\r\n\x00]")
-_BAD_VALUE_CHAR = re.compile(r"[\r\n\x00]")
+# Heads go out as Latin-1: a character beyond it could not be sent (a 500, or a
+# dropped connection on a deny), so such an answer is refused like a bad one.
+_BAD_NAME_CHAR = re.compile(r"[ :\r\n\x00\u0100-\U0010ffff]")
+_BAD_VALUE_CHAR = re.compile(r"[\r\n\x00\u0100-\U0010ffff]")
 
 
 def _string_map(value, name):

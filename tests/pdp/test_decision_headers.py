@@ -40,6 +40,8 @@ def test_the_shipped_policy_headers_are_allowed_by_default():
         {"headers": {"x-user-id": "a\x00"}},
         {"headers": {"x-user-id": "a\x7f"}},
         {"response_headers": {"retry-after": "1\r\n"}},
+        {"headers": {"x-user-email": "\u540d@example.com"}},
+        {"response_headers": {"www-authenticate": 'Bearer realm="\u0100"'}},
     ],
 )
 def test_a_bad_header_denies_the_decision(headers):
@@ -78,3 +80,8 @@ def test_the_pdp_denies_logs_and_counts_a_bad_header(pdp_factory, tmp_path):
     allowed = pdp_factory(POLICY_DIR=str(tmp_path), RATE_LIMIT_ENABLED="false", DECISION_HEADER_NAMES="x-debug")
     d = requests.post(allowed.url + "/v1/check", json=body, timeout=5).json()
     assert d["allow"] is True and d["headers"] == {"x-debug": "/anything"}
+
+
+def test_a_latin_1_value_is_allowed():
+    # What the proxy can send as is: RFC 9110's obs-text.
+    assert from_policy({**ALLOW, "headers": {"x-user-email": "jos\u00e9@example.com"}}).allow

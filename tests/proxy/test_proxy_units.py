@@ -172,14 +172,23 @@ def test_send_all_writes_everything_when_one_send_takes_only_part():
     assert bytes(got) == data
 
 
-def test_a_pdp_answer_header_that_could_inject_a_line_is_refused():
+def test_a_pdp_answer_header_that_could_inject_a_line_or_not_be_sent_is_refused():
     from proxy.pdp import decision_from_doc
     from proxy.pdp_errors import PdpUnavailable
 
     good = decision_from_doc({"allow": True, "headers": {"X-User-Id": "u1"}, "response_headers": {"ratelimit": "a=1"}})
     assert good.headers == {"x-user-id": "u1"} and good.response_headers == {"ratelimit": "a=1"}
     for field in ("headers", "response_headers"):
-        for bad in ({"x-a": "v\r\nx-b: 1"}, {"x-a": "v\n"}, {"x-a": "v\x00"}, {"x a": "v"}, {"x:a": "v"}, {"": "v"}):
+        for bad in (
+            {"x-a": "v\r\nx-b: 1"},
+            {"x-a": "v\n"},
+            {"x-a": "v\x00"},
+            {"x a": "v"},
+            {"x:a": "v"},
+            {"": "v"},
+            {"x-a": "\u540d"},  # not Latin-1: the head could not be sent
+            {"x-\u0100": "v"},
+        ):
             with pytest.raises(PdpUnavailable, match="invalid header"):
                 decision_from_doc({"allow": True, field: bad})
 

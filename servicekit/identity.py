@@ -34,7 +34,31 @@ def parse_header_names(raw: str) -> tuple[str, ...]:
     bad = [n for n in names if not re.fullmatch(r"[a-z0-9!#$%&'+.^_`|~-]{1,64}\*?", n)]
     if not names or bad:
         raise ValueError("expected a comma-separated list of header names (a trailing * matches a prefix)")
+    matcher = HeaderNames(names)
+    framing = sorted(n for n in _FRAMING if matcher.allows(n))
+    if framing:
+        # A decision setting these would reframe or retarget the request (smuggling), not describe it.
+        raise ValueError(f"a decision may not set {', '.join(framing)} (framing, routing and hop-by-hop headers)")
     return names
+
+
+_FRAMING = frozenset(
+    (
+        "host",
+        "content-length",
+        "transfer-encoding",
+        "connection",
+        "keep-alive",
+        "te",
+        "trailer",
+        "upgrade",
+        "expect",
+        "proxy-connection",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "content-encoding",
+    )
+)
 
 
 class HeaderNames:

@@ -55,7 +55,7 @@ class Decisions:
         metrics: Metrics,
         clock: Callable[[], float],
         tracer: NoTracer | OtelTracer,
-        pdp_settable: HeaderNames | None = None,
+        pdp_settable: HeaderNames,
     ):
         self._pdp = pdp
         self._pdp_settable = pdp_settable  # DECISION_HEADER_NAMES: a client's copies are not judged
@@ -71,6 +71,11 @@ class Decisions:
         self._pdp_warned_at = float("-inf")
         self._pdp_warnings_suppressed = 0
 
+    def _pdp_sets(self, name: str) -> bool:
+        """A header only the PDP may set: the client's copy is not judged. Credentials
+        still are, even when a decision may replace them upstream."""
+        return name not in _CREDENTIALS and forwarding.pdp_only(name, self._pdp_settable)
+
     def question(self, ex: Exchange) -> dict:
         """What the PDP is asked about the exchange's request (its check document)."""
         req = ex.request
@@ -83,13 +88,7 @@ class Decisions:
         # forwarded unscoped). Hop-by-hop ones stay: the tunnel sends Upgrade on.
         nominated = forwarding.connection_tokens(req.headers) - forwarding.HOP_BY_HOP
         for name, value in req.headers:
-            if name in forwarding.PROXY_SET or (
-                # Credentials reach the PDP even when a decision may replace them upstream.
-                name not in _CREDENTIALS and forwarding.pdp_only(name, self._pdp_settable)
-            ):
-                if name != "host":
-                    continue
-            elif name in nominated:
+            if name != "host" and (name in forwarding.PROXY_SET or name in nominated or self._pdp_sets(name)):
                 continue
             if not forwarding.client_header_passes(name, ex.route):
                 continue

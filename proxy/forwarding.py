@@ -154,11 +154,11 @@ def client_header_passes(name: str, route: Route | None) -> bool:
     return route is not None and name in route.client_headers_allow
 
 
-def pdp_only(name: str, pdp_settable: HeaderNames | None) -> bool:
+def pdp_only(name: str, pdp_settable: HeaderNames) -> bool:
     """Whether only the PDP may set this (lower-case) header: identity, and every
     name its decisions may set (DECISION_HEADER_NAMES), so a client's copy of a
     custom one (x-tenant) cannot pass for the PDP's when a decision leaves it out."""
-    return is_identity_header(name) or (pdp_settable is not None and pdp_settable.allows(name))
+    return is_identity_header(name) or pdp_settable.allows(name)
 
 
 def upstream_headers(
@@ -166,7 +166,7 @@ def upstream_headers(
     decision_headers: Mapping[str, str],
     route: Route,
     extra: Iterable[tuple[str, str]],
-    pdp_settable: HeaderNames | None = None,
+    pdp_settable: HeaderNames,
 ) -> list[tuple[str, str]]:
     """Client headers minus hop-by-hop, identity and proxy-set ones, plus the PDP's and ours.
 

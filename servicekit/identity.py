@@ -7,6 +7,8 @@ answers and the generated Envoy and nginx configs all read this list (and a
 test holds deploy/nginx's hand-written snippets to it).
 """
 
+import re
+
 IDENTITY_HEADERS = frozenset(
     ("x-user-id", "x-user-roles", "x-user-plan", "x-user-mfa", "x-user-sub", "x-user-email", "x-auth-subject")
 )
@@ -25,23 +27,7 @@ DECISION_HEADER_NAMES_DEFAULT = (
     "x-user-id,x-user-roles,x-user-plan,x-user-mfa,x-user-email,ratelimit*,retry-after,www-authenticate,allow"
 )
 
-
-def parse_header_names(raw: str) -> tuple[str, ...]:
-    """DECISION_HEADER_NAMES: comma-separated lower-cased names, a trailing * matching a prefix."""
-    import re
-
-    names = tuple(n.strip().lower() for n in raw.split(",") if n.strip())
-    bad = [n for n in names if not re.fullmatch(r"[a-z0-9!#$%&'+.^_`|~-]{1,64}\*?", n)]
-    if not names or bad:
-        raise ValueError("expected a comma-separated list of header names (a trailing * matches a prefix)")
-    matcher = HeaderNames(names)
-    framing = sorted(n for n in _FRAMING if matcher.allows(n))
-    if framing:
-        # A decision setting these would reframe or retarget the request (smuggling), not describe it.
-        raise ValueError(f"a decision may not set {', '.join(framing)} (framing, routing and hop-by-hop headers)")
-    return names
-
-
+# A decision setting these would reframe or retarget the request (smuggling), not describe it.
 _FRAMING = frozenset(
     (
         "host",
@@ -59,6 +45,19 @@ _FRAMING = frozenset(
         "content-encoding",
     )
 )
+
+
+def parse_header_names(raw: str) -> tuple[str, ...]:
+    """DECISION_HEADER_NAMES: comma-separated lower-cased names, a trailing * matching a prefix."""
+    names = tuple(n.strip().lower() for n in raw.split(",") if n.strip())
+    bad = [n for n in names if not re.fullmatch(r"[a-z0-9!#$%&'+.^_`|~-]{1,64}\*?", n)]
+    if not names or bad:
+        raise ValueError("expected a comma-separated list of header names (a trailing * matches a prefix)")
+    matcher = HeaderNames(names)
+    framing = sorted(n for n in _FRAMING if matcher.allows(n))
+    if framing:
+        raise ValueError(f"a decision may not set {', '.join(framing)} (framing, routing and hop-by-hop headers)")
+    return names
 
 
 class HeaderNames:

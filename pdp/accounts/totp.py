@@ -44,16 +44,6 @@ redis.call('SET', KEYS[2], '1', 'EX', math.floor(ban))
 return math.floor(ban)
 """
 
-# Counts a failure; on reaching the limit, locks.
-_FAIL = (
-    """
-local n = redis.call('INCR', KEYS[1])
-if n == 1 then redis.call('EXPIRE', KEYS[1], ARGV[2]) end
-if n < tonumber(ARGV[1]) then return 0 end
-"""
-    + _LOCK
-)
-
 # Counts an attempt before its code is looked at, in the same counter as the
 # failures: {n, 0} lets attempt n go on; {0, seconds} refuses it (locked, or
 # max_retries attempts already in this window, answered or still in flight).
@@ -134,7 +124,6 @@ class TotpGuard:
         self._ban = ban_time_s
         self._clock = clock
         self._accept = client.register_script(_ACCEPT_STEP)
-        self._fail = client.register_script(_FAIL)
         self._begin = client.register_script(_BEGIN)
         self._lock = client.register_script(_LOCK)
 
@@ -150,14 +139,6 @@ class TotpGuard:
         """True once per step and only for steps later than any accepted before."""
         try:
             return bool(self._accept(keys=[_key("step", user_id)], args=[step, 120]))
-        except redis.RedisError as err:
-            raise StateUnavailable(f"Redis unavailable ({err.__class__.__name__})") from None
-
-    def record_failure(self, user_id: str) -> int:
-        """Counts a wrong code; returns the lockout just started (seconds), or 0."""
-        keys = [_key("fail", user_id), _key("lock", user_id), _key("locks", user_id)]
-        try:
-            return int(self._fail(keys=keys, args=[self._max, self._find, self._ban, _MAX_BAN_S]))
         except redis.RedisError as err:
             raise StateUnavailable(f"Redis unavailable ({err.__class__.__name__})") from None
 

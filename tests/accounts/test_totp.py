@@ -156,8 +156,8 @@ def test_each_lockout_in_a_day_is_twice_as_long(redis_server):
     guard = TotpGuard(client, max_retries=2, find_time_s=60, ban_time_s=1)
     bans = []
     for _ in range(3):
-        assert guard.record_failure("u_grow") == 0
-        bans.append(guard.record_failure("u_grow"))
+        assert guard.attempt_failed("u_grow", guard.begin_attempt("u_grow")) == 0
+        bans.append(guard.attempt_failed("u_grow", guard.begin_attempt("u_grow")))
         with pytest.raises(LockedOut):
             guard.check_not_locked("u_grow")
         time.sleep(bans[-1] + 0.1)

@@ -27,13 +27,19 @@ class MetaEndpoints:
         self._mode = mode
 
     def handle(self, method: str, path: str) -> tuple[int, list[tuple[str, str]], bytes] | None:
-        """Returns (status, headers, body) for /.../meta/<name>."""
-        segments = path.rstrip("/").rsplit("/", 2)
-        name = segments[-1]
-        if segments[-2:] == ["health", "details"]:
+        """Returns (status, headers, body) for /.../meta/<name>, None for any other path.
+
+        The name must follow the `meta` segment itself: a policy that allows
+        /api/v1/meta/<x>/... for some public x must not thereby expose
+        /api/v1/meta/<x>/metrics."""
+        segments = path.rstrip("/").split("/")
+        if segments[-3:] == ["meta", "health", "details"]:
             # Backend URLs, ejections and load: for the policy's admins and
             # monitors only (this path is not on the public meta route).
             return self._health(details=True)
+        if len(segments) < 2 or segments[-2] != "meta":
+            return None
+        name = segments[-1]
         if name == "info":
             return self._json(
                 200,

@@ -5,6 +5,7 @@ import pytest
 from proxy.accesslog import redact_query
 from proxy.breaker import CLOSED, HALF_OPEN, OPEN, Breaker, BreakerRejected
 from proxy.forwarding import ClientAddress, request_id
+from proxy.meta import MetaEndpoints
 from proxy.pdp import Decision, PdpUnavailable, VerdictCache, parse_decision
 from proxy.routes import BreakerSpec
 from servicekit.settings import cidr_list as _cidr_list
@@ -203,3 +204,21 @@ def test_ignored_header_names_are_validated_every_time_a_new_list_comes():
     for bad in (["Accept"], ["accept", "x y"], ["a" * 65], [""], [{}], ["accept", 1], "accept", None):
         assert _ignores(bad) == frozenset()
         assert _ignores(bad) == frozenset()
+
+
+def test_meta_names_count_only_right_after_the_meta_segment():
+    # A policy allowing /api/v1/meta/<public>/... must not expose metrics or
+    # version through /api/v1/meta/<public>/metrics: the handler once looked
+    # at the last segment only.
+    meta = MetaEndpoints("lucid", pdp=None, clusters={}, metrics=None, mode="gateway")
+    assert meta.handle("GET", "/api/v1/meta/version")[0] == 200
+    assert meta.handle("GET", "/api/v1/meta/info/")[0] == 200
+    for path in (
+        "/api/v1/meta/public/version",
+        "/api/v1/meta/x/metrics",
+        "/api/v1/meta/x/health/details",
+        "/api/v1/meta/health/x/info",
+        "/version",
+        "/api/v1/metrics",
+    ):
+        assert meta.handle("GET", path) is None, path

@@ -2,6 +2,7 @@
 
 import time
 
+import jwt
 import pytest
 import redis as redis_lib
 
@@ -74,6 +75,9 @@ def test_both_factors_give_mfa_true(stack):
     assert done.status_code == 200, done.text
     tokens = done.json()
     assert tokens["mfa"] is True and tokens["amr"] == ["email", "otp"]
+    # The session signed in when its second factor was given.
+    auth_time = jwt.decode(tokens["access_token"], options={"verify_signature": False})["auth_time"]
+    assert time.time() - 5 <= auth_time <= time.time()
     status = stack.get("/auth/status", token=tokens["access_token"]).json()
     assert status["mfa"] is True and status["user_id"] == user["id"]
     # The challenge is used up with the sign-in.

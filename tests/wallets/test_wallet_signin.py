@@ -7,6 +7,7 @@ v 0/1, and 27/28 as TronWeb sends it).
 
 import time
 
+import jwt
 import pytest
 import requests
 from eth_account import Account
@@ -102,6 +103,8 @@ def test_a_linked_wallet_signs_in_to_its_account(stack, wallet_type):
     pair = signed_in.json()
     assert pair["user_id"] == tokens["user_id"] and pair["amr"] == ["hwk"] and pair["mfa"] is False
     assert pair["token_type"] == "Bearer" and pair["refresh_token"] and set(pair) == set(tokens)
+    auth_time = jwt.decode(pair["access_token"], options={"verify_signature": False})["auth_time"]
+    assert time.time() - 5 <= auth_time <= time.time()
 
     status = stack.get("/auth/status", token=pair["access_token"]).json()
     assert status["user_id"] == tokens["user_id"] and status["amr"] == ["hwk"]

@@ -33,6 +33,7 @@ from .errors import (
     NotFound,
     StateUnavailable,
 )
+from .step_up import StepUp
 from .store import PROFILE_FIELDS
 
 log = logging.getLogger("lucid.pdp.accounts")
@@ -98,6 +99,7 @@ class SignIn:
         public_base_url: str,
         service_name: str,
         limits: Limits = Limits(),
+        step_up: StepUp | None = None,
         clock=time.time,
         background=None,
     ):
@@ -112,6 +114,7 @@ class SignIn:
         self._base = public_base_url.rstrip("/")
         self._service = service_name
         self._limits = limits
+        self._step_up = step_up or StepUp(clock=clock)
         self._clock = clock
         # Runs fn(*args) after the response (gevent.spawn under gunicorn);
         # None runs it inline, for callers without an event loop.
@@ -254,9 +257,12 @@ class SignIn:
 
     # -- TOTP enrolment --------------------------------------------------------------
 
-    def enrol_totp(self, user_id: str, issuer_name: str) -> dict:
-        """A new secret awaiting confirmation; the active factor is untouched."""
+    def enrol_totp(self, caller: dict, issuer_name: str) -> dict:
+        """A new secret awaiting confirmation; the active factor is untouched.
+        Needs a recent sign-in (step_up.py): a stolen session must not add its own factor."""
+        user_id = caller["sub"]
         user = self._require_user(user_id)
+        self._step_up.require(caller, user)
         if "totp" in user:
             raise Conflict("TOTP is already enrolled")
         secret = totp_lib.new_secret()
@@ -273,9 +279,12 @@ class SignIn:
             "confirm": 'POST /api/v1/users/me/totp/confirm {"code": "123456"}',
         }
 
-    def confirm_totp(self, user_id: str, code) -> dict:
-        """The first valid code activates the factor; returns the recovery codes (shown once)."""
+    def confirm_totp(self, caller: dict, code) -> dict:
+        """The first valid code activates the factor; returns the recovery codes (shown once).
+        Needs a recent sign-in too: the pending secret may be older than the session that confirms it."""
+        user_id = caller["sub"]
         user = self._require_user(user_id)
+        self._step_up.require(caller, user)
         pending = user.get("totp_pending")
         if "totp" in user:
             raise Conflict("TOTP is already enrolled")
@@ -292,11 +301,10 @@ class SignIn:
         }
 
     def remove_totp(self, caller: dict, code=None, recovery_code=None, *, audit, client: Client) -> dict:
-        """Turns TOTP off: needs a session that passed TOTP (mfa) and a fresh
-        code or recovery code now. Audited, as a change of a security setting."""
-        if not caller.get("mfa"):
-            raise Forbidden("removing TOTP needs a session signed in with TOTP (mfa: true)")
+        """Turns TOTP off: needs a recent session that passed TOTP (step_up.py) and
+        a fresh code or recovery code now. Audited, as a change of a security setting."""
         user = self._require_user(caller["sub"])
+        self._step_up.require(caller, user)
         if "totp" not in user:
             raise Conflict("TOTP is not enrolled")
         if recovery_code is not None:

@@ -96,6 +96,13 @@ class TokenIssuer:
         self._revoke_access(family_id)
         self._store.end_session(family_id, reason)
 
+    def end_others(self, user_id: str, keep: str | None, reason: str) -> int:
+        """Ends every live session of the user but keep (a family id); returns how many."""
+        others = [f for f in self._store.live_session_ids(user_id) if f != keep]
+        for family_id in others:
+            self.end(family_id, reason)
+        return len(others)
+
     def _revoke_access(self, family_id: str) -> None:
         """Denylists the family's access tokens still valid: one presented at
         logout is not the only one (an earlier one, from before a refresh, may

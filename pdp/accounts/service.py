@@ -23,6 +23,7 @@ import redis
 from . import totp as totp_lib
 from .emails import normalize_email
 from .errors import (
+    AccountError,
     AuthFailed,
     Conflict,
     EmailTaken,
@@ -297,8 +298,21 @@ class SignIn:
         return {
             "totp_enabled": True,
             "recovery_codes": codes,
+            "other_sessions_ended": self._end_other_sessions(caller),
             "note": "each recovery code works once; store them offline. Sign in again to get mfa: true.",
         }
+
+    def _end_other_sessions(self, caller: dict) -> int | None:
+        """Sessions signed in before TOTP say mfa false and could refresh for days: they end.
+        The caller's own stays (it just gave a code). Best effort: the factor is
+        active and the recovery codes must reach the user, so a failure here is
+        logged and answered as null rather than an error."""
+        sid = caller.get("claims", {}).get("sid")
+        try:
+            return self._issuer.end_others(caller["sub"], sid if isinstance(sid, str) else None, "totp_enrolled")
+        except AccountError as err:
+            log.warning("TOTP enrolled, but the user's other sessions were not all ended: %s", err)
+            return None
 
     def remove_totp(self, caller: dict, code=None, recovery_code=None, *, audit, client: Client) -> dict:
         """Turns TOTP off: needs a recent session that passed TOTP (step_up.py) and

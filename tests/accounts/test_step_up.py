@@ -95,3 +95,25 @@ def test_on_an_account_with_totp_a_fresh_one_factor_session_is_not_enough(stack)
     assert_reauth_required(stack.delete("/users/me/totp", {"code": code_at(secret, 1)}, old_mfa))
     done = stack.delete("/users/me/totp", {"code": code_at(secret, 1)}, both.json()["access_token"])
     assert done.status_code == 200, done.text
+
+
+def test_enrolling_totp_ends_the_users_other_sessions(stack):
+    away_from_step_edge()
+    stack.sign_up("other-sessions@example.com")
+    other = stack.sign_in("other-sessions@example.com")  # e.g. a thief's session from before
+    mine = stack.sign_in("other-sessions@example.com")
+    stranger = stack.sign_in(stack.sign_up("bystander@example.com")["email"])
+    secret = stack.post("/users/me/totp", token=mine["access_token"]).json()["secret"]
+    confirmed = stack.post("/users/me/totp/confirm", {"code": code_at(secret, -1)}, token=mine["access_token"])
+    assert confirmed.status_code == 200, confirmed.text
+    assert confirmed.json()["other_sessions_ended"] == 1
+    # The other session (mfa false, signed in before TOTP) can neither refresh nor use its access token.
+    refused = stack.post("/auth/refresh", {"refresh_token": other["refresh_token"]})
+    assert refused.status_code == 401 and refused.json()["reason"] == "refresh_token_revoked"
+    assert stack.get("/users/me", token=other["access_token"]).status_code == 401
+    other_sid = jwt.decode(other["access_token"], SECRET, algorithms=["HS256"])["sid"]
+    assert stack.db.sessions.find_one({"_id": other_sid})["revoked_reason"] == "totp_enrolled"
+    # The session that confirmed stays, and so do other users' sessions.
+    assert stack.get("/users/me", token=mine["access_token"]).status_code == 200
+    assert stack.post("/auth/refresh", {"refresh_token": mine["refresh_token"]}).status_code == 200
+    assert stack.post("/auth/refresh", {"refresh_token": stranger["refresh_token"]}).status_code == 200

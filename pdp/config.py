@@ -590,6 +590,14 @@ SETTINGS: tuple[Setting, ...] = (
         "session.",
     ),
     Setting(
+        "reauth_max_age_s",
+        "REAUTH_MAX_AGE_S",
+        int_range(1, 86400),
+        "600",
+        "Enrolling or removing TOTP and linking or unlinking a wallet need a sign-in at most this long ago (the "
+        "token's auth_time); else 401 reauth_required.",
+    ),
+    Setting(
         "login_per_ip_per_minute",
         "AUTH_LOGIN_PER_IP_PER_MINUTE",
         int_range(1, 100000),

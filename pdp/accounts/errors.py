@@ -31,6 +31,15 @@ class AuthFailed(AccountError):
         self.reason = reason
 
 
+class ReauthRequired(AuthFailed):
+    """A valid session, but signed in too long ago or with too few factors for
+    this change (401, WWW-Authenticate error="insufficient_user_authentication")."""
+
+    def __init__(self, detail: str, max_age_s: int):
+        super().__init__("reauth_required", detail)
+        self.max_age_s = int(max_age_s)
+
+
 class LockedOut(AccountError):
     """Too many attempts (429 with Retry-After)."""
 

@@ -51,8 +51,9 @@ class TokenIssuer:
         self._clock = clock
 
     def issue(self, user: dict, *, amr: list, mfa: bool, client_ip: str = "", user_agent: str = "") -> dict:
-        """The token response for a user whose factors are all verified."""
-        family_id, refresh = self._families.start(user["_id"], mfa=mfa, amr=amr)
+        """The token response for a user whose factors are all verified; now is its auth_time."""
+        auth_time = int(self._clock())
+        family_id, refresh = self._families.start(user["_id"], mfa=mfa, amr=amr, auth_time=auth_time)
         try:
             self._store.record_session(
                 family_id,
@@ -66,11 +67,11 @@ class TokenIssuer:
         except AccountError:
             self._families.revoke(family_id, "not_recorded")
             raise
-        return self._response(user, family_id, refresh, amr, mfa)
+        return self._response(user, family_id, refresh, amr, mfa, auth_time)
 
     def refresh(self, token) -> dict:
         """Rotates a refresh token; the new access token carries the account's
-        current roles and plan, and the family's authentication level."""
+        current roles and plan, and the family's authentication level and auth_time."""
         family = self._families.peek(token)
         user = self._store.get(family.user_id)
         if user is None:
@@ -84,7 +85,7 @@ class TokenIssuer:
                 self._revoke_access(family.family_id)
             raise
         self._store.touch_session(family.family_id, self._refresh_expiry())
-        return self._response(user, family.family_id, new, family.amr, family.mfa)
+        return self._response(user, family.family_id, new, family.amr, family.mfa, family.auth_time)
 
     def family(self, token):
         """The (live) family of a refresh token, without using it; AuthFailed otherwise."""
@@ -94,6 +95,13 @@ class TokenIssuer:
         self._families.revoke(family_id, reason)
         self._revoke_access(family_id)
         self._store.end_session(family_id, reason)
+
+    def end_others(self, user_id: str, keep: str | None, reason: str) -> int:
+        """Ends every live session of the user but keep (a family id); returns how many."""
+        others = [f for f in self._store.live_session_ids(user_id) if f != keep]
+        for family_id in others:
+            self.end(family_id, reason)
+        return len(others)
 
     def _revoke_access(self, family_id: str) -> None:
         """Denylists the family's access tokens still valid: one presented at
@@ -111,7 +119,7 @@ class TokenIssuer:
     def _refresh_expiry(self) -> dt.datetime:
         return dt.datetime.fromtimestamp(self._clock() + self._families.ttl_s, dt.timezone.utc)
 
-    def _response(self, user: dict, family_id: str, refresh: str, amr: list, mfa: bool) -> dict:
+    def _response(self, user: dict, family_id: str, refresh: str, amr: list, mfa: bool, auth_time) -> dict:
         access, claims = mint_access_token(
             self._key,
             self._alg,
@@ -124,6 +132,7 @@ class TokenIssuer:
             audience=self._audience,
             extra_claims={"sid": family_id, "amr": amr},
             now=self._clock(),
+            auth_time=auth_time,
         )
         self._families.note_access(family_id, claims["jti"], int(claims["exp"]))
         return {

@@ -8,7 +8,9 @@ its rotation, so that parallel refreshes from several tabs (or 20 at once)
 each get a new token instead of logging the user out.
 
 Keys (one hash tag per family, so a Redis Cluster keeps a family on one slot):
-  lucid:auth:fam:{<family>}        hash: state (active|revoked), user, mfa, amr
+  lucid:auth:fam:{<family>}        hash: state (active|revoked), user, mfa, amr,
+                                   auth_time (when the user signed in; absent
+                                   in families started before it was kept)
   lucid:auth:rt:{<family>}:<hash>  hash: state (current|rotated), rotated_at (ms)
 Both expire with the family (JWT_REFRESH_TOKEN_EXPIRE_DAYS, renewed on use).
   lucid:auth:at:{<family>}         zset: jti of each access token minted for the
@@ -60,6 +62,7 @@ class Family:
     user_id: str
     mfa: bool
     amr: list
+    auth_time: int | None = None  # None: a family started before auth_time was kept
 
 
 def _family_key(family_id: str) -> str:
@@ -77,6 +80,13 @@ def _access_key(family_id: str) -> str:
 
 def _new_token(family_id: str) -> str:
     return f"rt_{family_id}.{secrets.token_urlsafe(32)}"
+
+
+def _auth_time(raw: bytes | None) -> int | None:
+    try:
+        return int(raw) if raw is not None else None
+    except ValueError:
+        return None  # unreadable: treated like a session that never had one
 
 
 def family_of(token) -> str:
@@ -97,15 +107,22 @@ class RefreshFamilies:
         self._clock = clock
         self._rotate = client.register_script(_ROTATE)
 
-    def start(self, user_id: str, *, mfa: bool, amr: list) -> tuple[str, str]:
-        """A new family with its first token; returns (family_id, token)."""
+    def start(self, user_id: str, *, mfa: bool, amr: list, auth_time: int) -> tuple[str, str]:
+        """A new family with its first token; returns (family_id, token).
+        auth_time stays with the family: every rotation's access token carries it unchanged."""
         family_id = secrets.token_hex(16)
         token = _new_token(family_id)
         try:
             pipe = self._redis.pipeline(transaction=False)
             pipe.hset(
                 _family_key(family_id),
-                mapping={"state": "active", "user": user_id, "mfa": "1" if mfa else "0", "amr": json.dumps(amr)},
+                mapping={
+                    "state": "active",
+                    "user": user_id,
+                    "mfa": "1" if mfa else "0",
+                    "amr": json.dumps(amr),
+                    "auth_time": int(auth_time),
+                },
             )
             pipe.expire(_family_key(family_id), self._ttl)
             pipe.hset(_token_key(family_id, token), mapping={"state": "current"})
@@ -119,14 +136,16 @@ class RefreshFamilies:
         """The family a token belongs to, without using it; AuthFailed if unknown or revoked."""
         family_id = family_of(token)
         try:
-            state, user, mfa, amr = self._redis.hmget(_family_key(family_id), "state", "user", "mfa", "amr")
+            state, user, mfa, amr, auth_time = self._redis.hmget(
+                _family_key(family_id), "state", "user", "mfa", "amr", "auth_time"
+            )
         except redis.RedisError as err:
             raise StateUnavailable(f"Redis unavailable ({err.__class__.__name__})") from None
         if state is None:
             raise AuthFailed("invalid_refresh_token", "unknown or expired refresh token")
         if state == b"revoked":
             raise AuthFailed("refresh_token_revoked", "this session was ended")
-        return Family(family_id, user.decode(), mfa == b"1", json.loads(amr))
+        return Family(family_id, user.decode(), mfa == b"1", json.loads(amr), _auth_time(auth_time))
 
     def rotate(self, token) -> tuple[Family, str]:
         """Uses a token once; returns (family, the new token). AuthFailed with

@@ -23,6 +23,7 @@ import redis
 from . import totp as totp_lib
 from .emails import normalize_email
 from .errors import (
+    AccountError,
     AuthFailed,
     Conflict,
     EmailTaken,
@@ -33,6 +34,7 @@ from .errors import (
     NotFound,
     StateUnavailable,
 )
+from .step_up import StepUp
 from .store import PROFILE_FIELDS
 
 log = logging.getLogger("lucid.pdp.accounts")
@@ -98,6 +100,7 @@ class SignIn:
         public_base_url: str,
         service_name: str,
         limits: Limits = Limits(),
+        step_up: StepUp | None = None,
         clock=time.time,
         background=None,
     ):
@@ -112,6 +115,7 @@ class SignIn:
         self._base = public_base_url.rstrip("/")
         self._service = service_name
         self._limits = limits
+        self._step_up = step_up or StepUp(clock=clock)
         self._clock = clock
         # Runs fn(*args) after the response (gevent.spawn under gunicorn);
         # None runs it inline, for callers without an event loop.
@@ -254,9 +258,12 @@ class SignIn:
 
     # -- TOTP enrolment --------------------------------------------------------------
 
-    def enrol_totp(self, user_id: str, issuer_name: str) -> dict:
-        """A new secret awaiting confirmation; the active factor is untouched."""
+    def enrol_totp(self, caller: dict, issuer_name: str) -> dict:
+        """A new secret awaiting confirmation; the active factor is untouched.
+        Needs a recent sign-in (step_up.py): a stolen session must not add its own factor."""
+        user_id = caller["sub"]
         user = self._require_user(user_id)
+        self._step_up.require(caller, user)
         if "totp" in user:
             raise Conflict("TOTP is already enrolled")
         secret = totp_lib.new_secret()
@@ -273,9 +280,12 @@ class SignIn:
             "confirm": 'POST /api/v1/users/me/totp/confirm {"code": "123456"}',
         }
 
-    def confirm_totp(self, user_id: str, code) -> dict:
-        """The first valid code activates the factor; returns the recovery codes (shown once)."""
+    def confirm_totp(self, caller: dict, code) -> dict:
+        """The first valid code activates the factor; returns the recovery codes (shown once).
+        Needs a recent sign-in too: the pending secret may be older than the session that confirms it."""
+        user_id = caller["sub"]
         user = self._require_user(user_id)
+        self._step_up.require(caller, user)
         pending = user.get("totp_pending")
         if "totp" in user:
             raise Conflict("TOTP is already enrolled")
@@ -288,15 +298,27 @@ class SignIn:
         return {
             "totp_enabled": True,
             "recovery_codes": codes,
+            "other_sessions_ended": self._end_other_sessions(caller),
             "note": "each recovery code works once; store them offline. Sign in again to get mfa: true.",
         }
 
+    def _end_other_sessions(self, caller: dict) -> int | None:
+        """Sessions signed in before TOTP say mfa false and could refresh for days: they end.
+        The caller's own stays (it just gave a code). Best effort: the factor is
+        active and the recovery codes must reach the user, so a failure here is
+        logged and answered as null rather than an error."""
+        sid = caller.get("claims", {}).get("sid")
+        try:
+            return self._issuer.end_others(caller["sub"], sid if isinstance(sid, str) else None, "totp_enrolled")
+        except AccountError as err:
+            log.warning("TOTP enrolled, but the user's other sessions were not all ended: %s", err)
+            return None
+
     def remove_totp(self, caller: dict, code=None, recovery_code=None, *, audit, client: Client) -> dict:
-        """Turns TOTP off: needs a session that passed TOTP (mfa) and a fresh
-        code or recovery code now. Audited, as a change of a security setting."""
-        if not caller.get("mfa"):
-            raise Forbidden("removing TOTP needs a session signed in with TOTP (mfa: true)")
+        """Turns TOTP off: needs a recent session that passed TOTP (step_up.py) and
+        a fresh code or recovery code now. Audited, as a change of a security setting."""
         user = self._require_user(caller["sub"])
+        self._step_up.require(caller, user)
         if "totp" not in user:
             raise Conflict("TOTP is not enrolled")
         if recovery_code is not None:

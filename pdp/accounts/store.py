@@ -352,6 +352,16 @@ class UserStore:
             self.sessions,
         )
 
+    def live_session_ids(self, user_id: str) -> list[str]:
+        """The user's sessions (refresh families) neither ended nor expired."""
+        try:
+            found = self.sessions.find(
+                {"user_id": user_id, "revoked_at": None, "expires_at": {"$gt": self._clock()}}, {"_id": 1}
+            )
+            return [doc["_id"] for doc in found]
+        except PyMongoError as err:
+            raise _unavailable(err) from None
+
     def count_active_sessions(self) -> int:
         """Sessions neither revoked nor past expires_at (no TTL index is trusted)."""
         try:

@@ -10,6 +10,12 @@ door is defence in depth beside the engines' own escaping:
 - sub: 1 to 256 characters of printable ASCII (U+0021 to U+007E) other than
   `"` `'` `\\` `,` `;` `<` `>` and the backtick: no spaces, no control or
   non-ASCII characters. `auth0|5f7c...`, `user@example.com`, UUIDs and URLs pass.
+
+auth_time (OIDC Core 2: when the session's user signed in) is optional, so
+tokens minted before it existed still work; step-up checks (pdp/accounts/step_up.py)
+treat a token without it as too old. When present it must be whole seconds,
+not after iat and not in the future: a forged or sloppy value could otherwise
+make a session look freshly signed in.
 """
 
 from __future__ import annotations
@@ -41,3 +47,17 @@ def check_subject_claims(sub, roles, plan, mfa) -> None:
         raise InvalidCredential("plan must match ^[A-Za-z0-9._:-]{1,64}$")
     if not isinstance(mfa, bool):
         raise InvalidCredential("mfa must be true or false")
+
+
+def check_auth_time(claims: dict, now: float, leeway: float = 0) -> None:
+    """Raises InvalidCredential for an auth_time that is not whole seconds, is after iat, or is in the future."""
+    if "auth_time" not in claims:
+        return
+    auth_time = claims["auth_time"]
+    if not isinstance(auth_time, int) or isinstance(auth_time, bool) or auth_time < 0:
+        raise InvalidCredential("auth_time must be a whole number of seconds")
+    iat = claims.get("iat")
+    if isinstance(iat, (int, float)) and not isinstance(iat, bool) and auth_time > iat:
+        raise InvalidCredential("auth_time must not be after iat")
+    if auth_time > now + leeway:
+        raise InvalidCredential("auth_time must not be in the future")

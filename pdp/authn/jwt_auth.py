@@ -9,7 +9,8 @@
 - only access tokens: the header's typ (and, for IdPs that mark access tokens
   in a claim, the typ claim) must be one of JWT_ACCESS_TOKEN_TYPES, so a
   refresh or ID token signed with the same key is refused;
-- a revoked jti (Redis denylist keyed by iss+jti) is rejected.
+- a revoked jti (Redis denylist keyed by iss+jti) is rejected;
+- auth_time, when present, is whole seconds, not after iat, not in the future.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from jwt.algorithms import HMACAlgorithm
 from jwt.exceptions import DecodeError
 from jwt.utils import base64url_decode, base64url_encode
 
-from .claims import check_subject_claims
+from .claims import check_auth_time, check_subject_claims
 from .errors import AuthUnavailable, InvalidCredential
 from .revocation import denylist_digest
 from .token_types import DEFAULT_TOKEN_TYPES, describe_types, is_access_token, parse_token_types
@@ -278,6 +279,7 @@ class JwtAuthenticator:
             raise InvalidCredential("jti must be a string")
         if not isinstance(claims.get("exp"), (int, float)):
             raise InvalidCredential("exp must be a number")
+        check_auth_time(claims, self._clock(), self._leeway)
         return claims
 
 

@@ -12,7 +12,7 @@ import uuid
 
 import jwt
 
-from .claims import check_subject_claims
+from .claims import check_auth_time, check_subject_claims
 from .errors import InvalidCredential
 
 ACCESS_TOKEN_TYPE = "at+jwt"
@@ -45,11 +45,13 @@ def mint_access_token(
     jti: str | None = None,
     now: float | None = None,
     kid: str | None = None,
+    auth_time: int | None = None,
 ) -> tuple[str, dict]:
     """Returns (token, claims); raises ValueError for claims the verifier would refuse.
 
-    Claims: sub, roles (list), plan, mfa, jti, iat, exp, plus iss/aud when
-    given and extra_claims (e.g. sid, amr) that never override those.
+    Claims: sub, roles (list), plan, mfa, jti, iat, exp, plus iss/aud and
+    auth_time (when the session signed in) when given, and extra_claims (e.g.
+    sid, amr) that never override those.
 
     Args:
         key: the HS* secret, or the private key of an RS*/ES*/PS* algorithm.
@@ -79,6 +81,12 @@ def mint_access_token(
         claims["iss"] = issuer
     if audience:
         claims["aud"] = audience
+    if auth_time is not None:
+        claims["auth_time"] = auth_time
+        try:
+            check_auth_time(claims, issued)
+        except InvalidCredential as err:
+            raise ValueError(str(err)) from None
     return sign_access_token(claims, key, algorithm, kid), claims
 
 

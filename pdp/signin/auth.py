@@ -107,7 +107,7 @@ class Logout:
 
 
 class Status:
-    """GET: who the caller is, how they signed in, and when the token expires."""
+    """GET: who the caller is, how and when they signed in, and when the token expires."""
 
     def __init__(self, caller_auth, clock=time.time):
         self._auth = caller_auth
@@ -125,6 +125,7 @@ class Status:
             "amr": claims.get("amr", []),
             "session_id": claims.get("sid"),
             "issued_at": claims.get("iat"),
+            "auth_time": claims.get("auth_time"),
             "expires_at": claims["exp"],
             "expires_in": max(0, int(claims["exp"] - self._clock())),
         }

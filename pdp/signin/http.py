@@ -154,6 +154,7 @@ class CallerAuth:
 
 _STATUS = [
     (e.InvalidInput, 400, "Bad Request", "invalid-input"),
+    (e.ReauthRequired, 401, "Unauthorized", "reauth-required"),
     (e.AuthFailed, 401, "Unauthorized", "unauthorized"),
     (e.Forbidden, 403, "Forbidden", "forbidden"),
     (e.NotFound, 404, "Not Found", "not-found"),
@@ -172,7 +173,14 @@ def problem_for(err: e.AccountError) -> tuple[int, bytes, dict]:
         (500, "Internal Server Error", "internal"),
     )
     extra, headers = {}, {}
-    if isinstance(err, e.AuthFailed):
+    if isinstance(err, e.ReauthRequired):
+        # RFC 9470: the token is valid, its authentication event is not enough for this.
+        extra.update(reason=err.reason, max_age_s=err.max_age_s)
+        headers["WWW-Authenticate"] = (
+            f'Bearer error="insufficient_user_authentication", error_description="{err.reason}", '
+            f"max_age={err.max_age_s}"
+        )
+    elif isinstance(err, e.AuthFailed):
         extra["reason"] = err.reason
         headers["WWW-Authenticate"] = f'Bearer error="invalid_token", error_description="{err.reason}"'
     if isinstance(err, e.LockedOut):

@@ -13,6 +13,7 @@ from ..accounts.mailer import Mailer
 from ..accounts.refresh import RefreshFamilies
 from ..accounts.secret_box import SecretBox
 from ..accounts.service import Accounts, Limits, SignIn
+from ..accounts.step_up import StepUp
 from ..accounts.store import UserStore, connect_database
 from ..accounts.throttle import Throttle
 from ..accounts.totp import TotpGuard
@@ -98,6 +99,7 @@ def build(settings, redis_client, denylist, registry, db=None) -> SignInService:
         public_base_url=settings.public_base_url,
         service_name=settings.service_name,
         limits=limits,
+        step_up=StepUp(settings.reauth_max_age_s),
         background=_spawn,
     )
     audit = AuditLog(db)
@@ -134,6 +136,7 @@ def build_wallets(settings, redis_client, store, audit, issuer, signin):
         throttle=Throttle(redis_client),
         per_ip_per_minute=settings.verify_per_ip_per_minute,
         signup_mode=settings.signup_mode,
+        step_up=StepUp(settings.reauth_max_age_s),
     )
 
 

@@ -85,7 +85,8 @@ class AdminUserField:
 
 class Totp:
     """POST /users/me/totp: start enrolment (otpauth URI, secret, SVG QR code).
-    DELETE /users/me/totp {"code" | "recovery_code"}: turn TOTP off (mfa session, audited)."""
+    DELETE /users/me/totp {"code" | "recovery_code"}: turn TOTP off (mfa session, audited).
+    Both need a recent sign-in (pdp/accounts/step_up.py), as does the confirm."""
 
     def __init__(self, signin, caller_auth, issuer_name: str, accounts=None, client_info=None):
         self._signin = signin
@@ -107,7 +108,7 @@ class Totp:
         caller = self._auth.required(req)
         read_fields(req, {})
         resp.status = falcon.HTTP_201
-        resp.media = self._signin.enrol_totp(caller["sub"], self._issuer_name)
+        resp.media = self._signin.enrol_totp(caller, self._issuer_name)
         resp.set_header("Cache-Control", "no-store")
 
 
@@ -121,5 +122,5 @@ class TotpConfirm:
     def on_post(self, req, resp):
         caller = self._auth.required(req)
         doc = read_fields(req, {"code": str}, required=("code",))
-        resp.media = self._signin.confirm_totp(caller["sub"], doc["code"])
+        resp.media = self._signin.confirm_totp(caller, doc["code"])
         resp.set_header("Cache-Control", "no-store")

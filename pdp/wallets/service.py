@@ -14,11 +14,15 @@
 - Link: a signature over a "link" challenge made for this very account, so a
   sign-in signature, or one made for another account, links nothing.
   Audited before the change (AuditLog), like every admin action.
+- Link and unlink change how the account signs in: both need a recent
+  sign-in with every factor the account has (pdp/accounts/step_up.py), so a
+  stolen session cannot add the thief's wallet.
 """
 
 from __future__ import annotations
 
 from ..accounts import errors as e
+from ..accounts.step_up import StepUp
 from ..accounts.store import new_user_id
 from .addresses import normalize_address
 from .errors import WalletRefused
@@ -34,12 +38,24 @@ class WalletSignIn:
     signin: SignIn, for the MFA challenge of accounts with TOTP.
     throttle: Throttle; per_ip_per_minute: challenge and verify requests per client IP.
     signup_mode: SIGNUP_MODE; "open" lets an unknown wallet create its account.
+    step_up: StepUp (REAUTH_MAX_AGE_S) for link and unlink.
     """
 
     def __init__(
-        self, *, challenges, store, audit, issuer, signin, throttle, per_ip_per_minute: int, signup_mode: str = "admin"
+        self,
+        *,
+        challenges,
+        store,
+        audit,
+        issuer,
+        signin,
+        throttle,
+        per_ip_per_minute: int,
+        signup_mode: str = "admin",
+        step_up: StepUp | None = None,
     ):
         self._signup_mode = signup_mode
+        self._step_up = step_up or StepUp()
         self._challenges = challenges
         self._store = store
         self._audit = audit
@@ -123,16 +139,16 @@ class WalletSignIn:
 
     def link(self, caller: dict, nonce, signature, client, *, second_factor: bool = False) -> dict:
         self._throttle.hit("verify_ip", client.ip or "unknown", self._per_ip, 60)
+        user = self._store.get(caller["sub"])
+        if user is None:
+            raise e.NotFound("no such user")
+        # Before the challenge is taken: after signing in again, the same signature still links.
+        # On an account with TOTP this also needs mfa, so no first factor alone makes a wallet that skips TOTP.
+        self._step_up.require(caller, user)
         challenge = self._challenges.take(nonce)
         if challenge.purpose != "link" or challenge.user_id != caller["sub"]:
             raise WalletRefused("challenge_purpose", "this challenge was not made for linking a wallet to this account")
         address = verify_challenge_signature(challenge, signature)
-        user = self._store.get(caller["sub"])
-        if user is None:
-            raise e.NotFound("no such user")
-        if second_factor and "totp" in user and not caller.get("mfa"):
-            # Else a first factor alone could make a wallet that skips TOTP.
-            raise e.Forbidden("sign in with both factors before linking a wallet as a second factor")
         binding = {"address": address, "chain": challenge.chain, "second_factor": bool(second_factor)}
         record = self._audit.write(
             actor=caller["sub"],
@@ -158,6 +174,9 @@ class WalletSignIn:
     def unlink(self, caller: dict, address, client) -> None:
         canonical = _any_chain_address(address)
         user = self._store.get(caller["sub"])
+        if user is None:
+            raise e.NotFound("no such user")
+        self._step_up.require(caller, user)
         binding = _binding(user, canonical)
         if binding is None:
             raise e.NotFound("this account has no such wallet")

@@ -100,6 +100,13 @@ class Stack:
             headers["Authorization"] = f"Bearer {token}"
         return requests.get(self.api + path, headers=headers, timeout=20, **kw)
 
+    def delete(self, path, body=None, token=None, **kw):
+        headers = kw.pop("headers", {})
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        headers.setdefault("X-Forwarded-For", self.client_ip())
+        return requests.delete(self.api + path, json=body, headers=headers, timeout=20, **kw)
+
     def put(self, path, body, token=None, **kw):
         headers = kw.pop("headers", {})
         if token:

@@ -41,6 +41,33 @@ def test_status_says_who_how_and_until_when(stack):
     assert stack.get("/auth/status").status_code == 401
 
 
+def test_auth_time_is_set_at_sign_in_and_survives_refresh_unchanged(stack):
+    stack.sign_up("auth-time@example.com")
+    before = int(time.time())
+    first = stack.sign_in("auth-time@example.com")
+    signed_in = jwt.decode(first["access_token"], SECRET, algorithms=["HS256"])["auth_time"]
+    assert before <= signed_in <= time.time()
+    time.sleep(1.1)  # so that iat moves on and auth_time must not
+    refresh = first["refresh_token"]
+    for _ in range(2):
+        pair = stack.post("/auth/refresh", {"refresh_token": refresh}).json()
+        refresh = pair["refresh_token"]
+        claims = jwt.decode(pair["access_token"], SECRET, algorithms=["HS256"])
+        assert claims["auth_time"] == signed_in < claims["iat"]
+    assert stack.get("/auth/status", token=pair["access_token"]).json()["auth_time"] == signed_in
+
+
+def test_a_session_started_before_auth_time_was_kept_still_refreshes_without_it(stack):
+    stack.sign_up("no-auth-time@example.com")
+    first = stack.sign_in("no-auth-time@example.com")
+    family = jwt.decode(first["access_token"], SECRET, algorithms=["HS256"])["sid"]
+    stack.redis_client.hdel(f"lucid:auth:fam:{{{family}}}", "auth_time")  # as an older PDP started it
+    pair = stack.post("/auth/refresh", {"refresh_token": first["refresh_token"]})
+    assert pair.status_code == 200, pair.text
+    assert "auth_time" not in jwt.decode(pair.json()["access_token"], SECRET, algorithms=["HS256"])
+    assert stack.get("/users/me", token=pair.json()["access_token"]).status_code == 200
+
+
 def test_refresh_rotates(stack):
     stack.sign_up("rotate@example.com")
     first = stack.sign_in("rotate@example.com")

@@ -2,6 +2,7 @@
 
 import time
 
+import jwt
 import pytest
 import redis as redis_lib
 
@@ -74,6 +75,9 @@ def test_both_factors_give_mfa_true(stack):
     assert done.status_code == 200, done.text
     tokens = done.json()
     assert tokens["mfa"] is True and tokens["amr"] == ["email", "otp"]
+    # The session signed in when its second factor was given.
+    auth_time = jwt.decode(tokens["access_token"], options={"verify_signature": False})["auth_time"]
+    assert time.time() - 5 <= auth_time <= time.time()
     status = stack.get("/auth/status", token=tokens["access_token"]).json()
     assert status["mfa"] is True and status["user_id"] == user["id"]
     # The challenge is used up with the sign-in.
@@ -213,9 +217,16 @@ def test_removing_totp_needs_an_mfa_session_and_a_fresh_code(stack):
 
     from .stack import SECRET
 
-    no_mfa = mint_access_token(SECRET, "HS256", sub=user["id"], roles=["user"], plan="free", mfa=False, lifetime_s=60)[
-        0
-    ]
+    no_mfa = mint_access_token(
+        SECRET,
+        "HS256",
+        sub=user["id"],
+        roles=["user"],
+        plan="free",
+        mfa=False,
+        lifetime_s=60,
+        auth_time=int(time.time()),
+    )[0]
 
     def delete(token, body):
         return requests.delete(
@@ -225,7 +236,8 @@ def test_removing_totp_needs_an_mfa_session_and_a_fresh_code(stack):
             headers={"Authorization": f"Bearer {token}", "X-Forwarded-For": stack.client_ip()},
         )
 
-    assert delete(no_mfa, {"code": code_at(secret, 1)}).status_code == 403
+    refused = delete(no_mfa, {"code": code_at(secret, 1)})
+    assert refused.status_code == 401 and refused.json()["reason"] == "reauth_required"
     wrong = delete(tokens["access_token"], {"code": "000000" if code_at(secret, 1) != "000000" else "111111"})
     assert wrong.status_code == 401 and wrong.json()["reason"] == "totp_invalid"
     assert "totp" in stack.db.users.find_one({"_id": user["id"]})

@@ -96,6 +96,8 @@ def test_minting_refuses_what_the_verifier_would_refuse():
         {"sub": "a b"},
         {"sub": "alice", "plan": "a\r\n"},
         {"sub": "alice", "mfa": "yes"},
+        {"sub": "alice", "auth_time": "1700000000"},
+        {"sub": "alice", "now": 1700000000, "auth_time": 1700000001},
     ):
         with pytest.raises(ValueError):
             mint_access_token(key, "HS256", **claims)

@@ -16,6 +16,7 @@ def test_defaults_follow_the_seed():
     assert s.jwt_algorithms == ("HS256",)
     assert s.rate_limit_per_minute == 100 and s.rate_limit_burst == 200 and s.rate_limit_enabled
     assert s.engine == "wasm"
+    assert s.reauth_max_age_s == 600
 
 
 def test_the_retired_embedded_engine_is_one_clear_line():
@@ -47,6 +48,8 @@ def test_decision_header_names_take_prefixes():
         ({"REDIS_URL": "http://x"}, "REDIS_URL"),
         ({"DECISION_LOG": "2"}, "DECISION_LOG"),
         ({"JWT_ALGORITHM": "RS256", "JWKS_URL": "issuer.test/jwks.json"}, "JWKS_URL"),
+        ({"REAUTH_MAX_AGE_S": "0"}, "REAUTH_MAX_AGE_S"),
+        ({"REAUTH_MAX_AGE_S": "10m"}, "REAUTH_MAX_AGE_S"),
     ],
 )
 def test_bad_value_names_the_variable(env, named):

@@ -43,6 +43,11 @@ def test_valid_token_is_accepted(pdp, mint):
         ({"sub": None}, "missing claim sub"),
         ({"roles": "admin"}, "roles must be a list"),
         ({"mfa": "yes"}, "mfa must be true or false"),
+        ({"auth_time": str(int(time.time()))}, "auth_time must be a whole number"),
+        ({"auth_time": time.time() - 5}, "auth_time must be a whole number"),
+        ({"auth_time": True}, "auth_time must be a whole number"),
+        ({"auth_time": int(time.time()) + 5}, "auth_time must not be after iat"),
+        ({"iat": None, "auth_time": int(time.time()) + 3600}, "auth_time must not be in the future"),
     ],
 )
 def test_bad_claims_are_401_never_anonymous(pdp, mint, claims, why):
@@ -51,6 +56,12 @@ def test_bad_claims_are_401_never_anonymous(pdp, mint, claims, why):
     assert (d["allow"], d["status"]) == (False, 401)
     assert why in d["reason"]
     assert d["response_headers"]["www-authenticate"].startswith("Bearer")
+
+
+def test_an_auth_time_at_or_before_iat_is_accepted(pdp, mint):
+    now = int(time.time())
+    assert decide(pdp, mint("alice", iat=now, auth_time=now))["allow"] is True
+    assert decide(pdp, mint("alice", iat=now, auth_time=now - 86400))["allow"] is True
 
 
 def test_wrong_secret_is_401(pdp, mint):

@@ -7,6 +7,7 @@ v 0/1, and 27/28 as TronWeb sends it).
 
 import time
 
+import jwt
 import pytest
 import requests
 from eth_account import Account
@@ -102,6 +103,8 @@ def test_a_linked_wallet_signs_in_to_its_account(stack, wallet_type):
     pair = signed_in.json()
     assert pair["user_id"] == tokens["user_id"] and pair["amr"] == ["hwk"] and pair["mfa"] is False
     assert pair["token_type"] == "Bearer" and pair["refresh_token"] and set(pair) == set(tokens)
+    auth_time = jwt.decode(pair["access_token"], options={"verify_signature": False})["auth_time"]
+    assert time.time() - 5 <= auth_time <= time.time()
 
     status = stack.get("/auth/status", token=pair["access_token"]).json()
     assert status["user_id"] == tokens["user_id"] and status["amr"] == ["hwk"]
@@ -454,10 +457,50 @@ def test_a_second_factor_wallet_needs_a_two_factor_session(stack):
     from tests.accounts.stack import SECRET
 
     one_factor = mint_access_token(
-        SECRET, "HS256", sub=tokens["user_id"], roles=["user"], plan="free", mfa=False, lifetime_s=600
+        SECRET,
+        "HS256",
+        sub=tokens["user_id"],
+        roles=["user"],
+        plan="free",
+        mfa=False,
+        lifetime_s=600,
+        auth_time=int(time.time()),
     )[0]
-    problem(link(stack, wallet, one_factor, second_factor=True), 403)
+    # A fresh sign-in with one of the account's two factors links no wallet, second factor or not.
+    problem(link(stack, wallet, one_factor, second_factor=True), 401, "reauth_required")
+    problem(link(stack, wallet, one_factor), 401, "reauth_required")
     assert stack.db.users.count_documents({"wallets.address": wallet.address}) == 0
+
+
+def _token(user_id, auth_time):
+    from pdp.authn.tokens import mint_access_token
+    from tests.accounts.stack import SECRET
+
+    return mint_access_token(
+        SECRET, "HS256", sub=user_id, roles=["user"], plan="free", mfa=False, lifetime_s=600, auth_time=auth_time
+    )[0]
+
+
+def test_linking_and_unlinking_a_wallet_need_a_recent_sign_in(stack):
+    wallet = EthWallet()
+    tokens = account(stack, "wallet-step-up@example.com")
+    stale = _token(tokens["user_id"], int(time.time()) - 700)
+    legacy = _token(tokens["user_id"], None)
+    c = challenge(stack, wallet, "link", stale)  # a challenge changes nothing: any session may ask
+    answer = {"nonce": c["nonce"], "signature": wallet.sign(c["message"])}
+    for old in (stale, legacy):
+        refused = problem(stack.post("/users/me/wallets", answer, token=old), 401, "reauth_required")
+        assert refused["type"].endswith("/reauth-required") and refused["max_age_s"] == 600
+    assert stack.db.users.count_documents({"wallets.address": wallet.address}) == 0
+    assert stack.db.audit.count_documents({"target": tokens["user_id"], "action": "wallet.link"}) == 0
+    # The challenge was not used up: after signing in again, the same signature links.
+    assert stack.post("/users/me/wallets", answer, token=tokens["access_token"]).status_code == 201
+    gone = requests.delete(
+        f"{stack.api}/users/me/wallets/{wallet.address}", timeout=20, headers={"Authorization": f"Bearer {stale}"}
+    )
+    problem(gone, 401, "reauth_required")
+    assert 'error="insufficient_user_authentication"' in gone.headers["WWW-Authenticate"]
+    assert stack.db.users.count_documents({"wallets.address": wallet.address}) == 1
 
 
 def test_of_parallel_links_of_one_wallet_to_many_accounts_one_wins(stack):

@@ -40,7 +40,7 @@ from .answers import Abort, Answers
 from .decisions import Decisions
 from .pdp import PdpRejected
 from .relay import Relay
-from .tunnel import is_websocket, tunnel
+from .tunnel import Tunnels, is_websocket, tunnel
 
 if TYPE_CHECKING:
     from servicekit.tracing import OtelTracer
@@ -166,6 +166,7 @@ class Gateway:
             pdp, verdicts, leases, metrics, clock, self._tracer, pdp_settable=config.decision_header_names
         )
         self._relay = Relay(config, metrics, self._answers, clock)
+        self._tunnels = Tunnels(config.max_tunnels)
         self.idle = set()  # sockets waiting for their next request (closed first on drain)
 
     def swap_routes(self, routes: RouteTable) -> None:
@@ -402,13 +403,34 @@ class Gateway:
             self._stop(ex, sock, 503, f"cluster {route.cluster}: removed by a routes reload", "no-upstream")
             return None
         timeouts = route.timeouts or cluster.spec.timeouts
+        if route.websocket and is_websocket(ex.request):
+            return self._tunnel(ex, sock, reader, cluster, timeouts, give_back_turn)
         with self._tracer.span("proxy.upstream", ex.trace, "client", {"lucid.cluster": route.cluster}) as span:
             ex.upstream_trace = span.context
             headers = ex.upstream_headers = self._upstream_headers(ex, cluster)
-            if route.websocket and is_websocket(ex.request):
-                give_back_turn()
-                return tunnel(ex, sock, reader, cluster, headers, timeouts, self._answers)
             return self._relay.relay(ex, sock, reader, cluster, headers, timeouts)
+
+    def _tunnel(self, ex, sock, reader, cluster, timeouts, give_back_turn) -> None:
+        """An upgrade within MAX_TUNNELS, refused before the upstream is contacted when they are all open."""
+        if not self._tunnels.take():
+            ex.keep_alive = False
+            self._stop(
+                ex,
+                sock,
+                503,
+                f"too many WebSocket tunnels open ({self._tunnels.limit}); retry shortly",
+                "tunnels-full",
+                extra=[("retry-after", "1")],
+            )
+            return
+        try:
+            give_back_turn()  # the turn was for the stages; a tunnel lasts as long as its client wants
+            with self._tracer.span("proxy.upstream", ex.trace, "client", {"lucid.cluster": ex.route.cluster}) as span:
+                ex.upstream_trace = span.context
+                headers = ex.upstream_headers = self._upstream_headers(ex, cluster)
+                tunnel(ex, sock, reader, cluster, headers, timeouts, self._answers)
+        finally:
+            self._tunnels.give_back()
 
     def log_access(self, ex: Exchange) -> None:
         """The access log line and the request metrics."""

@@ -1,6 +1,7 @@
 """WebSocket upgrades under load: they wait their admission turn like any
-request, and an open tunnel holds none. Real PDP (tests/proxy/policies),
-echo and WebSocket upstreams, and the proxy with one admission slot."""
+request, an open tunnel holds none, and at most MAX_TUNNELS are open. Real PDP
+(tests/proxy/policies), echo and WebSocket upstreams, and the proxy with one
+admission slot and three tunnels."""
 
 import base64
 import os
@@ -13,7 +14,7 @@ import pytest
 
 from tests.conftest import start_pdp
 from tests.proxy.conftest import WS_SERVER, policy_pdp_env
-from tests.proxy.proxy_helpers import get, read_response, start_echo, start_proxy
+from tests.proxy.proxy_helpers import get, read_response, start_echo, start_proxy, wait_until
 from tests.support.ports import free_port
 from tests.support.processes import Server, python_argv
 
@@ -34,7 +35,7 @@ def chain(redis_server, jwt_secret, tmp_path_factory):
     app = start_echo("app")
     ws_port = free_port()
     ws = Server(python_argv(WS_SERVER, str(ws_port)), ws_port)
-    # One request at a time in the pipeline, a 50 ms queue budget.
+    # One request at a time in the pipeline, a 50 ms queue budget, three tunnels.
     proxy = start_proxy(
         routes=ROUTES.format(app=app.url, ws=ws.url),
         env={
@@ -43,8 +44,10 @@ def chain(redis_server, jwt_secret, tmp_path_factory):
             "DECISION_HEADER_NAMES": env["DECISION_HEADER_NAMES"],
             "MAX_ACTIVE_DECISIONS": "1",
             "QUEUE_BUDGET_MS": "50",
+            "MAX_TUNNELS": "3",
         },
     )
+    proxy.ws = ws
     yield proxy
     for server in (proxy, ws, app, pdp):
         server.stop()
@@ -95,3 +98,33 @@ def test_an_open_tunnel_holds_no_admission_turn(chain, mint):
         for _, sock, sock_file in tunnels:
             sock.sendall(b"\x81\x02hi")
             assert sock_file.read(4) == b"\x81\x02hi"
+
+
+def handshakes(ws: Server) -> int:
+    """How many upgrades the WebSocket upstream has been asked for."""
+    return int(get(ws.port, "/__handshakes").body)
+
+
+def test_an_upgrade_over_max_tunnels_is_503_before_the_upstream_is_contacted(chain, mint):
+    # A tunnel's upstream connection is outside the pool and the breaker: only
+    # MAX_CONNECTIONS bounded them, and each took an upstream socket of its own.
+    token = mint("erin")
+    with ExitStack() as stack:
+        tunnels = [open_tunnel(chain.port, token, stack) for _ in range(3)]
+        assert [response.status for response, _, _ in tunnels] == [101] * 3
+        before = handshakes(chain.ws)
+        with ExitStack() as one_more:
+            refused, _, _ = open_tunnel(chain.port, token, one_more)
+        assert refused.status == 503
+        assert refused.header("retry-after") == "1"
+        assert refused.header("content-type") == "application/problem+json"
+        assert "tunnels" in refused.json()["detail"]
+        assert handshakes(chain.ws) == before  # refused without a word to the upstream
+        # The open ones still carry their bytes.
+        _, sock, sock_file = tunnels[0]
+        sock.sendall(b"\x81\x02hi")
+        assert sock_file.read(4) == b"\x81\x02hi"
+    # Closed tunnels give their places back.
+    with ExitStack() as stack:
+        reopened = wait_until(lambda: open_tunnel(chain.port, token, stack)[0].status == 101, timeout=5)
+        assert reopened

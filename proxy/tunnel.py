@@ -103,8 +103,8 @@ def _pass_on_refusal(ex: Exchange, sock: socket.socket, up_reader: http11.Socket
     """The upstream's answer to an upgrade it did not accept, then the connection closes.
 
     Streamed, never buffered: any client can add Upgrade headers to any GET of
-    a route that takes WebSockets (the default), so this may be a download of
-    any size. Without a known length it ends with the connection."""
+    a route that takes WebSockets, so this may be a download of any size.
+    Without a known length it ends with the connection."""
     out = forwarding.response_headers(resp.headers, ex.route) + [("connection", "close")]
     if resp.body_length is not None:
         out.append(("content-length", str(resp.body_length)))

@@ -24,6 +24,7 @@ clusters:
   ws: {{endpoints: ["{ws}"]}}
 routes:
   - {{name: ws, match: {{prefix: /ws}}, cluster: ws, websocket: true}}
+  - {{name: ws-off, match: {{prefix: /app/nows}}, cluster: ws}}
   - {{name: app, match: {{prefix: /}}, cluster: app}}
 """
 
@@ -53,10 +54,10 @@ def chain(redis_server, jwt_secret, tmp_path_factory):
         server.stop()
 
 
-def upgrade_head(token: str) -> bytes:
+def upgrade_head(token: str, target: str = "/ws/chat") -> bytes:
     key = base64.b64encode(os.urandom(16)).decode()
     return (
-        "GET /ws/chat HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        f"GET {target} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
         f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\nAuthorization: Bearer {token}\r\n\r\n"
     ).encode()
 
@@ -128,3 +129,22 @@ def test_an_upgrade_over_max_tunnels_is_503_before_the_upstream_is_contacted(cha
     with ExitStack() as stack:
         reopened = wait_until(lambda: open_tunnel(chain.port, token, stack)[0].status == 101, timeout=5)
         assert reopened
+
+
+def test_an_upgrade_on_a_route_without_websocket_is_relayed_as_a_plain_request(chain, mint):
+    # Every route used to take upgrades unless it said otherwise, so a tunnel
+    # could be opened to any backend behind any route. Now it is opt-in; on
+    # other routes Upgrade and Connection are hop-by-hop and dropped.
+    token = mint("erin")
+    before = handshakes(chain.ws)
+    with socket.create_connection(("127.0.0.1", chain.port), timeout=10) as sock:
+        sock.sendall(upgrade_head(token, "/app/nows/chat"))
+        response = read_response(sock.makefile("rb"))
+    assert response.status == 426  # the WebSocket backend saw a plain GET
+    assert handshakes(chain.ws) == before
+    with socket.create_connection(("127.0.0.1", chain.port), timeout=10) as sock:
+        sock.sendall(upgrade_head(token, "/app/x"))
+        response = read_response(sock.makefile("rb"))
+    assert response.status == 200
+    seen = response.json()["headers"]
+    assert "upgrade" not in seen and "upgrade" not in seen.get("connection", "").lower()

@@ -374,6 +374,14 @@ SETTINGS = (
         "Concurrent client connections per worker; more are refused with 503.",
     ),
     Setting(
+        "max_tunnels",
+        "MAX_TUNNELS",
+        int_range(1, 1000000),
+        "1000",
+        "Open WebSocket tunnels per worker (each holds an upstream connection outside the pool and breaker); "
+        "an upgrade over the cap is answered 503 with Retry-After before the upstream is contacted.",
+    ),
+    Setting(
         "reuse_port",
         "PROXY_REUSE_PORT",
         boolean,

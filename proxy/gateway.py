@@ -6,7 +6,8 @@ them may answer the client itself (proxy/answers.py), and the request stops ther
 1. `read_request`: the next request head, read within HEADER_READ_TIMEOUT_S and
    parsed strictly (proxy/http11.py); a bad one is answered and ends the connection.
 2. `admit`: at most MAX_ACTIVE requests of this worker go on at once
-   (proxy/admission.py); the others wait their turn or are shed (503).
+   (proxy/admission.py); the others wait their turn or are shed (503). A
+   WebSocket upgrade holds its turn until its tunnel starts, not after.
 3. `route`: the normalized target, the body size, the matching route
    (proxy/routes.py), the redirect to HTTPS, the client's address
    (proxy/forwarding.py) and CORS preflights.
@@ -39,7 +40,7 @@ from .answers import Abort, Answers
 from .decisions import Decisions
 from .pdp import PdpRejected
 from .relay import Relay
-from .tunnel import is_websocket, tunnel
+from .tunnel import Tunnels, is_websocket, tunnel
 
 if TYPE_CHECKING:
     from servicekit.tracing import OtelTracer
@@ -56,6 +57,24 @@ if TYPE_CHECKING:
     from .routes import RouteTable
 
 log = logging.getLogger("lucid.proxy.gateway")
+
+
+def _nothing() -> None:
+    pass
+
+
+class _Turn:
+    """One request's admission turn, given back once (before a tunnel, or when the request ends)."""
+
+    __slots__ = ("_admission",)
+
+    def __init__(self, admission: Admission):
+        self._admission = admission
+
+    def give_back(self) -> None:
+        if self._admission is not None:
+            self._admission, admission = None, self._admission
+            admission.leave()
 
 
 class Exchange:
@@ -147,6 +166,7 @@ class Gateway:
             pdp, verdicts, leases, metrics, clock, self._tracer, pdp_settable=config.decision_header_names
         )
         self._relay = Relay(config, metrics, self._answers, clock)
+        self._tunnels = Tunnels(config.max_tunnels)
         self.idle = set()  # sockets waiting for their next request (closed first on drain)
 
     def swap_routes(self, routes: RouteTable) -> None:
@@ -269,26 +289,28 @@ class Gateway:
         queue, and timeouts fire under load alone. The others wait here
         instead, cheaply, in order; one that would wait longer than the queue
         budget is shed at once (503, Retry-After), not after waiting.
-        WebSocket upgrades, which hold their request for the connection's
-        life, do not take a turn."""
-        if self._admission is None or is_websocket(ex.request):
-            return self._admitted(ex, sock, reader)
+        A WebSocket upgrade takes a turn too (its route, decision and meta
+        stages load the PDP like any request) and gives it back before its
+        tunnel starts: a tunnel lasts as long as its client wants."""
+        if self._admission is None:
+            return self._admitted(ex, sock, reader, _nothing)
         if not self._admission.enter():
             self._metrics.pdp_errors.labels("admission").inc()  # not "shed": that is the PDP client's own
             ex.keep_alive = False
             return self._answers.problem(
                 ex, sock, 503, "too many requests waiting; retry shortly", "overloaded", extra=[("retry-after", "1")]
             )
+        turn = _Turn(self._admission)
         try:
-            return self._admitted(ex, sock, reader)
+            return self._admitted(ex, sock, reader, turn.give_back)
         finally:
-            self._admission.leave()
+            turn.give_back()
 
-    def _admitted(self, ex, sock, reader):
+    def _admitted(self, ex, sock, reader, give_back_turn):
         """The stages from `route` on; each but the last returns True when it has answered."""
         if self.route(ex, sock) or self.decide(ex, sock) or self.answer_meta(ex, sock):
             return
-        self.forward(ex, sock, reader)
+        self.forward(ex, sock, reader, give_back_turn)
 
     def route(self, ex: Exchange, sock: socket.socket) -> bool:
         """Finds the request's route; answers what needs no decision (True then)."""
@@ -366,20 +388,49 @@ class Gateway:
         )
         return True
 
-    def forward(self, ex: Exchange, sock: socket.socket, reader: http11.SocketReader) -> None:
-        """The request to its cluster and the answer back: relayed, or tunnelled for a WebSocket upgrade."""
+    def forward(
+        self,
+        ex: Exchange,
+        sock: socket.socket,
+        reader: http11.SocketReader,
+        give_back_turn: Callable[[], None] = _nothing,
+    ) -> None:
+        """The request to its cluster and the answer back: relayed, or tunnelled for a WebSocket
+        upgrade (whose admission turn is given back first, with `give_back_turn`)."""
         route = ex.route
         cluster = self._clusters.get(route.cluster)
         if cluster is None:  # the route was matched before a reload removed its cluster
             self._stop(ex, sock, 503, f"cluster {route.cluster}: removed by a routes reload", "no-upstream")
             return None
         timeouts = route.timeouts or cluster.spec.timeouts
+        if route.websocket and is_websocket(ex.request):
+            return self._tunnel(ex, sock, reader, cluster, timeouts, give_back_turn)
         with self._tracer.span("proxy.upstream", ex.trace, "client", {"lucid.cluster": route.cluster}) as span:
             ex.upstream_trace = span.context
             headers = ex.upstream_headers = self._upstream_headers(ex, cluster)
-            if route.websocket and is_websocket(ex.request):
-                return tunnel(ex, sock, reader, cluster, headers, timeouts, self._answers)
             return self._relay.relay(ex, sock, reader, cluster, headers, timeouts)
+
+    def _tunnel(self, ex, sock, reader, cluster, timeouts, give_back_turn) -> None:
+        """An upgrade within MAX_TUNNELS, refused before the upstream is contacted when they are all open."""
+        if not self._tunnels.take():
+            ex.keep_alive = False
+            self._stop(
+                ex,
+                sock,
+                503,
+                f"too many WebSocket tunnels open ({self._tunnels.limit}); retry shortly",
+                "tunnels-full",
+                extra=[("retry-after", "1")],
+            )
+            return
+        try:
+            give_back_turn()  # the turn was for the stages; a tunnel lasts as long as its client wants
+            with self._tracer.span("proxy.upstream", ex.trace, "client", {"lucid.cluster": ex.route.cluster}) as span:
+                ex.upstream_trace = span.context
+                headers = ex.upstream_headers = self._upstream_headers(ex, cluster)
+                tunnel(ex, sock, reader, cluster, headers, timeouts, self._answers)
+        finally:
+            self._tunnels.give_back()
 
     def log_access(self, ex: Exchange) -> None:
         """The access log line and the request metrics."""

@@ -128,7 +128,7 @@ class Route:
     response_rename: tuple = ()
     redaction: object = None  # response_transform.Redaction of JSON bodies
     cors: Cors = None
-    websocket: bool = True
+    websocket: bool = False  # opt-in: no tunnel to a backend that never asked for one
     client_headers_allow: frozenset = frozenset()
     regex: object = None
 
@@ -543,7 +543,12 @@ ROUTE_SCHEMA = Record(
             "JSON field redaction of small response bodies.",
         ),
         Field("cors", CORS_SCHEMA, "CORS answered by the proxy."),
-        Field("websocket", Bool(), "Allow WebSocket upgrades."),
+        Field(
+            "websocket",
+            Bool(),
+            "Tunnel WebSocket upgrades; without it an upgrade is relayed as a plain request, "
+            "its Upgrade and Connection headers dropped.",
+        ),
         Field(
             "client_headers",
             Custom(_client_headers_check, "a mapping with allow"),

@@ -2,9 +2,10 @@
 
 The upgrade takes a connection of its own to an endpoint (outside the pool,
 the breaker and the outstanding counts: a tunnel lasts as long as its client
-wants, not one request). When the upstream answers 101, the bytes flow both
-ways until either side closes or TUNNEL_IDLE_S passes without a byte; any other
-answer is passed on and the connection closes.
+wants, not one request); at most MAX_TUNNELS of them per worker (`Tunnels`).
+When the upstream answers 101, the bytes flow both ways until either side
+closes or TUNNEL_IDLE_S passes without a byte; any other answer is passed on
+and the connection closes.
 """
 
 from __future__ import annotations
@@ -24,6 +25,26 @@ if TYPE_CHECKING:
 
 TUNNEL_IDLE_S = 3600.0
 _PIECE = 65536
+
+
+class Tunnels:
+    """How many tunnels this worker has open, at most `limit` (MAX_TUNNELS): their
+    upstream connections are outside the pool and the breaker, so nothing else bounds them."""
+
+    __slots__ = ("limit", "open")
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self.open = 0
+
+    def take(self) -> bool:
+        if self.open >= self.limit:
+            return False
+        self.open += 1
+        return True
+
+    def give_back(self) -> None:
+        self.open -= 1
 
 
 def is_websocket(req: http11.Request) -> bool:
@@ -82,8 +103,8 @@ def _pass_on_refusal(ex: Exchange, sock: socket.socket, up_reader: http11.Socket
     """The upstream's answer to an upgrade it did not accept, then the connection closes.
 
     Streamed, never buffered: any client can add Upgrade headers to any GET of
-    a route that takes WebSockets (the default), so this may be a download of
-    any size. Without a known length it ends with the connection."""
+    a route that takes WebSockets, so this may be a download of any size.
+    Without a known length it ends with the connection."""
     out = forwarding.response_headers(resp.headers, ex.route) + [("connection", "close")]
     if resp.body_length is not None:
         out.append(("content-length", str(resp.body_length)))

@@ -21,7 +21,7 @@ clusters:
 routes:
   - {{name: meta-public, match: {{glob: "/api/v1/meta/{{health,info,version}}"}}, meta: true, fail_mode: open}}
   - {{name: meta, match: {{prefix: /api/v1/meta}}, meta: true}}
-  - {{name: ws, match: {{prefix: /ws}}, cluster: ws}}
+  - {{name: ws, match: {{prefix: /ws}}, cluster: ws, websocket: true}}
   - {{name: app, match: {{prefix: /}}, cluster: app}}
 """
 

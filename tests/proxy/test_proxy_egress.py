@@ -68,7 +68,7 @@ def socks_auth():
     server.stop()
 
 
-def routes(endpoint, cluster_extra=""):
+def routes(endpoint, cluster_extra="", route_extra=""):
     return f"""
 clusters:
   app:
@@ -76,7 +76,7 @@ clusters:
 {cluster_extra}
 routes:
   - {{name: meta, match: {{prefix: /api/v1/meta}}, meta: true, fail_mode: open}}
-  - {{name: app, match: {{prefix: /}}, cluster: app, fail_mode: open}}
+  - {{name: app, match: {{prefix: /}}, cluster: app, fail_mode: open{route_extra}}}
 """
 
 
@@ -268,7 +268,13 @@ def test_websocket_tunnel_goes_through_the_socks_server(proxy_for, own_socks):
     ws = Server(python_argv(str(Path(__file__).parent / "ws_server.py"), str(ws_port)), ws_port)
     socks = own_socks()
     try:
-        proxy = proxy_for(routes(f"http://localhost:{ws_port}", f"    egress: socks5h://127.0.0.1:{socks.port}"))
+        proxy = proxy_for(
+            routes(
+                f"http://localhost:{ws_port}",
+                f"    egress: socks5h://127.0.0.1:{socks.port}",
+                route_extra=", websocket: true",
+            )
+        )
         key = base64.b64encode(os.urandom(16)).decode()
         upgrade = (
             "GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"

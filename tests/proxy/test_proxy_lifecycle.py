@@ -82,6 +82,7 @@ def run_proxy_expecting_failure(env, args=()):
         ({"SSL_ENABLED": "true"}, "SSL_CERT_PATH"),
         ({"SESSION_MANAGEMENT_URL": "ftp://x"}, "SESSION_MANAGEMENT_URL"),
         ({"MAX_BODY_BYTES": "lots"}, "MAX_BODY_BYTES"),
+        ({"MAX_TUNNELS": "0"}, "MAX_TUNNELS"),
         ({"DECISION_HEADER_NAMES": "x-user-id,bad name"}, "DECISION_HEADER_NAMES"),
         ({"DECISION_HEADER_NAMES": "x-user-id,transfer-encoding"}, "DECISION_HEADER_NAMES"),
     ],

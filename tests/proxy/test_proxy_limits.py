@@ -150,14 +150,15 @@ def test_one_gib_streams_both_ways_with_flat_memory(upstream):
 
 
 def test_an_upgrade_the_upstream_refuses_streams_its_answer_with_flat_memory():
-    # Every route takes WebSocket upgrades unless it says otherwise, so any client
-    # may add Upgrade headers to any GET. When the upstream answered something
+    # On a route that takes WebSocket upgrades any client may add Upgrade
+    # headers to any GET. When the upstream answered something
     # other than 101 (a plain download), the proxy read that whole body into
     # memory before sending any of it: 96 MiB here, a worker's memory for a few.
     size = 96 << 20
     port = free_port()
     json_upstream = Server(python_argv(JSON_UPSTREAM, str(port)), port)
-    proxy = start_proxy(routes=ROUTES.format(app=json_upstream.url))
+    websocket_routes = ROUTES.replace("fail_mode: open}}", "fail_mode: open, websocket: true}}")
+    proxy = start_proxy(routes=websocket_routes.format(app=json_upstream.url))
     try:
         assert get(proxy.port, "/user").status == 200
         rss_before, _ = worker_rss_kb(proxy.proc.pid)

@@ -179,7 +179,7 @@ def test_defaults_come_from_the_dataclasses():
     )
     assert table.clusters["a"] == ClusterSpec(name="a", endpoints=("http://x:1",))
     route = table.routes[0]
-    assert (route.fail_open, route.websocket, route.timeouts, route.name) == (False, True, None, "route0")
+    assert (route.fail_open, route.websocket, route.timeouts, route.name) == (False, False, None, "route0")
 
 
 def test_milliseconds_become_seconds():

@@ -2,14 +2,19 @@
 
 Run as `python ws_server.py PORT`. The 101 answer carries X-Seen-User with the
 X-User-Id the proxy forwarded, so a test can see the PDP's identity arrive.
+A plain `GET /__handshakes` answers how many upgrades it has been asked for,
+so a test can tell whether the proxy contacted it at all.
 """
 
 import base64
 import hashlib
 import socketserver
 import sys
+import threading
 
 _GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+_HANDSHAKES = [0]
+_LOCK = threading.Lock()
 
 
 class Handler(socketserver.BaseRequestHandler):
@@ -26,9 +31,17 @@ class Handler(socketserver.BaseRequestHandler):
         for line in head.split(b"\r\n")[1:]:
             name, _, value = line.partition(b":")
             headers[name.strip().lower()] = value.strip()
+        if head.startswith(b"GET /__handshakes "):
+            count = str(_HANDSHAKES[0]).encode()
+            self.request.sendall(
+                b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(count), count)
+            )
+            return
         if headers.get(b"upgrade", b"").lower() != b"websocket":
             self.request.sendall(b"HTTP/1.1 426 Upgrade Required\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
             return
+        with _LOCK:
+            _HANDSHAKES[0] += 1
         accept = base64.b64encode(hashlib.sha1(headers[b"sec-websocket-key"] + _GUID).digest())
         self.request.sendall(
             b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"

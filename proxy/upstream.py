@@ -282,8 +282,13 @@ def _read_final_head(reader, request_head: bytes):
     method = request_head[: request_head.index(b" ")].decode("ascii")
     while True:
         response = http11.parse_response_head(reader.read_head(65536), method)
+        if response.status == 101:
+            # Nothing relayed here asked to upgrade (Upgrade is hop-by-hop and
+            # dropped; tunnels read their own answer): relaying it would pass
+            # the client another protocol on a connection both sides keep.
+            raise http11.ProtocolError(502, "upstream switched protocols unasked")
         # Interim answers (103 Early Hints, a stray 100) are not forwarded.
-        if 100 <= response.status < 200 and response.status != 101:
+        if 100 <= response.status < 200:
             continue
         return response
 

@@ -148,3 +148,19 @@ def test_an_upgrade_on_a_route_without_websocket_is_relayed_as_a_plain_request(c
     assert response.status == 200
     seen = response.json()["headers"]
     assert "upgrade" not in seen and "upgrade" not in seen.get("connection", "").lower()
+
+
+@pytest.mark.parametrize("target", ["/app/nows/__switch", "/ws/__switch"])
+def test_a_101_to_a_request_that_did_not_ask_for_an_upgrade_is_a_502(chain, mint, target):
+    # The proxy passed such a bare 101 on and kept both connections, the
+    # upstream one back in the pool, speaking another protocol by then.
+    token = mint("erin")
+    with socket.create_connection(("127.0.0.1", chain.port), timeout=10) as sock:
+        sock.sendall(f"GET {target} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\r\n".encode())
+        sock_file = sock.makefile("rb")
+        response = read_response(sock_file)
+        assert response.status == 502
+        assert response.header("content-type") == "application/problem+json"
+        # The client's connection is still plain HTTP: the next request is served.
+        sock.sendall(f"GET /app/x HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\r\n".encode())
+        assert read_response(sock_file).status == 200

@@ -3,7 +3,9 @@
 Run as `python ws_server.py PORT`. The 101 answer carries X-Seen-User with the
 X-User-Id the proxy forwarded, so a test can see the PDP's identity arrive.
 A plain `GET /__handshakes` answers how many upgrades it has been asked for,
-so a test can tell whether the proxy contacted it at all.
+so a test can tell whether the proxy contacted it at all. A path ending in
+`/__switch` gets a 101 whether asked for an upgrade or not: a backend that
+switches protocols unasked.
 """
 
 import base64
@@ -36,6 +38,12 @@ class Handler(socketserver.BaseRequestHandler):
             self.request.sendall(
                 b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(count), count)
             )
+            return
+        if head.split(b" ")[1].endswith(b"/__switch"):
+            self.request.sendall(
+                b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"
+            )
+            self.request.sendall(b"raw bytes of another protocol")
             return
         if headers.get(b"upgrade", b"").lower() != b"websocket":
             self.request.sendall(b"HTTP/1.1 426 Upgrade Required\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")

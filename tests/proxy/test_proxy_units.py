@@ -203,3 +203,17 @@ def test_ignored_header_names_are_validated_every_time_a_new_list_comes():
     for bad in (["Accept"], ["accept", "x y"], ["a" * 65], [""], [{}], ["accept", 1], "accept", None):
         assert _ignores(bad) == frozenset()
         assert _ignores(bad) == frozenset()
+
+
+@pytest.mark.parametrize("coding", ["chunked", "gzip"])
+def test_a_response_with_content_length_and_transfer_encoding_loses_the_length_and_its_connection(coding):
+    # RFC 9112 6.3: possibly response splitting. Transfer-Encoding frames it (chunked, or
+    # until close), the Content-Length is gone for every consumer, and no one reuses the socket.
+    from proxy.http11 import parse_response_head
+
+    head = f"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: {coding}\r\nX-A: 1".encode()
+    resp = parse_response_head(head, "GET")
+    assert (resp.chunked, resp.body_length, resp.keep_alive) == (coding == "chunked", None, False)
+    assert resp.headers == [("transfer-encoding", coding), ("x-a", "1")]
+    plain = parse_response_head(b"HTTP/1.1 200 OK\r\nContent-Length: 3", "GET")
+    assert (plain.body_length, plain.keep_alive, plain.headers) == (3, True, [("content-length", "3")])

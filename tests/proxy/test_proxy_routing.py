@@ -213,6 +213,18 @@ def test_a_double_encoded_escape_spelled_with_escaped_digits_is_400(stack, targe
     assert response.json()["detail"] == "double-encoded escape"
 
 
+@pytest.mark.parametrize("target", ["/open/%C0%AE%C0%AE/admin", "/open/%ED%A0%80", "/open/%C3"])
+def test_an_escape_that_is_not_utf8_is_400(stack, target):
+    # %C0%AE (an overlong ".") reached the upstream as sent: `..` to a lenient UTF-8
+    # decoder, under a path judged as /open/... .
+    response = raw_request(stack.port, f"GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+    assert response.status == 400, response.body
+    assert response.header("content-type") == "application/problem+json"
+    assert response.json()["detail"] == "escaped bytes that are not valid UTF-8"
+    seen = get(stack.port, "/open/caf%c3%a9").json()  # valid UTF-8 still passes
+    assert seen["path"] == "/open/caf%C3%A9"
+
+
 SMUGGLING = [
     (b"POST /exact/only HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400),
     (b"POST /exact/only HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd", 400),

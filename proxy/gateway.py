@@ -8,8 +8,9 @@ them may answer the client itself (proxy/answers.py), and the request stops ther
 2. `admit`: at most MAX_ACTIVE requests of this worker go on at once
    (proxy/admission.py); the others wait their turn or are shed (503). A
    WebSocket upgrade holds its turn until its tunnel starts, not after.
-3. `route`: the normalized target, the body size, the matching route
-   (proxy/routes.py), the redirect to HTTPS, the client's address
+3. `route`: CONNECT refused (501), the normalized target, the body size, the
+   matching route (proxy/routes.py; TRACE only where a route names it), the
+   redirect to HTTPS, the client's address
    (proxy/forwarding.py) and CORS preflights.
 4. `decide`: the decision (proxy/decisions.py: the PDP's, or a cached verdict
    or a quota lease's for a request the PDP could not tell apart); 400 or 503
@@ -315,6 +316,12 @@ class Gateway:
     def route(self, ex: Exchange, sock: socket.socket) -> bool:
         """Finds the request's route; answers what needs no decision (True then)."""
         req = ex.request
+        if req.method == "CONNECT":
+            # A reverse proxy opens no tunnels. Refused before the target is read, so
+            # `CONNECT host:443` and `CONNECT /path` get the same answer; the bytes a
+            # client would send next are meant for a tunnel, so the connection closes.
+            ex.keep_alive = False
+            return self._stop(ex, sock, 501, "CONNECT is not served: this is a reverse proxy", "method-not-implemented")
         try:
             ex.path, ex.query = normalize_target(req.target)
         except AmbiguousPath as exc:
@@ -325,6 +332,8 @@ class Gateway:
             )
         route, miss = self._routes.match(req.method, ex.path)
         if route is None:
+            if miss == 405 and req.method == "TRACE":
+                return self._stop(ex, sock, 405, "TRACE is served only on a route whose methods name it", "no-route")
             return self._stop(ex, sock, miss, "no route for this method and path", "no-route")
         ex.route = route
         if self._config.http_redirect_to_https and ex.scheme == "http" and not route.meta:

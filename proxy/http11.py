@@ -345,6 +345,12 @@ def parse_response_head(head: bytes, request_method: str) -> Response:
     codings = [v for k, v in resp.headers if k == "transfer-encoding"]
     lengths = [v for k, v in resp.headers if k == "content-length"]
     if codings:
+        if lengths:
+            # RFC 9112 6.3: Transfer-Encoding wins, but the message may be a response-splitting
+            # attempt. Its Content-Length is dropped (never forwarded), and the connection is not
+            # reused: a hop that framed it by that length is out of step with us on what comes next.
+            resp.headers = [(k, v) for k, v in resp.headers if k != "content-length"]
+            resp.keep_alive = False
         if codings[-1].strip(" \t").lower().endswith("chunked"):
             resp.chunked = True
         else:

@@ -44,6 +44,10 @@ from .response_transform import DROPPED_BY_DEFAULT, ResponseSpecError
 DEFAULT_ROUTES_FILE = os.path.join(os.path.dirname(__file__), "routes.default.yaml")
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _METHODS = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE"}
+# Never matched by a route without `methods`: TRACE echoes the request back, the
+# headers the proxy added included (identity, cookies: cross-site tracing), so a
+# route must name it; CONNECT is not in _METHODS, so no route ever matches it.
+NOT_IMPLIED = frozenset(("TRACE", "CONNECT"))
 _LB_POLICIES = ("round_robin", "least_outstanding", "consistent_hash")
 
 
@@ -114,7 +118,7 @@ class Route:
     name: str
     kind: str  # exact | prefix | glob
     pattern: str
-    methods: frozenset = None  # None: any method
+    methods: frozenset = None  # None: any method but NOT_IMPLIED
     cluster: str = None
     meta: bool = False
     strip_prefix: str = None
@@ -139,6 +143,11 @@ class Route:
             p = self.pattern
             return path == p or (path.startswith(p) and (p.endswith("/") or path[len(p)] == "/"))
         return self.regex.match(path) is not None
+
+    def matches_method(self, method: str) -> bool:
+        if self.methods is None:
+            return method not in NOT_IMPLIED
+        return method in self.methods
 
     def upstream_path(self, path: str) -> str:
         """The path sent upstream, after strip_prefix or a prefix rewrite."""
@@ -167,7 +176,7 @@ class RouteTable:
         path_matched = False
         for route in self.routes:
             if route.matches_path(path):
-                if route.methods is None or method in route.methods:
+                if route.matches_method(method):
                     return route, None
                 path_matched = True
         return None, (405 if path_matched else 404)
@@ -450,7 +459,11 @@ _MATCH = Record(
         Field("exact", _PATH, "This path only."),
         Field("prefix", _PATH, "This path and everything below it (segment-wise)."),
         Field("glob", _PATH, "`*` within a segment, `**` across segments, `{a,b}` either word."),
-        Field("methods", ListOf(_METHOD, min_items=1, convert=frozenset), "Methods matched (default: any)."),
+        Field(
+            "methods",
+            ListOf(_METHOD, min_items=1, convert=frozenset),
+            "Methods matched (default: any but TRACE, which a route must name; CONNECT never).",
+        ),
     ],
     expected="a mapping with one of exact, prefix, glob (and methods)",
 )

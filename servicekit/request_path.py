@@ -4,13 +4,16 @@ The policy must judge the very path the upstream will see, so a target is
 normalized once, and anything that different servers could read differently
 is refused (400) instead of guessed at: %2F, %5C, %00, double-encoded escapes,
 backslashes, dot segments above the root, "..;" path parameters (which Java
-servers treat as ".."), malformed escapes, and characters outside RFC 3986.
+servers treat as ".."), malformed escapes, escaped bytes that are not strict
+UTF-8 (overlong forms such as %C0%AE, which lenient decoders read as ".";
+surrogates, lone continuation bytes, truncated sequences, code points above
+U+10FFFF), and characters outside RFC 3986.
 """
 
 from __future__ import annotations
 
 import re
-from urllib.parse import unquote
+from urllib.parse import unquote, unquote_to_bytes
 
 _UNRESERVED = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
 _HEX = frozenset("0123456789abcdefABCDEF")
@@ -112,6 +115,7 @@ def _check_escapes(text: str, forbid) -> None:
 
 def _decode_unreserved(path: str) -> str:
     out = []
+    high = False  # an escaped byte >= 0x80: the path must then be checked as UTF-8
     i, length = 0, len(path)
     while i < length:
         ch = path[i]
@@ -130,8 +134,18 @@ def _decode_unreserved(path: str) -> str:
             out.append(chr(byte))
         else:
             out.append("%" + upper)
+            high = high or byte >= 0x80
         i += 3
     decoded = "".join(out)
+    if high:
+        # Old IIS and some Java decoders read %C0%AE as "."; the policy would judge
+        # /public/%C0%AE%C0%AE/admin under /public. Python's decoder is strict: it
+        # refuses overlong forms, surrogates, stray or missing continuation bytes
+        # and code points above U+10FFFF. The literal characters are ASCII (_PCHAR_OK).
+        try:
+            unquote_to_bytes(decoded).decode("utf-8")
+        except UnicodeDecodeError:
+            raise AmbiguousPath("escaped bytes that are not valid UTF-8") from None
     # %252F becomes %2F in a backend that decodes twice. Checked on the result,
     # not the input: %25%32%46 decodes (2 and F are unreserved) to that very %252F.
     if _DOUBLE_ENCODED.search(decoded):
@@ -144,6 +158,8 @@ def path_segments(normalized: str) -> list[str]:
 
     As in OPA's Envoy plugin, a trailing slash leaves an empty last segment, so
     a policy can tell /users/me from /users/me/ (a different resource upstream).
+    normalize_path admits only escapes that are strict UTF-8, and a segment ends
+    at an ASCII "/", so no segment decodes with a U+FFFD in place of bytes.
     """
     if normalized == "/":
         return []

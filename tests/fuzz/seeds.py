@@ -33,6 +33,7 @@ def check_bodies() -> list:
         good,
         {"request": {**good["request"], "path": "/a/../../b"}},
         {"request": {**good["request"], "method": "get"}},
+        {"request": {**good["request"], "path": "/a/%C3%A9/%C0%AE%C0%AE/b"}},  # UTF-8, then an overlong dot
         {"request": {"method": "GET"}},
         {"request": {**good["request"], "headers": {"x": 1}}},
         {"request": []},

@@ -33,6 +33,7 @@ routes:
     fail_mode: open
     cors: {{allow_origins: ["https://app.example"], allow_credentials: true}}
   - {{name: readonly, match: {{prefix: /readonly, methods: [GET, HEAD]}}, cluster: a, fail_mode: open}}
+  - {{name: traced, match: {{prefix: /traced, methods: [GET, TRACE]}}, cluster: a, fail_mode: open}}
   - {{name: closed, match: {{prefix: /closed}}, cluster: a}}
   - {{name: rest, match: {{prefix: /, methods: [GET]}}, cluster: b, fail_mode: open}}
 """
@@ -82,6 +83,31 @@ def test_method_not_allowed_and_no_route(stack):
     assert response.header("content-type") == "application/problem+json"
     assert response.json()["status"] == 405
     assert get(stack.port, "/readonly/x", method="HEAD").status == 200
+
+
+def test_trace_is_refused_unless_the_route_names_it(stack):
+    # TRACE echoes the request back to the client, headers the proxy added included
+    # (identity, cookies): a route without `methods` used to forward it.
+    for target in ("/exact/only", "/svc/x", "/files/abc/raw"):
+        response = get(stack.port, target, method="TRACE")
+        assert response.status == 405, (target, response.body)
+        assert response.header("content-type") == "application/problem+json"
+        assert "TRACE" in response.json()["detail"]
+    assert get(stack.port, "/nowhere", method="TRACE").status == 405  # `rest` lists GET only
+    seen = get(stack.port, "/traced/x", method="TRACE")
+    assert seen.status == 200, seen.body
+    assert seen.json()["method"] == "TRACE"
+
+
+@pytest.mark.parametrize("target", ["/exact/only", "/svc/x", "127.0.0.1:443", "[::1]:443", "*"])
+def test_connect_is_never_forwarded(stack, target):
+    # A route without `methods` forwarded CONNECT /exact/only; an authority-form
+    # target was a 400 about the path. Either way now: 501, and the connection closes.
+    response = raw_request(stack.port, f"CONNECT {target} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    assert response.status == 501, response.body
+    assert response.header("content-type") == "application/problem+json"
+    assert response.header("connection") == "close"
+    assert "CONNECT" in response.json()["detail"]
 
 
 def test_route_header_rules(stack):
@@ -185,6 +211,18 @@ def test_a_double_encoded_escape_spelled_with_escaped_digits_is_400(stack, targe
     assert response.status == 400, response.body
     assert response.header("content-type") == "application/problem+json"
     assert response.json()["detail"] == "double-encoded escape"
+
+
+@pytest.mark.parametrize("target", ["/open/%C0%AE%C0%AE/admin", "/open/%ED%A0%80", "/open/%C3"])
+def test_an_escape_that_is_not_utf8_is_400(stack, target):
+    # %C0%AE (an overlong ".") reached the upstream as sent: `..` to a lenient UTF-8
+    # decoder, under a path judged as /open/... .
+    response = raw_request(stack.port, f"GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+    assert response.status == 400, response.body
+    assert response.header("content-type") == "application/problem+json"
+    assert response.json()["detail"] == "escaped bytes that are not valid UTF-8"
+    seen = get(stack.port, "/open/caf%c3%a9").json()  # valid UTF-8 still passes
+    assert seen["path"] == "/open/caf%C3%A9"
 
 
 SMUGGLING = [

@@ -222,3 +222,17 @@ def test_meta_names_count_only_right_after_the_meta_segment():
         "/api/v1/metrics",
     ):
         assert meta.handle("GET", path) is None, path
+
+
+@pytest.mark.parametrize("coding", ["chunked", "gzip"])
+def test_a_response_with_content_length_and_transfer_encoding_loses_the_length_and_its_connection(coding):
+    # RFC 9112 6.3: possibly response splitting. Transfer-Encoding frames it (chunked, or
+    # until close), the Content-Length is gone for every consumer, and no one reuses the socket.
+    from proxy.http11 import parse_response_head
+
+    head = f"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: {coding}\r\nX-A: 1".encode()
+    resp = parse_response_head(head, "GET")
+    assert (resp.chunked, resp.body_length, resp.keep_alive) == (coding == "chunked", None, False)
+    assert resp.headers == [("transfer-encoding", coding), ("x-a", "1")]
+    plain = parse_response_head(b"HTTP/1.1 200 OK\r\nContent-Length: 3", "GET")
+    assert (plain.body_length, plain.keep_alive, plain.headers) == (3, True, [("content-length", "3")])

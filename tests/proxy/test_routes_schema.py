@@ -182,6 +182,23 @@ def test_defaults_come_from_the_dataclasses():
     assert (route.fail_open, route.websocket, route.timeouts, route.name) == (False, False, None, "route0")
 
 
+def test_a_route_without_methods_matches_neither_trace_nor_connect():
+    table = parse_routes(
+        {
+            "clusters": {"a": {"endpoints": "http://x:1"}},
+            "routes": [
+                {"name": "debug", "match": {"prefix": "/debug", "methods": ["TRACE"]}, "cluster": "a"},
+                {"name": "any", "match": {"prefix": "/"}, "cluster": "a"},
+            ],
+        },
+        {},
+    )
+    assert table.match("DELETE", "/x")[0].name == "any"
+    assert table.match("TRACE", "/x") == (None, 405)
+    assert table.match("CONNECT", "/x") == (None, 405)
+    assert table.match("TRACE", "/debug/x")[0].name == "debug"
+
+
 def test_milliseconds_become_seconds():
     table = parse_routes(
         {

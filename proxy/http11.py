@@ -351,10 +351,12 @@ def parse_response_head(head: bytes, request_method: str) -> Response:
             # reused: a hop that framed it by that length is out of step with us on what comes next.
             resp.headers = [(k, v) for k, v in resp.headers if k != "content-length"]
             resp.keep_alive = False
-        if codings[-1].strip(" \t").lower().endswith("chunked"):
-            resp.chunked = True
-        else:
-            resp.keep_alive = False  # read until close
+        listed = [c.strip(" \t").lower() for c in ",".join(codings).split(",")]
+        if [c for c in listed if c] != ["chunked"]:
+            # Transfer-Encoding is hop-by-hop: the proxy re-frames the body as chunked,
+            # so another coding (gzip, xchunked...) would reach the client undeclared.
+            raise ProtocolError(502, "upstream used a transfer coding other than chunked")
+        resp.chunked = True
     elif lengths:
         try:
             resp.body_length = parse_content_length(lengths)

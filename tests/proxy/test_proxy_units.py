@@ -224,7 +224,7 @@ def test_meta_names_count_only_right_after_the_meta_segment():
         assert meta.handle("GET", path) is None, path
 
 
-@pytest.mark.parametrize("coding", ["chunked", "gzip"])
+@pytest.mark.parametrize("coding", ["chunked", "Chunked", " chunked , "])
 def test_a_response_with_content_length_and_transfer_encoding_loses_the_length_and_its_connection(coding):
     # RFC 9112 6.3: possibly response splitting. Transfer-Encoding frames it (chunked, or
     # until close), the Content-Length is gone for every consumer, and no one reuses the socket.
@@ -232,7 +232,18 @@ def test_a_response_with_content_length_and_transfer_encoding_loses_the_length_a
 
     head = f"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: {coding}\r\nX-A: 1".encode()
     resp = parse_response_head(head, "GET")
-    assert (resp.chunked, resp.body_length, resp.keep_alive) == (coding == "chunked", None, False)
-    assert resp.headers == [("transfer-encoding", coding), ("x-a", "1")]
+    assert (resp.chunked, resp.body_length, resp.keep_alive) == (True, None, False)
+    assert resp.headers == [("transfer-encoding", coding.strip()), ("x-a", "1")]
     plain = parse_response_head(b"HTTP/1.1 200 OK\r\nContent-Length: 3", "GET")
     assert (plain.body_length, plain.keep_alive, plain.headers) == (3, True, [("content-length", "3")])
+
+
+@pytest.mark.parametrize("codings", ["gzip", "xchunked", "gzip, chunked", "chunked, gzip", "chunked, chunked", ","])
+def test_a_response_transfer_coding_other_than_chunked_is_a_protocol_error(codings):
+    # The proxy drops Transfer-Encoding (hop-by-hop) and re-chunks: a gzip coding
+    # reached the client undeclared, and "xchunked" was read as chunked.
+    from proxy.http11 import ProtocolError, parse_response_head
+
+    with pytest.raises(ProtocolError) as err:
+        parse_response_head(f"HTTP/1.1 200 OK\r\nTransfer-Encoding: {codings}".encode(), "GET")
+    assert err.value.status == 502

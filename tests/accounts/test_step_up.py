@@ -4,17 +4,8 @@ import time
 
 import jwt
 
-from pdp.authn.tokens import mint_access_token
-
-from .stack import SECRET, away_from_step_edge, code_at
+from .stack import SECRET, away_from_step_edge, code_at, token_for
 from .test_totp import challenge, enrolled
-
-
-def token_for(user_id, *, auth_time, mfa=False):
-    """An access token of this stack's signer for user_id, signed in at auth_time (None: no auth_time claim)."""
-    return mint_access_token(
-        SECRET, "HS256", sub=user_id, roles=["user"], plan="free", mfa=mfa, lifetime_s=600, auth_time=auth_time
-    )[0]
 
 
 def assert_reauth_required(response, max_age=600):

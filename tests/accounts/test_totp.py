@@ -10,7 +10,7 @@ from pdp.accounts.errors import LockedOut
 from pdp.accounts.totp import TotpGuard
 from tests.support.redis_server import start_redis
 
-from .stack import away_from_step_edge, code_at
+from .stack import away_from_step_edge, code_at, token_for
 
 
 def enrolled(stack, email):
@@ -214,20 +214,7 @@ def test_removing_totp_needs_an_mfa_session_and_a_fresh_code(stack):
     import requests
 
     # A session without the second factor may not remove it (a stolen mailbox alone is not enough).
-    from pdp.authn.tokens import mint_access_token
-
-    from .stack import SECRET
-
-    no_mfa = mint_access_token(
-        SECRET,
-        "HS256",
-        sub=user["id"],
-        roles=["user"],
-        plan="free",
-        mfa=False,
-        lifetime_s=60,
-        auth_time=int(time.time()),
-    )[0]
+    no_mfa = token_for(user["id"], auth_time=int(time.time()), lifetime_s=60)
 
     def delete(token, body):
         return requests.delete(
@@ -266,6 +253,7 @@ def test_a_burst_of_parallel_guesses_gets_max_retries_answers_not_one_each(redis
     from pdp.accounts.errors import AuthFailed
     from pdp.accounts.secret_box import SecretBox, parse_keys
     from pdp.accounts.service import SignIn
+    from pdp.accounts.step_up import StepUp
     from pdp.accounts.throttle import Throttle
 
     client = redis_lib.Redis.from_url(redis_server.redis_url)
@@ -283,6 +271,7 @@ def test_a_burst_of_parallel_guesses_gets_max_retries_answers_not_one_each(redis
         redis_client=client,
         public_base_url="https://gateway.example",
         service_name="api-gateway",
+        step_up=StepUp(600),
     )
     user = {"_id": "u_burst"}
     secret = pyotp.random_base32(32)

@@ -15,7 +15,7 @@ from eth_account.messages import encode_defunct
 from tronpy.keys import PrivateKey as TronKey
 
 from pdp.wallets.signatures import SECP256K1_N
-from tests.accounts.stack import away_from_step_edge, code_at
+from tests.accounts.stack import away_from_step_edge, code_at, token_for
 from tests.support.pdp_process import start_pdp
 
 
@@ -454,39 +454,18 @@ def test_a_wallet_linked_as_second_factor_is_both_factors(stack):
 def test_a_second_factor_wallet_needs_a_two_factor_session(stack):
     wallet = EthWallet()
     tokens, secret = _totp_account(stack, "weak-session@example.com")
-    from pdp.authn.tokens import mint_access_token
-    from tests.accounts.stack import SECRET
-
-    one_factor = mint_access_token(
-        SECRET,
-        "HS256",
-        sub=tokens["user_id"],
-        roles=["user"],
-        plan="free",
-        mfa=False,
-        lifetime_s=600,
-        auth_time=int(time.time()),
-    )[0]
+    one_factor = token_for(tokens["user_id"], auth_time=int(time.time()))
     # A fresh sign-in with one of the account's two factors links no wallet, second factor or not.
     problem(link(stack, wallet, one_factor, second_factor=True), 401, "reauth_required")
     problem(link(stack, wallet, one_factor), 401, "reauth_required")
     assert stack.db.users.count_documents({"wallets.address": wallet.address}) == 0
 
 
-def _token(user_id, auth_time):
-    from pdp.authn.tokens import mint_access_token
-    from tests.accounts.stack import SECRET
-
-    return mint_access_token(
-        SECRET, "HS256", sub=user_id, roles=["user"], plan="free", mfa=False, lifetime_s=600, auth_time=auth_time
-    )[0]
-
-
 def test_linking_and_unlinking_a_wallet_need_a_recent_sign_in(stack):
     wallet = EthWallet()
     tokens = account(stack, "wallet-step-up@example.com")
-    stale = _token(tokens["user_id"], int(time.time()) - 700)
-    legacy = _token(tokens["user_id"], None)
+    stale = token_for(tokens["user_id"], auth_time=int(time.time()) - 700)
+    legacy = token_for(tokens["user_id"], auth_time=None)
     c = challenge(stack, wallet, "link", stale)  # a challenge changes nothing: any session may ask
     answer = {"nonce": c["nonce"], "signature": wallet.sign(c["message"])}
     for old in (stale, legacy):

@@ -99,8 +99,8 @@ class SignIn:
         redis_client,
         public_base_url: str,
         service_name: str,
+        step_up: StepUp,
         limits: Limits = Limits(),
-        step_up: StepUp | None = None,
         clock=time.time,
         background=None,
     ):
@@ -115,7 +115,7 @@ class SignIn:
         self._base = public_base_url.rstrip("/")
         self._service = service_name
         self._limits = limits
-        self._step_up = step_up or StepUp(clock=clock)
+        self._step_up = step_up
         self._clock = clock
         # Runs fn(*args) after the response (gevent.spawn under gunicorn);
         # None runs it inline, for callers without an event loop.

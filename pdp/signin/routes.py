@@ -87,6 +87,7 @@ def build(settings, redis_client, denylist, registry, db=None) -> SignInService:
         login_per_email_per_hour=settings.login_per_email_per_hour,
         verify_per_ip_per_minute=settings.verify_per_ip_per_minute,
     )
+    step_up = StepUp(settings.reauth_max_age_s)  # one rule for TOTP and wallet changes
     signin = SignIn(
         store=store,
         links=MagicLinks(redis_client, settings.magic_link_minutes * 60),
@@ -99,18 +100,20 @@ def build(settings, redis_client, denylist, registry, db=None) -> SignInService:
         public_base_url=settings.public_base_url,
         service_name=settings.service_name,
         limits=limits,
-        step_up=StepUp(settings.reauth_max_age_s),
+        step_up=step_up,
         background=_spawn,
     )
     audit = AuditLog(db)
     accounts = Accounts(store=store, audit=audit, signup_mode=settings.signup_mode, plans=settings.account_plans)
-    wallets = build_wallets(settings, redis_client, store, audit, issuer, signin) if settings.wallet_signin else None
+    wallets = (
+        build_wallets(settings, redis_client, store, audit, issuer, signin, step_up) if settings.wallet_signin else None
+    )
     return SignInService(
         settings, store, signin, accounts, issuer, mailer, BusinessMetrics(store, registry), denylist, wallets
     )
 
 
-def build_wallets(settings, redis_client, store, audit, issuer, signin):
+def build_wallets(settings, redis_client, store, audit, issuer, signin, step_up):
     """Wallet sign-in; its EIP-4361 domain and URI come from settings, never from a request."""
     import urllib.parse
 
@@ -136,7 +139,7 @@ def build_wallets(settings, redis_client, store, audit, issuer, signin):
         throttle=Throttle(redis_client),
         per_ip_per_minute=settings.verify_per_ip_per_minute,
         signup_mode=settings.signup_mode,
-        step_up=StepUp(settings.reauth_max_age_s),
+        step_up=step_up,
     )
 
 

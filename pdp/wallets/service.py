@@ -51,11 +51,11 @@ class WalletSignIn:
         signin,
         throttle,
         per_ip_per_minute: int,
+        step_up: StepUp,
         signup_mode: str = "admin",
-        step_up: StepUp | None = None,
     ):
         self._signup_mode = signup_mode
-        self._step_up = step_up or StepUp()
+        self._step_up = step_up
         self._challenges = challenges
         self._store = store
         self._audit = audit

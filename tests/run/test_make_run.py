@@ -23,7 +23,7 @@ import requests
 from bench import stack
 from proxy.routes import DEFAULT_ROUTES_FILE
 from tests.support.mongo_server import start_mongo
-from tests.support.ports import free_port
+from tests.support.ports import free_ports
 from tests.support.processes import ROOT
 from tests.support.smtp_server import start_smtp
 
@@ -80,9 +80,10 @@ def _env_without(*names):
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("run") / "state"
-    ports = {name: free_port() for name in (
+    # Distinct ports: one handed out twice made SESSION_MANAGEMENT the PDP's own port.
+    ports = free_ports((
         "HTTP_PORT", "HTTPS_PORT", "AUTH_PORT", "REDIS", "BLOCKCHAIN_CORE", "SESSION_MANAGEMENT",
-        "AUTH_SERVICE", "TRON_PAYMENT", "MONGODB", "SMTP")}
+        "AUTH_SERVICE", "TRON_PAYMENT", "MONGODB", "SMTP"))
     env = {
         "LUCID_RUN_DIR": str(run_dir),
         "HTTP_PORT": str(ports["HTTP_PORT"]),
@@ -224,7 +225,9 @@ def test_a_bad_setting_stops_startup_with_one_line_naming_it(tmp_path, setting, 
 
 
 def test_a_busy_port_stops_startup_and_stops_what_was_already_started(tmp_path):
-    redis_port, standin_port = free_port(), free_port()
+    ports = free_ports(("REDIS", "BLOCKCHAIN_CORE", "SESSION_MANAGEMENT", "AUTH_SERVICE", "TRON_PAYMENT",
+                        "MONGODB", "SMTP"))
+    redis_port = ports["REDIS"]
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
@@ -232,25 +235,25 @@ def test_a_busy_port_stops_startup_and_stops_what_was_already_started(tmp_path):
         done = _run_briefly({
             "LUCID_RUN_DIR": str(tmp_path / "state"), "AUTH_PORT": str(busy_port),
             "REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
-            "BLOCKCHAIN_CORE_URL": f"http://127.0.0.1:{standin_port}",
-            "SESSION_MANAGEMENT_URL": f"http://127.0.0.1:{free_port()}",
-            "AUTH_SERVICE_URL": f"http://127.0.0.1:{free_port()}",
-            "TRON_PAYMENT_URL": f"http://127.0.0.1:{free_port()}",
-            "LUCID_MONGODB_PORT": str(free_port()), "LUCID_SMTP_PORT": str(free_port()),
+            "BLOCKCHAIN_CORE_URL": f"http://127.0.0.1:{ports['BLOCKCHAIN_CORE']}",
+            "SESSION_MANAGEMENT_URL": f"http://127.0.0.1:{ports['SESSION_MANAGEMENT']}",
+            "AUTH_SERVICE_URL": f"http://127.0.0.1:{ports['AUTH_SERVICE']}",
+            "TRON_PAYMENT_URL": f"http://127.0.0.1:{ports['TRON_PAYMENT']}",
+            "LUCID_MONGODB_PORT": str(ports["MONGODB"]), "LUCID_SMTP_PORT": str(ports["SMTP"]),
         })
     assert done.returncode == 2, done.stderr
     assert f"port {busy_port} (AUTH_PORT) is already in use" in done.stderr
     # Redis and the stand-ins (in the routes file's order) had started before the PDP's port was checked.
     assert "stopping redis auth-service session-management blockchain-core tron-payment " in done.stderr
     assert not _listening(redis_port)
-    assert not _listening(standin_port)
+    assert not _listening(ports["BLOCKCHAIN_CORE"])
 
 
 def test_reuses_a_running_redis_and_stops_everything_else_when_a_child_dies(tmp_path, redis_server):
     # One run for two behaviours, to keep the suite short: a Redis already
     # answering at REDIS_URL is reused (and left running), and a child that
     # dies makes make run stop the rest and exit 1.
-    ports = {name: free_port() for name in ("HTTP_PORT", "HTTPS_PORT", "AUTH_PORT", "A", "B", "C", "D")}
+    ports = free_ports(("HTTP_PORT", "HTTPS_PORT", "AUTH_PORT", "A", "B", "C", "D"))
     script = RunScript(tmp_path / "state", {
         "LUCID_RUN_DIR": str(tmp_path / "state"), "HTTP_PORT": str(ports["HTTP_PORT"]),
         "HTTPS_PORT": str(ports["HTTPS_PORT"]), "AUTH_PORT": str(ports["AUTH_PORT"]),
@@ -371,7 +374,7 @@ def reusing_run(tmp_path_factory, redis_server):
     own_service = start_standin("users-own-service")   # "your service on 127.0.0.1:3000"
     mongo = start_mongo()
     mail = start_smtp()
-    ports = {name: free_port() for name in ("HTTP_PORT", "HTTPS_PORT", "AUTH_PORT", "B", "C", "D")}
+    ports = free_ports(("HTTP_PORT", "HTTPS_PORT", "AUTH_PORT", "B", "C", "D"))
     run = RunScript(work / "state", {
         "LUCID_RUN_DIR": str(work / "state"), "HTTP_PORT": str(ports["HTTP_PORT"]),
         "HTTPS_PORT": str(ports["HTTPS_PORT"]), "AUTH_PORT": str(ports["AUTH_PORT"]),
@@ -437,7 +440,7 @@ def test_ctrl_c_leaves_no_child_process_and_what_was_there_before_keeps_running(
 def test_no_child_outlives_make_run_killed_with_sigkill(tmp_path, redis_server):
     # SIGKILL leaves make run no chance to stop anything: the kernel asks each
     # child to stop instead (PR_SET_PDEATHSIG, devenv/processes.py).
-    ports = {name: free_port() for name in ("HTTP_PORT", "AUTH_PORT", "A", "B", "C", "D", "MONGODB", "SMTP")}
+    ports = free_ports(("HTTP_PORT", "AUTH_PORT", "A", "B", "C", "D", "MONGODB", "SMTP"))
     run = RunScript(tmp_path / "state", {
         "LUCID_RUN_DIR": str(tmp_path / "state"), "HTTP_PORT": str(ports["HTTP_PORT"]), "SSL_ENABLED": "false",
         "AUTH_PORT": str(ports["AUTH_PORT"]), "REDIS_URL": redis_server.redis_url,
